@@ -1,0 +1,86 @@
+"""What a kernel container looks like: command, connection, mounts, labels.
+
+Every kernel container runs ``berth-kernel`` (baked into Berth kernel images),
+which writes the connection info it receives in ``BERTH_CONNECTION`` to a private
+file and execs ``python -m ipykernel_launcher -f <file>``. The kernel binds
+``0.0.0.0`` on fixed ports inside its own network namespace, so no two kernels
+collide and no port is published on the host: clients reach the kernel at the
+container's address on the user's private network.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from .resources import Resources
+from .runtime.base import ContainerSpec, Mount
+from .runtime.labels import make_labels
+
+#: Ports the kernel listens on inside its container.
+KERNEL_PORTS = {"shell_port": 50001, "iopub_port": 50002, "stdin_port": 50003, "control_port": 50004, "hb_port": 50005}
+KERNEL_COMMAND = ["berth-kernel"]
+FOLDERS_ROOT = "/home/jovyan/folders"
+
+
+def container_name(kind: str, subject: str) -> str:
+    """Stable, engine-safe name: ``berth-kernel-<id>``."""
+    safe = re.sub(r"[^a-zA-Z0-9_.-]", "-", subject)[:80]
+    return f"berth-{kind}-{safe}"
+
+
+def user_network(prefix: str, user: str) -> str:
+    safe = re.sub(r"[^a-z0-9_.-]", "-", user.lower())[:48]
+    return f"{prefix}{safe}"
+
+
+@dataclass(frozen=True)
+class KernelConnection:
+    """The secret half of a kernel's connection info (the address comes from the engine)."""
+
+    key: str
+    signature_scheme: str = "hmac-sha256"
+    transport: str = "tcp"
+
+    def for_container(self) -> dict:
+        return {"ip": "0.0.0.0", "transport": self.transport, "key": self.key,
+                "signature_scheme": self.signature_scheme, **KERNEL_PORTS}
+
+    def for_client(self, ip: str) -> dict:
+        return {"ip": ip, "transport": self.transport, "key": self.key.encode(),
+                "signature_scheme": self.signature_scheme, **KERNEL_PORTS}
+
+
+def kernel_spec(
+    *,
+    owner: str,
+    kernel_id: str,
+    allocation_id: str,
+    image: str,
+    resources: Resources,
+    connection: KernelConnection,
+    network: str,
+    cwd: str | None = None,
+    mounts: list[Mount] | None = None,
+    env: dict | None = None,
+    gpu_device_ids: list[str] | None = None,
+    kind: str = "kernel",
+) -> ContainerSpec:
+    """Build the container spec for one kernel."""
+    all_env = {"BERTH_CONNECTION": json.dumps(connection.for_container()), "BERTH_KERNEL_ID": kernel_id,
+               "BERTH_USER": owner, "BERTH_LIMITS": resources.describe(), "HOME": "/home/jovyan",
+               "JUPYTER_PLATFORM_DIRS": "1"}
+    all_env.update(env or {})
+    return ContainerSpec(
+        name=container_name(kind, kernel_id),
+        image=image,
+        command=list(KERNEL_COMMAND),
+        resources=resources,
+        labels=make_labels(owner=owner, kind=kind, subject=kernel_id, allocation=allocation_id, image_ref=image),
+        env=all_env,
+        mounts=list(mounts or []),
+        network=network,
+        working_dir=cwd,
+        gpu_device_ids=list(gpu_device_ids or []),
+    )

@@ -1,0 +1,322 @@
+"""``BerthService``: the one facade every front end calls.
+
+It owns the ledger, admission, the runtime and the image catalog, and offers
+them as async methods. The kernel provisioner (standalone), the Berth hub
+service (hub mode), the server extension and the CLI all go through it; none
+re-implements admission or talks to the engine on its own.
+
+Identity is an argument (``user``, ``groups``) that front ends derive from an
+authenticated token, never from a request body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import secrets
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from traitlets import Dict, Float, Instance, Integer, List, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from . import catalog, reconcile
+from .admission import Admission
+from .errors import BerthError, NotFoundError, PolicyError
+from .kernel_launch import KernelConnection, kernel_spec, user_network
+from .ledger import Ledger
+from .policies import PolicySpec, resolve
+from .resources import Preset, Resources, find_preset, format_bytes
+from .runtime.base import ContainerInfo, Mount, Runtime
+
+
+@dataclass
+class KernelLaunch:
+    """What a started kernel needs to be reached and accounted."""
+
+    kernel_id: str
+    allocation_id: str
+    container_id: str
+    image: str
+    image_digest: str | None
+    resources: Resources
+    connection: dict  #: jupyter_client connection info (ip = container address)
+
+    def to_json(self) -> dict:
+        conn = dict(self.connection)
+        conn["key"] = conn["key"].decode() if isinstance(conn["key"], bytes) else conn["key"]
+        return {"kernel_id": self.kernel_id, "allocation_id": self.allocation_id, "container_id": self.container_id,
+                "image": self.image, "image_digest": self.image_digest, "resources": self.resources.to_dict(),
+                "connection": conn}
+
+
+def exit_message(info: ContainerInfo | None, resources: Resources | None) -> tuple[str, str]:
+    """(reason, message a user reads) for a kernel container that stopped."""
+    if info is None:
+        return "lost", "the kernel's container disappeared (it was removed outside Berth); the allocation was released"
+    if info.oom_killed:
+        limit = format_bytes(resources.mem) if resources else "its"
+        return "oom", f"the kernel was stopped because it used more than its {limit} memory limit"
+    return "exited", f"the kernel process exited with code {info.exit_code}"
+
+
+class BerthService(LoggingConfigurable):
+    """Admission, containers and accounting for kernels and servers."""
+
+    db_url = Unicode(None, allow_none=True, config=True,
+                     help="SQLAlchemy URL of the ledger. Default: SQLite under data_dir. Use postgresql+psycopg://… in production.")
+    data_dir = Unicode(config=True, help="Where the SQLite ledger and folders live (default $BERTH_DATA_DIR or ~/.local/share/jupyter-berth).")
+
+    @default("data_dir")
+    def _data_dir_default(self):
+        return os.environ.get("BERTH_DATA_DIR") or os.path.expanduser("~/.local/share/jupyter-berth")
+
+    default_image = Unicode("berth/python:3.11", config=True, help="Image for kernels that name none.")
+    offered_images = List(Unicode(), ["berth/*"], config=True,
+                          help="Glob patterns of image references offered to users (images must also carry io.jupyter.berth.kind=kernel).")
+    presets = Dict(config=True, help="Named presets: {name: {cpu, mem, gpu, image, display_name}}; offered as kernelspecs.")
+    default_policy = Dict(config=True, help="Policy for everyone (fields: see docs/policies.md).")
+    group_policies = Dict(config=True, help="{group: policy}; the most generous group grant wins per field.")
+    user_policies = Dict(config=True, help="{user: policy}; overrides group grants field by field.")
+    cpu_overcommit = Float(1.0, config=True, help="Host CPU capacity = cores × this factor (1.0: never promise more cores than exist).")
+    mem_reserved = Unicode("512M", config=True, help="Memory kept back for the host and Jupyter itself; the rest is allotted to kernels.")
+    network_prefix = Unicode("berth-u-", config=True, help="Prefix of the per-user bridge networks kernels run in.")
+    sample_interval = Float(15.0, config=True, help="Seconds between usage samples of running containers (0 disables).")
+    stop_timeout = Float(5.0, config=True, help="Seconds a kernel container gets to exit after SIGTERM before it is killed.")
+    node_name = Unicode(config=True, help="Name of this host in the ledger.")
+
+    @default("node_name")
+    def _node_name_default(self):
+        return os.uname().nodename
+
+    runtime = Instance(Runtime, allow_none=True)
+    ledger = Instance(Ledger, allow_none=True)
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self._db_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="berth-ledger")
+        self._sampler: asyncio.Task | None = None
+        self._started = False
+        self._presets = {name: Preset.parse(name, spec) for name, spec in self.presets.items()}
+        self._policy_specs = (
+            PolicySpec.parse(self.default_policy, "default_policy"),
+            {g: PolicySpec.parse(s, f"group_policies.{g}") for g, s in self.group_policies.items()},
+            {u: PolicySpec.parse(s, f"user_policies.{u}") for u, s in self.user_policies.items()},
+        )
+
+    # ---- plumbing -------------------------------------------------------------------------
+    async def _db(self, fn, *args, **kw):
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._db_executor, lambda: fn(*args, **kw))
+
+    async def start(self) -> reconcile.ReconcilePlan:
+        """Open the ledger, measure the host, reconcile with the engine, start sampling."""
+        if self.runtime is None:
+            from .runtime.docker import DockerRuntime
+
+            self.runtime = DockerRuntime()
+        if self.ledger is None:
+            self.ledger = await self._db(Ledger, self.db_url, data_dir=self.data_dir)
+        self.admission = Admission(self.ledger)
+        await self.refresh_capacity()
+        result = await self.reconcile()
+        if self.sample_interval > 0:
+            self._sampler = asyncio.ensure_future(self._sample_loop())
+        self._started = True
+        return result
+
+    async def stop(self) -> None:
+        """Stop background work. Running kernels keep running; a restart adopts them."""
+        if self._sampler:
+            self._sampler.cancel()
+            self._sampler = None
+        self._db_executor.shutdown(wait=False)
+        if self.runtime is not None:
+            self.runtime.close()
+
+    async def refresh_capacity(self) -> dict:
+        from .resources import parse_memory
+
+        cap = await self.runtime.capacity()
+        cpu = round(cap["cpu"] * self.cpu_overcommit, 3)
+        mem = max(0, cap["mem"] - parse_memory(self.mem_reserved, "mem_reserved"))
+        await self._db(self.ledger.set_node_capacity, self.node_name, cpu=cpu, mem=mem)
+        return {"node": self.node_name, "cpu": cpu, "mem": mem}
+
+    # ---- policy, presets, images --------------------------------------------------------
+    async def policy_for(self, user: str, groups=()):
+        """Config policies overlaid with those an admin stored in the ledger at run time."""
+        default, groups_cfg, users_cfg = self._policy_specs
+        stored_default, stored_groups, stored_users = await self._db(self.ledger.get_policies)
+        if stored_default:
+            default = PolicySpec.parse(stored_default, "default_policy")
+        groups_cfg = {**groups_cfg, **{g: PolicySpec.parse(s, f"group {g}") for g, s in stored_groups.items()}}
+        users_cfg = {**users_cfg, **{u: PolicySpec.parse(s, f"user {u}") for u, s in stored_users.items()}}
+        return resolve(user, groups, default, groups_cfg, users_cfg)
+
+    def preset(self, name: str) -> Preset:
+        return find_preset(self._presets, name)
+
+    @property
+    def preset_list(self) -> list[Preset]:
+        return list(self._presets.values())
+
+    async def images(self) -> list[catalog.ImageInfo]:
+        found = await self.runtime.list_images(label=f"{catalog.PREFIX}kind=kernel")
+        return catalog.offered([catalog.image_info_from_docker(ref, attrs) for ref, attrs in found], self.offered_images)
+
+    async def resolve_request(self, user: str, groups=(), *, request: dict | None = None, preset: str | None = None,
+                              image: str | None = None) -> tuple[Resources, str, Any]:
+        """Decide a kernel's resources once: explicit > preset > profile > policy default, then the policy."""
+        policy = await self.policy_for(user, groups)
+        base = policy.default_request()
+        explicit = bool(request)
+        chosen_image = image
+        if preset:
+            p = self.preset(preset)
+            base = p.resources
+            chosen_image = chosen_image or p.image
+        elif not request:
+            profile = await self._db(self.ledger.get_profile, user)
+            if profile:
+                base = Resources.parse(profile.get("request") or {}, base=base)
+                chosen_image = chosen_image or profile.get("image")
+        resources = Resources.parse(request or {}, base=base)
+        chosen_image = chosen_image or self.default_image
+        resources = policy.check(resources, explicit=explicit, image=chosen_image)
+        return resources, chosen_image, policy
+
+    # ---- kernels ----------------------------------------------------------------------------
+    async def start_kernel(self, user: str, groups=(), *, kernel_id: str, request: dict | None = None,
+                           preset: str | None = None, image: str | None = None, cwd: str | None = None,
+                           mounts: list[Mount] | None = None, env: dict | None = None,
+                           resources: Resources | None = None) -> KernelLaunch:
+        """Reserve, then start one kernel container. Nothing stays reserved if the start fails.
+
+        ``resources`` + ``image`` given together skip the resolution (a restart keeps its grant).
+        """
+        policy = None
+        if resources is None:
+            resources, image, policy = await self.resolve_request(user, groups, request=request, preset=preset, image=image)
+        else:
+            policy = await self.policy_for(user, groups)
+            policy.check(resources, explicit=True, image=image)
+        info = catalog.find(await self.images(), image)
+        alloc = await self._db(self.admission.reserve, owner=user, groups=list(groups), policy=policy,
+                               request=resources, kind="kernel", subject=kernel_id, image=image, node=self.node_name)
+        try:
+            connection = KernelConnection(key=secrets.token_hex(32))
+            network = await self.runtime.ensure_network(user_network(self.network_prefix, user), {"owner": user})
+            spec = kernel_spec(owner=user, kernel_id=kernel_id, allocation_id=alloc.id, image=image, resources=resources,
+                               connection=connection, network=network, cwd=cwd, mounts=mounts, env=env)
+            container = await self.runtime.run(spec)
+            await self._db(self.ledger.mark_running, alloc.id, container.id, image_digest=info.digest)
+        except BaseException as e:
+            reason = "failed" if isinstance(e, Exception) else "cancelled"
+            await self._db(self.ledger.release, alloc.id, reason, message=getattr(e, "message", str(e))[:500])
+            raise
+        self.log.info("Started kernel %s for %s: %s on %s (%s)", kernel_id, user, image, container.ip, resources.describe())
+        return KernelLaunch(kernel_id=kernel_id, allocation_id=alloc.id, container_id=container.id, image=image,
+                            image_digest=info.digest, resources=resources, connection=connection.for_client(container.ip))
+
+    async def _own_allocation(self, user: str, kernel_id: str):
+        for a in await self._db(self.ledger.live_allocations, owner=user, kind="kernel"):
+            if a.subject == kernel_id:
+                return a
+        raise NotFoundError(f"no running kernel {kernel_id!r} of yours")
+
+    async def kernel_state(self, user: str, kernel_id: str) -> ContainerInfo | None:
+        alloc = await self._own_allocation(user, kernel_id)
+        return await self.runtime.inspect(alloc.container_id) if alloc.container_id else None
+
+    async def signal_kernel(self, user: str, kernel_id: str, signum: int) -> None:
+        alloc = await self._own_allocation(user, kernel_id)
+        await self.runtime.signal(alloc.container_id, signum)
+
+    async def stop_kernel(self, user: str, kernel_id: str, reason: str = "shutdown", *, now: bool = False):
+        """Stop and remove a kernel's container; release its allocation with a usage record.
+
+        Returns ``(reason, message)``: why it ended, in words a user can read (OOM named as such).
+        """
+        alloc = await self._own_allocation(user, kernel_id)
+        return await self._finish(alloc, reason, stop=True, now=now)
+
+    async def _finish(self, alloc, reason: str, *, stop: bool, now: bool = False) -> tuple[str, str]:
+        info = await self.runtime.inspect(alloc.container_id) if alloc.container_id else None
+        usage = await self._sample_one(alloc, info)
+        if info is not None and info.running and stop:
+            await self.runtime.stop(info.id, timeout=0 if now else self.stop_timeout)
+            info = await self.runtime.inspect(info.id)
+        resources = Resources(cpu=alloc.cpu, mem=alloc.mem, pids=alloc.pids, shm=min(alloc.shm, alloc.mem), gpu=alloc.gpu)
+        end_reason, message = exit_message(info, resources)
+        if info is not None and not info.oom_killed and reason != "exited":
+            end_reason, message = reason, f"the kernel was stopped ({reason})"
+        if info is not None:
+            await self.runtime.remove(info.id)
+        await self._db(self.ledger.release, alloc.id, end_reason, exit_code=info.exit_code if info else None,
+                       message=message, cpu_seconds=usage.cpu_seconds if usage else None,
+                       mem_peak_bytes=usage.mem_peak_bytes if usage else None)
+        return end_reason, message
+
+    async def kernel_ended(self, user: str, kernel_id: str) -> tuple[str, str]:
+        """The kernel's container exited or vanished on its own: account and release."""
+        alloc = await self._own_allocation(user, kernel_id)
+        return await self._finish(alloc, "exited", stop=False)
+
+    async def list_kernels(self, user: str | None = None) -> list:
+        return await self._db(self.ledger.live_allocations, owner=user, kind="kernel")
+
+    # ---- reconcile and usage ----------------------------------------------------------------
+    async def reconcile(self) -> reconcile.ReconcilePlan:
+        allocations = await self._db(self.ledger.live_allocations, node=self.node_name)
+        containers = await self.runtime.list()
+        plan = reconcile.plan(allocations, containers)
+        for alloc, container in plan.adopt:
+            if alloc.state != "running":
+                await self._db(self.ledger.mark_running, alloc.id, container.id)
+        for alloc, why in plan.release:
+            await self._finish(alloc, why, stop=True, now=True)
+        for container in plan.stop:
+            self.log.warning("Removing stray Berth container %s (%s): no live allocation", container.name, container.id[:12])
+            await self.runtime.remove(container.id)
+        self.log.info("Reconciled with the engine: %s", plan.summary())
+        return plan
+
+    async def _sample_one(self, alloc, info: ContainerInfo | None = None):
+        if not alloc.container_id:
+            return None
+        usage = await self.runtime.usage(alloc.container_id)
+        if usage is not None:
+            await self._db(self.ledger.record_sample, alloc.id, usage.cpu_seconds, usage.mem_bytes, usage.pids, at=usage.at)
+            if usage.mem_peak_bytes > usage.mem_bytes:
+                usage.mem_peak_bytes = max(usage.mem_peak_bytes, usage.mem_bytes)
+        return usage
+
+    async def sample_all(self) -> int:
+        """Sample every running container once; returns how many were sampled."""
+        n = 0
+        for alloc in await self._db(self.ledger.live_allocations, node=self.node_name):
+            try:
+                if await self._sample_one(alloc):
+                    n += 1
+            except BerthError as e:
+                self.log.debug("Could not sample %s: %s", alloc.id, e.message)
+        return n
+
+    async def _sample_loop(self):
+        while True:
+            await asyncio.sleep(self.sample_interval)
+            try:
+                await self.sample_all()
+            except Exception:  # keep sampling whatever one round did
+                self.log.exception("Usage sampling failed")
+
+
+def standalone_user() -> tuple[str, tuple[str, ...]]:
+    """Identity in standalone mode (no hub): the local user."""
+    return os.environ.get("BERTH_USER") or getpass.getuser(), ()
+
+
+__all__ = ["BerthService", "KernelLaunch", "PolicyError", "exit_message", "standalone_user"]

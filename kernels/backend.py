@@ -1,0 +1,73 @@
+"""How a provisioner reaches the Berth service: embedded (standalone) or remote (hub mode).
+
+Both offer the same five coroutines, so the provisioner never knows which it has:
+``start_kernel``, ``kernel_state``, ``signal_kernel``, ``stop_kernel``, ``kernel_ended``.
+Standalone (a researcher's own JupyterLab) embeds one :class:`BerthService` per
+process, started lazily on first use; hub mode calls the hub's Berth service
+over HTTP with the user's token (see ``jupyter_berth.hub``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from jupyter_berth.service import BerthService, standalone_user
+
+_service: BerthService | None = None
+_lock: asyncio.Lock | None = None
+
+
+class EmbeddedBackend:
+    """Calls an in-process :class:`BerthService` as the local user."""
+
+    def __init__(self, service: BerthService, user: str, groups=()):
+        self.service = service
+        self.user = user
+        self.groups = tuple(groups)
+
+    async def start_kernel(self, **kw):
+        return await self.service.start_kernel(self.user, self.groups, **kw)
+
+    async def kernel_state(self, kernel_id):
+        return await self.service.kernel_state(self.user, kernel_id)
+
+    async def signal_kernel(self, kernel_id, signum):
+        return await self.service.signal_kernel(self.user, kernel_id, signum)
+
+    async def stop_kernel(self, kernel_id, reason="shutdown", now=False):
+        return await self.service.stop_kernel(self.user, kernel_id, reason, now=now)
+
+    async def kernel_ended(self, kernel_id):
+        return await self.service.kernel_ended(self.user, kernel_id)
+
+
+async def embedded_service(config=None, parent=None) -> BerthService:
+    """The process-wide embedded service, started once (reconciles with the engine)."""
+    global _service, _lock
+    if _lock is None:
+        _lock = asyncio.Lock()
+    async with _lock:
+        if _service is None:
+            service = BerthService(config=config, parent=parent)
+            await service.start()
+            _service = service
+    return _service
+
+
+async def shutdown_embedded_service() -> None:
+    global _service
+    if _service is not None:
+        await _service.stop()
+        _service = None
+
+
+async def get_backend(config=None, parent=None):
+    """The backend for this process: remote when ``BERTH_SERVICE_URL`` is set (hub mode)."""
+    url = os.environ.get("BERTH_SERVICE_URL")
+    if url:
+        from jupyter_berth.kernels.remote import RemoteBackend
+
+        return RemoteBackend(url, token=os.environ.get("JUPYTERHUB_API_TOKEN", ""))
+    user, groups = standalone_user()
+    return EmbeddedBackend(await embedded_service(config=config, parent=parent), user, groups)

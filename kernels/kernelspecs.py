@@ -1,0 +1,124 @@
+"""Kernelspecs for Berth: one per offered image version and one per preset.
+
+This is how clients that can only pick a kernel by name (VS Code's remote
+Jupyter, ``jupyter console --kernel``) get a container with resources. Names are
+stable (``berth-python-3.11``, ``berth-preset-gpu-small``) so notebooks keep
+finding their kernel; kernelspecs Berth wrote that are no longer offered are
+removed; kernelspecs it did not write are never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+
+from jupyter_core.paths import jupyter_data_dir
+
+from jupyter_berth.catalog import ImageInfo
+from jupyter_berth.resources import Preset
+
+PREFIX = "berth-"
+MARKER = "jupyter_berth"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-")[:60]
+
+
+def image_kernel_name(ref: str) -> str:
+    """``berth/python:3.11`` → ``berth-python-3.11``."""
+    name = ref.split("/", 1)[1] if ref.startswith("berth/") else ref
+    return PREFIX + _slug(name)
+
+
+def preset_kernel_name(preset: str) -> str:
+    return PREFIX + "preset-" + _slug(preset)
+
+
+@dataclass(frozen=True)
+class SpecPlan:
+    name: str
+    spec: dict
+
+
+def _spec(display_name: str, language: str, config: dict, description: str) -> dict:
+    return {
+        "argv": ["berth-kernel", "-f", "{connection_file}"],
+        "display_name": display_name,
+        "language": language,
+        "interrupt_mode": "signal",
+        "env": {},
+        "metadata": {
+            "kernel_provisioner": {"provisioner_name": "berth", "config": config},
+            MARKER: {"managed": True, "description": description, **config},
+            "debugger": True,
+        },
+    }
+
+
+def plan(images: list[ImageInfo], presets: list[Preset], default_image: str) -> list[SpecPlan]:
+    """The kernelspecs that should exist for these images and presets."""
+    out = []
+    for img in images:
+        labels = img.labels
+        display = labels.get("display_name") or img.ref
+        out.append(SpecPlan(image_kernel_name(img.ref), _spec(
+            f"{display} (Berth)", labels.get("language", "python"), {"image": img.ref},
+            f"{img.ref}: container kernel with your default resources")))
+    known = {i.ref: i for i in images}
+    for p in presets:
+        image = p.image or default_image
+        if image not in known:
+            continue  # a preset whose image is not offered is not offered either
+        label = known[image].labels.get("display_name") or image
+        out.append(SpecPlan(preset_kernel_name(p.name), _spec(
+            f"{label} · {p.display_name}", known[image].labels.get("language", "python"),
+            {"preset": p.name, "image": image}, p.description or f"{p.name}: {p.resources.describe()}")))
+    return out
+
+
+def is_managed(spec_dir: str) -> bool:
+    try:
+        with open(os.path.join(spec_dir, "kernel.json")) as f:
+            return bool(json.load(f).get("metadata", {}).get(MARKER, {}).get("managed"))
+    except (OSError, ValueError):
+        return False
+
+
+def sync(plans: list[SpecPlan], kernels_dir: str | None = None) -> dict:
+    """Write the planned kernelspecs, remove stale Berth ones; returns what changed."""
+    kernels_dir = kernels_dir or os.path.join(jupyter_data_dir(), "kernels")
+    os.makedirs(kernels_dir, exist_ok=True)
+    wanted = {p.name: p.spec for p in plans}
+    written, unchanged, removed = [], [], []
+    for name, spec in wanted.items():
+        d = os.path.join(kernels_dir, name)
+        path = os.path.join(d, "kernel.json")
+        text = json.dumps(spec, indent=2, sort_keys=True)
+        try:
+            with open(path) as f:
+                if f.read() == text:
+                    unchanged.append(name)
+                    continue
+        except OSError:
+            pass
+        os.makedirs(d, exist_ok=True)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+        written.append(name)
+    for name in sorted(os.listdir(kernels_dir)):
+        d = os.path.join(kernels_dir, name)
+        if name.startswith(PREFIX) and name not in wanted and is_managed(d):
+            shutil.rmtree(d)
+            removed.append(name)
+    return {"dir": kernels_dir, "written": written, "unchanged": unchanged, "removed": removed}
+
+
+async def sync_from_service(service, kernels_dir: str | None = None) -> dict:
+    images = await service.images()
+    return sync(plan(images, service.preset_list, service.default_image), kernels_dir)

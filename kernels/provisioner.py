@@ -1,0 +1,232 @@
+"""``BerthProvisioner``: a jupyter_client kernel provisioner that runs each kernel in a container.
+
+Registered under the entry point group ``jupyter_client.kernel_provisioners`` as
+``berth``. A kernelspec selects it with::
+
+    "metadata": {"kernel_provisioner": {"provisioner_name": "berth",
+                                         "config": {"image": "berth/python:3.11", "preset": "small"}}}
+
+Resources are decided once, server-side (see :meth:`BerthService.resolve_request`):
+an explicit request (``BERTH_REQUEST`` JSON in the start request's environment,
+set by the Berth server extension's start endpoint), the kernelspec's preset,
+the user's default profile, the policy default.
+
+The kernel's working directory is the notebook's directory: the server's root
+directory is mounted at the same path inside the container, so relative paths
+and absolute paths alike mean the same thing in the kernel as in the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from typing import Any
+
+from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
+from traitlets import Dict, Unicode
+
+from jupyter_berth.errors import BerthError, RequestError
+from jupyter_berth.resources import Resources
+from jupyter_berth.runtime.base import Mount
+
+from .backend import get_backend
+
+#: Environment variables of a start request that carry a parameterized start.
+REQUEST_ENV = ("BERTH_REQUEST", "BERTH_PRESET", "BERTH_IMAGE")
+#: Variables never passed from the server's environment into a kernel container.
+_HOST_ONLY = {"PATH", "HOME", "PWD", "SHELL", "USER", "LOGNAME", "VIRTUAL_ENV", "PYTHONPATH", "LD_LIBRARY_PATH",
+              "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTER_PATH", "TMPDIR", "HOSTNAME",
+              "JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "BERTH_SERVICE_URL", "DOCKER_HOST", "PYENV_ROOT"}
+_PASS_PREFIXES = ("JPY_", "JUPYTER_", "KERNEL_", "CLICOLOR", "MPLBACKEND", "PYDEVD_")
+
+
+class BerthProvisioner(KernelProvisionerBase):
+    """Launches the kernel as a quota-bounded container through the Berth service."""
+
+    image = Unicode(None, allow_none=True, config=True, help="Image of this kernelspec (None: the preset's or the default).")
+    preset = Unicode(None, allow_none=True, config=True, help="Preset of this kernelspec (resources).")
+    resources = Dict(config=True, help="Explicit resources of this kernelspec ({cpu, mem, …}); usually a preset instead.")
+
+    launch = None  #: KernelLaunch of the running container
+    _backend = None
+    _grant: tuple[Resources, str] | None = None  #: resources and image, kept across restarts
+    _ended: tuple[str, str] | None = None  #: (reason, message) once the container has stopped
+    _notice: str | None = None  #: told to the user in the next kernel after an abnormal end
+    _stopping: str | None = None  #: "shutdown" or "restart" once the kernel manager asked for it
+
+    @property
+    def has_process(self) -> bool:
+        return self.launch is not None
+
+    async def _get_backend(self):
+        if self._backend is None:
+            self._backend = await get_backend(config=self.config, parent=self)
+        return self._backend
+
+    # -- launch -------------------------------------------------------------------------
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        km = self.parent
+        kwargs.pop("extra_arguments", None)
+        kwargs = await super().pre_launch(**kwargs)
+        env = kwargs.get("env") or {}
+        request = None
+        if env.get("BERTH_REQUEST"):
+            try:
+                request = json.loads(env["BERTH_REQUEST"])
+            except ValueError as e:
+                raise RequestError("BERTH_REQUEST", f"not valid JSON ({e})") from None
+            if not isinstance(request, dict):
+                raise RequestError("BERTH_REQUEST", "expected a JSON object such as {\"cpu\": 2, \"mem\": \"4G\"}")
+        kwargs["berth"] = {
+            "request": request or (dict(self.resources) or None),
+            "preset": env.get("BERTH_PRESET") or self.preset,
+            "image": env.get("BERTH_IMAGE") or self.image,
+        }
+        if km is not None and getattr(km, "session", None) is not None:
+            kwargs["berth"]["key"] = km.session.key.decode()
+        return kwargs
+
+    def _kernel_env(self, env: dict) -> dict:
+        out = {k: v for k, v in env.items()
+               if k.startswith(_PASS_PREFIXES) and k not in _HOST_ONLY and k not in REQUEST_ENV}
+        if self._notice:
+            out["BERTH_NOTICE"] = self._notice
+        return out
+
+    def _mounts(self, cwd: str | None) -> list[Mount]:
+        root = getattr(getattr(self.parent, "parent", None), "root_dir", None) or cwd
+        if not root:
+            return []
+        root = os.path.abspath(os.path.expanduser(root))
+        return [Mount(source=root, target=root, read_only=False)]
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> dict:
+        backend = await self._get_backend()
+        berth = kwargs.get("berth") or {}
+        cwd = kwargs.get("cwd")
+        cwd = os.path.abspath(str(cwd)) if cwd else None
+        start = dict(kernel_id=self.kernel_id, cwd=cwd, mounts=self._mounts(cwd), env=self._kernel_env(kwargs.get("env") or {}))
+        if self._grant is not None:  # a restart keeps the same grant and image
+            start.update(resources=self._grant[0], image=self._grant[1])
+        else:
+            start.update(request=berth.get("request"), preset=berth.get("preset"), image=berth.get("image"))
+        self.launch = await backend.start_kernel(**start)
+        self._grant = (self.launch.resources, self.launch.image)
+        self._ended = None
+        self._notice = None
+        self._stopping = None
+        self.connection_info = dict(self.launch.connection)
+        if berth.get("key"):
+            # The kernel manager's session signs with its own key; keep one key for both ends.
+            self.connection_info["key"] = self.launch.connection["key"]
+            self.parent.session.key = self.launch.connection["key"]
+        self.log.info("Berth kernel %s: %s, %s", self.kernel_id, self.launch.image, self.launch.resources.describe())
+        return self.connection_info
+
+    # -- state ---------------------------------------------------------------------------
+    async def poll(self) -> int | None:
+        if self.launch is None:
+            return 0
+        if self._ended is not None:
+            return 1
+        try:
+            info = await (await self._get_backend()).kernel_state(self.kernel_id)
+        except BerthError as e:
+            self.log.warning("Berth kernel %s: cannot read its state: %s", self.kernel_id, e.message)
+            return None if e.status >= 500 else 1
+        if info is not None and info.running:
+            return None
+        await self._record_end()
+        return info.exit_code if info is not None and info.exit_code else 1
+
+    async def _record_end(self):
+        """The container stopped on its own (crash, OOM, removed): tell the user why and release."""
+        if self._ended is not None:
+            return
+        backend = await self._get_backend()
+        try:
+            if self._stopping:  # it exited because it was asked to: account it as that
+                self._ended = await backend.stop_kernel(self.kernel_id, self._stopping)
+            else:
+                self._ended = await backend.kernel_ended(self.kernel_id)
+        except BerthError as e:
+            self._ended = ("lost", e.message)
+        reason, message = self._ended
+        if reason in ("oom", "exited", "lost"):
+            self.log.warning("Berth kernel %s stopped: %s", self.kernel_id, message)
+            self._notice = message
+
+    async def shutdown_requested(self, restart: bool = False) -> None:
+        self._stopping = "restart" if restart else "shutdown"
+
+    async def wait(self) -> int | None:
+        while self.launch is not None:
+            ret = await self.poll()
+            if ret is not None:
+                return ret
+            await asyncio.sleep(0.2)
+        return 0
+
+    async def send_signal(self, signum: int) -> None:
+        if self.launch is None or self._ended is not None:
+            return
+        await (await self._get_backend()).signal_kernel(self.kernel_id, signum)
+
+    async def kill(self, restart: bool = False) -> None:
+        await self._stop(now=True, restart=restart)
+
+    async def terminate(self, restart: bool = False) -> None:
+        await self.send_signal(signal.SIGTERM)
+
+    async def _stop(self, *, now: bool, restart: bool) -> None:
+        if self.launch is None or self._ended is not None:
+            return
+        try:
+            self._ended = await (await self._get_backend()).stop_kernel(
+                self.kernel_id, self._stopping or ("restart" if restart else "shutdown"), now=now)
+        except BerthError as e:
+            self.log.warning("Berth kernel %s: stop failed: %s", self.kernel_id, e.message)
+            self._ended = ("lost", e.message)
+
+    async def cleanup(self, restart: bool = False) -> None:
+        """Remove the container and release the allocation (a restart reserves again)."""
+        await self._stop(now=True, restart=restart)
+        self.launch = None
+        if not restart:
+            self._grant = None
+
+    def get_shutdown_wait_time(self, recommended: float = 5.0) -> float:
+        return max(recommended, 5.0)
+
+    def get_stable_start_time(self, recommended: float = 10.0) -> float:
+        return max(recommended, 10.0)
+
+    def resolve_path(self, path: str) -> str | None:
+        # Same paths inside and outside the container (the root dir is mounted at its own path).
+        path = os.path.expanduser(path)
+        if not os.path.isabs(path) and self.launch is not None:
+            return None
+        return path if os.path.exists(path) else None
+
+    # -- persistence -------------------------------------------------------------------
+    async def get_provisioner_info(self) -> dict[str, Any]:
+        info = await super().get_provisioner_info()
+        if self.launch is not None:
+            info["berth"] = self.launch.to_json()
+        return info
+
+    async def load_provisioner_info(self, provisioner_info: dict) -> None:
+        await super().load_provisioner_info(provisioner_info)
+        data = provisioner_info.get("berth")
+        if data:
+            from jupyter_berth.service import KernelLaunch
+
+            conn = dict(data["connection"])
+            conn["key"] = conn["key"].encode()
+            self.launch = KernelLaunch(
+                kernel_id=data["kernel_id"], allocation_id=data["allocation_id"], container_id=data["container_id"],
+                image=data["image"], image_digest=data.get("image_digest"),
+                resources=Resources(**data["resources"]), connection=conn)
+            self._grant = (self.launch.resources, self.launch.image)
