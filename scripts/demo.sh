@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# One command from a fresh machine to JupyterLab whose kernels run in quota-bounded containers:
+# installs jupyter-berth, starts the Docker engine (installing it on Debian/Ubuntu as root),
+# builds the kernel image without a registry, writes the Berth kernelspecs and starts
+# JupyterLab on http://127.0.0.1:8888. Re-running is fast (nothing is rebuilt); Ctrl-C stops it.
+# Options are passed on to `jupyter lab` (for example --port=9999).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m pip install -q --disable-pip-version-check -e '.[server]' jupyterlab 2>&1 | grep -v "Running pip as the 'root' user" || true
+berth engine up
+berth images bootstrap
+berth kernelspecs sync
+workdir=${BERTH_DEMO_DIR:-$HOME/berth-notebooks}
+mkdir -p "$workdir"
+# Kernels run as uid 1000 inside their containers: let them write next to the notebooks.
+[ "$(id -u)" = 0 ] && chown 1000:100 "$workdir" || true
+token=${BERTH_DEMO_TOKEN:-$(python3 -c 'import secrets; print(secrets.token_hex(16))')}
+echo
+echo "JupyterLab with Berth kernels: http://127.0.0.1:8888/lab?token=$token"
+echo "Pick a kernel ending in '(Berth)': it runs in its own container. Ctrl-C stops JupyterLab."
+echo
+allow_root=""; [ "$(id -u)" = 0 ] && allow_root="--allow-root"
+exec jupyter lab --no-browser --ip=127.0.0.1 --port=8888 $allow_root \
+  --ServerApp.root_dir="$workdir" --IdentityProvider.token="$token" "$@"
