@@ -66,6 +66,7 @@ def kernel_spec(
     env: dict | None = None,
     gpu_device_ids: list[str] | None = None,
     kind: str = "kernel",
+    site: str = "",
 ) -> ContainerSpec:
     """Build the container spec for one kernel."""
     all_env = {"BERTH_CONNECTION": json.dumps(connection.for_container()), "BERTH_KERNEL_ID": kernel_id,
@@ -77,7 +78,7 @@ def kernel_spec(
         image=image,
         command=list(KERNEL_COMMAND),
         resources=resources,
-        labels=make_labels(owner=owner, kind=kind, subject=kernel_id, allocation=allocation_id, image_ref=image),
+        labels=make_labels(owner=owner, kind=kind, subject=kernel_id, allocation=allocation_id, image_ref=image, site=site),
         env=all_env,
         mounts=list(mounts or []),
         network=network,

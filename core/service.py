@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import hashlib
 import os
 import secrets
 from concurrent.futures import ThreadPoolExecutor
@@ -91,6 +92,9 @@ class BerthService(LoggingConfigurable):
     def _node_name_default(self):
         return os.uname().nodename
 
+    site_id = Unicode(config=True, help="Names this installation in container labels, so that several Berth installations (or test runs) "
+                      "sharing one engine never adopt or stop each other's containers. Default: derived from the ledger URL.")
+
     runtime = Instance(Runtime, allow_none=True)
     ledger = Instance(Ledger, allow_none=True)
 
@@ -120,6 +124,8 @@ class BerthService(LoggingConfigurable):
         if self.ledger is None:
             self.ledger = await self._db(Ledger, self.db_url, data_dir=self.data_dir)
         self.admission = Admission(self.ledger)
+        if not self.site_id:
+            self.site_id = hashlib.sha256(self.ledger.url.encode()).hexdigest()[:12]
         await self.refresh_capacity()
         result = await self.reconcile()
         if self.sample_interval > 0:
@@ -210,7 +216,8 @@ class BerthService(LoggingConfigurable):
             connection = KernelConnection(key=secrets.token_hex(32))
             network = await self.runtime.ensure_network(user_network(self.network_prefix, user), {"owner": user})
             spec = kernel_spec(owner=user, kernel_id=kernel_id, allocation_id=alloc.id, image=image, resources=resources,
-                               connection=connection, network=network, cwd=cwd, mounts=mounts, env=env)
+                               connection=connection, network=network, cwd=cwd, mounts=mounts, env=env,
+                               site=self.site_id)
             container = await self.runtime.run(spec)
             await self._db(self.ledger.mark_running, alloc.id, container.id, image_digest=info.digest)
         except BaseException as e:
@@ -271,7 +278,7 @@ class BerthService(LoggingConfigurable):
     # ---- reconcile and usage ----------------------------------------------------------------
     async def reconcile(self) -> reconcile.ReconcilePlan:
         allocations = await self._db(self.ledger.live_allocations, node=self.node_name)
-        containers = await self.runtime.list()
+        containers = await self.runtime.list({"site": self.site_id})
         plan = reconcile.plan(allocations, containers)
         for alloc, container in plan.adopt:
             if alloc.state != "running":

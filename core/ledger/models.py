@@ -1,0 +1,238 @@
+"""The ledger's tables (SQLAlchemy 2 ORM).
+
+Six tables, created and changed only by the Alembic migrations in
+``migrations/versions`` (``berth db upgrade``):
+
+``nodes``
+    One row per host: its capacity as the service measured it (CPU cores,
+    memory bytes, GPU inventory), labels and state (``ready``, ``draining``,
+    ``down``). Admission locks these rows on PostgreSQL.
+``allocations``
+    One row per kernel or server container, from reservation to release: who
+    (owner and their groups at reservation time), what (kind, subject, image),
+    where (node, GPU devices) and how much (cpu, mem, pids, shm, gpu), its state
+    (``reserved`` → ``running`` → ``released``) and the last sampled usage.
+    Rows in ``reserved`` or ``running`` are *live*: they count against the
+    node's capacity and the owner's totals.
+``usage_records``
+    One row per released allocation (unique ``allocation_id``): the durable
+    history that usage reports read. No foreign key to ``allocations``, so
+    allocations can be pruned without losing history.
+``usage_samples``
+    Time series of an allocation's CPU seconds, memory and process count.
+``policies``
+    Policy specs as JSON, keyed by ``(scope, name)``; scope is ``default``,
+    ``group`` or ``user``.
+``profiles``
+    A user's default profile: the request (JSON) and image a kernel started
+    without parameters gets.
+
+Timestamps are stored as naive UTC (``TIMESTAMP WITHOUT TIME ZONE`` on
+PostgreSQL, ISO text on SQLite) through :class:`UTCDateTime`, and always come
+back as timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: Constraint names are predictable, so later migrations can name them (jupyterhub/orm.py habit).
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+#: Allocation states; ``reserved`` and ``running`` are live.
+RESERVED, RUNNING, RELEASED = "reserved", "running", "released"
+LIVE_STATES = (RESERVED, RUNNING)
+#: What an allocation is for.
+KINDS = ("kernel", "server")
+#: Node states; only ``ready`` nodes receive new allocations.
+NODE_STATES = ("ready", "draining", "down")
+#: Policy scopes.
+POLICY_SCOPES = ("default", "group", "user")
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """A datetime stored as naive UTC and returned as aware UTC.
+
+    Aware values are converted to UTC before storing; naive values are taken to
+    be UTC already. The same on SQLite and PostgreSQL.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: Optional[datetime], dialect) -> Optional[datetime]:
+        if value is None:
+            return None
+        if value.tzinfo is not None:
+            value = value.astimezone(timezone.utc).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: Optional[datetime], dialect) -> Optional[datetime]:
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class NodeRow(Base):
+    """A host and its capacity (set by the service; overcommit is the service's business)."""
+
+    __tablename__ = "nodes"
+
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    cpu: Mapped[float] = mapped_column(Float, nullable=False)
+    mem: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    #: GPU inventory, e.g. ``[{"uuid": "GPU-…", "index": 0, "name": "A100", "memory": 42949672960}]``
+    gpu: Mapped[Optional[Any]] = mapped_column(JSON, nullable=True)
+    labels: Mapped[Any] = mapped_column(JSON, nullable=False, default=dict)
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default="ready")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+    __table_args__ = (
+        CheckConstraint("state IN ('ready', 'draining', 'down')", name="state"),
+        CheckConstraint("cpu >= 0 AND mem >= 0", name="capacity"),
+    )
+
+
+class AllocationRow(Base):
+    """Resources held for one kernel or server, from reservation to release."""
+
+    __tablename__ = "allocations"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(255), nullable=False)
+    groups: Mapped[Any] = mapped_column(JSON, nullable=False, default=list)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    subject: Mapped[str] = mapped_column(String(255), nullable=False)
+    image: Mapped[str] = mapped_column(String(512), nullable=False)
+    image_digest: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
+    node: Mapped[str] = mapped_column(String(255), ForeignKey("nodes.name"), nullable=False)
+    cpu: Mapped[float] = mapped_column(Float, nullable=False)
+    mem: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    pids: Mapped[int] = mapped_column(Integer, nullable=False)
+    shm: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    gpu: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    #: ``[{"uuid": "GPU-…", "share": 0.25}]`` or ``None``
+    gpu_devices: Mapped[Optional[Any]] = mapped_column(JSON, nullable=True)
+    state: Mapped[str] = mapped_column(String(16), nullable=False, default=RESERVED)
+    container_id: Mapped[Optional[str]] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    started_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, nullable=True)
+    released_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, nullable=True)
+    release_reason: Mapped[Optional[str]] = mapped_column(String(32), nullable=True)
+    # last sampled figures
+    cpu_seconds: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    mem_bytes: Mapped[Optional[int]] = mapped_column(BigInteger, nullable=True)
+    mem_peak_bytes: Mapped[Optional[int]] = mapped_column(BigInteger, nullable=True)
+    sampled_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('kernel', 'server')", name="kind"),
+        CheckConstraint("state IN ('reserved', 'running', 'released')", name="state"),
+        Index("ix_allocations_owner_state", "owner", "state"),
+        Index("ix_allocations_node_state", "node", "state"),
+    )
+
+
+class UsageRecordRow(Base):
+    """What one allocation used, written once when it is released."""
+
+    __tablename__ = "usage_records"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    allocation_id: Mapped[str] = mapped_column(String(36), nullable=False, unique=True)
+    owner: Mapped[str] = mapped_column(String(255), nullable=False)
+    groups: Mapped[Any] = mapped_column(JSON, nullable=False, default=list)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    subject: Mapped[str] = mapped_column(String(255), nullable=False)
+    image: Mapped[str] = mapped_column(String(512), nullable=False)
+    image_digest: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
+    node: Mapped[str] = mapped_column(String(255), nullable=False)
+    cpu: Mapped[float] = mapped_column(Float, nullable=False)
+    mem: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    gpu: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    ended_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    cpu_seconds: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    mem_peak_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    end_reason: Mapped[str] = mapped_column(String(32), nullable=False)
+    exit_code: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    message: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (
+        Index("ix_usage_records_ended_at", "ended_at"),
+        Index("ix_usage_records_owner_ended_at", "owner", "ended_at"),
+    )
+
+
+class UsageSampleRow(Base):
+    """One sample of a running allocation's usage."""
+
+    __tablename__ = "usage_samples"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    allocation_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("allocations.id", ondelete="CASCADE"), nullable=False
+    )
+    at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    cpu_seconds: Mapped[float] = mapped_column(Float, nullable=False)
+    mem_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    pids: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+
+    __table_args__ = (Index("ix_usage_samples_allocation_id_at", "allocation_id", "at"),)
+
+
+class PolicyRow(Base):
+    """A policy spec (raw JSON, validated on write) for the default, a group or a user."""
+
+    __tablename__ = "policies"
+
+    scope: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    spec: Mapped[Any] = mapped_column(JSON, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    updated_by: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
+
+    __table_args__ = (CheckConstraint("scope IN ('default', 'group', 'user')", name="scope"),)
+
+
+class ProfileRow(Base):
+    """A user's default profile: what a kernel started without parameters gets."""
+
+    __tablename__ = "profiles"
+
+    user: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request: Mapped[Any] = mapped_column(JSON, nullable=False, default=dict)
+    image: Mapped[Optional[str]] = mapped_column(String(512), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)

@@ -1,0 +1,213 @@
+"""What the ledger hands back: plain frozen dataclasses, never live ORM rows.
+
+The ledger is called from threads (the async service runs it in an executor),
+so it returns immutable snapshots that can cross threads and outlive their
+session: no lazy loading, no accidental writes. JSON lists come back as
+tuples; mappings as dicts (do not mutate them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Mapping
+
+from ..resources import Resources
+from .models import LIVE_STATES, AllocationRow, NodeRow, ProfileRow, UsageRecordRow, UsageSampleRow
+
+
+@dataclass(frozen=True)
+class Node:
+    """A host and its capacity."""
+
+    name: str
+    cpu: float
+    mem: int
+    gpu: tuple[Mapping[str, Any], ...]
+    labels: Mapping[str, Any]
+    state: str
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: NodeRow) -> "Node":
+        return cls(
+            name=row.name,
+            cpu=row.cpu,
+            mem=row.mem,
+            gpu=tuple(row.gpu or ()),
+            labels=dict(row.labels or {}),
+            state=row.state,
+            updated_at=row.updated_at,
+        )
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """Resources held for one kernel or server (see ``models.AllocationRow``)."""
+
+    id: str
+    owner: str
+    groups: tuple[str, ...]
+    kind: str
+    subject: str
+    image: str
+    image_digest: str | None
+    node: str
+    cpu: float
+    mem: int
+    pids: int
+    shm: int
+    gpu: float
+    gpu_devices: tuple[Mapping[str, Any], ...] | None
+    state: str
+    container_id: str | None
+    created_at: datetime
+    started_at: datetime | None
+    released_at: datetime | None
+    release_reason: str | None
+    cpu_seconds: float | None
+    mem_bytes: int | None
+    mem_peak_bytes: int | None
+    sampled_at: datetime | None
+
+    @property
+    def live(self) -> bool:
+        """Reserved or running: counts against capacity and the owner's totals."""
+        return self.state in LIVE_STATES
+
+    @property
+    def resources(self) -> Resources:
+        return Resources(cpu=self.cpu, mem=self.mem, pids=self.pids, shm=self.shm, gpu=self.gpu)
+
+    @classmethod
+    def from_row(cls, row: AllocationRow) -> "Allocation":
+        return cls(
+            id=row.id,
+            owner=row.owner,
+            groups=tuple(row.groups or ()),
+            kind=row.kind,
+            subject=row.subject,
+            image=row.image,
+            image_digest=row.image_digest,
+            node=row.node,
+            cpu=row.cpu,
+            mem=row.mem,
+            pids=row.pids,
+            shm=row.shm,
+            gpu=row.gpu,
+            gpu_devices=None if row.gpu_devices is None else tuple(row.gpu_devices),
+            state=row.state,
+            container_id=row.container_id,
+            created_at=row.created_at,
+            started_at=row.started_at,
+            released_at=row.released_at,
+            release_reason=row.release_reason,
+            cpu_seconds=row.cpu_seconds,
+            mem_bytes=row.mem_bytes,
+            mem_peak_bytes=row.mem_peak_bytes,
+            sampled_at=row.sampled_at,
+        )
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    """What one allocation used, from start (or reservation) to release."""
+
+    id: int
+    allocation_id: str
+    owner: str
+    groups: tuple[str, ...]
+    kind: str
+    subject: str
+    image: str
+    image_digest: str | None
+    node: str
+    cpu: float
+    mem: int
+    gpu: float
+    started_at: datetime
+    ended_at: datetime
+    cpu_seconds: float
+    mem_peak_bytes: int
+    end_reason: str
+    exit_code: int | None
+    message: str | None
+
+    @property
+    def seconds(self) -> float:
+        """Wall-clock seconds the allocation was held."""
+        return max(0.0, (self.ended_at - self.started_at).total_seconds())
+
+    @classmethod
+    def from_row(cls, row: UsageRecordRow) -> "UsageRecord":
+        return cls(
+            id=row.id,
+            allocation_id=row.allocation_id,
+            owner=row.owner,
+            groups=tuple(row.groups or ()),
+            kind=row.kind,
+            subject=row.subject,
+            image=row.image,
+            image_digest=row.image_digest,
+            node=row.node,
+            cpu=row.cpu,
+            mem=row.mem,
+            gpu=row.gpu,
+            started_at=row.started_at,
+            ended_at=row.ended_at,
+            cpu_seconds=row.cpu_seconds,
+            mem_peak_bytes=row.mem_peak_bytes,
+            end_reason=row.end_reason,
+            exit_code=row.exit_code,
+            message=row.message,
+        )
+
+
+@dataclass(frozen=True)
+class UsageSample:
+    allocation_id: str
+    at: datetime
+    cpu_seconds: float
+    mem_bytes: int
+    pids: int | None
+
+    @classmethod
+    def from_row(cls, row: UsageSampleRow) -> "UsageSample":
+        return cls(row.allocation_id, row.at, row.cpu_seconds, row.mem_bytes, row.pids)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A user's default profile."""
+
+    user: str
+    request: Mapping[str, Any]
+    image: str | None
+    updated_at: datetime
+
+    @classmethod
+    def from_row(cls, row: ProfileRow) -> "Profile":
+        return cls(user=row.user, request=dict(row.request or {}), image=row.image, updated_at=row.updated_at)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Sums over live allocations (of a user, or on a node)."""
+
+    cpu: float = 0.0
+    mem: int = 0
+    gpu: float = 0.0
+    kernels: int = 0
+    servers: int = 0
+
+    @property
+    def count(self) -> int:
+        return self.kernels + self.servers
+
+    def describe(self) -> str:
+        """``"2 kernels and 1 server"``, ``"1 kernel"``, ``"nothing"``."""
+        parts = []
+        for n, word in ((self.kernels, "kernel"), (self.servers, "server")):
+            if n:
+                parts.append(f"{n} {word}{'s' if n != 1 else ''}")
+        return " and ".join(parts) or "nothing"

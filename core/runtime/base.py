@@ -1,0 +1,178 @@
+"""The runtime interface: what the service asks of a container engine.
+
+A :class:`Runtime` runs one :class:`ContainerSpec` as a container and reports
+on it as :class:`ContainerInfo` and :class:`ContainerUsage`. Every method is a
+coroutine; implementations keep blocking engine calls off the event loop.
+Errors are :mod:`jupyter_berth.errors` types: ``EngineError`` when the engine
+does not answer or refuses, ``NotFoundError`` for a missing image,
+``ConflictError`` for a name already taken, ``RequestError`` for a spec that
+breaks the isolation rules (root user, Docker socket mount).
+
+Operations on a container that has already gone (``stop``, ``remove``,
+``signal``) are no-ops, and ``inspect`` answers ``None``: the service races
+with users, culling and crashes, and a vanished container is a normal outcome.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ..resources import Resources
+from .labels import parse_labels
+
+#: Container states as Docker names them.
+STATUSES = ("created", "running", "paused", "restarting", "exited", "dead", "removing")
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A host folder (absolute path) or named volume mounted into the container."""
+
+    source: str
+    target: str
+    read_only: bool = False
+
+
+@dataclass
+class ContainerSpec:
+    """Everything needed to start one berth container.
+
+    ``labels`` are full label keys (build them with
+    :func:`~jupyter_berth.runtime.labels.make_labels`); ``network`` is the
+    per-user bridge network, created when missing; ``gpu_device_ids`` are NVIDIA
+    device UUIDs or indices (empty: no GPU); ``init`` asks the engine to add its
+    own init process (berth images carry tini as entrypoint, so it stays off).
+    """
+
+    name: str
+    image: str
+    command: list[str]
+    resources: Resources
+    labels: dict[str, str]
+    env: dict[str, str] = field(default_factory=dict)
+    mounts: list[Mount] = field(default_factory=list)
+    network: str | None = None
+    working_dir: str | None = None
+    user: str = "1000:1000"
+    hostname: str | None = None
+    gpu_device_ids: list[str] = field(default_factory=list)
+    init: bool = False
+
+
+@dataclass
+class ContainerInfo:
+    """What the engine says about one container.
+
+    ``labels`` holds every label under its full key (``berth_labels`` the berth
+    ones by short name); ``image`` is the reference it was started from and
+    ``image_id`` the image's content id (``sha256:...``), the reproducible part.
+    ``exit_code`` is ``None`` until the container has exited; ``ip`` is its
+    address on the network it was started on (or its first network).
+    """
+
+    id: str
+    name: str
+    status: str
+    labels: dict[str, str]
+    image: str
+    image_id: str
+    exit_code: int | None
+    oom_killed: bool
+    started_at: datetime | None
+    finished_at: datetime | None
+    ip: str | None
+    node: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+    @property
+    def berth_labels(self) -> dict[str, str]:
+        """The berth labels by short name (``owner``, ``kind``, ``subject``...)."""
+        return parse_labels(self.labels)
+
+
+@dataclass
+class ContainerUsage:
+    """One sample of a container's consumption.
+
+    ``cpu_seconds`` is cumulative CPU time since the container started (compare
+    two samples for a rate); ``mem_bytes`` is memory in use without reclaimable
+    page cache (as ``docker stats`` shows it); ``mem_peak_bytes`` the highest
+    charge seen, cache included (0 when the engine does not record it).
+    """
+
+    cpu_seconds: float
+    mem_bytes: int
+    mem_peak_bytes: int
+    pids: int
+    at: datetime
+
+
+class Runtime(abc.ABC):
+    """A container engine as the berth service uses it."""
+
+    #: short name shown in logs and ``berth engine status`` (``"docker"``...)
+    name: str = "abstract"
+
+    @abc.abstractmethod
+    async def ping(self) -> dict:
+        """Engine version and facts; raises ``EngineError`` when it does not answer."""
+
+    @abc.abstractmethod
+    async def capacity(self) -> dict:
+        """``{"cpu": cores, "mem": bytes, "node": hostname}`` of the host."""
+
+    @abc.abstractmethod
+    async def run(self, spec: ContainerSpec) -> ContainerInfo:
+        """Create and start a container; on any failure remove what was created."""
+
+    @abc.abstractmethod
+    async def inspect(self, container_id: str) -> ContainerInfo | None:
+        """The container's state, or ``None`` when it is gone."""
+
+    @abc.abstractmethod
+    async def list(self, labels: dict[str, str] | None = None, all: bool = True) -> list[ContainerInfo]:
+        """Berth containers (``managed=1``), filtered by labels (short or full keys)."""
+
+    @abc.abstractmethod
+    async def signal(self, container_id: str, signum: int) -> bool:
+        """Send a signal to the container's main process; ``False`` if it is not running."""
+
+    @abc.abstractmethod
+    async def stop(self, container_id: str, timeout: float = 5) -> None:
+        """SIGTERM, then SIGKILL after ``timeout`` seconds; a gone container is fine."""
+
+    @abc.abstractmethod
+    async def remove(self, container_id: str, force: bool = True) -> None:
+        """Remove the container (killing it when ``force``); a gone container is fine."""
+
+    @abc.abstractmethod
+    async def usage(self, container_id: str) -> ContainerUsage | None:
+        """A cheap usage sample, or ``None`` when the container is not running."""
+
+    @abc.abstractmethod
+    async def update_resources(self, container_id: str, resources: Resources) -> None:
+        """Change CPU, memory and pids limits of a running container."""
+
+    @abc.abstractmethod
+    async def wait(self, container_id: str, timeout: float | None = None) -> ContainerInfo:
+        """Wait until the container is no longer running; ``TimeoutError`` after ``timeout``."""
+
+    @abc.abstractmethod
+    async def logs(self, container_id: str, tail: int | None = 50) -> str:
+        """The container's combined stdout/stderr (its last ``tail`` lines)."""
+
+    @abc.abstractmethod
+    async def ensure_network(self, name: str, labels: dict[str, str] | None = None) -> str:
+        """Create the bridge network ``name`` unless it exists; return its id."""
+
+    @abc.abstractmethod
+    async def remove_network(self, name: str) -> None:
+        """Remove a network; a gone network is fine."""
+
+    def close(self) -> None:
+        """Release clients and threads (idempotent)."""
