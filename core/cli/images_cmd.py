@@ -48,6 +48,11 @@ berth images bootstrap --extra-ca-dir=''     # trust no extra CA"""
         help="Folder of PEM *.crt CA certificates to trust inside the image (a proxy's or a "
         "company's), so pip and apt work there; empty for none.",
     ).tag(config=True)
+    if_missing = Bool(
+        False,
+        help="Do nothing when the image exists at all, whatever recipe built it (for images "
+        "brought in with `docker load` on an air-gapped host).",
+    ).tag(config=True)
     repository = Unicode(DEFAULT_KERNEL_REPOSITORY, help="Repository name of the built image.").tag(config=True)
     tag = Unicode(DEFAULT_KERNEL_TAG, help="Tag of the built image.").tag(config=True)
 
@@ -56,7 +61,11 @@ berth images bootstrap --extra-ca-dir=''     # trust no extra CA"""
         "repository": "ImagesBootstrapApp.repository",
         "tag": "ImagesBootstrapApp.tag",
     }
-    flags = {"force": ({"ImagesBootstrapApp": {"force": True}}, "Rebuild even when up to date.")}
+    flags = {
+        "force": ({"ImagesBootstrapApp": {"force": True}}, "Rebuild even when up to date."),
+        "if-missing": ({"ImagesBootstrapApp": {"if_missing": True}},
+                       "Build only when no image exists under that name (any recipe)."),
+    }
 
     def start(self):
         result = bootstrap_image(
@@ -65,6 +74,7 @@ berth images bootstrap --extra-ca-dir=''     # trust no extra CA"""
             force=self.force,
             progress=lambda line: print(line, flush=True),
             extra_ca_dir=self.extra_ca_dir or None,
+            if_missing=self.if_missing,
         )
         state = "cached" if result.cached else "built"
         print(f"{result.reference}: {state} in {result.seconds:.1f} s ({result.image_id[:19]})")

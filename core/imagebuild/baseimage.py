@@ -223,14 +223,14 @@ def _run_mmdebstrap(client, spec: BaseSpec, progress, started: float) -> None:
         proc.kill()
     rc = proc.wait()
     pump.join(timeout=5)
+    if import_error is not None:
+        raise EngineError(f"the engine refused to import the base image: {import_error}")
     if rc != 0:
         _remove_quietly(client, spec.reference)
         raise EngineError(
             f"mmdebstrap failed (exit {rc}) building {spec.reference}; last lines:\n"
             + "\n".join(errors[-15:])
         )
-    if import_error is not None:
-        raise EngineError(f"the engine refused to import the base image: {import_error}")
 
 
 def _run_debootstrap(client, spec: BaseSpec, progress, started: float) -> None:

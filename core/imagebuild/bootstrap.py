@@ -128,12 +128,16 @@ def _stage_context(recipe_path: str, certs: list[str], extra_ca_dir: str | None,
         shutil.copyfile(pip_conf, os.path.join(pip_dest, "pip.conf"))
 
 
-def _cached_image(client: docker.DockerClient, reference: str, digest: str):
+def _cached_image(client: docker.DockerClient, reference: str, digest: str | None):
+    """The image at ``reference`` if it carries ``digest`` (any berth image if None)."""
     try:
         image = client.images.get(reference)
     except docker.errors.ImageNotFound:
         return None
-    if (image.labels or {}).get(LABEL_PREFIX + "recipe_hash") == digest:
+    labels = image.labels or {}
+    if digest is None and LABEL_PREFIX + "kind" in labels:
+        return image
+    if digest is not None and labels.get(LABEL_PREFIX + "recipe_hash") == digest:
         return image
     return None
 
@@ -219,6 +223,7 @@ def bootstrap_image(
     recipe: str = "python",
     base: BaseSpec | None = None,
     pip_conf: str | None = HOST_PIP_CONF,
+    if_missing: bool = False,
 ) -> ImageResult:
     """Build ``name:tag`` from the ``recipe`` without any registry.
 
@@ -226,7 +231,9 @@ def bootstrap_image(
     current recipe hash, unless ``force``. ``extra_ca_dir`` is a folder of
     ``*.crt`` files trusted inside the image (``None``/``""`` for none);
     ``pip_conf`` a pip configuration copied to ``/etc/pip.conf`` (skipped if
-    the file does not exist). Raises :class:`EngineError` on failure.
+    the file does not exist). ``if_missing`` accepts any existing ``name:tag``
+    whatever its recipe hash (an image brought in with ``docker load`` on an
+    air-gapped host). Raises :class:`EngineError` on failure.
     """
     started = time.monotonic()
     reference = f"{name}:{tag}"
@@ -237,6 +244,15 @@ def bootstrap_image(
     pip_conf = pip_conf if pip_conf and os.path.isfile(pip_conf) else None
     digest = recipe_hash(path, certs, pip_conf, base, extra_ca_dir)
 
+    if if_missing and not force:
+        image = _cached_image(client, reference, None)
+        if image is not None:
+            seconds = time.monotonic() - started
+            progress(f"{reference} is present (recipe {image.labels.get(LABEL_PREFIX + 'recipe_hash', '?')}); "
+                     f"--if-missing: nothing to do ({seconds:.2f} s)")
+            return ImageResult(reference, image.id, image.labels.get(LABEL_PREFIX + "recipe_hash", ""),
+                               True, seconds, base.reference, dict(image.labels or {}),
+                               image.attrs.get("Size", 0))
     if not force:
         image = _cached_image(client, reference, digest)
         if image is not None:
