@@ -16,14 +16,32 @@ with users, culling and crashes, and a vanished container is a normal outcome.
 from __future__ import annotations
 
 import abc
+import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 from ..resources import Resources
 from .labels import parse_labels
 
 #: Container states as Docker names them.
 STATUSES = ("created", "running", "paused", "restarting", "exited", "dead", "removing")
+
+_TIME_RE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
+
+
+def parse_engine_time(value: str | None) -> datetime | None:
+    """An engine's RFC 3339 timestamp (nanoseconds allowed) → aware UTC datetime.
+
+    Docker's "zero" time (``0001-01-01T00:00:00Z``, never started/finished) → ``None``.
+    """
+    if not value or value.startswith("0001-01-01"):
+        return None
+    m = _TIME_RE.match(value)
+    if not m:
+        return None
+    fraction = (m.group(2) or "0")[:6].ljust(6, "0")
+    zone = "+00:00" if m.group(3) == "Z" else m.group(3)
+    return datetime.fromisoformat(f"{m.group(1)}.{fraction}{zone}").astimezone(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -163,6 +181,10 @@ class Runtime(abc.ABC):
         """Wait until the container is no longer running; ``TimeoutError`` after ``timeout``."""
 
     @abc.abstractmethod
+    @abc.abstractmethod
+    async def list_images(self, label: str | None = None) -> list[tuple[str, dict]]:
+        """``(reference, engine attributes)`` of the images on this host, filtered by a label."""
+
     async def logs(self, container_id: str, tail: int | None = 50) -> str:
         """The container's combined stdout/stderr (its last ``tail`` lines)."""
 

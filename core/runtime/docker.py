@@ -27,15 +27,14 @@ import requests.exceptions
 
 from ..errors import BerthError, ConflictError, EngineError, NotFoundError
 from ..resources import Resources
-from . import cgroups
-from .base import ContainerInfo, ContainerSpec, ContainerUsage, Runtime
+from . import cgroups, networks
+from .base import ContainerInfo, ContainerSpec, ContainerUsage, Runtime, parse_engine_time
 from .hardening import create_kwargs, host_config_kwargs, update_body, validate_name
 from .labels import MANAGED, MANAGED_VALUE, full_labels, key
 
 log = logging.getLogger(__name__)
 
 _FULL_ID_RE = re.compile(r"^[0-9a-f]{64}$")
-_ZERO_TIME = "0001-01-01T00:00:00Z"
 _DONE = ("exited", "dead")
 
 
@@ -52,18 +51,6 @@ def default_client_factory() -> docker.DockerClient:
     return engine_client()
 
 
-def _parse_time(value: str | None) -> datetime | None:
-    """Docker's RFC 3339 timestamps (nanoseconds) → aware datetime; the zero time → ``None``."""
-    if not value or value.startswith("0001-01-01"):
-        return None
-    m = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$", value)
-    if not m:
-        return None
-    fraction = (m.group(2) or "0")[:6].ljust(6, "0")
-    zone = "+00:00" if m.group(3) == "Z" else m.group(3)
-    return datetime.fromisoformat(f"{m.group(1)}.{fraction}{zone}").astimezone(timezone.utc)
-
-
 def _image_name(explanation: str) -> str:
     m = re.search(r"no such image:\s*(\S+)", explanation, re.IGNORECASE)
     return m.group(1) if m else explanation
@@ -74,7 +61,16 @@ class DockerRuntime(Runtime):
 
     name = "docker"
 
-    def __init__(self, client_factory: Callable[[], docker.DockerClient] | None = None, max_workers: int = 8):
+    def __init__(
+        self,
+        client_factory: Callable[[], docker.DockerClient] | None = None,
+        max_workers: int = 8,
+        read_cgroups: bool = True,
+    ):
+        """``client_factory`` makes the docker-py client (default: :func:`default_client_factory`);
+        ``max_workers`` bounds concurrent engine calls; ``read_cgroups=False`` makes
+        :meth:`usage` always ask the engine (``docker stats``) instead of reading cgroup files.
+        """
         self._client_factory = client_factory or default_client_factory
         self._client: docker.DockerClient | None = None
         self._client_lock = threading.Lock()
@@ -82,7 +78,7 @@ class DockerRuntime(Runtime):
         #: per event loop, per network name: serialises ensure_network within this process
         self._network_locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._cgroups: dict[str, cgroups.ContainerCgroup] = {}
-        self._layout = cgroups.detect_layout()
+        self._layout = cgroups.detect_layout() if read_cgroups else None
         self._node: str | None = None
 
     # -- the one executor wrapper --------------------------------------------------------
@@ -181,8 +177,8 @@ class DockerRuntime(Runtime):
             image_id=attrs.get("Image", ""),
             exit_code=state.get("ExitCode") if status in _DONE else None,
             oom_killed=bool(state.get("OOMKilled")),
-            started_at=_parse_time(state.get("StartedAt")),
-            finished_at=_parse_time(state.get("FinishedAt")) if status in _DONE else None,
+            started_at=parse_engine_time(state.get("StartedAt")),
+            finished_at=parse_engine_time(state.get("FinishedAt")) if status in _DONE else None,
             ip=ip or None,
             node=self._node,
         )
@@ -223,7 +219,7 @@ class DockerRuntime(Runtime):
             raise
         try:
             await self._docker("start", container_id)
-            attrs = await self._docker("inspect_container", container_id)
+            attrs = await self._docker(self._inspect_sync, container_id)
         except BaseException as e:
             cleanup = self._executor.submit(self._remove_quietly, container_id)
             if not isinstance(e, asyncio.CancelledError):
@@ -235,11 +231,19 @@ class DockerRuntime(Runtime):
 
     async def inspect(self, container_id: str) -> ContainerInfo | None:
         try:
-            return self._info(await self._docker("inspect_container", container_id))
+            return self._info(await self._docker(self._inspect_sync, container_id))
         except _Gone:
             return None
 
+    def _inspect_sync(self, api, container_id: str) -> dict:
+        """``docker inspect``; learns the engine's node name on first use."""
+        if self._node is None:
+            self._node = api.info().get("Name")
+        return api.inspect_container(container_id)
+
     def _list_sync(self, api, filters: dict, all: bool) -> list[dict]:
+        if self._node is None:
+            self._node = api.info().get("Name")
         found = []
         for summary in api.containers(all=all, filters=filters):
             try:
@@ -277,6 +281,20 @@ class DockerRuntime(Runtime):
             if "already in progress" not in e.message:
                 raise ConflictError(f"container {container_id} cannot be removed: {e.message}", log_message=e.log_message) from e
         self._cgroups.pop(container_id, None)
+
+    async def list_images(self, label: str | None = None) -> list[tuple[str, dict]]:
+        """``(reference, inspect attributes)`` for every tagged image, filtered by a label (``key=value``)."""
+
+        def images(api):
+            out = []
+            for summary in api.images(filters={"label": label} if label else None):
+                tags = [t for t in summary.get("RepoTags") or [] if t != "<none>:<none>"]
+                if tags:
+                    attrs = api.inspect_image(summary["Id"])
+                    out.extend((tag, attrs) for tag in tags)
+            return out
+
+        return await self._docker(images)
 
     async def logs(self, container_id: str, tail: int | None = 50) -> str:
         try:
@@ -365,30 +383,6 @@ class DockerRuntime(Runtime):
 
     # -- networks --------------------------------------------------------------------------
 
-    def _ensure_network_sync(self, api, name: str, labels: dict[str, str]) -> str:
-        def same_name() -> list[dict]:
-            nets = [n for n in api.networks(names=[name]) if n.get("Name") == name]
-            return sorted(nets, key=lambda n: (n.get("Created", ""), n["Id"]))
-
-        existing = same_name()
-        if existing:
-            return existing[0]["Id"]
-        mine = None
-        try:
-            mine = api.create_network(name, driver="bridge", labels=labels, check_duplicate=True)["Id"]
-        except docker.errors.APIError as e:
-            if e.status_code != 409:
-                raise
-        existing = same_name()  # another process may have created one at the same moment: keep the oldest
-        if mine and existing and existing[0]["Id"] != mine:
-            try:
-                api.remove_network(mine)
-            except docker.errors.APIError as e:
-                log.warning("could not remove duplicate network %s (%s): %s", name, mine[:12], e)
-        if not existing:
-            raise EngineError(f"the Docker engine did not create network {name}")
-        return existing[0]["Id"]
-
     async def ensure_network(self, name: str, labels: dict[str, str] | None = None) -> str:
         validate_name(name, "network")
         net_labels = full_labels(labels)
@@ -396,11 +390,11 @@ class DockerRuntime(Runtime):
         locks = self._network_locks.setdefault(asyncio.get_running_loop(), {})
         lock = locks.setdefault(name, asyncio.Lock())
         async with lock:
-            return await self._docker(self._ensure_network_sync, name, net_labels)
+            return await self._docker(networks.ensure_network_sync, name, net_labels)
 
     async def remove_network(self, name: str) -> None:
         try:
-            await self._docker("remove_network", name)
+            await self._docker(networks.remove_network_sync, name)
         except _Gone:
             pass
         except EngineError as e:

@@ -1,0 +1,107 @@
+"""Per-user bridge networks, created once even when several callers race.
+
+Docker (20.10) does not make network names unique: two ``create`` calls at the
+same moment both succeed, and later lookups by that name fail as "ambiguous".
+``ensure_network_sync`` therefore serialises creation with a host-wide file
+lock (``flock`` on a file in :data:`LOCK_DIR`, which also orders threads and
+event loops inside one process), asks the engine to check for duplicates, and
+as a last resort (callers on other hosts) keeps the oldest network of that
+name and removes the one it made itself.
+
+These functions take a docker-py ``APIClient`` and block: call them through the
+runtime's executor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import tempfile
+from datetime import datetime, timezone
+
+import docker.errors
+
+from ..errors import EngineError
+from .base import parse_engine_time
+
+log = logging.getLogger(__name__)
+
+#: Where the lock files live (shared by every berth process on the host).
+LOCK_DIR = os.path.join(tempfile.gettempdir(), "berth-locks")
+
+
+@contextlib.contextmanager
+def host_lock(name: str = "networks"):
+    """An exclusive ``flock`` on ``LOCK_DIR/<name>.lock``; a no-op when the file cannot be made.
+
+    The folder and file are world-writable (sticky folder) so that berth processes
+    of different users on one host share the lock.
+    """
+    path = os.path.join(LOCK_DIR, f"{name}.lock")
+    try:
+        if not os.path.isdir(LOCK_DIR):
+            os.makedirs(LOCK_DIR, exist_ok=True)
+            with contextlib.suppress(OSError):
+                os.chmod(LOCK_DIR, 0o1777)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+        log.debug("no host lock %s: %s", path, e)
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, 0o666)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _created(network: dict) -> datetime:
+    return parse_engine_time(network.get("Created")) or datetime.max.replace(tzinfo=timezone.utc)
+
+
+def networks_named(api, name: str) -> list[dict]:
+    """Networks with exactly this name (the engine's filter matches substrings), oldest first."""
+    nets = [n for n in api.networks(names=[name]) if n.get("Name") == name]
+    return sorted(nets, key=lambda n: (_created(n), n["Id"]))
+
+
+def ensure_network_sync(api, name: str, labels: dict[str, str]) -> str:
+    """The id of the bridge network ``name``, created with ``labels`` when missing."""
+    existing = networks_named(api, name)
+    if existing:
+        return existing[0]["Id"]
+    with host_lock("networks"):
+        existing = networks_named(api, name)
+        if existing:
+            return existing[0]["Id"]
+        mine = None
+        try:
+            mine = api.create_network(name, driver="bridge", labels=labels, check_duplicate=True)["Id"]
+        except docker.errors.APIError as e:
+            if e.status_code != 409:  # 409: someone else made it first
+                raise
+        existing = networks_named(api, name)
+    if mine and existing and existing[0]["Id"] != mine:
+        try:
+            api.remove_network(mine)
+        except docker.errors.APIError as e:
+            log.warning("could not remove duplicate network %s (%s): %s", name, mine[:12], e)
+    if not existing:
+        raise EngineError(f"the Docker engine did not create network {name}; see its log")
+    return existing[0]["Id"]
+
+
+def remove_network_sync(api, name: str) -> int:
+    """Remove every network called ``name``; returns how many were removed (0: none existed)."""
+    removed = 0
+    for network in networks_named(api, name):
+        try:
+            api.remove_network(network["Id"])
+            removed += 1
+        except docker.errors.NotFound:
+            continue
+    return removed
