@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from .errors import CapacityError, ConflictError, NotFoundError, PolicyError, RequestError
 from .ledger import Allocation, Ledger, Node, Usage, live_usage, usage_by_node
+from .ledger.totals import gpu_shares_in_use
 from .ledger.models import KINDS, RESERVED, AllocationRow, NodeRow
 from .policies import EffectivePolicy
 from .resources import Resources, format_bytes
@@ -50,6 +51,25 @@ _FORMAT = {
     "mem": format_bytes,
     "gpu": lambda v: f"{v:g} GPU",
 }
+
+
+def share_assigner(assign: Callable[[Mapping[str, float], Resources], "list[dict]"]) -> GpuAssigner:
+    """Adapt a ``(shares in use by device uuid, request) -> [{"uuid", "share"}]`` allocator
+    (``jupyter_berth.gpu.make_gpu_assigner``) to the ``gpu_assigner`` hook.
+
+    The shares in use are summed from the live allocations inside the reservation's
+    transaction, after its locks, so two reservations never split the same share.
+    Device uuids are unique across hosts; a result naming another host's device
+    (``"node"`` set and different) counts as "no room on this host".
+    """
+
+    def assigner(session: Session, node: Node, request: Resources) -> list[dict]:
+        shares = assign(gpu_shares_in_use(session), request)
+        if any(s.get("node") not in (None, node.name) for s in shares):
+            raise capacity_error(f"gpu: host {node.name} has no {request.gpu:g} GPU free", "gpu", False)
+        return shares
+
+    return assigner
 
 
 def capacity_error(message: str, resource: str, never_fits: bool) -> CapacityError:

@@ -57,8 +57,10 @@ class CapacityError(BerthError):
 
     status = 409
 
-    def __init__(self, message: str, *, resource: str | None = None, **kw):
+    def __init__(self, message: str, *, resource: str | None = None, never_fits: bool = False, **kw):
         self.resource = resource
+        #: True when no host could ever hold the request (refuse it; do not queue it).
+        self.never_fits = never_fits
         super().__init__(message, **kw)
 
 

@@ -186,9 +186,9 @@ class BerthService(LoggingConfigurable):
             chosen_image = chosen_image or p.image
         elif not request:
             profile = await self._db(self.ledger.get_profile, user)
-            if profile:
-                base = Resources.parse(profile.get("request") or {}, base=base)
-                chosen_image = chosen_image or profile.get("image")
+            if profile is not None:
+                base = Resources.parse(profile.request or {}, base=base)
+                chosen_image = chosen_image or profile.image
         resources = Resources.parse(request or {}, base=base)
         chosen_image = chosen_image or self.default_image
         resources = policy.check(resources, explicit=explicit, image=chosen_image)
@@ -256,8 +256,7 @@ class BerthService(LoggingConfigurable):
         if info is not None and info.running and stop:
             await self.runtime.stop(info.id, timeout=0 if now else self.stop_timeout)
             info = await self.runtime.inspect(info.id)
-        resources = Resources(cpu=alloc.cpu, mem=alloc.mem, pids=alloc.pids, shm=min(alloc.shm, alloc.mem), gpu=alloc.gpu)
-        end_reason, message = exit_message(info, resources)
+        end_reason, message = exit_message(info, alloc.resources)
         if info is not None and not info.oom_killed and reason != "exited":
             end_reason, message = reason, f"the kernel was stopped ({reason})"
         if info is not None:
@@ -296,9 +295,8 @@ class BerthService(LoggingConfigurable):
             return None
         usage = await self.runtime.usage(alloc.container_id)
         if usage is not None:
-            await self._db(self.ledger.record_sample, alloc.id, usage.cpu_seconds, usage.mem_bytes, usage.pids, at=usage.at)
-            if usage.mem_peak_bytes > usage.mem_bytes:
-                usage.mem_peak_bytes = max(usage.mem_peak_bytes, usage.mem_bytes)
+            await self._db(self.ledger.record_sample, alloc.id, usage.cpu_seconds, usage.mem_bytes, usage.pids,
+                           at=usage.at, mem_peak_bytes=usage.mem_peak_bytes or None)
         return usage
 
     async def sample_all(self) -> int:

@@ -69,7 +69,8 @@ class BerthProvisioner(KernelProvisionerBase):
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         km = self.parent
         kwargs.pop("extra_arguments", None)
-        kwargs = await super().pre_launch(**kwargs)
+        # The command runs inside the image (berth-kernel); it is kept for jupyter_client's bookkeeping.
+        kwargs = await super().pre_launch(cmd=list(self.kernel_spec.argv), **kwargs)
         env = kwargs.get("env") or {}
         request = None
         if env.get("BERTH_REQUEST"):

@@ -7,7 +7,8 @@ PostgreSQL (psycopg 3); the schema belongs to the Alembic migrations in
 
 from .db import LedgerRevisionError, default_data_dir, default_url, head_revision
 from .records import Allocation, Node, Profile, Usage, UsageRecord, UsageSample
-from .store import END_REASONS, Ledger, live_usage, usage_by_node
+from .store import END_REASONS, Ledger
+from .totals import gpu_shares_in_use, live_usage, usage_by_node
 
 __all__ = [
     "END_REASONS",
@@ -21,6 +22,7 @@ __all__ = [
     "UsageSample",
     "default_data_dir",
     "default_url",
+    "gpu_shares_in_use",
     "head_revision",
     "live_usage",
     "usage_by_node",

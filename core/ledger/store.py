@@ -6,7 +6,7 @@ calls it through an executor). Results are frozen dataclasses from
 :mod:`.records`, never live ORM rows.
 
 Reserving resources is not here but in :class:`jupyter_berth.admission.Admission`,
-which uses :meth:`Ledger.transaction` and :func:`live_usage`.
+which uses :meth:`Ledger.transaction` and :mod:`.totals`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Iterator, Mapping
 
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from ..errors import ConflictError, NotFoundError, RequestError
@@ -38,52 +38,12 @@ from .models import (
     utcnow,
 )
 from .records import Allocation, Node, Profile, Usage, UsageRecord, UsageSample
+from .totals import live_usage, usage_by_node
 
 #: The name the default policy is stored under (scope ``default``).
 DEFAULT_POLICY_NAME = "default"
 #: Known end reasons (others are accepted; these are what the service writes).
 END_REASONS = ("shutdown", "oom", "lost", "culled", "failed", "lifetime")
-
-
-def live_usage(session: Session, *, owner: str | None = None, node: str | None = None) -> Usage:
-    """Sum the live allocations of ``owner`` and/or on ``node`` inside ``session``'s transaction."""
-    is_kernel = case((AllocationRow.kind == "kernel", 1), else_=0)
-    stmt = select(
-        func.coalesce(func.sum(AllocationRow.cpu), 0.0),
-        func.coalesce(func.sum(AllocationRow.mem), 0),
-        func.coalesce(func.sum(AllocationRow.gpu), 0.0),
-        func.coalesce(func.sum(is_kernel), 0),
-        func.count(),
-    ).where(AllocationRow.state.in_(LIVE_STATES))
-    if owner is not None:
-        stmt = stmt.where(AllocationRow.owner == owner)
-    if node is not None:
-        stmt = stmt.where(AllocationRow.node == node)
-    cpu, mem, gpu, kernels, count = session.execute(stmt).one()
-    return Usage(cpu=float(cpu), mem=int(mem), gpu=float(gpu), kernels=int(kernels), servers=int(count) - int(kernels))
-
-
-def usage_by_node(session: Session, nodes: list[str] | None = None) -> dict[str, Usage]:
-    """Live usage per node (nodes without live allocations are absent)."""
-    is_kernel = case((AllocationRow.kind == "kernel", 1), else_=0)
-    stmt = (
-        select(
-            AllocationRow.node,
-            func.sum(AllocationRow.cpu),
-            func.sum(AllocationRow.mem),
-            func.sum(AllocationRow.gpu),
-            func.sum(is_kernel),
-            func.count(),
-        )
-        .where(AllocationRow.state.in_(LIVE_STATES))
-        .group_by(AllocationRow.node)
-    )
-    if nodes is not None:
-        stmt = stmt.where(AllocationRow.node.in_(nodes))
-    return {
-        name: Usage(cpu=float(cpu), mem=int(mem), gpu=float(gpu), kernels=int(k), servers=int(n) - int(k))
-        for name, cpu, mem, gpu, k, n in session.execute(stmt)
-    }
 
 
 class Ledger:

@@ -181,10 +181,10 @@ class Runtime(abc.ABC):
         """Wait until the container is no longer running; ``TimeoutError`` after ``timeout``."""
 
     @abc.abstractmethod
-    @abc.abstractmethod
     async def list_images(self, label: str | None = None) -> list[tuple[str, dict]]:
         """``(reference, engine attributes)`` of the images on this host, filtered by a label."""
 
+    @abc.abstractmethod
     async def logs(self, container_id: str, tail: int | None = 50) -> str:
         """The container's combined stdout/stderr (its last ``tail`` lines)."""
 

@@ -1,0 +1,236 @@
+"""How a GPU grant becomes container settings: devices, environment, mounts.
+
+:func:`plan` turns the shares the allocator chose into a :class:`GpuPlan` a
+runtime applies to the container it starts. Layers, weakest first:
+
+* **always** — ``NVIDIA_VISIBLE_DEVICES`` with the granted UUIDs and a Docker
+  device request for exactly those devices (the container sees no other GPU;
+  a kernel without GPU gets ``NVIDIA_VISIBLE_DEVICES=void`` so an image that
+  sets ``all`` under a default ``nvidia`` runtime still sees none), plus
+  ``BERTH_GPU_SHARE`` and ``BERTH_GPU_MEMORY_BYTES`` (share × device memory)
+  for the kernel and the sidebar to read.
+* **framework caps** (every fraction) — ``XLA_PYTHON_CLIENT_MEM_FRACTION``,
+  ``XLA_PYTHON_CLIENT_PREALLOCATE=false``, ``TF_FORCE_GPU_ALLOW_GROWTH=true``
+  and the variables the IPython startup file
+  (:mod:`jupyter_berth.gpu.startup_caps`) turns into PyTorch's per-process
+  memory fraction and TensorFlow's logical-device memory limit. Cooperative
+  only: user code can undo them.
+* **mps** — NVIDIA MPS client limits: ``CUDA_MPS_ACTIVE_THREAD_PERCENTAGE``
+  (compute) and ``CUDA_MPS_PINNED_DEVICE_MEM_LIMIT`` (device memory, enforced by
+  the MPS server), the pipe directory mounted, host IPC. The variables live in the
+  kernel's environment: a process started without them gets the control daemon's
+  defaults, which the admin sets as the ceiling (docs/admin-gpus.md).
+* **interception** — an admin-supplied CUDA interception library (such as
+  HAMi-core's ``libvgpu.so``) mounted read-only and ``LD_PRELOAD``-ed, with
+  the admin's limit variables filled in. Nothing is vendored.
+
+Whole devices get no caps: the kernel owns them. Pure functions, no engine.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import string
+from dataclasses import dataclass, field
+from typing import Iterable, Literal, Mapping
+
+from ..errors import RequestError
+from .allocator import UNITS, GpuShare, format_share, to_units
+from .inventory import GpuDevice
+
+Mechanism = Literal["none", "mps", "interception"]
+MECHANISMS = ("none", "mps", "interception")
+
+MiB = 1024**2
+#: The MPS control daemon's default pipe directory (``CUDA_MPS_PIPE_DIRECTORY``).
+DEFAULT_MPS_PIPE_DIRECTORY = "/tmp/nvidia-mps"
+#: Where the interception library appears inside the container.
+INTERCEPTION_DIR_IN_CONTAINER = "/opt/berth/gpu"
+#: Placeholders an admin may use in interception limit variables.
+TEMPLATE_FIELDS = ("memory_mb", "memory_bytes", "share", "share_percent", "device_uuid")
+
+
+@dataclass
+class GpuPlan:
+    """Container settings for one grant. ``mounts`` are ``(host path, container path, read_only)``."""
+
+    device_ids: list[str]
+    env: dict[str, str]
+    mounts: list[tuple[str, str, bool]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    #: IPC namespace the container needs (``"host"`` for MPS clients), None = engine default.
+    ipc_mode: str | None = None
+    mechanism: str = "none"  #: the mechanism that actually applies ("none" for whole devices)
+    memory_bytes: int = 0  #: device memory this grant may use (sum over devices)
+
+    def to_json(self) -> dict:
+        return {
+            "device_ids": list(self.device_ids),
+            "env": dict(self.env),
+            "mounts": [list(m) for m in self.mounts],
+            "notes": list(self.notes),
+            "ipc_mode": self.ipc_mode,
+            "mechanism": self.mechanism,
+            "memory_bytes": self.memory_bytes,
+        }
+
+
+def _fill_template(name: str, template: str, values: Mapping[str, str]) -> str:
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as e:
+        raise RequestError(f"gpu_interception_env.{name}", f"{template!r} is not a valid template ({e})") from None
+    for f in fields:
+        if f not in values:
+            raise RequestError(
+                f"gpu_interception_env.{name}",
+                f"unknown placeholder {{{f}}} in {template!r}; use {', '.join('{' + k + '}' for k in TEMPLATE_FIELDS)}",
+            )
+    return template.format_map(values)
+
+
+def plan(
+    shares: Iterable[GpuShare | Mapping],
+    devices: Iterable[GpuDevice],
+    mechanism: Mechanism = "none",
+    interception_library: str | None = None,
+    interception_env: Mapping[str, str] | None = None,
+    *,
+    mps_pipe_directory: str = DEFAULT_MPS_PIPE_DIRECTORY,
+    interception_mounts: Iterable[tuple[str, str, bool]] = (),
+) -> GpuPlan:
+    """Container settings for ``shares`` (from the allocator) on ``devices``.
+
+    ``interception_env`` values may use ``{memory_mb}``, ``{memory_bytes}``,
+    ``{share}``, ``{share_percent}`` and ``{device_uuid}``; e.g. for HAMi-core
+    ``{"CUDA_DEVICE_MEMORY_LIMIT": "{memory_mb}m", "CUDA_DEVICE_SM_LIMIT":
+    "{share_percent}"}``. ``interception_mounts`` are extra host paths the
+    library needs (HAMi-core shares a lock directory between containers).
+    """
+    if mechanism not in MECHANISMS:
+        raise RequestError("gpu_enforcement", f"{mechanism!r} is not a mechanism; use one of {', '.join(MECHANISMS)}")
+    shares = [GpuShare.from_dict(s) for s in shares]
+    by_uuid = {d.uuid: d for d in devices}
+    if not shares:
+        return GpuPlan(
+            device_ids=[],
+            env={"NVIDIA_VISIBLE_DEVICES": "void"},
+            notes=["no GPU granted: NVIDIA_VISIBLE_DEVICES=void hides every GPU even under a default nvidia runtime"],
+        )
+    missing = [s.uuid for s in shares if s.uuid not in by_uuid]
+    if missing:
+        raise RequestError("gpu", f"device {missing[0]!r} is not in this host's GPU inventory (was it removed?)")
+    if len(set(s.uuid for s in shares)) != len(shares):
+        raise RequestError("gpu", "a grant names the same device twice")
+    units = [to_units(s.share) for s in shares]
+    fractions = [u for u in units if u < UNITS]
+    if fractions and len(shares) > 1:
+        raise RequestError("gpu", "a fraction of a GPU is granted on one device only; this grant names several")
+    if any(u != UNITS for u in units) and not fractions:
+        raise RequestError("gpu", "a share above 1 on one device is impossible; whole grants are 1.0 per device")
+
+    uuids = [s.uuid for s in shares]
+    total_units = sum(units)
+    memory = sum(by_uuid[s.uuid].memory_bytes * u // UNITS for s, u in zip(shares, units))
+    env = {
+        "NVIDIA_VISIBLE_DEVICES": ",".join(uuids),
+        "NVIDIA_DRIVER_CAPABILITIES": "compute,utility",
+        "BERTH_GPU_SHARE": format_share(total_units),
+        "BERTH_GPU_MEMORY_BYTES": str(memory),
+    }
+    result = GpuPlan(device_ids=uuids, env=env, memory_bytes=memory)
+    if not fractions:
+        result.notes.append(f"{len(uuids)} whole device(s): no caps, the kernel owns them")
+        return result
+
+    share_text = format_share(total_units)
+    memory_mb = memory // MiB
+    share_percent = max(1, total_units * 100 // UNITS)
+    env.update(
+        {
+            "XLA_PYTHON_CLIENT_MEM_FRACTION": share_text,
+            "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+            "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+            "BERTH_TF_MEMORY_LIMIT_MB": str(memory_mb),
+            "BERTH_TORCH_MEMORY_FRACTION": share_text,
+        }
+    )
+    result.notes.append(
+        f"framework caps for {share_text} of {uuids[0]} ({memory_mb} MiB): JAX/XLA, TensorFlow and PyTorch "
+        "(via the IPython startup file); cooperative, user code can raise them"
+    )
+    result.mechanism = "none"
+    if mechanism == "mps":
+        if not posixpath.isabs(mps_pipe_directory):
+            raise RequestError("gpu_mps_pipe_directory", f"{mps_pipe_directory!r} must be an absolute path such as /tmp/nvidia-mps")
+        env["CUDA_MPS_PIPE_DIRECTORY"] = mps_pipe_directory
+        env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] = str(share_percent)
+        # Device ordinal as the client sees it: the one granted device is 0 inside
+        # the container. (Limits keyed by UUID are not applied by some drivers; the
+        # NVIDIA k8s device plugin switched to ordinals in 0.15 for that reason.)
+        env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] = f"0={memory_mb}M"
+        result.mounts.append((mps_pipe_directory, mps_pipe_directory, False))
+        result.ipc_mode = "host"
+        result.mechanism = "mps"
+        result.notes.append(
+            f"MPS: {share_percent}% of the SMs and {memory_mb} MiB pinned device memory, enforced by the MPS server "
+            "for processes that keep these variables (without them, the control daemon's defaults apply); "
+            "the kernel must run as the MPS server's UID and shares the host IPC namespace"
+        )
+    elif mechanism == "interception":
+        if not interception_library or not posixpath.isabs(interception_library):
+            raise RequestError(
+                "gpu_interception_library",
+                f"{interception_library!r} must be the absolute host path of the CUDA interception library "
+                "(such as /opt/hami/libvgpu.so) when gpu_enforcement is 'interception'",
+            )
+        target = posixpath.join(INTERCEPTION_DIR_IN_CONTAINER, posixpath.basename(interception_library))
+        result.mounts.append((interception_library, target, True))
+        for mount in interception_mounts:
+            src, dst, ro = mount
+            if not (posixpath.isabs(src) and posixpath.isabs(dst)):
+                raise RequestError("gpu_interception_mounts", f"{mount!r}: both paths must be absolute")
+            result.mounts.append((src, dst, bool(ro)))
+        env["LD_PRELOAD"] = target
+        values = {
+            "memory_mb": str(memory_mb),
+            "memory_bytes": str(memory),
+            "share": share_text,
+            "share_percent": str(share_percent),
+            "device_uuid": uuids[0],
+        }
+        for name, template in (interception_env or {}).items():
+            env[name] = _fill_template(name, str(template), values)
+        result.mechanism = "interception"
+        result.notes.append(
+            f"interception: {target} preloaded with {', '.join(sorted(interception_env or {})) or 'no limit variables'}; "
+            "it enforces what the library implements (typically device-memory allocations)"
+        )
+    return result
+
+
+def docker_device_requests(gpu_plan: GpuPlan) -> list:
+    """docker-py ``DeviceRequest`` objects for the plan (``[]`` when no devices)."""
+    if not gpu_plan.device_ids:
+        return []
+    from docker.types import DeviceRequest
+
+    return [DeviceRequest(device_ids=list(gpu_plan.device_ids), capabilities=[["gpu"]])]
+
+
+def docker_mounts(gpu_plan: GpuPlan) -> list:
+    """docker-py bind ``Mount`` objects for the plan's mounts."""
+    from docker.types import Mount
+
+    return [Mount(target=dst, source=src, type="bind", read_only=ro) for src, dst, ro in gpu_plan.mounts]
+
+
+def docker_run_kwargs(gpu_plan: GpuPlan) -> dict:
+    """The GPU part of ``containers.create(**kwargs)``: merge ``environment`` and ``mounts`` into yours."""
+    kwargs: dict = {"environment": dict(gpu_plan.env), "mounts": docker_mounts(gpu_plan)}
+    requests = docker_device_requests(gpu_plan)
+    if requests:
+        kwargs["device_requests"] = requests
+    if gpu_plan.ipc_mode:
+        kwargs["ipc_mode"] = gpu_plan.ipc_mode
+    return kwargs

@@ -1,0 +1,325 @@
+"""GPU enforcement plans and the IPython caps file, on devices declared in config.
+
+These machines have no GPU: the plans are checked against declared devices,
+and the startup file runs under plain Python with no framework, or with tiny
+fake ``torch`` / ``tensorflow`` packages written to a temporary directory (test
+doubles for GPU frameworks that cannot run here). What holds on real hardware is
+left to ``benchmarks/gpu_enforcement_check.py``.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from docker.types import DeviceRequest
+
+from jupyter_berth.errors import RequestError
+from jupyter_berth.gpu import (
+    STARTUP_CAPS_SOURCE,
+    STARTUP_FILENAME,
+    GpuDevice,
+    GpuShare,
+    assign,
+    docker_device_requests,
+    docker_run_kwargs,
+    plan,
+    write_startup_file,
+)
+
+GiB = 1024**3
+REPO = Path(__file__).resolve().parent.parent
+T4 = GpuDevice(index=0, uuid="GPU-5f3c0a11-0000-4000-8000-000000000001", name="declared Tesla T4", memory_bytes=16 * GiB, declared=True)
+A100 = GpuDevice(index=1, uuid="GPU-5f3c0a11-0000-4000-8000-000000000002", name="declared A100", memory_bytes=40 * GiB, declared=True)
+DEVICES = [T4, A100]
+QUARTER = [GpuShare(T4.uuid, 0.25)]
+CAP_VARIABLES = ("XLA_PYTHON_CLIENT_MEM_FRACTION", "BERTH_TORCH_MEMORY_FRACTION", "BERTH_TF_MEMORY_LIMIT_MB", "LD_PRELOAD",
+                 "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE", "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT")
+
+
+# --- plans -------------------------------------------------------------------------
+
+
+def test_declared_gpu_quarter_share_gets_its_device_and_framework_caps():
+    p = plan(QUARTER, DEVICES, "none")
+    assert p.device_ids == [T4.uuid]
+    assert p.env["NVIDIA_VISIBLE_DEVICES"] == T4.uuid
+    assert p.env["BERTH_GPU_SHARE"] == "0.25"
+    assert p.env["BERTH_GPU_MEMORY_BYTES"] == str(4 * GiB) and p.memory_bytes == 4 * GiB
+    assert p.env["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.25"
+    assert p.env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+    assert p.env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
+    assert p.env["BERTH_TF_MEMORY_LIMIT_MB"] == "4096"
+    assert p.env["BERTH_TORCH_MEMORY_FRACTION"] == "0.25"
+    assert "LD_PRELOAD" not in p.env and "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT" not in p.env
+    assert p.mounts == [] and p.ipc_mode is None and p.mechanism == "none"
+    assert any("cooperative" in note for note in p.notes)
+
+
+def test_declared_gpu_quarter_share_under_mps_gets_mps_limits_and_the_pipe():
+    p = plan(QUARTER, DEVICES, "mps")
+    assert p.env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "25"
+    # the one granted device is ordinal 0 inside the container
+    assert p.env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == "0=4096M"
+    assert p.env["CUDA_MPS_PIPE_DIRECTORY"] == "/tmp/nvidia-mps"
+    assert p.mounts == [("/tmp/nvidia-mps", "/tmp/nvidia-mps", False)]
+    assert p.ipc_mode == "host" and p.mechanism == "mps"
+    assert p.env["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.25"  # framework caps stay as the floor
+    custom = plan(QUARTER, DEVICES, "mps", mps_pipe_directory="/run/nvidia-mps")
+    assert custom.mounts == [("/run/nvidia-mps", "/run/nvidia-mps", False)]
+    with pytest.raises(RequestError) as e:
+        plan(QUARTER, DEVICES, "mps", mps_pipe_directory="nvidia-mps")
+    assert e.value.field == "gpu_mps_pipe_directory"
+
+
+def test_declared_gpu_quarter_share_under_interception_preloads_the_admin_library():
+    p = plan(
+        QUARTER,
+        DEVICES,
+        "interception",
+        "/opt/hami/libvgpu.so",
+        {"CUDA_DEVICE_MEMORY_LIMIT": "{memory_mb}m", "CUDA_DEVICE_SM_LIMIT": "{share_percent}"},
+        interception_mounts=[("/tmp/vgpulock", "/tmp/vgpulock", False)],
+    )
+    assert p.env["LD_PRELOAD"] == "/opt/berth/gpu/libvgpu.so"
+    assert ("/opt/hami/libvgpu.so", "/opt/berth/gpu/libvgpu.so", True) in p.mounts  # read-only
+    assert ("/tmp/vgpulock", "/tmp/vgpulock", False) in p.mounts
+    assert p.env["CUDA_DEVICE_MEMORY_LIMIT"] == "4096m"
+    assert p.env["CUDA_DEVICE_SM_LIMIT"] == "25"
+    assert p.mechanism == "interception" and p.ipc_mode is None
+
+
+@pytest.mark.parametrize(
+    "library, env, field",
+    [
+        (None, {}, "gpu_interception_library"),
+        ("libvgpu.so", {}, "gpu_interception_library"),
+        ("/opt/hami/libvgpu.so", {"CUDA_DEVICE_MEMORY_LIMIT": "{memory_gb}g"}, "gpu_interception_env.CUDA_DEVICE_MEMORY_LIMIT"),
+        ("/opt/hami/libvgpu.so", {"X": "{memory_mb"}, "gpu_interception_env.X"),
+    ],
+)
+def test_declared_gpu_interception_config_errors_name_the_setting(library, env, field):
+    with pytest.raises(RequestError) as e:
+        plan(QUARTER, DEVICES, "interception", library, env)
+    assert e.value.field == field
+
+
+def test_declared_gpu_whole_devices_get_no_caps():
+    p = plan(assign(DEVICES, {}, 2), DEVICES, "mps", "/opt/hami/libvgpu.so")
+    assert p.device_ids == [T4.uuid, A100.uuid]
+    assert p.env["NVIDIA_VISIBLE_DEVICES"] == f"{T4.uuid},{A100.uuid}"
+    assert p.env["BERTH_GPU_SHARE"] == "2"
+    assert p.env["BERTH_GPU_MEMORY_BYTES"] == str(56 * GiB)
+    assert not any(v in p.env for v in CAP_VARIABLES)
+    assert p.mounts == [] and p.ipc_mode is None and p.mechanism == "none"
+
+
+def test_no_gpu_hides_every_gpu_and_requests_no_device():
+    p = plan([], DEVICES, "mps")
+    assert p.device_ids == [] and p.env == {"NVIDIA_VISIBLE_DEVICES": "void"}
+    assert docker_device_requests(p) == []
+    assert "device_requests" not in docker_run_kwargs(p)
+
+
+def test_declared_gpu_docker_device_request_names_the_uuid():
+    p = plan(QUARTER, DEVICES, "mps")
+    (request,) = docker_device_requests(p)
+    assert isinstance(request, DeviceRequest)
+    assert request.device_ids == [T4.uuid]
+    assert request.capabilities == [["gpu"]]
+    kwargs = docker_run_kwargs(p)
+    assert kwargs["device_requests"][0]["DeviceIDs"] == [T4.uuid]
+    assert kwargs["ipc_mode"] == "host"
+    assert kwargs["mounts"][0]["Source"] == "/tmp/nvidia-mps" and kwargs["mounts"][0]["ReadOnly"] is False
+
+
+@pytest.mark.parametrize(
+    "shares, words",
+    [
+        ([GpuShare("GPU-unknown", 0.25)], "not in this host's GPU inventory"),
+        ([GpuShare(T4.uuid, 0.25), GpuShare(A100.uuid, 0.25)], "one device only"),
+        ([GpuShare(T4.uuid, 1.0), GpuShare(T4.uuid, 1.0)], "same device twice"),
+        ([GpuShare(T4.uuid, 2.0)], "above 1 on one device"),
+    ],
+)
+def test_declared_gpu_inconsistent_grants_are_refused(shares, words):
+    with pytest.raises(RequestError) as e:
+        plan(shares, DEVICES)
+    assert words in e.value.message
+
+
+def test_unknown_mechanism_is_refused():
+    with pytest.raises(RequestError) as e:
+        plan(QUARTER, DEVICES, "vgpu")
+    assert e.value.field == "gpu_enforcement"
+
+
+# --- the IPython startup file ------------------------------------------------------
+
+FAKE_TORCH = {
+    "torch/__init__.py": "from . import cuda\n",
+    "torch/cuda.py": textwrap.dedent(
+        """
+        import json, os
+        def is_available():
+            return os.environ.get("FAKE_CUDA_AVAILABLE", "1") == "1"
+        def device_count():
+            return 1
+        def set_per_process_memory_fraction(fraction, device=None):
+            if os.environ.get("FAKE_TORCH_FAILS"):
+                raise RuntimeError("CUDA driver initialization failed")
+            with open(os.environ["FAKE_RECORD"], "a") as f:
+                f.write(json.dumps({"call": "set_per_process_memory_fraction", "fraction": fraction, "device": device}) + "\\n")
+        """
+    ),
+}
+FAKE_TENSORFLOW = {
+    "tensorflow/__init__.py": textwrap.dedent(
+        """
+        import json, os
+        class LogicalDeviceConfiguration:
+            def __init__(self, memory_limit=None):
+                self.memory_limit = memory_limit
+        class _Config:
+            def list_physical_devices(self, kind):
+                return ["/physical_device:GPU:0"] if kind == "GPU" else []
+            def set_logical_device_configuration(self, device, configs):
+                with open(os.environ["FAKE_RECORD"], "a") as f:
+                    f.write(json.dumps({"call": "set_logical_device_configuration", "device": device,
+                                        "memory_limit": [c.memory_limit for c in configs]}) + "\\n")
+        config = _Config()
+        config.LogicalDeviceConfiguration = LogicalDeviceConfiguration
+        """
+    ),
+}
+
+
+@pytest.fixture
+def startup_file(tmp_path) -> Path:
+    return write_startup_file(tmp_path / "startup")
+
+
+def run_startup(startup_file: Path, tmp_path: Path, *, after: str = "", fakes: dict | None = None, **env) -> tuple[subprocess.CompletedProcess, list]:
+    """Run the startup file with plain python (then ``after``), return the process and recorded calls."""
+    pythonpath = tmp_path / "site"
+    for name, text in (fakes or {}).items():
+        (pythonpath / name).parent.mkdir(parents=True, exist_ok=True)
+        (pythonpath / name).write_text(text)
+    record = tmp_path / "record.jsonl"
+    code = f"exec(compile(open({str(startup_file)!r}).read(), {STARTUP_FILENAME!r}, 'exec'))\n{after}"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("BERTH_", "FAKE_"))}
+    environ.update(PYTHONPATH=str(pythonpath), FAKE_RECORD=str(record), **env)
+    proc = subprocess.run([sys.executable, "-c", code], env=environ, capture_output=True, text=True, timeout=60)
+    calls = [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
+    return proc, calls
+
+
+CAPS_ENV = {"BERTH_TORCH_MEMORY_FRACTION": "0.25", "BERTH_TF_MEMORY_LIMIT_MB": "4096"}
+
+
+def test_startup_file_is_written_atomically_with_the_source(startup_file):
+    assert startup_file.name == "00-berth-gpu-caps.py"
+    assert startup_file.read_text() == STARTUP_CAPS_SOURCE
+    assert startup_file.stat().st_mode & 0o777 == 0o644
+    assert write_startup_file(startup_file.parent) == startup_file  # rewriting is fine
+    assert [p.name for p in startup_file.parent.iterdir()] == [STARTUP_FILENAME]
+
+
+def test_startup_file_without_any_framework_does_nothing_and_imports_nothing(startup_file, tmp_path):
+    after = "import sys; print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'tensorflow')), len(sys.meta_path))"
+    proc, calls = run_startup(startup_file, tmp_path, after=after, **CAPS_ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    baseline = subprocess.run([sys.executable, "-c", "import sys; print(len(sys.meta_path))"], capture_output=True, text=True)
+    assert proc.stdout.split() == ["[]", baseline.stdout.strip()]  # no finder installed either
+    assert calls == []
+
+
+def test_startup_file_with_fake_torch_test_double_caps_torch_when_imported(startup_file, tmp_path):
+    proc, calls = run_startup(startup_file, tmp_path, after="import torch\nimport torch", fakes=FAKE_TORCH, **CAPS_ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert calls == [{"call": "set_per_process_memory_fraction", "fraction": 0.25, "device": 0}]  # once
+
+
+def test_startup_file_with_fake_torch_test_double_is_lazy_until_import(startup_file, tmp_path):
+    proc, calls = run_startup(startup_file, tmp_path, after="import sys; assert 'torch' not in sys.modules", fakes=FAKE_TORCH, **CAPS_ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert calls == []
+
+
+def test_startup_file_with_fake_torch_test_double_leaves_loader_untouched(startup_file, tmp_path):
+    after = "import torch; print(type(torch.__loader__).__name__, type(torch.__spec__.loader).__name__)"
+    proc, _ = run_startup(startup_file, tmp_path, after=after, fakes=FAKE_TORCH, **CAPS_ENV)
+    assert proc.stdout.split() == ["SourceFileLoader", "SourceFileLoader"]
+
+
+def test_startup_file_with_fake_torch_test_double_without_cuda_sets_nothing(startup_file, tmp_path):
+    proc, calls = run_startup(startup_file, tmp_path, after="import torch", fakes=FAKE_TORCH, FAKE_CUDA_AVAILABLE="0", **CAPS_ENV)
+    assert proc.returncode == 0 and calls == []
+
+
+def test_startup_file_with_failing_fake_torch_test_double_warns_and_goes_on(startup_file, tmp_path):
+    proc, calls = run_startup(startup_file, tmp_path, after="import torch\nprint('kernel still running')", fakes=FAKE_TORCH,
+                              FAKE_TORCH_FAILS="1", **CAPS_ENV)
+    assert proc.returncode == 0
+    assert "kernel still running" in proc.stdout
+    assert "jupyter-berth could not apply the PyTorch GPU memory cap: CUDA driver initialization failed" in proc.stderr
+    assert calls == []
+
+
+def test_startup_file_with_fake_torch_test_double_and_no_grant_does_nothing(startup_file, tmp_path):
+    proc, calls = run_startup(startup_file, tmp_path, after="import torch", fakes=FAKE_TORCH)
+    assert proc.returncode == 0 and calls == []
+
+
+def test_startup_file_with_fake_tensorflow_test_double_sets_a_logical_device_limit(startup_file, tmp_path):
+    proc, calls = run_startup(startup_file, tmp_path, after="import tensorflow", fakes=FAKE_TENSORFLOW, **CAPS_ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert calls == [{"call": "set_logical_device_configuration", "device": "/physical_device:GPU:0", "memory_limit": [4096]}]
+
+
+def test_startup_file_with_fake_torch_test_double_already_imported_is_capped_at_once(startup_file, tmp_path):
+    pythonpath = tmp_path / "site"
+    for name, text in FAKE_TORCH.items():
+        (pythonpath / name).parent.mkdir(parents=True, exist_ok=True)
+        (pythonpath / name).write_text(text)
+    record = tmp_path / "record.jsonl"
+    code = f"import torch\nexec(open({str(startup_file)!r}).read())"
+    env = {**os.environ, "PYTHONPATH": str(pythonpath), "FAKE_RECORD": str(record), **CAPS_ENV}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(record.read_text())["fraction"] == 0.25
+
+
+def test_startup_file_in_a_real_ipython_profile_with_fake_torch_test_double(tmp_path):
+    """IPython itself runs the file from profile_default/startup, and leaves the user namespace clean."""
+    pytest.importorskip("IPython")
+    write_startup_file(tmp_path / "ipython" / "profile_default" / "startup")
+    for name, text in FAKE_TORCH.items():
+        (tmp_path / "site" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "site" / name).write_text(text)
+    record = tmp_path / "record.jsonl"
+    env = {**os.environ, "IPYTHONDIR": str(tmp_path / "ipython"), "PYTHONPATH": str(tmp_path / "site"),
+           "FAKE_RECORD": str(record), **CAPS_ENV}
+    code = "import torch; print(sorted(n for n in dir() if 'berth' in n))"
+    proc = subprocess.run([sys.executable, "-m", "IPython", "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("[]")
+    assert json.loads(record.read_text()) == {"call": "set_per_process_memory_fraction", "fraction": 0.25, "device": 0}
+
+
+# --- the hardware check script -------------------------------------------------------
+
+
+def test_enforcement_check_script_says_there_is_no_gpu_here():
+    from jupyter_berth.gpu import discover
+
+    if discover().devices:
+        pytest.skip("this host has an NVIDIA GPU; run the check for real instead")
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_enforcement_check.py")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 77
+    assert proc.stdout.startswith("no NVIDIA GPU on this host (")
