@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import hashlib
+import ipaddress
 import os
 import secrets
 from concurrent.futures import ThreadPoolExecutor
@@ -84,6 +85,10 @@ class BerthService(LoggingConfigurable):
     cpu_overcommit = Float(1.0, config=True, help="Host CPU capacity = cores × this factor (1.0: never promise more cores than exist).")
     mem_reserved = Unicode("512M", config=True, help="Memory kept back for the host and Jupyter itself; the rest is allotted to kernels.")
     network_prefix = Unicode("berth-u-", config=True, help="Prefix of the per-user bridge networks kernels run in.")
+    user_subnets = Unicode("10.213.0.0/16", config=True,
+                           help="Address range carved into one subnet per user network (so a restarted kernel keeps its "
+                                "address and connected clients reconnect by themselves). Pick a range no other network uses.")
+    user_subnet_prefix = Integer(24, config=True, help="Size of each user's subnet (24: 253 kernels per user).")
     sample_interval = Float(15.0, config=True, help="Seconds between usage samples of running containers (0 disables).")
     stop_timeout = Float(5.0, config=True, help="Seconds a kernel container gets to exit after SIGTERM before it is killed.")
     node_name = Unicode(config=True, help="Name of this host in the ledger.")
@@ -195,13 +200,27 @@ class BerthService(LoggingConfigurable):
         return resources, chosen_image, policy
 
     # ---- kernels ----------------------------------------------------------------------------
+    def _subnets(self, user: str) -> list[str]:
+        """Candidate subnets for a user's network: all of ``user_subnets``, starting at one picked by name."""
+        nets = list(ipaddress.ip_network(self.user_subnets).subnets(new_prefix=self.user_subnet_prefix))
+        start = int(hashlib.sha256(user.encode()).hexdigest(), 16) % len(nets)
+        return [str(n) for n in nets[start:] + nets[:start]]
+
+    async def _user_network(self, user: str) -> str:
+        name = user_network(self.network_prefix, user)
+        await self.runtime.ensure_network(name, {"owner": user, "site": self.site_id}, subnets=self._subnets(user))
+        return name
+
     async def start_kernel(self, user: str, groups=(), *, kernel_id: str, request: dict | None = None,
                            preset: str | None = None, image: str | None = None, cwd: str | None = None,
                            mounts: list[Mount] | None = None, env: dict | None = None,
-                           resources: Resources | None = None) -> KernelLaunch:
+                           resources: Resources | None = None, ip: str | None = None,
+                           key: str | None = None) -> KernelLaunch:
         """Reserve, then start one kernel container. Nothing stays reserved if the start fails.
 
-        ``resources`` + ``image`` given together skip the resolution (a restart keeps its grant).
+        ``resources`` + ``image`` given together skip the resolution (a restart keeps its grant);
+        ``ip`` asks for the address the kernel had before a restart; ``key`` is the session's
+        signing key (the kernel manager's own, so clients keep signing with it across restarts).
         """
         policy = None
         if resources is None:
@@ -213,12 +232,20 @@ class BerthService(LoggingConfigurable):
         alloc = await self._db(self.admission.reserve, owner=user, groups=list(groups), policy=policy,
                                request=resources, kind="kernel", subject=kernel_id, image=image, node=self.node_name)
         try:
-            connection = KernelConnection(key=secrets.token_hex(32))
-            network = await self.runtime.ensure_network(user_network(self.network_prefix, user), {"owner": user})
+            connection = KernelConnection(key=key or secrets.token_hex(32))
+            network = await self._user_network(user)
             spec = kernel_spec(owner=user, kernel_id=kernel_id, allocation_id=alloc.id, image=image, resources=resources,
                                connection=connection, network=network, cwd=cwd, mounts=mounts, env=env,
                                site=self.site_id)
-            container = await self.runtime.run(spec)
+            spec.ip = ip
+            try:
+                container = await self.runtime.run(spec)
+            except BerthError as e:
+                if not ip or e.status == 404:
+                    raise
+                self.log.warning("Kernel %s could not keep its address %s (%s); starting on a new one", kernel_id, ip, e.message)
+                spec.ip = None
+                container = await self.runtime.run(spec)
             await self._db(self.ledger.mark_running, alloc.id, container.id, image_digest=info.digest)
         except BaseException as e:
             reason = "failed" if isinstance(e, Exception) else "cancelled"

@@ -52,6 +52,7 @@ class BerthProvisioner(KernelProvisionerBase):
     launch = None  #: KernelLaunch of the running container
     _backend = None
     _grant: tuple[Resources, str] | None = None  #: resources and image, kept across restarts
+    _address: str | None = None  #: the kernel's address, kept across restarts (clients stay connected)
     _ended: tuple[str, str] | None = None  #: (reason, message) once the container has stopped
     _notice: str | None = None  #: told to the user in the next kernel after an abnormal end
     _stopping: str | None = None  #: "shutdown" or "restart" once the kernel manager asked for it
@@ -108,21 +109,19 @@ class BerthProvisioner(KernelProvisionerBase):
         berth = kwargs.get("berth") or {}
         cwd = kwargs.get("cwd")
         cwd = os.path.abspath(str(cwd)) if cwd else None
-        start = dict(kernel_id=self.kernel_id, cwd=cwd, mounts=self._mounts(cwd), env=self._kernel_env(kwargs.get("env") or {}))
-        if self._grant is not None:  # a restart keeps the same grant and image
-            start.update(resources=self._grant[0], image=self._grant[1])
+        start = dict(kernel_id=self.kernel_id, cwd=cwd, mounts=self._mounts(cwd), env=self._kernel_env(kwargs.get("env") or {}),
+                     key=berth.get("key"))
+        if self._grant is not None:  # a restart keeps the same grant, image and address
+            start.update(resources=self._grant[0], image=self._grant[1], ip=self._address)
         else:
             start.update(request=berth.get("request"), preset=berth.get("preset"), image=berth.get("image"))
         self.launch = await backend.start_kernel(**start)
         self._grant = (self.launch.resources, self.launch.image)
+        self._address = self.launch.connection["ip"]
         self._ended = None
         self._notice = None
         self._stopping = None
         self.connection_info = dict(self.launch.connection)
-        if berth.get("key"):
-            # The kernel manager's session signs with its own key; keep one key for both ends.
-            self.connection_info["key"] = self.launch.connection["key"]
-            self.parent.session.key = self.launch.connection["key"]
         self.log.info("Berth kernel %s: %s, %s", self.kernel_id, self.launch.image, self.launch.resources.describe())
         return self.connection_info
 

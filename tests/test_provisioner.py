@@ -135,6 +135,8 @@ async def test_restart_keeps_grant_and_image_shutdown_releases(berth_service, be
     await kc.wait_for_ready(timeout=30)
     second = km.provisioner.launch
     assert second.container_id != first.container_id
+    # Same address and ports: clients that stay connected (JupyterLab's websocket) reach the new kernel.
+    assert second.connection["ip"] == first.connection["ip"]
     assert (second.resources, second.image) == (first.resources, first.image)
     content, _, err = await run(kc, "x")
     assert content["status"] == "error" and "NameError" in err  # a new process

@@ -77,6 +77,8 @@ class ContainerSpec:
     hostname: str | None = None
     gpu_device_ids: list[str] = field(default_factory=list)
     init: bool = False
+    #: fixed address on ``network`` (which must have a subnet); a restarted kernel keeps its address
+    ip: str | None = None
 
 
 @dataclass

@@ -187,7 +187,8 @@ class DockerRuntime(Runtime):
         kwargs = create_kwargs(spec)
         kwargs["host_config"] = api.create_host_config(**host_config_kwargs(spec))
         if spec.network:
-            kwargs["networking_config"] = api.create_networking_config({spec.network: api.create_endpoint_config()})
+            endpoint = api.create_endpoint_config(ipv4_address=spec.ip) if spec.ip else api.create_endpoint_config()
+            kwargs["networking_config"] = api.create_networking_config({spec.network: endpoint})
         try:
             return api.create_container(**kwargs)["Id"]
         except docker.errors.APIError as e:
@@ -383,14 +384,16 @@ class DockerRuntime(Runtime):
 
     # -- networks --------------------------------------------------------------------------
 
-    async def ensure_network(self, name: str, labels: dict[str, str] | None = None) -> str:
+    async def ensure_network(self, name: str, labels: dict[str, str] | None = None, subnets: list[str] | None = None) -> str:
+        """Create the bridge network unless it exists. ``subnets``: candidates tried in order
+        (a network with its own subnet lets a restarted kernel keep its address)."""
         validate_name(name, "network")
         net_labels = full_labels(labels)
         net_labels[key(MANAGED)] = MANAGED_VALUE
         locks = self._network_locks.setdefault(asyncio.get_running_loop(), {})
         lock = locks.setdefault(name, asyncio.Lock())
         async with lock:
-            return await self._docker(networks.ensure_network_sync, name, net_labels)
+            return await self._docker(networks.ensure_network_sync, name, net_labels, subnets)
 
     async def remove_network(self, name: str) -> None:
         try:

@@ -22,6 +22,7 @@ import tempfile
 from datetime import datetime, timezone
 
 import docker.errors
+import docker.types
 
 from ..errors import EngineError
 from .base import parse_engine_time
@@ -69,7 +70,23 @@ def networks_named(api, name: str) -> list[dict]:
     return sorted(nets, key=lambda n: (_created(n), n["Id"]))
 
 
-def ensure_network_sync(api, name: str, labels: dict[str, str]) -> str:
+def _create(api, name: str, labels: dict[str, str], subnets: list[str] | None) -> str:
+    """Create the network, on the first candidate subnet that overlaps no other network."""
+    if not subnets:
+        return api.create_network(name, driver="bridge", labels=labels, check_duplicate=True)["Id"]
+    last = None
+    for subnet in subnets:
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
+        try:
+            return api.create_network(name, driver="bridge", labels=labels, check_duplicate=True, ipam=ipam)["Id"]
+        except docker.errors.APIError as e:
+            if "overlap" not in str(e.explanation or e).lower():
+                raise
+            last = e
+    raise EngineError(f"no free subnet for network {name}: every candidate overlaps another network ({last})")
+
+
+def ensure_network_sync(api, name: str, labels: dict[str, str], subnets: list[str] | None = None) -> str:
     """The id of the bridge network ``name``, created with ``labels`` when missing."""
     existing = networks_named(api, name)
     if existing:
@@ -80,7 +97,7 @@ def ensure_network_sync(api, name: str, labels: dict[str, str]) -> str:
             return existing[0]["Id"]
         mine = None
         try:
-            mine = api.create_network(name, driver="bridge", labels=labels, check_duplicate=True)["Id"]
+            mine = _create(api, name, labels, subnets)
         except docker.errors.APIError as e:
             if e.status_code != 409:  # 409: someone else made it first
                 raise
