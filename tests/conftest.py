@@ -1,4 +1,4 @@
-pytest_plugins = ["tests.db_fixtures", "tests.berth_fixtures"]
+pytest_plugins = ["tests.db_fixtures", "tests.berth_fixtures", "pytest_jupyter.jupyter_server"]
 
 import os
 
