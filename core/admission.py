@@ -74,9 +74,7 @@ def share_assigner(assign: Callable[[Mapping[str, float], Resources], "list[dict
 
 def capacity_error(message: str, resource: str, never_fits: bool) -> CapacityError:
     """A :class:`CapacityError` with ``never_fits`` set (True: no host could ever hold it)."""
-    err = CapacityError(message, resource=resource)
-    err.never_fits = never_fits
-    return err
+    return CapacityError(message, resource=resource, never_fits=never_fits)
 
 
 class Admission:
@@ -247,8 +245,6 @@ class Admission:
                 return n, [dict(d) for d in devices]
             gpu_error = capacity_error(f"gpu: host {n.name} has no {request.gpu:g} GPU free", "gpu", False)
         if gpu_error is not None:
-            if not hasattr(gpu_error, "never_fits"):
-                gpu_error.never_fits = False
             raise gpu_error
         raise self._full_error(nodes, free, request, kind)
 

@@ -63,8 +63,7 @@ class GpuCapacityError(CapacityError):
     """No device (set) can take the request; ``never_fits`` if this host never could."""
 
     def __init__(self, message: str, *, never_fits: bool = False, **kw):
-        self.never_fits = never_fits
-        super().__init__(message, resource="gpu", **kw)
+        super().__init__(message, resource="gpu", never_fits=never_fits, **kw)
 
 
 # ---------------------------------------------------------------------------
