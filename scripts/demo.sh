@@ -10,6 +10,9 @@ python3 -m pip install -q --disable-pip-version-check -e '.[server]' jupyterlab 
 berth engine up
 berth images bootstrap
 berth kernelspecs sync
+# A wheel install enables the extension by itself; an editable install needs it said once.
+jupyter server extension enable --py jupyter_berth.server --sys-prefix >/dev/null 2>&1 || \
+  jupyter server extension enable jupyter_berth.server --sys-prefix >/dev/null
 workdir=${BERTH_DEMO_DIR:-$HOME/berth-notebooks}
 mkdir -p "$workdir"
 # Kernels run as uid 1000 inside their containers: let them write next to the notebooks.
