@@ -17,11 +17,12 @@ workdir=${BERTH_DEMO_DIR:-$HOME/berth-notebooks}
 mkdir -p "$workdir"
 # Kernels run as uid 1000 inside their containers: let them write next to the notebooks.
 [ "$(id -u)" = 0 ] && chown 1000:100 "$workdir" || true
+port=${BERTH_DEMO_PORT:-8888}
 token=${BERTH_DEMO_TOKEN:-$(python3 -c 'import secrets; print(secrets.token_hex(16))')}
 echo
-echo "JupyterLab with Berth kernels: http://127.0.0.1:8888/lab?token=$token"
+echo "JupyterLab with Berth kernels: http://127.0.0.1:$port/lab?token=$token"
 echo "Pick a kernel ending in '(Berth)': it runs in its own container. Ctrl-C stops JupyterLab."
 echo
 allow_root=""; [ "$(id -u)" = 0 ] && allow_root="--allow-root"
-exec jupyter lab --no-browser --ip=127.0.0.1 --port=8888 $allow_root \
+exec jupyter lab --no-browser --ip=127.0.0.1 --port="$port" $allow_root \
   --ServerApp.root_dir="$workdir" --IdentityProvider.token="$token" "$@"
