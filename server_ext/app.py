@@ -20,6 +20,26 @@ class BerthExtensionApp(ExtensionApp):
 
     sync_kernelspecs = Bool(True, config=True, help="Write the Berth kernelspecs (one per offered image and preset) when the server starts.")
 
+    def initialize_settings(self):
+        from jupyter_berth.kernels.backend import embedded_service
+        from jupyter_berth.service import standalone_user
+
+        from .context import BerthContext
+
+        user, groups = standalone_user()
+        config = self.serverapp.config
+
+        async def get_service():
+            return await embedded_service(config=config, parent=self)
+
+        self.settings["berth"] = BerthContext(get_service=get_service, user=user, groups=groups,
+                                              kernel_manager=self.serverapp.kernel_manager)
+
+    def initialize_handlers(self):
+        from .routes import handlers
+
+        self.handlers.extend(handlers())
+
     async def _start_jupyter_server_extension(self, serverapp):
         if not self.sync_kernelspecs:
             return

@@ -38,7 +38,7 @@ def raw_engine(url):
 
 
 def test_fresh_database_is_created_at_head_and_matches_the_models(ledger):
-    assert db.current_revision(ledger.engine) == head_revision() == "0001"
+    assert db.current_revision(ledger.engine) == head_revision()
     with ledger.engine.connect() as conn:
         tables = set(inspect(conn).get_table_names())
         diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
@@ -56,7 +56,7 @@ def test_unknown_revision_is_refused_with_the_upgrade_command(ledger_url):
         with pytest.raises(LedgerRevisionError) as info:
             Ledger(url=ledger_url, auto_upgrade=auto_upgrade)
         message = info.value.message
-        assert "is at revision 0000_from_elsewhere, this version needs 0001" in message
+        assert f"is at revision 0000_from_elsewhere, this version needs {head_revision()}" in message
         assert "back up the database and run `berth db upgrade`" in message
         assert "password" not in message and ":berth@" not in message  # no password in what admins paste around
 
@@ -65,7 +65,7 @@ def test_database_behind_head_is_refused_then_upgraded_by_the_cli(ledger_url):
     # An empty database is the oldest revision there is.
     with pytest.raises(LedgerRevisionError) as info:
         Ledger(url=ledger_url, auto_upgrade=False)
-    assert "is at revision none (no Berth schema yet), this version needs 0001" in info.value.message
+    assert f"is at revision none (no Berth schema yet), this version needs {head_revision()}" in info.value.message
     assert "`berth db upgrade`" in info.value.message
 
     cli = [sys.executable, "-m", "jupyter_berth.cli.app", "db"]
@@ -74,11 +74,11 @@ def test_database_behind_head_is_refused_then_upgraded_by_the_cli(ledger_url):
     assert "run `berth db upgrade`" in current.stdout
     done = subprocess.run([*cli, "upgrade", f"--db-url={ledger_url}"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert "upgraded from revision none (empty database) to 0001" in done.stdout
+    assert f"upgraded from revision none (empty database) to {head_revision()}" in done.stdout
     again = subprocess.run([*cli, "upgrade", f"--db-url={ledger_url}"], capture_output=True, text=True, timeout=60)
-    assert "already at revision 0001" in again.stdout
+    assert f"already at revision {head_revision()}" in again.stdout
     current = subprocess.run([*cli, "current", f"--db-url={ledger_url}"], capture_output=True, text=True, timeout=60)
-    assert current.returncode == 0 and "revision 0001 (up to date)" in current.stdout
+    assert current.returncode == 0 and f"revision {head_revision()} (up to date)" in current.stdout
 
     led = Ledger(url=ledger_url, auto_upgrade=False)  # now at head: accepted without upgrading
     led.close()
@@ -98,14 +98,16 @@ def test_downgraded_sqlite_ledger_is_upgraded_again_with_a_backup(tmp_path):
     url = f"sqlite:///{tmp_path / 'berth.sqlite'}"
     led = Ledger(url=url)
     led.set_node_capacity("n1", 2, 4 * GiB)
-    db.stamp(led.engine, "0001")
+    assert db.upgrade(led.engine) == (head_revision(), head_revision(), None)  # at head: nothing done, no backup
+    db.downgrade(led.engine, "0001")  # an older ledger: upgraded with a backup first, data kept
     before, after, backup = db.upgrade(led.engine)
-    assert (before, after, backup) == ("0001", "0001", None)  # at head: nothing done, no backup
+    assert (before, after) == ("0001", head_revision()) and backup and os.path.exists(backup)
+    assert [n.name for n in led.nodes()] == ["n1"]
     db.downgrade(led.engine, "base")
     led.close()
     assert db.current_revision(db.make_engine(url)) is None
     led = Ledger(url=url)  # empty again: auto_upgrade recreates it
-    assert db.current_revision(led.engine) == "0001" and led.nodes() == []
+    assert db.current_revision(led.engine) == head_revision() and led.nodes() == []
     led.close()
 
 

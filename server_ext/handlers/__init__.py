@@ -1,0 +1,1 @@
+"""REST handlers of the ``berth`` server extension, one module per resource."""
