@@ -8,7 +8,14 @@ containers that carry Berth labels:
 * a live allocation whose container is gone (or exited) is **released**, so
   nothing leaks;
 * a labelled container the ledger has no live record of is a **stray**: it is
-  stopped and removed (warm-pool containers are left to the pool).
+  stopped and removed.
+
+Containers are matched to allocations by their ``allocation`` label or by the
+container id the ledger recorded: a warm-pool container adopted by a kernel keeps
+its pool labels (labels cannot change on a running container), so only the ledger
+knows which allocation it serves. An unadopted pool container belongs to the
+running pool when ``pool_keeps(container)`` says so, and is a stray of an earlier
+run otherwise.
 
 :func:`plan` is pure so it can be tested without an engine; the service applies
 the plan.
@@ -18,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Iterable
+from typing import Callable, Iterable
 
 from .runtime.labels import parse_labels
 
@@ -42,18 +49,25 @@ def _aware(dt: datetime | None) -> datetime | None:
     return dt
 
 
-def plan(allocations: Iterable, containers: Iterable, now: datetime | None = None) -> ReconcilePlan:
-    """Decide what to adopt, release and stop. ``allocations`` are live ledger rows."""
+def plan(allocations: Iterable, containers: Iterable, now: datetime | None = None,
+         pool_keeps: Callable[[object], bool] | None = None) -> ReconcilePlan:
+    """Decide what to adopt, release and stop. ``allocations`` are live ledger rows.
+
+    ``pool_keeps`` answers, for an unadopted warm-pool container, whether the running
+    pool owns it (``None``: no pool runs, every unadopted pool container is a stray).
+    """
     now = now or datetime.now(timezone.utc)
+    allocations = list(allocations)
+    by_container = {a.container_id: a.id for a in allocations if getattr(a, "container_id", None)}
     by_alloc: dict[str, object] = {}
     result = ReconcilePlan()
     for c in containers:
         labels = parse_labels(c.labels)
-        if labels.get("kind") == "pool":
-            continue
-        alloc_id = labels.get("allocation")
+        alloc_id = labels.get("allocation") or by_container.get(c.id)
         if alloc_id:
             by_alloc[alloc_id] = c
+        elif labels.get("kind") == "pool" and not (pool_keeps is not None and pool_keeps(c)):
+            result.stop.append(c)
     live_ids = set()
     for a in allocations:
         live_ids.add(a.id)

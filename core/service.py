@@ -15,6 +15,7 @@ import asyncio
 import getpass
 import hashlib
 import ipaddress
+import math
 import os
 import secrets
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,11 @@ from .ledger import Ledger
 from .policies import PolicySpec, resolve
 from .resources import Preset, Resources, find_preset, format_bytes
 from .runtime.base import ContainerInfo, Mount, Runtime
+from .service_folders import FoldersMixin
+from .service_gpus import GpuMixin
+from .service_images import ImagesMixin
+from .service_usage import UsageMixin
+from .warm_pool import WarmPool
 
 
 @dataclass
@@ -64,7 +70,7 @@ def exit_message(info: ContainerInfo | None, resources: Resources | None) -> tup
     return "exited", f"the kernel process exited with code {info.exit_code}"
 
 
-class BerthService(LoggingConfigurable):
+class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfigurable):
     """Admission, containers and accounting for kernels and servers."""
 
     db_url = Unicode(None, allow_none=True, config=True,
@@ -91,6 +97,16 @@ class BerthService(LoggingConfigurable):
     user_subnet_prefix = Integer(24, config=True, help="Size of each user's subnet (24: 253 kernels per user).")
     sample_interval = Float(15.0, config=True, help="Seconds between usage samples of running containers (0 disables).")
     stop_timeout = Float(5.0, config=True, help="Seconds a kernel container gets to exit after SIGTERM before it is killed.")
+    pool_size = Integer(0, config=True,
+                        help="Kernel containers kept started and waiting per image in pool_images, so that a start adopts one "
+                             "(about 0.1 s) instead of creating a container. 0 disables the warm pool. Pool containers count "
+                             "against no user until adopted; finer settings: c.WarmPool.* (docs/warm-pool.md).")
+    pool_images = List(Unicode(), config=True, help="Images that get a warm pool (default: [default_image]).")
+
+    @default("pool_images")
+    def _pool_images_default(self):
+        return [self.default_image]
+
     node_name = Unicode(config=True, help="Name of this host in the ledger.")
 
     @default("node_name")
@@ -108,6 +124,7 @@ class BerthService(LoggingConfigurable):
         self._db_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="berth-ledger")
         self._sampler: asyncio.Task | None = None
         self._started = False
+        self._pool: WarmPool | None = None
         self._presets = {name: Preset.parse(name, spec) for name, spec in self.presets.items()}
         self._policy_specs = (
             PolicySpec.parse(self.default_policy, "default_policy"),
@@ -131,8 +148,13 @@ class BerthService(LoggingConfigurable):
         self.admission = Admission(self.ledger)
         if not self.site_id:
             self.site_id = hashlib.sha256(self.ledger.url.encode()).hexdigest()[:12]
+        await self._discover_gpus()
         await self.refresh_capacity()
+        if self.pool_size > 0:
+            self._pool = WarmPool(self.runtime, self.site_id, parent=self, size=self.pool_size, images=list(self.pool_images))
         result = await self.reconcile()
+        if self._pool is not None:
+            await self._pool.start()
         if self.sample_interval > 0:
             self._sampler = asyncio.ensure_future(self._sample_loop())
         self._started = True
@@ -143,6 +165,9 @@ class BerthService(LoggingConfigurable):
         if self._sampler:
             self._sampler.cancel()
             self._sampler = None
+        if self._pool is not None:
+            await self._pool.drain()
+            self._pool = None
         self._db_executor.shutdown(wait=False)
         if self.runtime is not None:
             self.runtime.close()
@@ -153,8 +178,9 @@ class BerthService(LoggingConfigurable):
         cap = await self.runtime.capacity()
         cpu = round(cap["cpu"] * self.cpu_overcommit, 3)
         mem = max(0, cap["mem"] - parse_memory(self.mem_reserved, "mem_reserved"))
-        await self._db(self.ledger.set_node_capacity, self.node_name, cpu=cpu, mem=mem)
-        return {"node": self.node_name, "cpu": cpu, "mem": mem}
+        gpus = [d.to_json() for d in self.gpu_inventory.devices] if self.gpu_inventory else []
+        await self._db(self.ledger.set_node_capacity, self.node_name, cpu=cpu, mem=mem, gpu=gpus or None)
+        return {"node": self.node_name, "cpu": cpu, "mem": mem, "gpus": len(gpus)}
 
     # ---- policy, presets, images --------------------------------------------------------
     async def policy_for(self, user: str, groups=()):
@@ -215,7 +241,7 @@ class BerthService(LoggingConfigurable):
                            preset: str | None = None, image: str | None = None, cwd: str | None = None,
                            mounts: list[Mount] | None = None, env: dict | None = None,
                            resources: Resources | None = None, ip: str | None = None,
-                           key: str | None = None) -> KernelLaunch:
+                           key: str | None = None, folders: list[str] | None = None) -> KernelLaunch:
         """Reserve, then start one kernel container. Nothing stays reserved if the start fails.
 
         ``resources`` + ``image`` given together skip the resolution (a restart keeps its grant);
@@ -229,8 +255,12 @@ class BerthService(LoggingConfigurable):
             policy = await self.policy_for(user, groups)
             policy.check(resources, explicit=True, image=image)
         info = catalog.find(await self.images(), image)
+        mounts = list(mounts or [])
+        if folders:
+            mounts += await self.folder_mounts(user, groups, folders)  # refuses folders the user may not mount
         alloc = await self._db(self.admission.reserve, owner=user, groups=list(groups), policy=policy,
-                               request=resources, kind="kernel", subject=kernel_id, image=image, node=self.node_name)
+                               request=resources, kind="kernel", subject=kernel_id, image=image, node=self.node_name,
+                               gpu_assigner=self._gpu_assigner())
         try:
             connection = KernelConnection(key=key or secrets.token_hex(32))
             network = await self._user_network(user)
@@ -238,8 +268,12 @@ class BerthService(LoggingConfigurable):
                                connection=connection, network=network, cwd=cwd, mounts=mounts, env=env,
                                site=self.site_id)
             spec.ip = ip
+            spec.gpu_device_ids, gpu_env, gpu_mounts, _plan = self._gpu_container(alloc.gpu_devices)
+            spec.env.update(gpu_env)
+            spec.mounts.extend(gpu_mounts)
+            container = await self._pool.adopt(spec, image_id=info.id) if self._pool is not None else None
             try:
-                container = await self.runtime.run(spec)
+                container = container or await self.runtime.run(spec)
             except BerthError as e:
                 if not ip or e.status == 404:
                     raise
@@ -301,11 +335,56 @@ class BerthService(LoggingConfigurable):
     async def list_kernels(self, user: str | None = None) -> list:
         return await self._db(self.ledger.live_allocations, owner=user, kind="kernel")
 
+    async def my_kernels(self, user: str) -> list[dict]:
+        """The user's live kernels with a fresh usage sample each (for the sidebar)."""
+        out = []
+        for alloc in await self.list_kernels(user):
+            usage = await self.runtime.usage(alloc.container_id) if alloc.container_id else None
+            out.append({
+                "kernel_id": alloc.subject, "image": alloc.image, "image_digest": alloc.image_digest,
+                "state": alloc.state, "resources": alloc.resources.to_dict(), "limits": alloc.resources.describe(),
+                "started_at": alloc.started_at, "gpu_devices": list(alloc.gpu_devices or ()),
+                "usage": None if usage is None else {"cpu_seconds": usage.cpu_seconds, "mem_bytes": usage.mem_bytes,
+                                                     "mem_peak_bytes": usage.mem_peak_bytes, "pids": usage.pids,
+                                                     "at": usage.at},
+            })
+        return out
+
+    async def policy_summary(self, user: str, groups=()) -> dict:
+        """The effective policy, what is in use and what is left (for the sidebar's bounds)."""
+        policy = await self.policy_for(user, groups)
+        used = await self._db(self.ledger.user_usage, user)
+
+        def left(total, in_use):
+            return None if total is None or math.isinf(total) else max(0, total - in_use)
+
+        return {
+            "policy": policy.to_json(),
+            "usage": {"cpu": used.cpu, "mem": used.mem, "gpu": used.gpu, "kernels": used.kernels},
+            "remaining": {"cpu": left(policy.total_cpu, used.cpu), "mem": left(policy.total_mem, used.mem),
+                          "gpu": left(policy.total_gpu, used.gpu), "kernels": left(policy.max_kernels, used.kernels)},
+            "default_request": policy.default_request().to_dict(),
+        }
+
+    async def get_profile(self, user: str) -> dict:
+        profile = await self._db(self.ledger.get_profile, user)
+        return {"request": dict(profile.request), "image": profile.image} if profile else {"request": {}, "image": None}
+
+    async def set_profile(self, user: str, groups=(), *, request: dict | None, image: str | None) -> dict:
+        """Save the user's default profile, after checking it would start (policy and image)."""
+        resources = Resources.parse(request or {})
+        policy = await self.policy_for(user, groups)
+        policy.check(resources, explicit=True, image=image or self.default_image)
+        if image:
+            catalog.find(await self.images(), image)
+        await self._db(self.ledger.set_profile, user, request or {}, image=image)
+        return await self.get_profile(user)
+
     # ---- reconcile and usage ----------------------------------------------------------------
     async def reconcile(self) -> reconcile.ReconcilePlan:
         allocations = await self._db(self.ledger.live_allocations, node=self.node_name)
         containers = await self.runtime.list({"site": self.site_id})
-        plan = reconcile.plan(allocations, containers)
+        plan = reconcile.plan(allocations, containers, pool_keeps=self._pool.keeps if self._pool is not None else None)
         for alloc, container in plan.adopt:
             if alloc.state != "running":
                 await self._db(self.ledger.mark_running, alloc.id, container.id)

@@ -34,7 +34,7 @@ from jupyter_berth.runtime.base import Mount
 from .backend import get_backend
 
 #: Environment variables of a start request that carry a parameterized start.
-REQUEST_ENV = ("BERTH_REQUEST", "BERTH_PRESET", "BERTH_IMAGE")
+REQUEST_ENV = ("BERTH_REQUEST", "BERTH_PRESET", "BERTH_IMAGE", "BERTH_FOLDERS")
 #: Variables never passed from the server's environment into a kernel container.
 _HOST_ONLY = {"PATH", "HOME", "PWD", "SHELL", "USER", "LOGNAME", "VIRTUAL_ENV", "PYTHONPATH", "LD_LIBRARY_PATH",
               "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTER_PATH", "TMPDIR", "HOSTNAME",
@@ -53,6 +53,7 @@ class BerthProvisioner(KernelProvisionerBase):
     _backend = None
     _grant: tuple[Resources, str] | None = None  #: resources and image, kept across restarts
     _address: str | None = None  #: the kernel's address, kept across restarts (clients stay connected)
+    _folders: list[str] | None = None  #: virtual folders mounted, kept across restarts
     _ended: tuple[str, str] | None = None  #: (reason, message) once the container has stopped
     _notice: str | None = None  #: told to the user in the next kernel after an abnormal end
     _stopping: str | None = None  #: "shutdown" or "restart" once the kernel manager asked for it
@@ -81,7 +82,16 @@ class BerthProvisioner(KernelProvisionerBase):
                 raise RequestError("BERTH_REQUEST", f"not valid JSON ({e})") from None
             if not isinstance(request, dict):
                 raise RequestError("BERTH_REQUEST", "expected a JSON object such as {\"cpu\": 2, \"mem\": \"4G\"}")
+        folders = None
+        if env.get("BERTH_FOLDERS"):
+            try:
+                folders = json.loads(env["BERTH_FOLDERS"])
+            except ValueError as e:
+                raise RequestError("BERTH_FOLDERS", f"not valid JSON ({e})") from None
+            if not isinstance(folders, list) or not all(isinstance(f, str) for f in folders):
+                raise RequestError("BERTH_FOLDERS", "expected a JSON list of folder names")
         kwargs["berth"] = {
+            "folders": folders,
             "request": request or (dict(self.resources) or None),
             "preset": env.get("BERTH_PRESET") or self.preset,
             "image": env.get("BERTH_IMAGE") or self.image,
@@ -110,13 +120,14 @@ class BerthProvisioner(KernelProvisionerBase):
         cwd = kwargs.get("cwd")
         cwd = os.path.abspath(str(cwd)) if cwd else None
         start = dict(kernel_id=self.kernel_id, cwd=cwd, mounts=self._mounts(cwd), env=self._kernel_env(kwargs.get("env") or {}),
-                     key=berth.get("key"))
+                     key=berth.get("key"), folders=berth.get("folders") or self._folders)
         if self._grant is not None:  # a restart keeps the same grant, image and address
             start.update(resources=self._grant[0], image=self._grant[1], ip=self._address)
         else:
             start.update(request=berth.get("request"), preset=berth.get("preset"), image=berth.get("image"))
         self.launch = await backend.start_kernel(**start)
         self._grant = (self.launch.resources, self.launch.image)
+        self._folders = start["folders"]  # a restart mounts the same folders
         self._address = self.launch.connection["ip"]
         self._ended = None
         self._notice = None

@@ -198,5 +198,33 @@ class Runtime(abc.ABC):
     async def remove_network(self, name: str) -> None:
         """Remove a network; a gone network is fine."""
 
+    # -- optional: what the warm pool needs (moving a running container) -------------------
+    # Runtimes that cannot do this keep these defaults and get no warm pool.
+
+    async def ensure_isolated_network(self, name: str, labels: dict[str, str] | None = None) -> str:
+        """Create ``name`` unless it exists: a network whose containers cannot reach each other
+        (only the host reaches them); return its id."""
+        from ..errors import EngineError
+
+        raise EngineError(f"the {self.name} runtime has no isolated networks (the warm pool needs one)")
+
+    async def connect_network(self, container_id: str, network: str, ip: str | None = None) -> str | None:
+        """Attach a running container to ``network`` (at ``ip`` when given); return its address there."""
+        from ..errors import EngineError
+
+        raise EngineError(f"the {self.name} runtime cannot attach a running container to a network")
+
+    async def disconnect_network(self, container_id: str, network: str) -> None:
+        """Detach a container from ``network``; a gone container or network is fine."""
+        from ..errors import EngineError
+
+        raise EngineError(f"the {self.name} runtime cannot detach a running container from a network")
+
+    async def rename(self, container_id: str, name: str) -> None:
+        """Give a container another name (``ConflictError`` when the name is taken)."""
+        from ..errors import EngineError
+
+        raise EngineError(f"the {self.name} runtime cannot rename containers")
+
     def close(self) -> None:
         """Release clients and threads (idempotent)."""

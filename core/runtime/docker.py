@@ -405,6 +405,50 @@ class DockerRuntime(Runtime):
                 raise ConflictError(f"network {name} still has containers attached; stop them first", log_message=e.log_message) from e
             raise
 
+    # -- moving running containers (the warm pool) -----------------------------------------
+
+    async def ensure_isolated_network(self, name: str, labels: dict[str, str] | None = None) -> str:
+        """A bridge network with inter-container traffic off: only the host reaches its containers."""
+        validate_name(name, "network")
+        net_labels = full_labels(labels)
+        net_labels[key(MANAGED)] = MANAGED_VALUE
+
+        def ensure(api):
+            with networks.host_lock("networks"):
+                existing = networks.networks_named(api, name)
+                if existing:
+                    return existing[0]["Id"]
+                return api.create_network(name, driver="bridge", labels=net_labels, check_duplicate=True,
+                                          options={"com.docker.network.bridge.enable_icc": "false"})["Id"]
+
+        locks = self._network_locks.setdefault(asyncio.get_running_loop(), {})
+        async with locks.setdefault(name, asyncio.Lock()):
+            return await self._docker(ensure)
+
+    async def connect_network(self, container_id: str, network: str, ip: str | None = None) -> str | None:
+        def connect(api):
+            api.connect_container_to_network(container_id, network, ipv4_address=ip)
+            attrs = api.inspect_container(container_id)
+            return (((attrs.get("NetworkSettings") or {}).get("Networks") or {}).get(network) or {}).get("IPAddress") or None
+
+        try:
+            return await self._docker(connect)
+        except _Gone as e:
+            raise NotFoundError(f"container {container_id} or network {network} is gone", log_message=str(e)) from e
+
+    async def disconnect_network(self, container_id: str, network: str) -> None:
+        try:
+            await self._docker("disconnect_container_from_network", container_id, network)
+        except _Gone:
+            pass
+
+    async def rename(self, container_id: str, name: str) -> None:
+        validate_name(name)
+        try:
+            await self._docker("rename", container_id, name)
+        except _Gone as e:
+            raise NotFoundError(f"container {container_id} is gone; it cannot be renamed") from e
+
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         with self._client_lock:

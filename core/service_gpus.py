@@ -1,0 +1,78 @@
+"""GPU shares in BerthService: inventory at start, the allocator inside admission, and the
+enforcement plan applied to each kernel container (design decision 5).
+
+Without a driver the inventory is empty ("no NVIDIA GPU on this host") and a GPU request is
+refused with that message; devices may also be declared in config (labelled declared).
+"""
+
+from __future__ import annotations
+
+import os
+
+from traitlets import Dict, Enum, Float, HasTraits, List, Unicode
+
+from .admission import share_assigner
+from .gpu import allocator, enforcement, inventory, startup_caps
+from .runtime.base import Mount
+
+#: Where the framework-caps startup file is mounted in kernel containers (IPython runs it).
+STARTUP_MOUNT = "/home/jovyan/.ipython/profile_default/startup/" + startup_caps.STARTUP_FILENAME
+
+
+class GpuMixin(HasTraits):
+    gpus = List(Dict(), config=True, help="Declared GPU devices, for hosts NVML cannot see (and tests): "
+                "[{uuid, name, memory: '16G', index}]. Empty: ask NVML. Declared devices are labelled as such.")
+    gpu_policy = Enum(["pack", "spread"], "pack", config=True,
+                      help="Placement of fractions: pack fills partly used devices first (keeps whole devices free); spread uses the emptiest.")
+    gpu_quantum = Float(0.05, config=True, help="GPU fractions must be multiples of this share.")
+    gpu_shareable = List(Unicode(), None, allow_none=True, config=True,
+                         help="UUIDs of devices that may be split into fractions (None: all but MIG-enabled devices).")
+    gpu_enforcement = Enum(["none", "mps", "interception"], "none", config=True,
+                           help="How a fraction's memory cap is enforced beyond the framework caps (always applied): "
+                                "NVIDIA MPS limits, or an admin-supplied CUDA interception library. See docs/admin-gpus.md.")
+    gpu_mps_pipe_directory = Unicode(enforcement.DEFAULT_MPS_PIPE_DIRECTORY, config=True, help="The MPS daemon's pipe directory.")
+    gpu_interception_library = Unicode(None, allow_none=True, config=True,
+                                       help="Host path of a CUDA interception library (preloaded in GPU kernels when gpu_enforcement='interception').")
+    gpu_interception_env = Dict(config=True, help="Variables for the interception library; values may use {memory_mb}, {memory_bytes}, {share_percent}.")
+
+    gpu_inventory: inventory.GpuInventory | None = None
+
+    async def _discover_gpus(self) -> inventory.GpuInventory:
+        self.gpu_inventory = await inventory.discover_async(self.gpus or None)
+        if not self.gpu_inventory.devices:
+            self.log.info("Berth GPUs: %s", self.gpu_inventory.message)
+        else:
+            self.log.info("Berth GPUs (%s): %s", self.gpu_inventory.source,
+                          ", ".join(f"{d.name} {d.uuid}" for d in self.gpu_inventory.devices))
+        self._caps_file = startup_caps.write_startup_file(os.path.join(self.data_dir, "gpu"))
+        return self.gpu_inventory
+
+    def _gpu_assigner(self):
+        """The admission hook for this host's devices (None: no GPU, a GPU request is refused)."""
+        devices = list(self.gpu_inventory.devices) if self.gpu_inventory else []
+        if not devices:
+            return None
+        shareable = set(self.gpu_shareable) if self.gpu_shareable is not None else None
+        return share_assigner(allocator.make_gpu_assigner(devices, self.gpu_policy, self.gpu_quantum, shareable))
+
+    def _gpu_container(self, gpu_devices) -> tuple[list[str], dict, list[Mount], enforcement.GpuPlan]:
+        """Device ids, environment and mounts that enforce a grant (an empty grant hides all GPUs)."""
+        devices = list(self.gpu_inventory.devices) if self.gpu_inventory else []
+        plan = enforcement.plan(list(gpu_devices or ()), devices, self.gpu_enforcement,
+                                self.gpu_interception_library, self.gpu_interception_env,
+                                mps_pipe_directory=self.gpu_mps_pipe_directory)
+        mounts = [Mount(source=src, target=dst, read_only=ro) for src, dst, ro in plan.mounts]
+        if gpu_devices:
+            mounts.append(Mount(source=str(self._caps_file), target=STARTUP_MOUNT, read_only=True))
+        return plan.device_ids, dict(plan.env), mounts, plan
+
+    async def gpu_summary(self) -> dict:
+        """Devices, their free shares (from the ledger's live grants) and NVML metrics where there are any."""
+        inv = self.gpu_inventory or await self._discover_gpus()
+        live = await self._db(self.ledger.live_allocations)
+        used = allocator.used_by_device(a.gpu_devices or () for a in live)
+        free = allocator.free_shares(inv.devices, used)
+        metrics = await inventory.device_metrics_async([d.uuid for d in inv.devices]) if inv.source == "nvml" else {}
+        return {"source": inv.source, "message": inv.message, "quantum": self.gpu_quantum, "policy": self.gpu_policy,
+                "enforcement": self.gpu_enforcement, "devices": [d.to_json() for d in inv.devices],
+                "free": free, "metrics": metrics}

@@ -1,0 +1,111 @@
+"""``info``, ``presets``, ``profile``, ``policy``, ``gpus`` and the OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+from jupyter_berth._version import __version__
+from jupyter_berth.errors import RequestError
+
+from .base import BerthHandler, authorized, web
+
+OPENAPI_DIR = pathlib.Path(__file__).resolve().parent.parent / "openapi"
+
+
+def openapi_document(base_url: str = "/") -> dict:
+    """The merged OpenAPI document: ``openapi/*.json`` parts, one per area."""
+    doc = {"openapi": "3.0.3",
+           "info": {"title": "jupyter-berth server extension", "version": __version__,
+                    "description": "Images, folders, presets, profile, policy, GPUs and the user's kernels. "
+                                   "Every route needs a Jupyter token (Authorization: token …)."},
+           "servers": [{"url": base_url.rstrip("/") or "/"}],
+           "security": [{"token": []}],
+           "paths": {}, "components": {"schemas": {}, "securitySchemes": {
+               "token": {"type": "apiKey", "in": "header", "name": "Authorization"}}}}
+    for part in sorted(OPENAPI_DIR.glob("*.json")):
+        data = json.loads(part.read_text())
+        doc["paths"].update(data.get("paths", {}))
+        doc["components"]["schemas"].update(data.get("components", {}).get("schemas", {}))
+    return doc
+
+
+class OpenAPIHandler(BerthHandler):
+    @web.authenticated
+    @authorized
+    async def get(self):
+        self.write_json(openapi_document(self.base_url))
+
+
+class InfoHandler(BerthHandler):
+    @web.authenticated
+    @authorized
+    async def get(self):
+        service = await self.berth.service()
+        engine = {"state": "up"}
+        try:
+            engine.update(await service.runtime.ping())
+        except Exception as e:  # noqa: BLE001 - report the engine's state, whatever it is
+            engine = {"state": "down", "message": getattr(e, "message", str(e))}
+        self.write_json({"mode": "hub" if self.berth.extra.get("hub") else "standalone", "user": self.berth.user,
+                         "groups": list(self.berth.groups), "version": __version__,
+                         "engine": {k: engine.get(k) for k in ("state", "message", "version", "ncpu", "mem")}})
+
+
+class PresetsHandler(BerthHandler):
+    @web.authenticated
+    @authorized
+    async def get(self):
+        service = await self.berth.service()
+        self.write_json({"presets": [{"name": p.name, "display_name": p.display_name, "description": p.description,
+                                      "image": p.image or service.default_image, "resources": p.resources.to_dict()}
+                                     for p in service.preset_list]})
+
+
+class ProfileHandler(BerthHandler):
+    @web.authenticated
+    @authorized
+    async def get(self):
+        service = await self.berth.service()
+        self.write_json(await service.get_profile(self.berth.user))
+
+    @web.authenticated
+    @authorized
+    async def put(self):
+        body = self.json_object()
+        unknown = set(body) - {"request", "image"}
+        if unknown:
+            raise RequestError(sorted(unknown)[0], "unknown field; a profile has 'request' and 'image'")
+        request, image = body.get("request") or {}, body.get("image")
+        if not isinstance(request, dict):
+            raise RequestError("request", "expected an object such as {\"cpu\": 2, \"mem\": \"4G\"}")
+        if image is not None and not isinstance(image, str):
+            raise RequestError("image", "expected an image reference such as berth/python:3.11, or null")
+        service = await self.berth.service()
+        self.write_json(await service.set_profile(self.berth.user, self.berth.groups, request=request, image=image))
+
+
+class PolicyHandler(BerthHandler):
+    @web.authenticated
+    @authorized
+    async def get(self):
+        service = await self.berth.service()
+        self.write_json(await service.policy_summary(self.berth.user, self.berth.groups))
+
+
+class GpusHandler(BerthHandler):
+    @web.authenticated
+    @authorized
+    async def get(self):
+        service = await self.berth.service()
+        self.write_json(await service.gpu_summary())
+
+
+ROUTES = [
+    (r"/berth/api/openapi.json", OpenAPIHandler),
+    (r"/berth/api/info", InfoHandler),
+    (r"/berth/api/presets", PresetsHandler),
+    (r"/berth/api/profile", ProfileHandler),
+    (r"/berth/api/policy", PolicyHandler),
+    (r"/berth/api/gpus", GpusHandler),
+]

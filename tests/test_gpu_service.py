@@ -1,0 +1,90 @@
+"""GPU shares through BerthService. This host has no GPU: devices are *declared* in config and
+the tests say so by name; the real NVML path is exercised for its "no GPU" answer."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from jupyter_berth.errors import CapacityError, EngineError
+from jupyter_berth.runtime.docker import DockerRuntime
+from jupyter_berth.runtime.hardening import host_config_kwargs
+from jupyter_berth.service import BerthService
+from jupyter_berth.service_gpus import STARTUP_MOUNT
+
+from .berth_fixtures import service_config
+
+pytestmark = [pytest.mark.docker]
+GiB = 1024**3
+DECLARED = [{"uuid": "GPU-declared-0000", "name": "Declared 16 GiB GPU", "memory": "16G", "index": 0},
+            {"uuid": "GPU-declared-0001", "name": "Declared 16 GiB GPU", "memory": "16G", "index": 1}]
+
+
+async def new_service(tmp_path, **traits):
+    config = service_config(str(tmp_path / "data"), max_gpu=1, total_gpu=2)
+    for k, v in traits.items():
+        setattr(config.BerthService, k, v)
+    service = BerthService(config=config, runtime=DockerRuntime())
+    await service.start()
+    return service
+
+
+async def test_declared_gpu_quarter_share_container_plan(tmp_path):
+    service = await new_service(tmp_path, gpus=DECLARED)
+    try:
+        policy = await service.policy_for("ana")
+        from jupyter_berth.resources import Resources
+
+        alloc = await asyncio.to_thread(
+            service.admission.reserve, owner="ana", groups=[], policy=policy, request=Resources.parse({"gpu": 0.25}),
+            kind="kernel", subject="k1", image="berth/python:3.11", node=service.node_name,
+            gpu_assigner=service._gpu_assigner())
+        assert [dict(d)["uuid"] for d in alloc.gpu_devices] == ["GPU-declared-0000"]
+        device_ids, env, mounts, plan = service._gpu_container(alloc.gpu_devices)
+        assert device_ids == ["GPU-declared-0000"]
+        assert env["NVIDIA_VISIBLE_DEVICES"] == "GPU-declared-0000"
+        assert int(env["BERTH_GPU_MEMORY_BYTES"]) == 4 * GiB  # 0.25 × 16 GiB
+        assert env["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.25"
+        assert any(m.target == STARTUP_MOUNT and m.read_only for m in mounts)  # framework caps in the kernel
+        from jupyter_berth.kernel_launch import KernelConnection, kernel_spec
+
+        spec = kernel_spec(owner="ana", kernel_id="k1", allocation_id=alloc.id, image="berth/python:3.11",
+                           resources=alloc.resources, connection=KernelConnection(key="k"), network="n")
+        spec.gpu_device_ids = device_ids
+        (request,) = host_config_kwargs(spec)["device_requests"]
+        assert request["DeviceIDs"] == ["GPU-declared-0000"] and request["Capabilities"] == [["gpu"]]
+        summary = await service.gpu_summary()
+        assert summary["source"] == "declared" and summary["free"] == {"GPU-declared-0000": 0.75, "GPU-declared-0001": 1.0}
+        assert all(d["declared"] for d in summary["devices"])
+    finally:
+        await service.stop()
+
+
+async def test_declared_gpu_start_without_a_driver_fails_and_reserves_nothing(tmp_path):
+    service = await new_service(tmp_path, gpus=DECLARED)
+    try:
+        with pytest.raises(EngineError):
+            await service.start_kernel("ana", kernel_id=f"g-{uuid.uuid4().hex[:6]}", request={"gpu": 0.5, "mem": "128M"})
+        assert await service.list_kernels() == []
+    finally:
+        await service.stop()
+
+
+async def test_gpu_request_on_a_host_without_gpu_is_refused(tmp_path):
+    service = await new_service(tmp_path)  # real NVML: no driver here
+    try:
+        assert service.gpu_inventory.devices == [] and "no NVIDIA GPU on this host" in service.gpu_inventory.message
+        with pytest.raises(CapacityError) as e:
+            await service.start_kernel("ana", kernel_id=f"g-{uuid.uuid4().hex[:6]}", request={"gpu": 0.5, "mem": "128M"})
+        assert "no GPU" in e.value.message and e.value.never_fits
+        assert await service.list_kernels() == []
+        # A kernel without a GPU share sees no GPU even on a host whose default runtime is nvidia.
+        launch = await service.start_kernel("ana", kernel_id=f"n-{uuid.uuid4().hex[:6]}", request={"mem": "128M"})
+        env = (await service.runtime._docker("inspect_container", launch.container_id))["Config"]["Env"]
+        assert "NVIDIA_VISIBLE_DEVICES=void" in env
+        await service.stop_kernel("ana", launch.kernel_id, now=True)
+        assert (await service.gpu_summary())["devices"] == []
+    finally:
+        await service.stop()
