@@ -10,6 +10,8 @@ container's address on the user's private network.
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
 import json
 import re
 from dataclasses import dataclass
@@ -33,6 +35,16 @@ def container_name(kind: str, subject: str) -> str:
 def user_network(prefix: str, user: str) -> str:
     safe = re.sub(r"[^a-z0-9_.-]", "-", user.lower())[:48]
     return f"{prefix}{safe}"
+
+
+def user_subnets(user: str, pool: str = "10.213.0.0/16", prefix: int = 24) -> list[str]:
+    """Candidate subnets for a user's network: all of ``pool``, starting at one picked by name.
+
+    Every process that creates the network (the service, the spawner) tries them in the same order.
+    """
+    nets = list(ipaddress.ip_network(pool).subnets(new_prefix=prefix))
+    start = int(hashlib.sha256(user.encode()).hexdigest(), 16) % len(nets)
+    return [str(n) for n in nets[start:] + nets[:start]]
 
 
 @dataclass(frozen=True)

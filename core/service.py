@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import getpass
 import hashlib
-import ipaddress
 import math
 import os
 import secrets
@@ -28,7 +27,7 @@ from traitlets.config import LoggingConfigurable
 from . import catalog, reconcile
 from .admission import Admission
 from .errors import BerthError, NotFoundError, PolicyError
-from .kernel_launch import KernelConnection, kernel_spec, user_network
+from .kernel_launch import KernelConnection, kernel_spec, user_network, user_subnets
 from .ledger import Ledger
 from .policies import PolicySpec, resolve
 from .resources import Preset, Resources, find_preset, format_bytes
@@ -227,10 +226,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
 
     # ---- kernels ----------------------------------------------------------------------------
     def _subnets(self, user: str) -> list[str]:
-        """Candidate subnets for a user's network: all of ``user_subnets``, starting at one picked by name."""
-        nets = list(ipaddress.ip_network(self.user_subnets).subnets(new_prefix=self.user_subnet_prefix))
-        start = int(hashlib.sha256(user.encode()).hexdigest(), 16) % len(nets)
-        return [str(n) for n in nets[start:] + nets[:start]]
+        return user_subnets(user, self.user_subnets, self.user_subnet_prefix)
 
     async def _user_network(self, user: str) -> str:
         name = user_network(self.network_prefix, user)
