@@ -146,7 +146,9 @@ class BerthProvisioner(KernelProvisionerBase):
             info = await (await self._get_backend()).kernel_state(self.kernel_id)
         except BerthError as e:
             self.log.warning("Berth kernel %s: cannot read its state: %s", self.kernel_id, e.message)
-            return None if e.status >= 500 else 1
+            # 404: the service has no such kernel of ours (it is gone). Anything else (engine down,
+            # a revoked or expired token) says nothing about the kernel: keep it as alive.
+            return 1 if e.status == 404 else None
         if info is not None and info.running:
             return None
         await self._record_end()
