@@ -19,12 +19,13 @@ import os
 import secrets
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from traitlets import Dict, Float, Instance, Integer, List, Unicode, default
+from traitlets import Dict, Enum, Float, Instance, Integer, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from . import catalog, reconcile
+from . import catalog, reconcile, swarm_nodes
 from .admission import Admission
 from .errors import BerthError, NotFoundError, PolicyError
 from .kernel_launch import KernelConnection, kernel_spec, user_network, user_subnets
@@ -32,6 +33,7 @@ from .ledger import Ledger
 from .policies import PolicySpec, resolve
 from .resources import Preset, Resources, find_preset, format_bytes
 from .runtime.base import ContainerInfo, Mount, Runtime
+from .runtime.swarm_spec import NODE_LABEL
 from .service_folders import FoldersMixin
 from .service_gpus import GpuMixin
 from .service_images import ImagesMixin
@@ -115,6 +117,9 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
     site_id = Unicode(config=True, help="Names this installation in container labels, so that several Berth installations (or test runs) "
                       "sharing one engine never adopt or stop each other's containers. Default: derived from the ledger URL.")
 
+    runtime_kind = Enum(["docker", "swarm"], "docker", config=True,
+                        help="Where containers run: 'docker' (this host's engine) or 'swarm' (one-replica services on a Docker "
+                             "Swarm, placed on the host admission picks; settings in c.SwarmRuntime.*, docs/admin-scale-out.md).")
     runtime = Instance(Runtime, allow_none=True)
     ledger = Instance(Ledger, allow_none=True)
 
@@ -122,6 +127,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         super().__init__(**kw)
         self._db_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="berth-ledger")
         self._sampler: asyncio.Task | None = None
+        self._node_watch: asyncio.Task | None = None
         self._started = False
         self._pool: WarmPool | None = None
         self._presets = {name: Preset.parse(name, spec) for name, spec in self.presets.items()}
@@ -138,6 +144,10 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
 
     async def start(self) -> reconcile.ReconcilePlan:
         """Open the ledger, measure the host, reconcile with the engine, start sampling."""
+        if self.runtime is None and self.runtime_kind == "swarm":
+            from .runtime.swarm import SwarmRuntime
+
+            self.runtime = SwarmRuntime(parent=self)
         if self.runtime is None:
             from .runtime.docker import DockerRuntime
 
@@ -156,6 +166,8 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
             await self._pool.start()
         if self.sample_interval > 0:
             self._sampler = asyncio.ensure_future(self._sample_loop())
+        if self._multi_node and getattr(self.runtime, "refresh_interval", 0) > 0:
+            self._node_watch = asyncio.ensure_future(swarm_nodes.watch(self, self.runtime.refresh_interval))
         self._started = True
         return result
 
@@ -164,6 +176,9 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         if self._sampler:
             self._sampler.cancel()
             self._sampler = None
+        if self._node_watch:
+            self._node_watch.cancel()
+            self._node_watch = None
         if self._pool is not None:
             await self._pool.drain()
             self._pool = None
@@ -175,6 +190,8 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         from .resources import parse_memory
 
         cap = await self.runtime.capacity()
+        if "nodes" in cap:  # several hosts (Swarm): one ledger host each, down hosts' kernels lost
+            return await swarm_nodes.refresh(self, cap)
         cpu = round(cap["cpu"] * self.cpu_overcommit, 3)
         mem = max(0, cap["mem"] - parse_memory(self.mem_reserved, "mem_reserved"))
         gpus = [d.to_json() for d in self.gpu_inventory.devices] if self.gpu_inventory else []
@@ -200,8 +217,8 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         return list(self._presets.values())
 
     async def images(self) -> list[catalog.ImageInfo]:
-        found = await self.runtime.list_images(label=f"{catalog.PREFIX}kind=kernel")
-        return catalog.offered([catalog.image_info_from_docker(ref, attrs) for ref, attrs in found], self.offered_images)
+        """The offered images (a :class:`catalog.CatalogView`: it also knows the hidden and retired ones)."""
+        return await self.catalog_view()
 
     async def resolve_request(self, user: str, groups=(), *, request: dict | None = None, preset: str | None = None,
                               image: str | None = None) -> tuple[Resources, str, Any]:
@@ -220,7 +237,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
                 base = Resources.parse(profile.request or {}, base=base)
                 chosen_image = chosen_image or profile.image
         resources = Resources.parse(request or {}, base=base)
-        chosen_image = chosen_image or self.default_image
+        chosen_image = chosen_image or await self.default_image_ref()
         resources = policy.check(resources, explicit=explicit, image=chosen_image)
         return resources, chosen_image, policy
 
@@ -250,12 +267,16 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         else:
             policy = await self.policy_for(user, groups)
             policy.check(resources, explicit=True, image=image)
-        info = catalog.find(await self.images(), image)
+        view = await self.images()
+        restart = ip is not None  # a restart of a running kernel: a retired image keeps serving it
+        entry = view.get(catalog.normalise_ref(image)) if restart and isinstance(view, catalog.CatalogView) else None
+        info = entry if entry is not None and entry.state == "retired" else catalog.find(view, image)
         mounts = list(mounts or [])
         if folders:
             mounts += await self.folder_mounts(user, groups, folders)  # refuses folders the user may not mount
         alloc = await self._db(self.admission.reserve, owner=user, groups=list(groups), policy=policy,
-                               request=resources, kind="kernel", subject=kernel_id, image=image, node=self.node_name,
+                               request=resources, kind="kernel", subject=kernel_id, image=image,
+                               node=None if self._multi_node else self.node_name,
                                gpu_assigner=self._gpu_assigner())
         try:
             connection = KernelConnection(key=key or secrets.token_hex(32))
@@ -264,6 +285,8 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
                                connection=connection, network=network, cwd=cwd, mounts=mounts, env=env,
                                site=self.site_id)
             spec.ip = ip
+            if self._multi_node:
+                spec.labels[NODE_LABEL] = alloc.node  # the runtime pins the container to admission's choice
             spec.gpu_device_ids, gpu_env, gpu_mounts, _plan = self._gpu_container(alloc.gpu_devices)
             spec.env.update(gpu_env)
             spec.mounts.extend(gpu_mounts)
@@ -289,7 +312,26 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         for a in await self._db(self.ledger.live_allocations, owner=user, kind="kernel"):
             if a.subject == kernel_id:
                 return a
-        raise NotFoundError(f"no running kernel {kernel_id!r} of yours")
+        raise NotFoundError(await self._ended_message(user, kernel_id))
+
+    async def _ended_message(self, user: str, kernel_id: str) -> str:
+        """Why ``kernel_id`` is not running: its latest usage record's message (e.g. its host left), if any."""
+        since = datetime.now(timezone.utc) - timedelta(days=1)
+        records = [r for r in await self._db(self.ledger.usage_records, since=since, owner=user) if r.subject == kernel_id]
+        if records and records[-1].end_reason == "lost" and records[-1].message:
+            return f"kernel {kernel_id} is no longer running: {records[-1].message}"
+        return f"no running kernel {kernel_id!r} of yours"
+
+    @property
+    def _multi_node(self) -> bool:
+        """The runtime spans several hosts (admission picks the host; the ledger has one row per host)."""
+        return bool(getattr(self.runtime, "multi_node", False))
+
+    async def _live_here(self) -> list:
+        """Live allocations this service runs: on this host, or on every Swarm host."""
+        if self._multi_node:
+            return await swarm_nodes.live_allocations(self)
+        return await self._db(self.ledger.live_allocations, node=self.node_name)
 
     async def kernel_state(self, user: str, kernel_id: str) -> ContainerInfo | None:
         alloc = await self._own_allocation(user, kernel_id)
@@ -378,7 +420,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
 
     # ---- reconcile and usage ----------------------------------------------------------------
     async def reconcile(self) -> reconcile.ReconcilePlan:
-        allocations = await self._db(self.ledger.live_allocations, node=self.node_name)
+        allocations = await self._live_here()
         containers = await self.runtime.list({"site": self.site_id})
         plan = reconcile.plan(allocations, containers, pool_keeps=self._pool.keeps if self._pool is not None else None)
         for alloc, container in plan.adopt:
@@ -402,15 +444,25 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         return usage
 
     async def sample_all(self) -> int:
-        """Sample every running container once; returns how many were sampled."""
-        n = 0
-        for alloc in await self._db(self.ledger.live_allocations, node=self.node_name):
-            try:
-                if await self._sample_one(alloc):
-                    n += 1
-            except BerthError as e:
-                self.log.debug("Could not sample %s: %s", alloc.id, e.message)
-        return n
+        """Sample every running container once; returns how many were sampled.
+
+        The counters are read concurrently (cgroup files, not the engine's stats stream) and the
+        round is written in one ledger transaction (``usage_sampling.record_samples``).
+        """
+        from .usage_sampling import record_samples
+
+        allocs = [a for a in await self._live_here() if a.container_id]
+        results = await asyncio.gather(*(self.runtime.usage(a.container_id) for a in allocs), return_exceptions=True)
+        batch = []
+        for alloc, usage in zip(allocs, results):
+            if isinstance(usage, BerthError):
+                self.log.debug("Could not sample %s: %s", alloc.id, usage.message)
+            elif isinstance(usage, BaseException):
+                raise usage
+            elif usage is not None:
+                batch.append((alloc.id, usage))
+        await self._db(record_samples, self.ledger, batch)
+        return len(batch)
 
     async def _sample_loop(self):
         while True:

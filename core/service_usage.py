@@ -2,11 +2,62 @@
 
 A mixin of :class:`~jupyter_berth.service.BerthService`: it may use the service's
 ``ledger``, ``runtime``, ``_db`` and ``log``, and adds the service's async methods
-for this area.
+for this area. Identity is an argument here as everywhere in the service: the
+front ends decide who may see what (an admin every report, a user their own).
 """
 
 from __future__ import annotations
 
+import inspect
+from typing import Awaitable, Callable
+
+from .reports import Report, build_report
+
+
+def quota_json(summary: dict) -> dict:
+    """A user's totals from :meth:`BerthService.policy_summary`: the policy's limits, what their live
+    kernels and servers hold and what is left. Memory in bytes; ``None`` where there is no limit."""
+    policy = summary["policy"]
+    limits = {key: policy.get(field) for key, field in (("cpu", "total_cpu"), ("mem", "total_mem"),
+                                                        ("gpu", "total_gpu"), ("kernels", "max_kernels"))}
+    return {"limits": {k: None if v in (None, "unlimited") else v for k, v in limits.items()},
+            "in_use": dict(summary["usage"]), "remaining": dict(summary["remaining"])}
+
 
 class UsageMixin:
     """Usage reports and metrics of BerthService."""
+
+    #: Optional: how many start requests wait for room (the hub's queue sets it); 0 when unset.
+    queue_length: Callable[[], int | Awaitable[int]] | None = None
+
+    async def usage_report(self, since=None, until=None, by="user", *, user: str | None = None,
+                           group: str | None = None, image: str | None = None) -> Report:
+        """The usage report for ``[since, until)`` grouped ``by`` (``user``, ``group``, ``image``, ``day``
+        or a comma-separated combination), optionally for one user, group or image.
+
+        Admin-only at every front end. Raises ``RequestError`` (400) for a malformed window or grouping.
+        """
+        return await self._db(build_report, self.ledger, since, until, by, user=user, group=group, image=image)
+
+    async def my_usage(self, user: str, since=None, until=None, *, groups=(), by="day") -> dict:
+        """``user``'s own usage (never anyone else's) and what is left of their quota.
+
+        ``{"user", "window", "by", "rows", "totals", "quota": {"limits", "in_use", "remaining"}, ...}``;
+        memory in bytes, ``None`` where the policy sets no limit (as ``policy_summary``).
+        """
+        report = await self._db(build_report, self.ledger, since, until, by, user=user)
+        summary = await self.policy_summary(user, groups)
+        return {"user": user, **report.to_json(), "quota": quota_json(summary)}
+
+    async def metrics_text(self, queue_length: Callable[[], int | Awaitable[int]] | int | None = None) -> str:
+        """Prometheus text exposition of capacity, live allocations, queue length and usage totals."""
+        source = queue_length if queue_length is not None else self.queue_length
+        waiting = source() if callable(source) else source
+        if inspect.isawaitable(waiting):
+            waiting = await waiting
+        from . import metrics  # prometheus_client is needed only here
+
+        if getattr(self, "_usage_totals", None) is None:
+            self._usage_totals = metrics.UsageTotals()
+        snap = await self._db(metrics.snapshot, self.ledger, self._usage_totals)
+        return metrics.exposition(snap, int(waiting or 0))

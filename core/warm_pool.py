@@ -2,24 +2,28 @@
 
 A pool container runs ``berth-kernel-pool`` (baked into Berth kernel images): an
 interpreter that has already imported ipykernel, IPython and debugpy — most of a
-kernel's start — and waits on :data:`POOL_PORT` for one activation. A start request
-that fits a pool (same image, same mounts, no GPU, shared memory within the pool's)
-takes a ready container instead of creating one:
+kernel's start — and waits on POOL_PORT for one activation. A start request that fits
+a pool (same image, same mounts, no GPU, shared memory within the pool's) takes a ready
+container instead of creating one: ``docker update`` gives it the request's CPU, memory
+(= memory+swap) and pids limits while the activation — the connection info (the session
+key), the working directory and the environment, authenticated with a per-container
+random token — reaches it; the kernel binds its sockets in the same process and answers.
 
-1. ``docker update`` gives it the request's CPU, memory (= memory+swap) and pids limits;
-2. it is attached to the user's network while the activation — the connection info
-   (the session key), the working directory and the environment, authenticated with
-   a per-container random token — goes to it over the pool network; the kernel binds
-   its sockets in the same process and answers;
-3. the start returns with the address on the user's network; the container is then
-   detached from the pool network and renamed after the kernel, in the background.
+Where pool containers wait depends on how the pool's mounts are known:
+
+* configured (``c.WarmPool.mounts``, e.g. hub mode): on a shared pool network with
+  inter-container traffic off, so only the host reaches them. On adoption the container
+  joins the user's network (alongside the activation), the start returns its address
+  there, and it leaves the pool network in the background;
+* learned from the first request for the image (standalone: one user, every kernel
+  mounting the server's root): on that user's own network, where the kernel will run,
+  so adoption moves nothing.
 
 Docker labels cannot change on a running container, so an adopted kernel keeps its
-pool labels (``kind=pool``, ``owner=pool``); the ledger records which allocation it
-serves (by container id) and reconciliation maps it that way. Pool containers are
-not in the ledger and count against no one until adopted. They wait on an isolated
-network (inter-container traffic off): only the host reaches them, so the activation
-port and, later, a kernel not yet detached are out of reach of every other container.
+pool labels (``kind=pool``, ``owner=pool``) and is renamed ``berth-kernel-<id>``; the
+ledger records which allocation it serves (by container id) and reconciliation maps
+it that way. Pool containers are not in the ledger and count against no one until
+adopted.
 
 The pool never fails a start: when it has no fitting container, or adoption fails
 for any reason, the service starts a new container as usual (a *cold* start).
@@ -38,53 +42,12 @@ from dataclasses import dataclass, field
 from traitlets import Float, Integer, List, Unicode
 from traitlets.config import LoggingConfigurable
 
-from .errors import BerthError, RequestError
+from .errors import BerthError
 from .kernel_launch import KERNEL_COMMAND
+from .pool_activation import POOL_COMMAND, POOL_PORT, POOL_USER, PoolContainer, PoolKey, parse_mount, pool_request
 from .resources import Resources, format_bytes, parse_memory
-from .runtime.base import ContainerInfo, ContainerSpec, Mount, Runtime
+from .runtime.base import ContainerInfo, ContainerSpec, Runtime
 from .runtime.labels import make_labels, parse_labels
-
-#: Port the pool kernel listens on for its activation (inside its own network namespace).
-POOL_PORT = 50000
-POOL_COMMAND = ["berth-kernel-pool"]
-#: User every Berth kernel container runs as (a request for another user cannot use the pool).
-POOL_USER = "1000:1000"
-
-
-def parse_mount(text: str) -> Mount:
-    """``"/src:/dst"``, ``"/src:/dst:ro"`` or ``"/path"`` (same path inside) → :class:`Mount`."""
-    parts = str(text).split(":")
-    if len(parts) == 1:
-        parts = [parts[0], parts[0]]
-    if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in ("ro", "rw")) or not all(parts[:2]):
-        raise RequestError("WarmPool.mounts", f"{text!r} is not a mount; write source:target or source:target:ro")
-    return Mount(source=parts[0], target=parts[1], read_only=len(parts) == 3 and parts[2] == "ro")
-
-
-@dataclass(frozen=True)
-class PoolKey:
-    """What a pool container is fixed to at creation: its image and its mounts."""
-
-    image: str
-    mounts: tuple[Mount, ...] = ()
-
-    def describe(self) -> str:
-        mounts = ", ".join(f"{m.source}:{m.target}{':ro' if m.read_only else ''}" for m in self.mounts) or "no mounts"
-        return f"{self.image} ({mounts})"
-
-
-@dataclass
-class PoolContainer:
-    """A started, pre-imported kernel waiting for its activation."""
-
-    info: ContainerInfo
-    key: PoolKey
-    token: str
-    ip: str  #: address on the pool network
-
-    @property
-    def id(self) -> str:
-        return self.info.id
 
 
 @dataclass
@@ -92,20 +55,6 @@ class _KeyState:
     ready: deque = field(default_factory=deque)
     starting: int = 0
     retry_at: float = 0.0  #: after a failed fill, no new fill before this (monotonic) time
-
-
-async def pool_request(ip: str, message: dict, timeout: float) -> dict:
-    """Send one JSON line to a pool kernel and read its one-line answer."""
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(ip, POOL_PORT), timeout)
-    try:
-        writer.write(json.dumps(message).encode() + b"\n")
-        await writer.drain()
-        line = await asyncio.wait_for(reader.readline(), timeout)
-    finally:
-        writer.close()
-    if not line:
-        raise ConnectionError("the pool kernel closed the connection without answering")
-    return json.loads(line)
 
 
 class WarmPool(LoggingConfigurable):
@@ -126,7 +75,8 @@ class WarmPool(LoggingConfigurable):
                        "asking for more start cold, and adopted kernels have this much whatever they asked (tmpfs pages "
                        "still count against their memory limit).")
     idle_cpu = Float(0.25, config=True, help="CPU limit of a pool container until it is adopted (its imports run under it).")
-    idle_mem = Unicode("256M", config=True, help="Memory limit of a pool container until it is adopted (at least the pool's shm).")
+    idle_mem = Unicode("256M", config=True,
+                       help="Memory limit of a pool container until it is adopted (at least the pool's shm).")
     idle_pids = Integer(64, config=True, help="Process limit of a pool container until it is adopted.")
     refill_delay = Float(0.5, config=True,
                          help="Seconds after an adoption before its replacement starts (so it does not compete with the kernel "
@@ -147,6 +97,7 @@ class WarmPool(LoggingConfigurable):
         self._learned_images: set[str] = set()
         self._adopted: set[str] = set()
         self._tasks: set[asyncio.Task] = set()
+        self._settling: set[asyncio.Task] = set()
         self._timers: set[asyncio.TimerHandle] = set()
         self._slots = asyncio.Semaphore(max(1, self.fill_concurrency))
         self._changed = asyncio.Event()
@@ -177,6 +128,8 @@ class WarmPool(LoggingConfigurable):
         self._closed = True
         for timer in self._timers:
             timer.cancel()
+        if self._settling:  # adopted kernels finish leaving the pool network (a few docker calls)
+            await asyncio.wait(self._settling, timeout=10)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -236,13 +189,18 @@ class WarmPool(LoggingConfigurable):
             return f"shared memory {format_bytes(spec.resources.shm)} is more than the pool's {format_bytes(self._shm)}"
         if list(spec.command) != KERNEL_COMMAND or spec.user != POOL_USER or spec.init:
             return "the container does not run the standard kernel command and user"
-        mounts = tuple(spec.mounts)
-        if self._configured_mounts is not None and mounts != self._configured_mounts:
-            return "its mounts differ from the pool's (mounts cannot be added to a running container)"
-        key = PoolKey(spec.image, mounts)
-        if key not in self._keys and spec.image in self._learned_images:
-            return "its mounts differ from the pool's (mounts cannot be added to a running container)"
+        if self._configured_mounts is not None:
+            if tuple(spec.mounts) != self._configured_mounts:
+                return "its mounts differ from the pool's (mounts cannot be added to a running container)"
+        elif spec.image in self._learned_images and self._key_for(spec) not in self._keys:
+            return "its mounts or its user's network differ from the pool's, learned from the first request for the image"
         return None
+
+    def _key_for(self, spec: ContainerSpec) -> PoolKey:
+        """Configured mounts: the shared pool network; learned: where the first request's kernel ran."""
+        if self._configured_mounts is not None:
+            return PoolKey(spec.image, self._configured_mounts)
+        return PoolKey(spec.image, tuple(spec.mounts), spec.network)
 
     # -- adoption ---------------------------------------------------------------------------
     async def adopt(self, spec: ContainerSpec, image_id: str | None = None) -> ContainerInfo | None:
@@ -257,20 +215,20 @@ class WarmPool(LoggingConfigurable):
         if reason:
             self.log.debug("Kernel %s starts cold: %s", spec.name, reason)
             return None
-        key = PoolKey(spec.image, tuple(spec.mounts))
-        if key not in self._keys:  # learning the mounts from this first request
+        key = self._key_for(spec)
+        if key not in self._keys:  # learning the mounts and network from this first request
             self._learned_images.add(spec.image)
             self._add_key(key)
             return None
         pc = self._take(key, image_id)
-        self._schedule_fill(key, self.refill_delay)
         if pc is None:
+            self._schedule_fill(key)
             self.log.info("Kernel %s starts cold: the warm pool for %s is empty", spec.name, key.describe())
             return None
         t0 = time.monotonic()
         try:
             ip = await self._activate(pc, spec)
-        except (BerthError, OSError, ValueError, asyncio.TimeoutError) as e:
+        except Exception as e:  # whatever went wrong, the start goes on cold
             why = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
             self.log.warning("Warm-pool container %s could not be adopted (%s); starting a new container", pc.info.name, why)
             self._background(self.runtime.remove(pc.id))
@@ -278,9 +236,16 @@ class WarmPool(LoggingConfigurable):
         except BaseException:
             self._background(self.runtime.remove(pc.id))
             raise
+        finally:
+            # The replacement starts once this adoption is done: it must not take the address
+            # a restarted kernel is getting back, nor the CPU the activation needs.
+            self._schedule_fill(key, self.refill_delay)
         self._adopted.add(pc.id)
-        self._background(self._settle(pc, spec))
-        self.log.info("Kernel %s adopted warm-pool container %s in %.0f ms", spec.name, pc.info.name, 1000 * (time.monotonic() - t0))
+        settle = self._background(self._settle(pc, spec))
+        self._settling.add(settle)
+        settle.add_done_callback(self._settling.discard)
+        self.log.info("Kernel %s adopted warm-pool container %s in %.0f ms", spec.name, pc.info.name,
+                      1000 * (time.monotonic() - t0))
         return dataclasses.replace(pc.info, ip=ip)
 
     def _take(self, key: PoolKey, image_id: str | None) -> PoolContainer | None:
@@ -296,8 +261,12 @@ class WarmPool(LoggingConfigurable):
         return None
 
     async def _activate(self, pc: PoolContainer, spec: ContainerSpec) -> str:
-        """New limits, the user's network and the activation (over the pool network), all at once;
-        returns the user-network IP once all three are done.
+        """New limits, the user's network and the activation, all at once; returns the kernel's
+        address on the user's network once all three are done.
+
+        A container on the shared pool network joins the user's network (the activation goes over
+        the pool network meanwhile); one that waited on the user's network stays, unless a restart
+        asks for its old address, which it gets after the activation (the kernel binds 0.0.0.0).
 
         The kernel's initialisation may begin before ``docker update`` lands: it then runs briefly
         under the idle limits (the unused CPU quota of the current period covers that), but no user
@@ -307,13 +276,19 @@ class WarmPool(LoggingConfigurable):
         connection = json.loads(env.pop("BERTH_CONNECTION"))
         message = {"token": pc.token, "connection": connection, "cwd": spec.working_dir, "env": env}
         updated = asyncio.ensure_future(self.runtime.update_resources(pc.id, spec.resources))
-        joined = asyncio.ensure_future(self._join(pc, spec))
+        joined = asyncio.ensure_future(self._join(pc, spec)) if pc.key.network is None else None
         try:
             reply = await pool_request(pc.ip, message, self.activation_timeout)
             await updated
-            ip = await joined
+            if joined is not None:
+                ip = await joined
+            elif spec.ip and spec.ip != pc.ip and reply.get("status") == "ok":
+                await self.runtime.disconnect_network(pc.id, spec.network)
+                ip = await self._join(pc, spec)
+            else:
+                ip = pc.ip
         except BaseException:
-            await asyncio.gather(updated, joined, return_exceptions=True)
+            await asyncio.gather(updated, *([joined] if joined is not None else []), return_exceptions=True)
             raise
         if reply.get("status") != "ok":
             raise ValueError(f"the pool kernel answered {reply.get('status')}: {reply.get('message')}")
@@ -332,7 +307,8 @@ class WarmPool(LoggingConfigurable):
 
     async def _settle(self, pc: PoolContainer, spec: ContainerSpec) -> None:
         """After the start: leave the pool network, take the kernel's container name."""
-        await self.runtime.disconnect_network(pc.id, self.network)
+        if pc.key.network is None:
+            await self.runtime.disconnect_network(pc.id, self.network)
         try:
             await self.runtime.rename(pc.id, spec.name)
         except BerthError as e:
@@ -385,7 +361,7 @@ class WarmPool(LoggingConfigurable):
                                image_ref=key.image),
             env={"BERTH_POOL_TOKEN": token, "BERTH_POOL_PORT": str(POOL_PORT), "HOME": "/home/jovyan",
                  "JUPYTER_PLATFORM_DIRS": "1"},
-            mounts=list(key.mounts), network=self.network, user=POOL_USER,
+            mounts=list(key.mounts), network=key.network or self.network, user=POOL_USER,
         )
 
     async def _start_one(self, key: PoolKey, state: _KeyState) -> None:
@@ -421,7 +397,7 @@ class WarmPool(LoggingConfigurable):
     async def _wait_ready(self, info: ContainerInfo, token: str) -> None:
         """Poll the activation port until the pool kernel has finished its imports."""
         if not info.ip:
-            raise ValueError(f"pool container {info.name} has no address on {self.network}")
+            raise ValueError(f"pool container {info.name} has no address")
         deadline = time.monotonic() + self.ready_timeout
         checked = time.monotonic()
         while True:

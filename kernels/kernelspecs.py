@@ -44,7 +44,7 @@ class SpecPlan:
     spec: dict
 
 
-def _spec(display_name: str, language: str, config: dict, description: str) -> dict:
+def _spec(display_name: str, language: str, config: dict, description: str, **marker) -> dict:
     return {
         "argv": ["berth-kernel", "-f", "{connection_file}"],
         "display_name": display_name,
@@ -53,21 +53,29 @@ def _spec(display_name: str, language: str, config: dict, description: str) -> d
         "env": {},
         "metadata": {
             "kernel_provisioner": {"provisioner_name": "berth", "config": config},
-            MARKER: {"managed": True, "description": description, **config},
+            MARKER: {"managed": True, "description": description, **config, **marker},
             "debugger": True,
         },
     }
 
 
 def plan(images: list[ImageInfo], presets: list[Preset], default_image: str) -> list[SpecPlan]:
-    """The kernelspecs that should exist for these images and presets."""
+    """The kernelspecs that should exist for these images and presets.
+
+    ``images`` are the offered ones only: hidden and retired versions get no kernelspec (and
+    :func:`sync` removes the ones they had). The default image's kernelspec says so in its
+    ``jupyter_berth`` metadata (``"default": true``), an alias's names what it is pinned to.
+    """
     out = []
     for img in images:
         labels = img.labels
         display = labels.get("display_name") or img.ref
+        marker = {"default": True} if img.ref == default_image else {}
+        if getattr(img, "alias_of", None):
+            marker["alias_of"] = img.alias_of
         out.append(SpecPlan(image_kernel_name(img.ref), _spec(
             f"{display} (Berth)", labels.get("language", "python"), {"image": img.ref},
-            f"{img.ref}: container kernel with your default resources")))
+            f"{img.ref}: container kernel with your default resources", **marker)))
     known = {i.ref: i for i in images}
     for p in presets:
         image = p.image or default_image

@@ -146,9 +146,14 @@ class BerthProvisioner(KernelProvisionerBase):
             info = await (await self._get_backend()).kernel_state(self.kernel_id)
         except BerthError as e:
             self.log.warning("Berth kernel %s: cannot read its state: %s", self.kernel_id, e.message)
-            # 404: the service has no such kernel of ours (it is gone). Anything else (engine down,
-            # a revoked or expired token) says nothing about the kernel: keep it as alive.
-            return 1 if e.status == 404 else None
+            # 404: the service has no such kernel of ours (it is gone, e.g. its node left the swarm):
+            # tell the user why in the next kernel. Anything else (engine down, a revoked or expired
+            # token) says nothing about the kernel: keep it as alive.
+            if e.status != 404:
+                return None
+            self._ended = ("lost", e.message)
+            self._notice = e.message
+            return 1
         if info is not None and info.running:
             return None
         await self._record_end()

@@ -6,7 +6,7 @@
 # Options are passed on to `jupyter lab` (for example --port=9999).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-python3 -m pip install -q --disable-pip-version-check -e '.[server]' jupyterlab 2>&1 | grep -v "Running pip as the 'root' user" || true
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[server]' jupyterlab
 berth engine up
 berth images bootstrap
 berth kernelspecs sync

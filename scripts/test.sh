@@ -9,7 +9,8 @@ start=$(date +%s)
 step() { printf '\n== %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
 
 step "installing jupyter-berth and test dependencies"
-python3 -m pip install -q --disable-pip-version-check -e '.[test,postgres,server,hub]' 2>&1 | grep -v "Running pip as the 'root' user" || true
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[test,postgres,server,hub]'
+command -v configurable-http-proxy >/dev/null || npm install -g --silent configurable-http-proxy@5  # JupyterHub's proxy (hub tests)
 
 step "container engine"
 berth engine up
@@ -20,6 +21,7 @@ berth images bootstrap
 step "PostgreSQL"
 BERTH_TEST_POSTGRES_URL=$(bash scripts/postgres-up.sh | tail -n 1)
 export BERTH_TEST_POSTGRES_URL
+BERTH_TEST_REGISTRY=$(bash scripts/registry-up.sh | tail -n 1); export BERTH_TEST_REGISTRY  # local registry for image pull/push tests
 
 step "tests"
 python3 -m pytest -p no:cacheprovider "$@"

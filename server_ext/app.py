@@ -34,6 +34,10 @@ class BerthExtensionApp(ExtensionApp):
 
         self.settings["berth"] = BerthContext(get_service=get_service, user=user, groups=groups,
                                               kernel_manager=self.serverapp.kernel_manager)
+        # notebooks saved from a Berth kernel record its environment (image, digest, resources)
+        from .notebook_environment import register
+
+        register(self.serverapp)
 
     def initialize_handlers(self):
         from .routes import handlers

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 
 def handlers() -> list[tuple]:
-    from .handlers import kernels, meta
+    from .handlers import folders, images, kernels, meta, usage
 
     routes: list[tuple] = []
-    for module in (meta, kernels):
+    for module in (meta, kernels, folders, images, usage):
         routes.extend(module.ROUTES)
     return routes

@@ -1,9 +1,11 @@
-"""``berth images bootstrap`` and ``berth images list``: kernel images.
+"""``berth images bootstrap``, ``berth images list`` and the catalog's admin subcommands.
 
 ``bootstrap`` builds the default kernel image (``berth/python:3.11``) from
 Debian packages and PyPI with no container registry; see
 :func:`jupyter_berth.imagebuild.bootstrap.bootstrap_image`. ``list`` shows the
-images that carry berth's labels.
+images that carry berth's labels and the catalog's decision about each. The
+admin subcommands (offer, hide, default, alias, retire, pull, push, build, gc,
+check, history) live in :mod:`.images_admin_cmd`.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 
-from traitlets import Bool, Unicode
+from traitlets import Bool, Enum, Unicode
 from traitlets.config import Application
 
 from .._version import __version__
@@ -24,6 +26,7 @@ from ..imagebuild.bootstrap import (
     bootstrap_image,
 )
 from .engine_cmd import BerthCommandApp
+from .images_admin_cmd import SUBCOMMANDS, CatalogCommand
 
 
 class ImagesBootstrapApp(Application):
@@ -39,6 +42,8 @@ class ImagesBootstrapApp(Application):
     """
     examples = """berth images bootstrap
 berth images bootstrap --force
+berth images bootstrap --recipe=singleuser   # the hub's user-server image
+berth images bootstrap --all                 # both
 berth images bootstrap --extra-ca-dir=/etc/company/certs
 berth images bootstrap --extra-ca-dir=''     # trust no extra CA"""
 
@@ -55,29 +60,40 @@ berth images bootstrap --extra-ca-dir=''     # trust no extra CA"""
     ).tag(config=True)
     repository = Unicode(DEFAULT_KERNEL_REPOSITORY, help="Repository name of the built image.").tag(config=True)
     tag = Unicode(DEFAULT_KERNEL_TAG, help="Tag of the built image.").tag(config=True)
+    recipe = Enum(["python", "singleuser"], "python",
+                  help="What to build: 'python', the kernel image (berth/python:3.11), or 'singleuser', the "
+                       "image of a user's server in a hub (berth/singleuser:3.11, built on the kernel image).").tag(config=True)
+    all = Bool(False, help="Build every recipe: the kernel image, then the single-user server image.").tag(config=True)
 
     aliases = {
         "extra-ca-dir": "ImagesBootstrapApp.extra_ca_dir",
         "repository": "ImagesBootstrapApp.repository",
         "tag": "ImagesBootstrapApp.tag",
+        "recipe": "ImagesBootstrapApp.recipe",
     }
     flags = {
         "force": ({"ImagesBootstrapApp": {"force": True}}, "Rebuild even when up to date."),
         "if-missing": ({"ImagesBootstrapApp": {"if_missing": True}},
                        "Build only when no image exists under that name (any recipe)."),
+        "all": ({"ImagesBootstrapApp": {"all": True}}, "Build the kernel image and the single-user server image."),
     }
 
     def start(self):
-        result = bootstrap_image(
-            name=self.repository,
-            tag=self.tag,
-            force=self.force,
-            progress=lambda line: print(line, flush=True),
-            extra_ca_dir=self.extra_ca_dir or None,
-            if_missing=self.if_missing,
-        )
-        state = "cached" if result.cached else "built"
-        print(f"{result.reference}: {state} in {result.seconds:.1f} s ({result.image_id[:19]})")
+        recipes = ["python", "singleuser"] if self.all else [self.recipe]
+        for recipe in recipes:
+            # --all builds the default names; otherwise the singleuser recipe maps the default
+            # kernel name to berth/singleuser:3.11 by itself
+            result = bootstrap_image(
+                name=DEFAULT_KERNEL_REPOSITORY if self.all else self.repository,
+                tag=DEFAULT_KERNEL_TAG if self.all else self.tag,
+                force=self.force,
+                progress=lambda line: print(line, flush=True),
+                extra_ca_dir=self.extra_ca_dir or None,
+                if_missing=self.if_missing,
+                recipe=recipe,
+            )
+            state = "cached" if result.cached else "built"
+            print(f"{result.reference}: {state} in {result.seconds:.1f} s ({result.image_id[:19]})")
 
 
 def _image_rows(client) -> list[dict]:
@@ -112,27 +128,41 @@ def _age(created: str) -> str:
     return "just now"
 
 
-class ImagesListApp(Application):
-    """List the images that carry berth's labels."""
+def _state(entry: dict | None) -> str:
+    if entry is None:
+        return "-"
+    flags = [entry["state"]] + (["default"] if entry.get("default") else []) + ([f"→{entry['alias_of']}"] if entry.get("alias_of") else [])
+    return ",".join(flags) + ("" if entry.get("present", True) else " (removed)")
+
+
+class ImagesListApp(CatalogCommand):
+    """List the images that carry berth's labels, with the catalog's decision about each."""
 
     name = "berth images list"
     version = __version__
-    description = "List kernel (and base) images that carry berth's io.jupyter.berth.* labels."
+    description = ("List kernel (and base) images that carry berth's io.jupyter.berth.* labels, with their state in the "
+                   "catalog (offered, hidden, retired; default; alias) and retired versions no longer on this host.")
 
     as_json = Bool(False, help="Print JSON instead of a table.").tag(config=True)
     flags = {"json": ({"ImagesListApp": {"as_json": True}}, "Print JSON instead of a table.")}
 
     def start(self):
         rows = _image_rows(engine_client(timeout=30))
+        catalog = {e["ref"]: e for e in self.run(lambda s, u: s.image_catalog(u, (), include_all=True))}
+        for r in rows:
+            r["catalog"] = catalog.get(r["reference"])
+        rows += [{"reference": ref, "id": e.get("digest") or "", "kind": "kernel", "display_name": e["display_name"],
+                  "frameworks": "", "size": 0, "created": "", "labels": {}, "catalog": e}
+                 for ref, e in catalog.items() if not e["present"]]
         if self.as_json:
             print(json.dumps(rows, indent=2))
             return
         if not rows:
             print("no berth images; build the default one with `berth images bootstrap`")
             return
-        header = ("IMAGE", "KIND", "NAME", "FRAMEWORKS", "SIZE", "CREATED")
+        header = ("IMAGE", "KIND", "STATE", "NAME", "FRAMEWORKS", "SIZE", "CREATED")
         table = [header] + [
-            (r["reference"], r["kind"], r["display_name"], r["frameworks"],
+            (r["reference"], r["kind"], _state(r["catalog"]), r["display_name"], r["frameworks"],
              f"{r['size'] / 2**20:.0f} MiB", _age(r["created"]))
             for r in rows
         ]
@@ -142,11 +172,12 @@ class ImagesListApp(Application):
 
 
 class ImagesApp(BerthCommandApp):
-    """``berth images``: parent of ``bootstrap`` and ``list``."""
+    """``berth images``: parent of ``bootstrap``, ``list`` and the catalog's admin subcommands."""
 
     name = "berth images"
-    description = "Build (offline) and list kernel images."
+    description = "Build (offline), list and manage kernel image versions: offer, hide, default, alias, retire, pull, build, gc."
     subcommands = {
         "bootstrap": (ImagesBootstrapApp, "Build the default kernel image without a registry."),
-        "list": (ImagesListApp, "List the images that carry berth's labels."),
+        "list": (ImagesListApp, "List the images that carry berth's labels, with their state in the catalog."),
+        **SUBCOMMANDS,
     }

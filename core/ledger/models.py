@@ -193,6 +193,9 @@ class UsageRecordRow(Base):
     __table_args__ = (
         Index("ix_usage_records_ended_at", "ended_at"),
         Index("ix_usage_records_owner_ended_at", "owner", "ended_at"),
+        # usage reports: records overlapping a window, from either end of the history (migration 0004)
+        Index("ix_usage_records_ended_at_started_at", "ended_at", "started_at"),
+        Index("ix_usage_records_started_at_ended_at", "started_at", "ended_at"),
     )
 
 
@@ -210,7 +213,11 @@ class UsageSampleRow(Base):
     mem_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
     pids: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
 
-    __table_args__ = (Index("ix_usage_samples_allocation_id_at", "allocation_id", "at"),)
+    __table_args__ = (
+        Index("ix_usage_samples_allocation_id_at", "allocation_id", "at"),
+        # a culled kernel's idle time in usage reports (migration 0004)
+        Index("ix_usage_samples_allocation_id_cpu_seconds", "allocation_id", "cpu_seconds", "at"),
+    )
 
 
 class PolicyRow(Base):
@@ -236,3 +243,7 @@ class ProfileRow(Base):
     request: Mapped[Any] = mapped_column(JSON, nullable=False, default=dict)
     image: Mapped[Optional[str]] = mapped_column(String(512), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+
+from . import models_folders  # noqa: E402,F401  (folders tables, migration 0002)
+from . import models_images  # noqa: E402,F401  (image catalog tables, migration 0003)

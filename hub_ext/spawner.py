@@ -1,0 +1,330 @@
+"""``BerthSpawner``: a user's server in a quota-bounded container, admitted through the ledger.
+
+A :class:`dockerspawner.DockerSpawner` (entry point ``berth`` in ``jupyterhub.spawners``)
+that adds what a shared host needs:
+
+* **a spawn form built from the policy** — image version, CPU, memory, GPU share and
+  folders, each with the user's limit beside it; the same fields are accepted as JSON
+  ``user_options`` through the REST API. Options pass through ``apply_user_options``
+  (:mod:`.spawn_form`: fill defaults → validate → apply); a request over the policy is
+  refused at once (HTTP 400) with the limit named;
+* **admission through the ledger** — the server's own CPU, memory and GPU share are
+  reserved as an allocation of kind ``server`` (subject ``user/server-name``), counted in
+  the user's totals together with their kernels, and released when the server stops or
+  its container is found gone;
+* **a queue instead of failures** — when the host is full the spawn waits its turn
+  (:mod:`.spawn_queue`) and ``progress()`` tells the user their place and what they wait
+  for, up to ``queue_timeout``; the wait happens in the pre-spawn hook, which the hub
+  does not time out, so ``start_timeout`` never kills a queued spawn;
+* **the same isolation as kernels** — the container is started through the core's
+  runtime: uid 1000, ``no-new-privileges``, all capabilities dropped, pids limit, memory
+  = memory+swap, CPU quota, never the Docker socket; on the user's own network
+  (``berth-u-<user>``), shared with that user's kernels, labelled for the service's
+  reconcile (owner, kind ``server``, allocation, site);
+* **kernels through the service** — ``BERTH_SERVICE_URL`` tells the server's Berth
+  provisioner where the hub's Berth service is; the server has no engine of its own;
+* **lifetime and culling** — kernels idle past the policy's ``idle_timeout`` are culled
+  by jupyter_server (``BERTH_KERNEL_IDLE_TIMEOUT``); servers past ``max_lifetime`` are
+  stopped at the next poll; a server stopped by the idle culler, its lifetime, an OOM or
+  a crash is explained on the next spawn form.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import math
+import os
+import time
+
+from dockerspawner import DockerSpawner
+from jupyterhub.spawner import SpawnException
+from traitlets import Dict, Float, Integer, List, Unicode, default
+
+from jupyter_berth.errors import BerthError, CapacityError, PolicyError
+from jupyter_berth.imagebuild.singleuser import DEFAULT_SERVER_IMAGE
+from jupyter_berth.kernel_launch import user_network
+from jupyter_berth.runtime.base import ContainerSpec, Mount
+from jupyter_berth.runtime.labels import make_labels
+
+from .spawn_form import ServerOptions, options_from_form, render_form, resolve_options
+from .spawn_queue import QueueTimeout, Ticket
+from .spawner_core import HubCore, wait_for_http
+from .spawner_lifecycle import ServerLifecycleMixin
+
+
+def _refusal(e: BerthError, reason: str) -> SpawnException:
+    """A spawn failure the user reads as is (SpawnException keeps it apart from the log)."""
+    status = 400 if isinstance(e, (PolicyError, CapacityError)) or e.status in (400, 403, 404) else e.status
+    return SpawnException(e.message, reason=reason, log_message=e.log_message, status_code=status)
+
+
+class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
+    """Single-user servers in quota-bounded containers, admitted (or queued) through the Berth ledger."""
+
+    default_request = Dict({"cpu": 0.5, "mem": "1G"}, config=True,
+                           help="The server's own resources when the user asks for nothing ({cpu, mem, gpu, pids, shm}); "
+                                "clamped to the policy's per-server limits. Kernels get their own, separately.")
+    offered_images = List(Unicode(), ["berth/singleuser:*"], config=True,
+                          help="Glob patterns of server images offered in the spawn form (images labelled "
+                               "io.jupyter.berth.kind=server, built by `berth images bootstrap --recipe singleuser`).")
+    service_name = Unicode("berth", config=True, help="Name of the hub's Berth service (c.JupyterHub.services).")
+    service_url = Unicode(config=True,
+                          help="BERTH_SERVICE_URL as the user's container reaches it, prefix included, e.g. "
+                               "http://172.17.0.1:10101/services/berth/. Default: the url of the service named service_name "
+                               "in c.JupyterHub.services (which must then listen on an address containers reach).")
+    queue_timeout = Float(900.0, config=True,
+                          help="Seconds a spawn may wait in the queue for room on the host before it fails with a message "
+                               "saying so. The hub's start_timeout does not apply to this wait.")
+    max_starting = Integer(0, config=True,
+                           help="Servers booting at once (the rest wait in the queue, in order). Booting JupyterLab is "
+                                "CPU-bound (about 2.5 CPU-seconds): a few at a time finish sooner than all at once, and "
+                                "none runs into start_timeout. 0: twice the host's cores + 2.")
+    queue_retry_interval = Float(2.0, config=True,
+                                 help="Seconds between admission attempts of the queue's head while the host is full "
+                                      "(it also retries at once when a server of this hub stops).")
+    server_idle_timeout = Float(0.0, config=True,
+                                help="The idle culler's --timeout for servers (seconds), so that a server stopped after that "
+                                     "long without activity is explained to its user as culled. 0: no idle culling.")
+    user_volume = Unicode("jupyterhub-user-{username}", config=True,
+                          help="Named volume with the user's files, mounted at notebook_dir (DockerSpawner's naming; the "
+                               "Berth service mounts the same volume into the user's kernels).")
+    container_user = Unicode("1000:100", config=True, help="Numeric uid:gid the server runs as (never root).")
+    boot_cpu = Float(1.0, config=True,
+                     help="CPU quota while the server boots, until it answers; then it is lowered to the server's "
+                          "allocation. JupyterLab needs about 1.5 CPU-seconds to start: at 0.5 CPU that is 3 s longer. "
+                          "At most max_starting servers boot at once, which bounds the boost. 0: no boost.")
+
+    @default("image")
+    def _image_default(self):
+        return DEFAULT_SERVER_IMAGE
+
+    @default("remove")
+    def _remove_default(self):
+        return True  # files live in the user's volume; a stopped container would be a stray to the service
+
+    @default("use_internal_ip")
+    def _internal_ip_default(self):
+        return True
+
+    @default("notebook_dir")
+    def _notebook_dir_default(self):
+        return "/home/jovyan/work"
+
+    @default("default_url")
+    def _default_url_default(self):
+        return "/lab"
+
+    @default("pull_policy")
+    def _pull_policy_default(self):
+        return "never"  # images are built on the host (no registry)
+
+    @default("server_token_scopes")
+    def _server_token_scopes_default(self):
+        # + the user's groups (the Berth service resolves group policies from the token's answer)
+        return ["users:activity!user", "access:servers!server", "read:users:groups!user",
+                f"access:services!service={self.service_name}"]
+
+    @default("options_from_form")
+    def _options_from_form_default(self):
+        return options_from_form
+
+    @default("apply_user_options")
+    def _apply_user_options_default(self):
+        return BerthSpawner._apply_berth_options
+
+    @default("service_url")
+    def _service_url_default(self):
+        for svc in self.config.get("JupyterHub", {}).get("services", []) or []:
+            if svc.get("name") == self.service_name and svc.get("url"):
+                return svc["url"].rstrip("/") + f"/services/{self.service_name}/"
+        return ""
+
+    # ---- shared state --------------------------------------------------------------------------
+    _core: HubCore | None = None
+    berth_options: ServerOptions | None = None
+    _allocation = None  #: the ledger allocation paying for this server
+    _ticket: Ticket | None = None
+    _phase = ""  #: what the spawn is doing now (for progress)
+    _stop_reason: tuple[str, str] | None = None
+    _policy = None  #: the user's effective policy at admission (lifetime, idle timeout)
+    _pending_allocation: str | None = None  #: allocation id loaded from the hub's state, looked up on first use
+    _network: asyncio.Future | None = None  #: the user's network being made while the spawn is queued
+
+    @property
+    def core(self) -> HubCore:
+        cls = BerthSpawner
+        if cls._core is None:
+            cls._core = HubCore(self.config, self.log, max_starting=self.max_starting or 2 * (os.cpu_count() or 1) + 2,
+                                retry_interval=self.queue_retry_interval)
+        return cls._core
+
+    @property
+    def groups(self) -> list[str]:
+        return sorted(g.name for g in getattr(self.user, "groups", []) or [])
+
+    @property
+    def subject(self) -> str:
+        return f"{self.user.name}/{self.name or ''}"
+
+    # ---- the form and the options --------------------------------------------------------------
+    async def _context(self):
+        return await self.core.form_context(self.user.name, self.groups, self.subject, patterns=list(self.offered_images),
+                                            default_image=self.image if self.image else DEFAULT_SERVER_IMAGE,
+                                            default_request=dict(self.default_request))
+
+    async def get_options_form(self):
+        if self.options_form:  # an admin's own form wins
+            return await super().get_options_form()
+        return render_form(await self._context())
+
+    @staticmethod
+    async def _apply_berth_options(spawner: "BerthSpawner", user_options: dict) -> None:
+        """fill defaults → validate → apply (refusals are HTTP 400 naming the field or limit)."""
+        try:
+            options = resolve_options(user_options, await spawner._context())
+        except BerthError as e:
+            raise _refusal(e, "options") from None
+        spawner.berth_options = options
+        spawner.image = options.image
+        spawner.mem_limit = options.resources.mem
+        spawner.cpu_limit = options.resources.cpu
+
+    # ---- admission (pre-spawn hook: no hub timeout; see spawn_queue) ----------------------------
+    async def run_pre_spawn_hook(self):
+        result = super().run_pre_spawn_hook()
+        if inspect.isawaitable(result):
+            await result
+        if self.berth_options is None:  # an admin replaced apply_user_options: validate anyway
+            await BerthSpawner._apply_berth_options(self, self.user_options or {})
+        await self._admit()
+
+    async def _admit(self) -> None:
+        s = await self.core.open()
+        options = self.berth_options
+        policy = await s.policy_for(self.user.name, self.groups)
+        self._policy = policy
+        ticket = self._ticket = Ticket(self.subject, options.resources)
+        self._phase = "queued"
+        # The user's network (created once, ~0.6 s, one at a time per host) is made while the spawn waits its turn.
+        self._network = asyncio.ensure_future(self._ensure_network(s))
+        self._network.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved in start()
+
+        async def reserve():
+            return await s._db(s.admission.reserve, owner=self.user.name, groups=self.groups, policy=policy,
+                               request=options.resources, kind="server", subject=self.subject, image=options.image,
+                               node=s.node_name, gpu_assigner=s._gpu_assigner())
+
+        try:
+            self._allocation = await self.core.queue.admit(ticket, reserve, self.queue_timeout)
+        except QueueTimeout as e:
+            raise SpawnException(e.message, reason="queue_timeout", log_message=e.log_message, status_code=503) from None
+        except BerthError as e:
+            raise _refusal(e, "policy" if isinstance(e, PolicyError) else "capacity") from None
+        if ticket.waited > 0.5:
+            self.log.info("Berth: %s admitted after %.1f s in the queue", self.subject, ticket.waited)
+        self._phase = "starting"
+
+    # ---- start ---------------------------------------------------------------------------------
+    def _berth_env(self) -> dict:
+        env = {"BERTH_SERVICE_URL": self.service_url, "BERTH_LIMITS": self.berth_options.resources.describe(),
+               "BERTH_SERVER": "1"}
+        idle = getattr(self._policy, "idle_timeout", 0) or 0
+        if idle and not math.isinf(idle):
+            env["BERTH_KERNEL_IDLE_TIMEOUT"] = str(int(idle))
+        return env
+
+    async def _spec(self, s, alloc, network: str) -> ContainerSpec:
+        options = self.berth_options
+        mounts = [Mount(source=self.format_volume_name(self.user_volume, self), target=self.notebook_dir)]
+        if options.folders:
+            mounts += await s.folder_mounts(self.user.name, self.groups, list(options.folders))
+        devices, gpu_env, gpu_mounts, _plan = s._gpu_container(alloc.gpu_devices)
+        env = {**self.get_env(), **self._berth_env(), **gpu_env}
+        labels = make_labels(owner=self.user.name, kind="server", subject=self.subject, allocation=alloc.id,
+                             site=s.site_id, image_ref=options.image, server_name=self.name or None)
+        boot = alloc.resources.replace(cpu=max(alloc.resources.cpu, self.boot_cpu))
+        return ContainerSpec(name=self.object_name, image=options.image, command=await self.get_command(),
+                             resources=boot, labels=labels, env=env, mounts=mounts + gpu_mounts,
+                             network=network, user=self.container_user, hostname=self.object_name[:63],
+                             gpu_device_ids=list(devices))
+
+    async def _ensure_network(self, s) -> str:
+        """The user's bridge network, shared with their kernels (same name and subnets as the service's)."""
+        network = user_network(s.network_prefix, self.user.name)
+        await s.runtime.ensure_network(network, {"owner": self.user.name, "site": s.site_id},
+                                       subnets=s._subnets(self.user.name))
+        return network
+
+    async def start(self):
+        s = await self.core.open()
+        alloc, ticket = self._allocation, self._ticket
+        if alloc is None:
+            raise SpawnException("the server was not admitted (internal error); try again", reason="error", status_code=500)
+        started = time.monotonic()
+        try:
+            network = await (self._network or self._ensure_network(s))
+            leftover = await s.runtime.inspect(self.object_name)
+            if leftover is not None:
+                self.log.warning("Berth: removing leftover container %s before starting %s", leftover.id[:12], self.subject)
+                await s.runtime.remove(leftover.id)
+            info = await s.runtime.run(await self._spec(s, alloc, network))
+            self.object_id = info.id
+            await s._db(s.ledger.mark_running, alloc.id, info.id, image_digest=info.image_id)
+            self._phase = "booting"
+            url = f"http://{info.ip}:{self.port}{self.server.base_url if self.server else '/'}api"
+            waited = await wait_for_http(url, max(5.0, self.start_timeout - (time.monotonic() - started) - 1),
+                                         alive=self._alive)
+            if self.boot_cpu > alloc.resources.cpu:  # the boot boost ends: the allocation from now on
+                await s.runtime.update_resources(info.id, alloc.resources)
+            self.log.info("Berth: %s answers at %s (%.1f s to boot, %.1f s in all)", self.subject, info.ip, waited,
+                          time.monotonic() - started)
+            return info.ip, self.port
+        except BaseException as e:
+            await self._release("failed" if isinstance(e, Exception) else "cancelled",
+                                getattr(e, "message", None) or str(e) or type(e).__name__, remove=True)
+            if isinstance(e, BerthError):
+                raise _refusal(e, "start") from None
+            raise
+        finally:
+            if ticket is not None:
+                self.core.queue.done(ticket)
+            self._phase = "done"
+
+    async def _alive(self):
+        info = await self.core.service.runtime.inspect(self.object_id) if self.object_id else None
+        if info is None:
+            return "the container is gone"
+        if info.running:
+            return True
+        logs = await self.core.service.runtime.logs(info.id, tail=5)
+        return f"exit code {info.exit_code}{' (out of memory)' if info.oom_killed else ''}: {logs.strip()[-400:]}"
+
+    async def progress(self):
+        last = None
+        while True:
+            ticket, phase = self._ticket, self._phase
+            if phase == "queued" and ticket is not None:
+                event = {"progress": 10, "message": f"In the queue: {ticket.message}"}
+            elif phase == "starting":
+                event = {"progress": 40, "message": f"Starting your server ({self.berth_options.resources.describe()})"}
+            elif phase == "booting":
+                event = {"progress": 70, "message": "Waiting for JupyterLab to answer"}
+            elif phase == "done":
+                return
+            else:
+                event = {"progress": 5, "message": "Checking your request against your policy"}
+            if event != last:
+                yield event
+                last = event
+            if ticket is not None and phase == "queued":
+                ticket.changed.clear()
+                try:
+                    await asyncio.wait_for(ticket.changed.wait(), timeout=1.0)
+                except asyncio.TimeoutError:
+                    pass
+            else:
+                await asyncio.sleep(0.2)
+
+
+__all__ = ["BerthSpawner"]

@@ -1,0 +1,196 @@
+"""``RemoteBackend``: the hub's Berth service over HTTP, with the user's hub token.
+
+In hub mode a user server never talks to the container engine: its kernel
+provisioners call the hub-managed Berth service (``jupyter_berth.hub.service``)
+with the user's JupyterHub token, and the service derives who is asking from that
+token alone. :class:`RemoteBackend` offers the same five coroutines as
+:class:`~jupyter_berth.kernels.backend.EmbeddedBackend` and returns the same
+objects (:class:`~jupyter_berth.service.KernelLaunch`,
+:class:`~jupyter_berth.runtime.base.ContainerInfo`, ``(reason, message)``), so the
+provisioner cannot tell them apart.
+
+Errors come back as the :mod:`jupyter_berth.errors` class the service raised, with
+the service's own message (``{"message", "error", "field"|"limit"|...}`` bodies).
+A service that does not answer (restarting, hub down) is an :class:`EngineError`
+(503); calls other than ``kernel_state`` retry for a while first, because the hub
+restarts its managed services by itself.
+
+This module also holds the wire format both ends share (``*_to_json`` /
+``*_from_json``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+
+from jupyter_berth import errors
+from jupyter_berth.errors import BerthError, EngineError
+from jupyter_berth.resources import Resources
+from jupyter_berth.runtime.base import ContainerInfo, Mount
+from jupyter_berth.service import KernelLaunch
+
+#: Error classes a service answer may name in its ``error`` field.
+_ERROR_CLASSES = {cls.__name__: cls for cls in (
+    errors.RequestError, errors.PolicyError, errors.CapacityError, errors.NotFoundError,
+    errors.ConflictError, errors.EngineError, errors.BerthError)}
+#: Extra attributes an error body may carry, per class.
+_ERROR_FIELDS = {"RequestError": ("field",), "PolicyError": ("limit",), "CapacityError": ("resource", "never_fits")}
+_STATUS_CLASSES = {400: errors.RequestError, 403: errors.PolicyError, 404: errors.NotFoundError,
+                   409: errors.ConflictError, 503: errors.EngineError}
+
+
+# ---- wire format -------------------------------------------------------------------------
+def error_to_json(exc: BerthError) -> dict:
+    """The JSON body the service answers a :class:`BerthError` with."""
+    body = exc.to_json()
+    body["error"] = type(exc).__name__ if type(exc).__name__ in _ERROR_CLASSES else "BerthError"
+    for name in _ERROR_FIELDS.get(body["error"], ()):
+        body.setdefault(name, getattr(exc, name, None))
+    return body
+
+
+def error_from_json(status: int, body: Any) -> BerthError:
+    """The :class:`BerthError` (subclass) an error answer stands for, keeping the service's message."""
+    body = body if isinstance(body, dict) else {}
+    message = str(body.get("message") or f"the Berth service answered HTTP {status}")
+    cls = _ERROR_CLASSES.get(body.get("error")) or _STATUS_CLASSES.get(status, BerthError)
+    exc = cls.__new__(cls)
+    BerthError.__init__(exc, message, status=status)  # keep the message as the service worded it
+    for name in _ERROR_FIELDS.get(cls.__name__, ()):
+        setattr(exc, name, body.get(name, False if name == "never_fits" else None))
+    return exc
+
+
+def container_to_json(info: ContainerInfo | None) -> dict | None:
+    if info is None:
+        return None
+    data = asdict(info)
+    for name in ("started_at", "finished_at"):
+        data[name] = data[name].isoformat() if data[name] else None
+    return data
+
+
+def container_from_json(data: dict | None) -> ContainerInfo | None:
+    if data is None:
+        return None
+    data = dict(data)
+    for name in ("started_at", "finished_at"):
+        data[name] = datetime.fromisoformat(data[name]) if data.get(name) else None
+    return ContainerInfo(**data)
+
+
+def launch_from_json(data: dict) -> KernelLaunch:
+    """A :class:`KernelLaunch` from ``KernelLaunch.to_json()`` (the key back to bytes, as jupyter_client wants)."""
+    conn = dict(data["connection"])
+    conn["key"] = conn["key"].encode() if isinstance(conn["key"], str) else conn["key"]
+    return KernelLaunch(kernel_id=data["kernel_id"], allocation_id=data["allocation_id"],
+                        container_id=data["container_id"], image=data["image"], image_digest=data.get("image_digest"),
+                        resources=Resources(**data["resources"]), connection=conn)
+
+
+def mount_to_json(mount: Mount | dict) -> dict:
+    return asdict(mount) if isinstance(mount, Mount) else dict(mount)
+
+
+# ---- the client ------------------------------------------------------------------------------
+class RemoteBackend:
+    """Calls the hub's Berth service as the owner of ``token``.
+
+    ``url`` is the service's base URL including its prefix, e.g.
+    ``http://hub:10101/services/berth/`` (``BERTH_SERVICE_URL``); ``token`` a JupyterHub
+    token of the user (in a user server: ``JUPYTERHUB_API_TOKEN``).
+    """
+
+    def __init__(self, url: str, token: str, *, timeout: float = 120.0, retry_seconds: float = 20.0):
+        if not url:
+            raise errors.RequestError("BERTH_SERVICE_URL", "the Berth service URL is empty")
+        self.url = url if url.endswith("/") else url + "/"
+        self.token = token
+        self.timeout = timeout  #: seconds one request may take (a start may wait for the engine)
+        self.retry_seconds = retry_seconds  #: how long to retry while the service does not answer
+
+    async def _call(self, method: str, path: str, body: Any = None, *, query: dict | None = None,
+                    retry: bool = True) -> Any:
+        url = self.url + path + (f"?{urlencode(query)}" if query else "")
+        headers = {"Authorization": f"token {self.token}", "Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        request = HTTPRequest(url, method=method, headers=headers, request_timeout=self.timeout,
+                              body=json.dumps(body) if body is not None else (b"" if method in ("POST", "PUT") else None))
+        deadline = time.monotonic() + (self.retry_seconds if retry else 0)
+        delay = 0.25
+        while True:
+            try:
+                response = await AsyncHTTPClient().fetch(request, raise_error=False)
+                break
+            except ConnectionRefusedError as e:  # nothing listens (restarting): the request never arrived
+                if time.monotonic() + delay < deadline:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    continue
+                raise EngineError(f"the Berth service at {self.url} does not answer ({e}); it may be restarting — "
+                                  "try again in a minute, and ask the hub's admin if it persists") from None
+            except (OSError, HTTPClientError) as e:  # timeout, reset, unreachable: the request may have arrived
+                raise EngineError(f"the Berth service at {self.url} did not answer {method} {path}: {e}") from None
+        text = response.body.decode("utf-8", "replace") if response.body else ""
+        try:
+            data = json.loads(text) if text else None
+        except ValueError:
+            data = None
+        if response.code >= 400:
+            if data is None and response.code in (401, 403):
+                data = {"message": f"the Berth service refused the token ({response.code}); log in to the hub again"}
+            raise error_from_json(response.code, data)
+        return data
+
+    @staticmethod
+    def _kernel_path(kernel_id: str, *rest: str) -> str:
+        return "/".join(["api/kernels", quote(kernel_id, safe=""), *rest])
+
+    # -- the five coroutines of a backend ------------------------------------------------------
+    async def start_kernel(self, *, kernel_id: str, request: dict | None = None, preset: str | None = None,
+                           image: str | None = None, cwd: str | None = None, mounts: list | None = None,
+                           env: dict | None = None, resources: Resources | None = None, ip: str | None = None,
+                           key: str | None = None, folders: list[str] | None = None) -> KernelLaunch:
+        body = {"kernel_id": kernel_id, "request": request, "preset": preset, "image": image, "cwd": cwd,
+                "mounts": [mount_to_json(m) for m in mounts or []], "env": env or {}, "ip": ip, "key": key,
+                "folders": folders, "resources": resources.to_dict() if resources is not None else None}
+        body = {k: v for k, v in body.items() if v is not None}
+        return launch_from_json(await self._call("POST", "api/kernels", body))
+
+    async def kernel_state(self, kernel_id: str) -> ContainerInfo | None:
+        data = await self._call("GET", self._kernel_path(kernel_id), retry=False)
+        return container_from_json(data.get("container"))
+
+    async def signal_kernel(self, kernel_id: str, signum: int) -> None:
+        await self._call("POST", self._kernel_path(kernel_id, "signal"), {"signal": int(signum)})
+
+    async def stop_kernel(self, kernel_id: str, reason: str = "shutdown", now: bool = False) -> tuple[str, str]:
+        data = await self._call("DELETE", self._kernel_path(kernel_id), query={"reason": reason, "now": int(bool(now))})
+        return data["reason"], data["message"]
+
+    async def kernel_ended(self, kernel_id: str) -> tuple[str, str]:
+        data = await self._call("POST", self._kernel_path(kernel_id, "ended"), {})
+        return data["reason"], data["message"]
+
+    # -- more of the service, for front ends and tests ----------------------------------------
+    async def list_kernels(self) -> list[dict]:
+        return (await self._call("GET", "api/kernels", retry=False))["kernels"]
+
+    async def policy(self) -> dict:
+        return await self._call("GET", "api/policy", retry=False)
+
+    async def info(self) -> dict:
+        return await self._call("GET", "api/info", retry=False)
+
+
+__all__ = ["RemoteBackend", "container_from_json", "container_to_json", "error_from_json", "error_to_json",
+           "launch_from_json", "mount_to_json"]

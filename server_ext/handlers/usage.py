@@ -1,0 +1,37 @@
+"""``GET /berth/api/usage``: the user's own usage and what is left of their quota.
+
+Always the authenticated user's records (identity from the server, never from the
+request); there is no parameter that names another user. Query parameters:
+``since`` / ``until`` (see ``jupyter_berth.report_window``; default the last 30
+days) and ``by`` (default ``day``; ``image``, ``day``, ``image,day``...).
+"""
+
+from __future__ import annotations
+
+from jupyter_berth.errors import RequestError
+
+from .base import BerthHandler, authorized, web
+
+#: Groupings a user may ask for about themselves (``user`` would be one row; ``group`` is the admin's view).
+USER_GROUPINGS = ("day", "image")
+
+
+class UsageHandler(BerthHandler):
+    @web.authenticated
+    @authorized
+    async def get(self):
+        for name in self.request.query_arguments:
+            if name not in ("since", "until", "by"):
+                raise RequestError(name, "unknown parameter; this endpoint takes since, until and by "
+                                         "(and always reports your own usage)")
+        by = self.get_query_argument("by", "day")
+        for key in filter(None, (k.strip() for k in by.split(","))):
+            if key not in USER_GROUPINGS:
+                raise RequestError("by", f"{key!r} is not a grouping here; expected day, image or image,day")
+        service = await self.berth.service()
+        self.write_json(await service.my_usage(self.berth.user, self.get_query_argument("since", None),
+                                               self.get_query_argument("until", None), groups=self.berth.groups,
+                                               by=by))
+
+
+ROUTES = [(r"/berth/api/usage", UsageHandler)]

@@ -1,0 +1,470 @@
+"""Berth on a Docker Swarm of two nodes made on this machine (tests/swarm_cluster.py).
+
+The manager (``berth-sw-mgr``) and a worker (``berth-sw-w1``) are extra ``dockerd``
+processes in network namespaces of their own; the host's engine is never a swarm member.
+Node labels give Berth a small share of each node (``berth.cpu``: 0.5 core on the
+manager, 1 on the worker), so "the manager is full" happens after one kernel while Swarm's
+own reservations and the ``node.id`` constraint Berth sets keep Swarm in agreement.
+
+The first tests need no cluster (the service spec is a pure function); the rest are
+marked ``swarm`` and ``docker`` and share one cluster for the module. Run them with
+``python -m pytest tests/test_swarm.py -q`` (as root).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+import uuid
+
+import docker
+import docker.errors
+import pytest
+from traitlets.config import Config
+
+from jupyter_berth.errors import CapacityError, NotFoundError, RequestError
+from jupyter_berth.kernel_launch import user_network
+from jupyter_berth.resources import Resources
+from jupyter_berth.runtime.base import ContainerSpec, Mount
+from jupyter_berth.runtime.labels import make_labels
+from jupyter_berth.runtime.swarm import SwarmRuntime
+from jupyter_berth.runtime.swarm_spec import (NODE_LABEL, label_constraints, registry_ref, service_spec, task_view,
+                                              user_facing_ref)
+from jupyter_berth.runtime.swarm_topology import GWBRIDGE, leave_swarm
+from jupyter_berth.service import BerthService
+from jupyter_berth.swarm_nodes import lost_message, node_capacity
+
+from .berth_fixtures import service_config
+from .swarm_cluster import IMAGE, NODE_LABELS, REGISTRY, SwarmCluster, cluster_available
+
+MiB = 1024**2
+GiB = 1024**3
+RUN = uuid.uuid4().hex[:6]
+MGR, W1 = "berth-sw-mgr", "berth-sw-w1"
+#: What each node lets Berth allot (node labels; the nodes themselves have 2 cores and 24 GiB).
+CAPS = {MGR: {"berth.cpu": "0.5", "berth.mem": "2G"}, W1: {"berth.cpu": "1", "berth.mem": "2G"}}
+KERNEL = {"cpu": 0.5, "mem": "256M"}
+
+# -- without a cluster: the service spec and the node arithmetic ----------------------------
+
+def _spec(**kw) -> ContainerSpec:
+    base = dict(name="berth-kernel-k_1", image="berth/python:3.11", command=["berth-kernel"],
+                resources=Resources(cpu=0.5, mem=256 * MiB, pids=100, shm=32 * MiB),
+                labels=make_labels("ann", "kernel", "k_1", allocation="a1"), network="berth-u-ann")
+    base.update(kw)
+    return ContainerSpec(**base)
+
+
+def test_service_spec_is_one_pinned_replica_with_limits_equal_to_reservations():
+    body = service_spec(_spec(mounts=[Mount("/srv/data", "/home/jovyan/folders/data", read_only=True)]),
+                        image="reg:5000/berth/python:3.11@sha256:abc", node_id="n1",
+                        constraints=label_constraints({"berth.kernels": "true"}), stop_grace=2)
+    task = body["TaskTemplate"]
+    assert body["Name"] == "berth-kernel-k-1"  # Swarm names: letters, digits, '-'
+    assert body["Mode"] == {"Replicated": {"Replicas": 1}}
+    assert body["EndpointSpec"] == {"Mode": "dnsrr"}
+    assert task["RestartPolicy"]["Condition"] == "none"
+    assert task["Resources"]["Limits"] == {"NanoCPUs": 500_000_000, "MemoryBytes": 256 * MiB, "Pids": 100}
+    assert task["Resources"]["Reservations"] == {"NanoCPUs": 500_000_000, "MemoryBytes": 256 * MiB}
+    assert task["Placement"]["Constraints"] == ["node.labels.berth.kernels==true", "node.id==n1"]
+    assert task["Networks"] == [{"Target": "berth-u-ann"}]
+    c = task["ContainerSpec"]
+    assert c["Args"] == ["berth-kernel"] and "Command" not in c  # the image's entrypoint (tini) stays
+    assert c["User"] == "1000:1000" and c["CapabilityDrop"] == ["ALL"] and c["StopGracePeriod"] == 2_000_000_000
+    assert {"Type": "bind", "Source": "/srv/data", "Target": "/home/jovyan/folders/data", "ReadOnly": True} in c["Mounts"]
+    assert {"Type": "tmpfs", "Target": "/dev/shm", "TmpfsOptions": {"SizeBytes": 32 * MiB}} in c["Mounts"]
+    assert c["Labels"]["io.jupyter.berth.owner"] == "ann" == body["Labels"]["io.jupyter.berth.owner"]
+    assert c["Labels"]["io.jupyter.berth.managed"] == "1"
+
+
+def test_service_spec_keeps_the_isolation_rules():
+    with pytest.raises(RequestError, match="root"):
+        service_spec(_spec(user="0:0"), image="x")
+    with pytest.raises(RequestError, match="Docker socket"):
+        service_spec(_spec(mounts=[Mount("/var/run", "/x")]), image="x")
+
+
+def test_gpus_are_named_to_the_container_not_reserved_in_swarm():
+    whole = service_spec(_spec(resources=Resources(cpu=1, mem=GiB, gpu=1), gpu_device_ids=["GPU-a"]), image="x")
+    assert "NVIDIA_VISIBLE_DEVICES=GPU-a" in whole["TaskTemplate"]["ContainerSpec"]["Env"]
+    # Berth's ledger holds GPU shares; a Swarm generic-resource reservation would get the running
+    # task rejected on the next node update (Docker 20.10; see the GPU cluster test).
+    assert "GenericResources" not in whole["TaskTemplate"]["Resources"]["Reservations"]
+
+
+def test_image_references_and_task_states():
+    assert registry_ref("berth/python:3.11", "reg:5000") == "reg:5000/berth/python:3.11"
+    assert registry_ref("other.example/x:1", "reg:5000") == "other.example/x:1"
+    assert user_facing_ref("reg:5000/berth/python:3.11", "reg:5000") == "berth/python:3.11"
+    assert task_view(None).status == "created"
+    failed = task_view({"Status": {"State": "rejected", "Err": "No such image: x"}, "NodeID": "n"})
+    assert failed.status == "dead" and "No such image" in failed.message
+    done = task_view({"Status": {"State": "complete", "ContainerStatus": {"ContainerID": "c", "ExitCode": 0}}})
+    assert (done.status, done.exit_code) == ("exited", 0)
+
+
+def test_node_labels_cap_what_berth_may_allot():
+    node = {"cpu": 8.0, "mem": 32 * GiB, "labels": {"berth.cpu": "6", "berth.mem": "16G"}}
+    assert node_capacity(node, cpu_overcommit=1.0, mem_reserved=512 * MiB) == (6.0, 16 * GiB)
+    assert node_capacity({"cpu": 8.0, "mem": 32 * GiB}, 2.0, 0) == (16.0, 32 * GiB)
+    assert "berth-sw-w1" in lost_message("kernel", "berth-sw-w1", "left the cluster")
+
+
+# -- the cluster ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def swarm_cluster():
+    why = cluster_available()
+    if why:
+        if os.environ.get("CI"):
+            pytest.fail(why)
+        pytest.skip(why)
+    cluster = SwarmCluster(workers=1)
+    try:
+        cluster.up()
+        print(f"swarm test cluster up in {cluster.timings['up']:.1f} s: {cluster.timings}")
+        with contextlib.closing(cluster.manager.client()) as c:
+            for n in c.api.nodes():
+                spec = dict(n["Spec"])
+                spec["Labels"] = {**(spec.get("Labels") or {}), **CAPS[n["Description"]["Hostname"]]}
+                c.api.update_node(n["ID"], n["Version"]["Index"], spec)
+        yield cluster
+    finally:
+        cluster.down()
+
+
+def swarm_config(data_dir: str, cluster: SwarmCluster, service: dict | None = None, **runtime) -> Config:
+    c = service_config(data_dir)
+    c.BerthService.runtime_kind = "swarm"
+    c.BerthService.default_policy = {"max_cpu": 2, "max_mem": "2G", "default": {"cpu": 0.5, "mem": "256M"}}
+    for name, value in (service or {}).items():
+        setattr(c.BerthService, name, value)
+    c.SwarmRuntime.manager_url = cluster.manager.url
+    c.SwarmRuntime.node_engines = cluster.node_engines()
+    c.SwarmRuntime.registry = REGISTRY
+    c.SwarmRuntime.node_labels = NODE_LABELS
+    c.SwarmRuntime.refresh_interval = 0
+    c.SwarmRuntime.pending_grace = 2
+    for name, value in runtime.items():
+        setattr(c.SwarmRuntime, name, value)
+    return c
+
+
+@contextlib.asynccontextmanager
+async def swarm_service(tmp_path, cluster: SwarmCluster, service: dict | None = None, **runtime):
+    """A started BerthService on the test swarm (``service``: BerthService settings, ``runtime``: SwarmRuntime's)."""
+    data = tmp_path / f"berth-data-{uuid.uuid4().hex[:4]}"
+    data.mkdir()
+    service = BerthService(config=swarm_config(str(data), cluster, service, **runtime))
+    await service.start()
+    assert isinstance(service.runtime, SwarmRuntime)
+    try:
+        yield service
+    finally:
+        for alloc in await service.list_kernels():
+            with contextlib.suppress(Exception):
+                await service.stop_kernel(alloc.owner, alloc.subject, now=True)
+        for c in await service.runtime.list({"site": service.site_id}):
+            await service.runtime.remove(c.id)
+        await service.stop()
+
+
+@pytest.mark.swarm
+@pytest.mark.docker
+async def test_capacity_is_per_node_from_swarm_with_images_reported_per_node(swarm_cluster, tmp_path):
+    async with swarm_service(tmp_path, swarm_cluster) as service:
+        nodes = {n.name: n for n in await service._db(service.ledger.nodes)}
+        assert set(nodes) == {MGR, W1}
+        assert (nodes[MGR].cpu, nodes[MGR].mem, nodes[MGR].state) == (0.5, 2 * GiB, "ready")
+        assert (nodes[W1].cpu, nodes[W1].mem, nodes[W1].state) == (1.0, 2 * GiB, "ready")
+        assert nodes[MGR].labels["swarm.role"] == "manager" and nodes[W1].labels["swarm.role"] == "worker"
+        # The worker advertises a GPU as a Swarm generic resource; the ledger records it on that node.
+        assert [(d["uuid"], d["node"]) for d in nodes[W1].gpu] == [(f"GPU-declared-{W1}-0", W1)]
+        assert not nodes[MGR].gpu
+        summary = await service.refresh_capacity()  # the cluster as the ledger sees it: the sum of its hosts
+        assert (summary["cpu"], summary["mem"], summary["down"], summary["lost"]) == (1.5, 4 * GiB, [], [])
+        facts = await service.runtime.ping()
+        assert (facts["engine"], facts["nodes"], facts["ready"]) == ("swarm", 2, 2)
+        report = {n.name: n for n in await service.runtime.nodes()}
+        for name in (MGR, W1):
+            present = {i["ref"]: i["id"] for i in report[name].images}
+            assert present[IMAGE] == swarm_cluster.image_id, (name, report[name].images)
+        assert IMAGE in [i.ref for i in await service.images()]  # the catalog shows the name users know
+
+
+@pytest.mark.swarm
+@pytest.mark.docker
+async def test_image_versions_are_distributed_through_the_registry(swarm_cluster, tmp_path):
+    probe = "berth/python:swarm-probe"
+    with contextlib.closing(swarm_cluster.manager.client()) as mgr, contextlib.closing(swarm_cluster.workers[0].client()) as w1:
+        with contextlib.suppress(docker.errors.NotFound):
+            w1.api.remove_image(f"{REGISTRY}/{probe}")  # a cached data root may still have it
+        mgr.api.tag(f"{REGISTRY}/{IMAGE}", f"{REGISTRY}/berth/python", "swarm-probe")
+        for event in mgr.api.push(f"{REGISTRY}/berth/python", tag="swarm-probe", stream=True, decode=True):
+            assert "error" not in event, event
+        try:
+            async with swarm_service(tmp_path, swarm_cluster) as service:
+                before = {n.name: {i["ref"] for i in n.images} for n in await service.runtime.nodes()}
+                assert probe in before[MGR] and probe not in before[W1]
+                assert await service.runtime.distribute_image(probe) == {MGR: "present", W1: "pulled"}
+                after = {n.name: {i["ref"]: i["id"] for i in n.images} for n in await service.runtime.nodes()}
+                assert after[MGR][probe] == after[W1][probe] == swarm_cluster.image_id
+        finally:
+            for client in (mgr, w1):
+                with contextlib.suppress(docker.errors.NotFound):
+                    client.api.remove_image(f"{REGISTRY}/{probe}")
+
+
+def _swarm_reservations(cluster: SwarmCluster, site: str) -> dict[str, float]:
+    """Cores Swarm has reserved per node for this site's running tasks (what Swarm places by)."""
+    with contextlib.closing(cluster.manager.client()) as c:
+        hostnames = {n["ID"]: n["Description"]["Hostname"] for n in c.api.nodes()}
+        out: dict[str, float] = {}
+        for s in c.api.services(filters={"label": f"io.jupyter.berth.site={site}"}):
+            for t in c.api.tasks(filters={"service": s["ID"]}):
+                if t["Status"]["State"] == "running":
+                    nano = t["Spec"]["Resources"]["Reservations"]["NanoCPUs"]
+                    out[hostnames[t["NodeID"]]] = out.get(hostnames[t["NodeID"]], 0) + nano / 1e9
+        return out
+
+
+@pytest.mark.swarm
+@pytest.mark.docker
+async def test_kernels_go_to_the_worker_when_the_manager_is_full_and_nothing_is_oversubscribed(swarm_cluster, tmp_path):
+    user = f"ann-{RUN}"
+    async with swarm_service(tmp_path, swarm_cluster) as service:
+        first = await service.start_kernel(user, kernel_id=f"k0-{RUN}", request=KERNEL)
+        # The manager (0.5 core for Berth) is now full: three more race for the worker's one core.
+        results = await asyncio.gather(*(service.start_kernel(user, kernel_id=f"k{i}-{RUN}", request=KERNEL)
+                                         for i in (1, 2, 3)), return_exceptions=True)
+        started = [r for r in results if not isinstance(r, BaseException)]
+        refused = [r for r in results if isinstance(r, BaseException)]
+        assert len(started) == 2 and len(refused) == 1, results
+        assert isinstance(refused[0], CapacityError) and not refused[0].never_fits, refused[0]
+        allocs = {a.subject: a for a in await service.list_kernels(user)}
+        assert allocs[first.kernel_id].node == MGR
+        assert {allocs[k.kernel_id].node for k in started} == {W1}
+        for launch in [first, *started]:  # Swarm ran each task where Berth's admission put it
+            info = await service.runtime.inspect(launch.container_id)
+            assert info.running and info.node == allocs[launch.kernel_id].node
+        # Nothing oversubscribed: the ledger and Swarm's reservations agree, within each node's share.
+        caps = {n.name: n.cpu for n in await service._db(service.ledger.nodes)}
+        used = {n: u.cpu for n, u in (await service._db(service.ledger.node_usage)).items()}
+        assert used == {MGR: 0.5, W1: 1.0}
+        assert all(used[n] <= caps[n] for n in used)
+        assert _swarm_reservations(swarm_cluster, service.site_id) == pytest.approx(used)
+        # Larger than any single node (1.5 cores in all, but at most 1 on one node): refused, not queued.
+        with pytest.raises(CapacityError) as big:
+            await service.start_kernel(user, kernel_id=f"big-{RUN}", request={"cpu": 1.5, "mem": "256M"})
+        assert big.value.never_fits and W1 in big.value.message and "1 CPU" in big.value.message
+        # The same isolation as on one host, on the worker.
+        alloc = allocs[started[0].kernel_id]
+        with contextlib.closing(swarm_cluster.workers[0].client()) as w1:
+            ctr = w1.api.containers(filters={"label": f"io.jupyter.berth.allocation={alloc.id}"})
+            assert len(ctr) == 1, ctr
+            exec_id = w1.api.exec_create(ctr[0]["Id"], ["sh", "-c", "id -u; grep -E '^(CapEff|NoNewPrivs)' /proc/1/status; "
+                                                        "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes "
+                                                        "/sys/fs/cgroup/cpu/cpu.cfs_quota_us"])
+            out = w1.api.exec_start(exec_id).decode().split()
+        assert out == ["1000", "CapEff:", "0000000000000000", "NoNewPrivs:", "1", "512", str(256 * MiB), "50000"], out
+        for launch in [first, *started]:
+            await service.stop_kernel(user, launch.kernel_id, now=True)
+        assert not await service.list_kernels(user)
+        assert not await service.runtime.list({"site": service.site_id})
+
+
+@pytest.mark.swarm
+@pytest.mark.docker
+async def test_a_gpu_kernel_goes_to_the_node_that_has_the_gpu(swarm_cluster, tmp_path):
+    """The worker advertises GPU-declared-berth-sw-w1-0 to Swarm; Berth declares the device on that node
+    (c.BerthService.gpus with "node") and places and accounts it in its ledger."""
+    user = f"gus-{RUN}"
+    gpu = f"GPU-declared-{W1}-0"
+    settings = {"gpus": [{"uuid": gpu, "name": "declared test GPU", "memory": "16G", "node": W1}],
+                "default_policy": {"max_cpu": 2, "max_mem": "2G", "max_gpu": 1, "total_gpu": 2,
+                                   "default": {"cpu": 0.5, "mem": "256M"}}}
+    async with swarm_service(tmp_path, swarm_cluster, settings) as service:
+        launch = await service.start_kernel(user, kernel_id=f"kg-{RUN}", request={**KERNEL, "gpu": 1})
+        (alloc,) = await service.list_kernels(user)
+        assert alloc.node == W1 and [d["uuid"] for d in alloc.gpu_devices] == [gpu]  # the manager had CPU, not the GPU
+        with contextlib.closing(swarm_cluster.manager.client()) as mgr:
+            task = mgr.api.tasks(filters={"service": launch.container_id})[0]
+            assert f"NVIDIA_VISIBLE_DEVICES={gpu}" in task["Spec"]["ContainerSpec"]["Env"]
+            # A node update (an admin adds a label) must not take the kernel down. With a Swarm
+            # generic-resource reservation, Docker 20.10's constraint enforcer would reject it here.
+            node = mgr.api.inspect_node(W1)
+            spec = dict(node["Spec"], Labels={**node["Spec"]["Labels"], "berth.test-touch": RUN})
+            mgr.api.update_node(node["ID"], node["Version"]["Index"], spec)
+            await asyncio.sleep(2)
+            assert (await service.runtime.inspect(launch.container_id)).running
+            node = mgr.api.inspect_node(W1)
+            labels = {k: v for k, v in node["Spec"]["Labels"].items() if k != "berth.test-touch"}
+            mgr.api.update_node(node["ID"], node["Version"]["Index"], dict(node["Spec"], Labels=labels))
+        with pytest.raises(CapacityError, match="GPU"):  # one device, held whole
+            await service.start_kernel(user, kernel_id=f"kg2-{RUN}", request={**KERNEL, "gpu": 1})
+
+
+STAND_IN = r"""
+import json, os, sys
+from jupyter_client import BlockingKernelClient
+
+client = BlockingKernelClient()
+client.load_connection_info(json.loads(os.environ["BERTH_TEST_CONNECTION"]))
+client.start_channels()
+client.wait_for_ready(timeout=60)
+
+def run(code, timeout=60):
+    out = []
+    def hook(msg):
+        if msg["msg_type"] == "stream":
+            out.append(msg["content"]["text"])
+        elif msg["msg_type"] == "error":
+            out.append(msg["content"]["ename"])
+    reply = client.execute_interactive(code, output_hook=hook, timeout=timeout)
+    return reply["content"]["status"], "".join(out)
+
+print("CELL", json.dumps(run("import socket; open('/home/jovyan/folders/shared/note.txt', 'w').write("
+      "'written on ' + socket.gethostname()); print(6 * 7)")), flush=True)
+print("SEEN", json.dumps(open("/shared/note.txt").read()), flush=True)
+print("READY", flush=True)
+print("INTERRUPTED", json.dumps(run("import time; time.sleep(60)", timeout=90)), flush=True)
+"""
+
+
+@pytest.mark.swarm
+@pytest.mark.docker
+async def test_a_user_server_on_the_manager_reaches_a_kernel_on_the_worker(swarm_cluster, tmp_path):
+    user = f"bob-{RUN}"
+    shared = tempfile.mkdtemp(prefix="berth-swarm-shared-")  # every test node sees the host's /tmp
+    os.chmod(shared, 0o755)
+    os.chown(shared, 1000, 1000)
+    stand_in = None
+    async with swarm_service(tmp_path, swarm_cluster) as service:
+        try:
+            launch = await service.start_kernel(user, kernel_id=f"kw-{RUN}", request={"cpu": 1, "mem": "256M"},
+                                                mounts=[Mount(shared, "/home/jovyan/folders/shared")])
+            (alloc,) = await service.list_kernels(user)
+            assert alloc.node == W1  # only the worker has a whole core for Berth
+            # The user's server stands in as a container on the manager, on the user's overlay network.
+            with contextlib.closing(swarm_cluster.manager.client()) as mgr:
+                stand_in = mgr.containers.run(
+                    f"{REGISTRY}/{IMAGE}", ["python", "-c", STAND_IN], detach=True, user="1000:1000",
+                    network=user_network(service.network_prefix, user),
+                    environment={"BERTH_TEST_CONNECTION": json.dumps(launch.to_json()["connection"])},
+                    volumes={shared: {"bind": "/shared", "mode": "ro"}},
+                    labels={"io.jupyter.berth.test": RUN})
+                deadline = time.monotonic() + 90
+                while b"READY" not in stand_in.logs():
+                    stand_in.reload()
+                    assert stand_in.status == "running", stand_in.logs().decode()
+                    assert time.monotonic() < deadline, stand_in.logs().decode()
+                    await asyncio.sleep(0.2)
+                usage = (await service.my_kernels(user))[0]["usage"]  # docker stats through the worker's engine
+                assert usage is not None and usage["mem_bytes"] > 0 and usage["pids"] >= 1
+                await asyncio.sleep(1)  # the cell is sleeping now
+                await service.signal_kernel(user, launch.kernel_id, signal.SIGINT)  # through the worker's engine
+                assert (await asyncio.to_thread(stand_in.wait, timeout=60))["StatusCode"] == 0, stand_in.logs().decode()
+                lines = dict(line.split(" ", 1) for line in stand_in.logs().decode().splitlines() if " " in line)
+            assert json.loads(lines["CELL"]) == ["ok", "42\n"]
+            assert json.loads(lines["SEEN"]).startswith("written on ")  # the kernel's write, seen on the manager
+            assert json.loads(lines["INTERRUPTED"]) == ["error", "KeyboardInterrupt"]
+            with open(os.path.join(shared, "note.txt")) as f:
+                assert f.read() == json.loads(lines["SEEN"])
+        finally:
+            if stand_in is not None:
+                with contextlib.suppress(docker.errors.APIError):
+                    stand_in.remove(force=True)
+            shutil.rmtree(shared, ignore_errors=True)
+
+
+@pytest.mark.swarm
+@pytest.mark.docker
+async def test_one_shot_tasks_full_nodes_and_missing_images_never_hang(swarm_cluster, tmp_path):
+    async with swarm_service(tmp_path, swarm_cluster) as service:
+        rt = service.runtime
+        labels = make_labels("quirk", "kernel", f"q-{RUN}", site=service.site_id)
+
+        def spec(name, **kw) -> ContainerSpec:
+            base = dict(name=f"berth-test-{name}-{RUN}", image=IMAGE, command=["true"],
+                        resources=Resources(cpu=0.1, mem=64 * MiB), labels={**labels, NODE_LABEL: W1})
+            base.update(kw)
+            return ContainerSpec(**base)
+
+        t0 = time.monotonic()
+        started = await asyncio.wait_for(rt.run(spec("oneshot")), 30)  # `docker service create` would wait forever here
+        assert started.status in ("running", "exited") and started.node == W1  # caught running, or already done
+        done = await rt.wait(started.id, timeout=20)
+        assert (done.status, done.exit_code, done.node) == ("exited", 0, W1)
+        assert time.monotonic() - t0 < 20
+        await rt.remove(done.id)
+        t0 = time.monotonic()
+        with pytest.raises(CapacityError, match="no room"):  # Swarm's reservations say no: refused after the grace
+            await rt.run(spec("huge", command=["sleep", "60"], resources=Resources(cpu=0.1, mem=100 * GiB)))
+        assert time.monotonic() - t0 < 15
+        with pytest.raises(NotFoundError, match="image"):
+            await rt.run(spec("noimage", image="berth/not-in-the-registry:1"))
+        assert not await rt.list({"site": service.site_id})  # every failed start removed its service
+
+
+@pytest.mark.swarm
+@pytest.mark.docker
+async def test_a_worker_that_stops_mid_run_turns_its_kernels_lost_and_releases_them(swarm_cluster, tmp_path):
+    user = f"cy-{RUN}"
+    worker = swarm_cluster.workers[0]
+    async with swarm_service(tmp_path, swarm_cluster, refresh_interval=1) as service:
+        on_worker = await service.start_kernel(user, kernel_id=f"kl-{RUN}", request={"cpu": 1, "mem": "256M"})
+        on_manager = await service.start_kernel(user, kernel_id=f"km-{RUN}", request=KERNEL)
+        allocs = {a.subject: a for a in await service.list_kernels(user)}
+        assert allocs[on_worker.kernel_id].node == W1 and allocs[on_manager.kernel_id].node == MGR
+        t0 = time.monotonic()
+        swarm_cluster.crash(worker)  # power cut: daemon, containerd and the kernel's processes killed
+        down_after = swarm_cluster.wait_node_state(worker, "down", timeout=60)
+        deadline = time.monotonic() + 30
+        while (await service._db(service.ledger.get_allocation, on_worker.allocation_id)).state != "released":
+            assert time.monotonic() < deadline, "the periodic refresh did not release the lost kernel"
+            await asyncio.sleep(0.25)
+        print(f"worker down in Swarm after {down_after:.1f} s; kernel released {time.monotonic() - t0:.1f} s after the crash")
+        (record,) = [r for r in await service._db(service.ledger.usage_records, owner=user)
+                     if r.allocation_id == on_worker.allocation_id]
+        assert record.end_reason == "lost" and W1 in record.message and "left the cluster" in record.message
+        with pytest.raises(NotFoundError) as gone:  # what the user's notebook hears next
+            await service.kernel_state(user, on_worker.kernel_id)
+        assert W1 in gone.value.message and "lost" in gone.value.message
+        assert (await service._db(service.ledger.get_node, W1)).state == "down"
+        assert await service.runtime.inspect(on_worker.container_id) is None  # its service was removed
+        assert [a.subject for a in await service.list_kernels(user)] == [on_manager.kernel_id]
+        assert (await service.runtime.inspect(on_manager.container_id)).running  # the manager's kernel is untouched
+        # The worker comes back: it takes kernels again, and Swarm removes the dead kernel's container.
+        swarm_cluster.start_daemon(worker)
+        swarm_cluster.wait_node_state(worker, "ready", timeout=60)
+        await service.refresh_capacity()
+        assert (await service._db(service.ledger.get_node, W1)).state == "ready"
+        with contextlib.closing(worker.client()) as w1:
+            deadline = time.monotonic() + 30
+            while w1.api.containers(all=True, filters={"label": f"io.jupyter.berth.site={service.site_id}"}):
+                assert time.monotonic() < deadline, "Swarm did not remove the lost kernel's container"
+                await asyncio.sleep(0.5)
+        await service.stop_kernel(user, on_manager.kernel_id, now=True)
+
+
+@pytest.mark.swarm
+@pytest.mark.docker
+async def test_leaving_the_swarm_removes_docker_gwbridge(swarm_cluster, tmp_path):
+    worker = swarm_cluster.workers[0]
+    with contextlib.closing(worker.client()) as w1:
+        assert any(n["Name"] == GWBRIDGE for n in w1.api.networks())
+        assert leave_swarm(w1.api) == {"left": True, "gwbridge_removed": True}
+        assert not any(n["Name"] == GWBRIDGE for n in w1.api.networks())
+        assert w1.api.info()["Swarm"]["LocalNodeState"] == "inactive"
+    swarm_cluster.wait_node_state(worker, "down", timeout=60)
+    async with swarm_service(tmp_path, swarm_cluster) as service:
+        nodes = {n.name: n.state for n in await service._db(service.ledger.nodes)}
+        assert nodes == {MGR: "ready", W1: "down"}
+        with pytest.raises(CapacityError):  # nothing is queued for a host that is gone
+            await service.start_kernel(f"dee-{RUN}", kernel_id=f"kd-{RUN}", request={"cpu": 1, "mem": "256M"})

@@ -1,0 +1,330 @@
+"""The warm pool against the real Docker engine: adoption, limits, networks, refills, cold
+fallbacks, the activation's authentication, drain and reconciliation across restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+from datetime import datetime, timezone
+from types import SimpleNamespace
+
+import pytest
+
+from jupyter_berth import reconcile
+from jupyter_berth.errors import RequestError
+from jupyter_berth.kernel_launch import KernelConnection, kernel_spec, user_network
+from jupyter_berth.kernels import backend
+from jupyter_berth.resources import Resources
+from jupyter_berth.runtime.base import Mount
+from jupyter_berth.runtime.docker import DockerRuntime
+from jupyter_berth.runtime.labels import make_labels
+from jupyter_berth.service import BerthService
+from jupyter_berth.warm_pool import PoolKey, WarmPool, parse_mount, pool_request
+from tests.pool_fixtures import (  # noqa: F401 - fixtures
+    KERNEL_VIEW,
+    POOL_SIZE,
+    cleanup,
+    eventually,
+    networks_of,
+    pool_config,
+    pool_kernelspecs,
+    pool_service,
+    run_json,
+    start,
+    stop,
+    write_kernelspecs,
+)
+
+MiB = 1024**2
+
+
+def ready_ids(pool: WarmPool) -> set[str]:
+    return {pc.id for state in pool._keys.values() for pc in state.ready}
+
+
+def a_ready_container(pool: WarmPool):
+    return next(pc for state in pool._keys.values() for pc in state.ready)
+
+
+# -- with Docker -----------------------------------------------------------------------------------
+@pytest.mark.docker
+async def test_start_adopts_a_pool_container_with_the_requested_limits(pool_service, pool_kernelspecs, workdir):
+    pool = pool_service._pool
+    await pool.wait_full(timeout=90)
+    waiting = ready_ids(pool)
+    assert len(waiting) == POOL_SIZE
+    assert await pool_service.list_kernels() == []  # pool containers are not in the ledger
+
+    km, kc = await start(workdir, request={"cpu": 0.5, "mem": "320M", "pids": 200}, KERNEL_COLOR="teal")
+    try:
+        launch = km.provisioner.launch
+        assert launch.container_id in waiting  # served from the pool
+        view = await run_json(kc, KERNEL_VIEW)
+        assert view["mem"] == view["memsw"] == str(320 * MiB)
+        assert view["cpu"] == "50000" and view["pids"] == "200"
+        assert view["uid"] == 1000 and view["cwd"] == str(workdir)
+        assert view["env"]["KERNEL_COLOR"] == "teal" and view["env"]["BERTH_KERNEL_ID"] == km.kernel_id
+        assert "BERTH_POOL_TOKEN" not in view["env"] and "BERTH_CONNECTION" not in view["env"]
+        assert view["activation_port_open"] is False  # the listener closed on activation
+        assert view["hist_file"] == ":memory:" and view["argv"] == ["-f"]  # as in a cold start
+
+        (alloc,) = await pool_service.list_kernels()
+        assert alloc.container_id == launch.container_id and alloc.state == "running" and alloc.image_digest
+        # on the user's network, off the pool network, named after the kernel
+        user_net = user_network(pool_service.network_prefix, alloc.owner)
+        assert ipaddress.ip_address(launch.connection["ip"]) in ipaddress.ip_network(pool_service.user_subnets)
+
+        async def settled():
+            info = await pool_service.runtime.inspect(launch.container_id)
+            on = await networks_of(pool_service, launch.container_id)
+            return on == {user_net} and info.name == f"berth-kernel-{km.kernel_id}"
+
+        assert await eventually(settled), await networks_of(pool_service, launch.container_id)
+
+        # the pool refills with new containers, which stay out of the ledger
+        await pool.wait_full(timeout=90)
+        refilled = ready_ids(pool)
+        assert len(refilled) == POOL_SIZE and launch.container_id not in refilled
+        assert [a.container_id for a in await pool_service.list_kernels()] == [launch.container_id]
+
+        # a restart is warm too, keeps the grant and the address (clients reconnect by themselves)
+        await km.restart_kernel(now=True)
+        await kc.wait_for_ready(timeout=30)
+        again = km.provisioner.launch
+        assert again.container_id in refilled
+        assert again.connection["ip"] == launch.connection["ip"]
+        assert (await run_json(kc, KERNEL_VIEW))["mem"] == str(320 * MiB)
+        assert await pool_service.runtime.inspect(launch.container_id) is None
+    finally:
+        await stop(km, kc)
+    assert await pool_service.runtime.inspect(again.container_id) is None
+    assert await pool_service.list_kernels() == []
+
+
+@pytest.mark.docker
+async def test_learned_pool_waits_on_the_users_network(tmp_path, workdir, monkeypatch):
+    """Standalone: the first start is cold and teaches the pool its mounts and network; later
+    starts adopt containers that already wait on the user's network (nothing to move)."""
+    data = tmp_path / "berth-data"
+    data.mkdir()
+    service = BerthService(config=pool_config(str(data), None), runtime=DockerRuntime())
+    await service.start()
+    backend._service = service
+    kernels = []
+    try:
+        await write_kernelspecs(service, tmp_path, monkeypatch)
+        assert service._pool.status() == {}  # nothing learned yet
+        kernels.append(await start(workdir, request={"cpu": 0.25, "mem": "256M"}))
+        first = kernels[0][0].provisioner.launch
+        assert (await service.runtime.inspect(first.container_id)).berth_labels["kind"] == "kernel"  # cold
+
+        pool = service._pool
+        await pool.wait_full(timeout=90)
+        (alloc,) = await service.list_kernels()
+        user_net = user_network(service.network_prefix, alloc.owner)
+        waiting = ready_ids(pool)
+        for cid in waiting:
+            assert await networks_of(service, cid) == {user_net}
+
+        kernels.append(await start(workdir, request={"cpu": 0.5, "mem": "300M"}))
+        km, kc = kernels[1]
+        second = km.provisioner.launch
+        assert second.container_id in waiting
+        assert await networks_of(service, second.container_id) == {user_net}
+        assert (await run_json(kc, KERNEL_VIEW))["mem"] == str(300 * MiB)
+
+        # a restart asks for its old address: the adopted container is given it after activation
+        await pool.wait_full(timeout=90)
+        refilled = ready_ids(pool)
+        await km.restart_kernel(now=True)
+        await kc.wait_for_ready(timeout=30)
+        third = km.provisioner.launch
+        assert third.container_id in refilled and third.connection["ip"] == second.connection["ip"]
+        assert (await run_json(kc, KERNEL_VIEW))["cwd"] == str(workdir)
+    finally:
+        for km, kc in kernels:
+            await stop(km, kc)
+        backend._service = None
+        await cleanup(service)
+
+
+@pytest.mark.docker
+async def test_request_with_other_mounts_or_a_new_image_build_starts_cold(pool_service, pool_kernelspecs, tmp_path):
+    pool = pool_service._pool
+    await pool.wait_full(timeout=90)
+    waiting = ready_ids(pool)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    if os.getuid() == 0:
+        os.chown(elsewhere, 1000, 100)
+    km, kc = await start(elsewhere, request={"cpu": 0.25, "mem": "256M"})
+    try:
+        launch = km.provisioner.launch
+        info = await pool_service.runtime.inspect(launch.container_id)
+        assert info.berth_labels["kind"] == "kernel" and info.berth_labels["allocation"] == launch.allocation_id
+        assert ready_ids(pool) == waiting  # the pool was not touched
+        view = await run_json(kc, KERNEL_VIEW)
+        assert view["hist_file"] == ":memory:" and view["argv"] == ["-f"]
+    finally:
+        await stop(km, kc)
+
+    # A pool container from an older build of the image is discarded, never adopted.
+    workdir = pool._configured_mounts[0].source
+    spec = kernel_spec(owner="ann", kernel_id="k-stale", allocation_id="a1", image="berth/python:3.11",
+                       resources=Resources(cpu=0.25, mem=256 * MiB), connection=KernelConnection(key="k"),
+                       network="unused", cwd=workdir, mounts=[Mount(workdir, workdir)], site=pool_service.site_id)
+    assert await pool.adopt(spec, image_id="sha256:" + "0" * 64) is None
+    assert ready_ids(pool) == set()
+
+    async def gone():
+        return all([await pool_service.runtime.inspect(cid) is None for cid in waiting])
+
+    assert await eventually(gone)
+    await pool.wait_full(timeout=90)  # refilled from the current image
+
+
+@pytest.mark.docker
+async def test_activation_port_refuses_a_wrong_token_and_other_containers(pool_service):
+    pool = pool_service._pool
+    await pool.wait_full(timeout=90)
+    target = a_ready_container(pool)
+    other = next(pc for state in pool._keys.values() for pc in state.ready if pc.id != target.id)
+    connection = KernelConnection(key="attacker").for_container()
+    for message in ({"token": "not-the-token", "connection": connection, "cwd": "/tmp", "env": {}},
+                    {"connection": connection}, {"token": "", "op": "ping"}):
+        reply = await pool_request(target.ip, message, timeout=5)
+        assert reply == {"status": "refused", "message": "wrong activation token"}
+    # no kernel started: its shell port is closed, and it still waits for the real activation
+    with pytest.raises(OSError):
+        await asyncio.wait_for(asyncio.open_connection(target.ip, 50001), 3)
+    assert (await pool_request(target.ip, {"token": target.token, "op": "ping"}, timeout=5))["status"] == "ready"
+
+    # The pool network keeps containers apart: another pool container cannot reach the port at all.
+    api = pool_service.runtime.client.api
+    probe = ("import socket; s=socket.socket(); s.settimeout(2); "
+             f"print('reached' if s.connect_ex(('{target.ip}', 50000)) == 0 else 'unreachable')")
+    exec_id = await asyncio.to_thread(api.exec_create, other.id, ["python", "-c", probe])
+    output = await asyncio.to_thread(api.exec_start, exec_id)
+    assert output.decode().strip() == "unreachable"
+
+
+@pytest.mark.docker
+async def test_restart_removes_stale_pool_containers_adopts_kernels_and_drain_keeps_them(tmp_path, workdir):
+    data = tmp_path / "berth-data"
+    data.mkdir()
+    config = pool_config(str(data), [f"{workdir}:{workdir}"])
+    mounts = [Mount(str(workdir), str(workdir))]
+    first = BerthService(config=config, runtime=DockerRuntime())
+    await first.start()
+    runtime = DockerRuntime()
+    try:
+        await first._pool.wait_full(timeout=90)
+        launch = await first.start_kernel("ann", kernel_id="k-pool", request={"cpu": 0.25, "mem": "256M"},
+                                          cwd=str(workdir), mounts=mounts)
+        stale = ready_ids(first._pool)
+        assert launch.container_id not in stale
+        # the service dies without draining its pool (its background work just stops)
+        pool, first._pool = first._pool, None
+        pool._closed = True
+        for timer in pool._timers:
+            timer.cancel()
+        for task in list(pool._tasks):
+            task.cancel()
+        await asyncio.gather(*pool._tasks, return_exceptions=True)
+        await first.stop()
+
+        second = BerthService(config=config, runtime=DockerRuntime())
+        result = await second.start()
+        try:
+            assert [(a.id, c.id) for a, c in result.adopt] == [(launch.allocation_id, launch.container_id)]
+            assert {c.id for c in result.stop} >= stale  # a previous run's unadopted pool containers
+            for cid in stale:
+                assert await runtime.inspect(cid) is None
+            await second._pool.wait_full(timeout=90)
+            fresh, run_id = ready_ids(second._pool), second._pool.run_id
+            assert fresh.isdisjoint(stale)
+        finally:
+            await second.stop()  # drains its own pool; the adopted kernel keeps running
+        for cid in fresh:
+            assert await runtime.inspect(cid) is None
+        kernel = await runtime.inspect(launch.container_id)
+        assert kernel is not None and kernel.running
+        assert await runtime.list({"site": second.site_id, "kind": "pool", "pool_run": run_id}) == []
+
+        third = BerthService(config=pool_config(str(data), None, size=0), runtime=DockerRuntime())
+        result = await third.start()
+        assert [c.id for _, c in result.adopt] == [launch.container_id]
+        reason, _ = await third.stop_kernel("ann", "k-pool", now=True)
+        assert reason == "shutdown"
+        assert await runtime.inspect(launch.container_id) is None
+        await third.stop()
+    finally:
+        for c in await runtime.list({"site": first.site_id}):
+            await runtime.remove(c.id)
+        await runtime.remove_network(f"berth-pool-{first.site_id}")
+        runtime.close()
+
+
+# -- without Docker ---------------------------------------------------------------------------------
+def _container(cid, running=True, **labels):
+    return SimpleNamespace(id=cid, name=cid, running=running, oom_killed=False,
+                           labels=make_labels(**{"owner": "pool", "kind": "pool", "subject": cid, **labels}))
+
+
+def _allocation(aid, container_id=None, state="running"):
+    return SimpleNamespace(id=aid, container_id=container_id, state=state, created_at=datetime.now(timezone.utc))
+
+
+def test_reconcile_maps_adopted_pool_containers_by_id_and_removes_stale_ones():
+    adopted = _container("c-adopted", pool_run="old")
+    stale = _container("c-stale", pool_run="old")
+    mine = _container("c-mine", pool_run="now")
+    labelled = _container("c-kernel", owner="ann", kind="kernel", allocation="a2")
+    allocations = [_allocation("a1", "c-adopted"), _allocation("a2", "c-kernel")]
+    keeps = lambda c: c.labels.get("io.jupyter.berth.pool_run") == "now"  # noqa: E731
+    result = reconcile.plan(allocations, [adopted, stale, mine, labelled], pool_keeps=keeps)
+    assert [(a.id, c.id) for a, c in result.adopt] == [("a1", "c-adopted"), ("a2", "c-kernel")]
+    assert [c.id for c in result.stop] == ["c-stale"]
+    assert result.release == []
+    # with no pool running, every unadopted pool container is a stray
+    assert [c.id for c in reconcile.plan(allocations, [adopted, stale, mine]).stop] == ["c-stale", "c-mine"]
+    # an adopted kernel whose container exited is released like any other
+    result = reconcile.plan([_allocation("a1", "c-adopted")], [_container("c-adopted", running=False)])
+    assert [(a.id, why) for a, why in result.release] == [("a1", "exited")]
+
+
+def test_which_requests_fit_the_pool():
+    pool = WarmPool(None, "site", size=2, images=["berth/python:3.11"], mounts=["/srv/nb:/srv/nb"], shm="64M")
+    nb = [Mount("/srv/nb", "/srv/nb")]
+
+    def spec(**kw):
+        args = dict(owner="ann", kernel_id="k", allocation_id="a", image="berth/python:3.11",
+                    resources=Resources(cpu=1, mem=512 * MiB), connection=KernelConnection(key="k"),
+                    network="n", mounts=nb)
+        args.update(kw)
+        return kernel_spec(**args)
+
+    assert pool.unfit_reason(spec()) is None
+    assert "no pool for image" in pool.unfit_reason(spec(image="berth/other:1"))
+    assert "mounts differ" in pool.unfit_reason(spec(mounts=[]))
+    assert "mounts differ" in pool.unfit_reason(spec(mounts=nb + [Mount("/data", "/data", read_only=True)]))
+    assert "GPU" in pool.unfit_reason(spec(gpu_device_ids=["0"]))
+    assert "shared memory 128 MiB is more than the pool's 64 MiB" in pool.unfit_reason(
+        spec(resources=Resources(cpu=1, mem=512 * MiB, shm=128 * MiB)))
+
+    learning = WarmPool(None, "site", size=2, images=["berth/python:3.11"])  # mounts learned from requests
+    assert learning.unfit_reason(spec()) is None
+    learning._learned_images.add("berth/python:3.11")
+    learning._keys[PoolKey("berth/python:3.11", tuple(nb), "n")] = object()  # learned from a kernel on network n
+    assert learning.unfit_reason(spec()) is None
+    assert "mounts or its user's network differ" in learning.unfit_reason(spec(mounts=[]))
+    assert "mounts or its user's network differ" in learning.unfit_reason(spec(network="berth-u-bob"))
+
+
+def test_parse_mount():
+    assert parse_mount("/a:/b") == Mount("/a", "/b")
+    assert parse_mount("/a:/b:ro") == Mount("/a", "/b", read_only=True)
+    assert parse_mount("/a") == Mount("/a", "/a")
+    with pytest.raises(RequestError, match="source:target"):
+        parse_mount("/a:/b:rx")
