@@ -29,14 +29,15 @@ from typing import Any
 from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuthenticated, UserNotAllowed
 from tornado import web
 
-from jupyter_berth.errors import BerthError, RequestError
+from jupyter_berth.errors import BerthError
 from jupyter_berth.kernels.remote import error_to_json
+from jupyter_berth.server.json_io import JSONIOMixin
 
 #: A scope (declared in ``c.JupyterHub.custom_scopes``) that grants the admin routes without hub admin rights.
 ADMIN_SCOPE = "custom:berth:admin"
 
 
-class BerthServiceHandler(HubOAuthenticated, web.RequestHandler):
+class BerthServiceHandler(JSONIOMixin, HubOAuthenticated, web.RequestHandler):
     """Authenticated by the hub; JSON errors; reaches the core as ``self.service``."""
 
     @property
@@ -96,28 +97,7 @@ class BerthServiceHandler(HubOAuthenticated, web.RequestHandler):
                              status=403)
         return who
 
-    # -- JSON in and out -------------------------------------------------------------------------
-    def json_body(self) -> Any:
-        if not self.request.body:
-            return None
-        try:
-            return json.loads(self.request.body)
-        except ValueError as e:
-            raise RequestError("body", f"not valid JSON ({e})") from None
-
-    def json_object(self) -> dict:
-        body = self.json_body()
-        if body is None:
-            return {}
-        if not isinstance(body, dict):
-            raise RequestError("body", "expected a JSON object")
-        return body
-
-    def write_json(self, data: Any, status: int = 200) -> None:
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(data, default=str))
-
+    # -- JSON in and out: jupyter_berth.server.json_io.JSONIOMixin ---------------------------------
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, BerthError):

@@ -14,13 +14,15 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
-from jupyter_berth.errors import BerthError, RequestError
+from jupyter_berth.errors import BerthError
+
+from ..json_io import JSONIOMixin
 
 #: The jupyter_server authorization resource every Berth handler is checked against.
 AUTH_RESOURCE = "berth"
 
 
-class BerthHandler(APIHandler):
+class BerthHandler(JSONIOMixin, APIHandler):
     """Base handler. Subclasses decorate their methods with ``@web.authenticated`` and
     ``@authorized`` (both imported here), and reach the core through ``self.berth``."""
 
@@ -32,25 +34,7 @@ class BerthHandler(APIHandler):
         return self.settings["berth"]
 
     def get_json_body(self) -> Any:  # type: ignore[override]
-        if not self.request.body:
-            return None
-        try:
-            return json.loads(self.request.body)
-        except ValueError as e:
-            raise RequestError("body", f"not valid JSON ({e})") from None
-
-    def json_object(self) -> dict:
-        body = self.get_json_body()
-        if body is None:
-            return {}
-        if not isinstance(body, dict):
-            raise RequestError("body", "expected a JSON object")
-        return body
-
-    def write_json(self, data: Any, status: int = 200) -> None:
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(data, default=str))
+        return self.json_body()
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
