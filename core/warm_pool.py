@@ -67,9 +67,10 @@ class WarmPool(LoggingConfigurable):
     size = Integer(0, help="Ready containers kept per pool (set from BerthService.pool_size).")
     images = List(Unicode(), help="Images that get a pool (set from BerthService.pool_images).")
     mounts = List(Unicode(), default_value=None, allow_none=True, config=True,
-                  help="Mounts of pool containers, as source:target[:ro]. Only requests with exactly these mounts can use "
-                       "the pool. None (default): the mounts of the first kernel request for each pool image — in standalone "
-                       "mode the server's root directory, which every kernel of that server mounts; that first start is cold.")
+                  help="Mounts of pool containers, as source:target[:ro]; they wait on a shared pool network and join the "
+                       "user's network on adoption. Only requests with exactly these mounts can use the pool. None (default): "
+                       "the mounts and the user's network of the first kernel request for each pool image — standalone mode, "
+                       "where every kernel mounts the server's root directory; that first start is cold. Set it in hub mode.")
     shm = Unicode("64M", config=True,
                   help="Shared memory (/dev/shm) of pool containers. It cannot change on a running container, so requests "
                        "asking for more start cold, and adopted kernels have this much whatever they asked (tmpfs pages "
