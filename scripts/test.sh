@@ -15,8 +15,8 @@ command -v configurable-http-proxy >/dev/null || npm install -g --silent configu
 step "container engine"
 berth engine up
 
-step "kernel image"
-berth images bootstrap
+step "kernel and single-user images"
+berth images bootstrap --all
 
 step "PostgreSQL"
 BERTH_TEST_POSTGRES_URL=$(bash scripts/postgres-up.sh | tail -n 1)
