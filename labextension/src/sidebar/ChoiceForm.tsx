@@ -1,0 +1,296 @@
+/**
+ * The "what to run" part of the sidebar: environment and version (with frameworks and
+ * size), a preset, CPU / memory / GPU bounded by the policy with what is left of the
+ * quota, and the folders to attach.
+ */
+
+import * as React from 'react';
+
+import {
+  describeRemaining,
+  folderIsReadOnly,
+  folderKey,
+  formatBytes,
+  formatCpu,
+  formatGpu,
+  groupImages,
+  IBounds,
+  imageFacts,
+  MiB,
+  overQuota,
+  splitRef
+} from '../format';
+import { BerthModel } from '../model';
+import type { IChoice, IPreset, IResources } from '../types';
+import { Section, SliderField, useId } from './controls';
+
+export interface IChoiceFormProps {
+  model: BerthModel;
+  choice: IChoice;
+  bounds: IBounds;
+  /** the resources of the current kernel, released if it is replaced (for the quota hint) */
+  replacing?: IResources | null;
+  onChange: (choice: IChoice) => void;
+}
+
+export function EnvironmentSection(props: IChoiceFormProps): JSX.Element {
+  const { model, choice, onChange } = props;
+  const envs = React.useMemo(() => groupImages(model.images), [model.images]);
+  const envKey = choice.image ? splitRef(choice.image)[0] : '';
+  const env = envs.find(e => e.key === envKey) ?? envs[0];
+  const image = env?.versions.find(v => v.ref === choice.image)?.image;
+  const facts = imageFacts(image);
+  const envId = useId('berth-env');
+  const versionId = useId('berth-version');
+  const presetId = useId('berth-preset');
+  const [preset, setPreset] = React.useState('');
+
+  const applyPreset = (p: IPreset | undefined) => {
+    setPreset(p?.name ?? '');
+    if (!p) {
+      return;
+    }
+    const offered = p.image && envs.some(e => e.versions.some(v => v.ref === p.image));
+    onChange({
+      ...choice,
+      image: offered ? (p.image as string) : choice.image,
+      cpu: p.resources.cpu,
+      mem: p.resources.mem,
+      gpu: p.resources.gpu ?? 0
+    });
+  };
+
+  return (
+    <Section title="Environment" testId="berth-environment">
+      {model.errors.images && (
+        <div className="jp-BerthNotice jp-mod-error" role="alert">
+          {model.errors.images}
+        </div>
+      )}
+      {model.presets.length > 0 && (
+        <div className="jp-BerthField">
+          <label className="jp-BerthField-label" htmlFor={presetId}>
+            Preset
+          </label>
+          <select
+            id={presetId}
+            className="jp-mod-styled jp-BerthSelect"
+            value={preset}
+            onChange={e => applyPreset(model.presets.find(p => p.name === e.currentTarget.value))}
+            data-testid="berth-preset"
+          >
+            <option value="">Custom</option>
+            {model.presets.map(p => (
+              <option key={p.name} value={p.name} title={p.description ?? ''}>
+                {p.display_name}
+              </option>
+            ))}
+          </select>
+        </div>
+      )}
+      <div className="jp-BerthField">
+        <label className="jp-BerthField-label" htmlFor={envId}>
+          Environment
+        </label>
+        <select
+          id={envId}
+          className="jp-mod-styled jp-BerthSelect"
+          value={env?.key ?? ''}
+          disabled={envs.length === 0}
+          onChange={e => {
+            const next = envs.find(x => x.key === e.currentTarget.value);
+            setPreset('');
+            onChange({ ...choice, image: next?.versions[0]?.ref ?? null });
+          }}
+          data-testid="berth-image-env"
+        >
+          {envs.length === 0 && <option value="">The server's default image</option>}
+          {envs.map(e => (
+            <option key={e.key} value={e.key}>
+              {e.label}
+            </option>
+          ))}
+        </select>
+      </div>
+      <div className="jp-BerthField">
+        <label className="jp-BerthField-label" htmlFor={versionId}>
+          Version
+        </label>
+        <select
+          id={versionId}
+          className="jp-mod-styled jp-BerthSelect"
+          value={choice.image ?? ''}
+          disabled={!env}
+          onChange={e => {
+            setPreset('');
+            onChange({ ...choice, image: e.currentTarget.value });
+          }}
+          data-testid="berth-image-version"
+        >
+          {env?.versions.map(v => (
+            <option key={v.ref} value={v.ref}>
+              {v.version}
+              {v.image.default ? ' (default)' : ''}
+            </option>
+          ))}
+        </select>
+      </div>
+      {image && (
+        <dl className="jp-BerthFacts" data-testid="berth-image-facts">
+          <dt>Image</dt>
+          <dd title={String(image.digest ?? '')}>{image.ref}</dd>
+          {facts.frameworks.length > 0 && (
+            <>
+              <dt>Frameworks</dt>
+              <dd>
+                <ul className="jp-BerthChips" aria-label="Frameworks">
+                  {facts.frameworks.map(f => (
+                    <li key={f} className="jp-BerthChip">
+                      {f}
+                    </li>
+                  ))}
+                </ul>
+              </dd>
+            </>
+          )}
+          {facts.size && (
+            <>
+              <dt>Size</dt>
+              <dd>{facts.size}</dd>
+            </>
+          )}
+          {facts.gpu && (
+            <>
+              <dt>GPU</dt>
+              <dd>CUDA-ready</dd>
+            </>
+          )}
+        </dl>
+      )}
+    </Section>
+  );
+}
+
+export function ResourcesSection(props: IChoiceFormProps): JSX.Element {
+  const { model, choice, bounds, onChange } = props;
+  const gpuId = useId('berth-gpu');
+  const over = overQuota(choice, bounds, props.replacing ?? undefined);
+  const devices = model.gpus?.devices.length ?? 0;
+  const maxHint = (max: number, fromPolicy: boolean, format: (n: number) => string) =>
+    fromPolicy ? `at most ${format(max)} per kernel` : 'no per-kernel limit';
+  const gpuNote =
+    bounds.gpuOptions.length <= 1
+      ? devices === 0
+        ? model.gpus?.message || 'No GPU on this host.'
+        : 'Your policy allows no GPU.'
+      : `${maxHint(bounds.gpu.max, bounds.gpu.fromPolicy, formatGpu)} · ${describeRemaining(bounds.gpu.remaining, formatGpu)}`;
+  return (
+    <Section title="Resources" testId="berth-resources">
+      {model.errors.policy && (
+        <div className="jp-BerthNotice jp-mod-error" role="alert">
+          {model.errors.policy}
+        </div>
+      )}
+      <SliderField
+        label="CPU cores"
+        unit="CPU"
+        value={choice.cpu}
+        min={bounds.cpu.min}
+        max={bounds.cpu.max}
+        step={bounds.cpu.step}
+        hint={`${maxHint(bounds.cpu.max, bounds.cpu.fromPolicy, formatCpu)} · ${describeRemaining(bounds.cpu.remaining, formatCpu)}`}
+        onChange={cpu => onChange({ ...choice, cpu })}
+        testId="berth-cpu"
+      />
+      <SliderField
+        label="Memory (MiB)"
+        unit="MiB"
+        value={Math.round(choice.mem / MiB)}
+        min={Math.round(bounds.mem.min / MiB)}
+        max={Math.round(bounds.mem.max / MiB)}
+        step={Math.round(bounds.mem.step / MiB)}
+        hint={`${formatBytes(choice.mem)} · ${maxHint(bounds.mem.max, bounds.mem.fromPolicy, formatBytes)} · ${describeRemaining(
+          bounds.mem.remaining,
+          formatBytes
+        )}`}
+        onChange={mib => onChange({ ...choice, mem: Math.round(mib * MiB) })}
+        testId="berth-mem"
+      />
+      <div className="jp-BerthField">
+        <label className="jp-BerthField-label" htmlFor={gpuId}>
+          GPU share
+        </label>
+        <select
+          id={gpuId}
+          className="jp-mod-styled jp-BerthSelect"
+          value={String(choice.gpu)}
+          disabled={bounds.gpuOptions.length <= 1}
+          aria-describedby={`${gpuId}-hint`}
+          onChange={e => onChange({ ...choice, gpu: Number(e.currentTarget.value) })}
+          data-testid="berth-gpu"
+        >
+          {bounds.gpuOptions.map(share => (
+            <option key={share} value={String(share)}>
+              {formatGpu(share)}
+            </option>
+          ))}
+        </select>
+        <div id={`${gpuId}-hint`} className="jp-BerthField-hint">
+          {gpuNote}
+        </div>
+      </div>
+      {over.length > 0 && (
+        <div className="jp-BerthNotice jp-mod-warn" role="status" data-testid="berth-quota-warning">
+          More than what is left of your quota ({over.join('; ')}). The server will refuse it unless other
+          kernels stop first.
+        </div>
+      )}
+    </Section>
+  );
+}
+
+export function FoldersSection(props: IChoiceFormProps): JSX.Element {
+  const { model, choice, onChange } = props;
+  const toggle = (name: string, on: boolean) =>
+    onChange({ ...choice, folders: on ? [...choice.folders, name] : choice.folders.filter(f => f !== name) });
+  return (
+    <Section title="Folders" testId="berth-folders">
+      {model.errors.folders ? (
+        <div className="jp-BerthNotice" role="status">
+          Folders are not available: {model.errors.folders}
+        </div>
+      ) : model.folders.length === 0 ? (
+        <div className="jp-BerthEmpty">No shared folders.</div>
+      ) : (
+        <ul className="jp-BerthFolders">
+          {model.folders.map(folder => {
+            const readOnly = folderIsReadOnly(folder);
+            const key = folderKey(folder);
+            const group = folder.owner?.kind === 'group' ? ` (@${folder.owner.name})` : '';
+            return (
+              <li key={key}>
+                <label className="jp-BerthCheck" title={`${key}${folder.mount_path ? ` → ${folder.mount_path}` : ''}`}>
+                  <input
+                    type="checkbox"
+                    checked={choice.folders.includes(key)}
+                    onChange={e => toggle(key, e.currentTarget.checked)}
+                    data-testid={`berth-folder-${folder.name}`}
+                  />
+                  <span className="jp-BerthFolder-name">
+                    {folder.name}
+                    {group}
+                  </span>
+                  {readOnly && (
+                    <span className="jp-BerthBadge" title="Mounted read-only in the kernel">
+                      read-only
+                    </span>
+                  )}
+                </label>
+              </li>
+            );
+          })}
+        </ul>
+      )}
+    </Section>
+  );
+}

@@ -1,0 +1,133 @@
+/**
+ * The live part of the sidebar: the user's running kernels with CPU, memory and GPU use
+ * against their limits (each with a Stop button), and the GPU devices with their free share.
+ */
+
+import * as React from 'react';
+
+import {
+  describeLimits,
+  describeMemoryUse,
+  formatBytes,
+  formatCpu,
+  formatGpu,
+  formatUptime,
+  fraction,
+  imageShortName,
+  trimNumber
+} from '../format';
+import { BerthModel } from '../model';
+import type { IBerthKernel } from '../types';
+import { Meter, Section } from './controls';
+
+export interface IKernelsSectionProps {
+  model: BerthModel;
+  /** the document a kernel serves (from JupyterLab's sessions), if any */
+  kernelLabel: (kernel: IBerthKernel) => string;
+  currentKernelId: string | null;
+  onStop: (kernel: IBerthKernel, label: string) => void;
+}
+
+export function KernelsSection(props: IKernelsSectionProps): JSX.Element {
+  const { model } = props;
+  return (
+    <Section title={`Running kernels (${model.kernels.length})`} testId="berth-kernels">
+      {model.errors.kernels && (
+        <div className="jp-BerthNotice jp-mod-error" role="alert">
+          {model.errors.kernels}
+        </div>
+      )}
+      {model.kernels.length === 0 && !model.errors.kernels && <div className="jp-BerthEmpty">No Berth kernel is running.</div>}
+      <ul className="jp-BerthKernels">
+        {model.kernels.map(k => {
+          const label = props.kernelLabel(k);
+          const cores = model.cpuInUse.get(k.kernel_id);
+          const gpuShare = k.resources.gpu ?? 0;
+          return (
+            <li
+              key={k.kernel_id}
+              className={`jp-BerthKernel${k.kernel_id === props.currentKernelId ? ' jp-mod-current' : ''}`}
+              data-testid="berth-kernel"
+              data-kernel-id={k.kernel_id}
+            >
+              <div className="jp-BerthKernel-header">
+                <span className="jp-BerthKernel-name" title={k.kernel_id}>
+                  {label}
+                </span>
+                <button
+                  className="jp-BerthButton jp-mod-small jp-mod-warn"
+                  onClick={() => props.onStop(k, label)}
+                  aria-label={`Stop kernel ${label}`}
+                  data-testid="berth-kernel-stop"
+                >
+                  Stop
+                </button>
+              </div>
+              <div className="jp-BerthKernel-limits" data-testid="berth-kernel-limits">
+                {describeLimits(k.resources, k.image)}
+                {k.started_at ? ` · up ${formatUptime(k.started_at)}` : ''}
+              </div>
+              <Meter
+                label="CPU"
+                value={fraction(cores ?? 0, k.resources.cpu)}
+                text={cores === null || cores === undefined ? `— of ${formatCpu(k.resources.cpu)}` : `${trimNumber(cores)} of ${formatCpu(k.resources.cpu)}`}
+              />
+              <Meter label="Memory" value={fraction(k.usage?.mem_bytes, k.resources.mem)} text={describeMemoryUse(k.usage, k.resources.mem)} />
+              {gpuShare > 0 && (
+                <Meter
+                  label="GPU"
+                  value={typeof k.usage?.gpu_util === 'number' ? k.usage.gpu_util / 100 : 0}
+                  text={
+                    typeof k.usage?.gpu_util === 'number'
+                      ? `${Math.round(k.usage.gpu_util)}% of ${formatGpu(gpuShare)}`
+                      : `${formatGpu(gpuShare)} allotted`
+                  }
+                />
+              )}
+              {k.usage?.mem_peak_bytes ? (
+                <div className="jp-BerthKernel-peak">peak memory {formatBytes(k.usage.mem_peak_bytes)}</div>
+              ) : null}
+            </li>
+          );
+        })}
+      </ul>
+    </Section>
+  );
+}
+
+export function GpusSection(props: { model: BerthModel }): JSX.Element {
+  const gpus = props.model.gpus;
+  const error = props.model.errors.gpus;
+  return (
+    <Section title="GPUs" testId="berth-gpus">
+      {error ? (
+        <div className="jp-BerthNotice jp-mod-error" role="alert">
+          {error}
+        </div>
+      ) : !gpus || gpus.devices.length === 0 ? (
+        <div className="jp-BerthEmpty">{gpus?.message || 'No GPU on this host.'}</div>
+      ) : (
+        <ul className="jp-BerthGpus">
+          {gpus.devices.map((d, i) => {
+            const free = gpus.free[d.uuid] ?? 0;
+            const memory = typeof d.memory === 'string' ? d.memory : d.memory_bytes ? formatBytes(d.memory_bytes) : '';
+            return (
+              <li key={d.uuid} data-testid="berth-gpu-device">
+                <div className="jp-BerthGpu-name" title={d.uuid}>
+                  {d.index ?? i}: {d.name ?? d.uuid}
+                  {memory ? ` · ${memory}` : ''}
+                </div>
+                <Meter label="Free" value={free} text={free > 0 ? `${formatGpu(free).replace(' GPU', '')} free` : 'fully used'} />
+              </li>
+            );
+          })}
+        </ul>
+      )}
+    </Section>
+  );
+}
+
+/** The short label of a kernel without a known document. */
+export function fallbackKernelLabel(k: IBerthKernel): string {
+  return `${imageShortName(k.image) || k.name || 'kernel'} (${k.kernel_id.slice(0, 8)})`;
+}

@@ -1,0 +1,53 @@
+/**
+ * The current kernel's limits in the status bar: "2 CPU · 4 GiB · ¼ GPU · python:3.11".
+ */
+
+import { Widget } from '@lumino/widgets';
+
+import { IKernelWidget } from './actions';
+import { describeLimits } from './format';
+import { BerthModel } from './model';
+
+export class KernelLimitsStatus extends Widget {
+  constructor(private model: BerthModel) {
+    super();
+    this.addClass('jp-BerthStatus');
+    this.node.setAttribute('role', 'status');
+    this.node.dataset.testid = 'berth-status';
+    model.changed.connect(this.refresh, this);
+  }
+
+  /** The notebook or console in the main area, if any. */
+  set current(widget: IKernelWidget | null) {
+    if (this._current) {
+      this._current.sessionContext.kernelChanged.disconnect(this.refresh, this);
+    }
+    this._current = widget;
+    if (widget) {
+      widget.sessionContext.kernelChanged.connect(this.refresh, this);
+    }
+    this.refresh();
+  }
+
+  /** The text shown (empty when the current kernel is not a Berth kernel). */
+  get text(): string {
+    const id = this._current?.sessionContext.session?.kernel?.id;
+    const kernel = this.model.kernel(id);
+    return kernel ? describeLimits(kernel.resources, kernel.image) : '';
+  }
+
+  refresh(): void {
+    const text = this.text;
+    this.node.textContent = text;
+    this.node.title = text ? `Berth kernel limits: ${text}` : '';
+    this.node.setAttribute('aria-label', text ? `Kernel limits: ${text}` : 'No Berth kernel');
+  }
+
+  dispose(): void {
+    this.model.changed.disconnect(this.refresh, this);
+    this.current = null;
+    super.dispose();
+  }
+
+  private _current: IKernelWidget | null = null;
+}

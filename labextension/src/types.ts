@@ -1,0 +1,164 @@
+/**
+ * Shapes of the Berth REST API (`{base_url}berth/api/…`, see docs/rest-api.md).
+ *
+ * Only the fields the sidebar reads are declared; the server may send more.
+ */
+
+/** A resource grant or request. Memory sizes are bytes, CPU is cores, GPU a share. */
+export interface IResources {
+  cpu: number;
+  mem: number;
+  gpu: number;
+  pids?: number;
+  shm?: number;
+}
+
+/** `GET berth/api/info` */
+export interface IInfo {
+  mode: 'standalone' | 'hub' | string;
+  user: string;
+  groups?: string[];
+  version?: string;
+  engine?: unknown;
+}
+
+/** One entry of `GET berth/api/presets`. */
+export interface IPreset {
+  name: string;
+  display_name: string;
+  description?: string;
+  image?: string | null;
+  resources: IResources;
+}
+
+/** One image of `GET berth/api/images` (labels flattened as `label_<name>` keys). */
+export interface IImage {
+  ref: string;
+  display_name?: string;
+  digest?: string | null;
+  size?: number;
+  state?: string;
+  default?: boolean;
+  [label: string]: unknown;
+}
+
+/** One folder of `GET berth/api/folders`. */
+export interface IFolder {
+  name: string;
+  /** unambiguous: `alice/data`, `@class1/course-materials` */
+  reference?: string;
+  owner?: { kind: string; name: string };
+  mount_path?: string;
+  read_only?: boolean;
+  mode?: string;
+  permission?: string;
+  writable?: boolean;
+  description?: string;
+  [key: string]: unknown;
+}
+
+/** A limit as the server writes it: a number, `"unlimited"`, or absent. */
+export type Limit = number | 'unlimited' | null | undefined;
+
+/** The effective policy fields the sidebar uses. */
+export interface IPolicyLimits {
+  max_cpu?: Limit;
+  max_mem?: Limit;
+  max_gpu?: Limit;
+  total_cpu?: Limit;
+  total_mem?: Limit;
+  total_gpu?: Limit;
+  max_kernels?: Limit;
+  allowed_images?: string[] | null;
+  default?: Record<string, unknown> | null;
+}
+
+/** What is in use or left, per resource. */
+export interface IAmounts {
+  cpu?: Limit;
+  mem?: Limit;
+  gpu?: Limit;
+  kernels?: Limit;
+}
+
+/** `GET berth/api/policy`, normalised by {@link normalizePolicy}. */
+export interface IPolicyState {
+  limits: IPolicyLimits;
+  usage: IAmounts;
+  remaining: IAmounts;
+  /** the request a kernel gets when nothing is asked (the policy's default, resolved) */
+  defaultRequest?: Partial<IResources> | null;
+}
+
+/** Live usage of one kernel. */
+export interface IKernelUsage {
+  cpu_seconds?: number;
+  mem_bytes?: number;
+  mem_peak_bytes?: number;
+  pids?: number;
+  gpu_util?: number;
+  gpu_mem_bytes?: number;
+}
+
+/** One of the user's running Berth kernels (`GET berth/api/kernels`). */
+export interface IBerthKernel {
+  kernel_id: string;
+  name?: string;
+  image?: string;
+  image_digest?: string | null;
+  resources: IResources;
+  started_at?: string;
+  path?: string;
+  usage?: IKernelUsage;
+}
+
+/** A GPU device of `GET berth/api/gpus`. */
+export interface IGpuDevice {
+  uuid: string;
+  name?: string;
+  index?: number;
+  /** "16 GiB" (the server formats it) */
+  memory?: string | number;
+  memory_bytes?: number;
+  [key: string]: unknown;
+}
+
+/** `GET berth/api/gpus` */
+export interface IGpus {
+  devices: IGpuDevice[];
+  free: Record<string, number>;
+  source?: string;
+  message?: string;
+}
+
+/** `GET/PUT berth/api/profile` */
+export interface IProfile {
+  request: Partial<IResources> | null;
+  image: string | null;
+}
+
+/** The body of `POST berth/api/kernels`. */
+export interface IStartRequest {
+  image?: string;
+  resources: Partial<IResources>;
+  folders?: string[];
+  preset?: string;
+  path?: string;
+}
+
+/** The answer of `POST berth/api/kernels`: the Jupyter kernel model plus what Berth granted. */
+export interface IStartedKernel {
+  id: string;
+  name: string;
+  berth?: { resources?: IResources; image?: string };
+  [key: string]: unknown;
+}
+
+/** What the user picked in the sidebar. */
+export interface IChoice {
+  image: string | null;
+  cpu: number;
+  mem: number;
+  gpu: number;
+  folders: string[];
+}

@@ -1,0 +1,193 @@
+// End-to-end test of the Berth sidebar against a real JupyterLab with real container
+// kernels (started by scripts/ui-test.sh, which sets the environment below).
+//
+// As a person would: open the sidebar, choose 1 CPU and 512 MiB, start a notebook, run a
+// cell that prints the kernel's cgroup limits and read them from the page; give the kernel
+// 768 MiB (confirming that its state will be lost) and read them again; ask for more than
+// is left of the quota and see the server's own message; stop the kernel from the list.
+// Screenshots of the real sidebar go to $BERTH_UI_SCREENSHOTS (docs/images) when set.
+//
+// Environment: BERTH_UI_URL, BERTH_UI_TOKEN, BERTH_UI_SCREENSHOTS (optional directory).
+
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const URL_BASE = process.env.BERTH_UI_URL;
+const TOKEN = process.env.BERTH_UI_TOKEN;
+const SHOTS = process.env.BERTH_UI_SCREENSHOTS || '';
+assert.ok(URL_BASE && TOKEN, 'BERTH_UI_URL and BERTH_UI_TOKEN must be set (run scripts/ui-test.sh)');
+
+const MiB = 1024 ** 2;
+// Prints the memory limit and CPU quota of the container the kernel runs in (cgroup v1 or v2).
+const CELL =
+  "import os; r = lambda *ps: next((open(p).read().split()[0] for p in ps if os.path.exists(p)), '?'); " +
+  "print('LIMIT=' + r('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes'), " +
+  "'CPU=' + r('/sys/fs/cgroup/cpu.max', '/sys/fs/cgroup/cpu/cpu.cfs_quota_us'))";
+
+const started = Date.now();
+const step = name => console.log(`ui-test: ${((Date.now() - started) / 1000).toFixed(1).padStart(5)} s  ${name}`);
+
+async function api(method, path, body) {
+  const response = await fetch(`${URL_BASE}/${path}`, {
+    method,
+    headers: { Authorization: `token ${TOKEN}`, 'Content-Type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body)
+  });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : null };
+}
+
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: [
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    '--no-first-run'
+  ]
+});
+const page = await browser.newPage({ viewport: { width: 1400, height: 860 } });
+page.setDefaultTimeout(30000);
+const pageErrors = [];
+page.on('pageerror', e => pageErrors.push(String(e)));
+page.on('requestfailed', r => console.log(`ui-test: request failed: ${r.method()} ${r.url().replace(TOKEN, '…')}: ${r.failure()?.errorText}`));
+page.on('console', m => m.type() === 'error' && console.log(`ui-test: console: ${m.text().slice(0, 300)}`));
+
+async function shot(name, target = page) {
+  if (!SHOTS) {
+    return;
+  }
+  mkdirSync(SHOTS, { recursive: true });
+  await target.screenshot({ path: join(SHOTS, name), animations: 'disabled' });
+}
+
+/** Run the notebook's first cell and return the LIMIT/CPU values it printed. */
+async function runLimitsCell(notebook, expectedLimit) {
+  const cell = notebook.locator('.jp-CodeCell').first();
+  await cell.locator('.cm-content').click();
+  await page.keyboard.press('Control+Enter');
+  const output = cell.locator('.jp-OutputArea-output');
+  await output.filter({ hasText: `LIMIT=${expectedLimit}` }).waitFor({ timeout: 60000 });
+  const text = await output.innerText();
+  const m = /LIMIT=(\d+)\s+CPU=(-?\d+)/.exec(text);
+  assert.ok(m, `the cell printed ${JSON.stringify(text)}`);
+  return { mem: Number(m[1]), cpuQuota: Number(m[2]) };
+}
+
+let failed = false;
+try {
+  step('open JupyterLab');
+  await page.goto(`${URL_BASE}/lab?reset&token=${TOKEN}`);
+  await page.locator('#jupyterlab-splash').waitFor({ state: 'detached', timeout: 60000 });
+
+  step('open the Berth sidebar');
+  await page.locator('.jp-SideBar .lm-TabBar-tab[data-id="jupyter-berth-sidebar"]').click();
+  const sidebar = page.locator('#jupyter-berth-sidebar');
+  const summary = sidebar.getByTestId('berth-summary');
+  await summary.waitFor();
+
+  step('choose 1 CPU and 512 MiB');
+  await sidebar.getByLabel('CPU cores', { exact: true }).fill('1');
+  await sidebar.getByLabel('CPU cores', { exact: true }).press('Enter');
+  await sidebar.getByLabel('Memory (MiB)', { exact: true }).fill('512');
+  await sidebar.getByLabel('Memory (MiB)', { exact: true }).press('Enter');
+  // Keyboard: the memory slider moves by its step with the arrow keys, and back.
+  const memSlider = sidebar.getByLabel('Memory (MiB) slider');
+  await memSlider.focus();
+  await page.keyboard.press('ArrowRight');
+  assert.equal(await sidebar.getByLabel('Memory (MiB)', { exact: true }).inputValue(), '640');
+  await page.keyboard.press('ArrowLeft');
+  assert.equal(await sidebar.getByLabel('Memory (MiB)', { exact: true }).inputValue(), '512');
+  assert.match(await summary.innerText(), /^1 CPU · 512 MiB/);
+  await shot('sidebar.png', sidebar);
+
+  step('start a notebook');
+  await sidebar.getByRole('button', { name: 'Start notebook' }).click();
+  const notebook = page.locator('.jp-NotebookPanel:not(.lm-mod-hidden)');
+  await notebook.locator('.jp-CodeCell .cm-content').first().waitFor();
+  await notebook.locator('.jp-CodeCell .cm-content').first().click();
+  await page.keyboard.insertText(CELL);
+  const first = await runLimitsCell(notebook, 512 * MiB);
+  step(`the kernel reads memory limit ${first.mem}, CPU quota ${first.cpuQuota}`);
+  assert.equal(first.mem, 512 * MiB);
+  assert.equal(first.cpuQuota, 100000); // 1 CPU of a 100 ms period
+  const status = page.getByTestId('berth-status');
+  await status.filter({ hasText: '1 CPU · 512 MiB' }).waitFor();
+  const listed = sidebar.getByTestId('berth-kernel');
+  await listed.first().waitFor();
+  assert.equal(await listed.count(), 1);
+
+  step('give the kernel 768 MiB');
+  await sidebar.getByLabel('Memory (MiB)', { exact: true }).fill('768');
+  await sidebar.getByLabel('Memory (MiB)', { exact: true }).press('Enter');
+  await sidebar.getByRole('button', { name: 'Apply to current kernel' }).click();
+  const dialog = page.locator('.jp-Dialog');
+  await dialog.waitFor();
+  assert.match(await dialog.innerText(), /state will be lost/);
+  await dialog.getByRole('button', { name: 'Restart with new resources' }).click();
+  await status.filter({ hasText: '1 CPU · 768 MiB' }).waitFor({ timeout: 60000 });
+  const second = await runLimitsCell(notebook, 768 * MiB);
+  step(`the new kernel reads memory limit ${second.mem}, CPU quota ${second.cpuQuota}`);
+  assert.equal(second.mem, 768 * MiB);
+  assert.equal(second.cpuQuota, 100000);
+  await sidebar.getByText(/now runs with 1 CPU · 768 MiB/).waitFor();
+  await listed.filter({ hasText: '768 MiB' }).waitFor();
+  assert.equal(await listed.count(), 1, 'the old kernel was shut down');
+  await shot('sidebar-running.png');
+
+  step('ask for more than is left of the quota');
+  const before = (await api('GET', 'api/contents')).body.content.map(f => f.name).sort();
+  await sidebar.getByLabel('Memory (MiB)', { exact: true }).fill('512');
+  await sidebar.getByLabel('Memory (MiB)', { exact: true }).press('Enter');
+  await sidebar.getByTestId('berth-quota-warning').waitFor();
+  await sidebar.getByRole('button', { name: 'Start notebook' }).click();
+  const message = sidebar.locator('[data-testid="berth-message"].jp-mod-error');
+  await message.waitFor();
+  const shown = (await message.innerText()).trim();
+  // The same request, straight to the server: the sidebar shows its message word for word.
+  const image = (await api('GET', 'berth/api/kernels')).body.kernels[0].image;
+  const refused = await api('POST', 'berth/api/kernels', { image, resources: { cpu: 1, mem: 512 * MiB, gpu: 0 }, path: 'x.ipynb' });
+  if (refused.status === 201) {
+    await api('DELETE', `berth/api/kernels/${refused.body.id}`);
+  }
+  assert.equal(refused.status, 403, `the server refused with ${refused.status}: ${JSON.stringify(refused.body)}`);
+  assert.equal(shown, refused.body.message);
+  assert.doesNotMatch(shown, /failed: 403|Forbidden/);
+  step(`the sidebar shows the server's message: "${shown}"`);
+  const after = (await api('GET', 'api/contents')).body.content.map(f => f.name).sort();
+  assert.deepEqual(after, before, 'no empty notebook is left behind by a refused start');
+  await shot('sidebar-over-quota.png', sidebar);
+
+  step('dark theme');
+  await page.locator('.lm-MenuBar-item', { hasText: 'Settings' }).click();
+  await page.locator('.lm-Menu-item', { hasText: /^Theme$/ }).hover();
+  await page.locator('.lm-Menu-item', { hasText: 'JupyterLab Dark' }).click();
+  await page.locator('body[data-jp-theme-light="false"]').waitFor();
+  await page.waitForTimeout(500); // let the theme's CSS apply before the picture
+  const bg = await sidebar.evaluate(el => getComputedStyle(el).backgroundColor);
+  const [r, g, b] = bg.match(/\d+/g).map(Number);
+  assert.ok(r + g + b < 3 * 96, `the sidebar follows the dark theme (background ${bg})`);
+  await shot('sidebar-dark.png');
+
+  step('stop the kernel from the list');
+  await listed.first().getByRole('button', { name: /^Stop kernel/ }).click();
+  await dialog.getByRole('button', { name: 'Stop kernel' }).click();
+  await sidebar.getByText('No Berth kernel is running.').waitFor();
+  assert.deepEqual((await api('GET', 'berth/api/kernels')).body.kernels, []);
+
+  assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+  step('passed');
+} catch (error) {
+  failed = true;
+  console.error(error);
+  await page.screenshot({ path: '/tmp/berth-ui-failure.png' }).catch(() => undefined);
+  console.error('ui-test: a screenshot of the failure is in /tmp/berth-ui-failure.png');
+} finally {
+  await browser.close();
+}
+process.exit(failed ? 1 : 0);
