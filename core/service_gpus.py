@@ -73,6 +73,8 @@ class GpuMixin(HasTraits):
         used = allocator.used_by_device(a.gpu_devices or () for a in live)
         free = allocator.free_shares(inv.devices, used)
         metrics = await inventory.device_metrics_async([d.uuid for d in inv.devices]) if inv.source == "nvml" else {}
+        chosen = set(self.gpu_shareable) if self.gpu_shareable is not None else None
+        shareable = [d.uuid for d in inv.devices if allocator.is_shareable(d, chosen)]
         return {"source": inv.source, "message": inv.message, "quantum": self.gpu_quantum, "policy": self.gpu_policy,
                 "enforcement": self.gpu_enforcement, "devices": [d.to_json() for d in inv.devices],
-                "free": free, "metrics": metrics}
+                "free": free, "shareable": shareable, "metrics": metrics}

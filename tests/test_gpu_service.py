@@ -58,6 +58,9 @@ async def test_declared_gpu_quarter_share_container_plan(tmp_path):
         summary = await service.gpu_summary()
         assert summary["source"] == "declared" and summary["free"] == {"GPU-declared-0000": 0.75, "GPU-declared-0001": 1.0}
         assert all(d["declared"] for d in summary["devices"])
+        assert summary["shareable"] == ["GPU-declared-0000", "GPU-declared-0001"]  # what the sidebar bounds fractions by
+        service.gpu_shareable = ["GPU-declared-0001"]
+        assert (await service.gpu_summary())["shareable"] == ["GPU-declared-0001"]
     finally:
         await service.stop()
 

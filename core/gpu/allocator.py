@@ -166,7 +166,8 @@ def assign(
     return _assign_whole(devices, used, want // UNITS, policy, shareable)
 
 
-def _is_shareable(device: GpuDevice, shareable: set[str] | None) -> bool:
+def is_shareable(device: GpuDevice, shareable: set[str] | None) -> bool:
+    """Whether fractions of ``device`` may be granted: the admin's list, else every non-MIG device."""
     if shareable is None:
         return not device.mig_mode
     return device.uuid in shareable
@@ -189,7 +190,7 @@ def _assign_fraction(
             "gpu",
             f"{asked} is not a multiple of the {format_share(quantum_units)} quantum; ask for {' or '.join(options)}",
         )
-    candidates = [d for d in devices if _is_shareable(d, shareable)]
+    candidates = [d for d in devices if is_shareable(d, shareable)]
     if not candidates:
         raise GpuCapacityError(
             f"asked for {asked} GPU but no GPU on this host takes fractions (its {_plural(len(devices), 'device')} "
@@ -240,7 +241,7 @@ def _assign_whole(
     # pack: the node with the fewest free whole devices that still fits; spread: the most.
     sign = 1 if policy == "pack" else -1
     node = min(fitting, key=lambda n: (sign * len(fitting[n]), n or ""))
-    chosen = sorted(fitting[node], key=lambda d: (_is_shareable(d, shareable), d.index))[:count]
+    chosen = sorted(fitting[node], key=lambda d: (is_shareable(d, shareable), d.index))[:count]
     return [GpuShare(uuid=d.uuid, share=1.0, node=d.node) for d in sorted(chosen, key=lambda d: d.index)]
 
 

@@ -9,13 +9,15 @@
 
 import { JupyterFrontEnd } from '@jupyterlab/application';
 import { Dialog, ISessionContext, showDialog } from '@jupyterlab/apputils';
+import { PathExt, URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
 import { IDocumentManager } from '@jupyterlab/docmanager';
 import { Widget } from '@lumino/widgets';
 
 import { BerthAPI } from './api';
 import { choiceResources, describeLimits, IBounds, overQuota } from './format';
 import { BerthModel } from './model';
-import { BerthRequestError } from './request';
+import { BerthRequestError, messageFromResponse } from './request';
 import type { IChoice, IResources, IStartedKernel } from './types';
 
 /** A main-area widget with a kernel session (a notebook or a console). */
@@ -64,7 +66,11 @@ export class BerthActions {
       await app.serviceManager.contents.delete(file.path).catch(() => undefined);
       throw error;
     }
-    docManager.open(file.path, 'Notebook', { id: kernel.id, name: kernel.name });
+    // A session for the notebook's path on the new kernel: the notebook finds it when it
+    // opens and connects to it (opening with a kernel preference instead races with
+    // JupyterLab's own start and can shut the kernel down).
+    await this.attachSession(file.path, 'notebook', file.name, kernel);
+    docManager.open(file.path, 'Notebook');
     void this.options.model.refreshLive();
     return { path: file.path, kernel };
   }
@@ -74,8 +80,11 @@ export class BerthActions {
     const dir = this.options.currentDirectory();
     const kernel = await this.api.startKernel(this.startRequest(choice, dir ? `${dir}/console` : 'console'));
     try {
+      const path = PathExt.join(dir, `console-${kernel.id.slice(0, 8)}`);
+      await this.attachSession(path, 'console', 'Console', kernel);
       await this.options.app.commands.execute('console:create', {
         basePath: dir,
+        path,
         kernelPreference: { id: kernel.id, name: kernel.name }
       });
     } catch (error) {
@@ -158,6 +167,23 @@ export class BerthActions {
   /** Save `choice` as the user's default profile (used by kernels started without parameters). */
   async saveDefault(choice: IChoice): Promise<void> {
     this.options.model.profile = await this.api.saveProfile({ request: choiceResources(choice), image: choice.image });
+  }
+
+  /** Create a Jupyter session for `path` on an already started kernel. */
+  private async attachSession(path: string, type: string, name: string, kernel: IStartedKernel): Promise<void> {
+    // The sessions REST API takes a kernel id (the client's SessionManager only a name).
+    const { serviceManager } = this.options.app;
+    const settings = serviceManager.serverSettings;
+    const response = await ServerConnection.makeRequest(
+      URLExt.join(settings.baseUrl, 'api/sessions'),
+      { method: 'POST', body: JSON.stringify({ path, type, name, kernel: { id: kernel.id } }) },
+      settings
+    );
+    if (!response.ok) {
+      const body = await response.json().catch(() => null);
+      throw new BerthRequestError(messageFromResponse(response.status, response.statusText, body, 'POST api/sessions'), response.status);
+    }
+    await serviceManager.sessions.refreshRunning();
   }
 
   private startRequest(choice: IChoice, path: string) {

@@ -72,7 +72,14 @@ export class BerthAPI {
 
   async gpus(): Promise<IGpus> {
     const data = await this.get<Partial<IGpus>>('gpus');
-    return { devices: data.devices ?? [], free: data.free ?? {}, source: data.source, message: data.message };
+    return {
+      devices: data.devices ?? [],
+      free: data.free ?? {},
+      shareable: data.shareable,
+      quantum: data.quantum,
+      source: data.source,
+      message: data.message
+    };
   }
 
   async kernels(): Promise<IBerthKernel[]> {

@@ -8,6 +8,7 @@ import type {
   IAmounts,
   IChoice,
   IFolder,
+  IGpus,
   IImage,
   IKernelUsage,
   IPolicyLimits,
@@ -17,78 +18,11 @@ import type {
   Limit
 } from './types';
 
-export const KiB = 1024;
-export const MiB = 1024 ** 2;
-export const GiB = 1024 ** 3;
-export const TiB = 1024 ** 4;
+import { gpuOffer } from './gpu';
+import { offeredImages } from './images';
+import { formatBytes, formatCpu, formatGpu, GiB, KiB, MiB, TiB } from './units';
 
-/** Trim a number to at most `digits` decimals, without trailing zeros: 1.50 → "1.5". */
-export function trimNumber(value: number, digits = 2): string {
-  if (!Number.isFinite(value)) {
-    return value > 0 ? '∞' : '-∞';
-  }
-  return String(Number(value.toFixed(digits)));
-}
-
-/** `536870912` → `"512 MiB"`, `4294967296` → `"4 GiB"`, `1610612736` → `"1.5 GiB"` (binary units, as Docker reads them). */
-export function formatBytes(bytes: number): string {
-  if (!Number.isFinite(bytes)) {
-    return 'unlimited';
-  }
-  const units: [string, number][] = [
-    ['TiB', TiB],
-    ['GiB', GiB],
-    ['MiB', MiB],
-    ['KiB', KiB]
-  ];
-  for (const [unit, size] of units) {
-    if (Math.abs(bytes) >= size) {
-      return `${trimNumber(bytes / size)} ${unit}`;
-    }
-  }
-  return `${Math.round(bytes)} B`;
-}
-
-/** `2` → `"2 CPU"`, `0.5` → `"0.5 CPU"`. */
-export function formatCpu(cores: number): string {
-  return Number.isFinite(cores) ? `${trimNumber(cores)} CPU` : 'unlimited CPU';
-}
-
-const VULGAR_FRACTIONS: [number, string][] = [
-  [1 / 8, '⅛'],
-  [1 / 6, '⅙'],
-  [1 / 5, '⅕'],
-  [1 / 4, '¼'],
-  [1 / 3, '⅓'],
-  [3 / 8, '⅜'],
-  [2 / 5, '⅖'],
-  [1 / 2, '½'],
-  [3 / 5, '⅗'],
-  [5 / 8, '⅝'],
-  [2 / 3, '⅔'],
-  [3 / 4, '¾'],
-  [4 / 5, '⅘'],
-  [5 / 6, '⅚'],
-  [7 / 8, '⅞']
-];
-
-/** A GPU share as people say it: `0.25` → `"¼ GPU"`, `1` → `"1 GPU"`, `2` → `"2 GPU"`, `0.3` → `"0.3 GPU"`, `0` → `"no GPU"`. */
-export function formatGpu(share: number): string {
-  if (!share || share <= 0) {
-    return 'no GPU';
-  }
-  if (!Number.isFinite(share)) {
-    return 'unlimited GPU';
-  }
-  if (share < 1) {
-    // Shares are stored with 4 decimals (⅓ is 0.3333).
-    const match = VULGAR_FRACTIONS.find(([value]) => Math.abs(value - share) < 5e-4);
-    if (match) {
-      return `${match[1]} GPU`;
-    }
-  }
-  return `${trimNumber(share, 3)} GPU`;
-}
+export { formatBytes, formatCpu, formatGpu, GiB, KiB, MiB, TiB, trimNumber } from './units';
 
 /** The short name of an image reference: `"berth/python:3.11"` → `"python:3.11"`. */
 export function imageShortName(ref: string | null | undefined): string {
@@ -167,6 +101,8 @@ export interface IBounds {
   gpu: IBound;
   /** the GPU shares offered in the GPU control, ascending, starting at 0 */
   gpuOptions: number[];
+  /** what bounds the GPU offer, for the control's hint */
+  gpuNote: string;
 }
 
 /** What the sidebar uses where the policy sets no per-kernel limit. */
@@ -184,33 +120,19 @@ export const DEFAULT_BOUND_SETTINGS: IBoundSettings = {
   unlimitedMemory: 32 * GiB
 };
 
-/** The GPU shares a control offers up to `max`: fractions below one device, then whole devices. */
-export function gpuOptions(max: number, devices = Infinity): number[] {
-  const upper = Math.min(max, Number.isFinite(devices) ? devices : max);
-  const options = [0];
-  for (const share of [0.125, 0.25, 0.5, 0.75, 1]) {
-    if (share <= upper + 1e-9) {
-      options.push(share);
-    }
-  }
-  for (let n = 2; n <= Math.min(upper, 16); n++) {
-    options.push(n);
-  }
-  return options;
-}
-
 /**
  * The bounds of the CPU, memory and GPU controls from the user's policy.
  *
  * A control reaches the per-kernel maximum (`max_cpu`, `max_mem`, `max_gpu`), or the
  * settings' fallback where the policy sets none; `remaining` is what is left of the
  * user's totals, shown next to the control (a request over it is refused by the server,
- * whose message the sidebar shows).
+ * whose message the sidebar shows). The GPU offer also follows the devices' free shares
+ * (`gpus`, from `GET berth/api/gpus`; see gpu.ts).
  */
 export function boundsFromPolicy(
   policy: IPolicyState | null,
   settings: IBoundSettings = DEFAULT_BOUND_SETTINGS,
-  gpuDevices = Infinity
+  gpus: IGpus | null = null
 ): IBounds {
   const limits = policy?.limits ?? {};
   const remaining = policy?.remaining ?? {};
@@ -220,8 +142,8 @@ export function boundsFromPolicy(
 
   const cpuMax = Number.isFinite(maxCpu) ? maxCpu : settings.unlimitedCpu;
   const memMax = Number.isFinite(maxMem) ? maxMem : settings.unlimitedMemory;
-  const gpuMax = Number.isFinite(maxGpu) ? maxGpu : Number.isFinite(gpuDevices) ? gpuDevices : 1;
-  const options = gpuOptions(gpuMax, gpuDevices);
+  const offer = gpuOffer(gpus, maxGpu);
+  const options = offer.options;
   return {
     cpu: {
       min: Math.min(settings.cpuStep, cpuMax),
@@ -244,7 +166,8 @@ export function boundsFromPolicy(
       remaining: limitNumber(remaining.gpu),
       fromPolicy: Number.isFinite(maxGpu)
     },
-    gpuOptions: options
+    gpuOptions: options,
+    gpuNote: offer.note
   };
 }
 
@@ -280,14 +203,15 @@ export function clampChoice(choice: IChoice, bounds: IBounds): IChoice {
 export function overQuota(choice: Pick<IChoice, 'cpu' | 'mem' | 'gpu'>, bounds: IBounds, released?: Partial<IResources>): string[] {
   const over: string[] = [];
   const back = { cpu: released?.cpu ?? 0, mem: released?.mem ?? 0, gpu: released?.gpu ?? 0 };
+  const left = (n: number, format: (v: number) => string) => (n > 0 ? `${format(n)} left` : 'none left');
   if (choice.cpu > bounds.cpu.remaining + back.cpu + 1e-9) {
-    over.push(`CPU: ${formatCpu(choice.cpu)} asked, ${formatCpu(Math.max(0, bounds.cpu.remaining + back.cpu))} left`);
+    over.push(`CPU: ${formatCpu(choice.cpu)} asked, ${left(bounds.cpu.remaining + back.cpu, formatCpu)}`);
   }
   if (choice.mem > bounds.mem.remaining + back.mem) {
-    over.push(`memory: ${formatBytes(choice.mem)} asked, ${formatBytes(Math.max(0, bounds.mem.remaining + back.mem))} left`);
+    over.push(`memory: ${formatBytes(choice.mem)} asked, ${left(bounds.mem.remaining + back.mem, formatBytes)}`);
   }
   if (choice.gpu > bounds.gpu.remaining + back.gpu + 1e-9) {
-    over.push(`GPU: ${formatGpu(choice.gpu)} asked, ${formatGpu(Math.max(0, bounds.gpu.remaining + back.gpu))} left`);
+    over.push(`GPU: ${formatGpu(choice.gpu)} asked, ${left(bounds.gpu.remaining + back.gpu, formatGpu)}`);
   }
   return over;
 }
@@ -341,102 +265,6 @@ function sizeOf(value: unknown): number | undefined {
   return undefined;
 }
 
-// ---------------------------------------------------------------- images
-
-/** Images a user can pick: the catalog's offered ones (not hidden or retired). */
-export function offeredImages(images: IImage[]): IImage[] {
-  return images.filter(i => !['hidden', 'retired', 'removed'].includes(String(i.state ?? 'offered')));
-}
-
-export interface IImageVersion {
-  ref: string;
-  version: string;
-  image: IImage;
-}
-
-export interface IEnvironment {
-  /** the reference without its tag: `berth/python` */
-  key: string;
-  /** what people read: `Python` */
-  label: string;
-  versions: IImageVersion[];
-}
-
-/** Split `name:tag` (a registry port is not a tag): `"host:5000/a/b:1.0"` → `["host:5000/a/b", "1.0"]`. */
-export function splitRef(ref: string): [string, string] {
-  const noDigest = ref.split('@')[0];
-  const slash = noDigest.lastIndexOf('/');
-  const colon = noDigest.lastIndexOf(':');
-  if (colon > slash) {
-    return [noDigest.slice(0, colon), noDigest.slice(colon + 1)];
-  }
-  return [noDigest, 'latest'];
-}
-
-/** Group the offered images into environments, each with its versions (newest first). */
-export function groupImages(images: IImage[]): IEnvironment[] {
-  const byKey = new Map<string, IEnvironment>();
-  for (const image of offeredImages(images)) {
-    const [key, tag] = splitRef(image.ref);
-    const version = String(image.label_version ?? tag);
-    let env = byKey.get(key);
-    if (!env) {
-      env = { key, label: environmentLabel(image, version, key), versions: [] };
-      byKey.set(key, env);
-    }
-    env.versions.push({ ref: image.ref, version, image });
-  }
-  for (const env of byKey.values()) {
-    env.versions.sort((a, b) => compareVersions(b.version, a.version));
-  }
-  return [...byKey.values()].sort((a, b) => a.label.localeCompare(b.label));
-}
-
-function environmentLabel(image: IImage, version: string, key: string): string {
-  const display = String(image.display_name ?? '');
-  if (display && display !== image.ref) {
-    const suffix = ` ${version}`;
-    return display.endsWith(suffix) ? display.slice(0, -suffix.length) : display;
-  }
-  const name = key.split('/').pop() ?? key;
-  return name.charAt(0).toUpperCase() + name.slice(1);
-}
-
-/** Compare dotted versions numerically where they are numbers: `"3.10" > "3.9"`. */
-export function compareVersions(a: string, b: string): number {
-  const pa = a.split(/[.\-+]/);
-  const pb = b.split(/[.\-+]/);
-  for (let i = 0; i < Math.max(pa.length, pb.length); i++) {
-    const x = pa[i] ?? '';
-    const y = pb[i] ?? '';
-    const nx = Number(x);
-    const ny = Number(y);
-    const c = x !== '' && y !== '' && !isNaN(nx) && !isNaN(ny) ? nx - ny : x.localeCompare(y);
-    if (c !== 0) {
-      return c;
-    }
-  }
-  return 0;
-}
-
-/** What the sidebar shows about an image: its frameworks, size and whether it supports GPUs. */
-export function imageFacts(image: IImage | undefined): { frameworks: string[]; size: string; gpu: boolean; digest: string } {
-  if (!image) {
-    return { frameworks: [], size: '', gpu: false, digest: '' };
-  }
-  const frameworks = String(image.label_frameworks ?? '')
-    .split(',')
-    .map(s => s.trim())
-    .filter(Boolean);
-  const digest = String(image.digest ?? '');
-  return {
-    frameworks,
-    size: image.size ? formatBytes(image.size) : '',
-    gpu: String(image.label_gpu ?? 'false').toLowerCase() === 'true',
-    digest: digest.replace(/^.*@/, '').slice(0, 19)
-  };
-}
-
 // ---------------------------------------------------------------- folders
 
 /** What a start request names a folder by: its unambiguous reference (`alice/data`, `@class1/materials`), else its name. */
@@ -486,7 +314,10 @@ export function describeMemoryUse(usage: IKernelUsage | undefined, limit: number
 
 /** A remaining amount for display: `Infinity` reads "no limit". */
 export function describeRemaining(value: number, format: (n: number) => string): string {
-  return Number.isFinite(value) ? `${format(Math.max(0, value))} left` : 'no total limit';
+  if (!Number.isFinite(value)) {
+    return 'no total limit';
+  }
+  return value <= 0 ? 'none left' : `${format(value)} left`;
 }
 
 /** How long a kernel has run: `"3 min"`, `"2 h 5 min"`. */
@@ -499,6 +330,9 @@ export function formatUptime(startedAt: string | undefined, now: number = Date.n
     return '';
   }
   const minutes = Math.max(0, Math.floor((now - started) / 60000));
+  if (minutes < 1) {
+    return 'under a minute';
+  }
   if (minutes < 60) {
     return `${minutes} min`;
   }

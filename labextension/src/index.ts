@@ -87,9 +87,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
         item: status,
         align: 'left',
         rank: 5,
-        isActive: () => !!status?.text
+        isActive: () => !!status?.isActive,
+        activeStateChanged: status.activeStateChanged
       });
-      model.changed.connect(() => status?.update());
     }
 
     // Follow the main area's notebook or console (and its kernel changes).
@@ -130,7 +130,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       pollSeconds = typeof interval === 'number' && interval >= 0 ? interval : 5;
       model.startPolling(pollSeconds);
       if (status) {
-        status.setHidden(composite.showStatusBar === false);
+        status.enabled = composite.showStatusBar !== false;
       }
     };
     void model.loadAll();

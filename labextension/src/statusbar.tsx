@@ -2,6 +2,7 @@
  * The current kernel's limits in the status bar: "2 CPU · 4 GiB · ¼ GPU · python:3.11".
  */
 
+import { ISignal, Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
 import { IKernelWidget } from './actions';
@@ -29,6 +30,25 @@ export class KernelLimitsStatus extends Widget {
     this.refresh();
   }
 
+  /** Whether the settings let the item show at all. */
+  get enabled(): boolean {
+    return this._enabled;
+  }
+  set enabled(value: boolean) {
+    this._enabled = value;
+    this._activeStateChanged.emit();
+  }
+
+  /** Whether the status bar should show the item: enabled, and the current kernel is a Berth kernel. */
+  get isActive(): boolean {
+    return this._enabled && !!this.text;
+  }
+
+  /** Emitted when {@link isActive} may have changed (the status bar then shows or hides the item). */
+  get activeStateChanged(): ISignal<this, void> {
+    return this._activeStateChanged;
+  }
+
   /** The text shown (empty when the current kernel is not a Berth kernel). */
   get text(): string {
     const id = this._current?.sessionContext.session?.kernel?.id;
@@ -41,6 +61,10 @@ export class KernelLimitsStatus extends Widget {
     this.node.textContent = text;
     this.node.title = text ? `Berth kernel limits: ${text}` : '';
     this.node.setAttribute('aria-label', text ? `Kernel limits: ${text}` : 'No Berth kernel');
+    if (text !== this._lastText) {
+      this._lastText = text;
+      this._activeStateChanged.emit();
+    }
   }
 
   dispose(): void {
@@ -50,4 +74,7 @@ export class KernelLimitsStatus extends Widget {
   }
 
   private _current: IKernelWidget | null = null;
+  private _enabled = true;
+  private _lastText = '';
+  private _activeStateChanged = new Signal<this, void>(this);
 }

@@ -126,7 +126,12 @@ export interface IGpuDevice {
 /** `GET berth/api/gpus` */
 export interface IGpus {
   devices: IGpuDevice[];
+  /** free share (0 to 1) per device UUID */
   free: Record<string, number>;
+  /** UUIDs of the devices fractions may be granted on */
+  shareable?: string[];
+  /** fractions are multiples of this share */
+  quantum?: number;
   source?: string;
   message?: string;
 }

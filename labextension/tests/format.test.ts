@@ -1,7 +1,6 @@
 import {
   boundsFromPolicy,
   clampChoice,
-  compareVersions,
   cpuRate,
   DEFAULT_BOUND_SETTINGS,
   describeLimits,
@@ -14,19 +13,16 @@ import {
   formatUptime,
   fraction,
   GiB,
-  gpuOptions,
-  groupImages,
-  imageFacts,
   imageShortName,
   initialChoice,
   limitNumber,
   MiB,
   normalizePolicy,
   overQuota,
-  parseSize,
-  splitRef
+  parseSize
 } from '../src/format';
-import type { IImage } from '../src/types';
+import { compareVersions, groupImages, imageFacts, splitRef } from '../src/images';
+import type { IGpus, IImage } from '../src/types';
 
 describe('formatBytes', () => {
   it.each([
@@ -90,6 +86,19 @@ describe('sizes and limits', () => {
 });
 
 // What GET berth/api/policy answers (core/service.py policy_summary).
+/** Two declared 16 GiB devices, all free, fractions in eighths (declared: no GPU here). */
+const TWO_GPUS: IGpus = {
+  devices: [
+    { uuid: 'GPU-a', index: 0, name: 'declared A', memory_bytes: 16 * GiB },
+    { uuid: 'GPU-b', index: 1, name: 'declared B', memory_bytes: 16 * GiB }
+  ],
+  free: { 'GPU-a': 1, 'GPU-b': 1 },
+  shareable: ['GPU-a', 'GPU-b'],
+  quantum: 0.125,
+  source: 'declared',
+  message: '2 declared devices'
+};
+
 const POLICY = {
   policy: { user: 'ada', groups: [], max_cpu: 2, max_mem: 2 * GiB, max_gpu: 0.5, total_cpu: 'unlimited', total_mem: 3 * GiB, total_gpu: 1, max_kernels: 'unlimited', default: { cpu: 1, mem: '512M' } },
   usage: { cpu: 1, mem: 2 * GiB, gpu: 0.25, kernels: 1 },
@@ -99,10 +108,10 @@ const POLICY = {
 
 describe('boundsFromPolicy', () => {
   it('bounds each control by the per-kernel limit and reports what is left', () => {
-    const b = boundsFromPolicy(normalizePolicy(POLICY), DEFAULT_BOUND_SETTINGS, 2);
+    const b = boundsFromPolicy(normalizePolicy(POLICY), DEFAULT_BOUND_SETTINGS, TWO_GPUS);
     expect(b.cpu).toMatchObject({ min: 0.25, max: 2, step: 0.25, remaining: Infinity, fromPolicy: true });
     expect(b.mem).toMatchObject({ min: 128 * MiB, max: 2 * GiB, remaining: GiB, fromPolicy: true });
-    expect(b.gpuOptions).toEqual([0, 0.125, 0.25, 0.5]);
+    expect(b.gpuOptions).toEqual([0, 0.125, 0.25, 0.375, 0.5]);
     expect(b.gpu.max).toBe(0.5);
     expect(b.gpu.remaining).toBe(0.75);
   });
@@ -118,22 +127,27 @@ describe('boundsFromPolicy', () => {
     expect(b.gpuOptions).toEqual([0]);
   });
   it('offers no GPU share when the host has no device', () => {
-    expect(boundsFromPolicy(normalizePolicy(POLICY), DEFAULT_BOUND_SETTINGS, 0).gpuOptions).toEqual([0]);
-    expect(gpuOptions(3, 4)).toEqual([0, 0.125, 0.25, 0.5, 0.75, 1, 2, 3]);
+    const none: IGpus = { devices: [], free: {}, message: 'no NVIDIA GPU on this host (NVML library not found)' };
+    const b = boundsFromPolicy(normalizePolicy(POLICY), DEFAULT_BOUND_SETTINGS, none);
+    expect(b.gpuOptions).toEqual([0]);
+    expect(b.gpuNote).toBe('no NVIDIA GPU on this host (NVML library not found)');
   });
   it('clamps a choice into the bounds', () => {
-    const b = boundsFromPolicy(normalizePolicy(POLICY), DEFAULT_BOUND_SETTINGS, 2);
+    const b = boundsFromPolicy(normalizePolicy(POLICY), DEFAULT_BOUND_SETTINGS, TWO_GPUS);
     const c = clampChoice({ image: null, cpu: 8, mem: 16 * GiB, gpu: 0.4, folders: [] }, b);
-    expect(c).toMatchObject({ cpu: 2, mem: 2 * GiB, gpu: 0.25 });
+    expect(c).toMatchObject({ cpu: 2, mem: 2 * GiB, gpu: 0.375 });
     expect(clampChoice({ image: null, cpu: 0, mem: 1, gpu: 0, folders: [] }, b)).toMatchObject({ cpu: 0.25, mem: 128 * MiB });
   });
   it('says which part of a choice is over what is left, counting a kernel it replaces', () => {
-    const b = boundsFromPolicy(normalizePolicy(POLICY), DEFAULT_BOUND_SETTINGS, 2);
+    const b = boundsFromPolicy(normalizePolicy(POLICY), DEFAULT_BOUND_SETTINGS, TWO_GPUS);
     const choice = { image: null, cpu: 1, mem: 1.5 * GiB, gpu: 0, folders: [] };
     expect(overQuota(choice, b)).toEqual(['memory: 1.5 GiB asked, 1 GiB left']);
     expect(overQuota(choice, b, { cpu: 1, mem: 512 * MiB, gpu: 0 })).toEqual([]);
+    const full = boundsFromPolicy(normalizePolicy({ ...POLICY, remaining: { mem: 0 } }), DEFAULT_BOUND_SETTINGS, TWO_GPUS);
+    expect(overQuota({ ...choice, mem: 256 * MiB }, full)).toEqual(['memory: 256 MiB asked, none left']);
     expect(describeRemaining(b.mem.remaining, formatBytes)).toBe('1 GiB left');
     expect(describeRemaining(b.cpu.remaining, formatCpu)).toBe('no total limit');
+    expect(describeRemaining(0, formatBytes)).toBe('none left');
   });
 });
 
@@ -164,7 +178,7 @@ describe('images', () => {
 });
 
 describe('initialChoice', () => {
-  const bounds = boundsFromPolicy(normalizePolicy(POLICY), DEFAULT_BOUND_SETTINGS, 2);
+  const bounds = boundsFromPolicy(normalizePolicy(POLICY), DEFAULT_BOUND_SETTINGS, TWO_GPUS);
   it('starts from the saved profile', () => {
     const c = initialChoice({ request: { cpu: 2, mem: '1G' as unknown as number }, image: 'berth/python:3.9' }, normalizePolicy(POLICY), IMAGES, bounds);
     expect(c).toEqual({ image: 'berth/python:3.9', cpu: 2, mem: GiB, gpu: 0, folders: [] });
@@ -209,6 +223,7 @@ describe('live usage', () => {
     const now = Date.parse('2026-11-22T10:00:00Z');
     expect(formatUptime('2026-11-22T09:57:00Z', now)).toBe('3 min');
     expect(formatUptime('2026-11-22T07:55:00Z', now)).toBe('2 h 5 min');
+    expect(formatUptime('2026-11-22T09:59:30Z', now)).toBe('under a minute');
     expect(formatUptime(undefined, now)).toBe('');
   });
 });

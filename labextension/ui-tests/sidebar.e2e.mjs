@@ -66,6 +66,16 @@ async function shot(name, target = page) {
   await target.screenshot({ path: join(SHOTS, name), animations: 'disabled' });
 }
 
+/** Wait until an input shows `value` (React updates it after the event). */
+async function waitForValue(input, value, timeout = 5000) {
+  const until = Date.now() + timeout;
+  let seen;
+  while ((seen = await input.inputValue()) !== value) {
+    assert.ok(Date.now() < until, `the field shows ${seen}, not ${value}`);
+    await page.waitForTimeout(50);
+  }
+}
+
 /** Run the notebook's first cell and return the LIMIT/CPU values it printed. */
 async function runLimitsCell(notebook, expectedLimit) {
   const cell = notebook.locator('.jp-CodeCell').first();
@@ -100,9 +110,9 @@ try {
   const memSlider = sidebar.getByLabel('Memory (MiB) slider');
   await memSlider.focus();
   await page.keyboard.press('ArrowRight');
-  assert.equal(await sidebar.getByLabel('Memory (MiB)', { exact: true }).inputValue(), '640');
+  await waitForValue(sidebar.getByLabel('Memory (MiB)', { exact: true }), '640');
   await page.keyboard.press('ArrowLeft');
-  assert.equal(await sidebar.getByLabel('Memory (MiB)', { exact: true }).inputValue(), '512');
+  await waitForValue(sidebar.getByLabel('Memory (MiB)', { exact: true }), '512');
   assert.match(await summary.innerText(), /^1 CPU · 512 MiB/);
   await shot('sidebar.png', sidebar);
 
@@ -110,14 +120,15 @@ try {
   await sidebar.getByRole('button', { name: 'Start notebook' }).click();
   const notebook = page.locator('.jp-NotebookPanel:not(.lm-mod-hidden)');
   await notebook.locator('.jp-CodeCell .cm-content').first().waitFor();
+  // The notebook is on its Berth kernel when the status bar shows the kernel's limits.
+  const status = page.getByTestId('berth-status');
+  await status.filter({ hasText: '1 CPU · 512 MiB' }).waitFor();
   await notebook.locator('.jp-CodeCell .cm-content').first().click();
   await page.keyboard.insertText(CELL);
   const first = await runLimitsCell(notebook, 512 * MiB);
   step(`the kernel reads memory limit ${first.mem}, CPU quota ${first.cpuQuota}`);
   assert.equal(first.mem, 512 * MiB);
   assert.equal(first.cpuQuota, 100000); // 1 CPU of a 100 ms period
-  const status = page.getByTestId('berth-status');
-  await status.filter({ hasText: '1 CPU · 512 MiB' }).waitFor();
   const listed = sidebar.getByTestId('berth-kernel');
   await listed.first().waitFor();
   assert.equal(await listed.count(), 1);
@@ -161,22 +172,48 @@ try {
   step(`the sidebar shows the server's message: "${shown}"`);
   const after = (await api('GET', 'api/contents')).body.content.map(f => f.name).sort();
   assert.deepEqual(after, before, 'no empty notebook is left behind by a refused start');
+  await message.scrollIntoViewIfNeeded();
   await shot('sidebar-over-quota.png', sidebar);
+
+  step('save ½ CPU and 256 MiB as the default profile, start a console with it');
+  await sidebar.getByLabel('CPU cores', { exact: true }).fill('0.5');
+  await sidebar.getByLabel('CPU cores', { exact: true }).press('Enter');
+  await sidebar.getByLabel('Memory (MiB)', { exact: true }).fill('256');
+  await sidebar.getByLabel('Memory (MiB)', { exact: true }).press('Enter');
+  await sidebar.getByRole('button', { name: 'Save as default' }).click();
+  await sidebar.getByText('Saved as your default: 0.5 CPU · 256 MiB').waitFor();
+  const profile = (await api('GET', 'berth/api/profile')).body;
+  assert.deepEqual(profile.request, { cpu: 0.5, mem: 256 * MiB, gpu: 0 });
+  assert.equal(profile.image, image);
+  await sidebar.getByRole('button', { name: 'Start console' }).click();
+  await page.locator('.jp-ConsolePanel:not(.lm-mod-hidden)').waitFor();
+  await status.filter({ hasText: '0.5 CPU · 256 MiB' }).waitFor();
+  await listed.filter({ hasText: '256 MiB' }).waitFor();
+  assert.equal(await listed.count(), 2);
+  if (SHOTS) {
+    await sidebar.getByTestId('berth-kernels').scrollIntoViewIfNeeded();
+    await page.waitForTimeout(5500); // a second usage sample, so the CPU meters show cores in use
+    await shot('sidebar-kernels.png', sidebar);
+  }
 
   step('dark theme');
   await page.locator('.lm-MenuBar-item', { hasText: 'Settings' }).click();
   await page.locator('.lm-Menu-item', { hasText: /^Theme$/ }).hover();
-  await page.locator('.lm-Menu-item', { hasText: 'JupyterLab Dark' }).click();
-  await page.locator('body[data-jp-theme-light="false"]').waitFor();
+  await page.getByRole('menuitem', { name: 'JupyterLab Dark', exact: true }).click();
+  await page.locator('body[data-jp-theme-light="false"]').waitFor({ state: 'attached' });
+  await page.locator('.lm-DockPanel-tabBar .lm-TabBar-tab', { hasText: 'Untitled.ipynb' }).click();
   await page.waitForTimeout(500); // let the theme's CSS apply before the picture
   const bg = await sidebar.evaluate(el => getComputedStyle(el).backgroundColor);
   const [r, g, b] = bg.match(/\d+/g).map(Number);
   assert.ok(r + g + b < 3 * 96, `the sidebar follows the dark theme (background ${bg})`);
   await shot('sidebar-dark.png');
 
-  step('stop the kernel from the list');
-  await listed.first().getByRole('button', { name: /^Stop kernel/ }).click();
-  await dialog.getByRole('button', { name: 'Stop kernel' }).click();
+  step('stop the kernels from the list');
+  for (const left of [1, 0]) {
+    await listed.first().getByRole('button', { name: /^Stop kernel/ }).click();
+    await dialog.getByRole('button', { name: 'Stop kernel' }).click();
+    await sidebar.getByText(`Running kernels (${left})`).waitFor();
+  }
   await sidebar.getByText('No Berth kernel is running.').waitFor();
   assert.deepEqual((await api('GET', 'berth/api/kernels')).body.kernels, []);
 

@@ -13,13 +13,11 @@ import {
   formatBytes,
   formatCpu,
   formatGpu,
-  groupImages,
   IBounds,
-  imageFacts,
   MiB,
-  overQuota,
-  splitRef
+  overQuota
 } from '../format';
+import { groupImages, imageFacts, splitRef } from '../images';
 import { BerthModel } from '../model';
 import type { IChoice, IPreset, IResources } from '../types';
 import { Section, SliderField, useId } from './controls';
@@ -175,15 +173,12 @@ export function ResourcesSection(props: IChoiceFormProps): JSX.Element {
   const { model, choice, bounds, onChange } = props;
   const gpuId = useId('berth-gpu');
   const over = overQuota(choice, bounds, props.replacing ?? undefined);
-  const devices = model.gpus?.devices.length ?? 0;
   const maxHint = (max: number, fromPolicy: boolean, format: (n: number) => string) =>
     fromPolicy ? `at most ${format(max)} per kernel` : 'no per-kernel limit';
   const gpuNote =
-    bounds.gpuOptions.length <= 1
-      ? devices === 0
-        ? model.gpus?.message || 'No GPU on this host.'
-        : 'Your policy allows no GPU.'
-      : `${maxHint(bounds.gpu.max, bounds.gpu.fromPolicy, formatGpu)} · ${describeRemaining(bounds.gpu.remaining, formatGpu)}`;
+    bounds.gpuOptions.length <= 1 || !Number.isFinite(bounds.gpu.remaining)
+      ? bounds.gpuNote
+      : `${bounds.gpuNote} · ${describeRemaining(bounds.gpu.remaining, formatGpu)} of your quota`;
   return (
     <Section title="Resources" testId="berth-resources">
       {model.errors.policy && (

@@ -65,7 +65,7 @@ export function KernelsSection(props: IKernelsSectionProps): JSX.Element {
               </div>
               <div className="jp-BerthKernel-limits" data-testid="berth-kernel-limits">
                 {describeLimits(k.resources, k.image)}
-                {k.started_at ? ` · up ${formatUptime(k.started_at)}` : ''}
+                {k.started_at ? ` · running ${formatUptime(k.started_at)}` : ''}
               </div>
               <Meter
                 label="CPU"

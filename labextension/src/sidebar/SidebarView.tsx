@@ -43,8 +43,7 @@ export function SidebarView(props: ISidebarViewProps): JSX.Element {
     };
   }, [model]);
 
-  const devices = model.gpus ? model.gpus.devices.length : Infinity;
-  const bounds = boundsFromPolicy(model.policy, props.boundSettings, devices);
+  const bounds = boundsFromPolicy(model.policy, props.boundSettings, model.gpus);
   const [choice, setChoice] = React.useState<IChoice | null>(null);
   const [busy, setBusy] = React.useState<string | null>(null);
   const [message, setMessage] = React.useState<Message>(null);
