@@ -4,7 +4,9 @@ JupyterHub starts this process (a managed service, ``c.JupyterHub.services``), r
 it when it exits and stops it with the hub. It is the only process of a hub
 installation that talks to the container engine: it owns the :class:`BerthService`
 (ledger, admission, runtime) and offers it over REST to user servers and admins,
-authenticating every caller with a JupyterHub token.
+authenticating every caller with a JupyterHub token. Besides its own routes (``api/…``:
+kernels for provisioners, policies) it serves the server extension's API (``berth/api/…``)
+to users' servers in hub mode (``service_user_api``).
 
 Like every hub service it reads ``JUPYTERHUB_SERVICE_URL`` (where to listen),
 ``JUPYTERHUB_SERVICE_PREFIX`` (its URL prefix), ``JUPYTERHUB_API_URL`` and
@@ -37,7 +39,7 @@ from jupyter_berth import __version__
 from jupyter_berth.errors import BerthError
 from jupyter_berth.service import BerthService
 
-from . import service_handlers
+from . import service_handlers, service_user_api
 from .service_base import OAuthCallbackHandler
 from .start_request import UserVolume, volume_name
 
@@ -117,7 +119,7 @@ class BerthHubService(Application):
         return UserVolume(source=volume_name(self.user_volume, user), target=self.user_volume_target)
 
     def routes(self) -> list:
-        routes = list(service_handlers.ROUTES)
+        routes = list(service_handlers.ROUTES) + list(service_user_api.ROUTES)
         for module_name in OPTIONAL_ROUTE_MODULES:
             try:
                 module = importlib.import_module(module_name)
@@ -153,6 +155,7 @@ class BerthHubService(Application):
             berth_service=service,
             berth_log=self.log,
             berth_user_volume=self.user_volume_for,
+            berth_prefix=self.service_prefix,
             hub_auth=hub_auth,
             cookie_secret=secrets.token_bytes(32),  # browser sessions re-authenticate through the hub after a restart
             log_function=log_request,

@@ -62,12 +62,25 @@ async def shutdown_embedded_service() -> None:
         _service = None
 
 
+def hub_service_backend(**kw):
+    """Hub mode: a :class:`~jupyter_berth.kernels.remote.RemoteBackend` of the hub's Berth service, else ``None``.
+
+    Hub mode is ``BERTH_SERVICE_URL`` set in the environment (BerthSpawner sets it for every
+    user server); the token is the server's own, ``JUPYTERHUB_API_TOKEN`` (owned by the user).
+    The provisioner and the server extension both decide here, so they never disagree.
+    """
+    url = os.environ.get("BERTH_SERVICE_URL")
+    if not url:
+        return None
+    from jupyter_berth.kernels.remote import RemoteBackend
+
+    return RemoteBackend(url, token=os.environ.get("JUPYTERHUB_API_TOKEN", ""), **kw)
+
+
 async def get_backend(config=None, parent=None):
     """The backend for this process: remote when ``BERTH_SERVICE_URL`` is set (hub mode)."""
-    url = os.environ.get("BERTH_SERVICE_URL")
-    if url:
-        from jupyter_berth.kernels.remote import RemoteBackend
-
-        return RemoteBackend(url, token=os.environ.get("JUPYTERHUB_API_TOKEN", ""))
+    remote = hub_service_backend()
+    if remote is not None:
+        return remote
     user, groups = standalone_user()
     return EmbeddedBackend(await embedded_service(config=config, parent=parent), user, groups)

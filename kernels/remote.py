@@ -11,9 +11,11 @@ provisioner cannot tell them apart.
 
 Errors come back as the :mod:`jupyter_berth.errors` class the service raised, with
 the service's own message (``{"message", "error", "field"|"limit"|...}`` bodies).
-A service that does not answer (restarting, hub down) is an :class:`EngineError`
-(503); calls other than ``kernel_state`` retry for a while first, because the hub
-restarts its managed services by itself.
+A service that does not answer is an :class:`EngineError` naming its URL: 503 when
+nothing listens (restarting, hub down; calls other than ``kernel_state`` retry for a
+while first, because the hub restarts its managed services by itself), 502 when a
+request got no answer. The server extension forwards its REST API in hub mode through
+the same client (:meth:`RemoteBackend.fetch`).
 
 This module also holds the wire format both ends share (``*_to_json`` /
 ``*_from_json``).
@@ -29,7 +31,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 
 from jupyter_berth import errors
 from jupyter_berth.errors import BerthError, EngineError
@@ -117,20 +119,28 @@ class RemoteBackend:
         self.timeout = timeout  #: seconds one request may take (a start may wait for the engine)
         self.retry_seconds = retry_seconds  #: how long to retry while the service does not answer
 
-    async def _call(self, method: str, path: str, body: Any = None, *, query: dict | None = None,
-                    retry: bool = True) -> Any:
-        url = self.url + path + (f"?{urlencode(query)}" if query else "")
+    async def fetch(self, method: str, path: str, *, query: str = "", body: bytes | None = None,
+                    content_type: str | None = None, retry: bool = True) -> HTTPResponse:
+        """One request to the service as the token's owner: its answer, whatever the status.
+
+        ``path`` is relative to the service's URL, ``query`` an encoded query string. A service
+        that cannot be reached is an :class:`EngineError` naming the URL: 503 when nothing
+        listens (it may be restarting; retried for ``retry_seconds`` first when ``retry``),
+        502 when the request may have arrived but no answer came (timeout, reset, no route).
+        """
+        url = self.url + path + (f"?{query}" if query else "")
         headers = {"Authorization": f"token {self.token}", "Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        request = HTTPRequest(url, method=method, headers=headers, request_timeout=self.timeout,
-                              body=json.dumps(body) if body is not None else (b"" if method in ("POST", "PUT") else None))
+        if content_type:
+            headers["Content-Type"] = content_type
+        if body is None and method in ("POST", "PUT", "PATCH"):
+            body = b""
+        request = HTTPRequest(url, method=method, headers=headers, body=body, request_timeout=self.timeout,
+                              connect_timeout=min(self.timeout, 20.0), follow_redirects=False)
         deadline = time.monotonic() + (self.retry_seconds if retry else 0)
         delay = 0.25
         while True:
             try:
-                response = await AsyncHTTPClient().fetch(request, raise_error=False)
-                break
+                return await AsyncHTTPClient().fetch(request, raise_error=False)
             except ConnectionRefusedError as e:  # nothing listens (restarting): the request never arrived
                 if time.monotonic() + delay < deadline:
                     await asyncio.sleep(delay)
@@ -139,7 +149,15 @@ class RemoteBackend:
                 raise EngineError(f"the Berth service at {self.url} does not answer ({e}); it may be restarting — "
                                   "try again in a minute, and ask the hub's admin if it persists") from None
             except (OSError, HTTPClientError) as e:  # timeout, reset, unreachable: the request may have arrived
-                raise EngineError(f"the Berth service at {self.url} did not answer {method} {path}: {e}") from None
+                raise EngineError(f"the Berth service at {self.url} did not answer {method} {path}: {e}",
+                                  status=502) from None
+
+    async def call(self, method: str, path: str, body: Any = None, *, query: dict | None = None,
+                   retry: bool = True) -> Any:
+        """A JSON call: the answer's JSON, or the service's error raised again as its :class:`BerthError`."""
+        response = await self.fetch(method, path, query=urlencode(query) if query else "",
+                                    body=json.dumps(body).encode() if body is not None else None,
+                                    content_type="application/json" if body is not None else None, retry=retry)
         text = response.body.decode("utf-8", "replace") if response.body else ""
         try:
             data = json.loads(text) if text else None
@@ -164,32 +182,32 @@ class RemoteBackend:
                 "mounts": [mount_to_json(m) for m in mounts or []], "env": env or {}, "ip": ip, "key": key,
                 "folders": folders, "resources": resources.to_dict() if resources is not None else None}
         body = {k: v for k, v in body.items() if v is not None}
-        return launch_from_json(await self._call("POST", "api/kernels", body))
+        return launch_from_json(await self.call("POST", "api/kernels", body))
 
     async def kernel_state(self, kernel_id: str) -> ContainerInfo | None:
-        data = await self._call("GET", self._kernel_path(kernel_id), retry=False)
+        data = await self.call("GET", self._kernel_path(kernel_id), retry=False)
         return container_from_json(data.get("container"))
 
     async def signal_kernel(self, kernel_id: str, signum: int) -> None:
-        await self._call("POST", self._kernel_path(kernel_id, "signal"), {"signal": int(signum)})
+        await self.call("POST", self._kernel_path(kernel_id, "signal"), {"signal": int(signum)})
 
     async def stop_kernel(self, kernel_id: str, reason: str = "shutdown", now: bool = False) -> tuple[str, str]:
-        data = await self._call("DELETE", self._kernel_path(kernel_id), query={"reason": reason, "now": int(bool(now))})
+        data = await self.call("DELETE", self._kernel_path(kernel_id), query={"reason": reason, "now": int(bool(now))})
         return data["reason"], data["message"]
 
     async def kernel_ended(self, kernel_id: str) -> tuple[str, str]:
-        data = await self._call("POST", self._kernel_path(kernel_id, "ended"), {})
+        data = await self.call("POST", self._kernel_path(kernel_id, "ended"), {})
         return data["reason"], data["message"]
 
     # -- more of the service, for front ends and tests ----------------------------------------
     async def list_kernels(self) -> list[dict]:
-        return (await self._call("GET", "api/kernels", retry=False))["kernels"]
+        return (await self.call("GET", "api/kernels", retry=False))["kernels"]
 
     async def policy(self) -> dict:
-        return await self._call("GET", "api/policy", retry=False)
+        return await self.call("GET", "api/policy", retry=False)
 
     async def info(self) -> dict:
-        return await self._call("GET", "api/info", retry=False)
+        return await self.call("GET", "api/info", retry=False)
 
 
 __all__ = ["RemoteBackend", "container_from_json", "container_to_json", "error_from_json", "error_to_json",

@@ -1,12 +1,15 @@
 """The ``berth`` jupyter_server extension.
 
 On server start it brings the Berth kernelspecs in line with what is offered (one per image
-version and preset), so the kernels a user sees are always the ones they can start. The REST
-API for the sidebar (images, folders, presets, GPUs, my kernels) is added to this app by the
-server-extension work.
+version and preset), so the kernels a user sees are always the ones they can start. It serves
+the REST API of the sidebar under ``berth/api/`` (images, folders, presets, profile, policy,
+GPUs, my kernels, my usage): standalone from the embedded service, in hub mode
+(``BERTH_SERVICE_URL`` set) forwarded to the hub's Berth service (``forwarding``).
 """
 
 from __future__ import annotations
+
+import os
 
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool
@@ -21,19 +24,28 @@ class BerthExtensionApp(ExtensionApp):
     sync_kernelspecs = Bool(True, config=True, help="Write the Berth kernelspecs (one per offered image and preset) when the server starts.")
 
     def initialize_settings(self):
-        from jupyter_berth.kernels.backend import embedded_service
+        from jupyter_berth.kernels.backend import embedded_service, hub_service_backend
         from jupyter_berth.service import standalone_user
 
         from .context import BerthContext
 
-        user, groups = standalone_user()
-        config = self.serverapp.config
+        km = self.serverapp.kernel_manager
+        remote = hub_service_backend()
+        if remote is not None:  # hub mode: the hub's Berth service answers, as the server's owner
+            async def no_embedded_service():
+                raise BerthError(f"this server is in hub mode: the Berth service is the hub's ({remote.url})")
 
-        async def get_service():
-            return await embedded_service(config=config, parent=self)
+            self.settings["berth"] = BerthContext(get_service=no_embedded_service, remote=remote, kernel_manager=km,
+                                                  user=os.environ.get("JUPYTERHUB_USER", ""), extra={"hub": True})
+            self.log.info("Berth: hub mode, the REST API is forwarded to %s", remote.url)
+        else:
+            user, groups = standalone_user()
+            config = self.serverapp.config
 
-        self.settings["berth"] = BerthContext(get_service=get_service, user=user, groups=groups,
-                                              kernel_manager=self.serverapp.kernel_manager)
+            async def get_service():
+                return await embedded_service(config=config, parent=self)
+
+            self.settings["berth"] = BerthContext(get_service=get_service, user=user, groups=groups, kernel_manager=km)
         # notebooks saved from a Berth kernel record its environment (image, digest, resources)
         from .notebook_environment import register
 
@@ -42,7 +54,7 @@ class BerthExtensionApp(ExtensionApp):
     def initialize_handlers(self):
         from .routes import handlers
 
-        self.handlers.extend(handlers())
+        self.handlers.extend(handlers(hub_mode=self.settings["berth"].remote is not None))
 
     async def _start_jupyter_server_extension(self, serverapp):
         if not self.sync_kernelspecs:

@@ -1,10 +1,15 @@
-"""The user's Berth kernels: list with live usage, the parameterized start, stop."""
+"""The user's Berth kernels: list with live usage, the parameterized start, stop.
+
+Start and stop act on this server's kernel manager (its provisioner then calls the Berth
+service), so they stay in the user's server in hub mode too; the list is the service's.
+"""
 
 from __future__ import annotations
 
 import json
 import posixpath
 
+from jupyter_client.kernelspec import NoSuchKernel
 from jupyter_core.utils import ensure_async
 
 from jupyter_berth import catalog
@@ -50,6 +55,8 @@ def parse_start(body: dict) -> dict:
 
 
 class KernelsHandler(BerthHandler):
+    server_methods = frozenset({"POST"})  # a kernel of this server's kernel manager, also in hub mode
+
     @web.authenticated
     @authorized
     async def get(self):
@@ -60,14 +67,7 @@ class KernelsHandler(BerthHandler):
     @authorized
     async def post(self):
         start = parse_start(self.json_object())
-        service = await self.berth.service()
-        if "preset" in start:
-            service.preset(start["preset"])  # 404 naming the known presets
-            kernel_name = preset_kernel_name(start["preset"])
-        else:
-            image = start.get("image") or service.default_image
-            catalog.find(await service.images(), image)  # 404 naming the offered images
-            kernel_name = image_kernel_name(image)
+        kernel_name = await self.kernel_name(start)
         env = {}
         if "resources" in start:
             env["BERTH_REQUEST"] = json.dumps(start["resources"])
@@ -89,13 +89,63 @@ class KernelsHandler(BerthHandler):
         self.set_header("Location", f"{self.base_url}api/kernels/{kernel_id}")
         self.write_json(model, status=201)
 
+    async def kernel_name(self, start: dict) -> str:
+        """The kernelspec a start runs under: the preset's, else the image's (the default image's when none).
+
+        Standalone the embedded service checks the names first (404 naming what is offered); in
+        hub mode the hub's service checks them when the provisioner starts the kernel.
+        """
+        remote, image = self.berth.remote, None
+        if "preset" in start:
+            if remote is None:
+                (await self.berth.service()).preset(start["preset"])  # 404 naming the known presets
+            name, what = preset_kernel_name(start["preset"]), f"preset {start['preset']!r}"
+        else:
+            image = start.get("image")
+            if remote is None:
+                service = await self.berth.service()
+                image = image or service.default_image
+                catalog.find(await service.images(), image)  # 404 naming the offered images
+            elif image is None:
+                image = (await remote.call("GET", "berth/api/images", retry=False))["default"]
+            name, what = image_kernel_name(image), f"image {image}"
+        ksm = self.berth.kernel_manager.kernel_spec_manager
+        try:
+            await ensure_async(ksm.get_kernel_spec(name))
+        except NoSuchKernel:
+            if remote is not None:
+                await self.check_with_hub(remote, start.get("preset"), image)
+            raise NotFoundError(f"this server has no kernelspec {name!r} for {what}; "
+                                + ("a hub user's server gets its kernelspecs with its image: restart your server to "
+                                   "get those of images offered since it started" if remote is not None else
+                                   "it writes them on start and on every image listing unless "
+                                   "c.BerthExtensionApp.sync_kernelspecs is off")) from None
+        return name
+
+    @staticmethod
+    async def check_with_hub(remote, preset: str | None, image: str | None) -> None:
+        """Hub mode, no kernelspec here: the service's word when the name itself is wrong (404)."""
+        if preset is not None:
+            known = sorted(p["name"] for p in (await remote.call("GET", "berth/api/presets", retry=False))["presets"])
+            if preset not in known:
+                raise NotFoundError(f"unknown preset {preset!r}; known presets: {', '.join(known) or 'none are configured'}")
+        elif image is not None:
+            answer = await remote.call("POST", "berth/api/images/resolve", {"image": image}, retry=False)
+            if answer.get("status") not in ("available", "replaced"):
+                raise NotFoundError(answer.get("message") or f"the image {image!r} is not offered")
+
 
 class KernelHandler(BerthHandler):
+    server_methods = frozenset({"DELETE"})  # a kernel of this server's kernel manager, also in hub mode
+
     @web.authenticated
     @authorized
     async def delete(self, kernel_id):
-        service = await self.berth.service()
-        mine = {k["kernel_id"] for k in await service.my_kernels(self.berth.user)}
+        if self.berth.remote is not None:  # hub mode: the hub's service knows which kernels are mine
+            listed = (await self.berth.remote.call("GET", "berth/api/kernels", retry=False))["kernels"]
+        else:
+            listed = await (await self.berth.service()).my_kernels(self.berth.user)
+        mine = {k["kernel_id"] for k in listed}
         km = self.berth.kernel_manager
         if kernel_id not in mine or kernel_id not in km:
             raise NotFoundError(f"no running kernel {kernel_id!r} of yours")

@@ -31,6 +31,8 @@ def openapi_document(base_url: str = "/") -> dict:
 
 
 class OpenAPIHandler(BerthHandler):
+    server_methods = frozenset({"GET"})  # describes this server's API, also in hub mode
+
     @web.authenticated
     @authorized
     async def get(self):
@@ -47,8 +49,13 @@ class InfoHandler(BerthHandler):
             engine.update(await service.runtime.ping())
         except Exception as e:  # noqa: BLE001 - report the engine's state, whatever it is
             engine = {"state": "down", "message": getattr(e, "message", str(e))}
+        # runtime: "docker", "swarm" or "process"; isolation: "container", or "none" for process kernels (no
+        # container: limits only, as "limits" says: "cgroup v1", "cgroup v2" or "rlimit"; see docs/binder.md)
+        isolation = getattr(service.runtime, "isolation", "container")
         self.write_json({"mode": "hub" if self.berth.extra.get("hub") else "standalone", "user": self.berth.user,
                          "groups": list(self.berth.groups), "version": __version__,
+                         "runtime": getattr(service.runtime, "name", None), "isolation": isolation,
+                         "limits": engine.get("limits") or ("container" if isolation == "container" else None),
                          "engine": {k: engine.get(k) for k in ("state", "message", "version", "ncpu", "mem")}})
 
 
