@@ -10,13 +10,16 @@ apply), tested without a hub:
 2. :func:`resolve_options` fills what is missing from the defaults, refuses unknown or
    malformed fields (:class:`RequestError` naming the field and the accepted form) and
    checks the request against the policy's per-server limits (:class:`PolicyError`
-   naming the limit, its value, where it was set and by how much it is exceeded);
+   naming the limit, its value, where it was set and by how much it is exceeded), and a
+   GPU share against this host's devices (:func:`.spawn_form_gpu.check_gpu`: none here,
+   not a multiple of the quantum, more devices than there are);
 3. the spawner applies the resulting :class:`ServerOptions` (image, resources, folders).
 
 Totals across the user's running kernels and servers are checked by admission, which
 sees the ledger; the host's room decides whether the spawn starts at once or waits.
 :func:`render_form` draws the form from a :class:`FormContext`: image versions, CPU,
-memory, GPU share and folders, each with the limit of the user's policy beside it.
+memory, GPU share and folders, each with the limit of the user's policy beside it (the
+GPU control, bounded by the policy and the devices' free shares, is in :mod:`.spawn_form_gpu`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from typing import Any, Mapping, Sequence
 from jupyter_berth.errors import PolicyError, RequestError
 from jupyter_berth.policies import EffectivePolicy
 from jupyter_berth.resources import Resources, format_bytes, parse_cpu, parse_gpu, parse_memory
+
+from .spawn_form_gpu import GpuOffer, check_gpu, host_can_give, render_gpu_field
 
 #: Fields ``user_options`` may carry (a form's fields have the same names).
 OPTION_FIELDS = {
@@ -71,7 +76,8 @@ class FormContext:
     defaults: Resources  #: the server's request when the user asks for nothing
     remaining: Mapping[str, float | None] = field(default_factory=dict)  #: cpu/mem/gpu left under the totals
     folders: Sequence[FolderChoice] = ()
-    gpu_available: bool = False
+    gpu: GpuOffer | None = None  #: this host's GPUs and their free shares (None: no GPU)
+    hide_missing_gpu: bool = False  #: leave the GPU line out of the form when there is no GPU
     notice: str | None = None  #: why the previous server went away, told once in the form
 
 
@@ -181,10 +187,13 @@ def resolve_options(user_options: Mapping[str, Any] | None, ctx: FormContext) ->
         limit = getattr(ctx.policy, limit_name)
         if name not in explicit and limit is not None and getattr(base, name) > limit:
             clamp[name] = int(limit) if name == "mem" else limit
+    if "gpu" not in explicit and not host_can_give(clamp.get("gpu", base.gpu), ctx.gpu):
+        clamp["gpu"] = 0.0  # the admin's default GPU, on a host that has none (of that kind)
     resources = base.replace(**clamp).replace(**values)
     if resources.shm > resources.mem:
         resources = resources.replace(shm=min(resources.shm, resources.mem // 2))
     check_limits(resources, ctx.policy)
+    check_gpu(resources.gpu, ctx.gpu)
     return ServerOptions(image=image, resources=resources, folders=_folders(options.get("folders"), ctx))
 
 
@@ -225,13 +234,9 @@ def render_form(ctx: FormContext) -> str:
                                max_value=None if math.isinf(p.max_cpu) else f"{p.max_cpu:g}"))
     parts.append(_number_input("mem", "Memory (GiB)", f"{d.mem / 2**30:g}", mem_hint, step="0.125",
                                min_value="0.125", max_value=None if mem_max_gib is None else f"{mem_max_gib:g}"))
-    if ctx.gpu_available and p.max_gpu > 0:
-        parts.append(_number_input("gpu", "GPU share", f"{d.gpu:g}",
-                                   f"A share of one GPU (0.25 = a quarter) or whole GPUs: {_limit_words(p.max_gpu, lambda v: f'{v:g}')}",
-                                   step="0.05", max_value=None if math.isinf(p.max_gpu) else f"{p.max_gpu:g}"))
-    else:
-        why = "this hub has no GPU" if not ctx.gpu_available else "your policy allows no GPU"
-        parts.append(f'<p class="berth-field text-muted">GPU: none ({html.escape(why)}).</p>')
+    gpu = render_gpu_field(ctx.gpu, p, left.get("gpu"), d.gpu, hide_missing=ctx.hide_missing_gpu)
+    if gpu:
+        parts.append(gpu)
     if ctx.folders:
         boxes = "\n".join(
             f'  <div class="checkbox"><label><input type="checkbox" name="folders" value="{html.escape(f.reference)}"> '

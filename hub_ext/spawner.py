@@ -4,7 +4,9 @@ A :class:`dockerspawner.DockerSpawner` (entry point ``berth`` in ``jupyterhub.sp
 that adds what a shared host needs:
 
 * **a spawn form built from the policy** — image version, CPU, memory, GPU share and
-  folders, each with the user's limit beside it; the same fields are accepted as JSON
+  folders, each with the user's limit beside it (the GPU choices are also bounded by the
+  free shares of the host's devices, as the Berth service reports them, and each device's
+  free share is shown; see :mod:`.spawn_form_gpu`); the same fields are accepted as JSON
   ``user_options`` through the REST API. Options pass through ``apply_user_options``
   (:mod:`.spawn_form`: fill defaults → validate → apply); a request over the policy is
   refused at once (HTTP 400) with the limit named;
@@ -39,9 +41,9 @@ import time
 
 from dockerspawner import DockerSpawner
 from jupyterhub.spawner import SpawnException
-from traitlets import Dict, Float, Integer, List, Unicode, default
+from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default
 
-from jupyter_berth.errors import BerthError, CapacityError, PolicyError
+from jupyter_berth.errors import BerthError, CapacityError, EngineError, PolicyError
 from jupyter_berth.imagebuild.singleuser import DEFAULT_SERVER_IMAGE
 from jupyter_berth.kernel_launch import user_network
 from jupyter_berth.runtime.base import ContainerSpec, Mount
@@ -57,6 +59,15 @@ def _refusal(e: BerthError, reason: str) -> SpawnException:
     """A spawn failure the user reads as is (SpawnException keeps it apart from the log)."""
     status = 400 if isinstance(e, (PolicyError, CapacityError)) or e.status in (400, 403, 404) else e.status
     return SpawnException(e.message, reason=reason, log_message=e.log_message, status_code=status)
+
+
+def _explain_gpu_failure(e: BerthError, alloc) -> BerthError:
+    """Docker without the NVIDIA Container Toolkit cannot honour a GPU device request: say so in words."""
+    if alloc is None or not alloc.gpu_devices or "could not select device driver" not in e.message:
+        return e
+    return EngineError("your server was granted a GPU share, but this host's Docker cannot attach GPUs to containers "
+                       "(no NVIDIA Container Toolkit is registered with it); start without a GPU, or ask an admin "
+                       "(docs/admin-gpus.md: c.BerthSpawner.gpu_exposure)", log_message=e.log_message)
 
 
 class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
@@ -94,6 +105,17 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
                      help="CPU quota while the server boots, until it answers; then it is lowered to the server's "
                           "allocation. JupyterLab needs about 1.5 CPU-seconds to start: at 0.5 CPU that is 3 s longer. "
                           "At most max_starting servers boot at once, which bounds the boost. 0: no boost.")
+
+    hide_missing_gpu = Bool(False, config=True,
+                            help="Leave the GPU line out of the spawn form on a host without GPU (by default the form "
+                                 "says 'GPU: none (no NVIDIA GPU on this host …)'). A GPU request is refused either way.")
+    gpu_exposure = Enum(["device-request", "environment"], "device-request", config=True,
+                        help="How a server's granted GPUs are handed to its container. 'device-request': a Docker device "
+                             "request for exactly those UUIDs (what `docker run --gpus device=…` sends; needs the NVIDIA "
+                             "Container Toolkit registered with Docker). 'environment': only NVIDIA_VISIBLE_DEVICES, "
+                             "for engines whose default runtime is nvidia (it reads that variable), and for declared "
+                             "devices on a host without a driver (tests). The enforcement plan's variables and mounts "
+                             "are set either way.")
 
     @default("image")
     def _image_default(self):
@@ -171,7 +193,8 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
     async def _context(self):
         return await self.core.form_context(self.user.name, self.groups, self.subject, patterns=list(self.offered_images),
                                             default_image=self.image if self.image else DEFAULT_SERVER_IMAGE,
-                                            default_request=dict(self.default_request))
+                                            default_request=dict(self.default_request),
+                                            hide_missing_gpu=self.hide_missing_gpu)
 
     async def get_options_form(self):
         if self.options_form:  # an admin's own form wins
@@ -247,7 +270,7 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
         return ContainerSpec(name=self.object_name, image=options.image, command=await self.get_command(),
                              resources=boot, labels=labels, env=env, mounts=mounts + gpu_mounts,
                              network=network, user=self.container_user, hostname=self.object_name[:63],
-                             gpu_device_ids=list(devices))
+                             gpu_device_ids=list(devices) if self.gpu_exposure == "device-request" else [])
 
     async def _ensure_network(self, s) -> str:
         """The user's bridge network, shared with their kernels (same name and subnets as the service's)."""
@@ -281,6 +304,8 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
                           time.monotonic() - started)
             return info.ip, self.port
         except BaseException as e:
+            if isinstance(e, BerthError):
+                e = _explain_gpu_failure(e, alloc)
             await self._release("failed" if isinstance(e, Exception) else "cancelled",
                                 getattr(e, "message", None) or str(e) or type(e).__name__, remove=True)
             if isinstance(e, BerthError):

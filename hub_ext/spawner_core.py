@@ -8,8 +8,9 @@ user's servers and kernels count toward one set of totals and the host is never
 oversubscribed, whichever process reserves. It does not *start* a :class:`BerthService`
 (no reconcile, no sampling: the service does those); it uses one as a configured facade
 for what must be decided exactly as the service decides it: ``policy_for`` (config
-policies overlaid with those stored in the ledger), ``folder_mounts``, the GPU assigner,
-the per-user network and the site label.
+policies overlaid with those stored in the ledger), ``folder_mounts``, the GPU assigner and
+``gpu_summary`` (the devices and their free shares, which the form offers), the per-user
+network and the site label.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from jupyter_berth.resources import Resources
 from jupyter_berth.service import BerthService
 
 from .spawn_form import FolderChoice, FormContext, ImageChoice
+from .spawn_form_gpu import GpuOffer
 from .spawn_queue import SpawnQueue
 
 #: Image label that marks single-user server images (``kind=server``).
@@ -110,8 +112,16 @@ class HubCore:
         when = ended.astimezone(timezone.utc).strftime("%H:%M UTC")
         return f"Your previous server was stopped at {when}: {last.message or last.end_reason}."
 
+    async def gpu_offer(self) -> GpuOffer:
+        """This host's GPUs and their free shares, as the service reports them (``gpu_summary``)."""
+        s = await self.open()
+        inventory = s.gpu_inventory
+        if inventory is None or not inventory.devices:  # no GPU: nothing to ask (and NVML is not asked again)
+            return GpuOffer(message=inventory.message) if inventory is not None else GpuOffer()
+        return GpuOffer.from_summary(await s.gpu_summary(), shareable=s.gpu_shareable, node=s.node_name)
+
     async def form_context(self, user: str, groups, subject: str, *, patterns: list[str], default_image: str,
-                           default_request: dict) -> FormContext:
+                           default_request: dict, hide_missing_gpu: bool = False) -> FormContext:
         s = await self.open()
         policy = await s.policy_for(user, groups)
         summary_usage = await s._db(s.ledger.user_usage, user)
@@ -125,7 +135,7 @@ class HubCore:
         return FormContext(policy=policy, images=images, default_image=default_image,
                            defaults=Resources.parse(default_request), remaining=remaining,
                            folders=await self.folder_choices(user, groups),
-                           gpu_available=bool(s.gpu_inventory and s.gpu_inventory.devices),
+                           gpu=await self.gpu_offer(), hide_missing_gpu=hide_missing_gpu,
                            notice=await self.last_notice(user, subject))
 
 

@@ -129,7 +129,7 @@ def test_form_shows_each_field_with_its_limit():
     assert [f["value"] for f in fields.inputs["folders"]] == ["@class-a/course", "alice/data"]
     assert "at most 1 per server or kernel; 1.5 left of your total" in page
     assert "at most 2 GiB; 3 GiB left of your total" in page
-    assert "GPU: none (this hub has no GPU)" in page
+    assert "GPU: none (no NVIDIA GPU on this host)" in page
     assert "read-only" in page and "idle &lt;1h&gt;" in page  # escaped
 
 
