@@ -154,6 +154,39 @@ class HubProcess:
     def headers(self) -> dict:
         return {"Authorization": f"token {self.admin_token}"}
 
+    @property
+    def service_url(self) -> str:
+        """The Berth service as user servers reach it (the demo has it listen on docker0's address)."""
+        from jupyter_berth.hub.demo_config import docker_host_ip
+
+        return f"http://{docker_host_ip()}:{self.service_port}/services/berth/"
+
+    def new_token(self, user: str, scopes: list[str] | None = None) -> str:
+        """A new hub token of ``user`` (made with the admin token), with ``scopes`` or the user's own."""
+        import httpx
+
+        body = {"note": "tests", **({"scopes": scopes} if scopes is not None else {})}
+        r = httpx.post(f"{self.api}/users/{user}/tokens", json=body, headers=self.headers, timeout=30)
+        if r.status_code != 201:
+            raise RuntimeError(f"no token for {user}: {r.status_code} {r.text}")
+        return r.json()["token"]
+
+    def wait_for_service(self, token: str, timeout: float = 60) -> None:
+        """Until the Berth service answers ``api/info`` for ``token`` (the hub starts it after itself)."""
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(self.service_url + "api/info", headers={"Authorization": f"token {token}"},
+                             timeout=5).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or (self.proc is not None and self.proc.poll() is not None):
+                raise RuntimeError(f"the Berth service did not answer in {timeout} s:\n{self.log_tail()}")
+            time.sleep(0.3)
+
 
 async def run_cell(hub: HubProcess, user: str, kernel_id: str, code: str, timeout: float = 30) -> str:
     """Execute ``code`` in a kernel through the user server's websocket (via the hub's proxy); its stdout."""
