@@ -9,7 +9,10 @@
 # Everything it starts (JupyterLab, kernels, their containers and network) is stopped at
 # the end, pass or fail; what it creates carries its own site label.
 #
-# Usage: bash scripts/ui-test.sh            (BERTH_UI_SCREENSHOTS=0 to keep docs/images as they are)
+# Usage: bash scripts/ui-test.sh
+#   BERTH_UI_SCREENSHOTS=0     keep docs/images as they are
+#   BERTH_UI_JUPYTER=PATH      the `jupyter` to run (e.g. from a venv with the built wheel installed)
+#   BERTH_UI_LAB_ARGS="..."    more options for `jupyter lab` (e.g. --ServerApp.log_level=DEBUG)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -85,9 +88,9 @@ allow_root=""; [ "$(id -u)" = 0 ] && allow_root="--allow-root"
 JUPYTER_CONFIG_DIR="$tmp/config" JUPYTER_DATA_DIR="$tmp/data" JUPYTER_RUNTIME_DIR="$tmp/runtime" \
 JUPYTERLAB_SETTINGS_DIR="$tmp/config/lab/user-settings" JUPYTERLAB_WORKSPACES_DIR="$tmp/config/lab/workspaces" \
 BERTH_USER=researcher \
-  jupyter lab --no-browser --ip=127.0.0.1 --port="$port" $allow_root \
+  "${BERTH_UI_JUPYTER:-jupyter}" lab --no-browser --ip=127.0.0.1 --port="$port" $allow_root \
     --ServerApp.root_dir="$tmp/notebooks" --IdentityProvider.token="$token" \
-    --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate \
+    --LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate ${BERTH_UI_LAB_ARGS:-} \
     > "$tmp/lab.log" 2>&1 &
 lab_pid=$!
 

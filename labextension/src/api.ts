@@ -15,6 +15,7 @@ import type {
   IPolicyState,
   IPreset,
   IProfile,
+  IResolvedEnvironment,
   IStartRequest,
   IStartedKernel
 } from './types';
@@ -96,6 +97,15 @@ export class BerthAPI {
 
   startKernel(request: IStartRequest): Promise<IStartedKernel> {
     return this.send<IStartedKernel>('POST', 'kernels', request);
+  }
+
+  /** What a notebook's stored environment gets on this server (`POST berth/api/images/resolve`). */
+  resolveEnvironment(environment: { image: string; digest?: string | null }): Promise<IResolvedEnvironment> {
+    const body: { image: string; digest?: string } = { image: environment.image };
+    if (environment.digest) {
+      body.digest = environment.digest;
+    }
+    return this.send<IResolvedEnvironment>('POST', 'images/resolve', body);
   }
 
   async stopKernel(kernelId: string): Promise<void> {

@@ -20,6 +20,28 @@ export interface IInfo {
   groups?: string[];
   version?: string;
   engine?: unknown;
+  /** the runtime that runs kernels: "docker", "swarm" or "process" (no container) */
+  runtime?: string;
+  /** "none" in process mode: kernels are plain local processes */
+  isolation?: string;
+}
+
+/** The environment a notebook recorded when saved from a Berth kernel (`metadata.berth.environment`). */
+export interface INotebookEnvironment {
+  image: string;
+  digest?: string | null;
+  display_name?: string;
+  resources?: Partial<IResources>;
+}
+
+/** `POST berth/api/images/resolve`: what that environment gets here. */
+export interface IResolvedEnvironment {
+  status: 'available' | 'retired' | 'replaced' | 'unknown' | string;
+  image: string;
+  digest?: string | null;
+  display_name?: string;
+  message: string;
+  nearest?: { image: string; digest?: string | null; display_name?: string } | null;
 }
 
 /** One entry of `GET berth/api/presets`. */

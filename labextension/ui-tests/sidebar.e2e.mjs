@@ -208,6 +208,32 @@ try {
   assert.ok(r + g + b < 3 * 96, `the sidebar follows the dark theme (background ${bg})`);
   await shot('sidebar-dark.png');
 
+  step('the saved notebook offers its environment again when reopened');
+  await page.locator('.lm-DockPanel-tabBar .lm-TabBar-tab', { hasText: 'Untitled.ipynb' }).click();
+  await notebook.locator('.jp-CodeCell .cm-content').first().click();
+  await page.keyboard.press('Control+s');
+  let saved = null;
+  for (let i = 0; i < 50 && !saved; i++) {
+    saved = (await api('GET', 'api/contents/Untitled.ipynb')).body.content?.metadata?.berth?.environment ?? null;
+    if (!saved) {
+      await page.waitForTimeout(200);
+    }
+  }
+  assert.ok(saved, 'saving from a Berth kernel records the environment in the notebook');
+  assert.equal(saved.image, image);
+  assert.match(saved.digest, /^sha256:/);
+  assert.equal(saved.resources.mem, 768 * MiB);
+  await page.goto(`${URL_BASE}/lab/tree/Untitled.ipynb?reset&token=${TOKEN}`);
+  await page.locator('#jupyterlab-splash').waitFor({ state: 'detached', timeout: 60000 });
+  await page.locator('.jp-SideBar .lm-TabBar-tab[data-id="jupyter-berth-sidebar"]').click();
+  const offered = sidebar.getByTestId('berth-notebook-environment');
+  await offered.waitFor({ timeout: 30000 });
+  assert.equal(await offered.getAttribute('data-status'), 'available');
+  assert.match(await offered.innerText(), /This notebook was saved in .*sha256:[0-9a-f]{12}.* · 1 CPU · 768 MiB/);
+  await offered.getByRole('button', { name: 'Use this environment' }).click();
+  await summary.filter({ hasText: /^1 CPU · 768 MiB/ }).waitFor();
+  await shot('sidebar-environment.png', sidebar);
+
   step('stop the kernels from the list');
   for (const left of [1, 0]) {
     await listed.first().getByRole('button', { name: /^Stop kernel/ }).click();

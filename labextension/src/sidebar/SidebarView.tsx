@@ -8,6 +8,7 @@
 import * as React from 'react';
 
 import { BerthActions, IKernelWidget } from '../actions';
+import { applyEnvironment } from '../environment';
 import {
   boundsFromPolicy,
   choiceResources,
@@ -20,6 +21,7 @@ import { BerthModel } from '../model';
 import type { IBerthKernel, IChoice } from '../types';
 import { EnvironmentSection, FoldersSection, ResourcesSection } from './ChoiceForm';
 import { GpusSection, KernelsSection } from './LiveSections';
+import { NotebookEnvironment } from './NotebookEnvironment';
 
 export interface ISidebarViewProps {
   model: BerthModel;
@@ -90,6 +92,12 @@ export function SidebarView(props: ISidebarViewProps): JSX.Element {
   return (
     <div className="jp-BerthSidebar" data-testid="berth-sidebar">
       <Header {...props} onRefresh={() => void model.loadAll()} />
+      {model.info?.runtime === 'process' && (
+        <div className="jp-BerthNotice jp-mod-warn" role="status" data-testid="berth-process-mode">
+          Process mode: no container engine here, so kernels run as plain local processes — limits are
+          best-effort and there is no isolation between kernels.
+        </div>
+      )}
       {model.errors.info && (
         <div className="jp-BerthNotice jp-mod-error" role="alert">
           {model.errors.info}
@@ -106,6 +114,11 @@ export function SidebarView(props: ISidebarViewProps): JSX.Element {
           });
         }}
       >
+        <NotebookEnvironment
+          api={model.api}
+          current={props.current}
+          onUse={(image, env) => setChoice(clampChoice(applyEnvironment(effective, image, env), bounds))}
+        />
         <EnvironmentSection model={model} choice={effective} bounds={bounds} onChange={setChoice} />
         <ResourcesSection
           model={model}
