@@ -84,6 +84,22 @@ def engine_client(timeout: float = CLIENT_TIMEOUT) -> docker.DockerClient:
         ) from e
 
 
+def probe_engine(timeout: float = 2.0) -> tuple[bool, str]:
+    """Whether a Docker engine answers a ping within ``timeout`` seconds, and one line saying what was found.
+
+    Never raises; used to choose a runtime (``BerthService.runtime_kind = "auto"``). Blocking.
+    """
+    try:
+        client = docker.from_env(timeout=timeout)
+        try:
+            client.ping()
+        finally:
+            client.close()
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as e:
+        return False, f"no Docker engine answers at {engine_address()} ({_short(e)})"
+    return True, f"the Docker engine at {engine_address()} answers"
+
+
 def _short(exc: BaseException) -> str:
     """The first line of an exception's text, without urllib3's noise."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

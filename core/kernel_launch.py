@@ -5,7 +5,9 @@ which writes the connection info it receives in ``BERTH_CONNECTION`` to a privat
 file and execs ``python -m ipykernel_launcher -f <file>``. The kernel binds
 ``0.0.0.0`` on fixed ports inside its own network namespace, so no two kernels
 collide and no port is published on the host: clients reach the kernel at the
-container's address on the user's private network.
+container's address on the user's private network. (A runtime without containers,
+the process runtime, binds the host's loopback on ports it picks and says which in
+the info it returns; the service passes them on, see :meth:`KernelConnection.for_client`.)
 """
 
 from __future__ import annotations
@@ -59,9 +61,11 @@ class KernelConnection:
         return {"ip": "0.0.0.0", "transport": self.transport, "key": self.key,
                 "signature_scheme": self.signature_scheme, **KERNEL_PORTS}
 
-    def for_client(self, ip: str) -> dict:
+    def for_client(self, ip: str, ports: dict | None = None) -> dict:
+        """Where clients reach the kernel: ``ip`` and the fixed ports, or the ``ports`` the runtime picked
+        (a process kernel listens on free ports of the host's loopback)."""
         return {"ip": ip, "transport": self.transport, "key": self.key.encode(),
-                "signature_scheme": self.signature_scheme, **KERNEL_PORTS}
+                "signature_scheme": self.signature_scheme, **KERNEL_PORTS, **(ports or {})}
 
 
 def kernel_spec(

@@ -25,7 +25,7 @@ from typing import Any
 from traitlets import Dict, Enum, Float, Instance, Integer, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from . import catalog, reconcile, swarm_nodes
+from . import catalog, reconcile, runtime_choice, swarm_nodes
 from .admission import Admission
 from .errors import BerthError, NotFoundError, PolicyError
 from .kernel_launch import KernelConnection, kernel_spec, user_network, user_subnets
@@ -117,9 +117,12 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
     site_id = Unicode(config=True, help="Names this installation in container labels, so that several Berth installations (or test runs) "
                       "sharing one engine never adopt or stop each other's containers. Default: derived from the ledger URL.")
 
-    runtime_kind = Enum(["docker", "swarm"], "docker", config=True,
-                        help="Where containers run: 'docker' (this host's engine) or 'swarm' (one-replica services on a Docker "
-                             "Swarm, placed on the host admission picks; settings in c.SwarmRuntime.*, docs/admin-scale-out.md).")
+    runtime_kind = Enum(["auto", "docker", "swarm", "process"], "auto", config=True,
+                        help="Where containers run: 'docker' (this host's engine), 'swarm' (one-replica services on a Docker "
+                             "Swarm, placed on the host admission picks; settings in c.SwarmRuntime.*, docs/admin-scale-out.md), "
+                             "'process' (local processes of this user: limits but NO isolation; c.ProcessRuntime.*, "
+                             "docs/binder.md) or 'auto': docker when an engine answers, else process.")
+    engine_probe_timeout = Float(2.0, config=True, help="Seconds runtime_kind='auto' waits for the Docker engine to answer.")
     runtime = Instance(Runtime, allow_none=True)
     ledger = Instance(Ledger, allow_none=True)
 
@@ -144,14 +147,9 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
 
     async def start(self) -> reconcile.ReconcilePlan:
         """Open the ledger, measure the host, reconcile with the engine, start sampling."""
-        if self.runtime is None and self.runtime_kind == "swarm":
-            from .runtime.swarm import SwarmRuntime
-
-            self.runtime = SwarmRuntime(parent=self)
         if self.runtime is None:
-            from .runtime.docker import DockerRuntime
-
-            self.runtime = DockerRuntime()
+            self.runtime = await runtime_choice.choose(self)
+        runtime_choice.offer_local_image(self)
         if self.ledger is None:
             self.ledger = await self._db(Ledger, self.db_url, data_dir=self.data_dir)
         self.admission = Admission(self.ledger)
@@ -306,7 +304,8 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
             raise
         self.log.info("Started kernel %s for %s: %s on %s (%s)", kernel_id, user, image, container.ip, resources.describe())
         return KernelLaunch(kernel_id=kernel_id, allocation_id=alloc.id, container_id=container.id, image=image,
-                            image_digest=info.digest, resources=resources, connection=connection.for_client(container.ip))
+                            image_digest=info.digest, resources=resources,
+                            connection=connection.for_client(container.ip, getattr(container, "ports", None)))
 
     async def _own_allocation(self, user: str, kernel_id: str):
         for a in await self._db(self.ledger.live_allocations, owner=user, kind="kernel"):

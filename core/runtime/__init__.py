@@ -1,7 +1,8 @@
 """Runtimes: where berth containers run.
 
 :class:`Runtime` is the interface the service uses; :class:`DockerRuntime`
-runs containers on one Docker engine. Labels (:mod:`.labels`) tie each
+runs containers on one Docker engine; :class:`ProcessRuntime` runs kernels as
+local processes (limits, no isolation) where no engine exists. Labels (:mod:`.labels`) tie each
 container to its owner, kernel and ledger allocation; :mod:`.cgroups` reads
 usage counters straight from the host's cgroup files.
 """
@@ -9,6 +10,7 @@ usage counters straight from the host's cgroup files.
 from .base import ContainerInfo, ContainerSpec, ContainerUsage, Mount, Runtime
 from .docker import DockerRuntime
 from .labels import PREFIX, make_labels, parse_labels
+from .process import ProcessRuntime
 
 __all__ = [
     "ContainerInfo",
@@ -17,6 +19,7 @@ __all__ = [
     "DockerRuntime",
     "Mount",
     "PREFIX",
+    "ProcessRuntime",
     "Runtime",
     "make_labels",
     "parse_labels",
