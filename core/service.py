@@ -285,7 +285,8 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
             spec.ip = ip
             if self._multi_node:
                 spec.labels[NODE_LABEL] = alloc.node  # the runtime pins the container to admission's choice
-            spec.gpu_device_ids, gpu_env, gpu_mounts, _plan = self._gpu_container(alloc.gpu_devices)
+            spec.gpu_device_ids, gpu_env, gpu_mounts, gpu_plan = self._gpu_container(alloc.gpu_devices)
+            spec.ipc_mode = gpu_plan.ipc_mode if alloc.gpu_devices else None
             spec.env.update(gpu_env)
             spec.mounts.extend(gpu_mounts)
             container = await self._pool.adopt(spec, image_id=info.id) if self._pool is not None else None

@@ -262,7 +262,7 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
         mounts = [Mount(source=self.format_volume_name(self.user_volume, self), target=self.notebook_dir)]
         if options.folders:
             mounts += await s.folder_mounts(self.user.name, self.groups, list(options.folders))
-        devices, gpu_env, gpu_mounts, _plan = s._gpu_container(alloc.gpu_devices)
+        devices, gpu_env, gpu_mounts, gpu_plan = s._gpu_container(alloc.gpu_devices)
         env = {**self.get_env(), **self._berth_env(), **gpu_env}
         labels = make_labels(owner=self.user.name, kind="server", subject=self.subject, allocation=alloc.id,
                              site=s.site_id, image_ref=options.image, server_name=self.name or None)
@@ -270,7 +270,8 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
         return ContainerSpec(name=self.object_name, image=options.image, command=await self.get_command(),
                              resources=boot, labels=labels, env=env, mounts=mounts + gpu_mounts,
                              network=network, user=self.container_user, hostname=self.object_name[:63],
-                             gpu_device_ids=list(devices) if self.gpu_exposure == "device-request" else [])
+                             gpu_device_ids=list(devices) if self.gpu_exposure == "device-request" else [],
+                             ipc_mode=gpu_plan.ipc_mode if alloc.gpu_devices else None)
 
     async def _ensure_network(self, s) -> str:
         """The user's bridge network, shared with their kernels (same name and subnets as the service's)."""

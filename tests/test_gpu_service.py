@@ -91,3 +91,26 @@ async def test_gpu_request_on_a_host_without_gpu_is_refused(tmp_path):
         assert (await service.gpu_summary())["devices"] == []
     finally:
         await service.stop()
+
+
+async def test_declared_gpu_with_mps_gets_host_ipc_only_for_gpu_kernels(tmp_path):
+    """MPS clients talk to the MPS server through host IPC: the plan asks, the container gets it; others stay private."""
+    service = await new_service(tmp_path, gpus=DECLARED, gpu_enforcement="mps")
+    try:
+        from jupyter_berth.kernel_launch import KernelConnection, kernel_spec
+        from jupyter_berth.resources import Resources
+
+        policy = await service.policy_for("ana")
+        alloc = await asyncio.to_thread(
+            service.admission.reserve, owner="ana", groups=[], policy=policy, request=Resources.parse({"gpu": 0.25}),
+            kind="kernel", subject="k-mps", image="berth/python:3.11", node=service.node_name,
+            gpu_assigner=service._gpu_assigner())
+        device_ids, env, mounts, plan = service._gpu_container(alloc.gpu_devices)
+        assert plan.ipc_mode == "host" and env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "25"
+        spec = kernel_spec(owner="ana", kernel_id="k-mps", allocation_id=alloc.id, image="berth/python:3.11",
+                           resources=alloc.resources, connection=KernelConnection(key="k"), network="n")
+        assert host_config_kwargs(spec)["ipc_mode"] == "private"  # no GPU: a private IPC namespace
+        spec.gpu_device_ids, spec.ipc_mode = device_ids, plan.ipc_mode
+        assert host_config_kwargs(spec)["ipc_mode"] == "host"
+    finally:
+        await service.stop()

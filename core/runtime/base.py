@@ -79,6 +79,8 @@ class ContainerSpec:
     init: bool = False
     #: fixed address on ``network`` (which must have a subnet); a restarted kernel keeps its address
     ip: str | None = None
+    #: IPC namespace: ``None`` = a private one; ``"host"`` only for NVIDIA MPS clients (the GPU plan asks)
+    ipc_mode: str | None = None
 
 
 @dataclass

@@ -102,7 +102,7 @@ def host_config_kwargs(spec: ContainerSpec) -> dict:
         security_opt=["no-new-privileges"],
         cap_drop=["ALL"],
         privileged=False,
-        ipc_mode="private",
+        ipc_mode=spec.ipc_mode or "private",
         init=bool(spec.init),
         mounts=[docker_mount(validate_mount(m)) for m in spec.mounts],
         network_mode=spec.network or "bridge",
