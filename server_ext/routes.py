@@ -16,6 +16,7 @@ def api_routes() -> list[tuple[str, type]]:
     routes: list[tuple[str, type]] = []
     for module in (meta, kernels, folders, images, usage):
         routes.extend(module.ROUTES)
+    routes.append(meta.UNKNOWN_ROUTE)  # last: any other berth/api path is a JSON 404
     return routes
 
 

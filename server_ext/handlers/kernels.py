@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import uuid
 
 from jupyter_client.kernelspec import NoSuchKernel
 from jupyter_core.utils import ensure_async
@@ -79,7 +80,14 @@ class KernelsHandler(BerthHandler):
             env["BERTH_FOLDERS"] = json.dumps(start["folders"])
         km = self.berth.kernel_manager
         directory = posixpath.dirname(start["path"]) if start["path"].endswith(".ipynb") else start["path"]
-        kernel_id = await ensure_async(km.start_kernel(kernel_name=kernel_name, path=directory, env=env))
+        kernel_id = str(uuid.uuid4())
+        try:
+            await ensure_async(km.start_kernel(kernel_id=kernel_id, kernel_name=kernel_name, path=directory, env=env))
+        except Exception:
+            # jupyter_client 8 keeps a failed start among its pending kernels, and the server's
+            # shutdown_all then fails on it (404): a refused start must leave nothing behind
+            getattr(km, "_pending_kernels", {}).pop(kernel_id, None)
+            raise
         model = await ensure_async(km.kernel_model(kernel_id))
         provisioner = getattr(km.get_kernel(kernel_id), "provisioner", None)
         launch = getattr(provisioner, "launch", None)

@@ -6,7 +6,7 @@ import json
 import pathlib
 
 from jupyter_berth._version import __version__
-from jupyter_berth.errors import RequestError
+from jupyter_berth.errors import NotFoundError, RequestError
 
 from .base import BerthHandler, authorized, web
 
@@ -108,6 +108,20 @@ class GpusHandler(BerthHandler):
         self.write_json(await service.gpu_summary())
 
 
+class UnknownRouteHandler(BerthHandler):
+    """Any other path under ``berth/api/``: a JSON 404 after the usual checks (not the server's HTML page)."""
+
+    server_methods = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})  # answered here, never forwarded
+
+    @web.authenticated
+    @authorized
+    async def get(self, path):
+        raise NotFoundError(f"no route {self.request.method} berth/api/{path}; the routes are listed in "
+                            "berth/api/openapi.json")
+
+    post = put = patch = delete = get
+
+
 ROUTES = [
     (r"/berth/api/openapi.json", OpenAPIHandler),
     (r"/berth/api/info", InfoHandler),
@@ -116,3 +130,5 @@ ROUTES = [
     (r"/berth/api/policy", PolicyHandler),
     (r"/berth/api/gpus", GpusHandler),
 ]
+#: Mounted after every other route of the API.
+UNKNOWN_ROUTE = (r"/berth/api/(?P<path>.*)", UnknownRouteHandler)
