@@ -283,6 +283,10 @@ def test_a_kernel_started_through_the_server_runs_in_a_berth_container(hub, serv
 
     status, out = jp_asyncio_loop.run_until_complete(run("import os; print(os.environ['BERTH_USER'], os.getcwd())"))
     assert (status, out.split()) == ("ok", ["alice", str(jp_serverapp.root_dir)])
+    # the service's refusal comes back through the provisioner, and leaves no kernel behind (not even pending)
+    code, answer, _ = server("POST", "kernels", {"resources": {"cpu": 4}})
+    assert code == 403 and answer["limit"] == "max_cpu", answer
+    assert km.list_kernel_ids() == [kid] and set(km._pending_kernels) <= {kid}
     code, listed, _ = server("GET", "kernels")  # forwarded: the service's list, with live usage
     assert code == 200 and [k["kernel_id"] for k in listed["kernels"]] == [kid]
     code, answer, _ = server("DELETE", "kernels/not-mine")
