@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import pkgutil
+import sys
 from dataclasses import dataclass, field
 
 from docutils.parsers.rst import directives
@@ -117,6 +119,17 @@ def _type_name(trait: TraitType) -> str:
     return name
 
 
+def _static_default(trait: TraitType) -> str:
+    """The declared default, without the paths of the machine that builds the docs."""
+    text = trait.default_value_repr()
+    if sys.executable and repr(sys.executable) == text:
+        return "the Python that runs it (``sys.executable``)"
+    home = os.path.expanduser("~")
+    if home not in ("", "/") and home in text:
+        text = text.replace(home, "~")
+    return literal(text)
+
+
 def _dynamic_defaults(cls: type) -> set[str]:
     """Traits whose default this class (or a Berth mixin of it) computes with ``@default``.
 
@@ -152,7 +165,7 @@ def class_doc(cls: type, section: str) -> ClassDoc | None:
             # listed under the class that defines it, unless that class is a plain mixin (HasTraits)
             if owner is not cls and issubclass(owner, Configurable):
                 continue
-            default = ("computed at start (see the help)" if name in dynamic else literal(trait.default_value_repr()))
+            default = ("computed at start (see the help)" if name in dynamic else _static_default(trait))
             doc.traits.append(TraitDoc(name, owner.__name__, _type_name(trait), default, trait.help or "",
                                        dynamic=name in dynamic))
         elif name in dynamic:
