@@ -222,6 +222,15 @@ def test_a_users_server_forwards_folders_and_images_with_the_users_token(hub, se
     assert ("alice/from-lab", "rw") in [(f["reference"], f["mode"]) for f in call(hub, "bob", "GET", "folders")[1]["folders"]]
     code, images, _ = server("GET", "images")
     assert code == 200 and images == call(hub, "alice", "GET", "images")[1]
+    for path in ("presets", "policy", "gpus", "folders/quota"):
+        assert server("GET", path)[:2] == call(hub, "alice", "GET", path), path
+    code, usage, _ = server("GET", "usage")
+    assert code == 200 and usage["user"] == "alice", usage
+    code, profile, _ = server("PUT", "profile", {"request": {"cpu": 0.5, "mem": "512M"}})
+    assert code == 200 and call(hub, "alice", "GET", "profile") == (200, profile)
+    code, answer, _ = server("PUT", "profile", {"request": {"cpu": 8}})
+    assert code == 403 and answer["limit"] == "max_cpu"  # the service's policy, the service's message
+    assert call(hub, "alice", "GET", "profile") == (200, profile)
     # the service's refusals pass through: status and message unchanged
     for method, path, body in ADMIN_ROUTES[:3]:
         code, answer, _ = server(method, path.split("?")[0], body)
