@@ -12,6 +12,9 @@ step "installing jupyter-berth and test dependencies"
 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[test,postgres,server,hub,docs]'
 command -v configurable-http-proxy >/dev/null || npm install -g --silent configurable-http-proxy@5  # JupyterHub's proxy (hub tests)
 
+step "JupyterLab extension: build and unit tests (skipped when unchanged)"
+bash scripts/build-labextension.sh --test
+
 step "container engine"
 berth engine up
 
@@ -24,5 +27,8 @@ export BERTH_TEST_POSTGRES_URL
 BERTH_TEST_REGISTRY=$(bash scripts/registry-up.sh | tail -n 1); export BERTH_TEST_REGISTRY  # local registry for image pull/push tests
 
 step "tests"
+# tests/test_release.py builds the sdist and wheel, installs the wheel in a clean virtualenv and
+# runs the sidebar end to end in Chromium from there (scripts/ui-test.sh; run that script alone
+# to refresh the screenshots in docs/images).
 python3 -m pytest -p no:cacheprovider "$@"
 step "done"
