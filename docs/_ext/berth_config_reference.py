@@ -19,6 +19,7 @@ import importlib
 import inspect
 import os
 import pkgutil
+import re
 import sys
 from dataclasses import dataclass, field
 
@@ -58,6 +59,19 @@ SECTION_ORDER = ["jupyter_berth", "jupyter_berth.kernels", "jupyter_berth.server
 #: Classes listed first in their section (the rest follow by name).
 CLASS_ORDER = ["BerthService", "WarmPool", "SwarmRuntime", "BerthProvisioner", "BerthExtensionApp", "BerthSpawner",
                "BerthHubService"]
+
+
+#: Sub-headings for the options a class gets from one of Berth's mixins (else the mixin's name, split).
+MIXIN_TITLES = {"FoldersMixin": "folders", "GpuMixin": "GPUs", "ImagesMixin": "the image catalog",
+                "ImageVersionsMixin": "building and pulling image versions", "UsageMixin": "usage",
+                "ProcessLaunchMixin": "process kernels"}
+
+
+def _mixin_title(name: str) -> str:
+    if name in MIXIN_TITLES:
+        return MIXIN_TITLES[name]
+    words = re.findall(r"[A-Z][a-z0-9]*|[a-z0-9]+", name.removesuffix("Mixin"))
+    return " ".join(words).lower() or name
 
 
 @dataclass
@@ -218,7 +232,11 @@ def render(docs: list[ClassDoc]) -> list[str]:
             lines += heading(title, "=") + [intro, ""]
         lines += [f".. _{class_label(doc.name)}:", ""]
         lines += heading(doc.name, "-")
-        lines += [f"``{doc.cls.__module__}.{doc.name}`` — " + escape(_first_paragraph(doc.cls.__doc__)), ""]
+        command = vars(doc.cls).get("name")
+        about = escape(_first_paragraph(doc.cls.__doc__ if "__doc__" in vars(doc.cls) and doc.cls.__doc__ else
+                                         getattr(doc.cls, "description", "") if isinstance(getattr(doc.cls, "description", ""), str) else ""))
+        where = f"``{doc.cls.__module__}.{doc.name}``" + (f", the command ``{command}``" if isinstance(command, str) and command.startswith("berth") else "")
+        lines += [where + (" — " + about if about else ""), ""]
         groups: dict[str, list[TraitDoc]] = {}
         for t in doc.traits:
             if not t.foreign:
@@ -226,7 +244,9 @@ def render(docs: list[ClassDoc]) -> list[str]:
         for owner, traits in sorted(groups.items(), key=lambda kv: (kv[0] != "", kv[0])):
             if owner:
                 mixin = next(k for k in doc.cls.__mro__ if k.__name__ == owner)
-                lines += heading(f"{doc.name}: {_first_paragraph(mixin.__doc__) or owner} ({owner})", "~")
+                lines += heading(f"{doc.name}: {_mixin_title(owner)}", "~")
+                about = _first_paragraph(mixin.__doc__)
+                lines += [f"From ``{mixin.__module__}.{owner}``" + (": " + escape(about) if about else "."), ""]
             for t in traits:
                 lines += render_trait(doc.name, t)
         foreign = [t for t in doc.traits if t.foreign]

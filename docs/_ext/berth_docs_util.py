@@ -8,11 +8,14 @@ _SPECIAL = re.compile(r"([\\*`|_\[\]<>])")
 
 
 def escape(text: str) -> str:
-    """Plain text → rST that renders as the same text; ```code``` spans become literals."""
-    parts = re.split(r"(`[^`\n]+`)", text or "")
+    """Plain text → rST that renders as the same text; ```code``` and ````code```` spans become literals."""
+    text = re.sub(r":[a-z]+(?::[a-z]+)?:`~?", "`", text or "")  # Sphinx roles in docstrings: keep the name
+    parts = re.split(r"(``[^`]+``|`[^`\n]+`)", text)
     out = []
     for part in parts:
-        if len(part) > 2 and part.startswith("`") and part.endswith("`"):
+        if len(part) > 4 and part.startswith("``") and part.endswith("``"):
+            out.append(literal(part[2:-2]))
+        elif len(part) > 2 and part.startswith("`") and part.endswith("`"):
             out.append(literal(part[1:-1]))
         else:
             out.append(_SPECIAL.sub(r"\\\1", part))
