@@ -212,6 +212,22 @@ def _first_paragraph(doc: str | None) -> str:
     return doc.split("\n\n")[0].replace("\n", " ").strip()
 
 
+def _about(cls: type) -> str:
+    """The class's own docstring's first paragraph, else an Application's description."""
+    doc = vars(cls).get("__doc__")
+    if not doc:
+        description = vars(cls).get("description")
+        doc = description if isinstance(description, str) else ""
+    return _first_paragraph(doc)
+
+
+def _command(cls: type) -> str:
+    """``berth …`` for a command-line Application, else ''."""
+    name = vars(cls).get("name")
+    is_cli = cls.__module__.startswith("jupyter_berth.cli.")
+    return name if is_cli and isinstance(name, str) and name.startswith("berth ") else ""
+
+
 def render_trait(cls_name: str, t: TraitDoc) -> list[str]:
     lines = [f".. confval:: {cls_name}.{t.name}", f"   :type: {escape(t.type)}", f"   :default: {t.default}", ""]
     if t.help:
@@ -232,10 +248,9 @@ def render(docs: list[ClassDoc]) -> list[str]:
             lines += heading(title, "=") + [intro, ""]
         lines += [f".. _{class_label(doc.name)}:", ""]
         lines += heading(doc.name, "-")
-        command = vars(doc.cls).get("name")
-        about = escape(_first_paragraph(doc.cls.__doc__ if "__doc__" in vars(doc.cls) and doc.cls.__doc__ else
-                                         getattr(doc.cls, "description", "") if isinstance(getattr(doc.cls, "description", ""), str) else ""))
-        where = f"``{doc.cls.__module__}.{doc.name}``" + (f", the command ``{command}``" if isinstance(command, str) and command.startswith("berth") else "")
+        command = _command(doc.cls)
+        about = escape(_about(doc.cls))
+        where = f"``{doc.cls.__module__}.{doc.name}``" + (f", the command ``{command}``" if command else "")
         lines += [where + (" — " + about if about else ""), ""]
         groups: dict[str, list[TraitDoc]] = {}
         for t in doc.traits:
@@ -286,7 +301,8 @@ def summary(docs: list[ClassDoc]) -> list[str]:
     """A table of the classes: where they are set, what they are, how many options (the page's top)."""
     titles = {prefix: title for prefix, title, _ in SECTIONS}
     rows = [[f":ref:`{doc.name} <{class_label(doc.name)}>`", escape(titles[doc.section]),
-             escape(_first_paragraph(doc.cls.__doc__)), str(len([t for t in doc.traits if not t.foreign]))]
+             (literal(_command(doc.cls)) + ": " if _command(doc.cls) else "") + escape(_about(doc.cls)),
+             str(len([t for t in doc.traits if not t.foreign]))]
             for doc in docs]
     return list_table(["class", "part", "what it is", "options"], rows, widths=[22, 22, 46, 10])
 
