@@ -71,11 +71,22 @@ def command(cmd: list[str], mem=128 * MiB, pids=64) -> ContainerSpec:
                          labels=make_labels(owner=USER, kind="kernel", subject=name, allocation=name, site="test-process"))
 
 
+async def ready(kc: AsyncKernelClient) -> None:
+    """Wait for the kernel's first kernel_info reply (ZeroMQ queues the request until the kernel binds).
+
+    Not ``wait_for_ready``: without a kernel manager it judges the kernel dead when one heartbeat is
+    late, which a kernel starting under a 0.5 CPU quota may well be.
+    """
+    msg_id = kc.kernel_info()
+    while (await kc.get_shell_msg(timeout=30))["parent_header"].get("msg_id") != msg_id:
+        pass
+
+
 async def client_for(info, conn: KernelConnection) -> AsyncKernelClient:
     kc = AsyncKernelClient()
     kc.load_connection_info(conn.for_client(info.ip, info.ports))
     kc.start_channels()
-    await kc.wait_for_ready(timeout=30)
+    await ready(kc)
     return kc
 
 
@@ -299,7 +310,7 @@ async def test_service_reports_an_out_of_memory_kernel(tmp_path):
         kc = AsyncKernelClient()
         kc.load_connection_info(launch.connection)
         kc.start_channels()
-        await kc.wait_for_ready(timeout=30)
+        await ready(kc)
         kc.execute(HOG)
         await service.runtime.wait(launch.container_id, timeout=60)
         kc.stop_channels()
