@@ -104,6 +104,8 @@ class Renderer:
                 text += " — " + escape(" ".join(sub["description"].split()))
             lines += [text, ""]
             lines += self.properties(sub, indent + "  ", depth + 1)
+        if lines and schema.get("additionalProperties") is False:
+            lines += [f"{indent}- no other fields are accepted", ""]
         return lines
 
     # ---- operations ----------------------------------------------------------------------------
@@ -164,7 +166,7 @@ class Renderer:
                 lines += [f"**Request body** ({escape(media)}, {required}): {self.type_of(schema)}", ""]
                 if body.get("description"):
                     lines += paragraphs(body["description"])
-                lines += self.properties(schema)
+                lines += self.properties(self.schema_of(schema))
         responses = op.get("responses", {})
         if responses:
             rows = []
@@ -174,7 +176,20 @@ class Renderer:
                 rows.append([literal(status), escape(response.get("description", "")), "; ".join(kinds) or "no body"])
             lines += ["**Responses**", ""]
             lines += list_table(["status", "description", "body"], rows, widths=[10, 40, 50])
+            for status, response in responses.items():
+                response = self.resolve(response) if "$ref" in response else response
+                for media, content in (response.get("content") or {}).items():
+                    schema = content.get("schema") or {}
+                    if str(status).startswith("2") and "$ref" not in schema and self.properties(schema):
+                        lines += [f"``{status}`` {escape(media)} body:", ""] + self.properties(schema)
         return lines
+
+    def schema_of(self, schema: dict) -> dict:
+        """A request body's schema with one ``$ref`` followed, so that its fields are listed in place."""
+        if "$ref" in schema:
+            name = schema["$ref"].rsplit("/", 1)[-1]
+            return self.schemas.get(name, {})
+        return schema
 
     # ---- the page ------------------------------------------------------------------------------
     def render(self) -> list[str]:
