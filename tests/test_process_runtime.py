@@ -107,7 +107,7 @@ async def execute(kc, code, timeout=30) -> tuple[dict, str]:
 
 
 async def test_a_kernel_runs_reports_usage_is_interrupted_and_stopped(runtime, tmp_path):
-    spec, conn = kernel(cwd=str(tmp_path))
+    spec, conn = kernel(cwd=str(tmp_path), env={"BERTH_NOTICE": "it used too much memory"})
     info = await runtime.run(spec)
     assert info.running and info.ip == "127.0.0.1" and set(info.ports) == {
         "shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"}
@@ -116,7 +116,9 @@ async def test_a_kernel_runs_reports_usage_is_interrupted_and_stopped(runtime, t
     kc = await client_for(info, conn)
     try:
         content, out = await execute(kc, "import os; print(os.getcwd(), os.environ['BERTH_RUNTIME'], os.getpid())")
-        cwd, runtime_name, pid = out.split()
+        assert "[Berth] The previous kernel ended: it used too much memory" in out  # told in the first cell
+        (line,) = [x for x in out.splitlines() if x.startswith(str(tmp_path))]
+        cwd, runtime_name, pid = line.split()
         assert content["status"] == "ok" and (cwd, runtime_name, int(pid)) == (str(tmp_path), "process", info.pid)
         usage = await runtime.usage(info.id)
         assert usage.cpu_seconds > 0 and usage.mem_bytes > 10 * MiB and usage.pids >= 1

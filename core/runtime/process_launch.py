@@ -31,9 +31,10 @@ NOTICES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
                        "00-berth-notices.py")
 #: The command of a Berth kernel image; the process runtime runs ``kernel_command`` instead.
 IMAGE_KERNEL_COMMAND = "berth-kernel"
-#: Server variables a kernel never inherits.
+#: Server variables a kernel never inherits. JPY_PARENT_PID would make ipykernel exit when its parent
+#: changes, and a process kernel outlives the server that started it (a restarted server adopts it).
 _SERVER_ONLY = {"JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "JUPYTER_TOKEN", "BERTH_SERVICE_URL", "BERTH_REQUEST",
-                "BERTH_PRESET", "BERTH_IMAGE", "BERTH_FOLDERS"}
+                "BERTH_PRESET", "BERTH_IMAGE", "BERTH_FOLDERS", "JPY_PARENT_PID"}
 #: Kernel variables that only mean something inside a container.
 _CONTAINER_ONLY = {"HOME", "BERTH_CONNECTION"}
 
