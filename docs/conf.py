@@ -8,7 +8,6 @@ extensions in ``docs/_ext/`` from the traitlets classes, the OpenAPI parts and `
 from __future__ import annotations
 
 import os
-import re
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "_ext"))
@@ -47,17 +46,3 @@ html_theme_options = {
 html_static_path: list[str] = []
 html_show_sourcelink = False
 
-
-#: Pages the guides list that parallel work adds (the sidebar's page, Binder and process mode):
-#: a guide's toctree names them, and while one is not in the tree yet its line is dropped.
-OPTIONAL_PAGES = {"user-guide": ["sidebar"], "admin-guide": ["binder"]}
-
-
-def _drop_absent_optional_pages(app, docname, source):
-    for name in OPTIONAL_PAGES.get(docname, []):
-        if not any(os.path.exists(os.path.join(app.srcdir, name + suffix)) for suffix in source_suffix):
-            source[0] = re.sub(rf"(?m)^{re.escape(name)}\n", "", source[0])
-
-
-def setup(app):
-    app.connect("source-read", _drop_absent_optional_pages)
