@@ -202,16 +202,20 @@ async def test_rlimit_memory_limit_fails_the_allocation(tmp_path):
         rt.close()
 
 
-async def test_forced_cgroup_mode_without_cgroups_says_so(tmp_path):
-    rt = ProcessRuntime(state_dir=str(tmp_path / "state"), limits="cgroup", cgroup_parent="no/such/../../../../x")
+async def test_without_a_cgroup_filesystem_auto_falls_back_and_cgroup_mode_refuses(tmp_path, monkeypatch):
+    monkeypatch.setattr(process_limits.cgroups, "detect_layout", lambda *a, **k: None)  # a host with no cgroup mount
+    auto = ProcessRuntime(state_dir=str(tmp_path / "auto"))
+    strict = ProcessRuntime(state_dir=str(tmp_path / "strict"), limits="cgroup")
     try:
-        if cgroups_writable():
-            pytest.skip("cgroups are writable here; the refusal needs a host where they are not")
-        with pytest.raises(EngineError, match="limits = 'rlimit'"):
-            await rt.run(command(["true"]))
-        assert rt.state.all() == []
+        info = await auto.run(command(["true"]))
+        assert info.limits["mechanism"] == "rlimit" and info.limits["why"] == "no cgroup filesystem is mounted"
+        await auto.remove(info.id)
+        with pytest.raises(EngineError, match="no cgroup filesystem is mounted.*limits = 'rlimit'"):
+            await strict.run(command(["true"]))
+        assert strict.state.all() == []
     finally:
-        rt.close()
+        auto.close()
+        strict.close()
 
 
 async def test_folders_are_symlinks_and_other_users_are_refused(runtime, tmp_path):
