@@ -130,3 +130,38 @@ def sync(plans: list[SpecPlan], kernels_dir: str | None = None) -> dict:
 async def sync_from_service(service, kernels_dir: str | None = None) -> dict:
     images = await service.images()
     return sync(plan(images, service.preset_list, service.default_image), kernels_dir)
+
+
+@dataclass(frozen=True)
+class ListedImage:
+    """An offered image as ``GET berth/api/images`` lists it: what :func:`plan` reads."""
+
+    ref: str
+    labels: dict
+    alias_of: str | None = None
+
+
+def plan_from_listing(images: dict, presets: dict) -> list[SpecPlan]:
+    """:func:`plan` from the REST listings (``GET berth/api/images`` and ``GET berth/api/presets``).
+
+    Hub mode: the user's server has no catalog of its own; the hub's Berth service lists what
+    is offered to this user.
+    """
+    offered = [ListedImage(ref=i["ref"], labels=dict(i.get("labels") or {}), alias_of=i.get("alias_of"))
+               for i in images.get("images", []) if i.get("state", "offered") == "offered" and i.get("ref")]
+    default = images.get("default") or (offered[0].ref if offered else "")
+    parsed = []
+    for p in presets.get("presets", []):
+        data = {**(p.get("resources") or {}), "display_name": p.get("display_name"), "image": p.get("image"),
+                "description": p.get("description") or ""}
+        parsed.append(Preset.parse(p["name"], data))
+    return plan(offered, parsed, default)  # type: ignore[arg-type]
+
+
+async def sync_from_remote(remote, kernels_dir: str | None = None) -> dict:
+    """Hub mode: the kernelspecs for what the hub's Berth service offers this server's user."""
+    import asyncio
+
+    images = await remote.call("GET", "berth/api/images")
+    presets = await remote.call("GET", "berth/api/presets")
+    return await asyncio.to_thread(sync, plan_from_listing(images or {}, presets or {}), kernels_dir)

@@ -62,15 +62,31 @@ class BerthExtensionApp(ExtensionApp):
         from jupyter_berth.kernels.backend import get_backend
         from jupyter_berth.kernels.kernelspecs import sync_from_service
 
+        context = self.settings["berth"]
+        if context.remote is not None:  # hub mode: what the hub's service offers this user
+            context.extra["resync_kernelspecs"] = self.resync_kernelspecs
+            await self.resync_kernelspecs()
+            return
         try:
             backend = await get_backend(config=serverapp.config, parent=self)
-            service = getattr(backend, "service", None)
-            if service is None:
-                return  # hub mode: the hub's Berth service keeps the kernelspecs in the image
-            result = await sync_from_service(service)
+            result = await sync_from_service(backend.service)
         except BerthError as e:
             self.log.warning("Berth: kernelspecs not synced: %s", e.message)
             return
+        self._log_sync(result)
+
+    async def resync_kernelspecs(self) -> None:
+        """Hub mode: bring the kernelspecs in line with the hub's offer (at start, and after an image call)."""
+        from jupyter_berth.kernels.kernelspecs import sync_from_remote
+
+        try:
+            result = await sync_from_remote(self.settings["berth"].remote)
+        except BerthError as e:
+            self.log.warning("Berth: kernelspecs not synced from the hub's Berth service: %s", e.message)
+            return
+        self._log_sync(result)
+
+    def _log_sync(self, result: dict) -> None:
         self.log.info("Berth kernelspecs in %s: %d written, %d unchanged, %d removed", result["dir"],
                       len(result["written"]), len(result["unchanged"]), len(result["removed"]))
 

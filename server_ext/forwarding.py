@@ -58,6 +58,12 @@ async def forward(handler) -> None:
                                               f"{response.reason} to {request.method} {path}"}))
         return
     handler.finish(response.body or b"", set_content_type=content_type or "application/json")
+    resync = handler.berth.extra.get("resync_kernelspecs")
+    changed_offer = path == "berth/api/images" or (request.method != "GET" and path.startswith("berth/api/images/")
+                                                    and not path.endswith("/resolve"))
+    if resync is not None and response.code < 300 and changed_offer:
+        # the offer may have changed (or been listed): keep this server's kernelspecs in line with it
+        await resync()
 
 
 @web.authenticated

@@ -10,6 +10,7 @@ other's state in order (alice's folders), as a class would.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -316,3 +317,31 @@ def test_an_unreachable_service_is_a_clear_error_naming_its_url(server, server_e
 def test_a_token_the_hub_does_not_know_is_the_services_401(server):
     code, answer, _ = server("GET", "folders")
     assert code == 401 and "JupyterHub token" in answer["message"]
+
+
+def test_a_users_server_keeps_its_kernelspecs_in_line_with_the_hubs_offer(hub, server, jp_serverapp, jp_data_dir,
+                                                                           jp_asyncio_loop):
+    kernels_dir = jp_data_dir / "kernels"
+    stale = kernelspecs.plan([ImageInfo(ref="berth/python:2.7", id="", digest=None)], [], "berth/python:2.7")
+    kernelspecs.sync(stale + kernelspecs.plan([ImageInfo(ref=IMAGE, id="", digest=None)], [], IMAGE), str(kernels_dir))
+    assert (kernels_dir / "berth-python-2.7").is_dir()
+    jp_asyncio_loop.run_until_complete(jp_serverapp.extension_manager.start_all_extensions())
+
+    offered = call(hub, "alice", "GET", "images")[1]
+    presets = call(hub, "alice", "GET", "presets")[1]["presets"]
+    wanted = {kernelspecs.image_kernel_name(i["ref"]) for i in offered["images"] if i["state"] == "offered"}
+    wanted |= {kernelspecs.preset_kernel_name(p["name"]) for p in presets}
+    have = {p.name for p in kernels_dir.iterdir() if p.name.startswith(kernelspecs.PREFIX)}
+    assert wanted and have == wanted  # the hub's offer, no more: the retired 2.7 spec is gone
+    spec = json.loads((kernels_dir / kernelspecs.image_kernel_name(offered["default"]) / "kernel.json").read_text())
+    assert spec["metadata"]["kernel_provisioner"]["provisioner_name"] == "berth"
+    assert spec["metadata"]["jupyter_berth"]["default"] is True
+    # a listing through the server (the sidebar's) re-syncs: a spec removed by hand comes back
+    (kernels_dir / kernelspecs.image_kernel_name(offered["default"]) / "kernel.json").unlink()
+    assert server("GET", "images")[0] == 200
+    respec = kernels_dir / kernelspecs.image_kernel_name(offered["default"]) / "kernel.json"
+    for _ in range(100):  # the server re-syncs after it has answered: let its loop run
+        if respec.exists():
+            break
+        jp_asyncio_loop.run_until_complete(asyncio.sleep(0.05))
+    assert respec.exists()
