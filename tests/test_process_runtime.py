@@ -271,6 +271,13 @@ async def test_a_restarted_runtime_adopts_a_kernel_another_process_started(runti
 # -- through the service ---------------------------------------------------------------------------
 
 
+async def stop_all(service: BerthService) -> None:
+    """Stop the service and whatever kernels of its site a failed test left running."""
+    for c in await service.runtime.list({"site": service.site_id}):
+        await service.runtime.remove(c.id)
+    await service.stop()
+
+
 def process_config(data_dir, **runtime_traits) -> Config:
     c = service_config(str(data_dir))
     c.BerthService.runtime_kind = "process"
@@ -303,7 +310,7 @@ async def test_service_restart_adopts_running_kernels_and_releases_gone_ones(tmp
         reason, _ = await second.stop_kernel(USER, keep.kernel_id)
         assert reason == "shutdown" and await second.runtime.list({"site": second.site_id}) == []
     finally:
-        await second.stop()
+        await stop_all(second)
 
 
 @needs_cgroups
@@ -323,7 +330,7 @@ async def test_service_reports_an_out_of_memory_kernel(tmp_path):
         reason, message = await service.kernel_ended(USER, kid)
         assert reason == "oom" and "256 MiB" in message
     finally:
-        await service.stop()
+        await stop_all(service)
 
 
 async def test_auto_picks_process_when_no_engine_answers_and_docker_is_not_forced(tmp_path, monkeypatch, caplog):
