@@ -177,7 +177,9 @@ class BerthProvisioner(KernelProvisionerBase):
             self._notice = message
 
     async def shutdown_requested(self, restart: bool = False) -> None:
-        self._stopping = "restart" if restart else "shutdown"
+        from .culling import is_being_culled
+
+        self._stopping = "restart" if restart else ("culled" if is_being_culled(self.kernel_id) else "shutdown")
 
     async def wait(self) -> int | None:
         while self.launch is not None:

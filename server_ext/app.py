@@ -46,6 +46,10 @@ class BerthExtensionApp(ExtensionApp):
                 return await embedded_service(config=config, parent=self)
 
             self.settings["berth"] = BerthContext(get_service=get_service, user=user, groups=groups, kernel_manager=km)
+        # kernels the idle culler shuts down are accounted as culled, not as shut down
+        from jupyter_berth.kernels.culling import mark_culling
+
+        mark_culling(km)
         # notebooks saved from a Berth kernel record its environment (image, digest, resources)
         from .notebook_environment import register
 
