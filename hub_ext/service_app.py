@@ -173,6 +173,10 @@ class BerthHubService(Application):
             raise BerthError("no JupyterHub API token: run this as a hub service (c.JupyterHub.services, see "
                              "docs/hub-service.md) or set JUPYTERHUB_API_TOKEN and JUPYTERHUB_API_URL")
         service = BerthService(parent=self)
+        if "runtime_kind" not in self.config.get("BerthService", {}):
+            # a hub's kernels are containers: an engine that is down is an error to see at start, never a
+            # reason to fall back to process mode (one user's processes, no isolation)
+            service.runtime_kind = "docker"
         plan = await service.start()
         self.log.info("Berth service %s: ledger %s, site %s; %s", __version__, service.ledger.url, service.site_id,
                       plan.summary())

@@ -232,8 +232,11 @@ async def alice_kernel(hub):
 
 
 async def wait_for_kernel(kc: AsyncKernelClient, timeout: float) -> None:
-    """Until the kernel answers kernel_info. (``wait_for_ready`` of a client without a manager
-    gives up as soon as the heartbeat has not beaten yet, which a busy host makes likely.)"""
+    """Until the kernel answers kernel_info on shell *and* its iopub status reaches us.
+
+    (``wait_for_ready`` of a client without a manager gives up as soon as the heartbeat has not
+    beaten yet, which a busy host makes likely; and a SUB socket that has not finished
+    subscribing misses the first outputs, so the iopub side is awaited too.)"""
     deadline = time.monotonic() + timeout
     while True:
         msg_id = kc.kernel_info()
@@ -241,9 +244,14 @@ async def wait_for_kernel(kc: AsyncKernelClient, timeout: float) -> None:
             while True:
                 reply = await kc.get_shell_msg(timeout=2)
                 if reply["parent_header"].get("msg_id") == msg_id:
+                    break
+            while True:
+                msg = await kc.get_iopub_msg(timeout=2)
+                if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status" \
+                        and msg["content"].get("execution_state") == "idle":
                     return
         except queue.Empty:
-            assert time.monotonic() < deadline, "the kernel did not answer kernel_info"
+            assert time.monotonic() < deadline, "the kernel did not answer kernel_info on shell and iopub"
 
 
 async def run_cell(connection: dict, code: str) -> tuple[str, str]:
