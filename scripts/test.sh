@@ -18,6 +18,9 @@ bash scripts/build-labextension.sh --test
 step "container engine"
 berth engine up
 
+step "Chromium for the browser tests (Debian's; no browser is ever downloaded)"
+command -v chromium >/dev/null || { apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }
+
 step "kernel and single-user images"
 berth images bootstrap --all
 

@@ -91,6 +91,21 @@ def post_build(venv: Path, checkout: Path) -> str:
     return run(["bash", str(checkout / "binder" / "postBuild")], cwd=checkout, env=env).stdout
 
 
+def sidebar_in_process_mode(url: str, token: str) -> None:
+    """Chromium (Debian's, driven by playwright-core) shows the sidebar in process mode and runs a notebook."""
+    script = REPO / "labextension" / "ui-tests" / "process-mode.e2e.mjs"
+    if not (REPO / "labextension" / "node_modules" / "playwright-core").is_dir() or not shutil.which("chromium"):
+        if os.environ.get("CI"):
+            pytest.fail("playwright-core or chromium is missing: scripts/test.sh installs both")
+        pytest.skip("playwright-core (bash scripts/build-labextension.sh) or chromium (apt-get install chromium) missing")
+    shots = os.environ.get("BERTH_UI_SCREENSHOTS", "")
+    env = {**os.environ, "BERTH_UI_URL": url, "BERTH_UI_TOKEN": token,
+           "BERTH_UI_SCREENSHOTS": str(REPO / "docs" / "images") if shots not in ("", "0") else ""}
+    done = subprocess.run(["node", str(script)], cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "process-mode:" in done.stdout and "passed" in done.stdout
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -166,6 +181,9 @@ def test_postbuild_in_a_clean_venv_then_lab_runs_process_kernels(venv, checkout,
             assert (info["runtime"], info["isolation"]) == ("process", "none"), info
             assert info["limits"] == "rlimit" and info["engine"]["state"] == "up"
             assert '"jupyter-berth"' in http.get("lab").text  # the sidebar is installed and served
+            sidebar_in_process_mode(base.rstrip("/"), token)
+            for k in http.get("api/kernels").json():  # the notebook the browser started
+                assert http.delete(f"api/kernels/{k['id']}").status_code == 204
             policy = http.get("berth/api/policy").json()
             assert policy["policy"]["max_kernels"] == 3 and policy["default_request"]["mem"] == 512 * 1024**2
             specs = http.get("api/kernelspecs").json()["kernelspecs"]

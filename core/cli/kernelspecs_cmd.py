@@ -12,7 +12,7 @@ from ..service import BerthService
 
 
 class KernelspecsSyncApp(Application):
-    name = "berth-kernelspecs-sync"
+    name = "berth kernelspecs sync"
     description = "Write one kernelspec per offered image version and per preset; remove stale Berth kernelspecs."
     kernels_dir = Unicode(None, allow_none=True, config=True, help="Where to write (default: the Jupyter data dir's kernels/).")
     aliases = {"kernels-dir": "KernelspecsSyncApp.kernels_dir"}
@@ -37,7 +37,7 @@ class KernelspecsSyncApp(Application):
 
 
 class KernelspecsApp(Application):
-    name = "berth-kernelspecs"
+    name = "berth kernelspecs"
     description = "Manage Berth kernelspecs."
     subcommands = {"sync": (KernelspecsSyncApp, KernelspecsSyncApp.description)}
 

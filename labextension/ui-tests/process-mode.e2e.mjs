@@ -1,0 +1,69 @@
+// The sidebar in process mode (a Binder: no container engine), as a person sees it: the
+// notice says kernels are plain local processes without isolation; a notebook started from
+// the sidebar runs a cell in such a process. Started by tests/test_binder.py.
+//
+// Environment: BERTH_UI_URL, BERTH_UI_TOKEN, BERTH_UI_SCREENSHOTS (optional directory).
+
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const URL_BASE = process.env.BERTH_UI_URL;
+const TOKEN = process.env.BERTH_UI_TOKEN;
+const SHOTS = process.env.BERTH_UI_SCREENSHOTS || '';
+assert.ok(URL_BASE && TOKEN, 'BERTH_UI_URL and BERTH_UI_TOKEN must be set');
+
+const started = Date.now();
+const step = name => console.log(`process-mode: ${((Date.now() - started) / 1000).toFixed(1).padStart(5)} s  ${name}`);
+
+const browser = await chromium.launch({
+  executablePath: '/usr/bin/chromium',
+  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+    '--disable-sync', '--no-first-run']
+});
+const page = await browser.newPage({ viewport: { width: 1400, height: 860 } });
+page.setDefaultTimeout(30000);
+const pageErrors = [];
+page.on('pageerror', e => pageErrors.push(String(e)));
+
+let failed = false;
+try {
+  step('open JupyterLab');
+  await page.goto(`${URL_BASE}/lab?reset&token=${TOKEN}`);
+  await page.locator('#jupyterlab-splash').waitFor({ state: 'detached', timeout: 60000 });
+
+  step('the sidebar says it is in process mode');
+  await page.locator('.jp-SideBar .lm-TabBar-tab[data-id="jupyter-berth-sidebar"]').click();
+  const sidebar = page.locator('#jupyter-berth-sidebar');
+  const notice = sidebar.getByTestId('berth-process-mode');
+  await notice.waitFor();
+  assert.match(await notice.innerText(), /Process mode: .*plain local processes.*no isolation/s);
+  const summary = sidebar.getByTestId('berth-summary');
+  assert.match(await summary.innerText(), /^0\.5 CPU · 512 MiB · python:/);
+  if (SHOTS) {
+    await sidebar.screenshot({ path: join(SHOTS, 'sidebar-process-mode.png'), animations: 'disabled' });
+  }
+
+  step('start a notebook from the sidebar; a cell runs in a local process');
+  await sidebar.getByRole('button', { name: 'Start notebook' }).click();
+  const notebook = page.locator('.jp-NotebookPanel:not(.lm-mod-hidden)');
+  await page.getByTestId('berth-status').filter({ hasText: '0.5 CPU · 512 MiB' }).waitFor({ timeout: 60000 });
+  const cell = notebook.locator('.jp-CodeCell').first();
+  await cell.locator('.cm-content').click();
+  await page.keyboard.insertText("import os; print('RUNTIME=' + os.environ['BERTH_RUNTIME'] + ' LIMITS=' + os.environ['BERTH_ENFORCEMENT'])");
+  await page.keyboard.press('Control+Enter');
+  const output = cell.locator('.jp-OutputArea-output');
+  await output.filter({ hasText: 'RUNTIME=process' }).waitFor({ timeout: 60000 });
+  assert.match(await output.innerText(), /RUNTIME=process LIMITS=rlimit/);
+
+  assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+  step('passed');
+} catch (error) {
+  failed = true;
+  console.error(error);
+  await page.screenshot({ path: '/tmp/berth-process-mode-failure.png' }).catch(() => undefined);
+  console.error('process-mode: a screenshot of the failure is in /tmp/berth-process-mode-failure.png');
+} finally {
+  await browser.close();
+}
+process.exit(failed ? 1 : 0);
