@@ -78,6 +78,7 @@ export class BerthAPI {
       free: data.free ?? {},
       shareable: data.shareable,
       quantum: data.quantum,
+      metrics: data.metrics,
       source: data.source,
       message: data.message
     };

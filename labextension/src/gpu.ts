@@ -9,7 +9,7 @@
  * in node (tests/gpu.test.ts).
  */
 
-import { formatGpu } from './units';
+import { formatBytes, formatGpu } from './units';
 import type { IGpus } from './types';
 
 /** The fractions shown when the quantum would give too many (each kept only if a multiple of the quantum). */
@@ -26,6 +26,38 @@ export interface IGpuOffer {
   wholeFree: number;
   /** one line for the control's hint: what bounds the offer */
   note: string;
+}
+
+/** What NVML says of a device right now (`GET berth/api/gpus` → `metrics[uuid]`). */
+export interface IGpuMetrics {
+  utilization_percent?: number | null;
+  memory_used_bytes?: number | null;
+  memory_total_bytes?: number | null;
+}
+
+/**
+ * One line about a device for the GPU list: `"0: Tesla T4 · 16 GiB · declared"`, with NVML's
+ * live use where there is some (`"· 35% busy · 3 GiB of 16 GiB used"`).
+ */
+export function describeDevice(device: IGpus['devices'][number], index: number, metrics?: IGpuMetrics | null): string {
+  const memory = typeof device.memory === 'string' ? device.memory : device.memory_bytes ? formatBytes(device.memory_bytes) : '';
+  const parts = [`${device.index ?? index}: ${device.name ?? device.uuid}`];
+  if (memory) {
+    parts.push(memory);
+  }
+  if (device.declared) {
+    parts.push('declared');
+  }
+  if (device.mig_mode) {
+    parts.push('MIG');
+  }
+  if (metrics && typeof metrics.utilization_percent === 'number') {
+    parts.push(`${metrics.utilization_percent}% busy`);
+  }
+  if (metrics && typeof metrics.memory_used_bytes === 'number' && typeof metrics.memory_total_bytes === 'number') {
+    parts.push(`${formatBytes(metrics.memory_used_bytes)} of ${formatBytes(metrics.memory_total_bytes)} used`);
+  }
+  return parts.join(' · ');
 }
 
 function isMultiple(value: number, quantum: number): boolean {

@@ -142,6 +142,9 @@ export interface IGpuDevice {
   /** "16 GiB" (the server formats it) */
   memory?: string | number;
   memory_bytes?: number;
+  /** declared in the server's config (not found through NVML) */
+  declared?: boolean;
+  mig_mode?: boolean;
   [key: string]: unknown;
 }
 
@@ -154,6 +157,8 @@ export interface IGpus {
   shareable?: string[];
   /** fractions are multiples of this share */
   quantum?: number;
+  /** NVML's live use per device UUID (empty without NVML, e.g. declared devices) */
+  metrics?: Record<string, { utilization_percent?: number | null; memory_used_bytes?: number | null; memory_total_bytes?: number | null }>;
   source?: string;
   message?: string;
 }

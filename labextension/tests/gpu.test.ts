@@ -2,7 +2,7 @@
  * The GPU offer of the sidebar, with devices declared as in the server's config (this
  * machine has no GPU): bounded by the policy and by the devices' free shares.
  */
-import { fractionSteps, gpuOffer } from '../src/gpu';
+import { describeDevice, fractionSteps, gpuOffer } from '../src/gpu';
 import type { IGpus } from '../src/types';
 
 const GiB = 1024 ** 3;
@@ -64,5 +64,18 @@ describe('gpuOffer with declared devices', () => {
     expect(full.note).toMatch(/^No GPU share is free right now · /);
     expect(gpuOffer({ devices: [], free: {}, message: 'no NVIDIA GPU on this host' }, 1).note).toBe('no NVIDIA GPU on this host');
     expect(gpuOffer(null, 1).options).toEqual([0]);
+  });
+});
+
+describe('describeDevice', () => {
+  it('labels declared devices as declared', () => {
+    const d = { uuid: 'GPU-a', index: 0, name: 'Declared T4', memory_bytes: 16 * GiB, declared: true };
+    expect(describeDevice(d, 0)).toBe('0: Declared T4 · 16 GiB · declared');
+  });
+  it("adds NVML's live use where there is some", () => {
+    const d = { uuid: 'GPU-b', index: 1, name: 'Tesla T4', memory: '15 GiB', mig_mode: false };
+    const m = { utilization_percent: 35, memory_used_bytes: 3 * GiB, memory_total_bytes: 15 * GiB };
+    expect(describeDevice(d, 1, m)).toBe('1: Tesla T4 · 15 GiB · 35% busy · 3 GiB of 15 GiB used');
+    expect(describeDevice({ uuid: 'GPU-c', mig_mode: true }, 2, { utilization_percent: null })).toBe('2: GPU-c · MIG');
   });
 });

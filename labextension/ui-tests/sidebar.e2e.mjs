@@ -114,6 +114,12 @@ try {
   await page.keyboard.press('ArrowLeft');
   await waitForValue(sidebar.getByLabel('Memory (MiB)', { exact: true }), '512');
   assert.match(await summary.innerText(), /^1 CPU · 512 MiB/);
+
+  step('the GPU share is offered in quanta up to the policy (a declared device, all of it free)');
+  const gpu = sidebar.getByLabel('GPU share', { exact: true });
+  assert.deepEqual(await gpu.locator('option').allInnerTexts(), ['no GPU', '¼ GPU', '½ GPU']);
+  await sidebar.getByText(/at most ½ GPU per kernel · largest free share 1 GPU · 1 whole device free/).waitFor();
+  await sidebar.getByTestId('berth-gpu-device').filter({ hasText: '0: Declared 16 GiB GPU · 16 GiB · declared' }).waitFor();
   await shot('sidebar.png', sidebar);
 
   step('start a notebook');

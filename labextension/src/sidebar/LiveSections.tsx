@@ -16,6 +16,7 @@ import {
   imageShortName,
   trimNumber
 } from '../format';
+import { describeDevice } from '../gpu';
 import { BerthModel } from '../model';
 import type { IBerthKernel } from '../types';
 import { Meter, Section } from './controls';
@@ -110,14 +111,12 @@ export function GpusSection(props: { model: BerthModel }): JSX.Element {
         <ul className="jp-BerthGpus">
           {gpus.devices.map((d, i) => {
             const free = gpus.free[d.uuid] ?? 0;
-            const memory = typeof d.memory === 'string' ? d.memory : d.memory_bytes ? formatBytes(d.memory_bytes) : '';
             return (
               <li key={d.uuid} data-testid="berth-gpu-device">
                 <div className="jp-BerthGpu-name" title={d.uuid}>
-                  {d.index ?? i}: {d.name ?? d.uuid}
-                  {memory ? ` · ${memory}` : ''}
+                  {describeDevice(d, i, gpus.metrics?.[d.uuid])}
                 </div>
-                <Meter label="Free" value={free} text={free > 0 ? `${formatGpu(free).replace(' GPU', '')} free` : 'fully used'} />
+                <Meter label="Free" remaining value={free} text={free > 0 ? `${formatGpu(free).replace(' GPU', '')} free` : 'fully used'} />
               </li>
             );
           })}

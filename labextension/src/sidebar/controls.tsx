@@ -104,9 +104,17 @@ export function SliderField(props: ISliderFieldProps): JSX.Element {
 }
 
 /** A horizontal meter (`role="meter"`) with a text label. */
-export function Meter(props: { label: string; value: number; text: string; testId?: string }): JSX.Element {
+export function Meter(props: {
+  label: string;
+  value: number;
+  text: string;
+  testId?: string;
+  /** the bar shows what is left (a device's free share): warn when little is left, not when much */
+  remaining?: boolean;
+}): JSX.Element {
   const pct = Math.round(Math.min(1, Math.max(0, props.value)) * 100);
-  const level = pct >= 90 ? ' jp-mod-high' : pct >= 70 ? ' jp-mod-mid' : '';
+  const used = props.remaining ? 100 - pct : pct;
+  const level = used >= 90 ? ' jp-mod-high' : used >= 70 ? ' jp-mod-mid' : '';
   return (
     <div className="jp-BerthMeter" data-testid={props.testId}>
       <span className="jp-BerthMeter-label">{props.label}</span>
