@@ -184,6 +184,28 @@ class Runtime(abc.ABC):
     async def wait(self, container_id: str, timeout: float | None = None) -> ContainerInfo:
         """Wait until the container is no longer running; ``TimeoutError`` after ``timeout``."""
 
+    async def _poll_until(self, container_id: str, timeout: float | None, done, *, what: str,
+                          interval: float) -> ContainerInfo:
+        """:meth:`wait` for runtimes with nothing to block on: inspect every ``interval`` s until ``done(info)``.
+
+        ``NotFoundError`` when it is gone, ``TimeoutError`` (naming ``what`` and its status) after ``timeout``.
+        """
+        import asyncio
+
+        from ..errors import NotFoundError
+
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            info = await self.inspect(container_id)
+            if info is None:
+                raise NotFoundError(f"{what} {container_id} is gone")
+            if done(info):
+                return info
+            if deadline is not None and loop.time() >= deadline:
+                raise TimeoutError(f"{what} {info.name} still {info.status} after {timeout} s")
+            await asyncio.sleep(interval if deadline is None else max(0.0, min(interval, deadline - loop.time())))
+
     @abc.abstractmethod
     async def list_images(self, label: str | None = None) -> list[tuple[str, dict]]:
         """``(reference, engine attributes)`` of the images on this host, filtered by a label."""

@@ -290,17 +290,8 @@ class ProcessRuntime(ProcessLaunchMixin, Runtime, LoggingConfigurable, metaclass
         return [self._info(r) for r in await self._run(matching)]
 
     async def wait(self, container_id: str, timeout: float | None = None) -> ContainerInfo:
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        while True:
-            info = await self.inspect(container_id)
-            if info is None:
-                raise NotFoundError(f"kernel process {container_id} is gone")
-            if not info.running:
-                return info
-            if deadline is not None and loop.time() >= deadline:
-                raise TimeoutError(f"kernel process {info.name} still running after {timeout} s")
-            await asyncio.sleep(0.05 if deadline is None else max(0.0, min(0.05, deadline - loop.time())))
+        return await self._poll_until(container_id, timeout, lambda info: not info.running, what="kernel process",
+                                      interval=0.05)
 
     async def logs(self, container_id: str, tail: int | None = 50) -> str:
         def read():

@@ -391,17 +391,8 @@ class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_Co
                           "which restarts the kernel; start a new kernel with the new resources instead")
 
     async def wait(self, container_id: str, timeout: float | None = None) -> ContainerInfo:
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        while True:
-            info = await self.inspect(container_id)
-            if info is None:
-                raise NotFoundError(f"service {container_id} is gone")
-            if info.status in _DONE:
-                return info
-            if deadline is not None and loop.time() >= deadline:
-                raise TimeoutError(f"service {info.name} still {info.status} after {timeout} s")
-            await asyncio.sleep(0.25 if deadline is None else max(0.0, min(0.25, deadline - loop.time())))
+        return await self._poll_until(container_id, timeout, lambda info: info.status in _DONE, what="service",
+                                      interval=0.25)
 
     async def logs(self, container_id: str, tail: int | None = 50) -> str:
         try:
