@@ -31,16 +31,21 @@ async def new_service(tmp_path, **traits):
     return service
 
 
+async def reserve_quarter(service, subject: str):
+    """A 0.25 GPU share for ana, reserved through admission as a kernel start does."""
+    from jupyter_berth.resources import Resources
+
+    policy = await service.policy_for("ana")
+    return await asyncio.to_thread(
+        service.admission.reserve, owner="ana", groups=[], policy=policy, request=Resources.parse({"gpu": 0.25}),
+        kind="kernel", subject=subject, image="berth/python:3.11", node=service.node_name,
+        gpu_assigner=service._gpu_assigner())
+
+
 async def test_declared_gpu_quarter_share_container_plan(tmp_path):
     service = await new_service(tmp_path, gpus=DECLARED)
     try:
-        policy = await service.policy_for("ana")
-        from jupyter_berth.resources import Resources
-
-        alloc = await asyncio.to_thread(
-            service.admission.reserve, owner="ana", groups=[], policy=policy, request=Resources.parse({"gpu": 0.25}),
-            kind="kernel", subject="k1", image="berth/python:3.11", node=service.node_name,
-            gpu_assigner=service._gpu_assigner())
+        alloc = await reserve_quarter(service, "k1")
         assert [dict(d)["uuid"] for d in alloc.gpu_devices] == ["GPU-declared-0000"]
         device_ids, env, mounts, plan = service._gpu_container(alloc.gpu_devices)
         assert device_ids == ["GPU-declared-0000"]
@@ -98,13 +103,8 @@ async def test_declared_gpu_with_mps_gets_host_ipc_only_for_gpu_kernels(tmp_path
     service = await new_service(tmp_path, gpus=DECLARED, gpu_enforcement="mps")
     try:
         from jupyter_berth.kernel_launch import KernelConnection, kernel_spec
-        from jupyter_berth.resources import Resources
 
-        policy = await service.policy_for("ana")
-        alloc = await asyncio.to_thread(
-            service.admission.reserve, owner="ana", groups=[], policy=policy, request=Resources.parse({"gpu": 0.25}),
-            kind="kernel", subject="k-mps", image="berth/python:3.11", node=service.node_name,
-            gpu_assigner=service._gpu_assigner())
+        alloc = await reserve_quarter(service, "k-mps")
         device_ids, env, mounts, plan = service._gpu_container(alloc.gpu_devices)
         assert plan.ipc_mode == "host" and env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "25"
         spec = kernel_spec(owner="ana", kernel_id="k-mps", allocation_id=alloc.id, image="berth/python:3.11",
