@@ -8,6 +8,7 @@ a prefix of their own, so a run never touches the demo's or another test's hub.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -25,6 +26,17 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 RUNNING = "JupyterHub is now running"
+
+
+@contextlib.contextmanager
+def running(hub: "HubProcess"):
+    """Start ``hub`` for a ``with`` block; stop it after, printing the end of its log (shown on failure)."""
+    hub.start()
+    try:
+        yield hub
+    finally:
+        hub.stop()
+        print(hub.log_tail(40))
 
 
 def free_port() -> int:

@@ -18,7 +18,7 @@ import docker
 import httpx
 import pytest
 
-from tests.hub_process import HubProcess, run_cell
+from tests.hub_process import HubProcess, run_cell, running
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -57,14 +57,9 @@ def _image_or_skip():
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     _image_or_skip()
-    h = HubProcess(tmp_path_factory.mktemp("hubspawn"), users=("alice", "bob", "teacher", "carol"),
-                   cpu_overcommit=CPU_OVERCOMMIT, policies=POLICIES, extra="c.Spawner.poll_interval = 1\n")
-    h.start()
-    try:
+    with running(HubProcess(tmp_path_factory.mktemp("hubspawn"), users=("alice", "bob", "teacher", "carol"),
+                   cpu_overcommit=CPU_OVERCOMMIT, policies=POLICIES, extra="c.Spawner.poll_interval = 1\n")) as h:
         yield h
-    finally:
-        h.stop()
-        print(h.log_tail(40))
 
 
 def api(hub, method: str, path: str, **kw) -> httpx.Response:

@@ -25,7 +25,7 @@ from jupyter_berth.policies import PolicySpec, resolve
 from jupyter_berth.resources import Resources
 from jupyter_berth.service_gpus import STARTUP_MOUNT
 
-from .hub_process import HubProcess
+from .hub_process import HubProcess, running
 from .test_hub_spawn import _image_or_skip, api, wait_ready
 from .test_usage_page import serve
 from .usage_fixtures import SINCE, UNTIL, fill_known_history
@@ -217,15 +217,11 @@ c.BerthSpawner.group_overrides = {"toolkit": {"groups": ["toolkit"], "spawner_ov
 @pytest.fixture(scope="module")
 def gpu_hub(tmp_path_factory):
     _image_or_skip()
-    h = HubProcess(tmp_path_factory.mktemp("gpuform"), users=("alice", "bob", "teacher", "carol"),
-                   policies=HUB_POLICIES, extra=HUB_EXTRA,
-                   berth_extra=f"c.BerthService.gpus = [{DEVICE!r}]\nc.BerthService.gpu_quantum = 0.25\n")
-    h.start()
-    try:
+    hub = HubProcess(tmp_path_factory.mktemp("gpuform"), users=("alice", "bob", "teacher", "carol"),
+                     policies=HUB_POLICIES, extra=HUB_EXTRA,
+                     berth_extra=f"c.BerthService.gpus = [{DEVICE!r}]\nc.BerthService.gpu_quantum = 0.25\n")
+    with running(hub) as h:
         yield h
-    finally:
-        h.stop()
-        print(h.log_tail(40))
 
 
 @contextlib.contextmanager
