@@ -57,8 +57,9 @@ def _image_or_skip():
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     _image_or_skip()
-    with running(HubProcess(tmp_path_factory.mktemp("hubspawn"), users=("alice", "bob", "teacher", "carol"),
-                   cpu_overcommit=CPU_OVERCOMMIT, policies=POLICIES, extra="c.Spawner.poll_interval = 1\n")) as h:
+    hub = HubProcess(tmp_path_factory.mktemp("hubspawn"), users=("alice", "bob", "teacher", "carol"),
+                     cpu_overcommit=CPU_OVERCOMMIT, policies=POLICIES, extra="c.Spawner.poll_interval = 1\n")
+    with running(hub) as h:
         yield h
 
 
