@@ -69,13 +69,22 @@ class ImagesMixin(ImageVersionsMixin, HasTraits):
         return found
 
     def is_image_admin(self, user: str, groups=()) -> bool:
-        return user in self.admin_users or bool(set(groups) & set(self.admin_groups))
+        return (user in self.admin_users or bool(set(groups) & set(self.admin_groups))
+                or user in getattr(self, "_hub_image_admins", ()))
+
+    def note_hub_admin(self, user: str, is_admin: bool) -> None:
+        """A front end that knows who administers it (the hub's service, from the token) says so per request:
+        while ``is_admin`` holds, ``user`` is an image admin too (``BerthHubService.hub_admins_are_image_admins``)."""
+        admins = set(getattr(self, "_hub_image_admins", ()))
+        (admins.add if is_admin else admins.discard)(user)
+        self._hub_image_admins = admins
 
     def require_image_admin(self, user: str, groups, action: str) -> None:
         if not self.is_image_admin(user, groups):
             action = action if len(action) <= 120 else action[:117] + "..."
             raise PolicyError(f"{action} needs an image admin, and {user} is not one; ask an admin, who is listed in "
-                              "c.BerthService.admin_users or admin_groups", limit="admin_users")
+                              "c.BerthService.admin_users or admin_groups (on a hub, hub admins are image admins too)",
+                              limit="admin_users")
 
     async def catalog_view(self) -> CatalogView:
         """The engine's kernel images joined with the admin's decisions; aliases that drifted are re-pinned."""

@@ -32,7 +32,7 @@ from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubOAuth
 from tornado import web
-from traitlets import Integer, Unicode, default
+from traitlets import Bool, Integer, Unicode, default
 from traitlets.config import Application
 
 from jupyter_berth import __version__
@@ -77,6 +77,9 @@ class BerthHubService(Application):
                           help="Named volume holding a user's files, mounted into each of the user's kernels (the same "
                                "volume the user's server has; DockerSpawner's default). {username} is escaped as "
                                "DockerSpawner escapes it, {raw_username} is not. Empty: kernels get no user volume.")
+    hub_admins_are_image_admins = Bool(True, config=True,
+                                       help="Hub admins (and tokens with the custom:berth:admin scope) may change the image "
+                                            "catalog, besides c.BerthService.admin_users / admin_groups. False: only those.")
     user_volume_target = Unicode("/home/jovyan/work", config=True,
                                  help="Where user_volume is mounted, in kernels as in the user's server (the same path, so "
                                       "notebook paths mean the same in both).")
@@ -156,6 +159,7 @@ class BerthHubService(Application):
             berth_log=self.log,
             berth_user_volume=self.user_volume_for,
             berth_prefix=self.service_prefix,
+            berth_hub_admins_are_image_admins=self.hub_admins_are_image_admins,
             hub_auth=hub_auth,
             cookie_secret=secrets.token_bytes(32),  # browser sessions re-authenticate through the hub after a restart
             log_function=log_request,

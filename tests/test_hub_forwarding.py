@@ -138,6 +138,26 @@ def test_a_non_admin_is_refused_on_admin_image_routes_and_nothing_changes(hub):
     assert code == 200 and images["admin"] is True  # the service's admin_users, from the token's name
 
 
+def test_a_hub_admin_is_an_image_admin_while_the_hub_says_so(hub):
+    """bob is in no admin_users: made a hub admin, a new token of his may change the catalog; demoted, not."""
+    def set_hub_admin(flag: bool) -> str:
+        r = httpx.patch(f"{hub.api}/users/bob", json={"admin": flag}, headers=hub.headers, timeout=30)
+        assert r.status_code == 200, r.text
+        return hub.new_token("bob")  # a new token: the service caches what the hub said of a token for a minute
+
+    try:
+        promoted = set_hub_admin(True)
+        code, images = call(hub, None, "GET", "images?all=1", token=promoted)
+        assert code == 200 and images["admin"] is True
+        code, history = call(hub, None, "GET", "images/history", token=promoted)
+        assert code == 200 and isinstance(history["events"], list)
+    finally:
+        demoted = set_hub_admin(False)
+    code, answer = call(hub, None, "GET", "images/history", token=demoted)
+    assert code == 403 and answer["limit"] == "admin_users" and "hub admins are image admins too" in answer["message"]
+    assert call(hub, None, "GET", "images", token=demoted)[1]["admin"] is False
+
+
 # ---- a user's jupyter_server in hub mode, forwarding -----------------------------------------------
 def _answer_and_close() -> tuple[socket.socket, int]:
     """A port that accepts connections and closes them without answering (a broken service)."""
