@@ -8,12 +8,19 @@ tuples; mappings as dicts (do not mutate them).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Mapping
 
 from ..resources import Resources
 from .models import LIVE_STATES, AllocationRow, NodeRow, ProfileRow, UsageRecordRow, UsageSampleRow
+
+
+def snapshot(cls, row, **converted):
+    """``cls`` (a dataclass) from an ORM row: every field read by name; ``converted`` overrides some
+    (JSON lists as tuples, mappings as dicts), so the snapshot shares nothing mutable with the row."""
+    values = {f.name: getattr(row, f.name) for f in fields(cls) if f.name not in converted}
+    return cls(**values, **converted)
 
 
 @dataclass(frozen=True)
@@ -30,15 +37,7 @@ class Node:
 
     @classmethod
     def from_row(cls, row: NodeRow) -> "Node":
-        return cls(
-            name=row.name,
-            cpu=row.cpu,
-            mem=row.mem,
-            gpu=tuple(row.gpu or ()),
-            labels=dict(row.labels or {}),
-            state=row.state,
-            updated_at=row.updated_at,
-        )
+        return snapshot(cls, row, gpu=tuple(row.gpu or ()), labels=dict(row.labels or {}))
 
 
 @dataclass(frozen=True)
@@ -81,32 +80,8 @@ class Allocation:
 
     @classmethod
     def from_row(cls, row: AllocationRow) -> "Allocation":
-        return cls(
-            id=row.id,
-            owner=row.owner,
-            groups=tuple(row.groups or ()),
-            kind=row.kind,
-            subject=row.subject,
-            image=row.image,
-            image_digest=row.image_digest,
-            node=row.node,
-            cpu=row.cpu,
-            mem=row.mem,
-            pids=row.pids,
-            shm=row.shm,
-            gpu=row.gpu,
-            gpu_devices=None if row.gpu_devices is None else tuple(row.gpu_devices),
-            state=row.state,
-            container_id=row.container_id,
-            created_at=row.created_at,
-            started_at=row.started_at,
-            released_at=row.released_at,
-            release_reason=row.release_reason,
-            cpu_seconds=row.cpu_seconds,
-            mem_bytes=row.mem_bytes,
-            mem_peak_bytes=row.mem_peak_bytes,
-            sampled_at=row.sampled_at,
-        )
+        return snapshot(cls, row, groups=tuple(row.groups or ()),
+                        gpu_devices=None if row.gpu_devices is None else tuple(row.gpu_devices))
 
 
 @dataclass(frozen=True)
@@ -140,27 +115,7 @@ class UsageRecord:
 
     @classmethod
     def from_row(cls, row: UsageRecordRow) -> "UsageRecord":
-        return cls(
-            id=row.id,
-            allocation_id=row.allocation_id,
-            owner=row.owner,
-            groups=tuple(row.groups or ()),
-            kind=row.kind,
-            subject=row.subject,
-            image=row.image,
-            image_digest=row.image_digest,
-            node=row.node,
-            cpu=row.cpu,
-            mem=row.mem,
-            gpu=row.gpu,
-            started_at=row.started_at,
-            ended_at=row.ended_at,
-            cpu_seconds=row.cpu_seconds,
-            mem_peak_bytes=row.mem_peak_bytes,
-            end_reason=row.end_reason,
-            exit_code=row.exit_code,
-            message=row.message,
-        )
+        return snapshot(cls, row, groups=tuple(row.groups or ()))
 
 
 @dataclass(frozen=True)
@@ -173,7 +128,7 @@ class UsageSample:
 
     @classmethod
     def from_row(cls, row: UsageSampleRow) -> "UsageSample":
-        return cls(row.allocation_id, row.at, row.cpu_seconds, row.mem_bytes, row.pids)
+        return snapshot(cls, row)
 
 
 @dataclass(frozen=True)
@@ -187,7 +142,7 @@ class Profile:
 
     @classmethod
     def from_row(cls, row: ProfileRow) -> "Profile":
-        return cls(user=row.user, request=dict(row.request or {}), image=row.image, updated_at=row.updated_at)
+        return snapshot(cls, row, request=dict(row.request or {}))
 
 
 @dataclass(frozen=True)
