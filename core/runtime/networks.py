@@ -70,24 +70,39 @@ def networks_named(api, name: str) -> list[dict]:
     return sorted(nets, key=lambda n: (_created(n), n["Id"]))
 
 
-def _create(api, name: str, labels: dict[str, str], subnets: list[str] | None) -> str:
+#: How each kind of network is created: a host's bridge, or a Swarm's attachable overlay.
+NETWORK_KINDS = {
+    "bridge": {"driver": "bridge"},
+    "overlay": {"driver": "overlay", "attachable": True, "scope": "swarm"},
+}
+
+
+def _create(api, name: str, labels: dict[str, str], subnets: list[str] | None, kind: str = "bridge") -> str:
     """Create the network, on the first candidate subnet that overlaps no other network."""
+    common = dict(NETWORK_KINDS[kind], labels=labels, check_duplicate=True)
     if not subnets:
-        return api.create_network(name, driver="bridge", labels=labels, check_duplicate=True)["Id"]
+        return api.create_network(name, **common)["Id"]
     last = None
     for subnet in subnets:
         ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
         try:
-            return api.create_network(name, driver="bridge", labels=labels, check_duplicate=True, ipam=ipam)["Id"]
+            return api.create_network(name, ipam=ipam, **common)["Id"]
         except docker.errors.APIError as e:
             if "overlap" not in str(e.explanation or e).lower():
                 raise
             last = e
-    raise EngineError(f"no free subnet for network {name}: every candidate overlaps another network ({last})")
+    what = "overlay network" if kind == "overlay" else "network"
+    raise EngineError(f"no free subnet for {what} {name}: every candidate overlaps another network ({last})")
 
 
-def ensure_network_sync(api, name: str, labels: dict[str, str], subnets: list[str] | None = None) -> str:
-    """The id of the bridge network ``name``, created with ``labels`` when missing."""
+def ensure_network_sync(api, name: str, labels: dict[str, str], subnets: list[str] | None = None,
+                        kind: str = "bridge") -> str:
+    """The id of the network ``name`` (a ``bridge``, or an attachable Swarm ``overlay``), created with ``labels``
+    when missing.
+
+    Creation is serialised per host (:func:`host_lock`); a duplicate made by a caller elsewhere at
+    the same moment is removed, keeping the oldest.
+    """
     existing = networks_named(api, name)
     if existing:
         return existing[0]["Id"]
@@ -97,7 +112,7 @@ def ensure_network_sync(api, name: str, labels: dict[str, str], subnets: list[st
             return existing[0]["Id"]
         mine = None
         try:
-            mine = _create(api, name, labels, subnets)
+            mine = _create(api, name, labels, subnets, kind)
         except docker.errors.APIError as e:
             if e.status_code != 409:  # 409: someone else made it first
                 raise
@@ -108,7 +123,8 @@ def ensure_network_sync(api, name: str, labels: dict[str, str], subnets: list[st
         except docker.errors.APIError as e:
             log.warning("could not remove duplicate network %s (%s): %s", name, mine[:12], e)
     if not existing:
-        raise EngineError(f"the Docker engine did not create network {name}; see its log")
+        manager = "the Swarm manager" if kind == "overlay" else "the Docker engine"
+        raise EngineError(f"{manager} did not create network {name}; see its log")
     return existing[0]["Id"]
 
 

@@ -20,7 +20,7 @@ import docker.types
 
 from ..errors import EngineError
 from ..resources import parse_memory
-from .networks import host_lock, networks_named
+from .networks import ensure_network_sync, networks_named
 from .swarm_spec import GPU_RESOURCE_KIND
 
 log = logging.getLogger(__name__)
@@ -125,57 +125,18 @@ def swarm_nodes(api, node_labels: dict[str, str] | None = None) -> list[SwarmNod
     return sorted(out, key=lambda node: node.name)
 
 
-def _create_overlay(api, name: str, labels: dict[str, str], subnets: list[str] | None) -> str:
-    common = dict(driver="overlay", attachable=True, scope="swarm", labels=labels, check_duplicate=True)
-    if not subnets:
-        return api.create_network(name, **common)["Id"]
-    last = None
-    for subnet in subnets:
-        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
-        try:
-            return api.create_network(name, ipam=ipam, **common)["Id"]
-        except docker.errors.APIError as e:
-            if "overlap" not in str(e.explanation or e).lower():
-                raise
-            last = e
-    raise EngineError(f"no free subnet for overlay network {name}: every candidate overlaps another network ({last})")
-
-
 def ensure_overlay_sync(api, name: str, labels: dict[str, str], subnets: list[str] | None = None) -> str:
-    """The id of the attachable overlay network ``name``, created with ``labels`` when missing.
-
-    Creation is serialised per host (:func:`~.networks.host_lock`); a duplicate made by a
-    caller elsewhere at the same moment is removed, keeping the oldest.
-    """
-    existing = networks_named(api, name)
-    if existing:
-        return existing[0]["Id"]
-    with host_lock("networks"):
-        existing = networks_named(api, name)
-        if existing:
-            return existing[0]["Id"]
-        mine = None
-        try:
-            mine = _create_overlay(api, name, labels, subnets)
-        except docker.errors.APIError as e:
-            if e.status_code != 409:
-                raise
-        existing = networks_named(api, name)
-    if mine and existing and existing[0]["Id"] != mine:
-        try:
-            api.remove_network(mine)
-        except docker.errors.APIError as e:
-            log.warning("could not remove duplicate overlay network %s (%s): %s", name, mine[:12], e)
-    if not existing:
-        raise EngineError(f"the Swarm manager did not create network {name}; see its log")
-    driver = existing[0].get("Driver") or api.inspect_network(existing[0]["Id"]).get("Driver")
+    """The id of the attachable overlay network ``name``, created with ``labels`` when missing
+    (see :func:`~.networks.ensure_network_sync`)."""
+    network_id = ensure_network_sync(api, name, labels, subnets, kind="overlay")
+    driver = api.inspect_network(network_id).get("Driver")
     if driver and driver != "overlay":
         raise EngineError(
             f"a {driver} network named {name} exists on the manager (left from the single-host "
             "runtime?); kernels on Swarm need an overlay network of that name: remove it with `docker network rm "
             f"{name}` once nothing uses it, or set another c.BerthService.network_prefix"
         )
-    return existing[0]["Id"]
+    return network_id
 
 
 def remove_gwbridge(api, wait: float = 10.0) -> bool:
