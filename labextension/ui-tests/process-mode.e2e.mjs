@@ -6,7 +6,7 @@
 
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { launch, openSidebar } from './browser.mjs';
 
 const URL_BASE = process.env.BERTH_UI_URL;
 const TOKEN = process.env.BERTH_UI_TOKEN;
@@ -16,25 +16,12 @@ assert.ok(URL_BASE && TOKEN, 'BERTH_UI_URL and BERTH_UI_TOKEN must be set');
 const started = Date.now();
 const step = name => console.log(`process-mode: ${((Date.now() - started) / 1000).toFixed(1).padStart(5)} s  ${name}`);
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-    '--disable-sync', '--no-first-run']
-});
-const page = await browser.newPage({ viewport: { width: 1400, height: 860 } });
-page.setDefaultTimeout(30000);
-const pageErrors = [];
-page.on('pageerror', e => pageErrors.push(String(e)));
+const { browser, page, pageErrors } = await launch();
 
 let failed = false;
 try {
-  step('open JupyterLab');
-  await page.goto(`${URL_BASE}/lab?reset&token=${TOKEN}`);
-  await page.locator('#jupyterlab-splash').waitFor({ state: 'detached', timeout: 60000 });
-
-  step('the sidebar says it is in process mode');
-  await page.locator('.jp-SideBar .lm-TabBar-tab[data-id="jupyter-berth-sidebar"]').click();
-  const sidebar = page.locator('#jupyter-berth-sidebar');
+  step('open JupyterLab and the sidebar: it says it is in process mode');
+  const sidebar = await openSidebar(page, URL_BASE, TOKEN);
   const notice = sidebar.getByTestId('berth-process-mode');
   await notice.waitFor();
   assert.match(await notice.innerText(), /Process mode: .*plain local processes.*no isolation/s);

@@ -12,7 +12,7 @@
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { launch, openSidebar } from './browser.mjs';
 
 const URL_BASE = process.env.BERTH_UI_URL;
 const TOKEN = process.env.BERTH_UI_TOKEN;
@@ -39,22 +39,7 @@ async function api(method, path, body) {
   return { status: response.status, body: text ? JSON.parse(text) : null };
 }
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: [
-    '--headless',
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-    '--no-first-run'
-  ]
-});
-const page = await browser.newPage({ viewport: { width: 1400, height: 860 } });
-page.setDefaultTimeout(30000);
-const pageErrors = [];
-page.on('pageerror', e => pageErrors.push(String(e)));
+const { browser, page, pageErrors } = await launch();
 page.on('requestfailed', r => console.log(`ui-test: request failed: ${r.method()} ${r.url().replace(TOKEN, '…')}: ${r.failure()?.errorText}`));
 page.on('console', m => m.type() === 'error' && console.log(`ui-test: console: ${m.text().slice(0, 300)}`));
 
@@ -91,13 +76,8 @@ async function runLimitsCell(notebook, expectedLimit) {
 
 let failed = false;
 try {
-  step('open JupyterLab');
-  await page.goto(`${URL_BASE}/lab?reset&token=${TOKEN}`);
-  await page.locator('#jupyterlab-splash').waitFor({ state: 'detached', timeout: 60000 });
-
-  step('open the Berth sidebar');
-  await page.locator('.jp-SideBar .lm-TabBar-tab[data-id="jupyter-berth-sidebar"]').click();
-  const sidebar = page.locator('#jupyter-berth-sidebar');
+  step('open JupyterLab and the Berth sidebar');
+  const sidebar = await openSidebar(page, URL_BASE, TOKEN);
   const summary = sidebar.getByTestId('berth-summary');
   await summary.waitFor();
 
@@ -229,9 +209,7 @@ try {
   assert.equal(saved.image, image);
   assert.match(saved.digest, /^sha256:/);
   assert.equal(saved.resources.mem, 768 * MiB);
-  await page.goto(`${URL_BASE}/lab/tree/Untitled.ipynb?reset&token=${TOKEN}`);
-  await page.locator('#jupyterlab-splash').waitFor({ state: 'detached', timeout: 60000 });
-  await page.locator('.jp-SideBar .lm-TabBar-tab[data-id="jupyter-berth-sidebar"]').click();
+  await openSidebar(page, URL_BASE, TOKEN, 'lab/tree/Untitled.ipynb');
   const offered = sidebar.getByTestId('berth-notebook-environment');
   await offered.waitFor({ timeout: 30000 });
   assert.equal(await offered.getAttribute('data-status'), 'available');
