@@ -376,7 +376,9 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
     async def my_kernels(self, user: str) -> list[dict]:
         """The user's live kernels with a fresh usage sample each (for the sidebar)."""
         out = []
-        for alloc in await self.list_kernels(user):
+        allocs = await self.list_kernels(user)
+        gpu_memory = await self.gpu_memory_of(allocs)  # NVML's per-process memory, where there is NVML
+        for alloc in allocs:
             usage = await self.runtime.usage(alloc.container_id) if alloc.container_id else None
             out.append({
                 "kernel_id": alloc.subject, "image": alloc.image, "image_digest": alloc.image_digest,
@@ -384,6 +386,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
                 "started_at": alloc.started_at, "gpu_devices": list(alloc.gpu_devices or ()),
                 "usage": None if usage is None else {"cpu_seconds": usage.cpu_seconds, "mem_bytes": usage.mem_bytes,
                                                      "mem_peak_bytes": usage.mem_peak_bytes, "pids": usage.pids,
+                                                     "gpu_mem_bytes": gpu_memory.get(alloc.container_id),
                                                      "at": usage.at},
             })
         return out

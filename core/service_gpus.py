@@ -7,12 +7,13 @@ refused with that message; devices may also be declared in config (labelled decl
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 from traitlets import Dict, Enum, Float, HasTraits, List, Unicode
 
 from .admission import share_assigner
-from .gpu import allocator, enforcement, inventory, startup_caps
+from .gpu import allocator, enforcement, inventory, process_memory, startup_caps
 from .runtime.base import Mount
 
 #: Where the framework-caps startup file is mounted in kernel containers (IPython runs it).
@@ -65,6 +66,17 @@ class GpuMixin(HasTraits):
         if gpu_devices:
             mounts.append(Mount(source=str(self._caps_file), target=STARTUP_MOUNT, read_only=True))
         return plan.device_ids, dict(plan.env), mounts, plan
+
+    async def gpu_memory_of(self, allocations) -> dict[str, int]:
+        """GPU memory in use per container of ``allocations`` that hold a share (NVML only; ``{}`` otherwise)."""
+        inv = self.gpu_inventory
+        holders = [a for a in allocations if a.gpu_devices and a.container_id]
+        if inv is None or inv.source != "nvml" or not holders:
+            return {}
+        uuids = sorted({dict(d)["uuid"] for a in holders for d in a.gpu_devices})
+        metrics = await inventory.device_metrics_async(uuids)
+        return await asyncio.to_thread(process_memory.gpu_memory_by_container, metrics,
+                                       [a.container_id for a in holders])
 
     async def gpu_summary(self) -> dict:
         """Devices, their free shares (from the ledger's live grants) and NVML metrics where there are any."""

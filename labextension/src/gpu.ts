@@ -60,6 +60,29 @@ export function describeDevice(device: IGpus['devices'][number], index: number, 
   return parts.join(' · ');
 }
 
+/** A kernel's GPU memory budget: share × memory of each granted device (0 when unknown). */
+export function gpuMemoryCap(grants: { uuid: string; share: number }[] | undefined, gpus: IGpus | null): number {
+  let cap = 0;
+  for (const grant of grants ?? []) {
+    const device = gpus?.devices.find(d => d.uuid === grant.uuid);
+    if (device?.memory_bytes) {
+      cap += grant.share * device.memory_bytes;
+    }
+  }
+  return Math.round(cap);
+}
+
+/** The GPU line of a kernel card: its memory in use (NVML) against its budget, else what it was allotted. */
+export function describeGpuUse(share: number, usedBytes: number | null | undefined, cap: number): { value: number; text: string } {
+  if (typeof usedBytes !== 'number') {
+    return { value: 0, text: `${formatGpu(share)} allotted` };
+  }
+  if (cap > 0) {
+    return { value: Math.min(1, usedBytes / cap), text: `${formatBytes(usedBytes)} of ${formatBytes(cap)} (${formatGpu(share)})` };
+  }
+  return { value: 0, text: `${formatBytes(usedBytes)} · ${formatGpu(share)}` };
+}
+
 function isMultiple(value: number, quantum: number): boolean {
   const ratio = value / quantum;
   return Math.abs(ratio - Math.round(ratio)) < EPSILON;

@@ -132,6 +132,8 @@ export interface IBerthKernel {
   started_at?: string;
   path?: string;
   usage?: IKernelUsage;
+  /** the GPU shares granted: `[{uuid, share}]` */
+  gpu_devices?: { uuid: string; share: number }[];
 }
 
 /** A GPU device of `GET berth/api/gpus`. */

@@ -2,7 +2,7 @@
  * The GPU offer of the sidebar, with devices declared as in the server's config (this
  * machine has no GPU): bounded by the policy and by the devices' free shares.
  */
-import { describeDevice, fractionSteps, gpuOffer } from '../src/gpu';
+import { describeDevice, describeGpuUse, fractionSteps, gpuMemoryCap, gpuOffer } from '../src/gpu';
 import type { IGpus } from '../src/types';
 
 const GiB = 1024 ** 3;
@@ -77,5 +77,20 @@ describe('describeDevice', () => {
     const m = { utilization_percent: 35, memory_used_bytes: 3 * GiB, memory_total_bytes: 15 * GiB };
     expect(describeDevice(d, 1, m)).toBe('1: Tesla T4 · 15 GiB · 35% busy · 3 GiB of 15 GiB used');
     expect(describeDevice({ uuid: 'GPU-c', mig_mode: true }, 2, { utilization_percent: null })).toBe('2: GPU-c · MIG');
+  });
+});
+
+describe("a kernel's GPU memory", () => {
+  const gpus = declared({ a: 0.75, b: 1 });
+  it('has a budget of share × device memory', () => {
+    expect(gpuMemoryCap([{ uuid: 'a', share: 0.25 }], gpus)).toBe(4 * GiB);
+    expect(gpuMemoryCap([{ uuid: 'a', share: 1 }, { uuid: 'b', share: 1 }], gpus)).toBe(32 * GiB);
+    expect(gpuMemoryCap([{ uuid: 'unknown', share: 0.5 }], gpus)).toBe(0);
+    expect(gpuMemoryCap(undefined, null)).toBe(0);
+  });
+  it("shows NVML's memory in use against the budget, or what was allotted", () => {
+    expect(describeGpuUse(0.25, GiB, 4 * GiB)).toEqual({ value: 0.25, text: '1 GiB of 4 GiB (¼ GPU)' });
+    expect(describeGpuUse(0.25, undefined, 4 * GiB)).toEqual({ value: 0, text: '¼ GPU allotted' });
+    expect(describeGpuUse(0.5, 3 * GiB, 0)).toEqual({ value: 0, text: '3 GiB · ½ GPU' });
   });
 });

@@ -16,7 +16,7 @@ import {
   imageShortName,
   trimNumber
 } from '../format';
-import { describeDevice } from '../gpu';
+import { describeDevice, describeGpuUse, gpuMemoryCap } from '../gpu';
 import { BerthModel } from '../model';
 import type { IBerthKernel } from '../types';
 import { Meter, Section } from './controls';
@@ -76,13 +76,8 @@ export function KernelsSection(props: IKernelsSectionProps): JSX.Element {
               <Meter label="Memory" value={fraction(k.usage?.mem_bytes, k.resources.mem)} text={describeMemoryUse(k.usage, k.resources.mem)} />
               {gpuShare > 0 && (
                 <Meter
-                  label="GPU"
-                  value={typeof k.usage?.gpu_util === 'number' ? k.usage.gpu_util / 100 : 0}
-                  text={
-                    typeof k.usage?.gpu_util === 'number'
-                      ? `${Math.round(k.usage.gpu_util)}% of ${formatGpu(gpuShare)}`
-                      : `${formatGpu(gpuShare)} allotted`
-                  }
+                  label="GPU memory"
+                  {...describeGpuUse(gpuShare, k.usage?.gpu_mem_bytes, gpuMemoryCap(k.gpu_devices, props.model.gpus))}
                 />
               )}
               {k.usage?.mem_peak_bytes ? (
