@@ -28,6 +28,7 @@ from jupyter_berth.ledger import Ledger
 from jupyter_berth.resources import Resources
 from jupyter_berth.service import BerthService
 
+from . import queue_metrics
 from .spawn_form import FolderChoice, FormContext, ImageChoice
 from .spawn_form_gpu import GpuOffer
 from .spawn_queue import SpawnQueue
@@ -46,6 +47,7 @@ class HubCore:
         self.log = log
         self.service = BerthService(config=config, log=log)  # configured, never started (see module doc)
         self.queue = SpawnQueue(max_starting=max_starting, retry_interval=retry_interval, log=log)
+        queue_metrics.export(self.queue)  # on JupyterHub's /hub/metrics
         self._opened = False
         self._lock = asyncio.Lock()
 

@@ -166,6 +166,9 @@ def test_a_full_host_queues_spawns_with_their_place(hub):
         teacher_seen = await asyncio.to_thread(progress_messages, hub, "teacher", "1 ahead of you")
         assert any("In the queue: waiting for 0.5 CPU; you are next" in m for m in bob_seen), bob_seen
         assert any("waiting for 0.5 CPU; 1 ahead of you" in m for m in teacher_seen), teacher_seen
+        # the queue on JupyterHub's own Prometheus endpoint
+        metrics = (await asyncio.to_thread(httpx.get, f"{hub.url}/hub/metrics", headers=hub.headers, timeout=30)).text
+        assert "berth_spawn_queue_waiting 2.0" in metrics, [l for l in metrics.splitlines() if "berth_" in l]
         # nobody timed out while queued; alice stops, the queue moves in order
         r = await asyncio.to_thread(api, hub, "DELETE", "/users/alice/server")
         assert r.status_code in (202, 204)
