@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[server]' jupyterlab
+bash scripts/build-labextension.sh   # the sidebar, built once and linked into this environment
 berth engine up
 berth images bootstrap
 berth kernelspecs sync

@@ -43,6 +43,9 @@ if ! command -v configurable-http-proxy >/dev/null 2>&1; then
   npm install -g --silent configurable-http-proxy >/dev/null
 fi
 
+step "the JupyterLab sidebar (built once; the single-user image installs it with jupyter-berth's wheel)"
+bash "$repo/scripts/build-labextension.sh"
+
 step "images: the kernel image and the single-user server image (no registry)"
 berth images bootstrap --all
 
