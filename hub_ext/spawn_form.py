@@ -104,6 +104,8 @@ def options_from_form(formdata: Mapping[str, Sequence[str]]) -> dict:
     """
     options: dict[str, Any] = {}
     for name, values in formdata.items():
+        if name.startswith("_"):  # the form's own fields (e.g. JupyterHub's ``_xsrf``), not server options
+            continue
         values = [v.strip() for v in values if isinstance(v, str)]
         if name == "folders":
             options["folders"] = [v for v in values if v]

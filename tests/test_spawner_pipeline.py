@@ -43,7 +43,8 @@ def context(**policy) -> FormContext:
 
 # ---- form → user_options --------------------------------------------------------------------
 def test_form_data_becomes_user_options():
-    formdata = {"image": [IMAGE], "cpu": ["0.75"], "mem": ["1.5"], "gpu": [""], "folders": ["@class-a/course", "alice/data"]}
+    formdata = {"image": [IMAGE], "cpu": ["0.75"], "mem": ["1.5"], "gpu": [""], "folders": ["@class-a/course", "alice/data"],
+                "_xsrf": ["2|token"]}  # a form's own field is not a server option
     assert options_from_form(formdata) == {"image": IMAGE, "cpu": "0.75", "mem": "1.5G",
                                            "folders": ["@class-a/course", "alice/data"]}
     options = resolve_options(options_from_form(formdata), context())
