@@ -1,0 +1,92 @@
+// The sidebar in hub mode, as a hub user meets it: log in to JupyterHub, start a server from
+// the spawn form, open the Berth sidebar in that server's JupyterLab (its calls go to the
+// hub's Berth service with the user's token), start a notebook with ½ CPU and 512 MiB and
+// read the kernel container's cgroup limits from the page; stop the kernel from the list.
+// Started by tests/test_hub_sidebar.py.
+//
+// Environment: BERTH_UI_URL (the hub), BERTH_UI_USER, BERTH_UI_PASSWORD, BERTH_UI_SCREENSHOTS (optional).
+
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+
+import { launch } from './browser.mjs';
+
+const HUB = process.env.BERTH_UI_URL;
+const USER = process.env.BERTH_UI_USER;
+const PASSWORD = process.env.BERTH_UI_PASSWORD;
+const SHOTS = process.env.BERTH_UI_SCREENSHOTS || '';
+assert.ok(HUB && USER && PASSWORD, 'BERTH_UI_URL, BERTH_UI_USER and BERTH_UI_PASSWORD must be set');
+
+const MiB = 1024 ** 2;
+const CELL =
+  "import os; r = lambda *ps: next((open(p).read().split()[0] for p in ps if os.path.exists(p)), '?'); " +
+  "print('LIMIT=' + r('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes'), " +
+  "'CPU=' + r('/sys/fs/cgroup/cpu.max', '/sys/fs/cgroup/cpu/cpu.cfs_quota_us'))";
+
+const started = Date.now();
+const step = name => console.log(`hub-mode: ${((Date.now() - started) / 1000).toFixed(1).padStart(5)} s  ${name}`);
+const { browser, page, pageErrors } = await launch();
+
+let failed = false;
+try {
+  step('log in to the hub');
+  await page.goto(`${HUB}/hub/login`);
+  await page.locator('#username_input').fill(USER);
+  await page.locator('#password_input').fill(PASSWORD);
+  await page.locator('#login_submit').click();
+
+  step("start a server from the spawn form (the policy's defaults)");
+  await page.locator('#spawn_form').waitFor();
+  await page.locator('#spawn_form [type="submit"]').click();
+  await page.waitForURL(/\/user\/[^/]+\/lab/, { timeout: 120000 });
+  await page.locator('#jupyterlab-splash').waitFor({ state: 'detached', timeout: 120000 });
+
+  step('open the Berth sidebar: hub mode, as the hub user');
+  await page.locator('.jp-SideBar .lm-TabBar-tab[data-id="jupyter-berth-sidebar"]').click();
+  const sidebar = page.locator('#jupyter-berth-sidebar');
+  await sidebar.locator('.jp-BerthHeader-who', { hasText: `${USER} · hub` }).waitFor();
+  const summary = sidebar.getByTestId('berth-summary');
+  await summary.waitFor();
+
+  step('choose ½ CPU and 512 MiB, start a notebook');
+  await sidebar.getByLabel('CPU cores', { exact: true }).fill('0.5');
+  await sidebar.getByLabel('CPU cores', { exact: true }).press('Enter');
+  await sidebar.getByLabel('Memory (MiB)', { exact: true }).fill('512');
+  await sidebar.getByLabel('Memory (MiB)', { exact: true }).press('Enter');
+  assert.match(await summary.innerText(), /^0\.5 CPU · 512 MiB/);
+  if (SHOTS) {
+    await sidebar.screenshot({ path: join(SHOTS, 'sidebar-hub.png'), animations: 'disabled' });
+  }
+  await sidebar.getByRole('button', { name: 'Start notebook' }).click();
+  const notebook = page.locator('.jp-NotebookPanel:not(.lm-mod-hidden)');
+  await page.getByTestId('berth-status').filter({ hasText: '0.5 CPU · 512 MiB' }).waitFor({ timeout: 90000 });
+  const cell = notebook.locator('.jp-CodeCell').first();
+  await cell.locator('.cm-content').click();
+  await page.keyboard.insertText(CELL);
+  await page.keyboard.press('Control+Enter');
+  const output = cell.locator('.jp-OutputArea-output');
+  await output.filter({ hasText: `LIMIT=${512 * MiB}` }).waitFor({ timeout: 90000 });
+  const m = /LIMIT=(\d+)\s+CPU=(-?\d+)/.exec(await output.innerText());
+  assert.ok(m, 'the cell printed the limits');
+  assert.equal(Number(m[1]), 512 * MiB);
+  assert.equal(Number(m[2]), 50000); // ½ CPU of a 100 ms period
+  step(`the kernel's container reads memory limit ${m[1]}, CPU quota ${m[2]}`);
+
+  step('stop the kernel from the list');
+  const listed = sidebar.getByTestId('berth-kernel');
+  await listed.first().waitFor();
+  await listed.first().getByRole('button', { name: /^Stop kernel/ }).click();
+  await page.locator('.jp-Dialog').getByRole('button', { name: 'Stop kernel' }).click();
+  await sidebar.getByText('No Berth kernel is running.').waitFor({ timeout: 60000 });
+
+  assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
+  step('passed');
+} catch (error) {
+  failed = true;
+  console.error(error);
+  await page.screenshot({ path: '/tmp/berth-hub-mode-failure.png' }).catch(() => undefined);
+  console.error('hub-mode: a screenshot of the failure is in /tmp/berth-hub-mode-failure.png');
+} finally {
+  await browser.close();
+}
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,45 @@
+"""The sidebar in hub mode, in a real browser: a hub user logs in, starts a server from the
+spawn form (BerthSpawner, the single-user image with the built sidebar), and in that
+server's JupyterLab starts a notebook from the sidebar whose kernel container has the
+limits chosen. Every call of the sidebar goes to the hub's Berth service with the user's
+token (labextension/ui-tests/hub-mode.e2e.mjs, Debian's Chromium through playwright-core)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import docker
+import pytest
+
+from tests.hub_process import HubProcess, running
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    try:
+        docker.from_env().images.get("berth/singleuser:3.11")
+    except docker.errors.ImageNotFound:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip("berth/singleuser:3.11 is missing: run `berth images bootstrap --all`")
+    with running(HubProcess(tmp_path_factory.mktemp("hubsidebar"), users=("alice",))) as h:
+        yield h
+
+
+def test_a_hub_user_starts_a_limited_kernel_from_the_sidebar(hub):
+    if not os.path.isdir(os.path.join(ROOT, "labextension", "node_modules", "playwright-core")) or not shutil.which("chromium"):
+        if os.environ.get("CI"):
+            pytest.fail("playwright-core or chromium is missing: scripts/test.sh installs both")
+        pytest.skip("playwright-core (bash scripts/build-labextension.sh) or chromium (apt-get install chromium) missing")
+    shots = os.environ.get("BERTH_UI_SCREENSHOTS", "")
+    env = {**os.environ, "BERTH_UI_URL": hub.url, "BERTH_UI_USER": "alice", "BERTH_UI_PASSWORD": "berth-demo",
+           "BERTH_UI_SCREENSHOTS": os.path.join(ROOT, "docs", "images") if shots not in ("", "0") else ""}
+    done = subprocess.run(["node", os.path.join(ROOT, "labextension", "ui-tests", "hub-mode.e2e.mjs")], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:] + "\n" + hub.log_tail(40)
+    assert "hub-mode:" in done.stdout and "passed" in done.stdout
