@@ -327,8 +327,9 @@ def section(result: dict) -> str:
                       f"{max(v['kernels'] for v in first.values()):,} records of {min(v['rows'] for v in first.values()):,} users. "
                       "SQLite's figure in brackets is the process's own CPU time for the report (the query runs "
                       "in-process), which is what the report costs on an idle machine; the wall-clock figures were "
-                      f"taken while other work ran on the machine (load average {loads[0]}–{loads[-1]} on "
-                      f"{os.cpu_count()} cores).",
+                      + ("taken while other work ran on the machine" if loads[-1] >= (os.cpu_count() or 1)
+                         else "taken on a quiet machine")
+                      + f" (load average {loads[0]}–{loads[-1]} on {os.cpu_count()} cores).",
                   "", f"Check: for {check['month']}, every user's kernel-hours and CPU core-hours (allotted and used) "
                       f"in the report match a recomputation in Python from the generated records "
                       f"(largest difference {check['max_abs_difference']:.6f} h).",
