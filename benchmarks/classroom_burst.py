@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 from tests.hub_process import HubProcess, run_cell  # noqa: E402
 
 from jupyter_berth.ledger import Ledger  # noqa: E402
+from doc_sections import replace_section  # noqa: E402  (benchmarks/doc_sections.py)
 
 RESULTS = ROOT / "benchmarks" / "results" / "classroom_burst.json"
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -252,13 +253,7 @@ def docs_section(results: dict) -> str:
 
 
 def write_docs(results: dict) -> None:
-    section = docs_section(results)
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n\nMeasured on this project's machine; each section says how.\n"
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    DOCS.write_text(text)
+    replace_section(str(DOCS), BEGIN, END, docs_section(results))
 
 
 async def main(argv=None) -> None:

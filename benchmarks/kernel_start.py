@@ -41,6 +41,8 @@ import sys
 import tempfile
 import time
 
+from doc_sections import replace_section  # benchmarks/doc_sections.py (scripts run from this folder)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results", "kernel_start.json")
@@ -358,8 +360,10 @@ def markdown(r: dict) -> str:
              f"{m['mem_gib']} GiB, Docker {m['docker']} (cgroup {m['cgroup']}), Linux {m['kernel']}, "
              f"Python {m['python']}, ipykernel {m['ipykernel_local']} locally and in the image. Load average "
              f"{m['loadavg_start'][0]:.1f} at the start and {m['loadavg_end'][0]:.1f} at the end, per round "
-             f"{min(x['loadavg'] for x in lat['rounds']):.1f}–{max(x['loadavg'] for x in lat['rounds']):.1f} (other work "
-             "shared the machine; the kinds are interleaved round by round, so it fell on all of them alike).", "",
+             f"{min(x['loadavg'] for x in lat['rounds']):.1f}–{max(x['loadavg'] for x in lat['rounds']):.1f} ("
+             + ("other work shared the machine; " if max(x['loadavg'] for x in lat['rounds']) >= m['cores'] else
+                "a quiet machine; ")
+             + "the kinds are interleaved round by round, so any load falls on all of them alike).", "",
              "Time from `AsyncKernelManager.start_kernel()` to the first `kernel_info_reply`, one kernel at a "
              f"time, each shut down before the next, every start beginning with the warm pools full; "
              f"{lat['local']['n']} counted starts of each kind after one warm-up round. Berth kernels get "
@@ -419,17 +423,7 @@ def markdown(r: dict) -> str:
 
 
 def write_doc(section: str) -> None:
-    text = "# Benchmarks\n\nMeasured on this project's machines; each section is written by its script.\n"
-    if os.path.exists(DOC):
-        with open(DOC) as f:
-            text = f.read()
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    with open(DOC, "w") as f:
-        f.write(text)
+    replace_section(DOC, BEGIN, END, section)
 
 
 async def main(args) -> int:

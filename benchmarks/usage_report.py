@@ -44,6 +44,8 @@ import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
+from doc_sections import replace_section  # benchmarks/doc_sections.py (scripts run from this folder)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, "results", "usage_report.json")
@@ -353,14 +355,7 @@ def section(result: dict) -> str:
 
 
 def write_doc(text_section: str) -> None:
-    text = open(DOC).read() if os.path.exists(DOC) else "# Benchmarks\n\nMeasured on this project's machines; each section is written by its script.\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + text_section + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + text_section + "\n"
-    with open(DOC, "w") as f:
-        f.write(text)
+    replace_section(DOC, BEGIN, END, text_section)
 
 
 def main(argv=None) -> dict:
