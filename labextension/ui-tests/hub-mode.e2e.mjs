@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 
-import { launch } from './browser.mjs';
+import { finish, launch, LIMITS_CELL, readLimits, stepper } from './browser.mjs';
 
 const HUB = process.env.BERTH_UI_URL;
 const USER = process.env.BERTH_UI_USER;
@@ -18,17 +18,10 @@ const SHOTS = process.env.BERTH_UI_SCREENSHOTS || '';
 assert.ok(HUB && USER && PASSWORD, 'BERTH_UI_URL, BERTH_UI_USER and BERTH_UI_PASSWORD must be set');
 
 const MiB = 1024 ** 2;
-const CELL =
-  "import os; r = lambda *ps: next((open(p).read().split()[0] for p in ps if os.path.exists(p)), '?'); " +
-  "print('LIMIT=' + r('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes'), " +
-  "'CPU=' + r('/sys/fs/cgroup/cpu.max', '/sys/fs/cgroup/cpu/cpu.cfs_quota_us'))";
-
-const started = Date.now();
-const step = name => console.log(`hub-mode: ${((Date.now() - started) / 1000).toFixed(1).padStart(5)} s  ${name}`);
+const step = stepper('hub-mode');
 const { browser, page, pageErrors } = await launch();
 
-let failed = false;
-try {
+await finish('hub-mode', { browser, page, pageErrors, step }, async () => {
   step('log in to the hub');
   await page.goto(`${HUB}/hub/login`);
   await page.locator('#username_input').fill(USER);
@@ -62,15 +55,11 @@ try {
   await page.getByTestId('berth-status').filter({ hasText: '0.5 CPU · 512 MiB' }).waitFor({ timeout: 90000 });
   const cell = notebook.locator('.jp-CodeCell').first();
   await cell.locator('.cm-content').click();
-  await page.keyboard.insertText(CELL);
-  await page.keyboard.press('Control+Enter');
-  const output = cell.locator('.jp-OutputArea-output');
-  await output.filter({ hasText: `LIMIT=${512 * MiB}` }).waitFor({ timeout: 90000 });
-  const m = /LIMIT=(\d+)\s+CPU=(-?\d+)/.exec(await output.innerText());
-  assert.ok(m, 'the cell printed the limits');
-  assert.equal(Number(m[1]), 512 * MiB);
-  assert.equal(Number(m[2]), 50000); // ½ CPU of a 100 ms period
-  step(`the kernel's container reads memory limit ${m[1]}, CPU quota ${m[2]}`);
+  await page.keyboard.insertText(LIMITS_CELL);
+  const limits = await readLimits(page, cell, 512 * MiB, 90000);
+  assert.equal(limits.mem, 512 * MiB);
+  assert.equal(limits.cpuQuota, 50000); // ½ CPU of a 100 ms period
+  step(`the kernel's container reads memory limit ${limits.mem}, CPU quota ${limits.cpuQuota}`);
 
   step('stop the kernel from the list');
   const listed = sidebar.getByTestId('berth-kernel');
@@ -78,15 +67,4 @@ try {
   await listed.first().getByRole('button', { name: /^Stop kernel/ }).click();
   await page.locator('.jp-Dialog').getByRole('button', { name: 'Stop kernel' }).click();
   await sidebar.getByText('No Berth kernel is running.').waitFor({ timeout: 60000 });
-
-  assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
-  step('passed');
-} catch (error) {
-  failed = true;
-  console.error(error);
-  await page.screenshot({ path: '/tmp/berth-hub-mode-failure.png' }).catch(() => undefined);
-  console.error('hub-mode: a screenshot of the failure is in /tmp/berth-hub-mode-failure.png');
-} finally {
-  await browser.close();
-}
-process.exit(failed ? 1 : 0);
+});

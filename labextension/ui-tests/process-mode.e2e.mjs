@@ -6,20 +6,17 @@
 
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { launch, openSidebar } from './browser.mjs';
+import { finish, launch, openSidebar, stepper } from './browser.mjs';
 
 const URL_BASE = process.env.BERTH_UI_URL;
 const TOKEN = process.env.BERTH_UI_TOKEN;
 const SHOTS = process.env.BERTH_UI_SCREENSHOTS || '';
 assert.ok(URL_BASE && TOKEN, 'BERTH_UI_URL and BERTH_UI_TOKEN must be set');
 
-const started = Date.now();
-const step = name => console.log(`process-mode: ${((Date.now() - started) / 1000).toFixed(1).padStart(5)} s  ${name}`);
-
+const step = stepper('process-mode');
 const { browser, page, pageErrors } = await launch();
 
-let failed = false;
-try {
+await finish('process-mode', { browser, page, pageErrors, step }, async () => {
   step('open JupyterLab and the sidebar: it says it is in process mode');
   const sidebar = await openSidebar(page, URL_BASE, TOKEN);
   const notice = sidebar.getByTestId('berth-process-mode');
@@ -42,15 +39,4 @@ try {
   const output = cell.locator('.jp-OutputArea-output');
   await output.filter({ hasText: 'RUNTIME=process' }).waitFor({ timeout: 60000 });
   assert.match(await output.innerText(), /RUNTIME=process LIMITS=rlimit/);
-
-  assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
-  step('passed');
-} catch (error) {
-  failed = true;
-  console.error(error);
-  await page.screenshot({ path: '/tmp/berth-process-mode-failure.png' }).catch(() => undefined);
-  console.error('process-mode: a screenshot of the failure is in /tmp/berth-process-mode-failure.png');
-} finally {
-  await browser.close();
-}
-process.exit(failed ? 1 : 0);
+});

@@ -12,7 +12,7 @@
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { launch, openSidebar } from './browser.mjs';
+import { finish, launch, LIMITS_CELL, openSidebar, readLimits, stepper } from './browser.mjs';
 
 const URL_BASE = process.env.BERTH_UI_URL;
 const TOKEN = process.env.BERTH_UI_TOKEN;
@@ -20,14 +20,7 @@ const SHOTS = process.env.BERTH_UI_SCREENSHOTS || '';
 assert.ok(URL_BASE && TOKEN, 'BERTH_UI_URL and BERTH_UI_TOKEN must be set (run scripts/ui-test.sh)');
 
 const MiB = 1024 ** 2;
-// Prints the memory limit and CPU quota of the container the kernel runs in (cgroup v1 or v2).
-const CELL =
-  "import os; r = lambda *ps: next((open(p).read().split()[0] for p in ps if os.path.exists(p)), '?'); " +
-  "print('LIMIT=' + r('/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/memory/memory.limit_in_bytes'), " +
-  "'CPU=' + r('/sys/fs/cgroup/cpu.max', '/sys/fs/cgroup/cpu/cpu.cfs_quota_us'))";
-
-const started = Date.now();
-const step = name => console.log(`ui-test: ${((Date.now() - started) / 1000).toFixed(1).padStart(5)} s  ${name}`);
+const step = stepper('ui-test');
 
 async function api(method, path, body) {
   const response = await fetch(`${URL_BASE}/${path}`, {
@@ -61,21 +54,10 @@ async function waitForValue(input, value, timeout = 5000) {
   }
 }
 
-/** Run the notebook's first cell and return the LIMIT/CPU values it printed. */
-async function runLimitsCell(notebook, expectedLimit) {
-  const cell = notebook.locator('.jp-CodeCell').first();
-  await cell.locator('.cm-content').click();
-  await page.keyboard.press('Control+Enter');
-  const output = cell.locator('.jp-OutputArea-output');
-  await output.filter({ hasText: `LIMIT=${expectedLimit}` }).waitFor({ timeout: 60000 });
-  const text = await output.innerText();
-  const m = /LIMIT=(\d+)\s+CPU=(-?\d+)/.exec(text);
-  assert.ok(m, `the cell printed ${JSON.stringify(text)}`);
-  return { mem: Number(m[1]), cpuQuota: Number(m[2]) };
-}
+/** Run the notebook's first cell (the limits cell) and return the LIMIT/CPU values it printed. */
+const runLimitsCell = (notebook, expectedLimit) => readLimits(page, notebook.locator('.jp-CodeCell').first(), expectedLimit);
 
-let failed = false;
-try {
+await finish('ui-test', { browser, page, pageErrors, step }, async () => {
   step('open JupyterLab and the Berth sidebar');
   const sidebar = await openSidebar(page, URL_BASE, TOKEN);
   const summary = sidebar.getByTestId('berth-summary');
@@ -110,7 +92,7 @@ try {
   const status = page.getByTestId('berth-status');
   await status.filter({ hasText: '1 CPU · 512 MiB' }).waitFor();
   await notebook.locator('.jp-CodeCell .cm-content').first().click();
-  await page.keyboard.insertText(CELL);
+  await page.keyboard.insertText(LIMITS_CELL);
   const first = await runLimitsCell(notebook, 512 * MiB);
   step(`the kernel reads memory limit ${first.mem}, CPU quota ${first.cpuQuota}`);
   assert.equal(first.mem, 512 * MiB);
@@ -226,15 +208,4 @@ try {
   }
   await sidebar.getByText('No Berth kernel is running.').waitFor();
   assert.deepEqual((await api('GET', 'berth/api/kernels')).body.kernels, []);
-
-  assert.deepEqual(pageErrors, [], 'no uncaught errors in the page');
-  step('passed');
-} catch (error) {
-  failed = true;
-  console.error(error);
-  await page.screenshot({ path: '/tmp/berth-ui-failure.png' }).catch(() => undefined);
-  console.error('ui-test: a screenshot of the failure is in /tmp/berth-ui-failure.png');
-} finally {
-  await browser.close();
-}
-process.exit(failed ? 1 : 0);
+});
