@@ -211,3 +211,35 @@ async def test_bad_start_fails_fast_and_leaves_nothing(berth_service, berth_kern
     assert time.monotonic() - t0 < 5
     assert await berth_service.list_kernels() == []
     assert await berth_service.runtime.list({"site": berth_service.site_id}) == []
+
+
+async def test_pip_install_works_in_the_kernels_own_container(berth_service, berth_kernelspecs, workdir):
+    """The image's venv belongs to the kernel user: a wheel installs (no index: a wheel made in the
+    kernel), imports, and is gone in the next container after a restart."""
+    make_and_install = """
+import os, subprocess, sys, zipfile
+whl = '/tmp/berthprobe-1.0-py3-none-any.whl'
+with zipfile.ZipFile(whl, 'w') as z:
+    z.writestr('berthprobe.py', 'ANSWER = 42\\n')
+    z.writestr('berthprobe-1.0.dist-info/METADATA', 'Metadata-Version: 2.1\\nName: berthprobe\\nVersion: 1.0\\n')
+    z.writestr('berthprobe-1.0.dist-info/WHEEL', 'Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n')
+    z.writestr('berthprobe-1.0.dist-info/RECORD', '')
+done = subprocess.run([sys.executable, '-m', 'pip', 'install', '--no-index', '--no-deps', '-q', whl], capture_output=True, text=True)
+print(done.returncode, os.getuid(), done.stderr.strip()[-300:])
+import berthprobe
+print(berthprobe.ANSWER)
+"""
+    km, kc = await start(workdir, request={"cpu": 0.5, "mem": "256M"})
+    try:
+        content, out, err = await run(kc, make_and_install, timeout=60)
+        assert content["status"] == "ok", err
+        lines = out.split("\n")
+        assert lines[0].startswith("0 1000"), out  # pip succeeded, as uid 1000
+        assert lines[1] == "42"
+        await km.restart_kernel()
+        await kc.wait_for_ready(timeout=30)
+        content, out, err = await run(kc, "import importlib.util; print(importlib.util.find_spec('berthprobe'))")
+        assert content["status"] == "ok" and out.strip() == "None"  # a new container: the image as built
+    finally:
+        await stop(km, kc)
+
