@@ -227,7 +227,9 @@ async def sequential(spawner: str, k: int) -> dict:
 def docs_section(results: dict) -> str:
     lines = [BEGIN, "## Classroom burst (BerthSpawner vs DockerSpawner)", "",
              f"Measured {results['date']} on this project's machine (2 cores, 24 GiB, Docker 20.10, cgroup v1), "
-             f"load average {results['load']} at the start (other work shared the machine). "
+             f"load average {results['load']} at the start"
+             + (" (other work shared the machine). " if results["load"] >= (os.cpu_count() or 1) else " (a quiet machine). ")
+             + 
              "`python benchmarks/classroom_burst.py --write-docs`; what it does is in its docstring. "
              f"Students ask for servers within {SPREAD:g} s through the hub's REST API (BerthSpawner: "
              f"`{json.dumps(OPTIONS)}`; DockerSpawner: no limits), wait until ready, start a kernel "
