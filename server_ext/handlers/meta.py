@@ -27,6 +27,20 @@ def openapi_document(base_url: str = "/") -> dict:
         data = json.loads(part.read_text())
         doc["paths"].update(data.get("paths", {}))
         doc["components"]["schemas"].update(data.get("components", {}).get("schemas", {}))
+    # Hub mode: a route the user's server forwards can meet an unreachable Berth service.
+    doc["components"]["responses"] = {
+        status: {"description": f"hub mode only: {what}; the message names the service's URL",
+                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        for status, what in (("502", "the hub's Berth service gave no answer (timeout, reset, no route)"),
+                             ("503", "nothing listens at the hub's Berth service (it may be restarting)"))}
+    for path, operations in doc["paths"].items():
+        if path == "/berth/api/openapi.json":
+            continue  # answered by the server itself
+        for method, operation in operations.items():
+            if method not in ("get", "put", "post", "patch", "delete"):
+                continue  # path-level "parameters" and the like
+            for status in ("502", "503"):
+                operation.setdefault("responses", {}).setdefault(status, {"$ref": f"#/components/responses/{status}"})
     return doc
 
 
