@@ -9,6 +9,7 @@ removed; kernelspecs it did not write are never touched.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -158,10 +159,12 @@ def plan_from_listing(images: dict, presets: dict) -> list[SpecPlan]:
     return plan(offered, parsed, default)  # type: ignore[arg-type]
 
 
-async def sync_from_remote(remote, kernels_dir: str | None = None) -> dict:
-    """Hub mode: the kernelspecs for what the hub's Berth service offers this server's user."""
-    import asyncio
+async def sync_from_remote(remote, kernels_dir: str | None = None, images: dict | None = None) -> dict:
+    """Hub mode: the kernelspecs for what the hub's Berth service offers this server's user.
 
-    images = await remote.call("GET", "berth/api/images")
+    ``images``: a ``GET berth/api/images`` answer already in hand (else it is asked for).
+    """
+    if images is None:
+        images = await remote.call("GET", "berth/api/images")
     presets = await remote.call("GET", "berth/api/presets")
     return await asyncio.to_thread(sync, plan_from_listing(images or {}, presets or {}), kernels_dir)

@@ -79,12 +79,13 @@ class BerthExtensionApp(ExtensionApp):
             return
         self._log_sync(result)
 
-    async def resync_kernelspecs(self) -> None:
-        """Hub mode: bring the kernelspecs in line with the hub's offer (at start, and after an image call)."""
+    async def resync_kernelspecs(self, images: dict | None = None) -> None:
+        """Hub mode: bring the kernelspecs in line with the hub's offer (at start, and after an image call);
+        ``images``: a ``GET berth/api/images`` answer already in hand."""
         from jupyter_berth.kernels.kernelspecs import sync_from_remote
 
         try:
-            result = await sync_from_remote(self.settings["berth"].remote)
+            result = await sync_from_remote(self.settings["berth"].remote, images=images)
         except BerthError as e:
             self.log.warning("Berth: kernelspecs not synced from the hub's Berth service: %s", e.message)
             return

@@ -27,10 +27,6 @@ from jupyter_berth.errors import BerthError
 
 from .handlers.base import authorized
 
-#: Request headers passed on (besides the token, which is the server's own).
-_PASSED_HEADERS = ("Content-Type",)
-
-
 async def forward(handler) -> None:
     """Send ``handler``'s request to the hub's Berth service and write its answer."""
     remote = handler.berth.remote
@@ -59,10 +55,12 @@ async def forward(handler) -> None:
         return
     handler.finish(response.body or b"", set_content_type=content_type or "application/json")
     resync = handler.berth.extra.get("resync_kernelspecs")
-    changed_offer = path == "berth/api/images" or (request.method != "GET" and path.startswith("berth/api/images/")
-                                                    and not path.endswith("/resolve"))
-    if resync is not None and response.code < 300 and changed_offer:
-        # the offer may have changed (or been listed): keep this server's kernelspecs in line with it
+    if resync is None or response.code >= 300:
+        return
+    # the offer was listed, or may have changed: keep this server's kernelspecs in line with it
+    if path == "berth/api/images" and request.method == "GET":
+        await resync(images=json.loads(response.body or b"{}"))  # the listing just forwarded: no second call
+    elif request.method != "GET" and path.startswith("berth/api/images/") and not path.endswith("/resolve"):
         await resync()
 
 

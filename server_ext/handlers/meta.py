@@ -8,7 +8,7 @@ import pathlib
 from jupyter_berth._version import __version__
 from jupyter_berth.errors import NotFoundError, RequestError
 
-from .base import BerthHandler, authorized, web
+from .base import HTTP_METHODS, BerthHandler, authorized, web
 
 OPENAPI_DIR = pathlib.Path(__file__).resolve().parent.parent / "openapi"
 
@@ -37,7 +37,7 @@ def openapi_document(base_url: str = "/") -> dict:
         if path == "/berth/api/openapi.json":
             continue  # answered by the server itself
         for method, operation in operations.items():
-            if method not in ("get", "put", "post", "patch", "delete"):
+            if method not in HTTP_METHODS:
                 continue  # path-level "parameters" and the like
             for status in ("502", "503"):
                 operation.setdefault("responses", {}).setdefault(status, {"$ref": f"#/components/responses/{status}"})
