@@ -11,29 +11,28 @@ service in a container of its own without ``pid: host``), nothing is attributed.
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Iterable, Mapping
+
+from ..runtime.cgroups import _proc_cgroup_paths
 
 _CONTAINER_ID = re.compile(r"(?<![0-9a-f])([0-9a-f]{64})(?![0-9a-f])")
 
 
-def container_of_pid(pid: int, proc: str = "/proc") -> str | None:
+def container_of_pid(pid: int) -> str | None:
     """The id of the container ``pid`` runs in, from its cgroup paths; ``None`` when none (or gone)."""
     try:
-        with open(os.path.join(proc, str(int(pid)), "cgroup")) as f:
-            text = f.read()
-    except (OSError, ValueError):
+        paths = _proc_cgroup_paths(int(pid))
+    except (TypeError, ValueError):
         return None
-    for line in text.splitlines():
-        match = _CONTAINER_ID.search(line.rsplit(":", 1)[-1])
+    for path in paths.values():
+        match = _CONTAINER_ID.search(path)
         if match:
             return match.group(1)
     return None
 
 
-def gpu_memory_by_container(metrics: Mapping[str, Mapping], containers: Iterable[str] | None = None,
-                            proc: str = "/proc") -> dict[str, int]:
+def gpu_memory_by_container(metrics: Mapping[str, Mapping], containers: Iterable[str] | None = None) -> dict[str, int]:
     """Bytes of GPU memory per container id, over every device in ``metrics`` (NVML's answer per UUID).
 
     ``containers`` limits the answer to those ids (the kernels asked about); each appears with 0
@@ -43,7 +42,7 @@ def gpu_memory_by_container(metrics: Mapping[str, Mapping], containers: Iterable
     out: dict[str, int] = {c: 0 for c in wanted} if wanted is not None else {}
     for device in metrics.values():
         for process in device.get("processes") or ():
-            container = container_of_pid(process.get("pid", -1), proc)
+            container = container_of_pid(process.get("pid", -1))
             if container is None or (wanted is not None and container not in wanted):
                 continue
             out[container] = out.get(container, 0) + int(process.get("used_memory_bytes") or 0)
