@@ -286,7 +286,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
             if self._multi_node:
                 spec.labels[NODE_LABEL] = alloc.node  # the runtime pins the container to admission's choice
             spec.gpu_device_ids, gpu_env, gpu_mounts, gpu_plan = self._gpu_container(alloc.gpu_devices)
-            spec.ipc_mode = gpu_plan.ipc_mode if alloc.gpu_devices else None
+            spec.ipc_mode = gpu_plan.ipc_mode  # "host" for MPS clients; None (private) without a share
             spec.env.update(gpu_env)
             spec.mounts.extend(gpu_mounts)
             container = await self._pool.adopt(spec, image_id=info.id) if self._pool is not None else None

@@ -271,7 +271,7 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
                              resources=boot, labels=labels, env=env, mounts=mounts + gpu_mounts,
                              network=network, user=self.container_user, hostname=self.object_name[:63],
                              gpu_device_ids=list(devices) if self.gpu_exposure == "device-request" else [],
-                             ipc_mode=gpu_plan.ipc_mode if alloc.gpu_devices else None)
+                             ipc_mode=gpu_plan.ipc_mode)
 
     async def _ensure_network(self, s) -> str:
         """The user's bridge network, shared with their kernels (same name and subnets as the service's)."""
