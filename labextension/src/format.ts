@@ -203,15 +203,14 @@ export function clampChoice(choice: IChoice, bounds: IBounds): IChoice {
 export function overQuota(choice: Pick<IChoice, 'cpu' | 'mem' | 'gpu'>, bounds: IBounds, released?: Partial<IResources>): string[] {
   const over: string[] = [];
   const back = { cpu: released?.cpu ?? 0, mem: released?.mem ?? 0, gpu: released?.gpu ?? 0 };
-  const left = (n: number, format: (v: number) => string) => (n > 0 ? `${format(n)} left` : 'none left');
   if (choice.cpu > bounds.cpu.remaining + back.cpu + 1e-9) {
-    over.push(`CPU: ${formatCpu(choice.cpu)} asked, ${left(bounds.cpu.remaining + back.cpu, formatCpu)}`);
+    over.push(`CPU: ${formatCpu(choice.cpu)} asked, ${describeRemaining(bounds.cpu.remaining + back.cpu, formatCpu)}`);
   }
   if (choice.mem > bounds.mem.remaining + back.mem) {
-    over.push(`memory: ${formatBytes(choice.mem)} asked, ${left(bounds.mem.remaining + back.mem, formatBytes)}`);
+    over.push(`memory: ${formatBytes(choice.mem)} asked, ${describeRemaining(bounds.mem.remaining + back.mem, formatBytes)}`);
   }
   if (choice.gpu > bounds.gpu.remaining + back.gpu + 1e-9) {
-    over.push(`GPU: ${formatGpu(choice.gpu)} asked, ${left(bounds.gpu.remaining + back.gpu, formatGpu)}`);
+    over.push(`GPU: ${formatGpu(choice.gpu)} asked, ${describeRemaining(bounds.gpu.remaining + back.gpu, formatGpu)}`);
   }
   return over;
 }

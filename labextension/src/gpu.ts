@@ -10,7 +10,7 @@
  */
 
 import { formatBytes, formatGpu } from './units';
-import type { IGpus } from './types';
+import type { IGpuMetrics, IGpus } from './types';
 
 /** The fractions shown when the quantum would give too many (each kept only if a multiple of the quantum). */
 const FRIENDLY_FRACTIONS = [0.05, 0.1, 0.125, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.75, 0.8, 0.9];
@@ -26,13 +26,6 @@ export interface IGpuOffer {
   wholeFree: number;
   /** one line for the control's hint: what bounds the offer */
   note: string;
-}
-
-/** What NVML says of a device right now (`GET berth/api/gpus` → `metrics[uuid]`). */
-export interface IGpuMetrics {
-  utilization_percent?: number | null;
-  memory_used_bytes?: number | null;
-  memory_total_bytes?: number | null;
 }
 
 /**

@@ -150,6 +150,13 @@ export interface IGpuDevice {
   [key: string]: unknown;
 }
 
+/** What NVML says of a device right now (`GET berth/api/gpus` → `metrics[uuid]`). */
+export interface IGpuMetrics {
+  utilization_percent?: number | null;
+  memory_used_bytes?: number | null;
+  memory_total_bytes?: number | null;
+}
+
 /** `GET berth/api/gpus` */
 export interface IGpus {
   devices: IGpuDevice[];
@@ -160,7 +167,7 @@ export interface IGpus {
   /** fractions are multiples of this share */
   quantum?: number;
   /** NVML's live use per device UUID (empty without NVML, e.g. declared devices) */
-  metrics?: Record<string, { utilization_percent?: number | null; memory_used_bytes?: number | null; memory_total_bytes?: number | null }>;
+  metrics?: Record<string, IGpuMetrics>;
   source?: string;
   message?: string;
 }
