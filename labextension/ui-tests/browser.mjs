@@ -78,3 +78,10 @@ export async function readLimits(page, cell, expectedLimit, timeout = 60000) {
   assert.ok(m, `the cell printed ${JSON.stringify(text)}`);
   return { mem: Number(m[1]), cpuQuota: Number(m[2]) };
 }
+
+/** Type a value into one of the sidebar's number fields (`'CPU cores'`, `'Memory (MiB)'`) and commit it. */
+export async function setField(sidebar, label, value) {
+  const field = sidebar.getByLabel(label, { exact: true });
+  await field.fill(String(value));
+  await field.press('Enter');
+}

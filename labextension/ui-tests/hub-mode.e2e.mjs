@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 
-import { finish, launch, LIMITS_CELL, readLimits, stepper } from './browser.mjs';
+import { finish, launch, LIMITS_CELL, readLimits, setField, stepper } from './browser.mjs';
 
 const HUB = process.env.BERTH_UI_URL;
 const USER = process.env.BERTH_UI_USER;
@@ -42,10 +42,8 @@ await finish('hub-mode', { browser, page, pageErrors, step }, async () => {
   await summary.waitFor();
 
   step('choose ½ CPU and 512 MiB, start a notebook');
-  await sidebar.getByLabel('CPU cores', { exact: true }).fill('0.5');
-  await sidebar.getByLabel('CPU cores', { exact: true }).press('Enter');
-  await sidebar.getByLabel('Memory (MiB)', { exact: true }).fill('512');
-  await sidebar.getByLabel('Memory (MiB)', { exact: true }).press('Enter');
+  await setField(sidebar, 'CPU cores', '0.5');
+  await setField(sidebar, 'Memory (MiB)', '512');
   assert.match(await summary.innerText(), /^0\.5 CPU · 512 MiB/);
   if (SHOTS) {
     await sidebar.screenshot({ path: join(SHOTS, 'sidebar-hub.png'), animations: 'disabled' });

@@ -12,7 +12,7 @@
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { finish, launch, LIMITS_CELL, openSidebar, readLimits, stepper } from './browser.mjs';
+import { finish, launch, LIMITS_CELL, openSidebar, readLimits, setField, stepper } from './browser.mjs';
 
 const URL_BASE = process.env.BERTH_UI_URL;
 const TOKEN = process.env.BERTH_UI_TOKEN;
@@ -64,10 +64,8 @@ await finish('ui-test', { browser, page, pageErrors, step }, async () => {
   await summary.waitFor();
 
   step('choose 1 CPU and 512 MiB');
-  await sidebar.getByLabel('CPU cores', { exact: true }).fill('1');
-  await sidebar.getByLabel('CPU cores', { exact: true }).press('Enter');
-  await sidebar.getByLabel('Memory (MiB)', { exact: true }).fill('512');
-  await sidebar.getByLabel('Memory (MiB)', { exact: true }).press('Enter');
+  await setField(sidebar, 'CPU cores', '1');
+  await setField(sidebar, 'Memory (MiB)', '512');
   // Keyboard: the memory slider moves by its step with the arrow keys, and back.
   const memSlider = sidebar.getByLabel('Memory (MiB) slider');
   await memSlider.focus();
@@ -102,8 +100,7 @@ await finish('ui-test', { browser, page, pageErrors, step }, async () => {
   assert.equal(await listed.count(), 1);
 
   step('give the kernel 768 MiB');
-  await sidebar.getByLabel('Memory (MiB)', { exact: true }).fill('768');
-  await sidebar.getByLabel('Memory (MiB)', { exact: true }).press('Enter');
+  await setField(sidebar, 'Memory (MiB)', '768');
   await sidebar.getByRole('button', { name: 'Apply to current kernel' }).click();
   const dialog = page.locator('.jp-Dialog');
   await dialog.waitFor();
@@ -121,8 +118,7 @@ await finish('ui-test', { browser, page, pageErrors, step }, async () => {
 
   step('ask for more than is left of the quota');
   const before = (await api('GET', 'api/contents')).body.content.map(f => f.name).sort();
-  await sidebar.getByLabel('Memory (MiB)', { exact: true }).fill('512');
-  await sidebar.getByLabel('Memory (MiB)', { exact: true }).press('Enter');
+  await setField(sidebar, 'Memory (MiB)', '512');
   await sidebar.getByTestId('berth-quota-warning').waitFor();
   await sidebar.getByRole('button', { name: 'Start notebook' }).click();
   const message = sidebar.locator('[data-testid="berth-message"].jp-mod-error');
@@ -144,10 +140,8 @@ await finish('ui-test', { browser, page, pageErrors, step }, async () => {
   await shot('sidebar-over-quota.png', sidebar);
 
   step('save ½ CPU and 256 MiB as the default profile, start a console with it');
-  await sidebar.getByLabel('CPU cores', { exact: true }).fill('0.5');
-  await sidebar.getByLabel('CPU cores', { exact: true }).press('Enter');
-  await sidebar.getByLabel('Memory (MiB)', { exact: true }).fill('256');
-  await sidebar.getByLabel('Memory (MiB)', { exact: true }).press('Enter');
+  await setField(sidebar, 'CPU cores', '0.5');
+  await setField(sidebar, 'Memory (MiB)', '256');
   await sidebar.getByRole('button', { name: 'Save as default' }).click();
   await sidebar.getByText('Saved as your default: 0.5 CPU · 256 MiB').waitFor();
   const profile = (await api('GET', 'berth/api/profile')).body;
