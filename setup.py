@@ -45,12 +45,16 @@ class BuildPyWithLabextension(build_py):
                 env["BERTH_NO_LABEXTENSION_LINK"] = "1"
                 subprocess.run(["bash", os.path.join(HERE, "scripts", "build-labextension.sh")], check=True, env=env)
             elif not os.path.exists(built):
-                raise RuntimeError("The JupyterLab extension is not built and Node.js (>= 20) is not installed: install "
-                                   "Node.js and run scripts/build-labextension.sh, then build the package again.")
+                raise RuntimeError(
+                    "The JupyterLab extension is not built and Node.js (>= 20) is not installed: install "
+                    "Node.js and run scripts/build-labextension.sh, then build the package again."
+                )
         if not editable:
             if not os.path.exists(built):
                 raise RuntimeError("core/labextension is missing: run scripts/build-labextension.sh first.")
-            data_files = [entry for entry in (self.distribution.data_files or []) if not entry[0].startswith(LABEXTENSION_DEST)]
+            data_files = [
+                entry for entry in (self.distribution.data_files or []) if not entry[0].startswith(LABEXTENSION_DEST)
+            ]
             self.distribution.data_files = data_files + labextension_data_files()
         super().run()
 

@@ -42,10 +42,10 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.hub_process import HubProcess, run_cell  # noqa: E402
+from doc_sections import replace_section  # noqa: E402  (benchmarks/doc_sections.py)
 
 from jupyter_berth.ledger import Ledger  # noqa: E402
-from doc_sections import replace_section  # noqa: E402  (benchmarks/doc_sections.py)
+from tests.hub_process import HubProcess, run_cell  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "classroom_burst.json"
 DOCS = ROOT / "docs" / "benchmarks.md"
@@ -92,16 +92,19 @@ class Sampler:
                 if ledger is None and (self.data_dir / "berth.sqlite").exists():
                     ledger = Ledger(data_dir=str(self.data_dir))
                 if ledger is not None:
-                    nodes, live = await asyncio.to_thread(lambda: (ledger.nodes(), ledger.live_allocations()))
+                    nodes, live = await asyncio.to_thread(lambda led=ledger: (led.nodes(), led.live_allocations()))
                     if nodes:
                         cap = nodes[0]
                         self.capacity = {"cpu": cap.cpu, "mem": cap.mem}
                         cpu, mem = sum(a.cpu for a in live), sum(a.mem for a in live)
                         self.samples += 1
                         self.over += cpu > cap.cpu + 1e-9 or mem > cap.mem
-                        self.peak = {"cpu": max(self.peak["cpu"], round(cpu, 3)), "mem": max(self.peak["mem"], mem),
-                                     "servers": max(self.peak["servers"], sum(a.kind == "server" for a in live)),
-                                     "kernels": max(self.peak["kernels"], sum(a.kind == "kernel" for a in live))}
+                        self.peak = {
+                            "cpu": max(self.peak["cpu"], round(cpu, 3)),
+                            "mem": max(self.peak["mem"], mem),
+                            "servers": max(self.peak["servers"], sum(a.kind == "server" for a in live)),
+                            "kernels": max(self.peak["kernels"], sum(a.kind == "kernel" for a in live)),
+                        }
             except Exception as e:  # noqa: BLE001 - a sample that fails (db busy) is skipped, never fatal
                 print(f"  sample failed: {e}", file=sys.stderr)
             try:
@@ -143,8 +146,11 @@ async def student(hub: HubProcess, client: httpx.AsyncClient, name: str, delay: 
             raise RuntimeError(f"spawn refused: {r.status_code} {r.text[:200]}")
         await wait_ready(hub, client, name)
         out["ready"] = time.monotonic() - t0
-        r = await client.post(f"{hub.url}/user/{name}/api/sessions", json={
-            "path": "lab.ipynb", "type": "notebook", "name": "lab.ipynb", "kernel": {"name": kernel}}, timeout=300)
+        r = await client.post(
+            f"{hub.url}/user/{name}/api/sessions",
+            json={"path": "lab.ipynb", "type": "notebook", "name": "lab.ipynb", "kernel": {"name": kernel}},
+            timeout=300,
+        )
         if r.status_code != 201:
             raise RuntimeError(f"kernel refused: {r.status_code} {r.text[:200]}")
         await run_cell(hub, name, r.json()["kernel"]["id"], CELL, timeout=120)
@@ -162,8 +168,14 @@ async def burst(spawner: str, n: int, raised: bool) -> dict:
     users = [f"student{i:03d}" for i in range(1, n + 1)]
     extra = "c.Spawner.start_timeout = 300\nc.Spawner.http_timeout = 300\n" if raised else ""
     with tempfile.TemporaryDirectory(prefix="berth-burst-") as tmp:
-        hub = HubProcess(Path(tmp), users=users + ["teacher"], spawner=spawner, extra=extra,
-                         cpu_overcommit=CPU_OVERCOMMIT, policies=POLICIES)
+        hub = HubProcess(
+            Path(tmp),
+            users=users + ["teacher"],
+            spawner=spawner,
+            extra=extra,
+            cpu_overcommit=CPU_OVERCOMMIT,
+            policies=POLICIES,
+        )
         hub.start()
         stop = asyncio.Event()
         sampler = Sampler(Path(tmp) / "berth")
@@ -174,8 +186,9 @@ async def burst(spawner: str, n: int, raised: bool) -> dict:
         try:
             limits = httpx.Limits(max_connections=n * 2 + 10)
             async with httpx.AsyncClient(headers=hub.headers, timeout=600, limits=limits) as client:
-                results = await asyncio.gather(*(student(hub, client, u, i * SPREAD / n, kernel, options)
-                                                 for i, u in enumerate(users)))
+                results = await asyncio.gather(
+                    *(student(hub, client, u, i * SPREAD / n, kernel, options) for i, u in enumerate(users))
+                )
                 wall = time.monotonic() - t0
                 stop.set()
                 await sampling
@@ -189,11 +202,19 @@ async def burst(spawner: str, n: int, raised: bool) -> dict:
     cells = [r["cell"] for r in results if "cell" in r]
     waits = queue_waits(log)
     result = {
-        "spawner": spawner, "n": n, "timeouts": "raised to 300 s" if raised else "hub defaults", "wall_s": round(wall, 1),
-        "server_ready_s": summary(ready), "cell_done_s": summary(cells), "errors": len(errors),
+        "spawner": spawner,
+        "n": n,
+        "timeouts": "raised to 300 s" if raised else "hub defaults",
+        "wall_s": round(wall, 1),
+        "server_ready_s": summary(ready),
+        "cell_done_s": summary(cells),
+        "errors": len(errors),
         "error_samples": sorted({e["error"] for e in errors})[:3],
-        "queued": len(waits), "queue_wait_s": summary(waits),
-        "ledger_samples": sampler.samples, "oversubscribed_samples": sampler.over, "capacity": sampler.capacity,
+        "queued": len(waits),
+        "queue_wait_s": summary(waits),
+        "ledger_samples": sampler.samples,
+        "oversubscribed_samples": sampler.over,
+        "capacity": sampler.capacity,
         "peak_allocated": sampler.peak,
     }
     print(json.dumps(result), flush=True)
@@ -202,8 +223,9 @@ async def burst(spawner: str, n: int, raised: bool) -> dict:
 
 async def sequential(spawner: str, k: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="berth-seq-") as tmp:
-        hub = HubProcess(Path(tmp), users=["alice", "teacher"], spawner=spawner, cpu_overcommit=CPU_OVERCOMMIT,
-                         policies=POLICIES)
+        hub = HubProcess(
+            Path(tmp), users=["alice", "teacher"], spawner=spawner, cpu_overcommit=CPU_OVERCOMMIT, policies=POLICIES
+        )
         hub.start()
         times = []
         try:
@@ -225,32 +247,59 @@ async def sequential(spawner: str, k: int) -> dict:
 
 
 def docs_section(results: dict) -> str:
-    lines = [BEGIN, "## Classroom burst (BerthSpawner vs DockerSpawner)", "",
-             f"Measured {results['date']} on this project's machine (2 cores, 24 GiB, Docker 20.10, cgroup v1), "
-             f"load average {results['load']} at the start"
-             + (" (other work shared the machine). " if results["load"] >= (os.cpu_count() or 1) else " (a quiet machine). ")
-             + 
-             "`python benchmarks/classroom_burst.py --write-docs`; what it does is in its docstring. "
-             f"Students ask for servers within {SPREAD:g} s through the hub's REST API (BerthSpawner: "
-             f"`{json.dumps(OPTIONS)}`; DockerSpawner: no limits), wait until ready, start a kernel "
-             "(Berth: a kernel container through the Berth service; DockerSpawner: a local ipykernel in the server) "
-             "and run one cell. Times are seconds from the spawn request.", "",
-             "| spawner | N | timeouts | errors | server ready p50 / p95 / max | cell done p50 / p95 / max | queued (wait p50 / max) | ledger samples over capacity |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        BEGIN,
+        "## Classroom burst (BerthSpawner vs DockerSpawner)",
+        "",
+        f"Measured {results['date']} on this project's machine (2 cores, 24 GiB, Docker 20.10, cgroup v1), "
+        f"load average {results['load']} at the start"
+        + (" (other work shared the machine). " if results["load"] >= (os.cpu_count() or 1) else " (a quiet machine). ")
+        + "`python benchmarks/classroom_burst.py --write-docs`; what it does is in its docstring. "
+        f"Students ask for servers within {SPREAD:g} s through the hub's REST API (BerthSpawner: "
+        f"`{json.dumps(OPTIONS)}`; DockerSpawner: no limits), wait until ready, start a kernel "
+        "(Berth: a kernel container through the Berth service; DockerSpawner: a local ipykernel in the server) "
+        "and run one cell. Times are seconds from the spawn request.",
+        "",
+        "| spawner | N | timeouts | errors | server ready p50 / p95 / max | cell done p50 / p95 / max | queued (wait p50 / max) | ledger samples over capacity |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in results["bursts"]:
         s, c, q = r["server_ready_s"], r["cell_done_s"], r["queue_wait_s"]
-        over = f"{r['oversubscribed_samples']} of {r['ledger_samples']}" if r["spawner"] == "berth" else "no ledger (no limits)"
+        over = (
+            f"{r['oversubscribed_samples']} of {r['ledger_samples']}"
+            if r["spawner"] == "berth"
+            else "no ledger (no limits)"
+        )
         queued = f"{r['queued']} ({q['p50']} / {q['max']})" if r["queued"] else "0"
-        lines.append(f"| {r['spawner']} | {r['n']} | {r['timeouts']} | {r['errors']} of {r['n']} | {s['p50']} / {s['p95']} / {s['max']} | "
-                     f"{c['p50']} / {c['p95']} / {c['max']} | {queued} | {over} |")
+        lines.append(
+            f"| {r['spawner']} | {r['n']} | {r['timeouts']} | {r['errors']} of {r['n']} | {s['p50']} / {s['p95']} / {s['max']} | "
+            f"{c['p50']} / {c['p95']} / {c['max']} | {queued} | {over} |"
+        )
     if results.get("sequential"):
-        lines += ["", "Sequential spawns (one at a time, request → ready):", "",
-                  "| spawner | spawns | p50 | p95 | max |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "Sequential spawns (one at a time, request → ready):",
+            "",
+            "| spawner | spawns | p50 | p95 | max |",
+            "|---|---|---|---|---|",
+        ]
         for r in results["sequential"]:
             s = r["spawn_s"]
             lines.append(f"| {r['spawner']} | {r['sequential']} | {s['p50']} | {s['p95']} | {s['max']} |")
-    lines += ["", "Errors seen: " + ("; ".join(f"{r['spawner']} N={r['n']} ({r['timeouts']}): {', '.join(r['error_samples'])}"
-                                                for r in results["bursts"] if r["errors"]) or "none") + ".", END]
+    lines += [
+        "",
+        "Errors seen: "
+        + (
+            "; ".join(
+                f"{r['spawner']} N={r['n']} ({r['timeouts']}): {', '.join(r['error_samples'])}"
+                for r in results["bursts"]
+                if r["errors"]
+            )
+            or "none"
+        )
+        + ".",
+        END,
+    ]
     return "\n".join(lines)
 
 
@@ -260,12 +309,21 @@ def write_docs(results: dict) -> None:
 
 async def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", nargs="*", default=["berth:20", "docker:20", "docker:20:raised", "berth:50", "docker:50"],
-                        help="spawner:N[:raised] (spawner berth or docker)")
+    parser.add_argument(
+        "--runs",
+        nargs="*",
+        default=["berth:20", "docker:20", "docker:20:raised", "berth:50", "docker:50"],
+        help="spawner:N[:raised] (spawner berth or docker)",
+    )
     parser.add_argument("--sequential", type=int, default=5, help="spawns one at a time per spawner (0: skip)")
     parser.add_argument("--write-docs", action="store_true", help="update the section in docs/benchmarks.md")
     args = parser.parse_args(argv)
-    results = {"date": time.strftime("%Y-%m-%d"), "load": os.getloadavg()[0].__round__(1), "bursts": [], "sequential": []}
+    results = {
+        "date": time.strftime("%Y-%m-%d"),
+        "load": os.getloadavg()[0].__round__(1),
+        "bursts": [],
+        "sequential": [],
+    }
     if args.sequential:
         for spawner in ("berth", "docker"):
             results["sequential"].append(await sequential(spawner, args.sequential))

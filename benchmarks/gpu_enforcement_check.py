@@ -107,7 +107,12 @@ def parse_args(argv):
     p.add_argument("--mps-pipe-directory", default="/tmp/nvidia-mps")
     p.add_argument("--interception-library", help="host path of e.g. HAMi-core's libvgpu.so")
     p.add_argument("--interception-env", default="{}", help='JSON, e.g. {"CUDA_DEVICE_MEMORY_LIMIT": "{memory_mb}m"}')
-    p.add_argument("--interception-mount", action="append", default=[], help="extra host:container path (rw), e.g. /tmp/vgpulock:/tmp/vgpulock")
+    p.add_argument(
+        "--interception-mount",
+        action="append",
+        default=[],
+        help="extra host:container path (rw), e.g. /tmp/vgpulock:/tmp/vgpulock",
+    )
     p.add_argument("--user", help="container user (MPS clients must match the MPS daemon's UID)")
     p.add_argument("--hold", type=float, default=3.0, help="seconds each probe holds its memory")
     p.add_argument("--torch", action="store_true", help="also run the PyTorch probe (the image needs torch)")
@@ -151,8 +156,15 @@ def run_checks(args, inventory) -> int:
         for _ in range(args.containers):
             grants.append(assign(inventory.devices, used_by_device(grants), args.share, "pack", args.quantum))
         plans = [
-            plan(g, inventory.devices, args.mechanism, args.interception_library, json.loads(args.interception_env),
-                 mps_pipe_directory=args.mps_pipe_directory, interception_mounts=extra_mounts)
+            plan(
+                g,
+                inventory.devices,
+                args.mechanism,
+                args.interception_library,
+                json.loads(args.interception_env),
+                mps_pipe_directory=args.mps_pipe_directory,
+                interception_mounts=extra_mounts,
+            )
             for g in grants
         ]
     except (BerthError, json.JSONDecodeError) as e:
@@ -168,13 +180,29 @@ def run_checks(args, inventory) -> int:
         try:
             for grant, gpu_plan in zip(grants, plans):
                 kwargs = docker_run_kwargs(gpu_plan)
-                kwargs["mounts"].append(docker.types.Mount("/opt/berth/gpu/00-berth-gpu-caps.py", str(startup_file), type="bind", read_only=True))
+                kwargs["mounts"].append(
+                    docker.types.Mount(
+                        "/opt/berth/gpu/00-berth-gpu-caps.py", str(startup_file), type="bind", read_only=True
+                    )
+                )
                 cap = gpu_plan.memory_bytes
                 device_memory = sum(d.memory_bytes for d in inventory.devices if d.uuid in gpu_plan.device_ids)
                 target = min(2 * cap, device_memory * 9 // 10)  # past the cap, short of the whole device
                 command = ["python3", "-c", source, str(target), str(args.hold), str(CHUNK)]
-                containers.append((grant, gpu_plan, client.containers.run(
-                    args.image, command, detach=True, user=args.user, labels={"berth.check": "gpu-enforcement"}, **kwargs)))
+                containers.append(
+                    (
+                        grant,
+                        gpu_plan,
+                        client.containers.run(
+                            args.image,
+                            command,
+                            detach=True,
+                            user=args.user,
+                            labels={"berth.check": "gpu-enforcement"},
+                            **kwargs,
+                        ),
+                    )
+                )
             for grant, gpu_plan, container in containers:
                 report, exit_code = collect(container)
                 report.update(judge(report, gpu_plan, args.mechanism, probe_name, len(grant), exit_code))
@@ -213,14 +241,20 @@ def judge(report: dict, gpu_plan, mechanism: str, probe: str, devices: int, exit
     if "error" in report or exit_code not in (0, None):
         return {"verdict": "FAIL", "detail": f"probe failed (exit {exit_code}): {report.get('error', report)}"}
     if report.get("visible_devices") != devices:
-        return {"verdict": "FAIL", "detail": f"the container sees {report.get('visible_devices')} devices, expected {devices}"}
+        return {
+            "verdict": "FAIL",
+            "detail": f"the container sees {report.get('visible_devices')} devices, expected {devices}",
+        }
     cap, allocated = gpu_plan.memory_bytes, report.get("allocated", 0)
     mib = lambda n: f"{n // 1024**2} MiB"  # noqa: E731
     if allocated <= cap:
         return {"verdict": "PASS", "detail": f"allocation stopped at {mib(allocated)} (cap {mib(cap)}, {mechanism})"}
     if probe == "cuda" and mechanism == "none":
-        return {"verdict": "WARN", "detail": f"raw CUDA allocated {mib(allocated)} past the cap {mib(cap)}: not enforced "
-                "(expected with mechanism none: framework caps are cooperative)"}
+        return {
+            "verdict": "WARN",
+            "detail": f"raw CUDA allocated {mib(allocated)} past the cap {mib(cap)}: not enforced "
+            "(expected with mechanism none: framework caps are cooperative)",
+        }
     return {"verdict": "FAIL", "detail": f"allocated {mib(allocated)}, past the cap {mib(cap)} ({mechanism})"}
 
 

@@ -61,8 +61,14 @@ IDLE_REQUEST = {"cpu": 0.5, "mem": "256M"}
 def summary(values: list[float]) -> dict:
     values = sorted(values)
     p95 = statistics.quantiles(values, n=20, method="inclusive")[18] if len(values) > 1 else values[0]
-    return {"n": len(values), "p50": statistics.median(values), "p95": p95, "min": values[0], "max": values[-1],
-            "mean": statistics.fmean(values)}
+    return {
+        "n": len(values),
+        "p50": statistics.median(values),
+        "p95": p95,
+        "min": values[0],
+        "max": values[-1],
+        "mean": statistics.fmean(values),
+    }
 
 
 def proc_kib(pid: int, field: str, path: str = "status") -> int | None:
@@ -107,10 +113,18 @@ def machine_facts(engine: dict) -> dict:
     import ipykernel
     import jupyter_client
 
-    return {"cores": os.cpu_count(), "mem_gib": round(total / 2**30, 1), "docker": engine.get("version"),
-            "cgroup": f"v{engine.get('cgroup_version')} ({engine.get('cgroup_driver')})", "os": engine.get("os"),
-            "kernel": platform.release(), "python": platform.python_version(), "ipykernel_local": ipykernel.__version__,
-            "jupyter_client": jupyter_client.__version__, "loadavg_start": os.getloadavg()}
+    return {
+        "cores": os.cpu_count(),
+        "mem_gib": round(total / 2**30, 1),
+        "docker": engine.get("version"),
+        "cgroup": f"v{engine.get('cgroup_version')} ({engine.get('cgroup_driver')})",
+        "os": engine.get("os"),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "ipykernel_local": ipykernel.__version__,
+        "jupyter_client": jupyter_client.__version__,
+        "loadavg_start": os.getloadavg(),
+    }
 
 
 # -- one start -----------------------------------------------------------------------------------
@@ -143,7 +157,7 @@ class Bench:
         from traitlets.config import Config
 
         from jupyter_berth.kernels import backend
-        from jupyter_berth.kernels.kernelspecs import plan, sync
+        from jupyter_berth.kernelspecs import plan, sync
         from jupyter_berth.service import BerthService
 
         os.chmod(self.tmp, 0o755)
@@ -214,8 +228,13 @@ class Bench:
         kc.start_channels()
         self.running[km] = kc
         t2 = await kernel_info(kc)
-        phases = {"total": t2 - t0, "start_kernel": t1 - t0, "to_first_reply": t2 - t1,
-                  "container": self._last.get("run", 0.0), "adopt": self._last.get("adopt", 0.0)}
+        phases = {
+            "total": t2 - t0,
+            "start_kernel": t1 - t0,
+            "to_first_reply": t2 - t1,
+            "container": self._last.get("run", 0.0),
+            "adopt": self._last.get("adopt", 0.0),
+        }
         return km, kc, phases
 
     async def stop(self, km, kc) -> None:
@@ -249,7 +268,7 @@ class Bench:
         misses = {k: 0 for k in KINDS}
         rounds = []  #: per round: {kind: seconds, "loadavg": 1-minute load}
         for i in range(self.args.n + 1):  # round 0 warms caches (not counted)
-            order = KINDS[i % len(KINDS):] + KINDS[:i % len(KINDS)]
+            order = KINDS[i % len(KINDS) :] + KINDS[: i % len(KINDS)]
             await self.calm()
             this = {"loadavg": os.getloadavg()[0]}
             for kind in order:
@@ -268,7 +287,9 @@ class Bench:
                     this[kind] = phases["total"]
             if i > 0:
                 rounds.append(this)
-                print(f"  round {i}: " + "  ".join(f"{k} {samples[k][-1]:.3f}s" for k in KINDS if samples[k]), flush=True)
+                print(
+                    f"  round {i}: " + "  ".join(f"{k} {samples[k][-1]:.3f}s" for k in KINDS if samples[k]), flush=True
+                )
         out = {k: summary(v) for k, v in samples.items()}
         for k in KINDS:
             out[k]["phases_p50"] = {p: statistics.median(ph[p] for ph in self.phases[k]) for p in self.phases[k][0]}
@@ -292,7 +313,10 @@ class Bench:
         local_km, local_kc, _ = await self.start("local")
         await asyncio.sleep(3)
         pid = local_km.provisioner.process.pid
-        local = {"rss_mib": proc_kib(pid, "VmRSS") / 1024, "pss_mib": (proc_kib(pid, "Pss", "smaps_rollup") or 0) / 1024}
+        local = {
+            "rss_mib": proc_kib(pid, "VmRSS") / 1024,
+            "pss_mib": (proc_kib(pid, "Pss", "smaps_rollup") or 0) / 1024,
+        }
         await self.stop(local_km, local_kc)
 
         before = mem_available()
@@ -318,12 +342,19 @@ class Bench:
         await asyncio.gather(*(self.stop(km, kc) for km, kc, _ in started))
         pick = lambda key: summary([p[key] for p in per if p.get(key) is not None])  # noqa: E731
         return {
-            "kernels": count, "request": IDLE_REQUEST, "start_all_s": start_all,
+            "kernels": count,
+            "request": IDLE_REQUEST,
+            "start_all_s": start_all,
             "start_each": summary([s for _, _, s in started]),
-            "answered": len(answered), "kernel_info_rtt": summary(answered) if answered else None,
-            "cgroup_mem_mib": pick("cgroup_mib"), "kernel_rss_mib": pick("rss_mib"), "kernel_pss_mib": pick("pss_mib"),
-            "shim_rss_mib": pick("shim_rss_mib"), "host_mem_per_kernel_mib": (before - after) / count / 2**20,
-            "local_kernel": local, "pool_container_idle_cgroup_mib": pool_idle,
+            "answered": len(answered),
+            "kernel_info_rtt": summary(answered) if answered else None,
+            "cgroup_mem_mib": pick("cgroup_mib"),
+            "kernel_rss_mib": pick("rss_mib"),
+            "kernel_pss_mib": pick("pss_mib"),
+            "shim_rss_mib": pick("shim_rss_mib"),
+            "host_mem_per_kernel_mib": (before - after) / count / 2**20,
+            "local_kernel": local,
+            "pool_container_idle_cgroup_mib": pool_idle,
         }
 
     async def kernel_memory(self, container_id: str) -> dict:
@@ -332,10 +363,12 @@ class Bench:
         tini = (attrs.get("State") or {}).get("Pid")
         kernel = children(tini)[0] if tini and children(tini) else None
         shim = parent(tini) if tini else None
-        return {"cgroup_mib": usage.mem_bytes / 2**20 if usage else None,
-                "rss_mib": (proc_kib(kernel, "VmRSS") or 0) / 1024 if kernel else None,
-                "pss_mib": (proc_kib(kernel, "Pss", "smaps_rollup") or 0) / 1024 if kernel else None,
-                "shim_rss_mib": (proc_kib(shim, "VmRSS") or 0) / 1024 if shim else None}
+        return {
+            "cgroup_mib": usage.mem_bytes / 2**20 if usage else None,
+            "rss_mib": (proc_kib(kernel, "VmRSS") or 0) / 1024 if kernel else None,
+            "pss_mib": (proc_kib(kernel, "Pss", "smaps_rollup") or 0) / 1024 if kernel else None,
+            "shim_rss_mib": (proc_kib(shim, "VmRSS") or 0) / 1024 if shim else None,
+        }
 
     async def close(self):
         from jupyter_berth.kernels import backend
@@ -355,69 +388,99 @@ def markdown(r: dict) -> str:
     m, lat, conc = r["machine"], r["latency"], r.get("concurrent")
     ms = lambda s: f"{1000 * s:.0f} ms"  # noqa: E731
     row = lambda name, st: f"| {name} | {st['p50']:.1f} | {st['p95']:.1f} |"  # noqa: E731
-    lines = [BEGIN, "## Kernel start: local vs cold container vs warm pool", "",
-             f"Measured {r['date']} with `{r['command']}` on this project's machine: {m['cores']} cores, "
-             f"{m['mem_gib']} GiB, Docker {m['docker']} (cgroup {m['cgroup']}), Linux {m['kernel']}, "
-             f"Python {m['python']}, ipykernel {m['ipykernel_local']} locally and in the image. Load average "
-             f"{m['loadavg_start'][0]:.1f} at the start and {m['loadavg_end'][0]:.1f} at the end, per round "
-             f"{min(x['loadavg'] for x in lat['rounds']):.1f}–{max(x['loadavg'] for x in lat['rounds']):.1f} ("
-             + ("other work shared the machine; " if max(x['loadavg'] for x in lat['rounds']) >= m['cores'] else
-                "a quiet machine; ")
-             + "the kinds are interleaved round by round, so any load falls on all of them alike).", "",
-             "Time from `AsyncKernelManager.start_kernel()` to the first `kernel_info_reply`, one kernel at a "
-             f"time, each shut down before the next, every start beginning with the warm pools full; "
-             f"{lat['local']['n']} counted starts of each kind after one warm-up round. Berth kernels get "
-             f"{START_REQUEST['cpu']} CPU and {START_REQUEST['mem']} (limits enforced); the local kernel has none.", "",
-             "* **local** — the `python3` kernelspec, jupyter_client's default (local) provisioner: the baseline;",
-             "* **cold** — a Berth kernel in a container created for the request;",
-             "* **warm** — a Berth kernel adopting a warm-pool container, as standalone JupyterLab runs the pool "
-             "(mounts and network learned from a first start: the container already waits on the user's network);",
-             "* **warm-moved** — the same from a pool with configured mounts, as in hub mode: the container waits on "
-             "the shared pool network and joins the user's network on adoption.", "",
-             "| kind | p50 | p95 | min | max | p50 ÷ local p50 | per-round ratio, median | target |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        BEGIN,
+        "## Kernel start: local vs cold container vs warm pool",
+        "",
+        f"Measured {r['date']} with `{r['command']}` on this project's machine: {m['cores']} cores, "
+        f"{m['mem_gib']} GiB, Docker {m['docker']} (cgroup {m['cgroup']}), Linux {m['kernel']}, "
+        f"Python {m['python']}, ipykernel {m['ipykernel_local']} locally and in the image. Load average "
+        f"{m['loadavg_start'][0]:.1f} at the start and {m['loadavg_end'][0]:.1f} at the end, per round "
+        f"{min(x['loadavg'] for x in lat['rounds']):.1f}–{max(x['loadavg'] for x in lat['rounds']):.1f} ("
+        + (
+            "other work shared the machine; "
+            if max(x["loadavg"] for x in lat["rounds"]) >= m["cores"]
+            else "a quiet machine; "
+        )
+        + "the kinds are interleaved round by round, so any load falls on all of them alike).",
+        "",
+        "Time from `AsyncKernelManager.start_kernel()` to the first `kernel_info_reply`, one kernel at a "
+        f"time, each shut down before the next, every start beginning with the warm pools full; "
+        f"{lat['local']['n']} counted starts of each kind after one warm-up round. Berth kernels get "
+        f"{START_REQUEST['cpu']} CPU and {START_REQUEST['mem']} (limits enforced); the local kernel has none.",
+        "",
+        "* **local** — the `python3` kernelspec, jupyter_client's default (local) provisioner: the baseline;",
+        "* **cold** — a Berth kernel in a container created for the request;",
+        "* **warm** — a Berth kernel adopting a warm-pool container, as standalone JupyterLab runs the pool "
+        "(mounts and network learned from a first start: the container already waits on the user's network);",
+        "* **warm-moved** — the same from a pool with configured mounts, as in hub mode: the container waits on "
+        "the shared pool network and joins the user's network on adoption.",
+        "",
+        "| kind | p50 | p95 | min | max | p50 ÷ local p50 | per-round ratio, median | target |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for k in KINDS:
         s = lat[k]
         ratio = s["p50"] / lat["local"]["p50"]
         target = "baseline" if k == "local" else f"≤ {TARGETS[k]}×"
         verdict = "" if k == "local" else (" ✔" if ratio <= TARGETS[k] else " ✘")
         paired = "–" if k == "local" else f"{s['paired_ratio_p50']:.2f}×"
-        lines.append(f"| {k} | {ms(s['p50'])} | {ms(s['p95'])} | {ms(s['min'])} | {ms(s['max'])} | "
-                     f"{ratio:.2f}× | {paired} | {target}{verdict} |")
-    lines += ["", "Where the time goes (medians of each phase):", "",
-              "| kind | `start_kernel` returns | of which: container create + start / adoption | then to the first reply |",
-              "|---|---|---|---|"]
+        lines.append(
+            f"| {k} | {ms(s['p50'])} | {ms(s['p95'])} | {ms(s['min'])} | {ms(s['max'])} | "
+            f"{ratio:.2f}× | {paired} | {target}{verdict} |"
+        )
+    lines += [
+        "",
+        "Where the time goes (medians of each phase):",
+        "",
+        "| kind | `start_kernel` returns | of which: container create + start / adoption | then to the first reply |",
+        "|---|---|---|---|",
+    ]
     for k in KINDS:
         ph = lat[k]["phases_p50"]
         part = {"local": "– (process spawned)", "cold": ms(ph["container"])}.get(k, ms(ph["adopt"]))
         lines.append(f"| {k} | {ms(ph['start_kernel'])} | {part} | {ms(ph['to_first_reply'])} |")
-    lines += ["", "The rest of `start_kernel` is the service: policy, image catalog, admission (a ledger "
-              "transaction), the user's network, recording the container. After it, a cold kernel still starts its "
-              "interpreter and imports inside the container; a warm one has done that in advance and answers at once.",
-              "", "For scale: gateway_provisioners' DockerProvisioner was reported at a median of 1.88 s against "
-              "0.86 s for a local kernel (2.2×), without limits."]
+    lines += [
+        "",
+        "The rest of `start_kernel` is the service: policy, image catalog, admission (a ledger "
+        "transaction), the user's network, recording the container. After it, a cold kernel still starts its "
+        "interpreter and imports inside the container; a warm one has done that in advance and answers at once.",
+        "",
+        "For scale: gateway_provisioners' DockerProvisioner was reported at a median of 1.88 s against "
+        "0.86 s for a local kernel (2.2×), without limits.",
+    ]
     if conc:
         lo = conc["local_kernel"]
         idle = conc["pool_container_idle_cgroup_mib"]
-        lines += ["", f"**{conc['kernels']} concurrent idle Berth kernels** ({conc['request']['cpu']} CPU, "
-                  f"{conc['request']['mem']} each; started 4 at a time in {conc['start_all_s']:.1f} s, "
-                  f"p50 {ms(conc['start_each']['p50'])} per start): {conc['answered']}/{conc['kernels']} answered "
-                  f"`kernel_info` after 5 s idle (all asked at once: round trip p50 {ms(conc['kernel_info_rtt']['p50'])}, "
-                  f"p95 {ms(conc['kernel_info_rtt']['p95'])}).", "",
-                  "| memory per kernel (MiB) | p50 | p95 |", "|---|---|---|",
-                  f"| local ipykernel process, RSS / PSS | {lo['rss_mib']:.1f} / {lo['pss_mib']:.1f} | – |",
-                  row("Berth kernel process, RSS", conc["kernel_rss_mib"]),
-                  row("Berth kernel process, PSS", conc["kernel_pss_mib"]),
-                  row("Berth container, cgroup (what the limit counts)", conc["cgroup_mem_mib"]),
-                  row("containerd-shim for each container, RSS", conc["shim_rss_mib"]),
-                  f"| host MemAvailable drop ÷ {conc['kernels']} (noisy: the whole host) "
-                  f"| {conc['host_mem_per_kernel_mib']:.1f} | – |",
-                  f"| an idle warm-pool container, cgroup | {statistics.median(idle):.1f} | – |" if idle else
-                  "| an idle warm-pool container, cgroup | – | – |",
-                  "", "Per kernel, a container adds the engine's shim process on the host and tini; the cgroup also "
-                  "counts page cache the kernel touched. The kernel process itself is "
-                  + ("smaller than the local one here (the image's Debian Python against the host's pyenv build)."
-                     if conc["kernel_rss_mib"]["p50"] < lo["rss_mib"] else "about as large as the local one.")]
+        lines += [
+            "",
+            f"**{conc['kernels']} concurrent idle Berth kernels** ({conc['request']['cpu']} CPU, "
+            f"{conc['request']['mem']} each; started 4 at a time in {conc['start_all_s']:.1f} s, "
+            f"p50 {ms(conc['start_each']['p50'])} per start): {conc['answered']}/{conc['kernels']} answered "
+            f"`kernel_info` after 5 s idle (all asked at once: round trip p50 {ms(conc['kernel_info_rtt']['p50'])}, "
+            f"p95 {ms(conc['kernel_info_rtt']['p95'])}).",
+            "",
+            "| memory per kernel (MiB) | p50 | p95 |",
+            "|---|---|---|",
+            f"| local ipykernel process, RSS / PSS | {lo['rss_mib']:.1f} / {lo['pss_mib']:.1f} | – |",
+            row("Berth kernel process, RSS", conc["kernel_rss_mib"]),
+            row("Berth kernel process, PSS", conc["kernel_pss_mib"]),
+            row("Berth container, cgroup (what the limit counts)", conc["cgroup_mem_mib"]),
+            row("containerd-shim for each container, RSS", conc["shim_rss_mib"]),
+            f"| host MemAvailable drop ÷ {conc['kernels']} (noisy: the whole host) "
+            f"| {conc['host_mem_per_kernel_mib']:.1f} | – |",
+            f"| an idle warm-pool container, cgroup | {statistics.median(idle):.1f} | – |"
+            if idle
+            else "| an idle warm-pool container, cgroup | – | – |",
+            "",
+            "Per kernel, a container adds the engine's shim process on the host and tini; the cgroup also "
+            "counts page cache the kernel touched. The kernel process itself is "
+            + (
+                "smaller than the local one here (the image's Debian Python against the host's pyenv build)."
+                if conc["kernel_rss_mib"]["p50"] < lo["rss_mib"]
+                else "about as large as the local one."
+            ),
+        ]
     lines += ["", "Raw figures, per round: `benchmarks/results/kernel_start.json`.", END]
     return "\n".join(lines)
 
@@ -434,8 +497,12 @@ async def main(args) -> int:
         asyncio.get_running_loop().add_signal_handler(signum, this.cancel)
     try:
         engine = await bench.setup()
-        result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine_facts(engine),
-                  "command": "python benchmarks/kernel_start.py " + " ".join(sys.argv[1:]), "pool_size": args.pool_size}
+        result = {
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "machine": machine_facts(engine),
+            "command": "python benchmarks/kernel_start.py " + " ".join(sys.argv[1:]),
+            "pool_size": args.pool_size,
+        }
         result["command"] = result["command"].strip()
         print(f"latency: {args.n} rounds of {' / '.join(KINDS)}", flush=True)
         result["latency"] = await bench.latency()
@@ -463,7 +530,11 @@ if __name__ == "__main__":
     parser.add_argument("--n", type=int, default=20, help="starts of each kind (default 20)")
     parser.add_argument("--concurrent", type=int, default=40, help="idle Berth kernels run together (0: skip)")
     parser.add_argument("--pool-size", type=int, default=2, help="warm-pool size (default 2)")
-    parser.add_argument("--quiet-load", type=float, default=0.0,
-                        help="before each round, wait up to 3 min for the 1-minute load average to fall to this (0: never)")
+    parser.add_argument(
+        "--quiet-load",
+        type=float,
+        default=0.0,
+        help="before each round, wait up to 3 min for the 1-minute load average to fall to this (0: never)",
+    )
     parser.add_argument("--no-doc", action="store_true", help="do not write docs/benchmarks.md")
     sys.exit(asyncio.run(main(parser.parse_args())))

@@ -54,10 +54,34 @@ BEGIN, END = "<!-- usage_report:begin -->", "<!-- usage_report:end -->"
 YEAR = 2025
 MONTHS = ("2025-02", "2025-07", "2025-12")
 GiB = 1024**3
-COLUMNS = ("allocation_id", "owner", "groups", "kind", "subject", "image", "image_digest", "node", "cpu", "mem", "gpu",
-           "started_at", "ended_at", "cpu_seconds", "mem_peak_bytes", "end_reason", "exit_code", "message")
-IMAGES = ("berth/python:3.11", "berth/python:3.12", "berth/pytorch:2.4", "berth/pytorch:2.5", "berth/r:4.4",
-          "berth/julia:1.11")
+COLUMNS = (
+    "allocation_id",
+    "owner",
+    "groups",
+    "kind",
+    "subject",
+    "image",
+    "image_digest",
+    "node",
+    "cpu",
+    "mem",
+    "gpu",
+    "started_at",
+    "ended_at",
+    "cpu_seconds",
+    "mem_peak_bytes",
+    "end_reason",
+    "exit_code",
+    "message",
+)
+IMAGES = (
+    "berth/python:3.11",
+    "berth/python:3.12",
+    "berth/pytorch:2.4",
+    "berth/pytorch:2.5",
+    "berth/r:4.4",
+    "berth/julia:1.11",
+)
 
 
 # -- data --------------------------------------------------------------------------------------
@@ -87,8 +111,26 @@ def _records(n: int, users: int, seed: int):
         gpu = rng.choice((0.0,) * 8 + (0.25, 0.5, 1.0))
         cpu_s = cpu * hours * 3600 * rng.uniform(0.02, 0.9)
         reason = rng.choices(("shutdown", "culled", "oom", "exited"), weights=(85, 10, 1, 4))[0]
-        yield (f"bench-{i:08d}", f"user-{u:04d}", membership[u], kind, f"k-{i}", rng.choice(IMAGES), None, "bench-node",
-               cpu, mem, gpu, start, end, cpu_s, int(mem * rng.uniform(0.05, 0.95)), reason, None, None)
+        yield (
+            f"bench-{i:08d}",
+            f"user-{u:04d}",
+            membership[u],
+            kind,
+            f"k-{i}",
+            rng.choice(IMAGES),
+            None,
+            "bench-node",
+            cpu,
+            mem,
+            gpu,
+            start,
+            end,
+            cpu_s,
+            int(mem * rng.uniform(0.05, 0.95)),
+            reason,
+            None,
+            None,
+        )
 
 
 def _sqlite_time(t: datetime) -> str:
@@ -103,8 +145,10 @@ def fill_sqlite(ledger, records: list[tuple]) -> float:
         cur = raw.cursor()
         cur.execute("BEGIN IMMEDIATE")
         sql = f"INSERT INTO usage_records ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
-        cur.executemany(sql, ((*r[:2], json.dumps(r[2]), *r[3:11], _sqlite_time(r[11]), _sqlite_time(r[12]), *r[13:])
-                              for r in records))
+        cur.executemany(
+            sql,
+            ((*r[:2], json.dumps(r[2]), *r[3:11], _sqlite_time(r[11]), _sqlite_time(r[12]), *r[13:]) for r in records),
+        )
         cur.execute("COMMIT")
     finally:
         raw.close()
@@ -118,8 +162,16 @@ def fill_postgres(ledger, records: list[tuple]) -> float:
         cur = raw.cursor()
         with cur.copy(f"COPY usage_records ({', '.join(COLUMNS)}) FROM STDIN") as copy:
             for r in records:
-                copy.write_row((*r[:2], json.dumps(r[2]), *r[3:11], r[11].replace(tzinfo=None),
-                                r[12].replace(tzinfo=None), *r[13:]))
+                copy.write_row(
+                    (
+                        *r[:2],
+                        json.dumps(r[2]),
+                        *r[3:11],
+                        r[11].replace(tzinfo=None),
+                        r[12].replace(tzinfo=None),
+                        *r[13:],
+                    )
+                )
         raw.commit()
         cur.execute("ANALYZE usage_records")  # what autovacuum does within a minute of such a load
         raw.commit()
@@ -161,11 +213,16 @@ def time_reports(ledger, runs: int, records: list[tuple]) -> dict:
             report = build_report(ledger, month, month, by="user")
             times.append(time.perf_counter() - t0)
             cpu.append(time.process_time() - c0)
-        out["monthly_by_user"][month] = {"median_s": statistics.median(times), "min_s": min(times),
-                                         "max_s": max(times), "runs": runs, "rows": len(report.rows),
-                                         "kernels": report.totals["kernels"] + report.totals["servers"],
-                                         "client_cpu_s": statistics.median(cpu),
-                                         "load_average": [load, os.getloadavg()[0]]}
+        out["monthly_by_user"][month] = {
+            "median_s": statistics.median(times),
+            "min_s": min(times),
+            "max_s": max(times),
+            "runs": runs,
+            "rows": len(report.rows),
+            "kernels": report.totals["kernels"] + report.totals["servers"],
+            "client_cpu_s": statistics.median(cpu),
+            "load_average": [load, os.getloadavg()[0]],
+        }
     # the check: the report agrees with a computation in Python
     expected = expected_month(records, MONTHS[1])
     report = build_report(ledger, MONTHS[1], MONTHS[1], by="user")
@@ -186,8 +243,9 @@ def postgres_base_url() -> str:
     url = os.environ.get("BERTH_BENCH_POSTGRES_URL")
     if url:
         return url
-    done = subprocess.run(["sh", os.path.join(ROOT, "scripts", "postgres-up.sh")], capture_output=True, text=True,
-                          timeout=900, check=True)
+    done = subprocess.run(
+        ["sh", os.path.join(ROOT, "scripts", "postgres-up.sh")], capture_output=True, text=True, timeout=900, check=True
+    )
     return done.stdout.strip().splitlines()[-1]
 
 
@@ -254,10 +312,16 @@ async def measure_rounds(interval: float, seconds: float, one_round) -> dict:
         await asyncio.sleep(max(0.0, r0 + interval - time.perf_counter()))
     await asyncio.sleep(max(0.0, deadline - time.perf_counter()))
     cpu, wall = cpu_seconds() - cpu0, time.perf_counter() - wall0
-    return {"interval_s": interval, "seconds": wall, "rounds": len(rounds),
-            "sampled_per_round": min(r["sampled"] for r in rounds), "cpu_s": cpu, "core_share": cpu / wall,
-            "per_round_cpu_ms": statistics.median(r["cpu_s"] for r in rounds) * 1000,
-            "per_round_wall_ms": statistics.median(r["wall_s"] for r in rounds) * 1000}
+    return {
+        "interval_s": interval,
+        "seconds": wall,
+        "rounds": len(rounds),
+        "sampled_per_round": min(r["sampled"] for r in rounds),
+        "cpu_s": cpu,
+        "core_share": cpu / wall,
+        "per_round_cpu_ms": statistics.median(r["cpu_s"] for r in rounds) * 1000,
+        "per_round_wall_ms": statistics.median(r["wall_s"] for r in rounds) * 1000,
+    }
 
 
 async def bench_sampler(kernels: int, interval: float, seconds: float) -> dict:
@@ -278,9 +342,14 @@ async def bench_sampler(kernels: int, interval: float, seconds: float) -> dict:
     try:
         t0 = time.perf_counter()
         for batch in range(0, kernels, 5):
-            launches = await asyncio.gather(*(
-                service.start_kernel("bench", kernel_id=f"bench-{uuid.uuid4().hex[:8]}", request={"cpu": 0.1, "mem": "128M"})
-                for _ in range(batch, min(kernels, batch + 5))))
+            launches = await asyncio.gather(
+                *(
+                    service.start_kernel(
+                        "bench", kernel_id=f"bench-{uuid.uuid4().hex[:8]}", request={"cpu": 0.1, "mem": "128M"}
+                    )
+                    for _ in range(batch, min(kernels, batch + 5))
+                )
+            )
             started += launches
         start_s = time.perf_counter() - t0
         print(f"sampler: {len(started)} kernels started in {start_s:.0f} s; settling", flush=True)
@@ -289,9 +358,14 @@ async def bench_sampler(kernels: int, interval: float, seconds: float) -> dict:
         load0 = os.getloadavg()[0]
         batched = await measure_rounds(interval, seconds, service.sample_all)
         unbatched = await measure_rounds(interval, min(seconds, 4 * interval), lambda: per_kernel_round(service))
-        return {"kernels": len(started), "start_s": start_s, **batched,
-                "per_kernel_cpu_ms": batched["per_round_cpu_ms"] / max(1, len(started)),
-                "load_average": [load0, os.getloadavg()[0]], "unbatched": unbatched}
+        return {
+            "kernels": len(started),
+            "start_s": start_s,
+            **batched,
+            "per_kernel_cpu_ms": batched["per_round_cpu_ms"] / max(1, len(started)),
+            "load_average": [load0, os.getloadavg()[0]],
+            "unbatched": unbatched,
+        }
     finally:
         for launch in started:
             try:
@@ -304,15 +378,24 @@ async def bench_sampler(kernels: int, interval: float, seconds: float) -> dict:
 
 # -- report ------------------------------------------------------------------------------------
 def section(result: dict) -> str:
-    lines = [BEGIN, "## Usage reports and the usage sampler (`benchmarks/usage_report.py`)", "",
-             f"Measured {result['date']} on {result['machine']}. "
-             f"{result['records']:,} usage records of {result['users']:,} users over the 365 days of {YEAR}; "
-             "each figure is the median of "
-             f"{result['runs']} runs after a warm-up. Target: a monthly report grouped by user in under 1 s.", ""]
+    lines = [
+        BEGIN,
+        "## Usage reports and the usage sampler (`benchmarks/usage_report.py`)",
+        "",
+        f"Measured {result['date']} on {result['machine']}. "
+        f"{result['records']:,} usage records of {result['users']:,} users over the 365 days of {YEAR}; "
+        "each figure is the median of "
+        f"{result['runs']} runs after a warm-up. Target: a monthly report grouped by user in under 1 s.",
+        "",
+    ]
     dbs = [k for k in ("sqlite", "postgresql") if k in result]
     if dbs:
-        lines += ["| database | bulk insert | " + " | ".join(f"{m} by user" for m in MONTHS) + " | all of 2025 by group and day |",
-                  "|---|---|" + "---|" * len(MONTHS) + "---|"]
+        lines += [
+            "| database | bulk insert | "
+            + " | ".join(f"{m} by user" for m in MONTHS)
+            + " | all of 2025 by group and day |",
+            "|---|---|" + "---|" * len(MONTHS) + "---|",
+        ]
         for k in dbs:
             r = result[k]
             cells = []
@@ -320,36 +403,51 @@ def section(result: dict) -> str:
                 mm = r["monthly_by_user"][m]
                 cpu = f" (CPU {mm['client_cpu_s'] * 1000:.0f} ms)" if k == "sqlite" else ""
                 cells.append(f"**{mm['median_s'] * 1000:.0f} ms**{cpu}")
-            lines.append(f"| {k} | {r['insert_s']:.0f} s | {' | '.join(cells)} | {r['year_by_group_day']['seconds']:.1f} s "
-                         f"({r['year_by_group_day']['rows']:,} rows) |")
+            lines.append(
+                f"| {k} | {r['insert_s']:.0f} s | {' | '.join(cells)} | {r['year_by_group_day']['seconds']:.1f} s "
+                f"({r['year_by_group_day']['rows']:,} rows) |"
+            )
         first = result[dbs[0]]["monthly_by_user"]
-        loads = sorted({round(x, 1) for k in dbs for m in MONTHS for x in result[k]["monthly_by_user"][m]["load_average"]})
+        loads = sorted(
+            {round(x, 1) for k in dbs for m in MONTHS for x in result[k]["monthly_by_user"][m]["load_average"]}
+        )
         check = result[dbs[0]]["check"]
-        lines += ["", f"A month holds about {min(v['kernels'] for v in first.values()):,}–"
-                      f"{max(v['kernels'] for v in first.values()):,} records of {min(v['rows'] for v in first.values()):,} users. "
-                      "SQLite's figure in brackets is the process's own CPU time for the report (the query runs "
-                      "in-process), which is what the report costs on an idle machine; the wall-clock figures were "
-                      + ("taken while other work ran on the machine" if loads[-1] >= (os.cpu_count() or 1)
-                         else "taken on a quiet machine")
-                      + f" (load average {loads[0]}–{loads[-1]} on {os.cpu_count()} cores).",
-                  "", f"Check: for {check['month']}, every user's kernel-hours and CPU core-hours (allotted and used) "
-                      f"in the report match a recomputation in Python from the generated records "
-                      f"(largest difference {check['max_abs_difference']:.6f} h).",
-                  "The SQLite ledger is measured as the service leaves it (no `ANALYZE`); PostgreSQL after "
-                  "`ANALYZE`, which autovacuum runs within a minute of such a load. The records are written in the "
-                  "order kernels end, as the service writes them.", ""]
+        lines += [
+            "",
+            f"A month holds about {min(v['kernels'] for v in first.values()):,}–"
+            f"{max(v['kernels'] for v in first.values()):,} records of {min(v['rows'] for v in first.values()):,} users. "
+            "SQLite's figure in brackets is the process's own CPU time for the report (the query runs "
+            "in-process), which is what the report costs on an idle machine; the wall-clock figures were "
+            + (
+                "taken while other work ran on the machine"
+                if loads[-1] >= (os.cpu_count() or 1)
+                else "taken on a quiet machine"
+            )
+            + f" (load average {loads[0]}–{loads[-1]} on {os.cpu_count()} cores).",
+            "",
+            f"Check: for {check['month']}, every user's kernel-hours and CPU core-hours (allotted and used) "
+            f"in the report match a recomputation in Python from the generated records "
+            f"(largest difference {check['max_abs_difference']:.6f} h).",
+            "The SQLite ledger is measured as the service leaves it (no `ANALYZE`); PostgreSQL after "
+            "`ANALYZE`, which autovacuum runs within a minute of such a load. The records are written in the "
+            "order kernels end, as the service writes them.",
+            "",
+        ]
     s = result.get("sampler")
     if s:
-        lines += [f"**Sampler.** {s['kernels']} running Berth kernels, `sample_all()` every {s['interval_s']:g} s for "
-                  f"{s['seconds']:.0f} s ({s['rounds']} rounds, {s['sampled_per_round']} containers each): the "
-                  f"process spent {s['cpu_s']:.2f} s of CPU, **{s['core_share'] * 100:.2f}% of one core** "
-                  f"(target: under 2%). One round: {s['per_round_cpu_ms']:.0f} ms of CPU "
-                  f"({s['per_kernel_cpu_ms']:.2f} ms per kernel), {s['per_round_wall_ms']:.0f} ms of wall time. "
-                  "Counters are read from the cgroup files; the ledger write of a round is one transaction. "
-                  "For comparison, rounds with one engine call and one ledger transaction per kernel (the sampler "
-                  f"before): {s['unbatched']['per_round_cpu_ms']:.0f} ms of CPU per round, "
-                  f"{s['unbatched']['core_share'] * 100:.2f}% of a core. Load average during the run: "
-                  f"{s['load_average'][0]:.1f} → {s['load_average'][1]:.1f} (the machine was shared with other work).", ""]
+        lines += [
+            f"**Sampler.** {s['kernels']} running Berth kernels, `sample_all()` every {s['interval_s']:g} s for "
+            f"{s['seconds']:.0f} s ({s['rounds']} rounds, {s['sampled_per_round']} containers each): the "
+            f"process spent {s['cpu_s']:.2f} s of CPU, **{s['core_share'] * 100:.2f}% of one core** "
+            f"(target: under 2%). One round: {s['per_round_cpu_ms']:.0f} ms of CPU "
+            f"({s['per_kernel_cpu_ms']:.2f} ms per kernel), {s['per_round_wall_ms']:.0f} ms of wall time. "
+            "Counters are read from the cgroup files; the ledger write of a round is one transaction. "
+            "For comparison, rounds with one engine call and one ledger transaction per kernel (the sampler "
+            f"before): {s['unbatched']['per_round_cpu_ms']:.0f} ms of CPU per round, "
+            f"{s['unbatched']['core_share'] * 100:.2f}% of a core. Load average during the run: "
+            f"{s['load_average'][0]:.1f} → {s['load_average'][1]:.1f} (the machine was shared with other work).",
+            "",
+        ]
     lines.append(END)
     return "\n".join(lines)
 
@@ -371,9 +469,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--skip-reports", action="store_true")
     ap.add_argument("--no-write", action="store_true", help="print the results only")
     args = ap.parse_args(argv)
-    result: dict = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
-                    "machine": f"{os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}",
-                    "records": args.records, "users": args.users, "runs": args.runs}
+    result: dict = {
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d"),
+        "machine": f"{os.cpu_count()} cores, {platform.system()} {platform.release()}, Python {platform.python_version()}",
+        "records": args.records,
+        "users": args.users,
+        "runs": args.runs,
+    }
     if os.path.exists(RESULTS):  # keep the parts not re-measured this time
         previous = json.load(open(RESULTS))
         result = {**{k: v for k, v in previous.items() if k in ("sqlite", "postgresql", "sampler")}, **result}

@@ -21,10 +21,18 @@ c.BerthService.default_policy = {
     "default": {"cpu": 0.5, "mem": "512M", "pids": 128},
 }
 c.BerthService.presets = {
-    "small": {"cpu": 0.25, "mem": "256M", "display_name": "Small (0.25 CPU, 256 MiB)",
-              "description": "for a quick look"},
-    "medium": {"cpu": 1, "mem": "1G", "display_name": "Medium (1 CPU, 1 GiB)",
-               "description": "the most one kernel may have here"},
+    "small": {
+        "cpu": 0.25,
+        "mem": "256M",
+        "display_name": "Small (0.25 CPU, 256 MiB)",
+        "description": "for a quick look",
+    },
+    "medium": {
+        "cpu": 1,
+        "mem": "1G",
+        "display_name": "Medium (1 CPU, 1 GiB)",
+        "description": "the most one kernel may have here",
+    },
 }
 
 # Limits: a cgroup per kernel where the cgroup filesystem is writable, otherwise (the usual

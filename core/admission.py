@@ -24,7 +24,7 @@ If anything fails the transaction rolls back and nothing is reserved.
 from __future__ import annotations
 
 import uuid
-from typing import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
@@ -32,8 +32,8 @@ from sqlalchemy.orm import Session
 
 from .errors import CapacityError, ConflictError, NotFoundError, PolicyError, RequestError
 from .ledger import Allocation, Ledger, Node, Usage, live_usage, usage_by_node
-from .ledger.totals import gpu_shares_in_use
 from .ledger.models import KINDS, RESERVED, AllocationRow, NodeRow
+from .ledger.totals import gpu_shares_in_use
 from .policies import EffectivePolicy
 from .resources import Resources, format_bytes
 
@@ -53,7 +53,7 @@ _FORMAT = {
 }
 
 
-def share_assigner(assign: Callable[[Mapping[str, float], Resources], "list[dict]"]) -> GpuAssigner:
+def share_assigner(assign: Callable[[Mapping[str, float], Resources], list[dict]]) -> GpuAssigner:
     """Adapt a ``(shares in use by device uuid, request) -> [{"uuid", "share"}]`` allocator
     (``jupyter_berth.gpu.make_gpu_assigner``) to the ``gpu_assigner`` hook.
 
@@ -206,12 +206,18 @@ class Admission:
     ) -> tuple[NodeRow, list[dict] | None]:
         """Choose the host and GPU devices, or raise :class:`CapacityError`."""
         if asked_node is not None and nodes[0].state != "ready":
-            raise capacity_error(f"host {asked_node} is {nodes[0].state} and takes no new {kind}s; try again later", "node", False)
+            raise capacity_error(
+                f"host {asked_node} is {nodes[0].state} and takes no new {kind}s; try again later", "node", False
+            )
         if not nodes:
             others = ", ".join(f"{n.name} ({n.state})" for n in s.scalars(select(NodeRow).order_by(NodeRow.name)))
             if others:
                 raise capacity_error(f"no host takes new {kind}s right now: {others}; try again later", "node", False)
-            raise capacity_error("no host is registered in the ledger yet (the Berth service records each host when it starts)", "node", True)
+            raise capacity_error(
+                "no host is registered in the ledger yet (the Berth service records each host when it starts)",
+                "node",
+                True,
+            )
         where = f"host {asked_node}" if asked_node else "the largest host"
         for res in ("cpu", "mem"):
             asked = getattr(request, res)
@@ -226,7 +232,9 @@ class Admission:
                     True,
                 )
         if request.gpu > 0 and gpu_assigner is None:
-            raise capacity_error(f"gpu: this {kind} asks for {request.gpu:g} GPU but there is no GPU on this host", "gpu", True)
+            raise capacity_error(
+                f"gpu: this {kind} asks for {request.gpu:g} GPU but there is no GPU on this host", "gpu", True
+            )
         used = usage_by_node(s, [n.name for n in nodes])
         free = {n.name: (n.cpu - used.get(n.name, Usage()).cpu, n.mem - used.get(n.name, Usage()).mem) for n in nodes}
         gpu_error: CapacityError | None = None
@@ -249,7 +257,9 @@ class Admission:
         raise self._full_error(nodes, free, request, kind)
 
     @staticmethod
-    def _full_error(nodes: list[NodeRow], free: dict[str, tuple[float, int]], request: Resources, kind: str) -> CapacityError:
+    def _full_error(
+        nodes: list[NodeRow], free: dict[str, tuple[float, int]], request: Resources, kind: str
+    ) -> CapacityError:
         """Say which resource is short right now, and the most any host has free."""
         later = "try again when a kernel stops"
         for i, res in enumerate(("cpu", "mem")):
@@ -268,7 +278,9 @@ class Admission:
                     f"{later} or ask for {fmt(largest)} or less"
                 )
             return capacity_error(message, res, False)
-        detail = "; ".join(f"{name}: {_FORMAT['cpu'](max(c, 0))} and {format_bytes(max(m, 0))} free" for name, (c, m) in free.items())
+        detail = "; ".join(
+            f"{name}: {_FORMAT['cpu'](max(c, 0))} and {format_bytes(max(m, 0))} free" for name, (c, m) in free.items()
+        )
         return capacity_error(
             f"no host has both {_FORMAT['cpu'](request.cpu)} and {format_bytes(request.mem)} free ({detail}); {later} or ask for less",
             "cpu+mem",

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .errors import NotFoundError, RequestError
 from .resources import parse_memory
@@ -32,11 +33,15 @@ _DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
 _DIGEST = r"sha256:[0-9a-f]{64}"
-_REF_RE = re.compile(rf"^(?:(?P<domain>{_DOMAIN})/)?(?P<path>{_COMPONENT}(?:/{_COMPONENT})*)(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$")
+_REF_RE = re.compile(
+    rf"^(?:(?P<domain>{_DOMAIN})/)?(?P<path>{_COMPONENT}(?:/{_COMPONENT})*)(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?$"
+)
 _IMAGE_ID_RE = re.compile(rf"^{_DIGEST}$")
 MAX_REF_LENGTH = 255
 #: What notebooks and admins may give as a digest: an image id, or a registry's ``name@sha256:…``.
-DIGEST_FORM = "an image id such as sha256:0c22… (64 hex digits) or a registry digest such as 127.0.0.1:5000/berth/python@sha256:…"
+DIGEST_FORM = (
+    "an image id such as sha256:0c22… (64 hex digits) or a registry digest such as 127.0.0.1:5000/berth/python@sha256:…"
+)
 
 #: Environment answers of :func:`resolve_environment`.
 AVAILABLE, RETIRED, REPLACED, UNKNOWN = "available", "retired", "replaced", "unknown"
@@ -75,14 +80,22 @@ class Ref:
 def parse_ref(ref: Any, field_name: str = "image") -> Ref:
     """Parse an image reference or raise :class:`RequestError` naming the field and the accepted form."""
     if not isinstance(ref, str) or not ref or len(ref) > MAX_REF_LENGTH:
-        raise RequestError(field_name, f"{str(ref)[:80]!r} is not a valid image reference; expected name:tag such as berth/python:3.11")
+        raise RequestError(
+            field_name, f"{str(ref)[:80]!r} is not a valid image reference; expected name:tag such as berth/python:3.11"
+        )
     m = _REF_RE.match(ref)
     if not m:
-        raise RequestError(field_name, f"{ref[:80]!r} is not a valid image reference; expected name:tag such as berth/python:3.11 "
-                                       "(lower-case name components, a tag of letters, digits, '.', '_' or '-')")
+        raise RequestError(
+            field_name,
+            f"{ref[:80]!r} is not a valid image reference; expected name:tag such as berth/python:3.11 "
+            "(lower-case name components, a tag of letters, digits, '.', '_' or '-')",
+        )
     domain, path = m.group("domain"), m.group("path")
     if domain and not ("." in domain or ":" in domain or domain == "localhost" or domain != domain.lower()):
-        path, domain = f"{domain}/{path}", None  # Docker's rule: the first component is a registry only if it looks like a host
+        path, domain = (
+            f"{domain}/{path}",
+            None,
+        )  # Docker's rule: the first component is a registry only if it looks like a host
     return Ref(domain, path, m.group("tag"), m.group("digest"))
 
 
@@ -90,7 +103,9 @@ def validate_ref(ref: Any, field_name: str = "image", *, tag_required: bool = Fa
     """``ref`` when it is a valid image reference (``tag_required``: ``name:tag``, no digest)."""
     parsed = parse_ref(ref, field_name)
     if tag_required and (parsed.tag is None or parsed.digest is not None):
-        raise RequestError(field_name, f"{ref!r} needs a tag and no digest; expected name:tag such as berth/python:3.11")
+        raise RequestError(
+            field_name, f"{ref!r} needs a tag and no digest; expected name:tag such as berth/python:3.11"
+        )
     return ref
 
 
@@ -102,8 +117,10 @@ def normalise_ref(ref: str) -> str:
 
 def validate_digest(digest: Any, field_name: str = "digest") -> str:
     """An image id (``sha256:…``) or a registry digest (``name@sha256:…``), else :class:`RequestError`."""
-    if isinstance(digest, str) and (_IMAGE_ID_RE.match(digest) or ("@" in digest and len(digest) <= MAX_REF_LENGTH
-                                                                     and _REF_RE.match(digest) and parse_ref(digest).digest)):
+    if isinstance(digest, str) and (
+        _IMAGE_ID_RE.match(digest)
+        or ("@" in digest and len(digest) <= MAX_REF_LENGTH and _REF_RE.match(digest) and parse_ref(digest).digest)
+    ):
         return digest
     raise RequestError(field_name, f"{str(digest)[:80]!r} is not a digest; expected {DIGEST_FORM}")
 
@@ -171,8 +188,12 @@ class ImageInfo:
         if not digest or not self.present:
             return False
         manifests = {d.partition("@")[2] for d in self.repo_digests}
-        return digest in (self.id, self.digest) or digest in self.repo_digests or digest.partition("@")[2] in manifests \
+        return (
+            digest in (self.id, self.digest)
+            or digest in self.repo_digests
+            or digest.partition("@")[2] in manifests
             or digest in manifests
+        )
 
     def min_resources(self) -> dict:
         out: dict[str, Any] = {"cpu": None, "mem": None}
@@ -181,30 +202,58 @@ class ImageInfo:
         except ValueError:
             pass
         try:
-            out["mem"] = parse_memory(self.labels["min_memory"], "min_memory") if self.labels.get("min_memory") else None
+            out["mem"] = (
+                parse_memory(self.labels["min_memory"], "min_memory") if self.labels.get("min_memory") else None
+            )
         except RequestError:
             pass
         return out
 
     def to_json(self) -> dict:
         frameworks = [f.strip() for f in (self.labels.get("frameworks") or "").split(",") if f.strip()]
-        return {"ref": self.ref, "name": self.repository, "version": self.version, "id": self.id or None,
-                "digest": self.digest, "display_name": self.display_name,
-                "language": self.labels.get("language") or None,
-                "language_version": self.labels.get("python_version") or None,
-                "frameworks": frameworks, "min_resources": self.min_resources(), "gpu": _truthy(self.labels.get("gpu")),
-                "size": self.size, "created": self.created or None, "state": self.state, "default": self.default,
-                "alias_of": self.alias_of, "replacement": self.replacement, "source": self.source,
-                "present": self.present, "updated_at": self.updated_at.isoformat() if self.updated_at else None,
-                "updated_by": self.updated_by, "labels": dict(self.labels)}
+        return {
+            "ref": self.ref,
+            "name": self.repository,
+            "version": self.version,
+            "id": self.id or None,
+            "digest": self.digest,
+            "display_name": self.display_name,
+            "language": self.labels.get("language") or None,
+            "language_version": self.labels.get("python_version") or None,
+            "frameworks": frameworks,
+            "min_resources": self.min_resources(),
+            "gpu": _truthy(self.labels.get("gpu")),
+            "size": self.size,
+            "created": self.created or None,
+            "state": self.state,
+            "default": self.default,
+            "alias_of": self.alias_of,
+            "replacement": self.replacement,
+            "source": self.source,
+            "present": self.present,
+            "updated_at": self.updated_at.isoformat() if self.updated_at else None,
+            "updated_by": self.updated_by,
+            "labels": dict(self.labels),
+        }
 
 
 def image_info_from_docker(ref: str, attrs: dict) -> ImageInfo:
     """An :class:`ImageInfo` from ``docker image inspect`` attributes (labels by short name)."""
-    labels = {k[len(PREFIX):]: v for k, v in ((attrs.get("Config") or {}).get("Labels") or {}).items() if k.startswith(PREFIX)}
+    labels = {
+        k[len(PREFIX) :]: v
+        for k, v in ((attrs.get("Config") or {}).get("Labels") or {}).items()
+        if k.startswith(PREFIX)
+    }
     digests = tuple(attrs.get("RepoDigests") or ())
-    return ImageInfo(ref=ref, id=attrs.get("Id", ""), digest=digests[0] if digests else attrs.get("Id"),
-                     labels=labels, size=attrs.get("Size", 0), created=attrs.get("Created", ""), repo_digests=digests)
+    return ImageInfo(
+        ref=ref,
+        id=attrs.get("Id", ""),
+        digest=digests[0] if digests else attrs.get("Id"),
+        labels=labels,
+        size=attrs.get("Size", 0),
+        created=attrs.get("Created", ""),
+        repo_digests=digests,
+    )
 
 
 def offered(images: list[ImageInfo], patterns: list[str]) -> list[ImageInfo]:
@@ -237,8 +286,12 @@ class CatalogView(list):
     ``default_ref`` the default image when it is offered.
     """
 
-    def __init__(self, offered_images: Iterable[ImageInfo] = (), entries: Mapping[str, ImageInfo] | None = None,
-                 default_ref: str | None = None):
+    def __init__(
+        self,
+        offered_images: Iterable[ImageInfo] = (),
+        entries: Mapping[str, ImageInfo] | None = None,
+        default_ref: str | None = None,
+    ):
         super().__init__(offered_images)
         self.entries: dict[str, ImageInfo] = dict(entries or {i.ref: i for i in self})
         self.default_ref = default_ref
@@ -263,6 +316,7 @@ class CatalogView(list):
         same_repo = [i for i in self if i.repository == wanted.repository and i.ref != ref]
         real = [i for i in same_repo if not i.alias_of] or same_repo
         if real:
+
             def key(i: ImageInfo):
                 inums, iflavour = version_key(i.parsed.tag or "")
                 common = 0
@@ -286,8 +340,15 @@ class CatalogView(list):
         return [i for i in self if i.has_digest(digest)]
 
 
-def build_view(found: Iterable[tuple[str, dict]], patterns: list[str], states: Mapping[str, Any],
-               aliases: Mapping[str, Any], *, offer_new: bool, configured_default: str | None) -> CatalogView:
+def build_view(
+    found: Iterable[tuple[str, dict]],
+    patterns: list[str],
+    states: Mapping[str, Any],
+    aliases: Mapping[str, Any],
+    *,
+    offer_new: bool,
+    configured_default: str | None,
+) -> CatalogView:
     """Join the engine's kernel images with the admin's decisions.
 
     ``found`` is ``(reference, inspect attributes)`` per tag; ``states`` maps a reference to a record
@@ -311,7 +372,9 @@ def build_view(found: Iterable[tuple[str, dict]], patterns: list[str], states: M
         state = st.state if st is not None else ("offered" if offer_new or alias is not None else "hidden")
         changes: dict[str, Any] = {"state": state}
         if st is not None:
-            changes.update(replacement=st.replacement, source=st.source, updated_at=st.updated_at, updated_by=st.updated_by)
+            changes.update(
+                replacement=st.replacement, source=st.source, updated_at=st.updated_at, updated_by=st.updated_by
+            )
             if not info.present and st.digest:
                 changes["digest"] = st.digest
         if alias is not None:
@@ -370,17 +433,30 @@ def resolve_environment(view: CatalogView, image: str, digest: str | None = None
     if exact:
         found = exact[0]
         where = "" if found.ref == image else f" (now offered as {found.ref})"
-        return {**answer, "status": AVAILABLE, "image": found.ref, "digest": found.digest,
-                "display_name": found.display_name, "message": f"the notebook's environment {image} is available{where}"}
+        return {
+            **answer,
+            "status": AVAILABLE,
+            "image": found.ref,
+            "digest": found.digest,
+            "display_name": found.display_name,
+            "message": f"the notebook's environment {image} is available{where}",
+        }
     nearest = view.nearest(image)
     answer["nearest"] = describe(nearest)
     if entry is not None and entry.state == "retired":
-        message = f"{image} is retired; use {nearest.ref}" if nearest else f"{image} is retired and no other version is offered"
+        message = (
+            f"{image} is retired; use {nearest.ref}"
+            if nearest
+            else f"{image} is retired and no other version is offered"
+        )
         return {**answer, "status": RETIRED, "message": message}
     if entry is not None and entry.offered:  # same reference, another digest
         answer["nearest"] = describe(entry)
-        return {**answer, "status": REPLACED,
-                "message": f"{image} now holds another build ({entry.digest}) than the one this notebook ran ({digest}); "
-                           f"the exact environment is no longer on this host"}
+        return {
+            **answer,
+            "status": REPLACED,
+            "message": f"{image} now holds another build ({entry.digest}) than the one this notebook ran ({digest}); "
+            f"the exact environment is no longer on this host",
+        }
     tail = f"; the nearest offered version is {nearest.ref}" if nearest else ""
     return {**answer, "status": UNKNOWN, "message": f"{image} is not offered on this host{tail}"}

@@ -34,9 +34,18 @@ class ImageState:
     updated_by: str | None
 
     @classmethod
-    def from_row(cls, row: ImageStateRow) -> "ImageState":
-        return cls(row.ref, row.state, bool(row.is_default), row.digest, row.source, row.replacement, row.note,
-                   row.updated_at, row.updated_by)
+    def from_row(cls, row: ImageStateRow) -> ImageState:
+        return cls(
+            row.ref,
+            row.state,
+            bool(row.is_default),
+            row.digest,
+            row.source,
+            row.replacement,
+            row.note,
+            row.updated_at,
+            row.updated_by,
+        )
 
 
 @dataclass(frozen=True)
@@ -50,7 +59,7 @@ class ImageAlias:
     updated_by: str | None
 
     @classmethod
-    def from_row(cls, row: ImageAliasRow) -> "ImageAlias":
+    def from_row(cls, row: ImageAliasRow) -> ImageAlias:
         return cls(row.alias, row.digest, row.target, row.updated_at, row.updated_by)
 
 
@@ -63,7 +72,13 @@ class ImageEvent:
     detail: dict
 
     def to_json(self) -> dict:
-        return {"at": self.at.isoformat(), "by": self.by, "action": self.action, "ref": self.ref, "detail": dict(self.detail)}
+        return {
+            "at": self.at.isoformat(),
+            "by": self.by,
+            "action": self.action,
+            "ref": self.ref,
+            "detail": dict(self.detail),
+        }
 
 
 def load(ledger) -> tuple[dict[str, ImageState], dict[str, ImageAlias]]:
@@ -75,11 +90,25 @@ def load(ledger) -> tuple[dict[str, ImageState], dict[str, ImageAlias]]:
 
 
 def _event(s, by: str | None, action: str, ref: str, **detail: Any) -> None:
-    s.add(ImageEventRow(at=utcnow(), by=by, action=action, ref=ref, detail={k: v for k, v in detail.items() if v is not None}))
+    s.add(
+        ImageEventRow(
+            at=utcnow(), by=by, action=action, ref=ref, detail={k: v for k, v in detail.items() if v is not None}
+        )
+    )
 
 
-def set_state(ledger, ref: str, state: str, *, by: str | None, digest: str | None = None, source: str | None = None,
-              replacement: str | None = None, note: str | None = None, action: str | None = None) -> ImageState:
+def set_state(
+    ledger,
+    ref: str,
+    state: str,
+    *,
+    by: str | None,
+    digest: str | None = None,
+    source: str | None = None,
+    replacement: str | None = None,
+    note: str | None = None,
+    action: str | None = None,
+) -> ImageState:
     """Record ``ref`` as offered, hidden or retired (a retired or hidden image stops being the default)."""
     if state not in IMAGE_STATES:
         raise RequestError("state", f"{state!r} is not an image state; expected one of {', '.join(IMAGE_STATES)}")
@@ -101,8 +130,11 @@ def set_state(ledger, ref: str, state: str, *, by: str | None, digest: str | Non
 def set_default(ledger, ref: str, *, by: str | None, digest: str | None = None) -> ImageState:
     """Make ``ref`` the one default (it becomes offered if it had no decision yet)."""
     with ledger.transaction() as s:
-        s.execute(update(ImageStateRow).where(ImageStateRow.is_default.is_(True), ImageStateRow.ref != ref)
-                  .values(is_default=False))
+        s.execute(
+            update(ImageStateRow)
+            .where(ImageStateRow.is_default.is_(True), ImageStateRow.ref != ref)
+            .values(is_default=False)
+        )
         row = s.get(ImageStateRow, ref) or ImageStateRow(ref=ref, state="offered")
         row.is_default, row.updated_at, row.updated_by = True, utcnow(), by
         row.digest = digest or row.digest
@@ -120,7 +152,11 @@ def set_alias(ledger, alias: str, digest: str, *, target: str | None, by: str | 
         row.digest, row.target, row.updated_at, row.updated_by = digest, target, utcnow(), by
         s.add(row)
         if s.get(ImageStateRow, alias) is None:
-            s.add(ImageStateRow(ref=alias, state="offered", is_default=False, digest=digest, updated_at=utcnow(), updated_by=by))
+            s.add(
+                ImageStateRow(
+                    ref=alias, state="offered", is_default=False, digest=digest, updated_at=utcnow(), updated_by=by
+                )
+            )
         _event(s, by, "alias", alias, digest=digest, target=target, previous=previous)
         s.flush()
         return ImageAlias.from_row(row)

@@ -19,8 +19,8 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import docker
 import docker.errors
@@ -79,8 +79,7 @@ def engine_client(timeout: float = CLIENT_TIMEOUT) -> docker.DockerClient:
         return client
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as e:
         raise EngineError(
-            f"the Docker engine at {engine_address()} does not answer: {_short(e)}; "
-            "run `berth engine up`"
+            f"the Docker engine at {engine_address()} does not answer: {_short(e)}; run `berth engine up`"
         ) from e
 
 
@@ -131,9 +130,7 @@ def _run_apt(args: list[str], log: Callable[[str], None]) -> None:
     """Run one apt-get command non-interactively; raise EngineError on failure."""
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     log(f"$ apt-get {' '.join(args)}")
-    proc = subprocess.run(
-        ["apt-get", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    proc = subprocess.run(["apt-get", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:
         tail = "\n".join(proc.stdout.strip().splitlines()[-15:])
         raise EngineError(
@@ -203,9 +200,7 @@ def _wait_for_engine(wait: float, log_path: str, pid: int) -> docker.DockerClien
         except ChildProcessError:
             finished = False
         if finished:
-            raise EngineError(
-                f"dockerd exited right after starting; see {log_path}:\n{_log_tail(log_path)}"
-            )
+            raise EngineError(f"dockerd exited right after starting; see {log_path}:\n{_log_tail(log_path)}")
         if time.monotonic() > deadline:
             raise EngineError(
                 f"dockerd was started but did not answer at {engine_address()} within "

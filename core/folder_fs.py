@@ -61,8 +61,10 @@ def check_contained(root: str, path: str) -> None:
     real_root = os.path.realpath(root)
     real = os.path.realpath(path)
     if not real.startswith(real_root.rstrip("/") + "/"):
-        raise FolderStorageError(f"the folder directory {path} resolves to {real}, outside the folders root {real_root}; "
-                                 "refusing to use it", log_message=f"folder path escape: {path} -> {real}")
+        raise FolderStorageError(
+            f"the folder directory {path} resolves to {real}, outside the folders root {real_root}; refusing to use it",
+            log_message=f"folder path escape: {path} -> {real}",
+        )
 
 
 def _ensure_dir(path: str, mode: int) -> None:
@@ -73,8 +75,9 @@ def _ensure_dir(path: str, mode: int) -> None:
         pass
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode):
-        raise FolderStorageError(f"{path} should be a directory of the Berth service but is not (a link or a file); "
-                                 "remove it and try again")
+        raise FolderStorageError(
+            f"{path} should be a directory of the Berth service but is not (a link or a file); remove it and try again"
+        )
 
 
 def ensure_root(root: str) -> None:
@@ -116,8 +119,10 @@ def mount_source(root: str, path: str, uid: int, gid: int) -> str:
         make_folder(root, path, uid, gid)
         st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode):
-        raise FolderStorageError(f"the folder directory {path} is not a directory (a link or a file); an admin must "
-                                 "look at it before it can be mounted")
+        raise FolderStorageError(
+            f"the folder directory {path} is not a directory (a link or a file); an admin must "
+            "look at it before it can be mounted"
+        )
     check_contained(root, path)
     return path
 
@@ -213,8 +218,9 @@ def trash_folder(root: str, path: str) -> str | None:
     except FileNotFoundError:
         return None
     if not stat.S_ISDIR(st.st_mode):
-        raise FolderStorageError(f"the folder directory {path} is not a directory (a link or a file); not deleting "
-                                 "through it")
+        raise FolderStorageError(
+            f"the folder directory {path} is not a directory (a link or a file); not deleting through it"
+        )
     check_contained(root, path)
     ensure_root(root)
     trashed = os.path.join(root, TRASH, f"{os.path.basename(path)}-{uuid.uuid4().hex[:8]}")

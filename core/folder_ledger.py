@@ -8,7 +8,8 @@ live ORM rows.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -22,39 +23,71 @@ from .ledger.models_folders import FolderQuotaRow, FolderRow, FolderShareRow
 
 
 def _share(row: FolderShareRow) -> Share:
-    return Share(folder_id=row.folder_id, kind=row.grantee_kind, name=row.grantee, mode=row.mode,
-                 created_at=row.created_at, created_by=row.created_by)
+    return Share(
+        folder_id=row.folder_id,
+        kind=row.grantee_kind,
+        name=row.grantee,
+        mode=row.mode,
+        created_at=row.created_at,
+        created_by=row.created_by,
+    )
 
 
 def _folders(s: Session, rows: Iterable[FolderRow]) -> list[Folder]:
     rows = list(rows)
     shares: dict[str, list[Share]] = {r.id: [] for r in rows}
     if rows:
-        for sr in s.scalars(select(FolderShareRow).where(FolderShareRow.folder_id.in_(list(shares)))
-                            .order_by(FolderShareRow.grantee_kind, FolderShareRow.grantee)):
+        for sr in s.scalars(
+            select(FolderShareRow)
+            .where(FolderShareRow.folder_id.in_(list(shares)))
+            .order_by(FolderShareRow.grantee_kind, FolderShareRow.grantee)
+        ):
             shares[sr.folder_id].append(_share(sr))
-    return [Folder(id=r.id, name=r.name, owner_kind=r.owner_kind, owner=r.owner, member_mode=r.member_mode,
-                   created_at=r.created_at, created_by=r.created_by, shares=tuple(shares[r.id])) for r in rows]
+    return [
+        Folder(
+            id=r.id,
+            name=r.name,
+            owner_kind=r.owner_kind,
+            owner=r.owner,
+            member_mode=r.member_mode,
+            created_at=r.created_at,
+            created_by=r.created_by,
+            shares=tuple(shares[r.id]),
+        )
+        for r in rows
+    ]
 
 
-def visible(ledger: Ledger, user: str, groups: Iterable[str], admin_of: Iterable[str] = (), *,
-            all_groups: bool = False) -> list[Folder]:
+def visible(
+    ledger: Ledger, user: str, groups: Iterable[str], admin_of: Iterable[str] = (), *, all_groups: bool = False
+) -> list[Folder]:
     """Folders a caller may see: their own, their groups' (and those of groups they administer), shared ones.
 
     ``all_groups`` adds every group folder (hub admins).
     """
     groups, admin_of = sorted(set(groups)), sorted(set(admin_of))
-    shared = select(FolderShareRow.folder_id).where(or_(
-        and_(FolderShareRow.grantee_kind == "user", FolderShareRow.grantee == user),
-        and_(FolderShareRow.grantee_kind == "group", FolderShareRow.grantee.in_(groups)),
-    ))
-    group_clause = (FolderRow.owner_kind == "group") if all_groups else \
-        and_(FolderRow.owner_kind == "group", FolderRow.owner.in_(sorted(set(groups) | set(admin_of))))
-    query = select(FolderRow).where(or_(
-        and_(FolderRow.owner_kind == "user", FolderRow.owner == user),
-        group_clause,
-        FolderRow.id.in_(shared),
-    )).order_by(FolderRow.owner_kind, FolderRow.owner, FolderRow.name)
+    shared = select(FolderShareRow.folder_id).where(
+        or_(
+            and_(FolderShareRow.grantee_kind == "user", FolderShareRow.grantee == user),
+            and_(FolderShareRow.grantee_kind == "group", FolderShareRow.grantee.in_(groups)),
+        )
+    )
+    group_clause = (
+        (FolderRow.owner_kind == "group")
+        if all_groups
+        else and_(FolderRow.owner_kind == "group", FolderRow.owner.in_(sorted(set(groups) | set(admin_of))))
+    )
+    query = (
+        select(FolderRow)
+        .where(
+            or_(
+                and_(FolderRow.owner_kind == "user", FolderRow.owner == user),
+                group_clause,
+                FolderRow.id.in_(shared),
+            )
+        )
+        .order_by(FolderRow.owner_kind, FolderRow.owner, FolderRow.name)
+    )
     with ledger.reading() as s:
         return _folders(s, s.scalars(query))
 
@@ -76,26 +109,51 @@ def get(ledger: Ledger, folder_id: str) -> Folder | None:
         return _folders(s, [row])[0] if row else None
 
 
-def create(ledger: Ledger, *, name: str, owner_kind: str, owner: str, member_mode: str | None,
-           created_by: str | None, max_folders: int | None = None) -> Folder:
+def create(
+    ledger: Ledger,
+    *,
+    name: str,
+    owner_kind: str,
+    owner: str,
+    member_mode: str | None,
+    created_by: str | None,
+    max_folders: int | None = None,
+) -> Folder:
     """Add a folder row; the name must be free for this owner, and ``max_folders`` not reached (checked in the same transaction)."""
     with ledger.transaction() as s:
-        count = s.scalar(select(func.count()).select_from(FolderRow)
-                         .where(FolderRow.owner_kind == owner_kind, FolderRow.owner == owner))
+        count = s.scalar(
+            select(func.count())
+            .select_from(FolderRow)
+            .where(FolderRow.owner_kind == owner_kind, FolderRow.owner == owner)
+        )
         if max_folders is not None and count + 1 > max_folders:
-            raise PolicyError(f"cannot create folder {name!r}: {owner_kind} {owner} has {count} of at most {max_folders} "
-                              "folders; delete one, or ask an admin to raise the folder quota",
-                              limit="max_folders")
-        if s.scalar(select(FolderRow.id).where(FolderRow.owner_kind == owner_kind, FolderRow.owner == owner,
-                                               FolderRow.name == name)):
+            raise PolicyError(
+                f"cannot create folder {name!r}: {owner_kind} {owner} has {count} of at most {max_folders} "
+                "folders; delete one, or ask an admin to raise the folder quota",
+                limit="max_folders",
+            )
+        if s.scalar(
+            select(FolderRow.id).where(
+                FolderRow.owner_kind == owner_kind, FolderRow.owner == owner, FolderRow.name == name
+            )
+        ):
             raise ConflictError(f"{owner_kind} {owner} already has a folder named {name!r}; pick another name")
-        row = FolderRow(id=uuid.uuid4().hex, name=name, owner_kind=owner_kind, owner=owner, member_mode=member_mode,
-                        created_at=utcnow(), created_by=created_by)
+        row = FolderRow(
+            id=uuid.uuid4().hex,
+            name=name,
+            owner_kind=owner_kind,
+            owner=owner,
+            member_mode=member_mode,
+            created_at=utcnow(),
+            created_by=created_by,
+        )
         s.add(row)
         try:
             s.flush()
         except IntegrityError:  # a concurrent create of the same name won the race
-            raise ConflictError(f"{owner_kind} {owner} already has a folder named {name!r}; pick another name") from None
+            raise ConflictError(
+                f"{owner_kind} {owner} already has a folder named {name!r}; pick another name"
+            ) from None
         return _folders(s, [row])[0]
 
 
@@ -106,9 +164,14 @@ def update(ledger: Ledger, folder_id: str, *, name: str | None = None, member_mo
         if row is None:
             raise NotFoundError("that folder no longer exists")
         if name is not None and name != row.name:
-            if s.scalar(select(FolderRow.id).where(FolderRow.owner_kind == row.owner_kind, FolderRow.owner == row.owner,
-                                                   FolderRow.name == name)):
-                raise ConflictError(f"{row.owner_kind} {row.owner} already has a folder named {name!r}; pick another name")
+            if s.scalar(
+                select(FolderRow.id).where(
+                    FolderRow.owner_kind == row.owner_kind, FolderRow.owner == row.owner, FolderRow.name == name
+                )
+            ):
+                raise ConflictError(
+                    f"{row.owner_kind} {row.owner} already has a folder named {name!r}; pick another name"
+                )
             row.name = name
         if member_mode is not None:
             row.member_mode = member_mode
@@ -138,9 +201,15 @@ def set_share(ledger: Ledger, folder_id: str, kind: str, grantee: str, mode: str
 
 def remove_share(ledger: Ledger, folder_id: str, kind: str, grantee: str) -> bool:
     with ledger.transaction() as s:
-        return bool(s.execute(delete(FolderShareRow).where(
-            FolderShareRow.folder_id == folder_id, FolderShareRow.grantee_kind == kind,
-            FolderShareRow.grantee == grantee)).rowcount)
+        return bool(
+            s.execute(
+                delete(FolderShareRow).where(
+                    FolderShareRow.folder_id == folder_id,
+                    FolderShareRow.grantee_kind == kind,
+                    FolderShareRow.grantee == grantee,
+                )
+            ).rowcount
+        )
 
 
 def quota_overrides(ledger: Ledger) -> dict[tuple[str, str], dict]:

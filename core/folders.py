@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .errors import RequestError
 from .kernel_launch import FOLDERS_ROOT
@@ -37,8 +38,10 @@ from .resources import format_bytes, parse_memory
 NAME_MAX = 64
 #: Longest user or group name accepted as owner or grantee.
 PRINCIPAL_MAX = 255
-NAME_FORM = (f"1 to {NAME_MAX} characters: letters, digits, '.', '_' and '-', starting with a letter or digit, "
-             "without '..' (e.g. course-materials)")
+NAME_FORM = (
+    f"1 to {NAME_MAX} characters: letters, digits, '.', '_' and '-', starting with a letter or digit, "
+    "without '..' (e.g. course-materials)"
+)
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 #: Folder ids are 32 lowercase hex digits (uuid4().hex).
 ID_RE = re.compile(r"[0-9a-f]{32}")
@@ -70,10 +73,17 @@ def check_principal(value: Any, field: str) -> str:
     """A user or group name (as the hub spells it): no slash, no control characters, ≤ 255 characters."""
     if not isinstance(value, str) or not value.strip():
         raise RequestError(field, "expected a user or group name")
-    if len(value) > PRINCIPAL_MAX or "/" in value or value in (".", "..") or \
-            any(unicodedata.category(ch) == "Cc" for ch in value):
-        raise RequestError(field, f"{value[:40]!r} is not a user or group name (no slashes or control characters, "
-                                  f"at most {PRINCIPAL_MAX} characters)")
+    if (
+        len(value) > PRINCIPAL_MAX
+        or "/" in value
+        or value in (".", "..")
+        or any(unicodedata.category(ch) == "Cc" for ch in value)
+    ):
+        raise RequestError(
+            field,
+            f"{value[:40]!r} is not a user or group name (no slashes or control characters, "
+            f"at most {PRINCIPAL_MAX} characters)",
+        )
     return value
 
 
@@ -89,8 +99,10 @@ def check_kind(value: Any, field: str = "kind") -> str:
     return value
 
 
-REFERENCE_FORM = ("a folder name (data), a qualified name (alice/data for a user's folder, @class1/course-materials "
-                  "for a group's) or a folder id")
+REFERENCE_FORM = (
+    "a folder name (data), a qualified name (alice/data for a user's folder, @class1/course-materials "
+    "for a group's) or a folder id"
+)
 
 
 @dataclass(frozen=True)
@@ -138,8 +150,13 @@ class Share:
     created_by: str | None = None
 
     def to_json(self) -> dict:
-        return {"kind": self.kind, "name": self.name, "mode": self.mode,
-                "created_at": self.created_at.isoformat() if self.created_at else None, "created_by": self.created_by}
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "mode": self.mode,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "created_by": self.created_by,
+        }
 
 
 @dataclass(frozen=True)
@@ -175,11 +192,20 @@ class Caller:
     admin_of: frozenset[str] = frozenset()
 
     @classmethod
-    def make(cls, user: str, groups: Iterable[str] = (), *, admin: bool = False,
-             folder_admins: Mapping[str, Iterable[str]] | None = None) -> "Caller":
+    def make(
+        cls,
+        user: str,
+        groups: Iterable[str] = (),
+        *,
+        admin: bool = False,
+        folder_admins: Mapping[str, Iterable[str]] | None = None,
+    ) -> Caller:
         groups = frozenset(groups or ())
-        admin_of = frozenset(g for g, who in (folder_admins or {}).items()
-                             if user in who or any(w.startswith("@") and w[1:] in groups for w in who))
+        admin_of = frozenset(
+            g
+            for g, who in (folder_admins or {}).items()
+            if user in who or any(w.startswith("@") and w[1:] in groups for w in who)
+        )
         return cls(user=user, groups=groups, admin=admin, admin_of=admin_of)
 
     def administers(self, group: str) -> bool:
@@ -236,7 +262,9 @@ class FolderQuota:
     max_files: int | None = None
 
     @classmethod
-    def parse(cls, spec: Mapping[str, Any] | None, where: str = "folder_quota", base: "FolderQuota | None" = None) -> "FolderQuota":
+    def parse(
+        cls, spec: Mapping[str, Any] | None, where: str = "folder_quota", base: FolderQuota | None = None
+    ) -> FolderQuota:
         """Fields of ``spec`` replace those of ``base``; ``null`` means unlimited."""
         values = dict(vars(base)) if base else {}
         if spec is None:
@@ -270,7 +298,7 @@ class FolderUsage:
     partial: bool = False  #: some entries could not be read or were nested too deep to measure
     measured_at: datetime | None = None
 
-    def add(self, other: "FolderUsage") -> None:
+    def add(self, other: FolderUsage) -> None:
         self.bytes += other.bytes
         self.files += other.files
         self.folders += other.folders
@@ -279,8 +307,13 @@ class FolderUsage:
             self.measured_at = other.measured_at
 
     def to_json(self) -> dict:
-        return {"bytes": self.bytes, "files": self.files, "folders": self.folders, "partial": self.partial,
-                "measured_at": self.measured_at.isoformat() if self.measured_at else None}
+        return {
+            "bytes": self.bytes,
+            "files": self.files,
+            "folders": self.folders,
+            "partial": self.partial,
+            "measured_at": self.measured_at.isoformat() if self.measured_at else None,
+        }
 
 
 def owner_words(kind: str, name: str) -> str:
@@ -309,17 +342,45 @@ class FolderView:
 
     def to_json(self) -> dict:
         f, a = self.folder, self.access
-        data = {"id": f.id, "name": f.name, "reference": f.reference, "owner": {"kind": f.owner_kind, "name": f.owner},
-                "mode": a.mode, "role": a.role, "can_manage": a.manage, "member_mode": f.member_mode,
-                "mount_path": f.mount_path, "created_at": f.created_at.isoformat(), "created_by": f.created_by,
-                "usage": self.usage.to_json() if self.usage else None}
+        data = {
+            "id": f.id,
+            "name": f.name,
+            "reference": f.reference,
+            "owner": {"kind": f.owner_kind, "name": f.owner},
+            "mode": a.mode,
+            "role": a.role,
+            "can_manage": a.manage,
+            "member_mode": f.member_mode,
+            "mount_path": f.mount_path,
+            "created_at": f.created_at.isoformat(),
+            "created_by": f.created_by,
+            "usage": self.usage.to_json() if self.usage else None,
+        }
         if a.manage:
             data["shares"] = [s.to_json() for s in f.shares]
         return data
 
 
 __all__ = [
-    "Access", "Caller", "Folder", "FolderQuota", "FolderUsage", "FolderView", "ID_RE", "MODES", "NAME_FORM", "NAME_MAX",
-    "Reference", "Share", "access", "best_mode", "check_kind", "check_mode", "check_name", "check_principal", "over_quota",
-    "owner_words", "parse_reference",
+    "Access",
+    "Caller",
+    "Folder",
+    "FolderQuota",
+    "FolderUsage",
+    "FolderView",
+    "ID_RE",
+    "MODES",
+    "NAME_FORM",
+    "NAME_MAX",
+    "Reference",
+    "Share",
+    "access",
+    "best_mode",
+    "check_kind",
+    "check_mode",
+    "check_name",
+    "check_principal",
+    "over_quota",
+    "owner_words",
+    "parse_reference",
 ]

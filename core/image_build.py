@@ -28,8 +28,8 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import docker.errors
 
@@ -79,7 +79,9 @@ def _text(value, field_name: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise RequestError(field_name, "expected the file's text (not empty)")
     if len(value.encode()) > MAX_SOURCE_BYTES or "\x00" in value:
-        raise RequestError(field_name, f"expected text of at most {MAX_SOURCE_BYTES // 1024} KiB without NUL characters")
+        raise RequestError(
+            field_name, f"expected text of at most {MAX_SOURCE_BYTES // 1024} KiB without NUL characters"
+        )
     return value
 
 
@@ -89,14 +91,22 @@ def dockerfile_on_base(text: str, base_ref: str, base_id: str) -> str:
     froms = [i for i, line in enumerate(lines) if _FROM_RE.match(line)]
     allowed = {base_ref, base_id, "${BASE_IMAGE}", "$BASE_IMAGE"}
     if len(froms) > 1:
-        raise RequestError("dockerfile", "multi-stage builds are not supported; write one stage FROM the base you chose, "
-                                         "or no FROM line at all")
+        raise RequestError(
+            "dockerfile",
+            "multi-stage builds are not supported; write one stage FROM the base you chose, or no FROM line at all",
+        )
     if froms:
         i = froms[0]
         args = _FROM_RE.match(lines[i]).group("args").split()
-        if args[0].startswith("--") or args[0] not in allowed or (len(args) > 1 and not (len(args) == 3 and args[1].upper() == "AS")):
-            raise RequestError("dockerfile", f"the FROM line must name the base: 'FROM {base_ref}' (or leave FROM out); "
-                                             f"got {lines[i].strip()!r}")
+        if (
+            args[0].startswith("--")
+            or args[0] not in allowed
+            or (len(args) > 1 and not (len(args) == 3 and args[1].upper() == "AS"))
+        ):
+            raise RequestError(
+                "dockerfile",
+                f"the FROM line must name the base: 'FROM {base_ref}' (or leave FROM out); got {lines[i].strip()!r}",
+            )
         before = [line for line in lines[:i] if line.strip() and not line.lstrip().startswith(("#", "ARG "))]
         if before:
             raise RequestError("dockerfile", f"only comments and ARG may come before FROM; got {before[0].strip()!r}")
@@ -119,8 +129,12 @@ def _requirement_dists(requirements: str) -> list[str]:
 
 def requirements_plan(requirements: str, base_id: str) -> BuildPlan:
     text = _text(requirements, "requirements")
-    return BuildPlan("requirements", f"FROM {base_id}\n{_PIP_STEPS}", {"requirements.txt": text.rstrip("\n") + "\n"},
-                     _requirement_dists(text))
+    return BuildPlan(
+        "requirements",
+        f"FROM {base_id}\n{_PIP_STEPS}",
+        {"requirements.txt": text.rstrip("\n") + "\n"},
+        _requirement_dists(text),
+    )
 
 
 def environment_requirements(environment: str, python_version: str | None) -> tuple[str, list[str]]:
@@ -128,8 +142,11 @@ def environment_requirements(environment: str, python_version: str | None) -> tu
     try:
         import yaml
     except ImportError:  # pragma: no cover - PyYAML comes with jupyter_server
-        raise RequestError("environment", "reading environment.yml needs PyYAML on the server (pip install pyyaml); "
-                                          "or give a requirements file instead") from None
+        raise RequestError(
+            "environment",
+            "reading environment.yml needs PyYAML on the server (pip install pyyaml); "
+            "or give a requirements file instead",
+        ) from None
     try:
         data = yaml.safe_load(_text(environment, "environment"))
     except yaml.YAMLError as e:
@@ -143,13 +160,18 @@ def environment_requirements(environment: str, python_version: str | None) -> tu
             continue
         m = _CONDA_SPEC_RE.match(dep) if isinstance(dep, str) else None
         if not m:
-            raise RequestError("environment", f"cannot install dependency {dep!r}: Berth images have no conda; "
-                                              "list it under 'pip:' or give a requirements file")
+            raise RequestError(
+                "environment",
+                f"cannot install dependency {dep!r}: Berth images have no conda; "
+                "list it under 'pip:' or give a requirements file",
+            )
         name, op, version = m.group(1), m.group(2), m.group(3)
         if name.lower() == "python":
             if version and python_version and not python_version.startswith(version.rstrip(".*")):
-                raise RequestError("environment", f"asks for python {version} but the base has Python {python_version}; "
-                                                  "pick a base with that Python")
+                raise RequestError(
+                    "environment",
+                    f"asks for python {version} but the base has Python {python_version}; pick a base with that Python",
+                )
             continue
         if name.lower() == "pip":
             continue
@@ -157,15 +179,27 @@ def environment_requirements(environment: str, python_version: str | None) -> tu
         notes.append(f"conda dependency {dep!r} is installed with pip as {spec!r}")
         lines.append(spec)
     if not lines:
-        raise RequestError("environment", "nothing to install: no pip packages and no dependencies besides python and pip")
+        raise RequestError(
+            "environment", "nothing to install: no pip packages and no dependencies besides python and pip"
+        )
     return "\n".join(lines) + "\n", notes
 
 
-def plan_build(*, base_ref: str, base_id: str, base_python: str | None = None, dockerfile: str | None = None,
-               requirements: str | None = None, environment: str | None = None) -> BuildPlan:
+def plan_build(
+    *,
+    base_ref: str,
+    base_id: str,
+    base_python: str | None = None,
+    dockerfile: str | None = None,
+    requirements: str | None = None,
+    environment: str | None = None,
+) -> BuildPlan:
     """Check the build's source (exactly one of the three) and plan it."""
-    given = [name for name, value in (("dockerfile", dockerfile), ("requirements", requirements),
-                                      ("environment", environment)) if value is not None]
+    given = [
+        name
+        for name, value in (("dockerfile", dockerfile), ("requirements", requirements), ("environment", environment))
+        if value is not None
+    ]
     if len(given) != 1:
         raise RequestError("source", f"give exactly one of {', '.join(SOURCES)}; got {', '.join(given) or 'none'}")
     if dockerfile is not None:
@@ -180,19 +214,31 @@ def plan_build(*, base_ref: str, base_id: str, base_python: str | None = None, d
 
 def label_line(labels: dict[str, str]) -> str:
     """One ``LABEL`` instruction for all ``labels`` (one build step instead of one per label)."""
+
     def quote(text: str) -> str:
         return json.dumps(str(text), ensure_ascii=False).replace("$", "\\$")
 
     return "LABEL " + " ".join(f"{quote(k)}={quote(v)}" for k, v in sorted(labels.items())) + "\n"
 
 
-def run_build(api, plan: BuildPlan, *, tag: str, labels: dict[str, str], progress: Callable[[str], None],
-              network: bool = True, extra_ca_dir: str | None = DEFAULT_EXTRA_CA_DIR,
-              pip_conf: str | None = HOST_PIP_CONF) -> str:
+def run_build(
+    api,
+    plan: BuildPlan,
+    *,
+    tag: str,
+    labels: dict[str, str],
+    progress: Callable[[str], None],
+    network: bool = True,
+    extra_ca_dir: str | None = DEFAULT_EXTRA_CA_DIR,
+    pip_conf: str | None = HOST_PIP_CONF,
+) -> str:
     """Run the planned ``docker build`` (no pull), tag the result ``tag``; return the image id."""
     certs = _certificate_files(extra_ca_dir) if extra_ca_dir and os.path.isdir(extra_ca_dir) else []
     pip_conf = pip_conf if pip_conf and os.path.isfile(pip_conf) else None
-    with tempfile.TemporaryDirectory(prefix="berth-version-") as recipe, tempfile.TemporaryDirectory(prefix="berth-ctx-") as ctx:
+    with (
+        tempfile.TemporaryDirectory(prefix="berth-version-") as recipe,
+        tempfile.TemporaryDirectory(prefix="berth-ctx-") as ctx,
+    ):
         with open(os.path.join(recipe, "Dockerfile"), "w") as f:
             f.write(plan.dockerfile + label_line(labels))
         for name, text in plan.files.items():
@@ -201,8 +247,15 @@ def run_build(api, plan: BuildPlan, *, tag: str, labels: dict[str, str], progres
         _stage_context(recipe, certs, extra_ca_dir, pip_conf, ctx)
         image_id, last = None, []
         try:
-            stream = api.build(path=ctx, tag=tag, pull=False, rm=True, forcerm=True, decode=True,
-                               network_mode="host" if network else "none")
+            stream = api.build(
+                path=ctx,
+                tag=tag,
+                pull=False,
+                rm=True,
+                forcerm=True,
+                decode=True,
+                network_mode="host" if network else "none",
+            )
             for chunk in stream:
                 for line in (chunk.get("stream") or "").splitlines():
                     if line.strip():
@@ -211,8 +264,9 @@ def run_build(api, plan: BuildPlan, *, tag: str, labels: dict[str, str], progres
                 if "aux" in chunk and "ID" in (chunk["aux"] or {}):
                     image_id = chunk["aux"]["ID"]
                 if "error" in chunk:
-                    raise EngineError(f"docker build of {tag} failed: {chunk['error'].strip()}",
-                                      log_message="\n".join(last))
+                    raise EngineError(
+                        f"docker build of {tag} failed: {chunk['error'].strip()}", log_message="\n".join(last)
+                    )
         except docker.errors.APIError as e:
             raise EngineError(f"docker build of {tag} failed: {e.explanation or e}", log_message=str(e)) from e
     if image_id is None:
@@ -222,14 +276,21 @@ def run_build(api, plan: BuildPlan, *, tag: str, labels: dict[str, str], progres
 
 def probe_versions(api, image_id: str, dists: list[str]) -> dict[str, str]:
     """The installed versions of ``dists`` (and ``python``) read from the image, with no network."""
-    script = ("import json, platform, importlib.metadata as m\n"
-              "out = {'python': platform.python_version()}\n"
-              f"for d in {json.dumps(dists)}:\n"
-              "    try: out[d] = m.version(d)\n"
-              "    except m.PackageNotFoundError: pass\n"
-              "print(json.dumps(out))\n")
-    container = api.create_container(image_id, ["python", "-c", script], entrypoint=[], network_disabled=True,
-                                     labels={PREFIX + "purpose": "version-probe"})
+    script = (
+        "import json, platform, importlib.metadata as m\n"
+        "out = {'python': platform.python_version()}\n"
+        f"for d in {json.dumps(dists)}:\n"
+        "    try: out[d] = m.version(d)\n"
+        "    except m.PackageNotFoundError: pass\n"
+        "print(json.dumps(out))\n"
+    )
+    container = api.create_container(
+        image_id,
+        ["python", "-c", script],
+        entrypoint=[],
+        network_disabled=True,
+        labels={PREFIX + "purpose": "version-probe"},
+    )
     try:
         api.start(container)
         code = api.wait(container, timeout=60).get("StatusCode")

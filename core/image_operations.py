@@ -15,8 +15,8 @@ import logging
 import threading
 import uuid
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
-from typing import Awaitable, Callable
 
 from .errors import BerthError, NotFoundError
 
@@ -57,7 +57,7 @@ class Operation:
         """(number of the first line returned, lines from ``since`` on)."""
         with self._lock:
             start = max(since, self._dropped)
-            return start, self._lines[start - self._dropped:]
+            return start, self._lines[start - self._dropped :]
 
     @property
     def done(self) -> bool:
@@ -65,10 +65,20 @@ class Operation:
 
     def to_json(self, since: int = 0) -> dict:
         first, lines = self.lines(since)
-        return {"id": self.id, "kind": self.kind, "ref": self.ref, "owner": self.owner, "state": self.state,
-                "started_at": self.started_at.isoformat(),
-                "finished_at": self.finished_at.isoformat() if self.finished_at else None,
-                "log_offset": first, "log": lines, "next": first + len(lines), "result": self.result, "error": self.error}
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "ref": self.ref,
+            "owner": self.owner,
+            "state": self.state,
+            "started_at": self.started_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "log_offset": first,
+            "log": lines,
+            "next": first + len(lines),
+            "result": self.result,
+            "error": self.error,
+        }
 
 
 class Operations:
@@ -77,7 +87,9 @@ class Operations:
     def __init__(self):
         self._ops: OrderedDict[str, Operation] = OrderedDict()
 
-    def start(self, kind: str, ref: str, owner: str, work: Callable[[Callable[[str], None]], Awaitable[dict]]) -> Operation:
+    def start(
+        self, kind: str, ref: str, owner: str, work: Callable[[Callable[[str], None]], Awaitable[dict]]
+    ) -> Operation:
         """Run ``work(progress)`` in the background; returns the running operation at once."""
         op = Operation(kind, ref, owner)
 

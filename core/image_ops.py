@@ -11,7 +11,7 @@ thread with one line of text each.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import docker.errors
 
@@ -70,8 +70,11 @@ def pull(api, source: Ref, progress: Progress = _quiet) -> dict:
                 raise _pull_error(shown, event["error"])
             throttle(event)
     except docker.errors.NotFound as e:
-        raise NotFoundError(f"{shown} is not in the registry ({e.explanation or e}); check the name and tag, "
-                            f"or list the registry's tags", log_message=str(e)) from e
+        raise NotFoundError(
+            f"{shown} is not in the registry ({e.explanation or e}); check the name and tag, "
+            f"or list the registry's tags",
+            log_message=str(e),
+        ) from e
     except docker.errors.APIError as e:
         raise _pull_error(shown, str(e.explanation or e)) from e
     attrs = inspect(api, f"{repository}@{source.digest}" if source.digest else f"{repository}:{tag}")
@@ -86,8 +89,10 @@ def _pull_error(shown: str, text: str) -> Exception:
     if "manifest unknown" in lowered or "not found" in lowered or "does not exist" in lowered:
         return NotFoundError(f"{shown} is not in the registry ({text.strip()}); check the name and tag")
     if "connection refused" in lowered or "no such host" in lowered or "timeout" in lowered or "dial tcp" in lowered:
-        return EngineError(f"the registry of {shown} does not answer ({text.strip()}); is it running "
-                           "(a local one: `bash scripts/registry-up.sh`)?")
+        return EngineError(
+            f"the registry of {shown} does not answer ({text.strip()}); is it running "
+            "(a local one: `bash scripts/registry-up.sh`)?"
+        )
     return EngineError(f"pulling {shown} failed: {text.strip()}")
 
 

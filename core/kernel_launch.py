@@ -58,14 +58,25 @@ class KernelConnection:
     transport: str = "tcp"
 
     def for_container(self) -> dict:
-        return {"ip": "0.0.0.0", "transport": self.transport, "key": self.key,
-                "signature_scheme": self.signature_scheme, **KERNEL_PORTS}
+        return {
+            "ip": "0.0.0.0",
+            "transport": self.transport,
+            "key": self.key,
+            "signature_scheme": self.signature_scheme,
+            **KERNEL_PORTS,
+        }
 
     def for_client(self, ip: str, ports: dict | None = None) -> dict:
         """Where clients reach the kernel: ``ip`` and the fixed ports, or the ``ports`` the runtime picked
         (a process kernel listens on free ports of the host's loopback)."""
-        return {"ip": ip, "transport": self.transport, "key": self.key.encode(),
-                "signature_scheme": self.signature_scheme, **KERNEL_PORTS, **(ports or {})}
+        return {
+            "ip": ip,
+            "transport": self.transport,
+            "key": self.key.encode(),
+            "signature_scheme": self.signature_scheme,
+            **KERNEL_PORTS,
+            **(ports or {}),
+        }
 
 
 def kernel_spec(
@@ -85,16 +96,23 @@ def kernel_spec(
     site: str = "",
 ) -> ContainerSpec:
     """Build the container spec for one kernel."""
-    all_env = {"BERTH_CONNECTION": json.dumps(connection.for_container()), "BERTH_KERNEL_ID": kernel_id,
-               "BERTH_USER": owner, "BERTH_LIMITS": resources.describe(), "HOME": "/home/jovyan",
-               "JUPYTER_PLATFORM_DIRS": "1"}
+    all_env = {
+        "BERTH_CONNECTION": json.dumps(connection.for_container()),
+        "BERTH_KERNEL_ID": kernel_id,
+        "BERTH_USER": owner,
+        "BERTH_LIMITS": resources.describe(),
+        "HOME": "/home/jovyan",
+        "JUPYTER_PLATFORM_DIRS": "1",
+    }
     all_env.update(env or {})
     return ContainerSpec(
         name=container_name(kind, kernel_id),
         image=image,
         command=list(KERNEL_COMMAND),
         resources=resources,
-        labels=make_labels(owner=owner, kind=kind, subject=kernel_id, allocation=allocation_id, image_ref=image, site=site),
+        labels=make_labels(
+            owner=owner, kind=kind, subject=kernel_id, allocation=allocation_id, image_ref=image, site=site
+        ),
         env=all_env,
         mounts=list(mounts or []),
         network=network,

@@ -98,10 +98,14 @@ def snapshot(ledger, totals: UsageTotals, now: datetime | None = None) -> dict:
     by_node = ledger.node_usage()
     states = ", ".join(f"'{s}'" for s in LIVE_STATES)
     with ledger.reading() as s:
-        live = s.execute(text(f"SELECT node, kind, COUNT(*) FROM allocations WHERE state IN ({states}) "
-                              "GROUP BY node, kind")).all()
-        images = s.execute(text(f"SELECT image, COUNT(*) FROM allocations WHERE state IN ({states}) "
-                                "AND kind = 'kernel' GROUP BY image")).all()
+        live = s.execute(
+            text(f"SELECT node, kind, COUNT(*) FROM allocations WHERE state IN ({states}) GROUP BY node, kind")
+        ).all()
+        images = s.execute(
+            text(
+                f"SELECT image, COUNT(*) FROM allocations WHERE state IN ({states}) AND kind = 'kernel' GROUP BY image"
+            )
+        ).all()
     return {
         "at": now,
         "nodes": [{"name": n.name, "cpu": n.cpu, "mem": n.mem, "gpus": len(n.gpu), "state": n.state} for n in nodes],
@@ -135,15 +139,18 @@ class _SnapshotCollector:
         for n in snap["nodes"]:
             ready.add_metric([n["name"]], 1.0 if n["state"] == "ready" else 0.0)
         yield ready
-        for name, doc, key in (("allocated_cpu_cores", "CPU cores held by live allocations.", "cpu"),
-                               ("allocated_memory_bytes", "Memory held by live allocations, in bytes.", "mem"),
-                               ("allocated_gpu_shares", "GPU shares held by live allocations.", "gpu")):
+        for name, doc, key in (
+            ("allocated_cpu_cores", "CPU cores held by live allocations.", "cpu"),
+            ("allocated_memory_bytes", "Memory held by live allocations, in bytes.", "mem"),
+            ("allocated_gpu_shares", "GPU shares held by live allocations.", "gpu"),
+        ):
             g = GaugeMetricFamily(f"berth_{name}", doc, labels=["node"])
             for n in snap["nodes"]:
                 g.add_metric([n["name"]], float(snap["allocated"].get(n["name"], {}).get(key, 0)))
             yield g
-        live = GaugeMetricFamily("berth_live_allocations", "Reserved or running kernels and servers.",
-                                 labels=["node", "kind"])
+        live = GaugeMetricFamily(
+            "berth_live_allocations", "Reserved or running kernels and servers.", labels=["node", "kind"]
+        )
         for node, kind, n in snap["live"]:
             live.add_metric([node, kind], float(n))
         yield live
@@ -151,7 +158,9 @@ class _SnapshotCollector:
         for image, n in snap["images"]:
             images.add_metric([image], float(n))
         yield images
-        yield GaugeMetricFamily("berth_queue_length", "Start requests waiting for room.", value=float(self.queue_length))
+        yield GaugeMetricFamily(
+            "berth_queue_length", "Start requests waiting for room.", value=float(self.queue_length)
+        )
         kinds = sorted({k for k, _ in snap["finished"]} | set(snap["running"]))
         for name, (col, doc) in USAGE_COUNTERS.items():
             c = CounterMetricFamily(f"berth_{name}", doc, labels=["kind"])
@@ -159,8 +168,9 @@ class _SnapshotCollector:
                 done = sum(v[col] for (k, _), v in snap["finished"].items() if k == kind)
                 c.add_metric([kind], done + snap["running"].get(kind, {}).get(col, 0.0))
             yield c
-        ended = CounterMetricFamily("berth_usage_ended", "Kernels and servers that ended, by why.",
-                                    labels=["kind", "reason"])
+        ended = CounterMetricFamily(
+            "berth_usage_ended", "Kernels and servers that ended, by why.", labels=["kind", "reason"]
+        )
         for (kind, reason), v in sorted(snap["finished"].items()):
             ended.add_metric([kind, reason], float(v["count"]))
         yield ended

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import fnmatch
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from .errors import PolicyError, RequestError
 from .resources import Resources, format_bytes, parse_cpu, parse_gpu, parse_memory, parse_pids
@@ -79,12 +80,14 @@ class PolicySpec:
     default: Mapping[str, Any] | None = None  #: default request (partial, e.g. {"cpu": 1})
 
     @classmethod
-    def parse(cls, data: Mapping[str, Any] | None, where: str = "policy") -> "PolicySpec":
+    def parse(cls, data: Mapping[str, Any] | None, where: str = "policy") -> PolicySpec:
         data = dict(data or {})
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise RequestError(f"{where}.{unknown[0]}", f"unknown policy field; known fields are {', '.join(sorted(known))}")
+            raise RequestError(
+                f"{where}.{unknown[0]}", f"unknown policy field; known fields are {', '.join(sorted(known))}"
+            )
         values: dict[str, Any] = {}
         for name, value in data.items():
             if name == "allowed_images":
@@ -147,9 +150,13 @@ def _more_generous(name: str, a: Any, b: Any) -> Any:
     if name == "default":
         merged = dict(a)
         for key, value in b.items():
-            merged[key] = value if key not in merged else max(
-                Resources.parse({key: merged[key]}).to_dict()[key_name(key)],
-                Resources.parse({key: value}).to_dict()[key_name(key)],
+            merged[key] = (
+                value
+                if key not in merged
+                else max(
+                    Resources.parse({key: merged[key]}).to_dict()[key_name(key)],
+                    Resources.parse({key: value}).to_dict()[key_name(key)],
+                )
             )
         return merged
     if name in ("idle_timeout", "max_lifetime"):

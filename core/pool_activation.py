@@ -65,7 +65,6 @@ class PoolContainer:
         return self.info.id
 
 
-
 async def pool_request(ip: str, message: dict, timeout: float) -> dict:
     """Send one JSON line to a pool kernel and read its one-line answer."""
     reader, writer = await asyncio.wait_for(asyncio.open_connection(ip, POOL_PORT), timeout)

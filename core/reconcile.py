@@ -23,9 +23,9 @@ the plan.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Callable, Iterable
 
 from .runtime.labels import parse_labels
 
@@ -49,8 +49,12 @@ def _aware(dt: datetime | None) -> datetime | None:
     return dt
 
 
-def plan(allocations: Iterable, containers: Iterable, now: datetime | None = None,
-         pool_keeps: Callable[[object], bool] | None = None) -> ReconcilePlan:
+def plan(
+    allocations: Iterable,
+    containers: Iterable,
+    now: datetime | None = None,
+    pool_keeps: Callable[[object], bool] | None = None,
+) -> ReconcilePlan:
     """Decide what to adopt, release and stop. ``allocations`` are live ledger rows.
 
     ``pool_keeps`` answers, for an unadopted warm-pool container, whether the running

@@ -121,11 +121,13 @@ def pick_index(since: datetime, until: datetime, first_start: datetime | None, l
 def _sample(edge: str, side: str, what: str) -> str:
     """The sample just before (``prev``, at or before) or after (``next``) a piece's edge: its time or CPU counter."""
     cmp, order = ("<=", "DESC") if side == "prev" else (">", "ASC")
-    return (f"(SELECT u.{what} FROM usage_samples u WHERE u.allocation_id = p.aid AND u.at {cmp} p.{edge}_dt "
-            f"ORDER BY u.at {order} LIMIT 1)")
+    return (
+        f"(SELECT u.{what} FROM usage_samples u WHERE u.allocation_id = p.aid AND u.at {cmp} p.{edge}_dt "
+        f"ORDER BY u.at {order} LIMIT 1)"
+    )
 
 
-def _cpu_at(d: "Dialect", edge: str, x: str) -> str:
+def _cpu_at(d: Dialect, edge: str, x: str) -> str:
     """The CPU counter at the piece edge ``x``: 0 at the record's start, its total at its end or after its
     last sample, else interpolated between the samples either side of the edge (``(start, 0)`` and
     ``(last sample or end, total)`` stand in where a side has none). The lookups are index seeks, made
@@ -136,9 +138,11 @@ def _cpu_at(d: "Dialect", edge: str, x: str) -> str:
     nt = f"COALESCE({d.epoch(_sample(edge, 'next', 'at'))}, {last})"
     nc = f"COALESCE({_sample(edge, 'next', 'cpu_seconds')}, p.cpu_s)"
     at_record_edge = "0.0" if edge == "lo" else "p.cpu_s"
-    return (f"(CASE WHEN p.{edge}_dt IS NULL THEN {at_record_edge} "
-            f"WHEN {x} >= {last} THEN p.cpu_s "
-            f"ELSE {pc} + ({nc} - {pc}) * COALESCE(({x} - {pt}) / NULLIF({nt} - {pt}, 0.0), 0.0) END)")
+    return (
+        f"(CASE WHEN p.{edge}_dt IS NULL THEN {at_record_edge} "
+        f"WHEN {x} >= {last} THEN p.cpu_s "
+        f"ELSE {pc} + ({nc} - {pc}) * COALESCE(({x} - {pt}) / NULLIF({nt} - {pt}, 0.0), 0.0) END)"
+    )
 
 
 def report_query(dialect: str, by: tuple[str, ...], filters: dict, index: str | None = None) -> TextClause:
@@ -152,20 +156,23 @@ def report_query(dialect: str, by: tuple[str, ...], filters: dict, index: str | 
     hint = f" INDEXED BY {WINDOW_INDEXES[index]}" if index and not d.pg else ""
     ep = d.epoch
     # only the columns this grouping needs travel through the steps
-    extra = [(name, col) for key, name, col in (("user", "owner", "owner"), ("group", "grps", "groups"),
-                                                 ("image", "image", "image")) if key in by]
+    extra = [
+        (name, col)
+        for key, name, col in (("user", "owner", "owner"), ("group", "grps", "groups"), ("image", "image", "image"))
+        if key in by
+    ]
     rec_extra = "".join(f", r.{col} AS {name}" for name, col in extra)
     live_extra = "".join(f", a.{col}" for name, col in extra)
     recs = f"""
 recs AS (
   SELECT r.allocation_id AS aid, r.kind AS kind, r.cpu AS cpu, r.mem AS mem, r.gpu AS gpu,
-         {ep('r.started_at')} AS s, {ep('r.ended_at')} AS e, CAST(NULL AS DOUBLE PRECISION) AS last_t,
+         {ep("r.started_at")} AS s, {ep("r.ended_at")} AS e, CAST(NULL AS DOUBLE PRECISION) AS last_t,
          r.cpu_seconds AS cpu_s, r.mem_peak_bytes AS peak, r.end_reason AS reason{rec_extra}
   FROM usage_records r{hint}
   WHERE r.ended_at > :since AND r.started_at < :until{_filters(d, "r", filters)}
   UNION ALL
-  SELECT a.id, a.kind, a.cpu, a.mem, a.gpu, {ep('COALESCE(a.started_at, a.created_at)')}, :now_ep,
-         {ep('COALESCE(a.sampled_at, a.started_at, a.created_at)')}, COALESCE(a.cpu_seconds, 0.0),
+  SELECT a.id, a.kind, a.cpu, a.mem, a.gpu, {ep("COALESCE(a.started_at, a.created_at)")}, :now_ep,
+         {ep("COALESCE(a.sampled_at, a.started_at, a.created_at)")}, COALESCE(a.cpu_seconds, 0.0),
          COALESCE(a.mem_peak_bytes, 0), CAST(NULL AS VARCHAR(32)){live_extra}
   FROM allocations a
   WHERE a.state IN ('reserved', 'running') AND COALESCE(a.started_at, a.created_at) < :until{_filters(d, "a", filters)}
@@ -181,20 +188,20 @@ spans({cols}, d, dl) AS (
   SELECT {cols}, d + 1, dl FROM spans WHERE d < dl
 ),
 clipped AS (
-  SELECT {cols}, d, {d.greatest('s', ':since_ep', 'd * 86400.0')} AS ps,
-         {d.least('e', ':until_ep', '(d + 1) * 86400.0')} AS pe
+  SELECT {cols}, d, {d.greatest("s", ":since_ep", "d * 86400.0")} AS ps,
+         {d.least("e", ":until_ep", "(d + 1) * 86400.0")} AS pe
   FROM spans
 ),
 pieces AS (
   SELECT clipped.*,
-         CASE WHEN ps > s THEN (CASE WHEN d * 86400.0 > :since_ep THEN {d.day_start('d')} ELSE :since END) END AS lo_dt,
-         CASE WHEN pe < e THEN (CASE WHEN (d + 1) * 86400.0 < :until_ep THEN {d.day_start('d + 1')} ELSE :until END) END AS hi_dt
+         CASE WHEN ps > s THEN (CASE WHEN d * 86400.0 > :since_ep THEN {d.day_start("d")} ELSE :since END) END AS lo_dt,
+         CASE WHEN pe < e THEN (CASE WHEN (d + 1) * 86400.0 < :until_ep THEN {d.day_start("d + 1")} ELSE :until END) END AS hi_dt
   FROM clipped WHERE pe > ps
 )"""
     else:
         pieces = f"""
 clipped AS (
-  SELECT {cols}, {d.greatest('s', ':since_ep')} AS ps, {d.least('e', ':until_ep')} AS pe FROM recs
+  SELECT {cols}, {d.greatest("s", ":since_ep")} AS ps, {d.least("e", ":until_ep")} AS pe FROM recs
 ),
 pieces AS (
   SELECT clipped.*, CASE WHEN ps > s THEN :since END AS lo_dt, CASE WHEN pe < e THEN :until END AS hi_dt
@@ -202,15 +209,17 @@ pieces AS (
 )"""
     culled_here = "(p.reason = 'culled' AND p.pe >= p.e)"  # culled inside this piece
 
-    idle_at = (f"(SELECT u.at FROM usage_samples u WHERE u.allocation_id = p.aid "
-               f"AND u.cpu_seconds >= p.cpu_s - {IDLE_CPU_SECONDS} ORDER BY u.cpu_seconds, u.at LIMIT 1)")
+    idle_at = (
+        f"(SELECT u.at FROM usage_samples u WHERE u.allocation_id = p.aid "
+        f"AND u.cpu_seconds >= p.cpu_s - {IDLE_CPU_SECONDS} ORDER BY u.cpu_seconds, u.at LIMIT 1)"
+    )
     idle_from = f"CASE WHEN p.cpu_s < {IDLE_CPU_SECONDS} THEN p.s ELSE COALESCE({ep(idle_at)}, p.e) END"
     curve = f"""
 final AS (
   SELECT p.*,
          CASE WHEN p.lo_dt IS NULL AND p.hi_dt IS NULL THEN p.cpu_s
-              ELSE {d.greatest(f"{_cpu_at(d, 'hi', 'p.pe')} - {_cpu_at(d, 'lo', 'p.ps')}", '0.0')} END AS used,
-         CASE WHEN {culled_here} THEN {d.greatest(f"p.e - ({idle_from})", '0.0')} ELSE 0.0 END AS idle_s
+              ELSE {d.greatest(f"{_cpu_at(d, 'hi', 'p.pe')} - {_cpu_at(d, 'lo', 'p.ps')}", "0.0")} END AS used,
+         CASE WHEN {culled_here} THEN {d.greatest(f"p.e - ({idle_from})", "0.0")} ELSE 0.0 END AS idle_s
   FROM pieces p
 )"""
     keys = [KEY_SQL[k] for k in by]
@@ -221,19 +230,22 @@ final AS (
         if filters.get("group") is not None:
             where = "WHERE g.value = :f_group"
     hours = "(p.pe - p.ps)"
-    select = ", ".join([f"{k} AS k{i}" for i, k in enumerate(keys)] + [
-        "SUM(CASE WHEN p.kind = 'kernel' THEN 1 ELSE 0 END) AS kernels",
-        "SUM(CASE WHEN p.kind = 'server' THEN 1 ELSE 0 END) AS servers",
-        f"SUM(CASE WHEN p.kind = 'kernel' THEN {hours} ELSE 0.0 END) / 3600.0 AS kernel_hours",
-        f"SUM(CASE WHEN p.kind = 'server' THEN {hours} ELSE 0.0 END) / 3600.0 AS server_hours",
-        f"SUM(p.cpu * {hours}) / 3600.0 AS cpu_core_hours_allotted",
-        "SUM(p.used) / 3600.0 AS cpu_core_hours_used",
-        f"SUM(p.mem * {hours}) / {3600.0 * GIB} AS mem_gib_hours_allotted",
-        f"MAX(p.peak) / {GIB} AS mem_peak_gib",
-        f"SUM(p.gpu * {hours}) / 3600.0 AS gpu_share_hours_allotted",
-        f"SUM(CASE WHEN {culled_here} THEN 1 ELSE 0 END) AS culled",
-        "SUM(p.idle_s) / 3600.0 AS idle_hours_culled",
-    ])
+    select = ", ".join(
+        [f"{k} AS k{i}" for i, k in enumerate(keys)]
+        + [
+            "SUM(CASE WHEN p.kind = 'kernel' THEN 1 ELSE 0 END) AS kernels",
+            "SUM(CASE WHEN p.kind = 'server' THEN 1 ELSE 0 END) AS servers",
+            f"SUM(CASE WHEN p.kind = 'kernel' THEN {hours} ELSE 0.0 END) / 3600.0 AS kernel_hours",
+            f"SUM(CASE WHEN p.kind = 'server' THEN {hours} ELSE 0.0 END) / 3600.0 AS server_hours",
+            f"SUM(p.cpu * {hours}) / 3600.0 AS cpu_core_hours_allotted",
+            "SUM(p.used) / 3600.0 AS cpu_core_hours_used",
+            f"SUM(p.mem * {hours}) / {3600.0 * GIB} AS mem_gib_hours_allotted",
+            f"MAX(p.peak) / {GIB} AS mem_peak_gib",
+            f"SUM(p.gpu * {hours}) / 3600.0 AS gpu_share_hours_allotted",
+            f"SUM(CASE WHEN {culled_here} THEN 1 ELSE 0 END) AS culled",
+            "SUM(p.idle_s) / 3600.0 AS idle_hours_culled",
+        ]
+    )
     group = f"GROUP BY {', '.join(keys)}" if keys else ""
     sql = f"WITH RECURSIVE {recs},{pieces},{curve}\nSELECT {select}\nFROM final p {join} {where} {group}"
     params = [bindparam("since", type_=UTCDateTime()), bindparam("until", type_=UTCDateTime())]
@@ -242,8 +254,13 @@ final AS (
 
 def query_params(since: datetime, until: datetime, now: datetime, filters: dict) -> dict:
     """Bound values for :func:`report_query`."""
-    params = {"since": since, "until": until, "since_ep": since.timestamp(), "until_ep": until.timestamp(),
-              "now_ep": now.timestamp()}
+    params = {
+        "since": since,
+        "until": until,
+        "since_ep": since.timestamp(),
+        "until_ep": until.timestamp(),
+        "now_ep": now.timestamp(),
+    }
     for name in ("user", "image", "group"):
         if filters.get(name) is not None:
             params[f"f_{name}"] = filters[name]

@@ -37,8 +37,13 @@ DEFAULT_UNTIL = "now"
 MAX_DAYS = 3660
 
 _AGO = re.compile(r"^(\d{1,6})\s*(min|m|h|d|w)$")
-_AGO_UNITS = {"min": timedelta(minutes=1), "m": timedelta(minutes=1), "h": timedelta(hours=1),
-              "d": timedelta(days=1), "w": timedelta(weeks=1)}
+_AGO_UNITS = {
+    "min": timedelta(minutes=1),
+    "m": timedelta(minutes=1),
+    "h": timedelta(hours=1),
+    "d": timedelta(days=1),
+    "w": timedelta(weeks=1),
+}
 _YEAR = re.compile(r"^(\d{4})$")
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -134,8 +139,9 @@ def parse_period(value: str, field: str, now: datetime) -> tuple[datetime, datet
     return t, t
 
 
-def parse_window(since: str | datetime | None = None, until: str | datetime | None = None,
-                 now: datetime | None = None) -> Window:
+def parse_window(
+    since: str | datetime | None = None, until: str | datetime | None = None, now: datetime | None = None
+) -> Window:
     """The report window ``[since, until)``; defaults: the last 30 days up to now.
 
     Raises :class:`RequestError` naming ``since`` or ``until`` and the accepted forms.
@@ -150,8 +156,11 @@ def parse_window(since: str | datetime | None = None, until: str | datetime | No
 
     window = Window(point(since, "since", DEFAULT_SINCE, False), point(until, "until", DEFAULT_UNTIL, True))
     if window.until <= window.since:
-        raise RequestError("until", f"the window must end after it starts, but since={iso(window.since)} and "
-                                    f"until={iso(window.until)}; move until later or since earlier")
+        raise RequestError(
+            "until",
+            f"the window must end after it starts, but since={iso(window.since)} and "
+            f"until={iso(window.until)}; move until later or since earlier",
+        )
     return window
 
 

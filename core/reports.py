@@ -41,9 +41,10 @@ import csv
 import io
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy import column, text
 
@@ -56,8 +57,17 @@ from .report_window import MAX_DAYS, Window, day_label, iso, parse_window
 GROUPINGS = tuple(KEY_SQL)
 #: Figures of every row, in column order.
 FIGURES = (
-    "kernels", "servers", "kernel_hours", "server_hours", "cpu_core_hours_allotted", "cpu_core_hours_used",
-    "cpu_used_ratio", "mem_gib_hours_allotted", "mem_peak_gib", "gpu_share_hours_allotted", "culled",
+    "kernels",
+    "servers",
+    "kernel_hours",
+    "server_hours",
+    "cpu_core_hours_allotted",
+    "cpu_core_hours_used",
+    "cpu_used_ratio",
+    "mem_gib_hours_allotted",
+    "mem_peak_gib",
+    "gpu_share_hours_allotted",
+    "culled",
     "idle_hours_culled",
 )
 #: Figures that add up across rows (the others are a maximum and a ratio).
@@ -83,8 +93,11 @@ def parse_by(value: str | Iterable[str] | None) -> tuple[str, ...]:
         if not key:
             continue
         if key not in GROUPINGS:
-            raise RequestError("by", f"{part!r} is not a grouping; expected one or more of {', '.join(GROUPINGS)} "
-                                     "separated by commas (for example user or group,day)")
+            raise RequestError(
+                "by",
+                f"{part!r} is not a grouping; expected one or more of {', '.join(GROUPINGS)} "
+                "separated by commas (for example user or group,day)",
+            )
         if key in keys:
             raise RequestError("by", f"{key} is named twice")
         keys.append(key)
@@ -128,9 +141,15 @@ class Report:
         return [*self.by, *FIGURES]
 
     def to_json(self) -> dict:
-        return {"window": self.window.to_json(), "by": list(self.by), "filters": dict(self.filters),
-                "generated_at": iso(self.generated_at), "columns": self.columns, "rows": self.rows,
-                "totals": self.totals}
+        return {
+            "window": self.window.to_json(),
+            "by": list(self.by),
+            "filters": dict(self.filters),
+            "generated_at": iso(self.generated_at),
+            "columns": self.columns,
+            "rows": self.rows,
+            "totals": self.totals,
+        }
 
     def json_text(self) -> str:
         return json.dumps(self.to_json(), indent=1)
@@ -178,7 +197,7 @@ def _row(by: tuple[str, ...], values: tuple) -> dict:
     for i, key in enumerate(by):
         v = values[i]
         row[key] = day_label(v) if key == "day" else v
-    figures = values[len(by):]
+    figures = values[len(by) :]
     names = [f for f in FIGURES if f != "cpu_used_ratio"]
     for name, v in zip(names, figures):
         row[name] = _clean(name, v)
@@ -219,9 +238,17 @@ def _query(ledger, by: tuple[str, ...], window: Window, now: datetime, filters: 
     return rows
 
 
-def build_report(ledger, since: str | datetime | None = None, until: str | datetime | None = None,
-                 by: str | Iterable[str] | None = "user", *, user: str | None = None, group: str | None = None,
-                 image: str | None = None, now: datetime | None = None) -> Report:
+def build_report(
+    ledger,
+    since: str | datetime | None = None,
+    until: str | datetime | None = None,
+    by: str | Iterable[str] | None = "user",
+    *,
+    user: str | None = None,
+    group: str | None = None,
+    image: str | None = None,
+    now: datetime | None = None,
+) -> Report:
     """The usage report for ``[since, until)`` grouped ``by`` (see the module doc).
 
     ``user``, ``group`` and ``image`` restrict it to records of that user, group
@@ -232,8 +259,11 @@ def build_report(ledger, since: str | datetime | None = None, until: str | datet
     window = parse_window(since, until, now=now)
     keys = parse_by(by)
     if "day" in keys and window.seconds > MAX_DAYS * 86400:
-        raise RequestError("since", f"a report by day covers at most {MAX_DAYS} days, this window has "
-                                    f"{int(window.seconds // 86400)}; shorten it or group without day")
+        raise RequestError(
+            "since",
+            f"a report by day covers at most {MAX_DAYS} days, this window has "
+            f"{int(window.seconds // 86400)}; shorten it or group without day",
+        )
     filters = {k: v for k, v in (("user", user), ("group", group), ("image", image)) if v not in (None, "")}
     rows = _query(ledger, keys, window, now, filters)
     if set(keys) <= {"user", "image"}:

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import RequestError
 
@@ -149,9 +150,14 @@ class Resources:
 
     def __post_init__(self):
         if self.mem < MIN_MEM:
-            raise RequestError("mem", f"{format_bytes(self.mem)} is too little to run a kernel; ask for at least {format_bytes(MIN_MEM)}")
+            raise RequestError(
+                "mem",
+                f"{format_bytes(self.mem)} is too little to run a kernel; ask for at least {format_bytes(MIN_MEM)}",
+            )
         if self.shm > self.mem:
-            raise RequestError("shm", f"shared memory ({format_bytes(self.shm)}) cannot exceed memory ({format_bytes(self.mem)})")
+            raise RequestError(
+                "shm", f"shared memory ({format_bytes(self.shm)}) cannot exceed memory ({format_bytes(self.mem)})"
+            )
 
     @property
     def gpu_is_fraction(self) -> bool:
@@ -163,7 +169,7 @@ class Resources:
         return int(self.gpu) if self.gpu >= 1 else 0
 
     @classmethod
-    def parse(cls, data: Mapping[str, Any] | None, base: "Resources | None" = None) -> "Resources":
+    def parse(cls, data: Mapping[str, Any] | None, base: Resources | None = None) -> Resources:
         """Build from a mapping of user input, filling what is missing from ``base``.
 
         Unknown keys are refused (a typo must not silently fall back to a default).
@@ -188,7 +194,7 @@ class Resources:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def replace(self, **changes) -> "Resources":
+    def replace(self, **changes) -> Resources:
         return replace(self, **changes)
 
     def describe(self) -> str:
@@ -211,17 +217,24 @@ class Preset:
     description: str = ""
 
     @classmethod
-    def parse(cls, name: str, data: Mapping[str, Any]) -> "Preset":
+    def parse(cls, name: str, data: Mapping[str, Any]) -> Preset:
         if not re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,62}", name or ""):
             raise RequestError(
-                "preset", f"{name!r} is not a valid preset name; use lower-case letters, digits, '.', '_' or '-' (at most 63)"
+                "preset",
+                f"{name!r} is not a valid preset name; use lower-case letters, digits, '.', '_' or '-' (at most 63)",
             )
         data = dict(data)
         display = data.pop("display_name", None)
         image = data.pop("image", None)
         description = data.pop("description", "")
         resources = Resources.parse(data)
-        return cls(name=name, display_name=display or resources.describe(), resources=resources, image=image, description=description)
+        return cls(
+            name=name,
+            display_name=display or resources.describe(),
+            resources=resources,
+            image=image,
+            description=description,
+        )
 
 
 def find_preset(presets: Mapping[str, Preset], name: str) -> Preset:

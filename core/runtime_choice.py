@@ -33,9 +33,12 @@ async def choose(service) -> Runtime:
         if answers:
             service.log.info("Berth runtime: docker (%s)", why)
         else:
-            service.log.warning("Berth runtime: process, because %s: kernels run as local processes of this user, "
-                                "with limits but no isolation (docs/binder.md). Set c.BerthService.runtime_kind = "
-                                "'docker' to require the engine instead.", why)
+            service.log.warning(
+                "Berth runtime: process, because %s: kernels run as local processes of this user, "
+                "with limits but no isolation (docs/binder.md). Set c.BerthService.runtime_kind = "
+                "'docker' to require the engine instead.",
+                why,
+            )
     if kind == "swarm":
         from .runtime.swarm import SwarmRuntime
 
@@ -59,6 +62,7 @@ def offer_local_image(service) -> None:
     if not catalog.matches(ref, service.offered_images):
         service.offered_images = [*service.offered_images, ref]
     if service.default_image != ref:
-        service.log.info("Default image: %s, the local Python environment (%s needs a container engine)",
-                         ref, service.default_image)
+        service.log.info(
+            "Default image: %s, the local Python environment (%s needs a container engine)", ref, service.default_image
+        )
         service.default_image = ref

@@ -56,9 +56,15 @@ class KernelLaunch:
     def to_json(self) -> dict:
         conn = dict(self.connection)
         conn["key"] = conn["key"].decode() if isinstance(conn["key"], bytes) else conn["key"]
-        return {"kernel_id": self.kernel_id, "allocation_id": self.allocation_id, "container_id": self.container_id,
-                "image": self.image, "image_digest": self.image_digest, "resources": self.resources.to_dict(),
-                "connection": conn}
+        return {
+            "kernel_id": self.kernel_id,
+            "allocation_id": self.allocation_id,
+            "container_id": self.container_id,
+            "image": self.image,
+            "image_digest": self.image_digest,
+            "resources": self.resources.to_dict(),
+            "connection": conn,
+        }
 
 
 def exit_message(info: ContainerInfo | None, resources: Resources | None) -> tuple[str, str]:
@@ -74,34 +80,59 @@ def exit_message(info: ContainerInfo | None, resources: Resources | None) -> tup
 class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfigurable):
     """Admission, containers and accounting for kernels and servers."""
 
-    db_url = Unicode(None, allow_none=True, config=True,
-                     help="SQLAlchemy URL of the ledger. Default: SQLite under data_dir. Use postgresql+psycopg://… in production.")
-    data_dir = Unicode(config=True, help="Where the SQLite ledger and folders live (default $BERTH_DATA_DIR or ~/.local/share/jupyter-berth).")
+    db_url = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="SQLAlchemy URL of the ledger. Default: SQLite under data_dir. Use postgresql+psycopg://… in production.",
+    )
+    data_dir = Unicode(
+        config=True,
+        help="Where the SQLite ledger and folders live (default $BERTH_DATA_DIR or ~/.local/share/jupyter-berth).",
+    )
 
     @default("data_dir")
     def _data_dir_default(self):
         return os.environ.get("BERTH_DATA_DIR") or os.path.expanduser("~/.local/share/jupyter-berth")
 
     default_image = Unicode("berth/python:3.11", config=True, help="Image for kernels that name none.")
-    offered_images = List(Unicode(), ["berth/*"], config=True,
-                          help="Glob patterns of image references offered to users (images must also carry io.jupyter.berth.kind=kernel).")
-    presets = Dict(config=True, help="Named presets: {name: {cpu, mem, gpu, image, display_name}}; offered as kernelspecs.")
+    offered_images = List(
+        Unicode(),
+        ["berth/*"],
+        config=True,
+        help="Glob patterns of image references offered to users (images must also carry io.jupyter.berth.kind=kernel).",
+    )
+    presets = Dict(
+        config=True, help="Named presets: {name: {cpu, mem, gpu, image, display_name}}; offered as kernelspecs."
+    )
     default_policy = Dict(config=True, help="Policy for everyone (fields: see docs/policies.md).")
     group_policies = Dict(config=True, help="{group: policy}; the most generous group grant wins per field.")
     user_policies = Dict(config=True, help="{user: policy}; overrides group grants field by field.")
-    cpu_overcommit = Float(1.0, config=True, help="Host CPU capacity = cores × this factor (1.0: never promise more cores than exist).")
-    mem_reserved = Unicode("512M", config=True, help="Memory kept back for the host and Jupyter itself; the rest is allotted to kernels.")
+    cpu_overcommit = Float(
+        1.0, config=True, help="Host CPU capacity = cores × this factor (1.0: never promise more cores than exist)."
+    )
+    mem_reserved = Unicode(
+        "512M", config=True, help="Memory kept back for the host and Jupyter itself; the rest is allotted to kernels."
+    )
     network_prefix = Unicode("berth-u-", config=True, help="Prefix of the per-user bridge networks kernels run in.")
-    user_subnets = Unicode("10.213.0.0/16", config=True,
-                           help="Address range carved into one subnet per user network (so a restarted kernel keeps its "
-                                "address and connected clients reconnect by themselves). Pick a range no other network uses.")
+    user_subnets = Unicode(
+        "10.213.0.0/16",
+        config=True,
+        help="Address range carved into one subnet per user network (so a restarted kernel keeps its "
+        "address and connected clients reconnect by themselves). Pick a range no other network uses.",
+    )
     user_subnet_prefix = Integer(24, config=True, help="Size of each user's subnet (24: 253 kernels per user).")
     sample_interval = Float(15.0, config=True, help="Seconds between usage samples of running containers (0 disables).")
-    stop_timeout = Float(5.0, config=True, help="Seconds a kernel container gets to exit after SIGTERM before it is killed.")
-    pool_size = Integer(0, config=True,
-                        help="Kernel containers kept started and waiting per image in pool_images, so that a start adopts one "
-                             "(about 0.1 s) instead of creating a container. 0 disables the warm pool. Pool containers count "
-                             "against no user until adopted; finer settings: c.WarmPool.* (docs/warm-pool.md).")
+    stop_timeout = Float(
+        5.0, config=True, help="Seconds a kernel container gets to exit after SIGTERM before it is killed."
+    )
+    pool_size = Integer(
+        0,
+        config=True,
+        help="Kernel containers kept started and waiting per image in pool_images, so that a start adopts one "
+        "(about 0.1 s) instead of creating a container. 0 disables the warm pool. Pool containers count "
+        "against no user until adopted; finer settings: c.WarmPool.* (docs/warm-pool.md).",
+    )
     pool_images = List(Unicode(), config=True, help="Images that get a warm pool (default: [default_image]).")
 
     @default("pool_images")
@@ -114,15 +145,24 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
     def _node_name_default(self):
         return os.uname().nodename
 
-    site_id = Unicode(config=True, help="Names this installation in container labels, so that several Berth installations (or test runs) "
-                      "sharing one engine never adopt or stop each other's containers. Default: derived from the ledger URL.")
+    site_id = Unicode(
+        config=True,
+        help="Names this installation in container labels, so that several Berth installations (or test runs) "
+        "sharing one engine never adopt or stop each other's containers. Default: derived from the ledger URL.",
+    )
 
-    runtime_kind = Enum(["auto", "docker", "swarm", "process"], "auto", config=True,
-                        help="Where containers run: 'docker' (this host's engine), 'swarm' (one-replica services on a Docker "
-                             "Swarm, placed on the host admission picks; settings in c.SwarmRuntime.*, docs/admin-scale-out.md), "
-                             "'process' (local processes of this user: limits but NO isolation; c.ProcessRuntime.*, "
-                             "docs/binder.md) or 'auto': docker when an engine answers, else process.")
-    engine_probe_timeout = Float(2.0, config=True, help="Seconds runtime_kind='auto' waits for the Docker engine to answer.")
+    runtime_kind = Enum(
+        ["auto", "docker", "swarm", "process"],
+        "auto",
+        config=True,
+        help="Where containers run: 'docker' (this host's engine), 'swarm' (one-replica services on a Docker "
+        "Swarm, placed on the host admission picks; settings in c.SwarmRuntime.*, docs/admin-scale-out.md), "
+        "'process' (local processes of this user: limits but NO isolation; c.ProcessRuntime.*, "
+        "docs/binder.md) or 'auto': docker when an engine answers, else process.",
+    )
+    engine_probe_timeout = Float(
+        2.0, config=True, help="Seconds runtime_kind='auto' waits for the Docker engine to answer."
+    )
     runtime = Instance(Runtime, allow_none=True)
     ledger = Instance(Ledger, allow_none=True)
 
@@ -158,7 +198,9 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         await self._discover_gpus()
         await self.refresh_capacity()
         if self.pool_size > 0:
-            self._pool = WarmPool(self.runtime, self.site_id, parent=self, size=self.pool_size, images=list(self.pool_images))
+            self._pool = WarmPool(
+                self.runtime, self.site_id, parent=self, size=self.pool_size, images=list(self.pool_images)
+            )
         result = await self.reconcile()
         if self._pool is not None:
             await self._pool.start()
@@ -218,8 +260,9 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         """The offered images (a :class:`catalog.CatalogView`: it also knows the hidden and retired ones)."""
         return await self.catalog_view()
 
-    async def resolve_request(self, user: str, groups=(), *, request: dict | None = None, preset: str | None = None,
-                              image: str | None = None) -> tuple[Resources, str, Any]:
+    async def resolve_request(
+        self, user: str, groups=(), *, request: dict | None = None, preset: str | None = None, image: str | None = None
+    ) -> tuple[Resources, str, Any]:
         """Decide a kernel's resources once: explicit > preset > profile > policy default, then the policy."""
         policy = await self.policy_for(user, groups)
         base = policy.default_request()
@@ -248,11 +291,23 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         await self.runtime.ensure_network(name, {"owner": user, "site": self.site_id}, subnets=self._subnets(user))
         return name
 
-    async def start_kernel(self, user: str, groups=(), *, kernel_id: str, request: dict | None = None,
-                           preset: str | None = None, image: str | None = None, cwd: str | None = None,
-                           mounts: list[Mount] | None = None, env: dict | None = None,
-                           resources: Resources | None = None, ip: str | None = None,
-                           key: str | None = None, folders: list[str] | None = None) -> KernelLaunch:
+    async def start_kernel(
+        self,
+        user: str,
+        groups=(),
+        *,
+        kernel_id: str,
+        request: dict | None = None,
+        preset: str | None = None,
+        image: str | None = None,
+        cwd: str | None = None,
+        mounts: list[Mount] | None = None,
+        env: dict | None = None,
+        resources: Resources | None = None,
+        ip: str | None = None,
+        key: str | None = None,
+        folders: list[str] | None = None,
+    ) -> KernelLaunch:
         """Reserve, then start one kernel container. Nothing stays reserved if the start fails.
 
         ``resources`` + ``image`` given together skip the resolution (a restart keeps its grant);
@@ -261,7 +316,9 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         """
         policy = None
         if resources is None:
-            resources, image, policy = await self.resolve_request(user, groups, request=request, preset=preset, image=image)
+            resources, image, policy = await self.resolve_request(
+                user, groups, request=request, preset=preset, image=image
+            )
         else:
             policy = await self.policy_for(user, groups)
             policy.check(resources, explicit=True, image=image)
@@ -272,16 +329,34 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         mounts = list(mounts or [])
         if folders:
             mounts += await self.folder_mounts(user, groups, folders)  # refuses folders the user may not mount
-        alloc = await self._db(self.admission.reserve, owner=user, groups=list(groups), policy=policy,
-                               request=resources, kind="kernel", subject=kernel_id, image=image,
-                               node=None if self._multi_node else self.node_name,
-                               gpu_assigner=self._gpu_assigner())
+        alloc = await self._db(
+            self.admission.reserve,
+            owner=user,
+            groups=list(groups),
+            policy=policy,
+            request=resources,
+            kind="kernel",
+            subject=kernel_id,
+            image=image,
+            node=None if self._multi_node else self.node_name,
+            gpu_assigner=self._gpu_assigner(),
+        )
         try:
             connection = KernelConnection(key=key or secrets.token_hex(32))
             network = await self._user_network(user)
-            spec = kernel_spec(owner=user, kernel_id=kernel_id, allocation_id=alloc.id, image=image, resources=resources,
-                               connection=connection, network=network, cwd=cwd, mounts=mounts, env=env,
-                               site=self.site_id)
+            spec = kernel_spec(
+                owner=user,
+                kernel_id=kernel_id,
+                allocation_id=alloc.id,
+                image=image,
+                resources=resources,
+                connection=connection,
+                network=network,
+                cwd=cwd,
+                mounts=mounts,
+                env=env,
+                site=self.site_id,
+            )
             spec.ip = ip
             if self._multi_node:
                 spec.labels[NODE_LABEL] = alloc.node  # the runtime pins the container to admission's choice
@@ -295,7 +370,9 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
             except BerthError as e:
                 if not ip or e.status == 404:
                     raise
-                self.log.warning("Kernel %s could not keep its address %s (%s); starting on a new one", kernel_id, ip, e.message)
+                self.log.warning(
+                    "Kernel %s could not keep its address %s (%s); starting on a new one", kernel_id, ip, e.message
+                )
                 spec.ip = None
                 container = await self.runtime.run(spec)
             await self._db(self.ledger.mark_running, alloc.id, container.id, image_digest=info.digest)
@@ -303,10 +380,18 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
             reason = "failed" if isinstance(e, Exception) else "cancelled"
             await self._db(self.ledger.release, alloc.id, reason, message=getattr(e, "message", str(e))[:500])
             raise
-        self.log.info("Started kernel %s for %s: %s on %s (%s)", kernel_id, user, image, container.ip, resources.describe())
-        return KernelLaunch(kernel_id=kernel_id, allocation_id=alloc.id, container_id=container.id, image=image,
-                            image_digest=info.digest, resources=resources,
-                            connection=connection.for_client(container.ip, getattr(container, "ports", None)))
+        self.log.info(
+            "Started kernel %s for %s: %s on %s (%s)", kernel_id, user, image, container.ip, resources.describe()
+        )
+        return KernelLaunch(
+            kernel_id=kernel_id,
+            allocation_id=alloc.id,
+            container_id=container.id,
+            image=image,
+            image_digest=info.digest,
+            resources=resources,
+            connection=connection.for_client(container.ip, getattr(container, "ports", None)),
+        )
 
     async def _own_allocation(self, user: str, kernel_id: str):
         for a in await self._db(self.ledger.live_allocations, owner=user, kind="kernel"):
@@ -317,7 +402,9 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
     async def _ended_message(self, user: str, kernel_id: str) -> str:
         """Why ``kernel_id`` is not running: its latest usage record's message (e.g. its host left), if any."""
         since = datetime.now(timezone.utc) - timedelta(days=1)
-        records = [r for r in await self._db(self.ledger.usage_records, since=since, owner=user) if r.subject == kernel_id]
+        records = [
+            r for r in await self._db(self.ledger.usage_records, since=since, owner=user) if r.subject == kernel_id
+        ]
         if records and records[-1].end_reason == "lost" and records[-1].message:
             return f"kernel {kernel_id} is no longer running: {records[-1].message}"
         return f"no running kernel {kernel_id!r} of yours"
@@ -360,9 +447,15 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
             end_reason, message = reason, f"the kernel was stopped ({reason})"
         if info is not None:
             await self.runtime.remove(info.id)
-        await self._db(self.ledger.release, alloc.id, end_reason, exit_code=info.exit_code if info else None,
-                       message=message, cpu_seconds=usage.cpu_seconds if usage else None,
-                       mem_peak_bytes=usage.mem_peak_bytes if usage else None)
+        await self._db(
+            self.ledger.release,
+            alloc.id,
+            end_reason,
+            exit_code=info.exit_code if info else None,
+            message=message,
+            cpu_seconds=usage.cpu_seconds if usage else None,
+            mem_peak_bytes=usage.mem_peak_bytes if usage else None,
+        )
         return end_reason, message
 
     async def kernel_ended(self, user: str, kernel_id: str) -> tuple[str, str]:
@@ -380,15 +473,28 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         gpu_memory = await self.gpu_memory_of(allocs)  # NVML's per-process memory, where there is NVML
         for alloc in allocs:
             usage = await self.runtime.usage(alloc.container_id) if alloc.container_id else None
-            out.append({
-                "kernel_id": alloc.subject, "image": alloc.image, "image_digest": alloc.image_digest,
-                "state": alloc.state, "resources": alloc.resources.to_dict(), "limits": alloc.resources.describe(),
-                "started_at": alloc.started_at, "gpu_devices": list(alloc.gpu_devices or ()),
-                "usage": None if usage is None else {"cpu_seconds": usage.cpu_seconds, "mem_bytes": usage.mem_bytes,
-                                                     "mem_peak_bytes": usage.mem_peak_bytes, "pids": usage.pids,
-                                                     "gpu_mem_bytes": gpu_memory.get(alloc.container_id),
-                                                     "at": usage.at},
-            })
+            out.append(
+                {
+                    "kernel_id": alloc.subject,
+                    "image": alloc.image,
+                    "image_digest": alloc.image_digest,
+                    "state": alloc.state,
+                    "resources": alloc.resources.to_dict(),
+                    "limits": alloc.resources.describe(),
+                    "started_at": alloc.started_at,
+                    "gpu_devices": list(alloc.gpu_devices or ()),
+                    "usage": None
+                    if usage is None
+                    else {
+                        "cpu_seconds": usage.cpu_seconds,
+                        "mem_bytes": usage.mem_bytes,
+                        "mem_peak_bytes": usage.mem_peak_bytes,
+                        "pids": usage.pids,
+                        "gpu_mem_bytes": gpu_memory.get(alloc.container_id),
+                        "at": usage.at,
+                    },
+                }
+            )
         return out
 
     async def policy_summary(self, user: str, groups=()) -> dict:
@@ -402,8 +508,12 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         return {
             "policy": policy.to_json(),
             "usage": {"cpu": used.cpu, "mem": used.mem, "gpu": used.gpu, "kernels": used.kernels},
-            "remaining": {"cpu": left(policy.total_cpu, used.cpu), "mem": left(policy.total_mem, used.mem),
-                          "gpu": left(policy.total_gpu, used.gpu), "kernels": left(policy.max_kernels, used.kernels)},
+            "remaining": {
+                "cpu": left(policy.total_cpu, used.cpu),
+                "mem": left(policy.total_mem, used.mem),
+                "gpu": left(policy.total_gpu, used.gpu),
+                "kernels": left(policy.max_kernels, used.kernels),
+            },
             "default_request": policy.default_request().to_dict(),
         }
 
@@ -432,7 +542,9 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         for alloc, why in plan.release:
             await self._finish(alloc, why, stop=True, now=True)
         for container in plan.stop:
-            self.log.warning("Removing stray Berth container %s (%s): no live allocation", container.name, container.id[:12])
+            self.log.warning(
+                "Removing stray Berth container %s (%s): no live allocation", container.name, container.id[:12]
+            )
             await self.runtime.remove(container.id)
         self.log.info("Reconciled with the engine: %s", plan.summary())
         return plan
@@ -442,8 +554,15 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
             return None
         usage = await self.runtime.usage(alloc.container_id)
         if usage is not None:
-            await self._db(self.ledger.record_sample, alloc.id, usage.cpu_seconds, usage.mem_bytes, usage.pids,
-                           at=usage.at, mem_peak_bytes=usage.mem_peak_bytes or None)
+            await self._db(
+                self.ledger.record_sample,
+                alloc.id,
+                usage.cpu_seconds,
+                usage.mem_bytes,
+                usage.pids,
+                at=usage.at,
+                mem_peak_bytes=usage.mem_peak_bytes or None,
+            )
         return usage
 
     async def sample_all(self) -> int:

@@ -52,17 +52,30 @@ ENFORCEMENT = "measured (soft): new folders and new read-write mounts are refuse
 class FoldersMixin(HasTraits):
     """Virtual folders of BerthService (create, share, quota, mounts for kernels)."""
 
-    folders_dir = Unicode(config=True, help="Where folders live on the host (default: <data_dir>/folders). In hub mode the "
-                          "container engine must see this path too.")
-    folder_uid = Integer(1000, config=True, help="Owner (uid) of new folder directories: the kernel user, so kernels can write.")
+    folders_dir = Unicode(
+        config=True,
+        help="Where folders live on the host (default: <data_dir>/folders). In hub mode the "
+        "container engine must see this path too.",
+    )
+    folder_uid = Integer(
+        1000, config=True, help="Owner (uid) of new folder directories: the kernel user, so kernels can write."
+    )
     folder_gid = Integer(100, config=True, help="Group (gid) of new folder directories.")
-    folder_quota = Dict({"max_bytes": "10G", "max_folders": 20, "max_files": 500000}, config=True,
-                        help="Quota of every owner (a user, or a group for its group folders): max_bytes (disk space of all "
-                             "the owner's folders, e.g. '10G'), max_folders, max_files; null = unlimited. Measured, soft.")
+    folder_quota = Dict(
+        {"max_bytes": "10G", "max_folders": 20, "max_files": 500000},
+        config=True,
+        help="Quota of every owner (a user, or a group for its group folders): max_bytes (disk space of all "
+        "the owner's folders, e.g. '10G'), max_folders, max_files; null = unlimited. Measured, soft.",
+    )
     user_folder_quotas = Dict(config=True, help="{user: quota} overriding folder_quota field by field.")
-    group_folder_quotas = Dict(config=True, help="{group: quota} overriding folder_quota field by field for group folders.")
-    folder_admins = Dict(config=True, help="{group: [user, '@group', ...]}: who administers the group's folders (create, "
-                         "rename, delete, share; read-write access). Hub admins always do.")
+    group_folder_quotas = Dict(
+        config=True, help="{group: quota} overriding folder_quota field by field for group folders."
+    )
+    folder_admins = Dict(
+        config=True,
+        help="{group: [user, '@group', ...]}: who administers the group's folders (create, "
+        "rename, delete, share; read-write access). Hub admins always do.",
+    )
     folder_usage_ttl = Float(60.0, config=True, help="Seconds a measured folder size is reused before measuring again.")
 
     @validate("folder_quota", "user_folder_quotas", "group_folder_quotas")
@@ -98,8 +111,9 @@ class FoldersMixin(HasTraits):
         return await asyncio.to_thread(fn, *args)
 
     async def _visible(self, caller: Caller) -> list[tuple[Folder, Access]]:
-        found = await self._db(folder_ledger.visible, self.ledger, caller.user, caller.groups, caller.admin_of,
-                               all_groups=caller.admin)
+        found = await self._db(
+            folder_ledger.visible, self.ledger, caller.user, caller.groups, caller.admin_of, all_groups=caller.admin
+        )
         return [(f, a) for f in found if (a := access(f, caller)) is not None]
 
     async def _resolve(self, caller: Caller, ref, field: str = "folder") -> tuple[Folder, Access]:
@@ -115,8 +129,11 @@ class FoldersMixin(HasTraits):
             own = [(f, a) for f, a in named if f.owner_kind == "user" and f.owner == caller.user]
             hits = own or named
             if len(hits) > 1:
-                raise RequestError(field, f"{ref!r} names {len(hits)} folders you can see: "
-                                          f"{', '.join(f.reference for f, _ in hits)}; give the qualified name")
+                raise RequestError(
+                    field,
+                    f"{ref!r} names {len(hits)} folders you can see: "
+                    f"{', '.join(f.reference for f, _ in hits)}; give the qualified name",
+                )
         if not hits:
             raise NotFoundError(f"no folder {ref!r} of yours or shared with you")
         return hits[0]
@@ -125,8 +142,11 @@ class FoldersMixin(HasTraits):
     def _must_manage(f: Folder, a: Access, what: str) -> None:
         if not a.manage:
             who = f"its owner {f.owner}" if f.owner_kind == "user" else f"the admins of group {f.owner}'s folders"
-            raise PolicyError(f"you cannot {what} folder {f.reference}: you have {MODE_WORDS[a.mode]} access as {a.role}; "
-                              f"only {who} can", limit="folder rights")
+            raise PolicyError(
+                f"you cannot {what} folder {f.reference}: you have {MODE_WORDS[a.mode]} access as {a.role}; "
+                f"only {who} can",
+                limit="folder rights",
+            )
 
     # ---- usage and quotas -------------------------------------------------------------------
     async def folder_usage(self, f: Folder, *, fresh: bool = False) -> FolderUsage:
@@ -181,8 +201,15 @@ class FoldersMixin(HasTraits):
             quota, usage = await self.folder_quota_for(kind, owner), await self.owner_usage(kind, owner)
             if kind == "group" and not usage.folders and not caller.administers(owner):
                 continue
-            out.append({"owner": {"kind": kind, "name": owner}, "quota": quota.to_json(), "usage": usage.to_json(),
-                        "over": over_quota(quota, usage), "enforcement": ENFORCEMENT})
+            out.append(
+                {
+                    "owner": {"kind": kind, "name": owner},
+                    "quota": quota.to_json(),
+                    "usage": usage.to_json(),
+                    "over": over_quota(quota, usage),
+                    "enforcement": ENFORCEMENT,
+                }
+            )
         return out
 
     async def _check_quota(self, f_kind: str, owner: str, what: str, *, adding_folder: bool = False) -> None:
@@ -190,8 +217,11 @@ class FoldersMixin(HasTraits):
         usage = await self.owner_usage(f_kind, owner)
         over = over_quota(quota, usage, adding_folder=adding_folder)
         if over:
-            raise PolicyError(f"{what}: {owner_words(f_kind, owner)} uses {over} (folder quota, measured); delete files or "
-                              "folders, or ask an admin to raise the quota", limit="folder quota")
+            raise PolicyError(
+                f"{what}: {owner_words(f_kind, owner)} uses {over} (folder quota, measured); delete files or "
+                "folders, or ask an admin to raise the quota",
+                limit="folder quota",
+            )
 
     # ---- the folder API ---------------------------------------------------------------------
     async def list_folders(self, user: str, groups=(), *, admin: bool = False, usage: bool = True) -> list[FolderView]:
@@ -209,8 +239,16 @@ class FoldersMixin(HasTraits):
             view.mounted_by = await self.folder_mounted_by(f)
         return view
 
-    async def create_folder(self, user: str, groups=(), name: str = "", *, group: str | None = None,
-                            member_mode: str | None = None, admin: bool = False) -> FolderView:
+    async def create_folder(
+        self,
+        user: str,
+        groups=(),
+        name: str = "",
+        *,
+        group: str | None = None,
+        member_mode: str | None = None,
+        admin: bool = False,
+    ) -> FolderView:
         """A folder of the caller's own, or with ``group`` a group folder (admins of the group's folders only)."""
         caller = self._caller(user, groups, admin)
         name = check_name(name, "name")
@@ -222,12 +260,23 @@ class FoldersMixin(HasTraits):
             kind, owner = "group", check_principal(group, "group")
             member_mode = check_mode("ro" if member_mode is None else member_mode, "member_mode")
             if not caller.administers(owner):
-                raise PolicyError(f"you cannot create a folder of group {owner}: only hub admins and the admins of its "
-                                  "folders (BerthService.folder_admins) can", limit="folder rights")
+                raise PolicyError(
+                    f"you cannot create a folder of group {owner}: only hub admins and the admins of its "
+                    "folders (BerthService.folder_admins) can",
+                    limit="folder rights",
+                )
         quota = await self.folder_quota_for(kind, owner)
         await self._check_quota(kind, owner, f"cannot create folder {name!r}", adding_folder=True)
-        f = await self._db(folder_ledger.create, self.ledger, name=name, owner_kind=kind, owner=owner,
-                           member_mode=member_mode, created_by=caller.user, max_folders=quota.max_folders)
+        f = await self._db(
+            folder_ledger.create,
+            self.ledger,
+            name=name,
+            owner_kind=kind,
+            owner=owner,
+            member_mode=member_mode,
+            created_by=caller.user,
+            max_folders=quota.max_folders,
+        )
         try:
             await self._fs(folder_fs.make_folder, self._folders_root, self._path(f), self.folder_uid, self.folder_gid)
         except BaseException:
@@ -236,8 +285,16 @@ class FoldersMixin(HasTraits):
         self.log.info("Folder %s (%s) created by %s", f.reference, f.id, caller.user)
         return FolderView(f, access(f, caller), usage=await self.folder_usage(f, fresh=True))
 
-    async def update_folder(self, user: str, groups=(), folder: str = "", *, name: str | None = None,
-                            member_mode: str | None = None, admin: bool = False) -> FolderView:
+    async def update_folder(
+        self,
+        user: str,
+        groups=(),
+        folder: str = "",
+        *,
+        name: str | None = None,
+        member_mode: str | None = None,
+        admin: bool = False,
+    ) -> FolderView:
         """Rename a folder (not while a running kernel mounts it) and/or change a group folder's member mode."""
         caller = self._caller(user, groups, admin)
         f, a = await self._resolve(caller, folder)
@@ -272,10 +329,21 @@ class FoldersMixin(HasTraits):
         if trashed and not await self._fs(folder_fs.remove_trashed, trashed):
             self.log.warning("Folder %s: some files were left in %s", f.reference, trashed)
         elif await self._fs(folder_fs.purge_trash, root):  # retry what earlier deletions left behind
-            self.log.warning("Some deleted folders could not be removed completely from %s", os.path.join(root, folder_fs.TRASH))
+            self.log.warning(
+                "Some deleted folders could not be removed completely from %s", os.path.join(root, folder_fs.TRASH)
+            )
 
-    async def share_folder(self, user: str, groups=(), folder: str = "", *, kind: str = "user", name: str = "",
-                           mode: str = "ro", admin: bool = False) -> Share:
+    async def share_folder(
+        self,
+        user: str,
+        groups=(),
+        folder: str = "",
+        *,
+        kind: str = "user",
+        name: str = "",
+        mode: str = "ro",
+        admin: bool = False,
+    ) -> Share:
         """Give a user, or every member of a group, ``ro`` or ``rw`` access (managers only)."""
         caller = self._caller(user, groups, admin)
         check_kind(kind, "kind")
@@ -284,8 +352,10 @@ class FoldersMixin(HasTraits):
         f, a = await self._resolve(caller, folder)
         self._must_manage(f, a, "share")
         if kind == "user" and name == caller.user:
-            raise RequestError("name", f"you cannot share folder {f.reference} with yourself; you have "
-                                       f"{MODE_WORDS[a.mode]} access already")
+            raise RequestError(
+                "name",
+                f"you cannot share folder {f.reference} with yourself; you have {MODE_WORDS[a.mode]} access already",
+            )
         if (kind, name) == (f.owner_kind, f.owner):
             hint = "its owner has read-write access" if kind == "user" else "set the folder's member_mode instead"
             raise RequestError("name", f"{owner_words(kind, name)} owns folder {f.reference}; {hint}")
@@ -299,8 +369,9 @@ class FoldersMixin(HasTraits):
         self._must_manage(f, a, "list the shares of")
         return list(f.shares)
 
-    async def unshare_folder(self, user: str, groups=(), folder: str = "", *, kind: str = "user", name: str = "",
-                             admin: bool = False) -> None:
+    async def unshare_folder(
+        self, user: str, groups=(), folder: str = "", *, kind: str = "user", name: str = "", admin: bool = False
+    ) -> None:
         """Remove a share (managers; a user may also drop a share made to them)."""
         caller = self._caller(user, groups, admin)
         check_kind(kind, "kind")
@@ -326,14 +397,18 @@ class FoldersMixin(HasTraits):
             f, a = await self._resolve(caller, ref, "folders")
             other = chosen.get(f.name)
             if other and other[0].id != f.id:
-                raise RequestError("folders", f"{other[0].reference} and {f.reference} would both be mounted at "
-                                              f"{f.mount_path}; pick one")
+                raise RequestError(
+                    "folders",
+                    f"{other[0].reference} and {f.reference} would both be mounted at {f.mount_path}; pick one",
+                )
             chosen[f.name] = (f, a)
         mounts = []
         for f, a in chosen.values():
             if a.mode == "rw":
                 await self._check_quota(f.owner_kind, f.owner, f"folder {f.reference} cannot be mounted read-write")
-            source = await self._fs(folder_fs.mount_source, self._folders_root, self._path(f), self.folder_uid, self.folder_gid)
+            source = await self._fs(
+                folder_fs.mount_source, self._folders_root, self._path(f), self.folder_uid, self.folder_gid
+            )
             mounts.append(Mount(source=source, target=f"{FOLDERS_ROOT}/{f.name}", read_only=a.mode != "rw"))
         return mounts
 
@@ -358,8 +433,10 @@ class FoldersMixin(HasTraits):
     async def _refuse_if_mounted(self, f: Folder, what: str) -> None:
         users = await self.folder_mounted_by(f)
         if users:
-            raise ConflictError(f"cannot {what} folder {f.reference}: it is mounted by {', '.join(users)}; shut "
-                                f"{'it' if len(users) == 1 else 'them'} down first")
+            raise ConflictError(
+                f"cannot {what} folder {f.reference}: it is mounted by {', '.join(users)}; shut "
+                f"{'it' if len(users) == 1 else 'them'} down first"
+            )
 
 
 __all__ = ["ENFORCEMENT", "FoldersMixin"]

@@ -21,20 +21,46 @@ STARTUP_MOUNT = "/home/jovyan/.ipython/profile_default/startup/" + startup_caps.
 
 
 class GpuMixin(HasTraits):
-    gpus = List(Dict(), config=True, help="Declared GPU devices, for hosts NVML cannot see (and tests): "
-                "[{uuid, name, memory: '16G', index}]. Empty: ask NVML. Declared devices are labelled as such.")
-    gpu_policy = Enum(["pack", "spread"], "pack", config=True,
-                      help="Placement of fractions: pack fills partly used devices first (keeps whole devices free); spread uses the emptiest.")
+    gpus = List(
+        Dict(),
+        config=True,
+        help="Declared GPU devices, for hosts NVML cannot see (and tests): "
+        "[{uuid, name, memory: '16G', index}]. Empty: ask NVML. Declared devices are labelled as such.",
+    )
+    gpu_policy = Enum(
+        ["pack", "spread"],
+        "pack",
+        config=True,
+        help="Placement of fractions: pack fills partly used devices first (keeps whole devices free); spread uses the emptiest.",
+    )
     gpu_quantum = Float(0.05, config=True, help="GPU fractions must be multiples of this share.")
-    gpu_shareable = List(Unicode(), None, allow_none=True, config=True,
-                         help="UUIDs of devices that may be split into fractions (None: all but MIG-enabled devices).")
-    gpu_enforcement = Enum(["none", "mps", "interception"], "none", config=True,
-                           help="How a fraction's memory cap is enforced beyond the framework caps (always applied): "
-                                "NVIDIA MPS limits, or an admin-supplied CUDA interception library. See docs/admin-gpus.md.")
-    gpu_mps_pipe_directory = Unicode(enforcement.DEFAULT_MPS_PIPE_DIRECTORY, config=True, help="The MPS daemon's pipe directory.")
-    gpu_interception_library = Unicode(None, allow_none=True, config=True,
-                                       help="Host path of a CUDA interception library (preloaded in GPU kernels when gpu_enforcement='interception').")
-    gpu_interception_env = Dict(config=True, help="Variables for the interception library; values may use {memory_mb}, {memory_bytes}, {share_percent}.")
+    gpu_shareable = List(
+        Unicode(),
+        None,
+        allow_none=True,
+        config=True,
+        help="UUIDs of devices that may be split into fractions (None: all but MIG-enabled devices).",
+    )
+    gpu_enforcement = Enum(
+        ["none", "mps", "interception"],
+        "none",
+        config=True,
+        help="How a fraction's memory cap is enforced beyond the framework caps (always applied): "
+        "NVIDIA MPS limits, or an admin-supplied CUDA interception library. See docs/admin-gpus.md.",
+    )
+    gpu_mps_pipe_directory = Unicode(
+        enforcement.DEFAULT_MPS_PIPE_DIRECTORY, config=True, help="The MPS daemon's pipe directory."
+    )
+    gpu_interception_library = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="Host path of a CUDA interception library (preloaded in GPU kernels when gpu_enforcement='interception').",
+    )
+    gpu_interception_env = Dict(
+        config=True,
+        help="Variables for the interception library; values may use {memory_mb}, {memory_bytes}, {share_percent}.",
+    )
 
     gpu_inventory: inventory.GpuInventory | None = None
 
@@ -43,8 +69,11 @@ class GpuMixin(HasTraits):
         if not self.gpu_inventory.devices:
             self.log.info("Berth GPUs: %s", self.gpu_inventory.message)
         else:
-            self.log.info("Berth GPUs (%s): %s", self.gpu_inventory.source,
-                          ", ".join(f"{d.name} {d.uuid}" for d in self.gpu_inventory.devices))
+            self.log.info(
+                "Berth GPUs (%s): %s",
+                self.gpu_inventory.source,
+                ", ".join(f"{d.name} {d.uuid}" for d in self.gpu_inventory.devices),
+            )
         self._caps_file = startup_caps.write_startup_file(os.path.join(self.data_dir, "gpu"))
         return self.gpu_inventory
 
@@ -59,9 +88,14 @@ class GpuMixin(HasTraits):
     def _gpu_container(self, gpu_devices) -> tuple[list[str], dict, list[Mount], enforcement.GpuPlan]:
         """Device ids, environment and mounts that enforce a grant (an empty grant hides all GPUs)."""
         devices = list(self.gpu_inventory.devices) if self.gpu_inventory else []
-        plan = enforcement.plan(list(gpu_devices or ()), devices, self.gpu_enforcement,
-                                self.gpu_interception_library, self.gpu_interception_env,
-                                mps_pipe_directory=self.gpu_mps_pipe_directory)
+        plan = enforcement.plan(
+            list(gpu_devices or ()),
+            devices,
+            self.gpu_enforcement,
+            self.gpu_interception_library,
+            self.gpu_interception_env,
+            mps_pipe_directory=self.gpu_mps_pipe_directory,
+        )
         mounts = [Mount(source=src, target=dst, read_only=ro) for src, dst, ro in plan.mounts]
         if gpu_devices:
             mounts.append(Mount(source=str(self._caps_file), target=STARTUP_MOUNT, read_only=True))
@@ -75,8 +109,9 @@ class GpuMixin(HasTraits):
             return {}
         uuids = sorted({dict(d)["uuid"] for a in holders for d in a.gpu_devices})
         metrics = await inventory.device_metrics_async(uuids)
-        return await asyncio.to_thread(process_memory.gpu_memory_by_container, metrics,
-                                       [a.container_id for a in holders])
+        return await asyncio.to_thread(
+            process_memory.gpu_memory_by_container, metrics, [a.container_id for a in holders]
+        )
 
     async def gpu_summary(self) -> dict:
         """Devices, their free shares (from the ledger's live grants) and NVML metrics where there are any."""
@@ -87,6 +122,14 @@ class GpuMixin(HasTraits):
         metrics = await inventory.device_metrics_async([d.uuid for d in inv.devices]) if inv.source == "nvml" else {}
         chosen = set(self.gpu_shareable) if self.gpu_shareable is not None else None
         shareable = [d.uuid for d in inv.devices if allocator.is_shareable(d, chosen)]
-        return {"source": inv.source, "message": inv.message, "quantum": self.gpu_quantum, "policy": self.gpu_policy,
-                "enforcement": self.gpu_enforcement, "devices": [d.to_json() for d in inv.devices],
-                "free": free, "shareable": shareable, "metrics": metrics}
+        return {
+            "source": inv.source,
+            "message": inv.message,
+            "quantum": self.gpu_quantum,
+            "policy": self.gpu_policy,
+            "enforcement": self.gpu_enforcement,
+            "devices": [d.to_json() for d in inv.devices],
+            "free": free,
+            "shareable": shareable,
+            "metrics": metrics,
+        }

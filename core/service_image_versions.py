@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from traitlets import Bool, HasTraits, List, Unicode
 
@@ -57,16 +58,25 @@ def _label_image(api, image_id: str, tag: str, labels: dict[str, str]) -> str:
 class ImageVersionsMixin(HasTraits):
     """Pull, push and build image versions (see module doc)."""
 
-    build_extra_ca_dir = Unicode(DEFAULT_EXTRA_CA_DIR, config=True,
-                                 help="Folder of PEM *.crt CA certificates trusted inside images built with `berth images "
-                                      "build` (a proxy's or a company's), so that pip works there; empty for none.")
-    build_network = Bool(True, config=True,
-                         help="Build new image versions on the host network (pip reaches the package index as the host "
-                              "does). False: builds get no network at all (Dockerfile steps that need none).")
+    build_extra_ca_dir = Unicode(
+        DEFAULT_EXTRA_CA_DIR,
+        config=True,
+        help="Folder of PEM *.crt CA certificates trusted inside images built with `berth images "
+        "build` (a proxy's or a company's), so that pip works there; empty for none.",
+    )
+    build_network = Bool(
+        True,
+        config=True,
+        help="Build new image versions on the host network (pip reaches the package index as the host "
+        "does). False: builds get no network at all (Dockerfile steps that need none).",
+    )
 
-    pull_registries = List(Unicode(), config=True,
-                           help="Registries image versions may be pulled from, as host[:port] (127.0.0.1:5000, "
-                                "registry.example.org; Docker Hub is docker.io). Empty: any registry.")
+    pull_registries = List(
+        Unicode(),
+        config=True,
+        help="Registries image versions may be pulled from, as host[:port] (127.0.0.1:5000, "
+        "registry.example.org; Docker Hub is docker.io). Empty: any registry.",
+    )
 
     def _image_operations(self) -> Operations:
         ops = getattr(self, "_image_ops", None)
@@ -78,25 +88,36 @@ class ImageVersionsMixin(HasTraits):
         """Check a new version's name; returns the image id it holds now (None: free)."""
         catalog.validate_ref(ref, field_name, tag_required=True)
         if not catalog.matches(ref, self.offered_images):
-            raise RequestError(field_name, f"{ref} does not match the offered_images patterns ({', '.join(self.offered_images)}), "
-                                           "so it could never be offered; pick a name such as berth/python:3.11-extra")
+            raise RequestError(
+                field_name,
+                f"{ref} does not match the offered_images patterns ({', '.join(self.offered_images)}), "
+                "so it could never be offered; pick a name such as berth/python:3.11-extra",
+            )
         entry = (await self.catalog_view()).get(ref)
         if entry is not None and entry.state == "retired":
-            raise ConflictError(f"{ref} is retired and its name is not reused (notebooks that ran it are told it is retired); "
-                                "pick a new tag")
+            raise ConflictError(
+                f"{ref} is retired and its name is not reused (notebooks that ran it are told it is retired); "
+                "pick a new tag"
+            )
         if entry is not None and entry.alias_of is not None:
             raise ConflictError(f"{ref} is an alias; pick another name for a new version")
         attrs = await self._engine(image_ops.inspect, ref)
         if attrs is not None and not replace:
-            raise ConflictError(f"{ref} already exists ({attrs['Id'][:19]}); versions are not overwritten: pick a new tag, "
-                                "or ask to replace it")
+            raise ConflictError(
+                f"{ref} already exists ({attrs['Id'][:19]}); versions are not overwritten: pick a new tag, "
+                "or ask to replace it"
+            )
         return attrs["Id"] if attrs else None
 
-    async def _record_new_version(self, ref: str, image_id: str, *, by: str, offer: bool, action: str, **detail) -> dict:
+    async def _record_new_version(
+        self, ref: str, image_id: str, *, by: str, offer: bool, action: str, **detail
+    ) -> dict:
         view = await self.catalog_view()
         entry = view.get(ref)
         state = "offered" if offer else (entry.state if entry is not None and entry.updated_by else "hidden")
-        await self._db(catalog_state.set_state, self.ledger, ref, state, by=by, digest=image_id, action=action, **detail)
+        await self._db(
+            catalog_state.set_state, self.ledger, ref, state, by=by, digest=image_id, action=action, **detail
+        )
         return (await self.catalog_view()).entries[ref].to_json()
 
     # ---- pull and push ---------------------------------------------------------------------
@@ -105,8 +126,11 @@ class ImageVersionsMixin(HasTraits):
         src: Ref = catalog.parse_ref(source, "source")
         registry = src.domain or "docker.io"
         if self.pull_registries and registry not in self.pull_registries:
-            raise PolicyError(f"pulling from {registry} is not allowed on this host; allowed registries: "
-                              f"{', '.join(self.pull_registries)} (c.BerthService.pull_registries)", limit="pull_registries")
+            raise PolicyError(
+                f"pulling from {registry} is not allowed on this host; allowed registries: "
+                f"{', '.join(self.pull_registries)} (c.BerthService.pull_registries)",
+                limit="pull_registries",
+            )
         local = tag or src.local
         previous = await self._local_target(local, "tag", replace=True)
 
@@ -118,20 +142,35 @@ class ImageVersionsMixin(HasTraits):
             if labels.get(f"{PREFIX}kind") != "kernel":
                 if had is None:  # leave nothing behind that nobody asked for
                     await self._engine(image_ops.remove, str(src))
-                raise RequestError("source", f"{source} is not a Berth kernel image (no {PREFIX}kind=kernel label); "
-                                             "build kernel images FROM an offered Berth image")
+                raise RequestError(
+                    "source",
+                    f"{source} is not a Berth kernel image (no {PREFIX}kind=kernel label); "
+                    "build kernel images FROM an offered Berth image",
+                )
             if previous and previous != attrs["Id"]:
-                raise ConflictError(f"{local} already names another image ({previous[:19]}); pull it under another "
-                                    "tag, or remove the old one first")
+                raise ConflictError(
+                    f"{local} already names another image ({previous[:19]}); pull it under another "
+                    "tag, or remove the old one first"
+                )
             await self._engine(image_ops.tag, attrs["Id"], local)
             progress(f"tagged {local}")
-            out = await self._record_new_version(local, attrs["Id"], by=user, offer=offer, action="pull", source=str(src))
+            out = await self._record_new_version(
+                local, attrs["Id"], by=user, offer=offer, action="pull", source=str(src)
+            )
             return {**out, "seconds": round(time.monotonic() - started, 2)}
 
         return _Checked("pull", local, run)
 
-    async def pull_image(self, user: str, groups, source: str, *, tag: str | None = None, offer: bool = False,
-                         progress: Progress = _quiet) -> dict:
+    async def pull_image(
+        self,
+        user: str,
+        groups,
+        source: str,
+        *,
+        tag: str | None = None,
+        offer: bool = False,
+        progress: Progress = _quiet,
+    ) -> dict:
         """Pull ``source`` (``registry/name:tag``) and keep it as ``tag`` (default: the name without the registry)."""
         checked = await self._check_pull(user, groups, source, tag, offer)
         return await checked.run(progress)
@@ -142,7 +181,9 @@ class ImageVersionsMixin(HasTraits):
         catalog.validate_ref(ref, "image", tag_required=True)
         dest = catalog.parse_ref(to, "to")
         if dest.domain is None or dest.digest is not None:
-            raise RequestError("to", f"{to!r} names no registry; expected REGISTRY/NAME:TAG such as 127.0.0.1:5000/{ref}")
+            raise RequestError(
+                "to", f"{to!r} names no registry; expected REGISTRY/NAME:TAG such as 127.0.0.1:5000/{ref}"
+            )
         entry = (await self.catalog_view()).get(ref)
         if entry is None or not entry.present:
             raise RequestError("image", f"{ref} is not a kernel image on this host; see `berth images list`")
@@ -152,60 +193,116 @@ class ImageVersionsMixin(HasTraits):
         return {"image": ref, "to": to, "digest": digest, "id": entry.id}
 
     # ---- build -------------------------------------------------------------------------------
-    async def _check_build(self, user: str, groups, *, base: str, tag: str, dockerfile: str | None = None,
-                           requirements: str | None = None, environment: str | None = None,
-                           display_name: str | None = None, offer: bool = False, replace: bool = False) -> _Checked:
+    async def _check_build(
+        self,
+        user: str,
+        groups,
+        *,
+        base: str,
+        tag: str,
+        dockerfile: str | None = None,
+        requirements: str | None = None,
+        environment: str | None = None,
+        display_name: str | None = None,
+        offer: bool = False,
+        replace: bool = False,
+    ) -> _Checked:
         self.require_image_admin(user, groups, f"building {tag}")
         catalog.validate_ref(base, "base", tag_required=True)
         base_info = catalog.find(await self.catalog_view(), base)  # offered (a retired base names the nearest)
         await self._local_target(tag, "tag", replace=replace)
-        if display_name is not None and (not isinstance(display_name, str) or not display_name.strip()
-                                         or len(display_name) > 100 or not display_name.isprintable()):
+        if display_name is not None and (
+            not isinstance(display_name, str)
+            or not display_name.strip()
+            or len(display_name) > 100
+            or not display_name.isprintable()
+        ):
             raise RequestError("display_name", "expected a short printable name (at most 100 characters)")
-        plan = image_build.plan_build(base_ref=base_info.ref, base_id=base_info.id,
-                                      base_python=base_info.labels.get("python_version"), dockerfile=dockerfile,
-                                      requirements=requirements, environment=environment)
+        plan = image_build.plan_build(
+            base_ref=base_info.ref,
+            base_id=base_info.id,
+            base_python=base_info.labels.get("python_version"),
+            dockerfile=dockerfile,
+            requirements=requirements,
+            environment=environment,
+        )
         version = catalog.parse_ref(tag).tag
-        labels = {f"{PREFIX}version": version,
-                  f"{PREFIX}display_name": display_name or f"{base_info.display_name} ({version})",
-                  f"{PREFIX}base": base_info.ref, f"{PREFIX}base_digest": base_info.id,
-                  f"{PREFIX}build_source": plan.source, f"{PREFIX}built_by": user,
-                  f"{PREFIX}recipe_hash": plan.digest(base_info.id)}
+        labels = {
+            f"{PREFIX}version": version,
+            f"{PREFIX}display_name": display_name or f"{base_info.display_name} ({version})",
+            f"{PREFIX}base": base_info.ref,
+            f"{PREFIX}base_digest": base_info.id,
+            f"{PREFIX}build_source": plan.source,
+            f"{PREFIX}built_by": user,
+            f"{PREFIX}recipe_hash": plan.digest(base_info.id),
+        }
 
         async def run(progress: Progress) -> dict:
             started = time.monotonic()
             progress(f"building {tag} on {base_info.ref} ({base_info.id[:19]}) from {plan.source}, no registry")
             for note in plan.notes:
                 progress(f"note: {note}")
-            image_id = await self._engine(image_build.run_build, plan, tag=tag, labels=labels, progress=progress,
-                                          network=self.build_network, extra_ca_dir=self.build_extra_ca_dir or None)
+            image_id = await self._engine(
+                image_build.run_build,
+                plan,
+                tag=tag,
+                labels=labels,
+                progress=progress,
+                network=self.build_network,
+                extra_ca_dir=self.build_extra_ca_dir or None,
+            )
             if plan.dists:
                 versions = await self._engine(image_build.probe_versions, image_id, plan.dists)
                 frameworks = image_build.frameworks_label(base_info.labels.get("frameworks", ""), versions)
-                image_id = await self._engine(_label_image, image_id, tag, {**labels, f"{PREFIX}frameworks": frameworks})
+                image_id = await self._engine(
+                    _label_image, image_id, tag, {**labels, f"{PREFIX}frameworks": frameworks}
+                )
                 progress(f"frameworks: {frameworks}")
             progress(f"built {tag} ({image_id[:19]}) in {time.monotonic() - started:.1f} s")
-            out = await self._record_new_version(tag, image_id, by=user, offer=offer, action="build",
-                                                 note=f"built on {base_info.ref} from {plan.source}")
+            out = await self._record_new_version(
+                tag, image_id, by=user, offer=offer, action="build", note=f"built on {base_info.ref} from {plan.source}"
+            )
             return {**out, "seconds": round(time.monotonic() - started, 2)}
 
         return _Checked("build", tag, run)
 
-    async def build_image(self, user: str, groups, *, base: str, tag: str, dockerfile: str | None = None,
-                          requirements: str | None = None, environment: str | None = None,
-                          display_name: str | None = None, offer: bool = False, replace: bool = False,
-                          progress: Progress = _quiet) -> dict:
+    async def build_image(
+        self,
+        user: str,
+        groups,
+        *,
+        base: str,
+        tag: str,
+        dockerfile: str | None = None,
+        requirements: str | None = None,
+        environment: str | None = None,
+        display_name: str | None = None,
+        offer: bool = False,
+        replace: bool = False,
+        progress: Progress = _quiet,
+    ) -> dict:
         """Build ``tag`` on the offered ``base`` from a Dockerfile, requirements or environment file (one of them)."""
-        checked = await self._check_build(user, groups, base=base, tag=tag, dockerfile=dockerfile,
-                                          requirements=requirements, environment=environment,
-                                          display_name=display_name, offer=offer, replace=replace)
+        checked = await self._check_build(
+            user,
+            groups,
+            base=base,
+            tag=tag,
+            dockerfile=dockerfile,
+            requirements=requirements,
+            environment=environment,
+            display_name=display_name,
+            offer=offer,
+            replace=replace,
+        )
         return await checked.run(progress)
 
     # ---- background operations ------------------------------------------------------------------
     async def start_image_operation(self, user: str, groups, kind: str, params: dict[str, Any]) -> Operation:
         """Check a ``pull`` or ``build`` now (errors are raised here), run it in the background."""
         if kind == "pull":
-            checked = await self._check_pull(user, groups, params["source"], params.get("tag"), params.get("offer", False))
+            checked = await self._check_pull(
+                user, groups, params["source"], params.get("tag"), params.get("offer", False)
+            )
         elif kind == "build":
             checked = await self._check_build(user, groups, **params)
         else:

@@ -32,14 +32,22 @@ _READ_ONLY = (image_ops.inspect, image_ops.containers_by_image, image_build.prob
 class ImagesMixin(ImageVersionsMixin, HasTraits):
     """The image catalog operations of BerthService (offer, hide, default, alias, retire, pull, build, GC)."""
 
-    admin_users = Set(Unicode(), config=True,
-                      help="Users who may change the image catalog (offer, hide, retire, default, alias, pull, build, "
-                           "garbage-collect). Standalone, the server's own user is an admin only when listed here.")
-    admin_groups = Set(Unicode(), config=True, help="Groups whose members may change the image catalog (see admin_users).")
-    offer_new_images = Bool(True, config=True,
-                            help="Offer kernel images that appear on the engine with no admin decision yet (e.g. after "
-                                 "`berth images bootstrap`). False: they stay hidden until `berth images offer REF`. "
-                                 "Pulled and built versions are hidden until offered either way, unless asked otherwise.")
+    admin_users = Set(
+        Unicode(),
+        config=True,
+        help="Users who may change the image catalog (offer, hide, retire, default, alias, pull, build, "
+        "garbage-collect). Standalone, the server's own user is an admin only when listed here.",
+    )
+    admin_groups = Set(
+        Unicode(), config=True, help="Groups whose members may change the image catalog (see admin_users)."
+    )
+    offer_new_images = Bool(
+        True,
+        config=True,
+        help="Offer kernel images that appear on the engine with no admin decision yet (e.g. after "
+        "`berth images bootstrap`). False: they stay hidden until `berth images offer REF`. "
+        "Pulled and built versions are hidden until offered either way, unless asked otherwise.",
+    )
 
     #: Seconds a listing of the engine's kernel images is reused; changes made through this service
     #: refresh it at once, changes made behind its back (``docker tag``) are seen this much later.
@@ -69,8 +77,11 @@ class ImagesMixin(ImageVersionsMixin, HasTraits):
         return found
 
     def is_image_admin(self, user: str, groups=()) -> bool:
-        return (user in self.admin_users or bool(set(groups) & set(self.admin_groups))
-                or user in getattr(self, "_hub_image_admins", ()))
+        return (
+            user in self.admin_users
+            or bool(set(groups) & set(self.admin_groups))
+            or user in getattr(self, "_hub_image_admins", ())
+        )
 
     def note_hub_admin(self, user: str, is_admin: bool) -> None:
         """A front end that knows who administers it (the hub's service, from the token) says so per request:
@@ -82,9 +93,11 @@ class ImagesMixin(ImageVersionsMixin, HasTraits):
     def require_image_admin(self, user: str, groups, action: str) -> None:
         if not self.is_image_admin(user, groups):
             action = action if len(action) <= 120 else action[:117] + "..."
-            raise PolicyError(f"{action} needs an image admin, and {user} is not one; ask an admin, who is listed in "
-                              "c.BerthService.admin_users or admin_groups (on a hub, hub admins are image admins too)",
-                              limit="admin_users")
+            raise PolicyError(
+                f"{action} needs an image admin, and {user} is not one; ask an admin, who is listed in "
+                "c.BerthService.admin_users or admin_groups (on a hub, hub admins are image admins too)",
+                limit="admin_users",
+            )
 
     async def catalog_view(self) -> CatalogView:
         """The engine's kernel images joined with the admin's decisions; aliases that drifted are re-pinned."""
@@ -103,12 +116,22 @@ class ImagesMixin(ImageVersionsMixin, HasTraits):
                 repaired = True
             except (NotFoundError, EngineError) as e:
                 gone.add((alias.alias, alias.digest))
-                self.log.warning("Image alias %s: its pinned image %s is gone (%s); pin it again with "
-                                 "`berth images alias`", alias.alias, alias.digest[:19], e.message)
+                self.log.warning(
+                    "Image alias %s: its pinned image %s is gone (%s); pin it again with `berth images alias`",
+                    alias.alias,
+                    alias.digest[:19],
+                    e.message,
+                )
         if repaired:
             found = await self._kernel_images()
-        view = catalog.build_view(found, list(self.offered_images), states, aliases, offer_new=self.offer_new_images,
-                                  configured_default=self._configured_default_image)
+        view = catalog.build_view(
+            found,
+            list(self.offered_images),
+            states,
+            aliases,
+            offer_new=self.offer_new_images,
+            configured_default=self._configured_default_image,
+        )
         self.default_image = self._synced_default_image = view.default_ref or self._configured_default_image
         return view
 
@@ -145,8 +168,12 @@ class ImagesMixin(ImageVersionsMixin, HasTraits):
         """The environment a notebook records from one of ``user``'s running kernels: image, digest, resources."""
         alloc = await self._own_allocation(user, kernel_id)
         entry = (await self.catalog_view()).get(alloc.image)
-        return {"image": alloc.image, "digest": alloc.image_digest, "resources": alloc.resources.to_dict(),
-                "display_name": entry.display_name if entry is not None else alloc.image}
+        return {
+            "image": alloc.image,
+            "digest": alloc.image_digest,
+            "resources": alloc.resources.to_dict(),
+            "display_name": entry.display_name if entry is not None else alloc.image,
+        }
 
     # ---- admin: decisions ----------------------------------------------------------------
     async def _known(self, view: CatalogView, ref: str, field_name: str = "image") -> ImageInfo:
@@ -154,10 +181,15 @@ class ImagesMixin(ImageVersionsMixin, HasTraits):
         entry = view.get(ref)
         if entry is None:
             if not catalog.matches(ref, self.offered_images):
-                raise RequestError(field_name, f"{ref} does not match the offered_images patterns "
-                                               f"({', '.join(self.offered_images)}); add a pattern to c.BerthService.offered_images")
-            raise NotFoundError(f"no kernel image {ref} on this host (kernel images carry the label {PREFIX}kind=kernel); "
-                                "see `berth images list`")
+                raise RequestError(
+                    field_name,
+                    f"{ref} does not match the offered_images patterns "
+                    f"({', '.join(self.offered_images)}); add a pattern to c.BerthService.offered_images",
+                )
+            raise NotFoundError(
+                f"no kernel image {ref} on this host (kernel images carry the label {PREFIX}kind=kernel); "
+                "see `berth images list`"
+            )
         return entry
 
     async def offer_image(self, user: str, groups, ref: str) -> dict:
@@ -181,11 +213,14 @@ class ImagesMixin(ImageVersionsMixin, HasTraits):
         view = await self.catalog_view()
         entry = await self._known(view, ref)
         self._not_default(view, ref, "hiding")
-        await self._db(catalog_state.set_state, self.ledger, ref, "hidden", by=user, digest=entry.id or None, action="hide")
+        await self._db(
+            catalog_state.set_state, self.ledger, ref, "hidden", by=user, digest=entry.id or None, action="hide"
+        )
         return (await self.catalog_view()).entries[ref].to_json()
 
-    async def retire_image(self, user: str, groups, ref: str, *, replacement: str | None = None,
-                           note: str | None = None) -> dict:
+    async def retire_image(
+        self, user: str, groups, ref: str, *, replacement: str | None = None, note: str | None = None
+    ) -> dict:
         """No new kernels on ``ref``; running ones keep going; notebooks asking for it get ``replacement``
         (or the nearest offered version)."""
         self.require_image_admin(user, groups, f"retiring {ref}")
@@ -199,8 +234,17 @@ class ImagesMixin(ImageVersionsMixin, HasTraits):
             catalog.find(view, replacement)  # offered, or 404 naming the offered ones
         if note is not None and (not isinstance(note, str) or len(note) > 1000):
             raise RequestError("note", "expected a short text (at most 1000 characters)")
-        await self._db(catalog_state.set_state, self.ledger, ref, "retired", by=user, digest=entry.id or entry.digest,
-                       replacement=replacement, note=note, action="retire")
+        await self._db(
+            catalog_state.set_state,
+            self.ledger,
+            ref,
+            "retired",
+            by=user,
+            digest=entry.id or entry.digest,
+            replacement=replacement,
+            note=note,
+            action="retire",
+        )
         return (await self.catalog_view()).entries[ref].to_json()
 
     async def set_default_image(self, user: str, groups, ref: str) -> dict:
@@ -218,7 +262,9 @@ class ImagesMixin(ImageVersionsMixin, HasTraits):
         self.require_image_admin(user, groups, f"pinning {alias}")
         catalog.validate_ref(alias, "alias", tag_required=True)
         if not catalog.matches(alias, self.offered_images):
-            raise RequestError("alias", f"{alias} does not match the offered_images patterns ({', '.join(self.offered_images)})")
+            raise RequestError(
+                "alias", f"{alias} does not match the offered_images patterns ({', '.join(self.offered_images)})"
+            )
         view = await self.catalog_view()
         current = view.get(alias)
         if current is not None and current.alias_of is None and current.present:
@@ -238,8 +284,14 @@ class ImagesMixin(ImageVersionsMixin, HasTraits):
             raise RequestError("target", f"{target} is not a kernel image (no {PREFIX}kind=kernel label)")
         image_id = attrs["Id"]
         await self._engine(image_ops.tag, image_id, alias)
-        await self._db(catalog_state.set_alias, self.ledger, alias, image_id, target=target if ":" in target and "@" not in target
-                       and not target.startswith("sha256:") else None, by=user)
+        await self._db(
+            catalog_state.set_alias,
+            self.ledger,
+            alias,
+            image_id,
+            target=target if ":" in target and "@" not in target and not target.startswith("sha256:") else None,
+            by=user,
+        )
         return (await self.catalog_view()).entries[alias].to_json()
 
     async def unalias_image(self, user: str, groups, alias: str) -> dict:
@@ -271,8 +323,11 @@ class ImagesMixin(ImageVersionsMixin, HasTraits):
         self.require_image_admin(user, groups, "removing unused images")
         view = await self.catalog_view()
         states = ("retired", "hidden") if include_hidden else ("retired",)
-        candidates = [e for e in view.entries.values()
-                      if e.present and e.state in states and e.ref != view.default_ref and not e.alias_of]  # aliases: unalias
+        candidates = [
+            e
+            for e in view.entries.values()
+            if e.present and e.state in states and e.ref != view.default_ref and not e.alias_of
+        ]  # aliases: unalias
         live = await self._live_use()
         containers = await self._engine(image_ops.containers_by_image)
         out: list[dict[str, Any]] = []
@@ -291,14 +346,22 @@ class ImagesMixin(ImageVersionsMixin, HasTraits):
                 continue
             try:
                 answer = await self._engine(image_ops.remove, e.ref)
-                if e.source and e.source != e.ref and (await self._engine(image_ops.inspect, e.source) or {}).get("Id") == e.id:
+                if (
+                    e.source
+                    and e.source != e.ref
+                    and (await self._engine(image_ops.inspect, e.source) or {}).get("Id") == e.id
+                ):
                     answer += await self._engine(image_ops.remove, e.source)
             except ConflictError as err:
                 out.append({**line, "action": "kept", "reason": err.message})
                 continue
             deleted = any("Deleted" in a for a in answer)
-            out.append({**line, "action": "removed" if deleted else "untagged",
-                        "reason": f"{e.state} and unused" + ("" if deleted else "; other tags keep the image")})
-            await self._db(catalog_state.record_event, self.ledger, "remove", e.ref, by=user, id=e.id,
-                           deleted=deleted)
+            out.append(
+                {
+                    **line,
+                    "action": "removed" if deleted else "untagged",
+                    "reason": f"{e.state} and unused" + ("" if deleted else "; other tags keep the image"),
+                }
+            )
+            await self._db(catalog_state.record_event, self.ledger, "remove", e.ref, by=user, id=e.id, deleted=deleted)
         return out

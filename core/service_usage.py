@@ -9,7 +9,7 @@ front ends decide who may see what (an admin every report, a user their own).
 from __future__ import annotations
 
 import inspect
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from .reports import Report, build_report
 
@@ -18,10 +18,15 @@ def quota_json(summary: dict) -> dict:
     """A user's totals from :meth:`BerthService.policy_summary`: the policy's limits, what their live
     kernels and servers hold and what is left. Memory in bytes; ``None`` where there is no limit."""
     policy = summary["policy"]
-    limits = {key: policy.get(field) for key, field in (("cpu", "total_cpu"), ("mem", "total_mem"),
-                                                        ("gpu", "total_gpu"), ("kernels", "max_kernels"))}
-    return {"limits": {k: None if v in (None, "unlimited") else v for k, v in limits.items()},
-            "in_use": dict(summary["usage"]), "remaining": dict(summary["remaining"])}
+    limits = {
+        key: policy.get(field)
+        for key, field in (("cpu", "total_cpu"), ("mem", "total_mem"), ("gpu", "total_gpu"), ("kernels", "max_kernels"))
+    }
+    return {
+        "limits": {k: None if v in (None, "unlimited") else v for k, v in limits.items()},
+        "in_use": dict(summary["usage"]),
+        "remaining": dict(summary["remaining"]),
+    }
 
 
 class UsageMixin:
@@ -30,8 +35,16 @@ class UsageMixin:
     #: Optional: how many start requests wait for room (the hub's queue sets it); 0 when unset.
     queue_length: Callable[[], int | Awaitable[int]] | None = None
 
-    async def usage_report(self, since=None, until=None, by="user", *, user: str | None = None,
-                           group: str | None = None, image: str | None = None) -> Report:
+    async def usage_report(
+        self,
+        since=None,
+        until=None,
+        by="user",
+        *,
+        user: str | None = None,
+        group: str | None = None,
+        image: str | None = None,
+    ) -> Report:
         """The usage report for ``[since, until)`` grouped ``by`` (``user``, ``group``, ``image``, ``day``
         or a comma-separated combination), optionally for one user, group or image.
 

@@ -48,9 +48,13 @@ class NodeRefresh:
     lost: list[dict] = field(default_factory=list)  #: {"allocation", "owner", "kind", "subject", "node", "message"}
 
     def to_json(self) -> dict:
-        return {"nodes": self.nodes, "down": self.down, "lost": self.lost,
-                "cpu": sum(n["cpu"] for n in self.nodes if n["state"] == "ready"),
-                "mem": sum(n["mem"] for n in self.nodes if n["state"] == "ready")}
+        return {
+            "nodes": self.nodes,
+            "down": self.down,
+            "lost": self.lost,
+            "cpu": sum(n["cpu"] for n in self.nodes if n["state"] == "ready"),
+            "mem": sum(n["mem"] for n in self.nodes if n["state"] == "ready"),
+        }
 
 
 def node_capacity(node: dict, cpu_overcommit: float = 1.0, mem_reserved: int = 0) -> tuple[float, int]:
@@ -71,8 +75,10 @@ def node_capacity(node: dict, cpu_overcommit: float = 1.0, mem_reserved: int = 0
 
 def lost_message(kind: str, node: str, why: str) -> str:
     """What the owner of a kernel (or server) on a node that left reads."""
-    return (f"the host {node} that ran this {kind} {why}; the {kind} is lost (unsaved state in it is gone) and its "
-            f"resources were released. Start a new {kind}: Berth places it on a host that is up.")
+    return (
+        f"the host {node} that ran this {kind} {why}; the {kind} is lost (unsaved state in it is gone) and its "
+        f"resources were released. Start a new {kind}: Berth places it on a host that is up."
+    )
 
 
 def _why(node: dict | None) -> str:
@@ -96,16 +102,24 @@ async def refresh(service, cap: dict) -> dict:
         try:
             cpu, mem = node_capacity(node, service.cpu_overcommit, reserved)
         except (BerthError, ValueError) as e:
-            service.log.warning("Swarm node %s: bad %s/%s label (%s); using its full capacity", name, CPU_LABEL, MEM_LABEL, e)
+            service.log.warning(
+                "Swarm node %s: bad %s/%s label (%s); using its full capacity", name, CPU_LABEL, MEM_LABEL, e
+            )
             cpu, mem = node_capacity({**node, "labels": {}}, service.cpu_overcommit, reserved)
         state = node.get("ledger_state", "ready")
         if state == "ready" and not node.get("eligible", True):
             state = "draining"
-        labels = {**(node.get("labels") or {}), SWARM_ID: node["id"], "swarm.role": node.get("role"),
-                  "swarm.state": node.get("state"), "swarm.availability": node.get("availability"),
-                  "swarm.address": node.get("address")}
-        await service._db(ledger.set_node_capacity, name, cpu=cpu, mem=mem, gpu=node.get("gpus") or None,
-                          labels=labels, state=state)
+        labels = {
+            **(node.get("labels") or {}),
+            SWARM_ID: node["id"],
+            "swarm.role": node.get("role"),
+            "swarm.state": node.get("state"),
+            "swarm.availability": node.get("availability"),
+            "swarm.address": node.get("address"),
+        }
+        await service._db(
+            ledger.set_node_capacity, name, cpu=cpu, mem=mem, gpu=node.get("gpus") or None, labels=labels, state=state
+        )
         if state == "down" and (name not in known or known[name].state != "down"):
             result.down.append(name)
         result.nodes.append({"node": name, "cpu": cpu, "mem": mem, "gpus": len(node.get("gpus") or ()), "state": state})
@@ -123,16 +137,35 @@ async def refresh(service, cap: dict) -> dict:
             released = await service._db(ledger.release, alloc.id, "lost", message=message)
             if released is None:
                 continue
-            result.lost.append({"allocation": alloc.id, "owner": alloc.owner, "kind": alloc.kind,
-                                "subject": alloc.subject, "node": name, "message": message})
-            service.log.warning("%s %s of %s lost with host %s: allocation %s released", alloc.kind, alloc.subject,
-                                alloc.owner, name, alloc.id)
+            result.lost.append(
+                {
+                    "allocation": alloc.id,
+                    "owner": alloc.owner,
+                    "kind": alloc.kind,
+                    "subject": alloc.subject,
+                    "node": name,
+                    "message": message,
+                }
+            )
+            service.log.warning(
+                "%s %s of %s lost with host %s: allocation %s released",
+                alloc.kind,
+                alloc.subject,
+                alloc.owner,
+                name,
+                alloc.id,
+            )
             if alloc.container_id:
                 try:
                     await service.runtime.remove(alloc.container_id)
                 except BerthError as e:
-                    service.log.warning("could not remove service %s of lost %s %s: %s", alloc.container_id,
-                                        alloc.kind, alloc.subject, e.message)
+                    service.log.warning(
+                        "could not remove service %s of lost %s %s: %s",
+                        alloc.container_id,
+                        alloc.kind,
+                        alloc.subject,
+                        e.message,
+                    )
     if result.down:
         service.log.warning("Swarm hosts down: %s", ", ".join(result.down))
     summary = result.to_json()  # cpu and mem: the ready hosts' sum, what the cluster offers now

@@ -10,7 +10,7 @@ as kernels are added (see ``docs/benchmarks.md``).
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from sqlalchemy import insert, select
 
@@ -41,8 +41,15 @@ def record_samples(ledger, samples: Iterable[tuple[str, ContainerUsage]]) -> int
             row.mem_bytes = int(usage.mem_bytes)
             row.mem_peak_bytes = max(row.mem_peak_bytes or 0, int(usage.mem_bytes), int(usage.mem_peak_bytes or 0))
             row.sampled_at = usage.at
-            new.append({"allocation_id": aid, "at": usage.at, "cpu_seconds": float(usage.cpu_seconds),
-                        "mem_bytes": int(usage.mem_bytes), "pids": usage.pids})
+            new.append(
+                {
+                    "allocation_id": aid,
+                    "at": usage.at,
+                    "cpu_seconds": float(usage.cpu_seconds),
+                    "mem_bytes": int(usage.mem_bytes),
+                    "pids": usage.pids,
+                }
+            )
         if new:
             s.execute(insert(UsageSampleRow), new)
         return len(new)

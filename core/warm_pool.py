@@ -66,25 +66,41 @@ class WarmPool(LoggingConfigurable):
 
     size = Integer(0, help="Ready containers kept per pool (set from BerthService.pool_size).")
     images = List(Unicode(), help="Images that get a pool (set from BerthService.pool_images).")
-    mounts = List(Unicode(), default_value=None, allow_none=True, config=True,
-                  help="Mounts of pool containers, as source:target[:ro]; they wait on a shared pool network and join the "
-                       "user's network on adoption. Only requests with exactly these mounts can use the pool. None (default): "
-                       "the mounts and the user's network of the first kernel request for each pool image — standalone mode, "
-                       "where every kernel mounts the server's root directory; that first start is cold. Set it in hub mode.")
-    shm = Unicode("64M", config=True,
-                  help="Shared memory (/dev/shm) of pool containers. It cannot change on a running container, so requests "
-                       "asking for more start cold, and adopted kernels have this much whatever they asked (tmpfs pages "
-                       "still count against their memory limit).")
-    idle_cpu = Float(0.25, config=True, help="CPU limit of a pool container until it is adopted (its imports run under it).")
-    idle_mem = Unicode("256M", config=True,
-                       help="Memory limit of a pool container until it is adopted (at least the pool's shm).")
+    mounts = List(
+        Unicode(),
+        default_value=None,
+        allow_none=True,
+        config=True,
+        help="Mounts of pool containers, as source:target[:ro]; they wait on a shared pool network and join the "
+        "user's network on adoption. Only requests with exactly these mounts can use the pool. None (default): "
+        "the mounts and the user's network of the first kernel request for each pool image — standalone mode, "
+        "where every kernel mounts the server's root directory; that first start is cold. Set it in hub mode.",
+    )
+    shm = Unicode(
+        "64M",
+        config=True,
+        help="Shared memory (/dev/shm) of pool containers. It cannot change on a running container, so requests "
+        "asking for more start cold, and adopted kernels have this much whatever they asked (tmpfs pages "
+        "still count against their memory limit).",
+    )
+    idle_cpu = Float(
+        0.25, config=True, help="CPU limit of a pool container until it is adopted (its imports run under it)."
+    )
+    idle_mem = Unicode(
+        "256M", config=True, help="Memory limit of a pool container until it is adopted (at least the pool's shm)."
+    )
     idle_pids = Integer(64, config=True, help="Process limit of a pool container until it is adopted.")
-    refill_delay = Float(0.5, config=True,
-                         help="Seconds after an adoption before its replacement starts (so it does not compete with the kernel "
-                              "that was just adopted for CPU).")
+    refill_delay = Float(
+        0.5,
+        config=True,
+        help="Seconds after an adoption before its replacement starts (so it does not compete with the kernel "
+        "that was just adopted for CPU).",
+    )
     ready_timeout = Float(60.0, config=True, help="Seconds a new pool container gets to finish its imports.")
     activation_timeout = Float(30.0, config=True, help="Seconds an adopted container gets to bind its kernel sockets.")
-    retry_delay = Float(30.0, config=True, help="Seconds before a pool whose last container failed to start tries again.")
+    retry_delay = Float(
+        30.0, config=True, help="Seconds before a pool whose last container failed to start tries again."
+    )
     fill_concurrency = Integer(2, config=True, help="Pool containers started at the same time (each runs its imports).")
 
     def __init__(self, runtime: Runtime, site: str, **kw):
@@ -104,8 +120,12 @@ class WarmPool(LoggingConfigurable):
         self._changed = asyncio.Event()
         self._closed = False
         self._shm = parse_memory(self.shm, "WarmPool.shm")
-        self._idle = Resources(cpu=self.idle_cpu, mem=max(parse_memory(self.idle_mem, "WarmPool.idle_mem"), self._shm),
-                               pids=self.idle_pids, shm=self._shm)
+        self._idle = Resources(
+            cpu=self.idle_cpu,
+            mem=max(parse_memory(self.idle_mem, "WarmPool.idle_mem"), self._shm),
+            pids=self.idle_pids,
+            shm=self._shm,
+        )
         self._configured_mounts = None if self.mounts is None else tuple(parse_mount(m) for m in self.mounts)
 
     # -- life cycle ----------------------------------------------------------------------
@@ -177,7 +197,9 @@ class WarmPool(LoggingConfigurable):
             except asyncio.TimeoutError:
                 pass
         if not self._keys:
-            raise TimeoutError("the warm pool has no pools yet (their mounts are learned from the first kernel request)")
+            raise TimeoutError(
+                "the warm pool has no pools yet (their mounts are learned from the first kernel request)"
+            )
 
     # -- which requests fit -----------------------------------------------------------------
     def unfit_reason(self, spec: ContainerSpec) -> str | None:
@@ -194,7 +216,9 @@ class WarmPool(LoggingConfigurable):
             if tuple(spec.mounts) != self._configured_mounts:
                 return "its mounts differ from the pool's (mounts cannot be added to a running container)"
         elif spec.image in self._learned_images and self._key_for(spec) not in self._keys:
-            return "its mounts or its user's network differ from the pool's, learned from the first request for the image"
+            return (
+                "its mounts or its user's network differ from the pool's, learned from the first request for the image"
+            )
         return None
 
     def _key_for(self, spec: ContainerSpec) -> PoolKey:
@@ -231,7 +255,9 @@ class WarmPool(LoggingConfigurable):
             ip = await self._activate(pc, spec)
         except Exception as e:  # whatever went wrong, the start goes on cold
             why = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
-            self.log.warning("Warm-pool container %s could not be adopted (%s); starting a new container", pc.info.name, why)
+            self.log.warning(
+                "Warm-pool container %s could not be adopted (%s); starting a new container", pc.info.name, why
+            )
             self._background(self.runtime.remove(pc.id))
             return None
         except BaseException:
@@ -245,8 +271,12 @@ class WarmPool(LoggingConfigurable):
         settle = self._background(self._settle(pc, spec))
         self._settling.add(settle)
         settle.add_done_callback(self._settling.discard)
-        self.log.info("Kernel %s adopted warm-pool container %s in %.0f ms", spec.name, pc.info.name,
-                      1000 * (time.monotonic() - t0))
+        self.log.info(
+            "Kernel %s adopted warm-pool container %s in %.0f ms",
+            spec.name,
+            pc.info.name,
+            1000 * (time.monotonic() - t0),
+        )
         return dataclasses.replace(pc.info, ip=ip)
 
     def _take(self, key: PoolKey, image_id: str | None) -> PoolContainer | None:
@@ -303,7 +333,9 @@ class WarmPool(LoggingConfigurable):
         except BerthError as e:
             if not spec.ip:
                 raise
-            self.log.warning("Kernel %s could not keep its address %s (%s); joining on a new one", spec.name, spec.ip, e.message)
+            self.log.warning(
+                "Kernel %s could not keep its address %s (%s); joining on a new one", spec.name, spec.ip, e.message
+            )
             return await self.runtime.connect_network(pc.id, spec.network)
 
     async def _settle(self, pc: PoolContainer, spec: ContainerSpec) -> None:
@@ -357,12 +389,22 @@ class WarmPool(LoggingConfigurable):
     def _spec(self, key: PoolKey, token: str) -> ContainerSpec:
         name = f"berth-pool-{self.site}-{secrets.token_hex(4)}"
         return ContainerSpec(
-            name=name, image=key.image, command=list(POOL_COMMAND), resources=self._idle,
-            labels=make_labels(owner="pool", kind="pool", subject=name, site=self.site, pool_run=self.run_id,
-                               image_ref=key.image),
-            env={"BERTH_POOL_TOKEN": token, "BERTH_POOL_PORT": str(POOL_PORT), "HOME": "/home/jovyan",
-                 "JUPYTER_PLATFORM_DIRS": "1"},
-            mounts=list(key.mounts), network=key.network or self.network, user=POOL_USER,
+            name=name,
+            image=key.image,
+            command=list(POOL_COMMAND),
+            resources=self._idle,
+            labels=make_labels(
+                owner="pool", kind="pool", subject=name, site=self.site, pool_run=self.run_id, image_ref=key.image
+            ),
+            env={
+                "BERTH_POOL_TOKEN": token,
+                "BERTH_POOL_PORT": str(POOL_PORT),
+                "HOME": "/home/jovyan",
+                "JUPYTER_PLATFORM_DIRS": "1",
+            },
+            mounts=list(key.mounts),
+            network=key.network or self.network,
+            user=POOL_USER,
         )
 
     async def _start_one(self, key: PoolKey, state: _KeyState) -> None:
@@ -375,9 +417,13 @@ class WarmPool(LoggingConfigurable):
             pc = PoolContainer(info=info, key=key, token=token, ip=info.ip)
         except (BerthError, OSError, ValueError, asyncio.TimeoutError) as e:
             why = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
-            self.log.warning("Warm pool for %s: a container failed to start (%s); retrying in %.0f s. Images built before the "
-                             "warm pool existed lack berth-kernel-pool: rebuild with `berth images bootstrap`.",
-                             key.describe(), why, self.retry_delay)
+            self.log.warning(
+                "Warm pool for %s: a container failed to start (%s); retrying in %.0f s. Images built before the "
+                "warm pool existed lack berth-kernel-pool: rebuild with `berth images bootstrap`.",
+                key.describe(),
+                why,
+                self.retry_delay,
+            )
             state.retry_at = time.monotonic() + self.retry_delay
             if info is not None:
                 await self.runtime.remove(info.id)

@@ -45,4 +45,3 @@ html_theme_options = {
 }
 html_static_path: list[str] = []
 html_show_sourcelink = False
-

@@ -31,10 +31,26 @@ DEMO_PASSWORD = "berth-demo"
 SERVICE_NAME = "berth"
 
 #: Policies of the demo (see docs/policies.md): a class with a small share each, a teacher with more.
-DEFAULT_POLICY = {"max_cpu": 1, "max_mem": "2G", "total_cpu": 2, "total_mem": "4G", "max_kernels": 2,
-                  "idle_timeout": 3600, "default": {"cpu": 0.5, "mem": "512M"}}
-GROUP_POLICIES = {DEMO_GROUP: {"max_cpu": 1, "max_mem": "2G", "total_cpu": 1.5, "total_mem": "3G", "max_kernels": 2,
-                               "idle_timeout": 1200, "max_lifetime": 4 * 3600}}
+DEFAULT_POLICY = {
+    "max_cpu": 1,
+    "max_mem": "2G",
+    "total_cpu": 2,
+    "total_mem": "4G",
+    "max_kernels": 2,
+    "idle_timeout": 3600,
+    "default": {"cpu": 0.5, "mem": "512M"},
+}
+GROUP_POLICIES = {
+    DEMO_GROUP: {
+        "max_cpu": 1,
+        "max_mem": "2G",
+        "total_cpu": 1.5,
+        "total_mem": "3G",
+        "max_kernels": 2,
+        "idle_timeout": 1200,
+        "max_lifetime": 4 * 3600,
+    }
+}
 USER_POLICIES = {"teacher": {"max_cpu": 2, "max_mem": "4G", "total_cpu": 3, "total_mem": "6G", "max_kernels": 4}}
 
 
@@ -75,14 +91,29 @@ def configure_berth(c, state_dir: str, *, cpu_overcommit: float = 4.0, policies:
     c.BerthService.default_policy = dict((policies or {}).get("default", DEFAULT_POLICY))
     c.BerthService.group_policies = dict((policies or {}).get("groups", GROUP_POLICIES))
     c.BerthService.user_policies = dict((policies or {}).get("users", USER_POLICIES))
-    c.BerthService.presets = {"small": {"cpu": 0.25, "mem": "256M", "display_name": "Small (¼ CPU, 256 MiB)"},
-                              "standard": {"cpu": 1, "mem": "1G", "display_name": "Standard (1 CPU, 1 GiB)"}}
+    c.BerthService.presets = {
+        "small": {"cpu": 0.25, "mem": "256M", "display_name": "Small (¼ CPU, 256 MiB)"},
+        "standard": {"cpu": 1, "mem": "1G", "display_name": "Standard (1 CPU, 1 GiB)"},
+    }
 
 
-def configure(c, state_dir: str, *, ip: str = "127.0.0.1", port: int = 8000, hub_port: int = 8081,
-              service_port: int = 10101, proxy_api_port: int = 8001, users=DEMO_USERS, password: str = DEMO_PASSWORD,
-              server_idle_timeout: int = 3600, cpu_overcommit: float = 4.0, policies: dict | None = None,
-              host_ip: str | None = None, service_config: str | None = None) -> None:
+def configure(
+    c,
+    state_dir: str,
+    *,
+    ip: str = "127.0.0.1",
+    port: int = 8000,
+    hub_port: int = 8081,
+    service_port: int = 10101,
+    proxy_api_port: int = 8001,
+    users=DEMO_USERS,
+    password: str = DEMO_PASSWORD,
+    server_idle_timeout: int = 3600,
+    cpu_overcommit: float = 4.0,
+    policies: dict | None = None,
+    host_ip: str | None = None,
+    service_config: str | None = None,
+) -> None:
     """Everything the demo hub needs: the Berth spawner and service, users, group, policies, culling."""
     os.makedirs(state_dir, exist_ok=True)
     configure_berth(c, state_dir, cpu_overcommit=cpu_overcommit, policies=policies)
@@ -112,23 +143,46 @@ def configure(c, state_dir: str, *, ip: str = "127.0.0.1", port: int = 8000, hub
     c.BerthSpawner.default_request = {"cpu": 0.5, "mem": "768M"}
 
     service_config = service_config or os.path.join(state_dir, "berth_service_config.py")
-    services = [{
-        "name": SERVICE_NAME,
-        "url": f"http://{host_ip}:{service_port}",
-        "command": [sys.executable, "-m", "jupyter_berth.hub.service", f"--config={service_config}"],
-        "oauth_no_confirm": True,
-    }]
+    services = [
+        {
+            "name": SERVICE_NAME,
+            "url": f"http://{host_ip}:{service_port}",
+            "command": [sys.executable, "-m", "jupyter_berth.hub.service", f"--config={service_config}"],
+            "oauth_no_confirm": True,
+        }
+    ]
     roles = [
         {"name": "user", "scopes": ["self", f"access:services!service={SERVICE_NAME}"]},
-        {"name": "server", "scopes": ["users:activity!user", "access:servers!server", "read:users:groups!user",
-                                      f"access:services!service={SERVICE_NAME}"]},
+        {
+            "name": "server",
+            "scopes": [
+                "users:activity!user",
+                "access:servers!server",
+                "read:users:groups!user",
+                f"access:services!service={SERVICE_NAME}",
+            ],
+        },
     ]
     if server_idle_timeout and importlib.util.find_spec("jupyterhub_idle_culler") is not None:
-        services.append({"name": "idle-culler", "command": [
-            sys.executable, "-m", "jupyterhub_idle_culler", f"--timeout={int(server_idle_timeout)}",
-            f"--cull-every={max(30, int(server_idle_timeout) // 10)}"]})
-        roles.append({"name": "idle-culler", "services": ["idle-culler"],
-                      "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"]})
+        services.append(
+            {
+                "name": "idle-culler",
+                "command": [
+                    sys.executable,
+                    "-m",
+                    "jupyterhub_idle_culler",
+                    f"--timeout={int(server_idle_timeout)}",
+                    f"--cull-every={max(30, int(server_idle_timeout) // 10)}",
+                ],
+            }
+        )
+        roles.append(
+            {
+                "name": "idle-culler",
+                "services": ["idle-culler"],
+                "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+            }
+        )
     c.JupyterHub.services = services
     c.JupyterHub.load_roles = roles
 
@@ -161,5 +215,13 @@ def stop_leftovers(state_dir: str) -> int:
         ledger.close()
 
 
-__all__ = ["DEMO_GROUP", "DEMO_PASSWORD", "DEMO_USERS", "configure", "configure_berth", "default_state_dir",
-           "docker_host_ip", "stop_leftovers"]
+__all__ = [
+    "DEMO_GROUP",
+    "DEMO_PASSWORD",
+    "DEMO_USERS",
+    "configure",
+    "configure_berth",
+    "default_state_dir",
+    "docker_host_ip",
+    "stop_leftovers",
+]

@@ -20,10 +20,16 @@ class SpawnQueueCollector:
         self.queue = queue
 
     def collect(self):
-        yield GaugeMetricFamily("berth_spawn_queue_waiting", "Servers waiting in Berth's spawn queue for room.",
-                                value=float(self.queue.waiting))
-        yield GaugeMetricFamily("berth_spawn_queue_starting", "Servers Berth let start that are still starting.",
-                                value=float(self.queue.starting))
+        yield GaugeMetricFamily(
+            "berth_spawn_queue_waiting",
+            "Servers waiting in Berth's spawn queue for room.",
+            value=float(self.queue.waiting),
+        )
+        yield GaugeMetricFamily(
+            "berth_spawn_queue_starting",
+            "Servers Berth let start that are still starting.",
+            value=float(self.queue.starting),
+        )
 
 
 _collector: SpawnQueueCollector | None = None

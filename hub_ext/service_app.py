@@ -66,23 +66,40 @@ class BerthHubService(Application):
         "log-level": "Application.log_level",
     }
 
-    config_file = Unicode("berth_service_config.py", config=True,
-                          help="Python config file (c.BerthService.…, c.BerthHubService.…). A missing default file is "
-                               "fine; a file named with --config must exist.")
-    ip = Unicode(config=True, help="Address to listen on. Default: the host of $JUPYTERHUB_SERVICE_URL, else 127.0.0.1. "
-                                   "User servers in containers must reach it: use an address of the hub host they can reach.")
+    config_file = Unicode(
+        "berth_service_config.py",
+        config=True,
+        help="Python config file (c.BerthService.…, c.BerthHubService.…). A missing default file is "
+        "fine; a file named with --config must exist.",
+    )
+    ip = Unicode(
+        config=True,
+        help="Address to listen on. Default: the host of $JUPYTERHUB_SERVICE_URL, else 127.0.0.1. "
+        "User servers in containers must reach it: use an address of the hub host they can reach.",
+    )
     port = Integer(0, config=True, help="Port to listen on. Default: the port of $JUPYTERHUB_SERVICE_URL, else 10101.")
-    service_prefix = Unicode(config=True, help="URL prefix of every route. Default: $JUPYTERHUB_SERVICE_PREFIX, else /services/berth/.")
-    user_volume = Unicode("jupyterhub-user-{username}", config=True,
-                          help="Named volume holding a user's files, mounted into each of the user's kernels (the same "
-                               "volume the user's server has; DockerSpawner's default). {username} is escaped as "
-                               "DockerSpawner escapes it, {raw_username} is not. Empty: kernels get no user volume.")
-    hub_admins_are_image_admins = Bool(True, config=True,
-                                       help="Hub admins (and tokens with the custom:berth:admin scope) may change the image "
-                                            "catalog, besides c.BerthService.admin_users / admin_groups. False: only those.")
-    user_volume_target = Unicode("/home/jovyan/work", config=True,
-                                 help="Where user_volume is mounted, in kernels as in the user's server (the same path, so "
-                                      "notebook paths mean the same in both).")
+    service_prefix = Unicode(
+        config=True, help="URL prefix of every route. Default: $JUPYTERHUB_SERVICE_PREFIX, else /services/berth/."
+    )
+    user_volume = Unicode(
+        "jupyterhub-user-{username}",
+        config=True,
+        help="Named volume holding a user's files, mounted into each of the user's kernels (the same "
+        "volume the user's server has; DockerSpawner's default). {username} is escaped as "
+        "DockerSpawner escapes it, {raw_username} is not. Empty: kernels get no user volume.",
+    )
+    hub_admins_are_image_admins = Bool(
+        True,
+        config=True,
+        help="Hub admins (and tokens with the custom:berth:admin scope) may change the image "
+        "catalog, besides c.BerthService.admin_users / admin_groups. False: only those.",
+    )
+    user_volume_target = Unicode(
+        "/home/jovyan/work",
+        config=True,
+        help="Where user_volume is mounted, in kernels as in the user's server (the same path, so "
+        "notebook paths mean the same in both).",
+    )
 
     @default("log_level")
     def _log_level_default(self):
@@ -149,9 +166,14 @@ class BerthHubService(Application):
                 level = self.log.debug
             else:
                 level = self.log.info
-            level("%d %s %s (%s) %.1fms", status, handler.request.method, handler.request.uri,
-                  getattr(handler, "_hub_auth_user_cache", None) and handler._hub_auth_user_cache.get("name"),
-                  1000 * handler.request.request_time())
+            level(
+                "%d %s %s (%s) %.1fms",
+                status,
+                handler.request.method,
+                handler.request.uri,
+                getattr(handler, "_hub_auth_user_cache", None) and handler._hub_auth_user_cache.get("name"),
+                1000 * handler.request.request_time(),
+            )
 
         return web.Application(
             self.routes(),
@@ -174,18 +196,23 @@ class BerthHubService(Application):
         # the hub is asked again about a token after a minute (group changes, revoked tokens); c.HubOAuth.cache_max_age
         hub_auth = HubOAuth(parent=self, **({} if "cache_max_age" in self.config.HubOAuth else {"cache_max_age": 60}))
         if not hub_auth.api_token:
-            raise BerthError("no JupyterHub API token: run this as a hub service (c.JupyterHub.services, see "
-                             "docs/hub-service.md) or set JUPYTERHUB_API_TOKEN and JUPYTERHUB_API_URL")
+            raise BerthError(
+                "no JupyterHub API token: run this as a hub service (c.JupyterHub.services, see "
+                "docs/hub-service.md) or set JUPYTERHUB_API_TOKEN and JUPYTERHUB_API_URL"
+            )
         service = BerthService(parent=self)
         if "runtime_kind" not in self.config.get("BerthService", {}):
             # a hub's kernels are containers: an engine that is down is an error to see at start, never a
             # reason to fall back to process mode (one user's processes, no isolation)
             service.runtime_kind = "docker"
         plan = await service.start()
-        self.log.info("Berth service %s: ledger %s, site %s; %s", __version__, service.ledger.url, service.site_id,
-                      plan.summary())
+        self.log.info(
+            "Berth service %s: ledger %s, site %s; %s", __version__, service.ledger.url, service.site_id, plan.summary()
+        )
         server = self.make_app(service, hub_auth).listen(self.port, self.ip, xheaders=True)
-        self.log.info("Listening on http://%s:%d%s (hub API %s)", self.ip, self.port, self.service_prefix, hub_auth.api_url)
+        self.log.info(
+            "Listening on http://%s:%d%s (hub API %s)", self.ip, self.port, self.service_prefix, hub_auth.api_url
+        )
         try:
             await stopping.wait()
         finally:

@@ -30,8 +30,8 @@ from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuth
 from tornado import web
 
 from jupyter_berth.errors import BerthError
-from jupyter_berth.kernels.remote import error_to_json
 from jupyter_berth.server.json_io import JSONIOMixin
+from jupyter_berth.wire import error_to_json
 
 #: A scope (declared in ``c.JupyterHub.custom_scopes``) that grants the admin routes without hub admin rights.
 ADMIN_SCOPE = "custom:berth:admin"
@@ -76,12 +76,22 @@ class BerthServiceHandler(JSONIOMixin, HubOAuthenticated, web.RequestHandler):
                 raise BerthError(
                     f"{self._berth_refused.get('kind', 'user')} {self._berth_refused.get('name')!r} may not use the Berth "
                     f"service: the token lacks the scope {', '.join(sorted(self.hub_scopes or ()))}; ask the hub's admin "
-                    "to grant it (docs/hub-service.md)", status=403)
-            raise BerthError("authentication required: send a JupyterHub token (header \"Authorization: token <token>\") "
-                             "or log in through the hub", status=401)
+                    "to grant it (docs/hub-service.md)",
+                    status=403,
+                )
+            raise BerthError(
+                'authentication required: send a JupyterHub token (header "Authorization: token <token>") '
+                "or log in through the hub",
+                status=401,
+            )
         scopes = set(model.get("scopes") or ())
-        return {"name": model["name"], "groups": sorted(model.get("groups") or ()), "kind": model.get("kind", "user"),
-                "admin": bool(model.get("admin")) or ADMIN_SCOPE in scopes, "scopes": sorted(scopes)}
+        return {
+            "name": model["name"],
+            "groups": sorted(model.get("groups") or ()),
+            "kind": model.get("kind", "user"),
+            "admin": bool(model.get("admin")) or ADMIN_SCOPE in scopes,
+            "scopes": sorted(scopes),
+        }
 
     def require_user(self) -> dict:
         """The identity of a hub *user* (kernels and servers belong to users, not services)."""
@@ -93,8 +103,9 @@ class BerthServiceHandler(JSONIOMixin, HubOAuthenticated, web.RequestHandler):
     def require_admin(self) -> dict:
         who = self.berth_identity()
         if not who["admin"]:
-            raise BerthError(f"{who['name']!r} is not a hub admin; this needs admin rights or the scope {ADMIN_SCOPE}",
-                             status=403)
+            raise BerthError(
+                f"{who['name']!r} is not a hub admin; this needs admin rights or the scope {ADMIN_SCOPE}", status=403
+            )
         return who
 
     # -- JSON in and out: jupyter_berth.server.json_io.JSONIOMixin ---------------------------------

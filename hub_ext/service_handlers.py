@@ -17,7 +17,7 @@ from tornado import web
 
 from jupyter_berth import __version__, catalog
 from jupyter_berth.errors import NotFoundError, RequestError
-from jupyter_berth.kernels.remote import container_to_json
+from jupyter_berth.wire import container_to_json
 
 from .service_base import BerthAPIHandler
 from .start_request import parse_start
@@ -25,9 +25,18 @@ from .start_request import parse_start
 #: Why a caller may say a kernel was stopped (written into its usage record).
 STOP_REASONS = ("shutdown", "restart", "culled")
 #: Signals a caller may send to its kernel.
-SIGNALS = {s.name: int(s) for s in (signal_module.SIGINT, signal_module.SIGTERM, signal_module.SIGKILL,
-                                     signal_module.SIGHUP, signal_module.SIGQUIT, signal_module.SIGUSR1,
-                                     signal_module.SIGUSR2)}
+SIGNALS = {
+    s.name: int(s)
+    for s in (
+        signal_module.SIGINT,
+        signal_module.SIGTERM,
+        signal_module.SIGKILL,
+        signal_module.SIGHUP,
+        signal_module.SIGQUIT,
+        signal_module.SIGUSR1,
+        signal_module.SIGUSR2,
+    )
+}
 
 
 async def in_thread(fn, *args, **kw):
@@ -36,9 +45,17 @@ async def in_thread(fn, *args, **kw):
 
 
 def allocation_json(a, *, with_owner: bool = False) -> dict:
-    data = {"kernel_id": a.subject, "allocation_id": a.id, "image": a.image, "image_digest": a.image_digest,
-            "resources": a.resources.to_dict(), "state": a.state, "container_id": a.container_id,
-            "created_at": a.created_at, "started_at": a.started_at}
+    data = {
+        "kernel_id": a.subject,
+        "allocation_id": a.id,
+        "image": a.image,
+        "image_digest": a.image_digest,
+        "resources": a.resources.to_dict(),
+        "state": a.state,
+        "container_id": a.container_id,
+        "created_at": a.created_at,
+        "started_at": a.started_at,
+    }
     if with_owner:
         data["owner"] = a.owner
     return data
@@ -57,8 +74,17 @@ class InfoHandler(BerthAPIHandler):
 
     async def get(self):
         who = self.berth_identity()
-        self.write_json({"service": "berth", "mode": "hub", "version": __version__, "user": who["name"],
-                         "kind": who["kind"], "groups": who["groups"], "admin": who["admin"]})
+        self.write_json(
+            {
+                "service": "berth",
+                "mode": "hub",
+                "version": __version__,
+                "user": who["name"],
+                "kind": who["kind"],
+                "groups": who["groups"],
+                "admin": who["admin"],
+            }
+        )
 
 
 class KernelsHandler(BerthAPIHandler):
@@ -125,8 +151,11 @@ class KernelSignalHandler(BerthAPIHandler):
         elif isinstance(value, int) and not isinstance(value, bool) and value in SIGNALS.values():
             signum = value
         else:
-            raise RequestError("signal", f"{value!r} is not a signal a kernel may be sent; expected one of "
-                                         f"{', '.join(f'{n} ({v})' for n, v in SIGNALS.items())}")
+            raise RequestError(
+                "signal",
+                f"{value!r} is not a signal a kernel may be sent; expected one of "
+                f"{', '.join(f'{n} ({v})' for n, v in SIGNALS.items())}",
+            )
         await self.service.signal_kernel(who["name"], kernel_id, signum)
         self.write_json({"kernel_id": kernel_id, "signal": signum})
 
@@ -147,14 +176,26 @@ class MyPolicyHandler(BerthAPIHandler):
         who = self.require_user()
         policy = await self.service.policy_for(who["name"], who["groups"])
         usage = await in_thread(self.service.ledger.user_usage, who["name"])
-        self.write_json({"policy": policy.to_json(),
-                         "usage": {"cpu": usage.cpu, "mem": usage.mem, "gpu": usage.gpu, "kernels": usage.kernels,
-                                   "servers": usage.servers}})
+        self.write_json(
+            {
+                "policy": policy.to_json(),
+                "usage": {
+                    "cpu": usage.cpu,
+                    "mem": usage.mem,
+                    "gpu": usage.gpu,
+                    "kernels": usage.kernels,
+                    "servers": usage.servers,
+                },
+            }
+        )
 
 
 def _config_policies(service) -> dict:
-    return {"default": dict(service.default_policy or {}), "groups": dict(service.group_policies or {}),
-            "users": dict(service.user_policies or {})}
+    return {
+        "default": dict(service.default_policy or {}),
+        "groups": dict(service.group_policies or {}),
+        "users": dict(service.user_policies or {}),
+    }
 
 
 class PoliciesHandler(BerthAPIHandler):
@@ -163,8 +204,9 @@ class PoliciesHandler(BerthAPIHandler):
     async def get(self):
         self.require_admin()
         default, groups, users = await in_thread(self.service.ledger.get_policies)
-        self.write_json({"config": _config_policies(self.service),
-                         "stored": {"default": default, "groups": groups, "users": users}})
+        self.write_json(
+            {"config": _config_policies(self.service), "stored": {"default": default, "groups": groups, "users": users}}
+        )
 
 
 class PolicyHandler(BerthAPIHandler):
@@ -188,8 +230,7 @@ class PolicyHandler(BerthAPIHandler):
         if scope == "default":
             stored, configured = default, config["default"] or None
         else:
-            stored, configured = ({"group": groups, "user": users}[scope].get(name),
-                                  config[kind].get(name))
+            stored, configured = ({"group": groups, "user": users}[scope].get(name), config[kind].get(name))
         self.write_json({"scope": scope, "name": name, "stored": stored, "config": configured})
 
     async def put(self, kind, name=None):
@@ -204,8 +245,10 @@ class PolicyHandler(BerthAPIHandler):
         who = self.require_admin()
         scope, name, where = self._scope(kind, name)
         if not await in_thread(self.service.ledger.delete_policy, scope, name):
-            raise NotFoundError(f"no policy is stored for {where} (a policy from the config file is changed by "
-                                "editing the file, or overridden with PUT)")
+            raise NotFoundError(
+                f"no policy is stored for {where} (a policy from the config file is changed by "
+                "editing the file, or overridden with PUT)"
+            )
         self.log.info("%s deleted %s", who["name"], where)
         self.write_json({"scope": scope, "name": name, "stored": None})
 

@@ -43,9 +43,12 @@ class UserAPIBinding:
                 return service
 
             self._berth_context = BerthContext(
-                get_service=get_service, user=who["name"], groups=tuple(who["groups"]),
+                get_service=get_service,
+                user=who["name"],
+                groups=tuple(who["groups"]),
                 # kernelspecs belong to users' servers (from their image), never to this process
-                extra={"admin": who["admin"], "hub": True, "sync_kernelspecs": False})
+                extra={"admin": who["admin"], "hub": True, "sync_kernelspecs": False},
+            )
         return self._berth_context
 
     async def berth_authorize(self) -> None:
@@ -66,8 +69,11 @@ def bind(handler: type) -> type | None:
     methods = tuple(m for m in handler.implemented_methods() if m not in handler.server_methods)
     if not methods:
         return None
-    return type(handler.__name__, (UserAPIBinding, handler, BerthAPIHandler),
-                {"__module__": __name__, "__doc__": handler.__doc__, "SUPPORTED_METHODS": methods})
+    return type(
+        handler.__name__,
+        (UserAPIBinding, handler, BerthAPIHandler),
+        {"__module__": __name__, "__doc__": handler.__doc__, "SUPPORTED_METHODS": methods},
+    )
 
 
 def user_api_routes() -> list[tuple[str, type]]:

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from jupyter_berth.errors import PolicyError, RequestError
 from jupyter_berth.policies import EffectivePolicy
@@ -41,12 +42,15 @@ OPTION_FIELDS = {
     "cpu": "cores for the server, such as 0.5 or 2",
     "mem": "memory for the server, such as 512M or 2G",
     "gpu": "a GPU share for the server, such as 0.25 (0 for none)",
-    "folders": "a list of folder names to mount, such as [\"datasets\"]",
+    "folders": 'a list of folder names to mount, such as ["datasets"]',
 }
 #: Accepted spellings of the same fields.
 OPTION_ALIASES = {"memory": "mem", "cpus": "cpu", "gpus": "gpu"}
-_LIMITS = (("cpu", "max_cpu", lambda v: f"{v:g} CPU"), ("mem", "max_mem", format_bytes),
-           ("gpu", "max_gpu", lambda v: f"{v:g} GPU"))
+_LIMITS = (
+    ("cpu", "max_cpu", lambda v: f"{v:g} CPU"),
+    ("mem", "max_mem", format_bytes),
+    ("gpu", "max_gpu", lambda v: f"{v:g} GPU"),
+)
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,13 @@ class ServerOptions:
 
     def to_json(self) -> dict:
         r = self.resources
-        return {"image": self.image, "cpu": r.cpu, "mem": format_bytes(r.mem), "gpu": r.gpu, "folders": list(self.folders)}
+        return {
+            "image": self.image,
+            "cpu": r.cpu,
+            "mem": format_bytes(r.mem),
+            "gpu": r.gpu,
+            "folders": list(self.folders),
+        }
 
 
 # ---- 1. form → user_options -----------------------------------------------------------------
@@ -126,7 +136,9 @@ def _folders(value: Any, ctx: FormContext) -> tuple[str, ...]:
     for name in value:
         if name not in known:
             offered = ", ".join(f.reference for f in ctx.folders) or "none"
-            raise RequestError("folders", f"{name!r} is not a folder you can mount; yours and those shared with you: {offered}")
+            raise RequestError(
+                "folders", f"{name!r} is not a folder you can mount; yours and those shared with you: {offered}"
+            )
     return tuple(dict.fromkeys(value))
 
 
@@ -137,11 +149,16 @@ def _image(value: Any, ctx: FormContext) -> str:
         raise RequestError("image", f"expected {OPTION_FIELDS['image']}")
     offered = [i.ref for i in ctx.images]
     if value not in offered:
-        raise RequestError("image", f"{value!r} is not offered; choose one of {', '.join(offered) or 'none (ask an admin)'}")
+        raise RequestError(
+            "image", f"{value!r} is not offered; choose one of {', '.join(offered) or 'none (ask an admin)'}"
+        )
     if not ctx.policy.image_allowed(value):
         allowed = ", ".join(ctx.policy.allowed_images or ())
-        raise PolicyError(f"image: your policy does not allow {value!r} (allowed_images: {allowed}, set by "
-                          f"{ctx.policy.sources.get('allowed_images', 'policy')})", limit="allowed_images")
+        raise PolicyError(
+            f"image: your policy does not allow {value!r} (allowed_images: {allowed}, set by "
+            f"{ctx.policy.sources.get('allowed_images', 'policy')})",
+            limit="allowed_images",
+        )
     return value
 
 
@@ -153,11 +170,16 @@ def check_limits(request: Resources, policy: EffectivePolicy) -> None:
             continue
         source = policy.sources.get(limit_name, "policy")
         if limit == 0:
-            raise PolicyError(f"{name}: your policy allows no {fmt(asked).split(' ', 1)[-1]} for a server ({limit_name} is 0, "
-                              f"set by {source}); ask for 0", limit=limit_name)
-        raise PolicyError(f"{name}: you asked for {fmt(asked)} for your server but your policy allows at most {fmt(limit)} "
-                          f"({fmt(asked - limit)} over the {limit_name} limit, set by {source}); ask for {fmt(limit)} or less",
-                          limit=limit_name)
+            raise PolicyError(
+                f"{name}: your policy allows no {fmt(asked).split(' ', 1)[-1]} for a server ({limit_name} is 0, "
+                f"set by {source}); ask for 0",
+                limit=limit_name,
+            )
+        raise PolicyError(
+            f"{name}: you asked for {fmt(asked)} for your server but your policy allows at most {fmt(limit)} "
+            f"({fmt(asked - limit)} over the {limit_name} limit, set by {source}); ask for {fmt(limit)} or less",
+            limit=limit_name,
+        )
 
 
 def resolve_options(user_options: Mapping[str, Any] | None, ctx: FormContext) -> ServerOptions:
@@ -165,7 +187,7 @@ def resolve_options(user_options: Mapping[str, Any] | None, ctx: FormContext) ->
     if user_options is None:
         user_options = {}
     if not isinstance(user_options, Mapping):
-        raise RequestError("user_options", "expected a JSON object such as {\"cpu\": 0.5, \"mem\": \"512M\"}")
+        raise RequestError("user_options", 'expected a JSON object such as {"cpu": 0.5, "mem": "512M"}')
     options = {}
     for key, value in user_options.items():
         name = OPTION_ALIASES.get(key, key)
@@ -204,13 +226,23 @@ def _limit_words(value: float | None, fmt) -> str:
     return "no limit" if value is None or (isinstance(value, float) and math.isinf(value)) else f"at most {fmt(value)}"
 
 
-def _number_input(name: str, label: str, value: str, hint: str, *, step: str = "any", min_value: str = "0",
-                  max_value: str | None = None) -> str:
+def _number_input(
+    name: str,
+    label: str,
+    value: str,
+    hint: str,
+    *,
+    step: str = "any",
+    min_value: str = "0",
+    max_value: str | None = None,
+) -> str:
     bound = f' max="{html.escape(max_value)}"' if max_value else ""
-    return (f'<div class="form-group berth-field">\n  <label for="berth-{name}">{html.escape(label)}</label>\n'
-            f'  <input type="number" class="form-control" id="berth-{name}" name="{name}" value="{html.escape(value)}" '
-            f'step="{step}" min="{min_value}"{bound} aria-describedby="berth-{name}-hint">\n'
-            f'  <small id="berth-{name}-hint" class="form-text text-muted">{html.escape(hint)}</small>\n</div>')
+    return (
+        f'<div class="form-group berth-field">\n  <label for="berth-{name}">{html.escape(label)}</label>\n'
+        f'  <input type="number" class="form-control" id="berth-{name}" name="{name}" value="{html.escape(value)}" '
+        f'step="{step}" min="{min_value}"{bound} aria-describedby="berth-{name}-hint">\n'
+        f'  <small id="berth-{name}-hint" class="form-text text-muted">{html.escape(hint)}</small>\n</div>'
+    )
 
 
 def render_form(ctx: FormContext) -> str:
@@ -221,9 +253,13 @@ def render_form(ctx: FormContext) -> str:
         parts.append(f'<div class="alert alert-warning" role="status">{html.escape(ctx.notice)}</div>')
     options = "\n".join(
         f'    <option value="{html.escape(i.ref)}"{" selected" if i.ref == ctx.default_image else ""}>'
-        f'{html.escape(i.display_name or i.ref)} ({html.escape(i.ref)})</option>' for i in ctx.images)
-    parts.append(f'<div class="form-group berth-field">\n  <label for="berth-image">Image version</label>\n'
-                 f'  <select class="form-control" id="berth-image" name="image">\n{options}\n  </select>\n</div>')
+        f"{html.escape(i.display_name or i.ref)} ({html.escape(i.ref)})</option>"
+        for i in ctx.images
+    )
+    parts.append(
+        f'<div class="form-group berth-field">\n  <label for="berth-image">Image version</label>\n'
+        f'  <select class="form-control" id="berth-image" name="image">\n{options}\n  </select>\n</div>'
+    )
     left = ctx.remaining or {}
     cpu_hint = f"Cores for your server: {_limit_words(p.max_cpu, lambda v: f'{v:g}')} per server or kernel"
     if left.get("cpu") is not None:
@@ -232,10 +268,28 @@ def render_form(ctx: FormContext) -> str:
     mem_hint = f"Memory for your server in GiB: {_limit_words(p.max_mem, format_bytes)}"
     if left.get("mem") is not None:
         mem_hint += f"; {format_bytes(left['mem'])} left of your total"
-    parts.append(_number_input("cpu", "CPU (cores)", f"{d.cpu:g}", cpu_hint, step="0.05", min_value="0.05",
-                               max_value=None if math.isinf(p.max_cpu) else f"{p.max_cpu:g}"))
-    parts.append(_number_input("mem", "Memory (GiB)", f"{d.mem / 2**30:g}", mem_hint, step="0.125",
-                               min_value="0.125", max_value=None if mem_max_gib is None else f"{mem_max_gib:g}"))
+    parts.append(
+        _number_input(
+            "cpu",
+            "CPU (cores)",
+            f"{d.cpu:g}",
+            cpu_hint,
+            step="0.05",
+            min_value="0.05",
+            max_value=None if math.isinf(p.max_cpu) else f"{p.max_cpu:g}",
+        )
+    )
+    parts.append(
+        _number_input(
+            "mem",
+            "Memory (GiB)",
+            f"{d.mem / 2**30:g}",
+            mem_hint,
+            step="0.125",
+            min_value="0.125",
+            max_value=None if mem_max_gib is None else f"{mem_max_gib:g}",
+        )
+    )
     gpu = render_gpu_field(ctx.gpu, p, left.get("gpu"), d.gpu, hide_missing=ctx.hide_missing_gpu)
     if gpu:
         parts.append(gpu)
@@ -243,11 +297,17 @@ def render_form(ctx: FormContext) -> str:
         boxes = "\n".join(
             f'  <div class="checkbox"><label><input type="checkbox" name="folders" value="{html.escape(f.reference)}"> '
             f'{html.escape(f.reference)} <small class="text-muted">({"read-only" if f.mode == "ro" else "read-write"}, '
-            f'at ~/folders/{html.escape(f.name)})</small></label></div>' for f in ctx.folders)
-        parts.append(f'<fieldset class="form-group berth-field">\n  <legend>Folders to mount</legend>\n{boxes}\n</fieldset>')
-    parts.append('<p class="text-muted berth-note">Your kernels run in containers of their own, with the resources '
-                 'you pick in JupyterLab; they count toward the same totals as this server. When the host is full, '
-                 'your server waits in a queue and this page shows your place.</p>')
+            f"at ~/folders/{html.escape(f.name)})</small></label></div>"
+            for f in ctx.folders
+        )
+        parts.append(
+            f'<fieldset class="form-group berth-field">\n  <legend>Folders to mount</legend>\n{boxes}\n</fieldset>'
+        )
+    parts.append(
+        '<p class="text-muted berth-note">Your kernels run in containers of their own, with the resources '
+        "you pick in JupyterLab; they count toward the same totals as this server. When the host is full, "
+        "your server waits in a queue and this page shows your place.</p>"
+    )
     parts.append("</div>")
     return "\n".join(parts)
 
@@ -259,5 +319,15 @@ def memory_option(value: Any) -> Any:
     return value
 
 
-__all__ = ["FolderChoice", "FormContext", "ImageChoice", "OPTION_FIELDS", "ServerOptions", "check_limits",
-           "memory_option", "options_from_form", "render_form", "resolve_options"]
+__all__ = [
+    "FolderChoice",
+    "FormContext",
+    "ImageChoice",
+    "OPTION_FIELDS",
+    "ServerOptions",
+    "check_limits",
+    "memory_option",
+    "options_from_form",
+    "render_form",
+    "resolve_options",
+]

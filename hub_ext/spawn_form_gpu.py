@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from jupyter_berth.errors import BerthError, CapacityError
 from jupyter_berth.gpu import allocator
@@ -63,16 +64,23 @@ class GpuOffer:
     message: str = NO_GPU  #: the inventory's one line (why there is none, when there is none)
 
     @classmethod
-    def from_summary(cls, summary: Mapping[str, Any], *, shareable: Iterable[str] | None = None,
-                     node: str | None = None) -> "GpuOffer":
+    def from_summary(
+        cls, summary: Mapping[str, Any], *, shareable: Iterable[str] | None = None, node: str | None = None
+    ) -> GpuOffer:
         """From ``BerthService.gpu_summary()`` (the shape of ``GET berth/api/gpus``)."""
-        devices = tuple(GpuDevice(**{k: v for k, v in d.items() if k in _DEVICE_FIELDS})
-                        for d in summary.get("devices") or ())
+        devices = tuple(
+            GpuDevice(**{k: v for k, v in d.items() if k in _DEVICE_FIELDS}) for d in summary.get("devices") or ()
+        )
         devices = tuple(d for d in devices if d.node in (None, node))
-        return cls(devices=devices, free={d.uuid: float(summary.get("free", {}).get(d.uuid, 0.0)) for d in devices},
-                   quantum=float(summary.get("quantum") or 0.05), placement=summary.get("policy") or "pack",
-                   shareable=frozenset(shareable) if shareable is not None else None,
-                   source=summary.get("source") or "none", message=summary.get("message") or NO_GPU)
+        return cls(
+            devices=devices,
+            free={d.uuid: float(summary.get("free", {}).get(d.uuid, 0.0)) for d in devices},
+            quantum=float(summary.get("quantum") or 0.05),
+            placement=summary.get("policy") or "pack",
+            shareable=frozenset(shareable) if shareable is not None else None,
+            source=summary.get("source") or "none",
+            message=summary.get("message") or NO_GPU,
+        )
 
     def takes_fractions(self, device: GpuDevice) -> bool:
         return (not device.mig_mode) if self.shareable is None else device.uuid in self.shareable
@@ -118,12 +126,16 @@ def gpu_bounds(offer: GpuOffer, policy: EffectivePolicy, remaining: float | None
     limit = policy.max_gpu
     if limit is not None and not math.isinf(limit):
         caps.append(_units(limit))
-        reasons.append(f"your policy allows at most {limit:g} GPU per server "
-                       f"(max_gpu, set by {policy.sources.get('max_gpu', 'policy')})")
+        reasons.append(
+            f"your policy allows at most {limit:g} GPU per server "
+            f"(max_gpu, set by {policy.sources.get('max_gpu', 'policy')})"
+        )
     if remaining is not None and not math.isinf(remaining):
         caps.append(_units(remaining))
-        reasons.append(f"{share_words(_units(remaining))} is left of your total "
-                       f"(total_gpu, set by {policy.sources.get('total_gpu', 'policy')})")
+        reasons.append(
+            f"{share_words(_units(remaining))} is left of your total "
+            f"(total_gpu, set by {policy.sources.get('total_gpu', 'policy')})"
+        )
     cap = min(caps) if caps else math.inf
     sharing = [d for d in offer.devices if offer.takes_fractions(d)]
     most_free = max((offer.free_units(d) for d in sharing), default=0)
@@ -159,8 +171,14 @@ def choice_words(value: float, offer: GpuOffer) -> str:
     return words
 
 
-def render_gpu_field(offer: GpuOffer | None, policy: EffectivePolicy, remaining: float | None, default: float,
-                     *, hide_missing: bool = False) -> str:
+def render_gpu_field(
+    offer: GpuOffer | None,
+    policy: EffectivePolicy,
+    remaining: float | None,
+    default: float,
+    *,
+    hide_missing: bool = False,
+) -> str:
     """The form's GPU control (an empty string when there is no GPU and the admin hides that)."""
     e = html.escape
     if offer is None or not offer.devices:
@@ -172,8 +190,10 @@ def render_gpu_field(offer: GpuOffer | None, policy: EffectivePolicy, remaining:
     device_list = f'  <ul class="berth-gpu-devices text-muted">\n{devices}\n  </ul>'
     if not policy.max_gpu:
         source = policy.sources.get("max_gpu", "policy")
-        return (f'<div class="berth-field berth-gpu">\n  <p class="text-muted">GPU: none (your policy allows no GPU: '
-                f'max_gpu is 0, set by {e(source)}).</p>\n{device_list}\n</div>')
+        return (
+            f'<div class="berth-field berth-gpu">\n  <p class="text-muted">GPU: none (your policy allows no GPU: '
+            f"max_gpu is 0, set by {e(source)}).</p>\n{device_list}\n</div>"
+        )
     bounds = gpu_bounds(offer, policy, remaining)
     choices = bounds.choices()
     hint = "Bounded now by: " + "; ".join(bounds.reasons) + "."
@@ -183,20 +203,29 @@ def render_gpu_field(offer: GpuOffer | None, policy: EffectivePolicy, remaining:
         chosen = default if any(abs(default - c) < 1e-9 for c in choices) else 0.0
         options = "\n".join(
             f'    <option value="{allocator.format_share(_units(c))}"{" selected" if abs(c - chosen) < 1e-9 else ""}>'
-            f'{e(choice_words(c, offer))}</option>' for c in choices)
-        control = (f'  <select class="form-control" id="berth-gpu" name="gpu" aria-describedby="berth-gpu-hint">\n'
-                   f'{options}\n  </select>')
+            f"{e(choice_words(c, offer))}</option>"
+            for c in choices
+        )
+        control = (
+            f'  <select class="form-control" id="berth-gpu" name="gpu" aria-describedby="berth-gpu-hint">\n'
+            f"{options}\n  </select>"
+        )
     else:
         top = choices[-1]
         value = default if 0 <= default <= top else 0.0
-        control = (f'  <input type="number" class="form-control" id="berth-gpu" name="gpu" '
-                   f'value="{allocator.format_share(_units(value))}" step="{allocator.format_share(bounds.quantum_units)}" '
-                   f'min="0" max="{allocator.format_share(_units(top))}" aria-describedby="berth-gpu-hint">')
-    steps = (f"A share of one GPU in steps of {allocator.format_share(bounds.quantum_units)}"
-             + (", or whole GPUs" if bounds.whole_max else ""))
-    return (f'<div class="form-group berth-field berth-gpu">\n  <label for="berth-gpu">GPU</label>\n{control}\n'
-            f'  <small id="berth-gpu-hint" class="form-text text-muted">{e(steps)}. {e(hint)}</small>\n'
-            f'{device_list}\n</div>')
+        control = (
+            f'  <input type="number" class="form-control" id="berth-gpu" name="gpu" '
+            f'value="{allocator.format_share(_units(value))}" step="{allocator.format_share(bounds.quantum_units)}" '
+            f'min="0" max="{allocator.format_share(_units(top))}" aria-describedby="berth-gpu-hint">'
+        )
+    steps = f"A share of one GPU in steps of {allocator.format_share(bounds.quantum_units)}" + (
+        ", or whole GPUs" if bounds.whole_max else ""
+    )
+    return (
+        f'<div class="form-group berth-field berth-gpu">\n  <label for="berth-gpu">GPU</label>\n{control}\n'
+        f'  <small id="berth-gpu-hint" class="form-text text-muted">{e(steps)}. {e(hint)}</small>\n'
+        f"{device_list}\n</div>"
+    )
 
 
 def check_gpu(gpu: float, offer: GpuOffer | None) -> None:
@@ -205,8 +234,14 @@ def check_gpu(gpu: float, offer: GpuOffer | None) -> None:
         return
     offer = offer or GpuOffer()
     try:
-        allocator.assign(list(offer.devices), {}, gpu, offer.placement, offer.quantum,
-                         set(offer.shareable) if offer.shareable is not None else None)
+        allocator.assign(
+            list(offer.devices),
+            {},
+            gpu,
+            offer.placement,
+            offer.quantum,
+            set(offer.shareable) if offer.shareable is not None else None,
+        )
     except allocator.GpuCapacityError as e:
         raise CapacityError(f"gpu: {e.message}", resource="gpu", never_fits=True, log_message=e.log_message) from None
 
@@ -220,5 +255,14 @@ def host_can_give(gpu: float, offer: GpuOffer | None) -> bool:
     return True
 
 
-__all__ = ["GpuBounds", "GpuOffer", "MAX_LISTED_FRACTIONS", "check_gpu", "choice_words", "gpu_bounds", "host_can_give",
-           "render_gpu_field", "share_words"]
+__all__ = [
+    "GpuBounds",
+    "GpuOffer",
+    "MAX_LISTED_FRACTIONS",
+    "check_gpu",
+    "choice_words",
+    "gpu_bounds",
+    "host_can_give",
+    "render_gpu_field",
+    "share_words",
+]

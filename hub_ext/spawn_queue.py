@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, TypeVar
+from typing import TypeVar
 
 from jupyter_berth.errors import BerthError, CapacityError
 from jupyter_berth.resources import Resources, format_bytes
@@ -171,7 +172,8 @@ class SpawnQueue:
                     raise QueueTimeout(
                         f"your server waited {waited:.0f} s in the queue ({ticket.message}) and the host never had room; "
                         "try again in a few minutes, or ask for less",
-                        log_message=f"{ticket.who}: queue timeout after {waited:.0f} s ({ticket.message})")
+                        log_message=f"{ticket.who}: queue timeout after {waited:.0f} s ({ticket.message})",
+                    )
                 await self._sleep(min(left, retry) if retry else left)
         finally:
             if ticket in self._waiting:

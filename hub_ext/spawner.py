@@ -65,57 +65,94 @@ def _explain_gpu_failure(e: BerthError, alloc) -> BerthError:
     """Docker without the NVIDIA Container Toolkit cannot honour a GPU device request: say so in words."""
     if alloc is None or not alloc.gpu_devices or "could not select device driver" not in e.message:
         return e
-    return EngineError("your server was granted a GPU share, but this host's Docker cannot attach GPUs to containers "
-                       "(no NVIDIA Container Toolkit is registered with it); start without a GPU, or ask an admin "
-                       "(docs/admin-gpus.md: c.BerthSpawner.gpu_exposure)", log_message=e.log_message)
+    return EngineError(
+        "your server was granted a GPU share, but this host's Docker cannot attach GPUs to containers "
+        "(no NVIDIA Container Toolkit is registered with it); start without a GPU, or ask an admin "
+        "(docs/admin-gpus.md: c.BerthSpawner.gpu_exposure)",
+        log_message=e.log_message,
+    )
 
 
 class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
     """Single-user servers in quota-bounded containers, admitted (or queued) through the Berth ledger."""
 
-    default_request = Dict({"cpu": 0.5, "mem": "1G"}, config=True,
-                           help="The server's own resources when the user asks for nothing ({cpu, mem, gpu, pids, shm}); "
-                                "clamped to the policy's per-server limits. Kernels get their own, separately.")
-    offered_images = List(Unicode(), ["berth/singleuser:*"], config=True,
-                          help="Glob patterns of server images offered in the spawn form (images labelled "
-                               "io.jupyter.berth.kind=server, built by `berth images bootstrap --recipe singleuser`).")
+    default_request = Dict(
+        {"cpu": 0.5, "mem": "1G"},
+        config=True,
+        help="The server's own resources when the user asks for nothing ({cpu, mem, gpu, pids, shm}); "
+        "clamped to the policy's per-server limits. Kernels get their own, separately.",
+    )
+    offered_images = List(
+        Unicode(),
+        ["berth/singleuser:*"],
+        config=True,
+        help="Glob patterns of server images offered in the spawn form (images labelled "
+        "io.jupyter.berth.kind=server, built by `berth images bootstrap --recipe singleuser`).",
+    )
     service_name = Unicode("berth", config=True, help="Name of the hub's Berth service (c.JupyterHub.services).")
-    service_url = Unicode(config=True,
-                          help="BERTH_SERVICE_URL as the user's container reaches it, prefix included, e.g. "
-                               "http://172.17.0.1:10101/services/berth/. Default: the url of the service named service_name "
-                               "in c.JupyterHub.services (which must then listen on an address containers reach).")
-    queue_timeout = Float(900.0, config=True,
-                          help="Seconds a spawn may wait in the queue for room on the host before it fails with a message "
-                               "saying so. The hub's start_timeout does not apply to this wait.")
-    max_starting = Integer(0, config=True,
-                           help="Servers booting at once (the rest wait in the queue, in order). Booting JupyterLab is "
-                                "CPU-bound (about 2.5 CPU-seconds): a few at a time finish sooner than all at once, and "
-                                "none runs into start_timeout. 0: twice the host's cores + 2.")
-    queue_retry_interval = Float(2.0, config=True,
-                                 help="Seconds between admission attempts of the queue's head while the host is full "
-                                      "(it also retries at once when a server of this hub stops).")
-    server_idle_timeout = Float(0.0, config=True,
-                                help="The idle culler's --timeout for servers (seconds), so that a server stopped after that "
-                                     "long without activity is explained to its user as culled. 0: no idle culling.")
-    user_volume = Unicode("jupyterhub-user-{username}", config=True,
-                          help="Named volume with the user's files, mounted at notebook_dir (DockerSpawner's naming; the "
-                               "Berth service mounts the same volume into the user's kernels).")
+    service_url = Unicode(
+        config=True,
+        help="BERTH_SERVICE_URL as the user's container reaches it, prefix included, e.g. "
+        "http://172.17.0.1:10101/services/berth/. Default: the url of the service named service_name "
+        "in c.JupyterHub.services (which must then listen on an address containers reach).",
+    )
+    queue_timeout = Float(
+        900.0,
+        config=True,
+        help="Seconds a spawn may wait in the queue for room on the host before it fails with a message "
+        "saying so. The hub's start_timeout does not apply to this wait.",
+    )
+    max_starting = Integer(
+        0,
+        config=True,
+        help="Servers booting at once (the rest wait in the queue, in order). Booting JupyterLab is "
+        "CPU-bound (about 2.5 CPU-seconds): a few at a time finish sooner than all at once, and "
+        "none runs into start_timeout. 0: twice the host's cores + 2.",
+    )
+    queue_retry_interval = Float(
+        2.0,
+        config=True,
+        help="Seconds between admission attempts of the queue's head while the host is full "
+        "(it also retries at once when a server of this hub stops).",
+    )
+    server_idle_timeout = Float(
+        0.0,
+        config=True,
+        help="The idle culler's --timeout for servers (seconds), so that a server stopped after that "
+        "long without activity is explained to its user as culled. 0: no idle culling.",
+    )
+    user_volume = Unicode(
+        "jupyterhub-user-{username}",
+        config=True,
+        help="Named volume with the user's files, mounted at notebook_dir (DockerSpawner's naming; the "
+        "Berth service mounts the same volume into the user's kernels).",
+    )
     container_user = Unicode("1000:100", config=True, help="Numeric uid:gid the server runs as (never root).")
-    boot_cpu = Float(1.0, config=True,
-                     help="CPU quota while the server boots, until it answers; then it is lowered to the server's "
-                          "allocation. JupyterLab needs about 1.5 CPU-seconds to start: at 0.5 CPU that is 3 s longer. "
-                          "At most max_starting servers boot at once, which bounds the boost. 0: no boost.")
+    boot_cpu = Float(
+        1.0,
+        config=True,
+        help="CPU quota while the server boots, until it answers; then it is lowered to the server's "
+        "allocation. JupyterLab needs about 1.5 CPU-seconds to start: at 0.5 CPU that is 3 s longer. "
+        "At most max_starting servers boot at once, which bounds the boost. 0: no boost.",
+    )
 
-    hide_missing_gpu = Bool(False, config=True,
-                            help="Leave the GPU line out of the spawn form on a host without GPU (by default the form "
-                                 "says 'GPU: none (no NVIDIA GPU on this host …)'). A GPU request is refused either way.")
-    gpu_exposure = Enum(["device-request", "environment"], "device-request", config=True,
-                        help="How a server's granted GPUs are handed to its container. 'device-request': a Docker device "
-                             "request for exactly those UUIDs (what `docker run --gpus device=…` sends; needs the NVIDIA "
-                             "Container Toolkit registered with Docker). 'environment': only NVIDIA_VISIBLE_DEVICES, "
-                             "for engines whose default runtime is nvidia (it reads that variable), and for declared "
-                             "devices on a host without a driver (tests). The enforcement plan's variables and mounts "
-                             "are set either way.")
+    hide_missing_gpu = Bool(
+        False,
+        config=True,
+        help="Leave the GPU line out of the spawn form on a host without GPU (by default the form "
+        "says 'GPU: none (no NVIDIA GPU on this host …)'). A GPU request is refused either way.",
+    )
+    gpu_exposure = Enum(
+        ["device-request", "environment"],
+        "device-request",
+        config=True,
+        help="How a server's granted GPUs are handed to its container. 'device-request': a Docker device "
+        "request for exactly those UUIDs (what `docker run --gpus device=…` sends; needs the NVIDIA "
+        "Container Toolkit registered with Docker). 'environment': only NVIDIA_VISIBLE_DEVICES, "
+        "for engines whose default runtime is nvidia (it reads that variable), and for declared "
+        "devices on a host without a driver (tests). The enforcement plan's variables and mounts "
+        "are set either way.",
+    )
 
     @default("image")
     def _image_default(self):
@@ -144,8 +181,12 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
     @default("server_token_scopes")
     def _server_token_scopes_default(self):
         # + the user's groups (the Berth service resolves group policies from the token's answer)
-        return ["users:activity!user", "access:servers!server", "read:users:groups!user",
-                f"access:services!service={self.service_name}"]
+        return [
+            "users:activity!user",
+            "access:servers!server",
+            "read:users:groups!user",
+            f"access:services!service={self.service_name}",
+        ]
 
     @default("options_from_form")
     def _options_from_form_default(self):
@@ -177,8 +218,12 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
     def core(self) -> HubCore:
         cls = BerthSpawner
         if cls._core is None:
-            cls._core = HubCore(self.config, self.log, max_starting=self.max_starting or 2 * (os.cpu_count() or 1) + 2,
-                                retry_interval=self.queue_retry_interval)
+            cls._core = HubCore(
+                self.config,
+                self.log,
+                max_starting=self.max_starting or 2 * (os.cpu_count() or 1) + 2,
+                retry_interval=self.queue_retry_interval,
+            )
         return cls._core
 
     @property
@@ -191,10 +236,15 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
 
     # ---- the form and the options --------------------------------------------------------------
     async def _context(self):
-        return await self.core.form_context(self.user.name, self.groups, self.subject, patterns=list(self.offered_images),
-                                            default_image=self.image if self.image else DEFAULT_SERVER_IMAGE,
-                                            default_request=dict(self.default_request),
-                                            hide_missing_gpu=self.hide_missing_gpu)
+        return await self.core.form_context(
+            self.user.name,
+            self.groups,
+            self.subject,
+            patterns=list(self.offered_images),
+            default_image=self.image if self.image else DEFAULT_SERVER_IMAGE,
+            default_request=dict(self.default_request),
+            hide_missing_gpu=self.hide_missing_gpu,
+        )
 
     async def get_options_form(self):
         if self.options_form:  # an admin's own form wins
@@ -202,7 +252,7 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
         return render_form(await self._context())
 
     @staticmethod
-    async def _apply_berth_options(spawner: "BerthSpawner", user_options: dict) -> None:
+    async def _apply_berth_options(spawner: BerthSpawner, user_options: dict) -> None:
         """fill defaults → validate → apply (refusals are HTTP 400 naming the field or limit)."""
         try:
             options = resolve_options(user_options, await spawner._context())
@@ -234,14 +284,25 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
         self._network.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved in start()
 
         async def reserve():
-            return await s._db(s.admission.reserve, owner=self.user.name, groups=self.groups, policy=policy,
-                               request=options.resources, kind="server", subject=self.subject, image=options.image,
-                               node=s.node_name, gpu_assigner=s._gpu_assigner())
+            return await s._db(
+                s.admission.reserve,
+                owner=self.user.name,
+                groups=self.groups,
+                policy=policy,
+                request=options.resources,
+                kind="server",
+                subject=self.subject,
+                image=options.image,
+                node=s.node_name,
+                gpu_assigner=s._gpu_assigner(),
+            )
 
         try:
             self._allocation = await self.core.queue.admit(ticket, reserve, self.queue_timeout)
         except QueueTimeout as e:
-            raise SpawnException(e.message, reason="queue_timeout", log_message=e.log_message, status_code=503) from None
+            raise SpawnException(
+                e.message, reason="queue_timeout", log_message=e.log_message, status_code=503
+            ) from None
         except BerthError as e:
             raise _refusal(e, "policy" if isinstance(e, PolicyError) else "capacity") from None
         if ticket.waited > 0.5:
@@ -250,8 +311,11 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
 
     # ---- start ---------------------------------------------------------------------------------
     def _berth_env(self) -> dict:
-        env = {"BERTH_SERVICE_URL": self.service_url, "BERTH_LIMITS": self.berth_options.resources.describe(),
-               "BERTH_SERVER": "1"}
+        env = {
+            "BERTH_SERVICE_URL": self.service_url,
+            "BERTH_LIMITS": self.berth_options.resources.describe(),
+            "BERTH_SERVER": "1",
+        }
         idle = getattr(self._policy, "idle_timeout", 0) or 0
         if idle and not math.isinf(idle):
             env["BERTH_KERNEL_IDLE_TIMEOUT"] = str(int(idle))
@@ -264,51 +328,81 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
             mounts += await s.folder_mounts(self.user.name, self.groups, list(options.folders))
         devices, gpu_env, gpu_mounts, gpu_plan = s._gpu_container(alloc.gpu_devices)
         env = {**self.get_env(), **self._berth_env(), **gpu_env}
-        labels = make_labels(owner=self.user.name, kind="server", subject=self.subject, allocation=alloc.id,
-                             site=s.site_id, image_ref=options.image, server_name=self.name or None)
+        labels = make_labels(
+            owner=self.user.name,
+            kind="server",
+            subject=self.subject,
+            allocation=alloc.id,
+            site=s.site_id,
+            image_ref=options.image,
+            server_name=self.name or None,
+        )
         boot = alloc.resources.replace(cpu=max(alloc.resources.cpu, self.boot_cpu))
-        return ContainerSpec(name=self.object_name, image=options.image, command=await self.get_command(),
-                             resources=boot, labels=labels, env=env, mounts=mounts + gpu_mounts,
-                             network=network, user=self.container_user, hostname=self.object_name[:63],
-                             gpu_device_ids=list(devices) if self.gpu_exposure == "device-request" else [],
-                             ipc_mode=gpu_plan.ipc_mode)
+        return ContainerSpec(
+            name=self.object_name,
+            image=options.image,
+            command=await self.get_command(),
+            resources=boot,
+            labels=labels,
+            env=env,
+            mounts=mounts + gpu_mounts,
+            network=network,
+            user=self.container_user,
+            hostname=self.object_name[:63],
+            gpu_device_ids=list(devices) if self.gpu_exposure == "device-request" else [],
+            ipc_mode=gpu_plan.ipc_mode,
+        )
 
     async def _ensure_network(self, s) -> str:
         """The user's bridge network, shared with their kernels (same name and subnets as the service's)."""
         network = user_network(s.network_prefix, self.user.name)
-        await s.runtime.ensure_network(network, {"owner": self.user.name, "site": s.site_id},
-                                       subnets=s._subnets(self.user.name))
+        await s.runtime.ensure_network(
+            network, {"owner": self.user.name, "site": s.site_id}, subnets=s._subnets(self.user.name)
+        )
         return network
 
     async def start(self):
         s = await self.core.open()
         alloc, ticket = self._allocation, self._ticket
         if alloc is None:
-            raise SpawnException("the server was not admitted (internal error); try again", reason="error", status_code=500)
+            raise SpawnException(
+                "the server was not admitted (internal error); try again", reason="error", status_code=500
+            )
         started = time.monotonic()
         try:
             network = await (self._network or self._ensure_network(s))
             leftover = await s.runtime.inspect(self.object_name)
             if leftover is not None:
-                self.log.warning("Berth: removing leftover container %s before starting %s", leftover.id[:12], self.subject)
+                self.log.warning(
+                    "Berth: removing leftover container %s before starting %s", leftover.id[:12], self.subject
+                )
                 await s.runtime.remove(leftover.id)
             info = await s.runtime.run(await self._spec(s, alloc, network))
             self.object_id = info.id
             await s._db(s.ledger.mark_running, alloc.id, info.id, image_digest=info.image_id)
             self._phase = "booting"
             url = f"http://{info.ip}:{self.port}{self.server.base_url if self.server else '/'}api"
-            waited = await wait_for_http(url, max(5.0, self.start_timeout - (time.monotonic() - started) - 1),
-                                         alive=self._alive)
+            waited = await wait_for_http(
+                url, max(5.0, self.start_timeout - (time.monotonic() - started) - 1), alive=self._alive
+            )
             if self.boot_cpu > alloc.resources.cpu:  # the boot boost ends: the allocation from now on
                 await s.runtime.update_resources(info.id, alloc.resources)
-            self.log.info("Berth: %s answers at %s (%.1f s to boot, %.1f s in all)", self.subject, info.ip, waited,
-                          time.monotonic() - started)
+            self.log.info(
+                "Berth: %s answers at %s (%.1f s to boot, %.1f s in all)",
+                self.subject,
+                info.ip,
+                waited,
+                time.monotonic() - started,
+            )
             return info.ip, self.port
         except BaseException as e:
             if isinstance(e, BerthError):
                 e = _explain_gpu_failure(e, alloc)
-            await self._release("failed" if isinstance(e, Exception) else "cancelled",
-                                getattr(e, "message", None) or str(e) or type(e).__name__, remove=True)
+            await self._release(
+                "failed" if isinstance(e, Exception) else "cancelled",
+                getattr(e, "message", None) or str(e) or type(e).__name__,
+                remove=True,
+            )
             if isinstance(e, BerthError):
                 raise _refusal(e, "start") from None
             raise

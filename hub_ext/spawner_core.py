@@ -71,8 +71,12 @@ class HubCore:
             await s._discover_gpus()
             if await s._db(s.ledger.get_node, s.node_name) is None:
                 capacity = await s.refresh_capacity()
-                self.log.info("Berth: registered host %s (%s CPU, %s bytes) before the service did", capacity["node"],
-                              capacity["cpu"], capacity["mem"])
+                self.log.info(
+                    "Berth: registered host %s (%s CPU, %s bytes) before the service did",
+                    capacity["node"],
+                    capacity["cpu"],
+                    capacity["mem"],
+                )
             self.log.info("Berth spawner: ledger %s, site %s, host %s", s.ledger.url, s.site_id, s.node_name)
             self._opened = True
             return s
@@ -122,23 +126,40 @@ class HubCore:
             return GpuOffer(message=inventory.message) if inventory is not None else GpuOffer()
         return GpuOffer.from_summary(await s.gpu_summary(), shareable=s.gpu_shareable, node=s.node_name)
 
-    async def form_context(self, user: str, groups, subject: str, *, patterns: list[str], default_image: str,
-                           default_request: dict, hide_missing_gpu: bool = False) -> FormContext:
+    async def form_context(
+        self,
+        user: str,
+        groups,
+        subject: str,
+        *,
+        patterns: list[str],
+        default_image: str,
+        default_request: dict,
+        hide_missing_gpu: bool = False,
+    ) -> FormContext:
         s = await self.open()
         policy = await s.policy_for(user, groups)
         summary_usage = await s._db(s.ledger.user_usage, user)
         remaining = {}
         for name in ("cpu", "mem", "gpu"):
             total = getattr(policy, f"total_{name}")
-            remaining[name] = None if total is None or total == float("inf") else max(0, total - getattr(summary_usage, name))
+            remaining[name] = (
+                None if total is None or total == float("inf") else max(0, total - getattr(summary_usage, name))
+            )
         images = await self.server_images(patterns, default_image)
         if not any(i.ref == default_image for i in images):
             images = [ImageChoice(default_image, "")] + list(images)
-        return FormContext(policy=policy, images=images, default_image=default_image,
-                           defaults=Resources.parse(default_request), remaining=remaining,
-                           folders=await self.folder_choices(user, groups),
-                           gpu=await self.gpu_offer(), hide_missing_gpu=hide_missing_gpu,
-                           notice=await self.last_notice(user, subject))
+        return FormContext(
+            policy=policy,
+            images=images,
+            default_image=default_image,
+            defaults=Resources.parse(default_request),
+            remaining=remaining,
+            folders=await self.folder_choices(user, groups),
+            gpu=await self.gpu_offer(),
+            hide_missing_gpu=hide_missing_gpu,
+            notice=await self.last_notice(user, subject),
+        )
 
 
 async def wait_for_http(url: str, timeout: float, *, alive=None, interval: float = 0.05) -> float:
@@ -154,8 +175,10 @@ async def wait_for_http(url: str, timeout: float, *, alive=None, interval: float
     next_check = started + 1.0
     while True:
         try:
-            response = await client.fetch(HTTPRequest(url, method="GET", follow_redirects=False, connect_timeout=2,
-                                                      request_timeout=5), raise_error=False)
+            response = await client.fetch(
+                HTTPRequest(url, method="GET", follow_redirects=False, connect_timeout=2, request_timeout=5),
+                raise_error=False,
+            )
             if response.code and response.code < 500 and response.code != 599:
                 return time.monotonic() - started
         except (HTTPClientError, OSError):

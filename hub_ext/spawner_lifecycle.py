@@ -36,8 +36,13 @@ class ServerLifecycleMixin:
         if status is not None:
             if self._allocation is not None:
                 info = await self.core.service.runtime.inspect(self.object_name)
-                reason, message = ("oom", "it used more than its memory limit") if info and info.oom_killed else (
-                    ("exited", f"its process exited ({status})") if info else ("lost", "its container disappeared"))
+                reason, message = (
+                    ("oom", "it used more than its memory limit")
+                    if info and info.oom_killed
+                    else (
+                        ("exited", f"its process exited ({status})") if info else ("lost", "its container disappeared")
+                    )
+                )
                 await self._release(reason, f"your server stopped because {message}", remove=True)
             return status
         lifetime = getattr(getattr(self, "_policy", None), "max_lifetime", 0) or 0
@@ -46,9 +51,12 @@ class ServerLifecycleMixin:
             created = alloc.created_at if alloc.created_at.tzinfo else alloc.created_at.replace(tzinfo=timezone.utc)
             age = (datetime.now(timezone.utc) - created).total_seconds()
             if age > lifetime:
-                self._stop_reason = ("lifetime", f"your server reached the maximum lifetime of your policy "
-                                                 f"({duration(lifetime)}, max_lifetime set by "
-                                                 f"{self._policy.sources.get('max_lifetime', 'policy')})")
+                self._stop_reason = (
+                    "lifetime",
+                    f"your server reached the maximum lifetime of your policy "
+                    f"({duration(lifetime)}, max_lifetime set by "
+                    f"{self._policy.sources.get('max_lifetime', 'policy')})",
+                )
                 await self.stop(now=True)
                 return "stopped: reached its maximum lifetime"
         return None
@@ -61,7 +69,10 @@ class ServerLifecycleMixin:
             last = last if last.tzinfo else last.replace(tzinfo=timezone.utc)
             idle = (datetime.now(timezone.utc) - last).total_seconds()
             if idle >= 0.9 * self.server_idle_timeout:
-                return "culled", f"your server was stopped after {duration(idle)} without activity (the hub's idle timeout)"
+                return (
+                    "culled",
+                    f"your server was stopped after {duration(idle)} without activity (the hub's idle timeout)",
+                )
         return "shutdown", "your server was stopped"
 
     async def stop(self, now=False):
@@ -105,9 +116,14 @@ class ServerLifecycleMixin:
                 await s.runtime.stop(cid, timeout=0 if now else 5)
                 await s.runtime.remove(cid)
         if alloc is not None:
-            await s._db(s.ledger.release, alloc.id, reason, message=message[:500],
-                        cpu_seconds=usage.cpu_seconds if usage else None,
-                        mem_peak_bytes=usage.mem_peak_bytes if usage else None)
+            await s._db(
+                s.ledger.release,
+                alloc.id,
+                reason,
+                message=message[:500],
+                cpu_seconds=usage.cpu_seconds if usage else None,
+                mem_peak_bytes=usage.mem_peak_bytes if usage else None,
+            )
             self.core.queue.wake()
         self._stop_reason = None
 

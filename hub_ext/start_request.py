@@ -33,8 +33,14 @@ from jupyter_berth.runtime.base import Mount
 KERNEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 #: Environment variables a kernel may receive from its server (prefixes), and those it never does.
 ENV_PREFIXES = ("JPY_", "JUPYTER_", "KERNEL_", "CLICOLOR", "MPLBACKEND", "PYDEVD_", "BERTH_NOTICE")
-ENV_DENIED = {"JPY_API_TOKEN", "JUPYTER_TOKEN", "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR",
-              "JUPYTER_PATH"}
+ENV_DENIED = {
+    "JPY_API_TOKEN",
+    "JUPYTER_TOKEN",
+    "JUPYTER_CONFIG_DIR",
+    "JUPYTER_DATA_DIR",
+    "JUPYTER_RUNTIME_DIR",
+    "JUPYTER_PATH",
+}
 MAX_ENV = 64
 MAX_ENV_VALUE = 8192
 _KNOWN = {"kernel_id", "request", "preset", "image", "cwd", "mounts", "env", "ip", "key", "folders", "resources"}
@@ -68,20 +74,26 @@ def _mounts(value: Any, volume: UserVolume | None) -> list[Mount]:
     if value is None:
         value = []
     if not isinstance(value, list):
-        raise RequestError("mounts", "expected a list of {\"source\", \"target\"} objects")
+        raise RequestError("mounts", 'expected a list of {"source", "target"} objects')
     for i, m in enumerate(value):
         target = m.get("target") if isinstance(m, dict) else None
         if not isinstance(target, str) or not target.startswith("/"):
             raise RequestError(f"mounts[{i}].target", "expected an absolute path inside the kernel")
         target = posixpath.normpath(target)
         if volume is None:
-            raise PolicyError(f"mounts[{i}]: this hub mounts no user directory into kernels (user_volume is empty); "
-                              "ask without mounts", limit="mounts")
+            raise PolicyError(
+                f"mounts[{i}]: this hub mounts no user directory into kernels (user_volume is empty); "
+                "ask without mounts",
+                limit="mounts",
+            )
         inside = target == volume.target or target.startswith(volume.target.rstrip("/") + "/")
         holds = volume.target.startswith(target.rstrip("/") + "/")
         if not (inside or holds):
-            raise PolicyError(f"mounts[{i}]: only your own server's work directory ({volume.target}) can be mounted "
-                              f"into a kernel; {target} is outside it", limit="mounts")
+            raise PolicyError(
+                f"mounts[{i}]: only your own server's work directory ({volume.target}) can be mounted "
+                f"into a kernel; {target} is outside it",
+                limit="mounts",
+            )
     return [Mount(source=volume.source, target=volume.target)] if volume is not None else []
 
 
@@ -110,18 +122,20 @@ def parse_start(body: Any, volume: UserVolume | None) -> dict:
     when the hub mounts none.
     """
     if not isinstance(body, dict):
-        raise RequestError("body", "expected a JSON object such as {\"kernel_id\": \"…\", \"request\": {\"cpu\": 1}}")
+        raise RequestError("body", 'expected a JSON object such as {"kernel_id": "…", "request": {"cpu": 1}}')
     unknown = sorted(set(body) - _KNOWN)
     if unknown:
         raise RequestError(unknown[0], f"unknown field; known fields are {', '.join(sorted(_KNOWN))}")
     kernel_id = body.get("kernel_id")
     if not isinstance(kernel_id, str) or not KERNEL_ID_RE.match(kernel_id):
-        raise RequestError("kernel_id", "expected the kernel's id: letters, digits, '.', '_' or '-', at most 80 (a UUID)")
+        raise RequestError(
+            "kernel_id", "expected the kernel's id: letters, digits, '.', '_' or '-', at most 80 (a UUID)"
+        )
     kw: dict[str, Any] = {"kernel_id": kernel_id}
     for name in ("request", "resources"):
         value = body.get(name)
         if value is not None and not isinstance(value, dict):
-            raise RequestError(name, "expected an object such as {\"cpu\": 1, \"mem\": \"2G\"}")
+            raise RequestError(name, 'expected an object such as {"cpu": 1, "mem": "2G"}')
     if body.get("request") and body.get("resources"):
         raise RequestError("resources", "give either request (to be resolved) or resources (a kept grant), not both")
     kw["request"] = body.get("request") or None

@@ -54,8 +54,11 @@ class UsageHandlerMixin:
     def require_usage_admin(self) -> dict:
         who = self.berth_identity()
         if not who.get("admin"):
-            raise BerthError(f"{who.get('name')!r} is not an admin: the usage of all users is for admins only "
-                             "(your own usage is in JupyterLab's Berth sidebar)", status=403)
+            raise BerthError(
+                f"{who.get('name')!r} is not an admin: the usage of all users is for admins only "
+                "(your own usage is in JupyterLab's Berth sidebar)",
+                status=403,
+            )
         return who
 
     def usage_params(self, allowed: tuple[str, ...]) -> dict[str, str]:
@@ -94,12 +97,21 @@ class UsagePageMixin(UsageHandlerMixin):
         group_rows = [r for r in per_group.rows if group is None or r["group"] == group]
         top = sorted(users.rows, key=lambda r: -r["cpu_core_hours_allotted"])[:TOP_USERS]
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(usage_render.usage_page(
-            path=self.request.path, params={"since": since, "until": until, "by": by, "group": group or ""},
-            window=table.window.to_json(), report=table, groups=groups, days=days,
-            per_group=usage_render.group_series(group_rows, days, "cpu_core_hours_used"),
-            day_rows=per_day.rows, top_users=top, groupings=PAGE_GROUPINGS,
-            generated_at=iso(table.generated_at.replace(microsecond=0))))
+        self.finish(
+            usage_render.usage_page(
+                path=self.request.path,
+                params={"since": since, "until": until, "by": by, "group": group or ""},
+                window=table.window.to_json(),
+                report=table,
+                groups=groups,
+                days=days,
+                per_group=usage_render.group_series(group_rows, days, "cpu_core_hours_used"),
+                day_rows=per_day.rows,
+                top_users=top,
+                groupings=PAGE_GROUPINGS,
+                generated_at=iso(table.generated_at.replace(microsecond=0)),
+            )
+        )
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -120,9 +132,14 @@ class UsageExportMixin(UsageHandlerMixin):
     async def get(self):
         self.require_usage_admin()
         p = self.usage_params(EXPORT_PARAMS)
-        report = await self.berth_service.usage_report(p["since"] or "30d", p["until"] or "now", p["by"] or "user",
-                                                       group=p["group"] or None, user=p["user"] or None,
-                                                       image=p["image"] or None)
+        report = await self.berth_service.usage_report(
+            p["since"] or "30d",
+            p["until"] or "now",
+            p["by"] or "user",
+            group=p["group"] or None,
+            user=p["user"] or None,
+            image=p["image"] or None,
+        )
         w = report.window
         stem = f"berth-usage-{iso(w.since)[:10]}-{iso(w.until)[:10]}-by-{'-'.join(report.by) or 'total'}"
         if self.export_format == "csv":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from urllib.parse import urlencode
 
 #: Series colours (colour-blind safe, Okabe–Ito).
@@ -18,11 +18,22 @@ PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F
 MAX_SERIES = 7
 #: Column titles of the table.
 TITLES = {
-    "user": "User", "group": "Group", "image": "Image", "day": "Day", "kernels": "Kernels", "servers": "Servers",
-    "kernel_hours": "Kernel-hours", "server_hours": "Server-hours", "cpu_core_hours_allotted": "CPU core-h allotted",
-    "cpu_core_hours_used": "CPU core-h used", "cpu_used_ratio": "Used / allotted",
-    "mem_gib_hours_allotted": "Memory GiB-h allotted", "mem_peak_gib": "Peak memory GiB",
-    "gpu_share_hours_allotted": "GPU share-h allotted", "culled": "Culled", "idle_hours_culled": "Idle h culled",
+    "user": "User",
+    "group": "Group",
+    "image": "Image",
+    "day": "Day",
+    "kernels": "Kernels",
+    "servers": "Servers",
+    "kernel_hours": "Kernel-hours",
+    "server_hours": "Server-hours",
+    "cpu_core_hours_allotted": "CPU core-h allotted",
+    "cpu_core_hours_used": "CPU core-h used",
+    "cpu_used_ratio": "Used / allotted",
+    "mem_gib_hours_allotted": "Memory GiB-h allotted",
+    "mem_peak_gib": "Peak memory GiB",
+    "gpu_share_hours_allotted": "GPU share-h allotted",
+    "culled": "Culled",
+    "idle_hours_culled": "Idle h culled",
 }
 e = html.escape
 
@@ -50,9 +61,11 @@ def _nice_max(value: float) -> float:
 
 
 def _frame(title: str, width: int, height: int, body: str, desc: str) -> str:
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" role="img" viewBox="0 0 {width} {height}" '
-            f'width="{width}" height="{height}" aria-label="{e(title)}"><title>{e(title)}</title><desc>{e(desc)}</desc>'
-            f'<text x="8" y="18" class="plot-title">{e(title)}</text>{body}</svg>')
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="plot" role="img" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" aria-label="{e(title)}"><title>{e(title)}</title><desc>{e(desc)}</desc>'
+        f'<text x="8" y="18" class="plot-title">{e(title)}</text>{body}</svg>'
+    )
 
 
 def _y_axis(left: int, top: int, plot_w: int, plot_h: int, ymax: float, unit: str) -> str:
@@ -60,15 +73,24 @@ def _y_axis(left: int, top: int, plot_w: int, plot_h: int, ymax: float, unit: st
     for i in range(5):
         v = ymax * i / 4
         y = top + plot_h - plot_h * i / 4
-        out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
-                   f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{v:g}</text>')
+        out.append(
+            f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>'
+            f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{v:g}</text>'
+        )
     out.append(f'<text x="{left}" y="{top - 8}" class="unit">{e(unit)}</text>')
     return "".join(out)
 
 
-def line_chart(title: str, labels: Sequence[str], series: dict[str, Sequence[float]], unit: str,
-               width: int = 600, height: int = 300, dashed: Iterable[str] = (),
-               colours: dict[str, str] | None = None) -> str:
+def line_chart(
+    title: str,
+    labels: Sequence[str],
+    series: dict[str, Sequence[float]],
+    unit: str,
+    width: int = 600,
+    height: int = 300,
+    dashed: Iterable[str] = (),
+    colours: dict[str, str] | None = None,
+) -> str:
     """Lines over ``labels`` (days), one per series, with a legend. Empty data → a note instead."""
     if not labels or not series:
         return _frame(title, width, 60, '<text x="8" y="44" class="empty">No usage in this window.</text>', "no data")
@@ -81,25 +103,39 @@ def line_chart(title: str, labels: Sequence[str], series: dict[str, Sequence[flo
     parts = [_y_axis(left, top, plot_w, plot_h, ymax, unit)]
     step = max(1, math.ceil(n / 8))
     for i in range(0, n, step):
-        parts.append(f'<text x="{x(i):.1f}" y="{top + plot_h + 16}" text-anchor="middle" class="tick">{e(labels[i][5:] if len(labels[i]) == 10 else labels[i])}</text>')
+        parts.append(
+            f'<text x="{x(i):.1f}" y="{top + plot_h + 16}" text-anchor="middle" class="tick">{e(labels[i][5:] if len(labels[i]) == 10 else labels[i])}</text>'
+        )
     for k, (name, values) in enumerate(series.items()):
         colour = (colours or {}).get(name, PALETTE[k % len(PALETTE)])
         points = " ".join(f"{x(i):.1f},{top + plot_h - plot_h * (v / ymax):.1f}" for i, v in enumerate(values))
         dash = ' stroke-dasharray="6 4"' if name in dashed else ""
-        parts.append(f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"{dash}>'
-                     f'<title>{e(name)}</title></polyline>')
+        parts.append(
+            f'<polyline points="{points}" fill="none" stroke="{colour}" stroke-width="2"{dash}>'
+            f"<title>{e(name)}</title></polyline>"
+        )
         if n == 1 or n <= 40:
-            parts += [f'<circle cx="{x(i):.1f}" cy="{top + plot_h - plot_h * (v / ymax):.1f}" r="2.5" fill="{colour}">'
-                      f'<title>{e(name)} {e(labels[i])}: {v:g} {e(unit)}</title></circle>' for i, v in enumerate(values)]
+            parts += [
+                f'<circle cx="{x(i):.1f}" cy="{top + plot_h - plot_h * (v / ymax):.1f}" r="2.5" fill="{colour}">'
+                f"<title>{e(name)} {e(labels[i])}: {v:g} {e(unit)}</title></circle>"
+                for i, v in enumerate(values)
+            ]
         lx, ly = 8 + (k % 4) * (width - 16) / 4, height - legend_h + 14 + 22 * (k // 4)
-        parts.append(f'<rect x="{lx:.0f}" y="{ly - 9}" width="14" height="4" fill="{colour}"/>'
-                     f'<text x="{lx + 20:.0f}" y="{ly - 3}" class="legend">{e(name[:28])}</text>')
+        parts.append(
+            f'<rect x="{lx:.0f}" y="{ly - 9}" width="14" height="4" fill="{colour}"/>'
+            f'<text x="{lx + 20:.0f}" y="{ly - 3}" class="legend">{e(name[:28])}</text>'
+        )
     desc = f"{len(series)} series over {n} days, up to {ymax:g} {unit}"
     return _frame(title, width, height, "".join(parts), desc)
 
 
-def bar_chart(title: str, items: Sequence[tuple[str, float, float]], unit: str, width: int = 600,
-              labels: tuple[str, str] = ("allotted", "used")) -> str:
+def bar_chart(
+    title: str,
+    items: Sequence[tuple[str, float, float]],
+    unit: str,
+    width: int = 600,
+    labels: tuple[str, str] = ("allotted", "used"),
+) -> str:
     """Horizontal bars: for each ``(name, allotted, used)`` a light bar (allotted) with a dark one (used) inside."""
     if not items:
         return _frame(title, width, 60, '<text x="8" y="44" class="empty">No usage in this window.</text>', "no data")
@@ -107,19 +143,23 @@ def bar_chart(title: str, items: Sequence[tuple[str, float, float]], unit: str, 
     height = top + len(items) * (bar_h + gap) + 8
     plot_w = width - left - 90
     vmax = _nice_max(max(max(a, u) for _, a, u in items))
-    parts = [f'<rect x="{left}" y="26" width="14" height="8" class="bar-allotted"/>'
-             f'<text x="{left + 20}" y="34" class="legend">{e(labels[0])}</text>'
-             f'<rect x="{left + 100}" y="26" width="14" height="8" class="bar-used"/>'
-             f'<text x="{left + 120}" y="34" class="legend">{e(labels[1])}</text>']
+    parts = [
+        f'<rect x="{left}" y="26" width="14" height="8" class="bar-allotted"/>'
+        f'<text x="{left + 20}" y="34" class="legend">{e(labels[0])}</text>'
+        f'<rect x="{left + 100}" y="26" width="14" height="8" class="bar-used"/>'
+        f'<text x="{left + 120}" y="34" class="legend">{e(labels[1])}</text>'
+    ]
     for i, (name, allotted, used) in enumerate(items):
         y = top + i * (bar_h + gap)
         wa, wu = plot_w * allotted / vmax, plot_w * used / vmax
-        parts.append(f'<text x="{left - 6}" y="{y + bar_h - 3}" text-anchor="end" class="tick">{e(name[:22])}</text>'
-                     f'<rect x="{left}" y="{y}" width="{wa:.1f}" height="{bar_h}" class="bar-allotted">'
-                     f'<title>{e(name)}: {allotted:g} {e(unit)} {e(labels[0])}</title></rect>'
-                     f'<rect x="{left}" y="{y + 3}" width="{wu:.1f}" height="{bar_h - 6}" class="bar-used">'
-                     f'<title>{e(name)}: {used:g} {e(unit)} {e(labels[1])}</title></rect>'
-                     f'<text x="{left + max(wa, wu) + 6:.1f}" y="{y + bar_h - 3}" class="tick">{allotted:.1f} / {used:.1f}</text>')
+        parts.append(
+            f'<text x="{left - 6}" y="{y + bar_h - 3}" text-anchor="end" class="tick">{e(name[:22])}</text>'
+            f'<rect x="{left}" y="{y}" width="{wa:.1f}" height="{bar_h}" class="bar-allotted">'
+            f"<title>{e(name)}: {allotted:g} {e(unit)} {e(labels[0])}</title></rect>"
+            f'<rect x="{left}" y="{y + 3}" width="{wu:.1f}" height="{bar_h - 6}" class="bar-used">'
+            f"<title>{e(name)}: {used:g} {e(unit)} {e(labels[1])}</title></rect>"
+            f'<text x="{left + max(wa, wu) + 6:.1f}" y="{y + bar_h - 3}" class="tick">{allotted:.1f} / {used:.1f}</text>'
+        )
     return _frame(title, width, height, "".join(parts), f"{len(items)} bars, up to {vmax:g} {unit}")
 
 
@@ -141,6 +181,7 @@ KEYS = ("user", "group", "image", "day")
 
 def table(columns: Sequence[str], rows: Sequence[dict], totals: dict | None) -> str:
     """The report's rows as an HTML table, with a totals line."""
+
     def th(c: str) -> str:
         return f'<th scope="col"{"" if c in KEYS else " class=num"}>{e(TITLES.get(c, c))}</th>'
 
@@ -157,21 +198,26 @@ def table(columns: Sequence[str], rows: Sequence[dict], totals: dict | None) -> 
         keys = [c for c in columns if c in KEYS]
         label = f'<th scope="row" colspan="{len(keys)}">Total</th>' if keys else ""
         foot = "<tfoot><tr>" + label + "".join(td(c, totals.get(c)) for c in columns if c not in KEYS) + "</tr></tfoot>"
-    return (f'<table class="usage"><thead><tr>{"".join(th(c) for c in columns)}</tr></thead>'
-            f'<tbody>{"".join(body)}</tbody>{foot}</table>')
+    return (
+        f'<table class="usage"><thead><tr>{"".join(th(c) for c in columns)}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody>{foot}</table>"
+    )
 
 
 def filters_form(action: str, params: dict, groups: Sequence[str], groupings: Sequence[str]) -> str:
     options = ['<option value="">all groups</option>'] + [
-        f'<option value="{e(g)}"{" selected" if g == params.get("group") else ""}>{e(g)}</option>' for g in groups]
+        f'<option value="{e(g)}"{" selected" if g == params.get("group") else ""}>{e(g)}</option>' for g in groups
+    ]
     bys = [f'<option value="{e(b)}"{" selected" if b == params.get("by") else ""}>{e(b)}</option>' for b in groupings]
-    return (f'<form method="get" action="{e(action)}" class="filters">'
-            f'<label>From <input name="since" value="{e(params.get("since", ""))}" size="12"></label> '
-            f'<label>until <input name="until" value="{e(params.get("until", ""))}" size="12"></label> '
-            f'<label>Group <select name="group">{"".join(options)}</select></label> '
-            f'<label>Rows by <select name="by">{"".join(bys)}</select></label> '
-            f'<button type="submit">Show</button>'
-            f'<span class="hint">e.g. 30d, this-month, last-month, 2026-11, 2026-11-01</span></form>')
+    return (
+        f'<form method="get" action="{e(action)}" class="filters">'
+        f'<label>From <input name="since" value="{e(params.get("since", ""))}" size="12"></label> '
+        f'<label>until <input name="until" value="{e(params.get("until", ""))}" size="12"></label> '
+        f'<label>Group <select name="group">{"".join(options)}</select></label> '
+        f'<label>Rows by <select name="by">{"".join(bys)}</select></label> '
+        f'<button type="submit">Show</button>'
+        f'<span class="hint">e.g. 30d, this-month, last-month, 2026-11, 2026-11-01</span></form>'
+    )
 
 
 STYLE = """
@@ -193,46 +239,77 @@ table.usage thead th{background:#f4f6f8;position:sticky;top:0}table.usage tfoot{
 
 
 def page(title: str, body: str) -> str:
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>'
-            f"<body>{body}</body></html>")
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{e(title)}</title>'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head>'
+        f"<body>{body}</body></html>"
+    )
 
 
 def error_page(status: int, message: str) -> str:
-    return page(f"Berth usage: error {status}",
-                f'<h1>Berth usage</h1><p class="error"><strong>{status}</strong> {e(message)}</p>')
+    return page(
+        f"Berth usage: error {status}",
+        f'<h1>Berth usage</h1><p class="error"><strong>{status}</strong> {e(message)}</p>',
+    )
 
 
-def usage_page(*, path: str, params: dict, window: dict, report, groups: Sequence[str], days: Sequence[str],
-               per_group: dict[str, list[float]], day_rows: Sequence[dict], top_users: Sequence[dict],
-               groupings: Sequence[str], generated_at: str) -> str:
+def usage_page(
+    *,
+    path: str,
+    params: dict,
+    window: dict,
+    report,
+    groups: Sequence[str],
+    days: Sequence[str],
+    per_group: dict[str, list[float]],
+    day_rows: Sequence[dict],
+    top_users: Sequence[dict],
+    groupings: Sequence[str],
+    generated_at: str,
+) -> str:
     """The admin page: filters, export links, three plots and the table of ``report``'s rows."""
     query = urlencode({k: v for k, v in params.items() if v})
     base = path.rsplit("/", 1)[0]
-    exports = (f'<p class="exports">Export these rows: <a href="{e(base)}/usage.csv?{e(query)}">CSV</a>'
-               f'<a href="{e(base)}/usage.json?{e(query)}">JSON</a> · same rows as '
-               f'<code>berth usage --since {e(params.get("since") or "30d")} --until {e(params.get("until") or "now")} '
-               f'--by {e(params.get("by") or "user")}{" --group " + e(params["group"]) if params.get("group") else ""}</code></p>')
+    exports = (
+        f'<p class="exports">Export these rows: <a href="{e(base)}/usage.csv?{e(query)}">CSV</a>'
+        f'<a href="{e(base)}/usage.json?{e(query)}">JSON</a> · same rows as '
+        f"<code>berth usage --since {e(params.get('since') or '30d')} --until {e(params.get('until') or 'now')} "
+        f"--by {e(params.get('by') or 'user')}{' --group ' + e(params['group']) if params.get('group') else ''}</code></p>"
+    )
     by_day = {r["day"]: r for r in day_rows}
     allotted = [by_day.get(d, {}).get("cpu_core_hours_allotted", 0.0) for d in days]
     used = [by_day.get(d, {}).get("cpu_core_hours_used", 0.0) for d in days]
     top = [(r["user"], r["cpu_core_hours_allotted"], r["cpu_core_hours_used"]) for r in top_users]
     scope = f" — group {params['group']}" if params.get("group") else ""
-    plots = (line_chart(f"CPU core-hours used per day, per group{scope}", days, per_group, "core-hours")
-             + bar_chart(f"Top users by CPU core-hours allotted{scope}", top, "core-hours")
-             + line_chart(f"CPU core-hours allotted vs used per day{scope}", days,
-                          {"allotted": allotted, "used": used}, "core-hours", dashed=("allotted",),
-                          colours={"allotted": "#7FA9CF", "used": "#0072B2"}))
+    plots = (
+        line_chart(f"CPU core-hours used per day, per group{scope}", days, per_group, "core-hours")
+        + bar_chart(f"Top users by CPU core-hours allotted{scope}", top, "core-hours")
+        + line_chart(
+            f"CPU core-hours allotted vs used per day{scope}",
+            days,
+            {"allotted": allotted, "used": used},
+            "core-hours",
+            dashed=("allotted",),
+            colours={"allotted": "#7FA9CF", "used": "#0072B2"},
+        )
+    )
     t = report.totals
     ratio = f"{t['cpu_used_ratio']:.0%}" if t.get("cpu_used_ratio") is not None else "–"
-    summary = (f"<p>{fmt(t['kernels'])} kernels and {fmt(t['servers'])} servers; {fmt(t['kernel_hours'])} kernel-hours; "
-               f"CPU used: {fmt(t['cpu_core_hours_used'])} of {fmt(t['cpu_core_hours_allotted'])} core-hours allotted "
-               f"({ratio}); {fmt(t['mem_gib_hours_allotted'])} GiB-hours of memory and "
-               f"{fmt(t['gpu_share_hours_allotted'])} GPU share-hours allotted; {fmt(t['culled'])} kernels culled "
-               f"after {fmt(t['idle_hours_culled'])} idle hours.</p>")
-    body = (f"<h1>Berth usage</h1><p class=\"meta\">{e(window['since'])} – {e(window['until'])} (UTC){e(scope)} · "
-            f"generated {e(generated_at)}</p>"
-            + filters_form(path, params, groups, groupings) + summary + exports
-            + f'<div class="plots">{plots}</div>'
-            + f"<h2>By {e(', '.join(report.by) or 'total')}</h2>" + table(report.columns, report.rows, report.totals))
+    summary = (
+        f"<p>{fmt(t['kernels'])} kernels and {fmt(t['servers'])} servers; {fmt(t['kernel_hours'])} kernel-hours; "
+        f"CPU used: {fmt(t['cpu_core_hours_used'])} of {fmt(t['cpu_core_hours_allotted'])} core-hours allotted "
+        f"({ratio}); {fmt(t['mem_gib_hours_allotted'])} GiB-hours of memory and "
+        f"{fmt(t['gpu_share_hours_allotted'])} GPU share-hours allotted; {fmt(t['culled'])} kernels culled "
+        f"after {fmt(t['idle_hours_culled'])} idle hours.</p>"
+    )
+    body = (
+        f'<h1>Berth usage</h1><p class="meta">{e(window["since"])} – {e(window["until"])} (UTC){e(scope)} · '
+        f"generated {e(generated_at)}</p>"
+        + filters_form(path, params, groups, groupings)
+        + summary
+        + exports
+        + f'<div class="plots">{plots}</div>'
+        + f"<h2>By {e(', '.join(report.by) or 'total')}</h2>"
+        + table(report.columns, report.rows, report.totals)
+    )
     return page("Berth usage", body)

@@ -36,18 +36,41 @@ from .backend import get_backend
 #: Environment variables of a start request that carry a parameterized start.
 REQUEST_ENV = ("BERTH_REQUEST", "BERTH_PRESET", "BERTH_IMAGE", "BERTH_FOLDERS")
 #: Variables never passed from the server's environment into a kernel container.
-_HOST_ONLY = {"PATH", "HOME", "PWD", "SHELL", "USER", "LOGNAME", "VIRTUAL_ENV", "PYTHONPATH", "LD_LIBRARY_PATH",
-              "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "JUPYTER_PATH", "TMPDIR", "HOSTNAME",
-              "JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "BERTH_SERVICE_URL", "DOCKER_HOST", "PYENV_ROOT"}
+_HOST_ONLY = {
+    "PATH",
+    "HOME",
+    "PWD",
+    "SHELL",
+    "USER",
+    "LOGNAME",
+    "VIRTUAL_ENV",
+    "PYTHONPATH",
+    "LD_LIBRARY_PATH",
+    "JUPYTER_CONFIG_DIR",
+    "JUPYTER_DATA_DIR",
+    "JUPYTER_RUNTIME_DIR",
+    "JUPYTER_PATH",
+    "TMPDIR",
+    "HOSTNAME",
+    "JUPYTERHUB_API_TOKEN",
+    "JPY_API_TOKEN",
+    "BERTH_SERVICE_URL",
+    "DOCKER_HOST",
+    "PYENV_ROOT",
+}
 _PASS_PREFIXES = ("JPY_", "JUPYTER_", "KERNEL_", "CLICOLOR", "MPLBACKEND", "PYDEVD_")
 
 
 class BerthProvisioner(KernelProvisionerBase):
     """Launches the kernel as a quota-bounded container through the Berth service."""
 
-    image = Unicode(None, allow_none=True, config=True, help="Image of this kernelspec (None: the preset's or the default).")
+    image = Unicode(
+        None, allow_none=True, config=True, help="Image of this kernelspec (None: the preset's or the default)."
+    )
     preset = Unicode(None, allow_none=True, config=True, help="Preset of this kernelspec (resources).")
-    resources = Dict(config=True, help="Explicit resources of this kernelspec ({cpu, mem, …}); usually a preset instead.")
+    resources = Dict(
+        config=True, help="Explicit resources of this kernelspec ({cpu, mem, …}); usually a preset instead."
+    )
 
     launch = None  #: KernelLaunch of the running container
     _backend = None
@@ -81,7 +104,7 @@ class BerthProvisioner(KernelProvisionerBase):
             except ValueError as e:
                 raise RequestError("BERTH_REQUEST", f"not valid JSON ({e})") from None
             if not isinstance(request, dict):
-                raise RequestError("BERTH_REQUEST", "expected a JSON object such as {\"cpu\": 2, \"mem\": \"4G\"}")
+                raise RequestError("BERTH_REQUEST", 'expected a JSON object such as {"cpu": 2, "mem": "4G"}')
         folders = None
         if env.get("BERTH_FOLDERS"):
             try:
@@ -101,8 +124,11 @@ class BerthProvisioner(KernelProvisionerBase):
         return kwargs
 
     def _kernel_env(self, env: dict) -> dict:
-        out = {k: v for k, v in env.items()
-               if k.startswith(_PASS_PREFIXES) and k not in _HOST_ONLY and k not in REQUEST_ENV}
+        out = {
+            k: v
+            for k, v in env.items()
+            if k.startswith(_PASS_PREFIXES) and k not in _HOST_ONLY and k not in REQUEST_ENV
+        }
         if self._notice:
             out["BERTH_NOTICE"] = self._notice
         return out
@@ -119,8 +145,14 @@ class BerthProvisioner(KernelProvisionerBase):
         berth = kwargs.get("berth") or {}
         cwd = kwargs.get("cwd")
         cwd = os.path.abspath(str(cwd)) if cwd else None
-        start = dict(kernel_id=self.kernel_id, cwd=cwd, mounts=self._mounts(cwd), env=self._kernel_env(kwargs.get("env") or {}),
-                     key=berth.get("key"), folders=berth.get("folders") or self._folders)
+        start = dict(
+            kernel_id=self.kernel_id,
+            cwd=cwd,
+            mounts=self._mounts(cwd),
+            env=self._kernel_env(kwargs.get("env") or {}),
+            key=berth.get("key"),
+            folders=berth.get("folders") or self._folders,
+        )
         if self._grant is not None:  # a restart keeps the same grant, image and address
             start.update(resources=self._grant[0], image=self._grant[1], ip=self._address)
         else:
@@ -205,7 +237,8 @@ class BerthProvisioner(KernelProvisionerBase):
             return
         try:
             self._ended = await (await self._get_backend()).stop_kernel(
-                self.kernel_id, self._stopping or ("restart" if restart else "shutdown"), now=now)
+                self.kernel_id, self._stopping or ("restart" if restart else "shutdown"), now=now
+            )
         except BerthError as e:
             self.log.warning("Berth kernel %s: stop failed: %s", self.kernel_id, e.message)
             self._ended = ("lost", e.message)
@@ -246,7 +279,12 @@ class BerthProvisioner(KernelProvisionerBase):
             conn = dict(data["connection"])
             conn["key"] = conn["key"].encode()
             self.launch = KernelLaunch(
-                kernel_id=data["kernel_id"], allocation_id=data["allocation_id"], container_id=data["container_id"],
-                image=data["image"], image_digest=data.get("image_digest"),
-                resources=Resources(**data["resources"]), connection=conn)
+                kernel_id=data["kernel_id"],
+                allocation_id=data["allocation_id"],
+                container_id=data["container_id"],
+                image=data["image"],
+                image_digest=data.get("image_digest"),
+                resources=Resources(**data["resources"]),
+                connection=conn,
+            )
             self._grant = (self.launch.resources, self.launch.image)

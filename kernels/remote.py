@@ -17,8 +17,7 @@ while first, because the hub restarts its managed services by itself), 502 when 
 request got no answer. The server extension forwards its REST API in hub mode through
 the same client (:meth:`RemoteBackend.fetch`).
 
-This module also holds the wire format both ends share (``*_to_json`` /
-``*_from_json``).
+The wire format both ends share (``*_to_json`` / ``*_from_json``) is :mod:`jupyter_berth.wire`.
 """
 
 from __future__ import annotations
@@ -26,80 +25,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import asdict
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 
 from jupyter_berth import errors
-from jupyter_berth.errors import BerthError, EngineError
+from jupyter_berth.errors import EngineError
 from jupyter_berth.resources import Resources
-from jupyter_berth.runtime.base import ContainerInfo, Mount
+from jupyter_berth.runtime.base import ContainerInfo
 from jupyter_berth.service import KernelLaunch
-
-#: Error classes a service answer may name in its ``error`` field.
-_ERROR_CLASSES = {cls.__name__: cls for cls in (
-    errors.RequestError, errors.PolicyError, errors.CapacityError, errors.NotFoundError,
-    errors.ConflictError, errors.EngineError, errors.BerthError)}
-#: Extra attributes an error body may carry, per class.
-_ERROR_FIELDS = {"RequestError": ("field",), "PolicyError": ("limit",), "CapacityError": ("resource", "never_fits")}
-_STATUS_CLASSES = {400: errors.RequestError, 403: errors.PolicyError, 404: errors.NotFoundError,
-                   409: errors.ConflictError, 503: errors.EngineError}
-
-
-# ---- wire format -------------------------------------------------------------------------
-def error_to_json(exc: BerthError) -> dict:
-    """The JSON body the service answers a :class:`BerthError` with."""
-    body = exc.to_json()
-    body["error"] = type(exc).__name__ if type(exc).__name__ in _ERROR_CLASSES else "BerthError"
-    for name in _ERROR_FIELDS.get(body["error"], ()):
-        body.setdefault(name, getattr(exc, name, None))
-    return body
-
-
-def error_from_json(status: int, body: Any) -> BerthError:
-    """The :class:`BerthError` (subclass) an error answer stands for, keeping the service's message."""
-    body = body if isinstance(body, dict) else {}
-    message = str(body.get("message") or f"the Berth service answered HTTP {status}")
-    cls = _ERROR_CLASSES.get(body.get("error")) or _STATUS_CLASSES.get(status, BerthError)
-    exc = cls.__new__(cls)
-    BerthError.__init__(exc, message, status=status)  # keep the message as the service worded it
-    for name in _ERROR_FIELDS.get(cls.__name__, ()):
-        setattr(exc, name, body.get(name, False if name == "never_fits" else None))
-    return exc
-
-
-def container_to_json(info: ContainerInfo | None) -> dict | None:
-    if info is None:
-        return None
-    data = asdict(info)
-    for name in ("started_at", "finished_at"):
-        data[name] = data[name].isoformat() if data[name] else None
-    return data
-
-
-def container_from_json(data: dict | None) -> ContainerInfo | None:
-    if data is None:
-        return None
-    data = dict(data)
-    for name in ("started_at", "finished_at"):
-        data[name] = datetime.fromisoformat(data[name]) if data.get(name) else None
-    return ContainerInfo(**data)
-
-
-def launch_from_json(data: dict) -> KernelLaunch:
-    """A :class:`KernelLaunch` from ``KernelLaunch.to_json()`` (the key back to bytes, as jupyter_client wants)."""
-    conn = dict(data["connection"])
-    conn["key"] = conn["key"].encode() if isinstance(conn["key"], str) else conn["key"]
-    return KernelLaunch(kernel_id=data["kernel_id"], allocation_id=data["allocation_id"],
-                        container_id=data["container_id"], image=data["image"], image_digest=data.get("image_digest"),
-                        resources=Resources(**data["resources"]), connection=conn)
-
-
-def mount_to_json(mount: Mount | dict) -> dict:
-    return asdict(mount) if isinstance(mount, Mount) else dict(mount)
+from jupyter_berth.wire import container_from_json, error_from_json, launch_from_json, mount_to_json
 
 
 # ---- the client ------------------------------------------------------------------------------
@@ -119,8 +55,16 @@ class RemoteBackend:
         self.timeout = timeout  #: seconds one request may take (a start may wait for the engine)
         self.retry_seconds = retry_seconds  #: how long to retry while the service does not answer
 
-    async def fetch(self, method: str, path: str, *, query: str = "", body: bytes | None = None,
-                    content_type: str | None = None, retry: bool = True) -> HTTPResponse:
+    async def fetch(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: str = "",
+        body: bytes | None = None,
+        content_type: str | None = None,
+        retry: bool = True,
+    ) -> HTTPResponse:
         """One request to the service as the token's owner: its answer, whatever the status.
 
         ``path`` is relative to the service's URL, ``query`` an encoded query string. A service
@@ -134,8 +78,15 @@ class RemoteBackend:
             headers["Content-Type"] = content_type
         if body is None and method in ("POST", "PUT", "PATCH"):
             body = b""
-        request = HTTPRequest(url, method=method, headers=headers, body=body, request_timeout=self.timeout,
-                              connect_timeout=min(self.timeout, 20.0), follow_redirects=False)
+        request = HTTPRequest(
+            url,
+            method=method,
+            headers=headers,
+            body=body,
+            request_timeout=self.timeout,
+            connect_timeout=min(self.timeout, 20.0),
+            follow_redirects=False,
+        )
         deadline = time.monotonic() + (self.retry_seconds if retry else 0)
         delay = 0.25
         while True:
@@ -146,18 +97,27 @@ class RemoteBackend:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
                     continue
-                raise EngineError(f"the Berth service at {self.url} does not answer ({e}); it may be restarting — "
-                                  "try again in a minute, and ask the hub's admin if it persists") from None
+                raise EngineError(
+                    f"the Berth service at {self.url} does not answer ({e}); it may be restarting — "
+                    "try again in a minute, and ask the hub's admin if it persists"
+                ) from None
             except (OSError, HTTPClientError) as e:  # timeout, reset, unreachable: the request may have arrived
-                raise EngineError(f"the Berth service at {self.url} did not answer {method} {path}: {e}",
-                                  status=502) from None
+                raise EngineError(
+                    f"the Berth service at {self.url} did not answer {method} {path}: {e}", status=502
+                ) from None
 
-    async def call(self, method: str, path: str, body: Any = None, *, query: dict | None = None,
-                   retry: bool = True) -> Any:
+    async def call(
+        self, method: str, path: str, body: Any = None, *, query: dict | None = None, retry: bool = True
+    ) -> Any:
         """A JSON call: the answer's JSON, or the service's error raised again as its :class:`BerthError`."""
-        response = await self.fetch(method, path, query=urlencode(query) if query else "",
-                                    body=json.dumps(body).encode() if body is not None else None,
-                                    content_type="application/json" if body is not None else None, retry=retry)
+        response = await self.fetch(
+            method,
+            path,
+            query=urlencode(query) if query else "",
+            body=json.dumps(body).encode() if body is not None else None,
+            content_type="application/json" if body is not None else None,
+            retry=retry,
+        )
         text = response.body.decode("utf-8", "replace") if response.body else ""
         try:
             data = json.loads(text) if text else None
@@ -174,13 +134,34 @@ class RemoteBackend:
         return "/".join(["api/kernels", quote(kernel_id, safe=""), *rest])
 
     # -- the five coroutines of a backend ------------------------------------------------------
-    async def start_kernel(self, *, kernel_id: str, request: dict | None = None, preset: str | None = None,
-                           image: str | None = None, cwd: str | None = None, mounts: list | None = None,
-                           env: dict | None = None, resources: Resources | None = None, ip: str | None = None,
-                           key: str | None = None, folders: list[str] | None = None) -> KernelLaunch:
-        body = {"kernel_id": kernel_id, "request": request, "preset": preset, "image": image, "cwd": cwd,
-                "mounts": [mount_to_json(m) for m in mounts or []], "env": env or {}, "ip": ip, "key": key,
-                "folders": folders, "resources": resources.to_dict() if resources is not None else None}
+    async def start_kernel(
+        self,
+        *,
+        kernel_id: str,
+        request: dict | None = None,
+        preset: str | None = None,
+        image: str | None = None,
+        cwd: str | None = None,
+        mounts: list | None = None,
+        env: dict | None = None,
+        resources: Resources | None = None,
+        ip: str | None = None,
+        key: str | None = None,
+        folders: list[str] | None = None,
+    ) -> KernelLaunch:
+        body = {
+            "kernel_id": kernel_id,
+            "request": request,
+            "preset": preset,
+            "image": image,
+            "cwd": cwd,
+            "mounts": [mount_to_json(m) for m in mounts or []],
+            "env": env or {},
+            "ip": ip,
+            "key": key,
+            "folders": folders,
+            "resources": resources.to_dict() if resources is not None else None,
+        }
         body = {k: v for k, v in body.items() if v is not None}
         return launch_from_json(await self.call("POST", "api/kernels", body))
 
@@ -210,5 +191,4 @@ class RemoteBackend:
         return await self.call("GET", "api/info", retry=False)
 
 
-__all__ = ["RemoteBackend", "container_from_json", "container_to_json", "error_from_json", "error_to_json",
-           "launch_from_json", "mount_to_json"]
+__all__ = ["RemoteBackend"]

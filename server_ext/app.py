@@ -21,7 +21,9 @@ class BerthExtensionApp(ExtensionApp):
     name = "berth"
     description = "jupyter-berth: every kernel in its own quota-bounded container."
 
-    sync_kernelspecs = Bool(True, config=True, help="Write the Berth kernelspecs (one per offered image and preset) when the server starts.")
+    sync_kernelspecs = Bool(
+        True, config=True, help="Write the Berth kernelspecs (one per offered image and preset) when the server starts."
+    )
 
     def initialize_settings(self):
         from jupyter_berth.kernels.backend import embedded_service, hub_service_backend
@@ -32,11 +34,17 @@ class BerthExtensionApp(ExtensionApp):
         km = self.serverapp.kernel_manager
         remote = hub_service_backend()
         if remote is not None:  # hub mode: the hub's Berth service answers, as the server's owner
+
             async def no_embedded_service():
                 raise BerthError(f"this server is in hub mode: the Berth service is the hub's ({remote.url})")
 
-            self.settings["berth"] = BerthContext(get_service=no_embedded_service, remote=remote, kernel_manager=km,
-                                                  user=os.environ.get("JUPYTERHUB_USER", ""), extra={"hub": True})
+            self.settings["berth"] = BerthContext(
+                get_service=no_embedded_service,
+                remote=remote,
+                kernel_manager=km,
+                user=os.environ.get("JUPYTERHUB_USER", ""),
+                extra={"hub": True},
+            )
             self.log.info("Berth: hub mode, the REST API is forwarded to %s", remote.url)
         else:
             user, groups = standalone_user()
@@ -64,7 +72,7 @@ class BerthExtensionApp(ExtensionApp):
         if not self.sync_kernelspecs:
             return
         from jupyter_berth.kernels.backend import get_backend
-        from jupyter_berth.kernels.kernelspecs import sync_from_service
+        from jupyter_berth.kernelspecs import sync_from_service
 
         context = self.settings["berth"]
         if context.remote is not None:  # hub mode: what the hub's service offers this user
@@ -82,7 +90,7 @@ class BerthExtensionApp(ExtensionApp):
     async def resync_kernelspecs(self, images: dict | None = None) -> None:
         """Hub mode: bring the kernelspecs in line with the hub's offer (at start, and after an image call);
         ``images``: a ``GET berth/api/images`` answer already in hand."""
-        from jupyter_berth.kernels.kernelspecs import sync_from_remote
+        from jupyter_berth.kernelspecs import sync_from_remote
 
         try:
             result = await sync_from_remote(self.settings["berth"].remote, images=images)
@@ -92,8 +100,13 @@ class BerthExtensionApp(ExtensionApp):
         self._log_sync(result)
 
     def _log_sync(self, result: dict) -> None:
-        self.log.info("Berth kernelspecs in %s: %d written, %d unchanged, %d removed", result["dir"],
-                      len(result["written"]), len(result["unchanged"]), len(result["removed"]))
+        self.log.info(
+            "Berth kernelspecs in %s: %d written, %d unchanged, %d removed",
+            result["dir"],
+            len(result["written"]),
+            len(result["unchanged"]),
+            len(result["removed"]),
+        )
 
     async def stop_extension(self):
         from jupyter_berth.kernels.backend import shutdown_embedded_service

@@ -9,8 +9,9 @@ context made per request from the caller's hub token (``jupyter_berth.hub.servic
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 
 @dataclass

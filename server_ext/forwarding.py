@@ -27,6 +27,7 @@ from jupyter_berth.errors import BerthError
 
 from .handlers.base import authorized
 
+
 async def forward(handler) -> None:
     """Send ``handler``'s request to the hub's Berth service and write its answer."""
     remote = handler.berth.remote
@@ -34,24 +35,36 @@ async def forward(handler) -> None:
     base = handler.base_url
     if not request.path.startswith(base):  # routes are mounted under base_url: a bug if not
         raise BerthError(f"cannot forward {request.path}: it is not under {base}")
-    path = request.path[len(base):]
+    path = request.path[len(base) :]
     body = request.body if request.method in ("POST", "PUT", "PATCH") else None
-    response = await remote.fetch(request.method, path, query=request.query, body=body,
-                                  content_type=request.headers.get("Content-Type"), retry=False)
+    response = await remote.fetch(
+        request.method,
+        path,
+        query=request.query,
+        body=body,
+        content_type=request.headers.get("Content-Type"),
+        retry=False,
+    )
     handler.log.debug("Berth: %s %s forwarded to %s: %d", request.method, request.path, remote.url, response.code)
     handler.set_status(response.code)
     location = response.headers.get("Location")
     if location:
         prefix = urlparse(remote.url).path
-        handler.set_header("Location", base + location[len(prefix):] if location.startswith(prefix) else location)
+        handler.set_header("Location", base + location[len(prefix) :] if location.startswith(prefix) else location)
     if response.code in (204, 304):
         handler.finish()
         return
     content_type = response.headers.get("Content-Type", "")
     if response.code >= 400 and not content_type.startswith("application/json"):
         # not one of the service's answers (e.g. a service too old for this route): say who answered what
-        handler.finish(json.dumps({"message": f"the Berth service at {remote.url} answered {response.code} "
-                                              f"{response.reason} to {request.method} {path}"}))
+        handler.finish(
+            json.dumps(
+                {
+                    "message": f"the Berth service at {remote.url} answered {response.code} "
+                    f"{response.reason} to {request.method} {path}"
+                }
+            )
+        )
         return
     handler.finish(response.body or b"", set_content_type=content_type or "application/json")
     resync = handler.berth.extra.get("resync_kernelspecs")

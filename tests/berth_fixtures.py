@@ -9,12 +9,12 @@ from __future__ import annotations
 import os
 
 import pytest
+from traitlets.config import Config
 
 from jupyter_berth.kernels import backend
-from jupyter_berth.kernels.kernelspecs import plan, sync
+from jupyter_berth.kernelspecs import plan, sync
 from jupyter_berth.runtime.docker import DockerRuntime
 from jupyter_berth.service import BerthService
-from traitlets.config import Config
 
 IMAGE = "berth/python:3.11"
 
@@ -24,8 +24,10 @@ def service_config(data_dir: str, **policy) -> Config:
     c.BerthService.data_dir = data_dir
     c.BerthService.sample_interval = 0
     c.BerthService.stop_timeout = 2
-    c.BerthService.presets = {"small": {"cpu": 0.5, "mem": "256M", "display_name": "Small"},
-                              "tiny": {"cpu": 0.25, "mem": "128M", "display_name": "Tiny"}}
+    c.BerthService.presets = {
+        "small": {"cpu": 0.5, "mem": "256M", "display_name": "Small"},
+        "tiny": {"cpu": 0.25, "mem": "128M", "display_name": "Tiny"},
+    }
     c.BerthService.default_policy = {"max_cpu": 2, "max_mem": "2G", "default": {"cpu": 1, "mem": "512M"}, **policy}
     return c
 

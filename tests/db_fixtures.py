@@ -56,7 +56,9 @@ def _find_postgres() -> dict[str, str]:
         with psycopg.connect(_libpq_url(url), connect_timeout=10) as conn:
             conn.execute("SELECT 1")
     except Exception as e:  # noqa: BLE001 - any failure to connect is the reason to report
-        _postgres["error"] = f"cannot connect to PostgreSQL at {make_url(url).render_as_string(hide_password=True)}: {e}"
+        _postgres["error"] = (
+            f"cannot connect to PostgreSQL at {make_url(url).render_as_string(hide_password=True)}: {e}"
+        )
         return _postgres
     _postgres["url"] = url
     return _postgres

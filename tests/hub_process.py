@@ -29,7 +29,7 @@ RUNNING = "JupyterHub is now running"
 
 
 @contextlib.contextmanager
-def running(hub: "HubProcess"):
+def running(hub: HubProcess):
     """Start ``hub`` for a ``with`` block; stop it after, printing the end of its log (shown on failure)."""
     hub.start()
     try:
@@ -53,9 +53,18 @@ class HubProcess:
     Berth config both the hub and the service read.
     """
 
-    def __init__(self, root: Path, *, users=("alice", "bob", "teacher"), spawner: str = "berth", extra: str = "",
-                 berth_extra: str = "", cpu_overcommit: float = 4.0, policies: dict | None = None,
-                 network_prefix: str | None = None):
+    def __init__(
+        self,
+        root: Path,
+        *,
+        users=("alice", "bob", "teacher"),
+        spawner: str = "berth",
+        extra: str = "",
+        berth_extra: str = "",
+        cpu_overcommit: float = 4.0,
+        policies: dict | None = None,
+        network_prefix: str | None = None,
+    ):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.port, self.hub_port, self.service_port, self.proxy_api_port = (free_port() for _ in range(4))
@@ -66,14 +75,17 @@ class HubProcess:
         self.users = list(users)
         self.log_path = self.root / "hub.log"
         berth_config = self.root / "berth_service_config.py"
-        berth_config.write_text(textwrap.dedent(f"""\
+        berth_config.write_text(
+            textwrap.dedent(f"""\
             from jupyter_berth.hub.demo_config import configure_berth
             configure_berth(c, state_dir={str(self.root)!r}, cpu_overcommit={cpu_overcommit!r}, policies={policies!r})
             c.BerthService.network_prefix = {self.network_prefix!r}
             c.BerthService.sample_interval = 0
             c.BerthService.stop_timeout = 2
             c.BerthHubService.user_volume = {self.network_prefix + "user-{username}"!r}
-            """) + textwrap.dedent(berth_extra))
+            """)
+            + textwrap.dedent(berth_extra)
+        )
         hub_config = textwrap.dedent(f"""\
             from jupyter_berth.hub.demo_config import configure
             configure(c, state_dir={str(self.root)!r}, port={self.port}, hub_port={self.hub_port},
@@ -103,12 +115,17 @@ class HubProcess:
         self.spawner = spawner
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 60) -> "HubProcess":
+    def start(self, timeout: float = 60) -> HubProcess:
         if self.spawner == "docker":
             self._ensure_plain_network()
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(self.config)], cwd=self.root,
-                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", str(self.config)],
+            cwd=self.root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -190,8 +207,12 @@ class HubProcess:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if httpx.get(self.service_url + "api/info", headers={"Authorization": f"token {token}"},
-                             timeout=5).status_code == 200:
+                if (
+                    httpx.get(
+                        self.service_url + "api/info", headers={"Authorization": f"token {token}"}, timeout=5
+                    ).status_code
+                    == 200
+                ):
                     return
             except httpx.TransportError:
                 pass
@@ -205,12 +226,32 @@ async def run_cell(hub: HubProcess, user: str, kernel_id: str, code: str, timeou
     url = f"ws://127.0.0.1:{hub.port}/user/{user}/api/kernels/{kernel_id}/channels"
     ws = await websocket_connect(HTTPRequest(url, headers=hub.headers, request_timeout=timeout))
     msg_id = uuid.uuid4().hex
-    ws.write_message(json.dumps({
-        "header": {"msg_id": msg_id, "username": user, "session": uuid.uuid4().hex, "msg_type": "execute_request",
-                   "version": "5.3", "date": ""},
-        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-        "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                    "allow_stdin": False, "stop_on_error": True}}))
+    ws.write_message(
+        json.dumps(
+            {
+                "header": {
+                    "msg_id": msg_id,
+                    "username": user,
+                    "session": uuid.uuid4().hex,
+                    "msg_type": "execute_request",
+                    "version": "5.3",
+                    "date": "",
+                },
+                "parent_header": {},
+                "metadata": {},
+                "channel": "shell",
+                "buffers": [],
+                "content": {
+                    "code": code,
+                    "silent": False,
+                    "store_history": False,
+                    "user_expressions": {},
+                    "allow_stdin": False,
+                    "stop_on_error": True,
+                },
+            }
+        )
+    )
     out = []
     deadline = time.monotonic() + timeout
     try:

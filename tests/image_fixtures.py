@@ -23,8 +23,9 @@ SMALL = {"cpu": 0.25, "mem": "256M"}
 
 
 def _build(client, dockerfile: str, tag: str) -> str:
-    image, _ = client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, pull=False, rm=True,
-                                   network_mode="none")
+    image, _ = client.images.build(
+        fileobj=io.BytesIO(dockerfile.encode()), tag=tag, pull=False, rm=True, network_mode="none"
+    )
     return image.id
 
 
@@ -44,8 +45,12 @@ def versions():
             raise
         pytest.skip(f"{BASE} is missing: run `berth images bootstrap`")
     base.tag(REPO, "3.11")
-    extra = _build(client, f"FROM {base.id}\nUSER root\nRUN echo 'the extra version' > /etc/berth-extra\nUSER 1000\n"
-                           + _label("3.11-extra", "Python 3.11 (extra)"), EXTRA)
+    extra = _build(
+        client,
+        f"FROM {base.id}\nUSER root\nRUN echo 'the extra version' > /etc/berth-extra\nUSER 1000\n"
+        + _label("3.11-extra", "Python 3.11 (extra)"),
+        EXTRA,
+    )
     yield {"base": base.id, "extra": extra}
     for image in client.images.list(name=REPO) + client.images.list(name="127.0.0.1:5000/berthtest/python"):
         for tag in image.tags:
@@ -97,7 +102,10 @@ async def run_code(launch, code: str) -> str:
     try:
         await kc.wait_for_ready(timeout=60)
         reply = await kc.execute_interactive(
-            code, timeout=60, output_hook=lambda m: out.append(m["content"].get("text", "")) if m["msg_type"] == "stream" else None)
+            code,
+            timeout=60,
+            output_hook=lambda m: out.append(m["content"].get("text", "")) if m["msg_type"] == "stream" else None,
+        )
         assert reply["content"]["status"] == "ok", reply["content"]
     finally:
         kc.stop_channels()

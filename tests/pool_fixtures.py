@@ -13,7 +13,7 @@ from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_client.manager import AsyncKernelManager
 
 from jupyter_berth.kernels import backend
-from jupyter_berth.kernels.kernelspecs import plan, sync
+from jupyter_berth.kernelspecs import plan, sync
 from jupyter_berth.runtime.docker import DockerRuntime
 from jupyter_berth.service import BerthService
 from tests.berth_fixtures import service_config

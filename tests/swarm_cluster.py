@@ -175,7 +175,7 @@ class SwarmCluster:
         """``c.SwarmRuntime.node_engines`` for this cluster (hostname → socket)."""
         return {n.hostname: n.url for n in self.nodes.values()}
 
-    def up(self) -> "SwarmCluster":
+    def up(self) -> SwarmCluster:
         t0 = time.monotonic()
         os.makedirs(RUN_DIR, exist_ok=True)
         self._lock_fd = os.open(LOCK, os.O_RDWR | os.O_CREAT, 0o600)
@@ -191,10 +191,13 @@ class SwarmCluster:
         names = ["mgr"] + [f"w{i}" for i in range(1, self._workers + 1)]
         for i, name in enumerate(names):
             self.nodes[name] = ClusterNode(
-                name=name, ip=f"{SUBNET}.{i + 2}", role="manager" if i == 0 else "worker",
+                name=name,
+                ip=f"{SUBNET}.{i + 2}",
+                role="manager" if i == 0 else "worker",
                 data_root=os.path.join(base, name),
                 # Workers advertise a (declared, not real) GPU as Swarm generic resource.
-                generic_resources=[] if i == 0 else [f"NVIDIA-GPU=GPU-declared-{PREFIX}-{name}-0"])
+                generic_resources=[] if i == 0 else [f"NVIDIA-GPU=GPU-declared-{PREFIX}-{name}-0"],
+            )
         self._network()
         self._start_registries()
         with ThreadPoolExecutor(len(self.nodes)) as pool:
@@ -258,17 +261,49 @@ class SwarmCluster:
         with open(config, "w") as f:
             json.dump({}, f)  # never read the host's /etc/docker/daemon.json
         args = [
-            "dockerd", "--config-file", config, "--data-root", node.data_root, "--exec-root", node.exec_root,
-            "--pidfile", node.pidfile, "-H", node.url, "--insecure-registry", REGISTRY, "--no-new-privileges",
-            "--cgroup-parent", node.cgroup_parent, "--log-level", "warn",
+            "dockerd",
+            "--config-file",
+            config,
+            "--data-root",
+            node.data_root,
+            "--exec-root",
+            node.exec_root,
+            "--pidfile",
+            node.pidfile,
+            "-H",
+            node.url,
+            "--insecure-registry",
+            REGISTRY,
+            "--no-new-privileges",
+            "--cgroup-parent",
+            node.cgroup_parent,
+            "--log-level",
+            "warn",
         ]
         for res in node.generic_resources:
             args += ["--node-generic-resource", res]
         log = open(node.log_path, "ab")
         node.proc = subprocess.Popen(
-            ["nsenter", f"--net=/run/netns/{node.netns}", "--", "unshare", "--uts", "--mount", "--propagation", "slave",
-             "sh", "-c", 'hostname "$0" && exec "$@"', node.hostname, *args],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            [
+                "nsenter",
+                f"--net=/run/netns/{node.netns}",
+                "--",
+                "unshare",
+                "--uts",
+                "--mount",
+                "--propagation",
+                "slave",
+                "sh",
+                "-c",
+                'hostname "$0" && exec "$@"',
+                node.hostname,
+                *args,
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         log.close()
         deadline = time.monotonic() + 30
         while not self._answers(node):
@@ -307,9 +342,9 @@ class SwarmCluster:
 
     def cleanup_leftovers(self) -> None:
         """Remove what an earlier (crashed) run of this fixture left: daemons, registries, namespaces."""
-        names = set(self.nodes) | {os.path.basename(p)[len(PREFIX) + 1:-4] for p in glob.glob(f"/run/{PREFIX}-*.pid")}
+        names = set(self.nodes) | {os.path.basename(p)[len(PREFIX) + 1 : -4] for p in glob.glob(f"/run/{PREFIX}-*.pid")}
         netns = set(sh("ip", "netns", "list", check=False).stdout.split())
-        names |= {n[len(PREFIX) + 1:] for n in netns if n.startswith(PREFIX + "-") and n != HUB}
+        names |= {n[len(PREFIX) + 1 :] for n in netns if n.startswith(PREFIX + "-") and n != HUB}
         for name in sorted(names):
             node = self.nodes.get(name) or ClusterNode(name=name, ip="", role="worker", data_root="")
             pid = _read_pid(node.pidfile)
@@ -379,12 +414,19 @@ class SwarmCluster:
         for where, addr in (("host", PUSH_REGISTRY), ("hub", REGISTRY)):
             config = os.path.join(RUN_DIR, f"registry-{where}.yml")
             with open(config, "w") as f:
-                f.write(f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {storage}\n"
-                        f"  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n")
+                f.write(
+                    f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {storage}\n"
+                    f"  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n"
+                )
             prefix = ["nsenter", f"--net=/run/netns/{HUB}", "--"] if where == "hub" else []
             log = open(os.path.join(RUN_DIR, f"registry-{where}.log"), "ab")
-            proc = subprocess.Popen([*prefix, "docker-registry", "serve", config], stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            proc = subprocess.Popen(
+                [*prefix, "docker-registry", "serve", config],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
             log.close()
             self._registries.append(proc)
             with open(os.path.join(RUN_DIR, f"registry-{where}.pid"), "w") as f:
@@ -393,8 +435,20 @@ class SwarmCluster:
         while True:
             try:
                 urllib.request.urlopen(f"http://{PUSH_REGISTRY}/v2/", timeout=2).read()
-                if sh("nsenter", f"--net=/run/netns/{HUB}", "--", "curl", "-fsS", "-m", "2", f"http://{REGISTRY}/v2/",
-                      check=False).returncode == 0:
+                if (
+                    sh(
+                        "nsenter",
+                        f"--net=/run/netns/{HUB}",
+                        "--",
+                        "curl",
+                        "-fsS",
+                        "-m",
+                        "2",
+                        f"http://{REGISTRY}/v2/",
+                        check=False,
+                    ).returncode
+                    == 0
+                ):
                     return
             except OSError:
                 pass
@@ -441,8 +495,10 @@ class SwarmCluster:
 
     def _registry_image_id(self) -> str | None:
         repo, tag = self.image.rsplit(":", 1)
-        req = urllib.request.Request(f"http://{PUSH_REGISTRY}/v2/{repo}/manifests/{tag}",
-                                     headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+        req = urllib.request.Request(
+            f"http://{PUSH_REGISTRY}/v2/{repo}/manifests/{tag}",
+            headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+        )
         try:
             with urllib.request.urlopen(req, timeout=5) as r:
                 return json.load(r)["config"]["digest"]
@@ -470,7 +526,9 @@ class SwarmCluster:
             with contextlib.closing(docker.from_env(timeout=600)) as host:
                 host.api.tag(self.image, push_ref.rsplit(":", 1)[0], push_ref.rsplit(":", 1)[1])
                 try:
-                    for event in host.api.push(push_ref.rsplit(":", 1)[0], tag=push_ref.rsplit(":", 1)[1], stream=True, decode=True):
+                    for event in host.api.push(
+                        push_ref.rsplit(":", 1)[0], tag=push_ref.rsplit(":", 1)[1], stream=True, decode=True
+                    ):
                         if event.get("error"):
                             raise RuntimeError(f"push of {push_ref} failed: {event['error']}")
                 finally:
@@ -547,8 +605,17 @@ def main(argv: list[str]) -> int:
     cluster = SwarmCluster()
     if argv[:1] == ["up"]:
         cluster.up()
-        print(json.dumps({"manager": cluster.manager.url, "engines": cluster.node_engines(), "registry": REGISTRY,
-                          "timings": cluster.timings}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "manager": cluster.manager.url,
+                    "engines": cluster.node_engines(),
+                    "registry": REGISTRY,
+                    "timings": cluster.timings,
+                },
+                indent=1,
+            )
+        )
         os.close(cluster._lock_fd)  # leave it running; `down` takes it away
         return 0
     if argv[:1] == ["down"]:

@@ -115,7 +115,10 @@ def test_larger_than_any_host_never_fits(ledger, admission):
     with pytest.raises(CapacityError) as info:
         admission.reserve("ada", [], p, req(cpu=6), "kernel", "k1", IMAGE)
     assert info.value.never_fits is True and info.value.resource == "cpu"
-    assert info.value.message == "cpu: this kernel asks for 6 CPU but the largest host (b) has 4 CPU in all; ask for 4 CPU or less"
+    assert (
+        info.value.message
+        == "cpu: this kernel asks for 6 CPU but the largest host (b) has 4 CPU in all; ask for 4 CPU or less"
+    )
     with pytest.raises(CapacityError) as info:
         admission.reserve("ada", [], p, req(cpu=3), "kernel", "k1", IMAGE, node="a")
     assert info.value.never_fits is True
@@ -141,7 +144,10 @@ def test_placement_first_host_with_room_and_no_host_with_both(ledger, admission)
     with pytest.raises(CapacityError) as info:
         admission.reserve("ada", [], p, req(cpu=0.75, mem=2 * GiB), "kernel", "k5", IMAGE)
     assert info.value.resource == "cpu+mem" and info.value.never_fits is False
-    assert "no host has both 0.75 CPU and 2 GiB free (a: 0.75 CPU and 0 B free; b: 0.5 CPU and 14 GiB free)" in info.value.message
+    assert (
+        "no host has both 0.75 CPU and 2 GiB free (a: 0.75 CPU and 0 B free; b: 0.5 CPU and 14 GiB free)"
+        in info.value.message
+    )
     with pytest.raises(CapacityError, match="host c is draining and takes no new kernels") as info:
         admission.reserve("ada", [], p, req(), "kernel", "k6", IMAGE, node="c")
     assert info.value.never_fits is False
@@ -167,7 +173,9 @@ def test_gpu_needs_an_assigner_which_runs_in_the_same_transaction(ledger, admiss
 
     def assigner(session, node, request):
         # Sees the locked transaction: count live shares already on this node's devices.
-        rows = session.scalars(select(AllocationRow).where(AllocationRow.node == node.name, AllocationRow.state != "released"))
+        rows = session.scalars(
+            select(AllocationRow).where(AllocationRow.node == node.name, AllocationRow.state != "released")
+        )
         used = sum(d["share"] for r in rows for d in (r.gpu_devices or []))
         seen.append((node.name, used))
         if not node.gpu or used + request.gpu > 1:
@@ -176,9 +184,13 @@ def test_gpu_needs_an_assigner_which_runs_in_the_same_transaction(ledger, admiss
 
     a1 = admission.reserve("ada", [], p, req(gpu=0.5), "kernel", "k1", IMAGE, gpu_assigner=assigner)
     assert a1.node == "b" and a1.gpu_devices == ({"uuid": "GPU-b0", "share": 0.5},)
-    admission.reserve("bob", [], policy("bob", max_gpu=1, total_gpu=1), req(gpu=0.5), "kernel", "k2", IMAGE, gpu_assigner=assigner)
+    admission.reserve(
+        "bob", [], policy("bob", max_gpu=1, total_gpu=1), req(gpu=0.5), "kernel", "k2", IMAGE, gpu_assigner=assigner
+    )
     with pytest.raises(CapacityError, match="host b has no 0.25 GPU free") as info:
-        admission.reserve("cy", [], policy("cy", max_gpu=1, total_gpu=1), req(gpu=0.25), "kernel", "k3", IMAGE, gpu_assigner=assigner)
+        admission.reserve(
+            "cy", [], policy("cy", max_gpu=1, total_gpu=1), req(gpu=0.25), "kernel", "k3", IMAGE, gpu_assigner=assigner
+        )
     assert info.value.never_fits is False
     assert seen[-2:] == [("a", 0), ("b", 1.0)]
     assert len(ledger.live_allocations()) == 2
@@ -188,13 +200,30 @@ def test_a_failing_step_reserves_nothing(ledger, admission):
     ledger.set_node_capacity("b", 8, 32 * GiB, gpu=[{"uuid": "GPU-b0"}])
 
     def broken(session, node, request):
-        session.add(AllocationRow(id="sneaky", owner="x", groups=[], kind="kernel", subject="s", image=IMAGE,
-                                  node=node.name, cpu=1, mem=GiB, pids=1, shm=0, gpu=0, state="reserved"))
+        session.add(
+            AllocationRow(
+                id="sneaky",
+                owner="x",
+                groups=[],
+                kind="kernel",
+                subject="s",
+                image=IMAGE,
+                node=node.name,
+                cpu=1,
+                mem=GiB,
+                pids=1,
+                shm=0,
+                gpu=0,
+                state="reserved",
+            )
+        )
         session.flush()
         raise RuntimeError("driver exploded")
 
     with pytest.raises(RuntimeError):
-        admission.reserve("ada", [], policy(max_gpu=1, total_gpu=1), req(gpu=0.5), "kernel", "k1", IMAGE, gpu_assigner=broken)
+        admission.reserve(
+            "ada", [], policy(max_gpu=1, total_gpu=1), req(gpu=0.5), "kernel", "k1", IMAGE, gpu_assigner=broken
+        )
     assert ledger.live_allocations() == [] and ledger.get_allocation("sneaky") is None
 
 
@@ -223,7 +252,11 @@ def _hammer(admission, calls):
     with ThreadPoolExecutor(max_workers=len(calls)) as pool:
         results = list(pool.map(lambda ic: one(*ic), enumerate(calls)))
     elapsed = time.perf_counter() - start
-    return [r for r in results if not isinstance(r, Exception)], [r for r in results if isinstance(r, Exception)], elapsed
+    return (
+        [r for r in results if not isinstance(r, Exception)],
+        [r for r in results if isinstance(r, Exception)],
+        elapsed,
+    )
 
 
 @pytest.mark.slow
@@ -255,7 +288,9 @@ def test_one_user_racing_on_two_hosts_stays_within_the_total(ledger, admission):
 
 
 def test_gpu_fractions_from_the_real_allocator_never_exceed_a_device(ledger, admission):
-    devices = [GpuDevice(index=i, uuid=f"GPU-{i}", name="Declared", memory_bytes=16 * GiB, declared=True) for i in range(2)]
+    devices = [
+        GpuDevice(index=i, uuid=f"GPU-{i}", name="Declared", memory_bytes=16 * GiB, declared=True) for i in range(2)
+    ]
     ledger.set_node_capacity("n1", 64, 256 * GiB, gpu=[{"uuid": d.uuid, "index": d.index} for d in devices])
     assigner = share_assigner(make_gpu_assigner(devices, policy="pack"))
     p = policy("anyone", max_gpu=1, total_gpu=1)
@@ -264,7 +299,9 @@ def test_gpu_fractions_from_the_real_allocator_never_exceed_a_device(ledger, adm
     def one(i):
         barrier.wait()
         try:
-            return admission.reserve(f"u{i}", [], p, req(cpu=0.5, gpu=0.25), "kernel", f"k{i}", IMAGE, gpu_assigner=assigner)
+            return admission.reserve(
+                f"u{i}", [], p, req(cpu=0.5, gpu=0.25), "kernel", f"k{i}", IMAGE, gpu_assigner=assigner
+            )
         except CapacityError as e:
             return e
 

@@ -61,7 +61,17 @@ def venv() -> Path:
             shutil.rmtree(old, ignore_errors=True)
         CACHE.mkdir(parents=True, exist_ok=True)
         run([sys.executable, "-m", "venv", str(path)])
-        run([str(path / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", *pip_requirements()])
+        run(
+            [
+                str(path / "bin" / "python"),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+                *pip_requirements(),
+            ]
+        )
         (path / ".deps-installed").write_text(" ".join(pip_requirements()))
     return path
 
@@ -97,10 +107,16 @@ def sidebar_in_process_mode(url: str, token: str) -> None:
     if not (REPO / "labextension" / "node_modules" / "playwright-core").is_dir() or not shutil.which("chromium"):
         if os.environ.get("CI"):
             pytest.fail("playwright-core or chromium is missing: scripts/test.sh installs both")
-        pytest.skip("playwright-core (bash scripts/build-labextension.sh) or chromium (apt-get install chromium) missing")
+        pytest.skip(
+            "playwright-core (bash scripts/build-labextension.sh) or chromium (apt-get install chromium) missing"
+        )
     shots = os.environ.get("BERTH_UI_SCREENSHOTS", "")
-    env = {**os.environ, "BERTH_UI_URL": url, "BERTH_UI_TOKEN": token,
-           "BERTH_UI_SCREENSHOTS": str(REPO / "docs" / "images") if shots not in ("", "0") else ""}
+    env = {
+        **os.environ,
+        "BERTH_UI_URL": url,
+        "BERTH_UI_TOKEN": token,
+        "BERTH_UI_SCREENSHOTS": str(REPO / "docs" / "images") if shots not in ("", "0") else "",
+    }
     done = subprocess.run(["node", str(script)], cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "process-mode:" in done.stdout and "passed" in done.stdout
@@ -118,12 +134,32 @@ async def execute_over_websocket(base: str, token: str, kernel_id: str, code: st
 
     ws = await websocket_connect(f"ws{base[4:]}api/kernels/{kernel_id}/channels?token={token}")
     msg_id = uuid.uuid4().hex
-    ws.write_message(json.dumps({
-        "header": {"msg_id": msg_id, "username": "test", "session": uuid.uuid4().hex, "msg_type": "execute_request",
-                   "version": "5.3", "date": ""},
-        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-        "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {},
-                    "allow_stdin": False, "stop_on_error": True}}))
+    ws.write_message(
+        json.dumps(
+            {
+                "header": {
+                    "msg_id": msg_id,
+                    "username": "test",
+                    "session": uuid.uuid4().hex,
+                    "msg_type": "execute_request",
+                    "version": "5.3",
+                    "date": "",
+                },
+                "parent_header": {},
+                "metadata": {},
+                "channel": "shell",
+                "buffers": [],
+                "content": {
+                    "code": code,
+                    "silent": False,
+                    "store_history": True,
+                    "user_expressions": {},
+                    "allow_stdin": False,
+                    "stop_on_error": True,
+                },
+            }
+        )
+    )
     out, status = [], None
     deadline = time.monotonic() + 60
     while status is None or not out:
@@ -147,20 +183,33 @@ async def execute_over_websocket(base: str, token: str, kernel_id: str, code: st
 def test_postbuild_in_a_clean_venv_then_lab_runs_process_kernels(venv, checkout, tmp_path):
     log = post_build(venv, checkout)
     assert "postBuild: jupyter-berth installed" in log
-    site = run([str(venv / "bin" / "python"), "-c", "import jupyter_berth, os; print(os.path.dirname(jupyter_berth.__file__))"]).stdout
+    site = run(
+        [str(venv / "bin" / "python"), "-c", "import jupyter_berth, os; print(os.path.dirname(jupyter_berth.__file__))"]
+    ).stdout
     assert str(venv) in site and str(REPO) not in site  # the installed package, not the work tree
 
     home, notebooks = tmp_path / "home", tmp_path / "notebooks"
     home.mkdir()
     notebooks.mkdir()
     port, token = free_port(), uuid.uuid4().hex
-    env = {"PATH": f"{venv}/bin:/usr/local/bin:/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8",
-           "DOCKER_HOST": f"unix://{tmp_path}/no-engine-here.sock"}  # nothing answers there
-    cmd = [str(checkout / "binder" / "start"), str(venv / "bin" / "jupyter"), "lab", "--no-browser",
-           "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", f"--IdentityProvider.token={token}",
-           f"--ServerApp.root_dir={notebooks}",
-           # as on a Binder, where the cgroup filesystem is not writable (here, as root, it is)
-           "--ProcessRuntime.limits=rlimit"] + (["--allow-root"] if os.getuid() == 0 else [])
+    env = {
+        "PATH": f"{venv}/bin:/usr/local/bin:/usr/bin:/bin",
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "DOCKER_HOST": f"unix://{tmp_path}/no-engine-here.sock",
+    }  # nothing answers there
+    cmd = [
+        str(checkout / "binder" / "start"),
+        str(venv / "bin" / "jupyter"),
+        "lab",
+        "--no-browser",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={notebooks}",
+        # as on a Binder, where the cgroup filesystem is not writable (here, as root, it is)
+        "--ProcessRuntime.limits=rlimit",
+    ] + (["--allow-root"] if os.getuid() == 0 else [])
     server_log = tmp_path / "lab.log"
     with open(server_log, "wb") as out:
         server = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -187,13 +236,22 @@ def test_postbuild_in_a_clean_venv_then_lab_runs_process_kernels(venv, checkout,
             policy = http.get("berth/api/policy").json()
             assert policy["policy"]["max_kernels"] == 3 and policy["default_request"]["mem"] == 512 * 1024**2
             specs = http.get("api/kernelspecs").json()["kernelspecs"]
-            name = next(n for n, s in specs.items()
-                        if s["spec"]["metadata"].get("jupyter_berth", {}).get("image", "").startswith("local/python:")
-                        and "preset" not in s["spec"]["metadata"]["jupyter_berth"])
+            name = next(
+                n
+                for n, s in specs.items()
+                if s["spec"]["metadata"].get("jupyter_berth", {}).get("image", "").startswith("local/python:")
+                and "preset" not in s["spec"]["metadata"]["jupyter_berth"]
+            )
             assert {"berth-preset-small", "berth-preset-medium"} <= set(specs)
             kernel_id = http.post("api/kernels", json={"name": name, "path": ""}).json()["id"]
-            status, out = asyncio.run(execute_over_websocket(
-                base, token, kernel_id, "import os\nprint(os.environ['BERTH_RUNTIME'], os.environ['BERTH_ENFORCEMENT'])"))
+            status, out = asyncio.run(
+                execute_over_websocket(
+                    base,
+                    token,
+                    kernel_id,
+                    "import os\nprint(os.environ['BERTH_RUNTIME'], os.environ['BERTH_ENFORCEMENT'])",
+                )
+            )
             assert status == "ok", out
             runtime, enforcement = out.split(maxsplit=1)
             assert runtime == "process" and enforcement.strip() == "rlimit"

@@ -22,8 +22,7 @@ import pytest
 
 from jupyter_berth.errors import ConflictError, EngineError, NotFoundError, RequestError
 from jupyter_berth.resources import Resources
-from jupyter_berth.runtime import ContainerSpec, DockerRuntime, Mount, make_labels, parse_labels
-from jupyter_berth.runtime import cgroups
+from jupyter_berth.runtime import ContainerSpec, DockerRuntime, Mount, cgroups, make_labels, parse_labels
 from jupyter_berth.runtime.hardening import host_config_kwargs
 
 pytestmark = pytest.mark.docker
@@ -133,14 +132,18 @@ async def test_limits_and_hardening_seen_inside(runtime, images):
 
 async def test_oom_kill_is_reported(runtime, images):
     _, shell = images
-    info = await runtime.run(spec("oom", shell, "head -c 400M /dev/zero | tail", resources=Resources(cpu=1, mem=128 * MiB, pids=64)))
+    info = await runtime.run(
+        spec("oom", shell, "head -c 400M /dev/zero | tail", resources=Resources(cpu=1, mem=128 * MiB, pids=64))
+    )
     done = await runtime.wait(info.id, timeout=30)
     assert done.exit_code == 137 and done.oom_killed
 
 
 async def test_usage_limits_and_update(runtime, images):
     _, shell = images
-    info = await runtime.run(spec("busy", shell, "while :; do :; done", resources=Resources(cpu=0.5, mem=256 * MiB, pids=64)))
+    info = await runtime.run(
+        spec("busy", shell, "while :; do :; done", resources=Resources(cpu=0.5, mem=256 * MiB, pids=64))
+    )
     first = await runtime.usage(info.id)
     await asyncio.sleep(1.0)
     second = await runtime.usage(info.id)
@@ -168,7 +171,11 @@ async def test_usage_limits_and_update(runtime, images):
     engine_only = DockerRuntime(read_cgroups=False)
     try:
         from_stats = await engine_only.usage(info.id)
-        assert from_stats.cpu_seconds >= second.cpu_seconds and 0 < from_stats.mem_bytes < 256 * MiB and from_stats.pids >= 1
+        assert (
+            from_stats.cpu_seconds >= second.cpu_seconds
+            and 0 < from_stats.mem_bytes < 256 * MiB
+            and from_stats.pids >= 1
+        )
         await runtime.remove(info.id)
         assert await runtime.usage(info.id) is None
         assert await engine_only.usage(info.id) is None
@@ -199,7 +206,9 @@ def test_cgroup_v2_layout_is_read(tmp_path):
     assert layout.version == 2
     cg = cgroups.find_container_cgroup(cid, layout=layout)
     sample = cgroups.read_usage(cg)
-    assert sample["cpu_seconds"] == 2.5 and sample["mem_bytes"] == 96 * MiB  # current − inactive_file and sample["mem_peak_bytes"] == 200 * MiB
+    assert (
+        sample["cpu_seconds"] == 2.5 and sample["mem_bytes"] == 96 * MiB
+    )  # current − inactive_file and sample["mem_peak_bytes"] == 200 * MiB
     assert sample["pids"] == 7
     assert cgroups.read_limits(cg) == {"mem": 256 * MiB, "cpu": 0.5, "pids": None}
     assert cgroups.find_container_cgroup("cd" * 32, layout=layout) is None
@@ -253,7 +262,9 @@ async def test_per_user_network(runtime, images):
     other_process = DockerRuntime()  # its own locks: only the host-wide lock orders the two
     try:
         ids = await asyncio.gather(
-            runtime.ensure_network(net, labels), runtime.ensure_network(net, labels), other_process.ensure_network(net, labels)
+            runtime.ensure_network(net, labels),
+            runtime.ensure_network(net, labels),
+            other_process.ensure_network(net, labels),
         )
     finally:
         other_process.close()
@@ -328,7 +339,11 @@ async def test_engine_unreachable_is_engine_error():
 
 
 def test_gpu_devices_become_a_device_request():
-    s = ContainerSpec(name="g", image="x", command=[], resources=Resources(gpu=1), labels={}, gpu_device_ids=["GPU-abc"])
+    s = ContainerSpec(
+        name="g", image="x", command=[], resources=Resources(gpu=1), labels={}, gpu_device_ids=["GPU-abc"]
+    )
     requests = host_config_kwargs(s)["device_requests"]
     assert requests[0]["DeviceIDs"] == ["GPU-abc"] and requests[0]["Capabilities"] == [["gpu"]]
-    assert "device_requests" not in host_config_kwargs(ContainerSpec(name="g", image="x", command=[], resources=Resources(), labels={}))
+    assert "device_requests" not in host_config_kwargs(
+        ContainerSpec(name="g", image="x", command=[], resources=Resources(), labels={})
+    )

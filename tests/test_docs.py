@@ -39,12 +39,31 @@ def site(tmp_path_factory) -> pathlib.Path:
     out = tmp_path_factory.mktemp("docs-html")
     doctrees = tmp_path_factory.mktemp("docs-doctrees")
     result = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "--keep-going", "-n", "-q", "-b", "html", "-d", str(doctrees),
-         str(DOCS), str(out)],
-        capture_output=True, text=True, timeout=900, cwd=ROOT, stdin=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-W",
+            "--keep-going",
+            "-n",
+            "-q",
+            "-b",
+            "html",
+            "-d",
+            str(doctrees),
+            str(DOCS),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+    )
     problems = "\n".join(line for line in result.stderr.splitlines() if "WARNING" in line or "ERROR" in line)
     assert result.returncode == 0 and not problems, (
-        f"sphinx-build exited {result.returncode}\n{problems or result.stderr[-4000:]}")
+        f"sphinx-build exited {result.returncode}\n{problems or result.stderr[-4000:]}"
+    )
     return out
 
 
@@ -55,10 +74,24 @@ def _text(site: pathlib.Path, page: str) -> str:
 
 
 def test_site_builds_without_warnings(site):
-    for page in ("index.html", "quickstart.html", "user-guide.html", "admin-guide.html", "classroom.html",
-                 "backup.html", "upgrading.html", "vscode.html", "benchmarks.html", "architecture.html",
-                 "changelog.html", "license.html", "reference/configuration.html", "reference/rest-api.html",
-                 "reference/cli.html", "reference/ledger-schema.html"):
+    for page in (
+        "index.html",
+        "quickstart.html",
+        "user-guide.html",
+        "admin-guide.html",
+        "classroom.html",
+        "backup.html",
+        "upgrading.html",
+        "vscode.html",
+        "benchmarks.html",
+        "architecture.html",
+        "changelog.html",
+        "license.html",
+        "reference/configuration.html",
+        "reference/rest-api.html",
+        "reference/cli.html",
+        "reference/ledger-schema.html",
+    ):
         assert (site / page).is_file(), page
     # the quickstart shows the real sidebar (the pictures are copied into the site)
     quickstart = (site / "quickstart.html").read_text()
@@ -72,8 +105,15 @@ def test_configuration_reference_has_every_option(site):
     docs, errors = gen.collect()
     assert not errors
     names = {doc.name for doc in docs}
-    assert {"BerthService", "WarmPool", "SwarmRuntime", "BerthProvisioner", "BerthExtensionApp", "BerthSpawner",
-            "BerthHubService"} <= names
+    assert {
+        "BerthService",
+        "WarmPool",
+        "SwarmRuntime",
+        "BerthProvisioner",
+        "BerthExtensionApp",
+        "BerthSpawner",
+        "BerthHubService",
+    } <= names
     listed = 0
     for doc in docs:
         for trait in doc.traits:
@@ -86,7 +126,9 @@ def test_configuration_reference_has_every_option(site):
     help_text = BerthService.class_traits()["sample_interval"].help
     text = _text(site, "reference/configuration.html")
     assert "BerthService.sample_interval" in text and help_text in " ".join(text.split())
-    assert set(BerthService.class_traits(config=True)) <= {t.name for d in docs if d.name == "BerthService" for t in d.traits}
+    assert set(BerthService.class_traits(config=True)) <= {
+        t.name for d in docs if d.name == "BerthService" for t in d.traits
+    }
     assert listed > 100
     # Berth's own defaults of inherited DockerSpawner options
     assert "BerthSpawner.pull_policy" in text and "'never'" in text
@@ -128,8 +170,15 @@ def test_cli_reference_has_every_command(site):
     assert len(commands) > 25
     for command in commands:
         assert command.name in text, command.name
-    for expected in ("berth images bootstrap", "berth db upgrade", "berth usage", "berth folders create",
-                     "--db-url=<Unicode>", "--recipe=<Enum>", "Equivalent to: [--ImagesBootstrapApp.force=True]"):
+    for expected in (
+        "berth images bootstrap",
+        "berth db upgrade",
+        "berth usage",
+        "berth folders create",
+        "--db-url=<Unicode>",
+        "--recipe=<Enum>",
+        "Equivalent to: [--ImagesBootstrapApp.force=True]",
+    ):
         assert expected in text, expected
 
 

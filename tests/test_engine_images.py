@@ -64,15 +64,9 @@ def test_host_apt_sources_reads_deb822_and_maps_suite(tmp_path):
 
 
 def test_host_apt_sources_legacy_list_and_fallback(tmp_path):
-    assert host_apt_sources("bookworm", etc_apt=str(tmp_path)) == (
-        "deb http://deb.debian.org/debian bookworm main",
-    )
-    (tmp_path / "sources.list").write_text(
-        "# old style\ndeb [arch=amd64] http://ftp.example/debian bookworm main\n"
-    )
-    assert host_apt_sources("bookworm", etc_apt=str(tmp_path)) == (
-        "deb http://ftp.example/debian bookworm main",
-    )
+    assert host_apt_sources("bookworm", etc_apt=str(tmp_path)) == ("deb http://deb.debian.org/debian bookworm main",)
+    (tmp_path / "sources.list").write_text("# old style\ndeb [arch=amd64] http://ftp.example/debian bookworm main\n")
+    assert host_apt_sources("bookworm", etc_apt=str(tmp_path)) == ("deb http://ftp.example/debian bookworm main",)
 
 
 def test_recipe_hash_covers_certificates_pip_conf_and_base(tmp_path):
@@ -139,7 +133,7 @@ def test_bootstrap_second_run_is_a_fast_no_op(kernel_image):
 @docker_only
 def test_image_labels(kernel_image):
     labels = engine_client().images.get(DEFAULT_KERNEL_IMAGE).labels
-    meta = {k[len(LABEL_PREFIX):]: v for k, v in labels.items() if k.startswith(LABEL_PREFIX)}
+    meta = {k[len(LABEL_PREFIX) :]: v for k, v in labels.items() if k.startswith(LABEL_PREFIX)}
     assert meta["kind"] == "kernel"
     assert meta["language"] == "python"
     assert meta["version"] == "3.11"
@@ -159,17 +153,21 @@ def test_image_user_python_and_launcher(kernel_image):
         "test -d /home/jovyan/folders -a -O /home/jovyan/folders && echo folders-ok; "
         "test -d /home/jovyan/.ipython/profile_default/startup && echo startup-ok"
     )
-    out = engine_client().containers.run(
-        DEFAULT_KERNEL_IMAGE, ["sh", "-c", script], remove=True, network_mode="none"
-    ).decode().split()
+    out = (
+        engine_client()
+        .containers.run(DEFAULT_KERNEL_IMAGE, ["sh", "-c", script], remove=True, network_mode="none")
+        .decode()
+        .split()
+    )
     assert out == ["1000", "100", "/home/jovyan", "/opt/venv", "launcher-ok", "folders-ok", "startup-ok"]
 
 
 @docker_only
 def test_launcher_without_connection_fails_clearly(kernel_image):
     with pytest.raises(docker.errors.ContainerError) as info:
-        engine_client().containers.run(DEFAULT_KERNEL_IMAGE, ["berth-kernel"], remove=True,
-                                       network_mode="none", stderr=True)
+        engine_client().containers.run(
+            DEFAULT_KERNEL_IMAGE, ["berth-kernel"], remove=True, network_mode="none", stderr=True
+        )
     assert info.value.exit_status == 2
     assert b"BERTH_CONNECTION is not set" in info.value.stderr
 
@@ -178,13 +176,15 @@ def test_launcher_without_connection_fails_clearly(kernel_image):
 def test_kernel_in_image_answers_kernel_info(kernel_image):
     from jupyter_client.blocking import BlockingKernelClient
 
-    ports = dict(zip(("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"),
-                     range(50101, 50106)))
-    connection = dict(ports, ip="0.0.0.0", transport="tcp", key=secrets.token_hex(16),
-                      signature_scheme="hmac-sha256", kernel_name="")
+    ports = dict(zip(("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"), range(50101, 50106)))
+    connection = dict(
+        ports, ip="0.0.0.0", transport="tcp", key=secrets.token_hex(16), signature_scheme="hmac-sha256", kernel_name=""
+    )
     client = engine_client()
     container = client.containers.run(
-        DEFAULT_KERNEL_IMAGE, ["berth-kernel"], detach=True,
+        DEFAULT_KERNEL_IMAGE,
+        ["berth-kernel"],
+        detach=True,
         environment={"BERTH_CONNECTION": json.dumps(connection)},
         labels={LABEL_PREFIX + "test": "test_engine_images"},
     )
@@ -207,9 +207,11 @@ def test_kernel_in_image_answers_kernel_info(kernel_image):
                 "f.startswith('/tmp/'))"
             )
             kc.execute_interactive(
-                code, timeout=15,
-                output_hook=lambda msg: outputs.append(msg["content"].get("text", ""))
-                if msg["msg_type"] == "stream" else None,
+                code,
+                timeout=15,
+                output_hook=lambda msg: (
+                    outputs.append(msg["content"].get("text", "")) if msg["msg_type"] == "stream" else None
+                ),
             )
             assert "".join(outputs).split() == ["None", "0o600", "True"]
         finally:
@@ -222,7 +224,10 @@ def test_kernel_in_image_answers_kernel_info(kernel_image):
 def test_cli_images_list_shows_the_kernel_image(kernel_image):
     out = subprocess.run(
         [sys.executable, "-m", "jupyter_berth.cli.app", "images", "list", "--json"],
-        capture_output=True, text=True, timeout=60, env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=dict(os.environ),
     )
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
@@ -233,8 +238,9 @@ def test_cli_images_list_shows_the_kernel_image(kernel_image):
 @docker_only
 def test_cli_engine_status_and_missing_subcommand():
     def berth(*args):
-        return subprocess.run([sys.executable, "-m", "jupyter_berth.cli.app", *args],
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "jupyter_berth.cli.app", *args], capture_output=True, text=True, timeout=60
+        )
 
     status = berth("engine", "status")
     assert status.returncode == 0, status.stderr

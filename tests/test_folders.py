@@ -52,8 +52,9 @@ def path_of(service, view) -> str:
 # -- names and rules (pure) -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("bad", ["", "..", "../etc", "a/b", "a\\b", "a\x00b", "tab\there", "x" * 65, ".hidden", "a..b",
-                                 "-rf", "a b", "é"])
+@pytest.mark.parametrize(
+    "bad", ["", "..", "../etc", "a/b", "a\\b", "a\x00b", "tab\there", "x" * 65, ".hidden", "a..b", "-rf", "a b", "é"]
+)
 def test_bad_names_are_refused_naming_the_field(bad):
     with pytest.raises(RequestError) as info:
         check_name(bad, "name")
@@ -74,8 +75,15 @@ def test_good_names_and_references():
 
 def test_rights_are_the_best_of_ownership_membership_and_shares():
     def folder(kind, owner, member_mode=None, *shares):
-        return Folder(id="0" * 32, name="f", owner_kind=kind, owner=owner, member_mode=member_mode, created_at=None,
-                      shares=tuple(Share("0" * 32, k, n, m) for k, n, m in shares))
+        return Folder(
+            id="0" * 32,
+            name="f",
+            owner_kind=kind,
+            owner=owner,
+            member_mode=member_mode,
+            created_at=None,
+            shares=tuple(Share("0" * 32, k, n, m) for k, n, m in shares),
+        )
 
     alice = Caller.make("alice")
     bob = Caller.make("bob", ["class1"])
@@ -102,7 +110,9 @@ def test_folder_rows_visibility_uniqueness_and_cascades(ledger):
     with pytest.raises(ConflictError):
         fl.create(ledger, name="data", owner_kind="user", owner="alice", member_mode=None, created_by="alice")
     with pytest.raises(PolicyError, match="1 of at most 1 folders"):
-        fl.create(ledger, name="more", owner_kind="user", owner="alice", member_mode=None, created_by="alice", max_folders=1)
+        fl.create(
+            ledger, name="more", owner_kind="user", owner="alice", member_mode=None, created_by="alice", max_folders=1
+        )
     fl.set_share(ledger, data.id, "group", "class1", "ro", "alice")
     fl.set_share(ledger, data.id, "group", "class1", "rw", "alice")  # changed, not duplicated
     names = lambda found: sorted(f.reference for f in found)  # noqa: E731
@@ -127,10 +137,13 @@ async def test_foreign_user_cannot_see_or_mount_a_private_folder(folders):
     mine = await folders.create_folder("alice", name="secret")
     assert [v.folder.name for v in await folders.list_folders("alice")] == ["secret"]
     assert await folders.list_folders("mallory") == []
-    for call in (folders.get_folder("mallory", (), mine.folder.id), folders.get_folder("mallory", (), "alice/secret"),
-                 folders.delete_folder("mallory", (), mine.folder.id),
-                 folders.share_folder("mallory", (), "alice/secret", kind="user", name="mallory", mode="rw"),
-                 folders.folder_mounts("mallory", (), ["alice/secret"])):
+    for call in (
+        folders.get_folder("mallory", (), mine.folder.id),
+        folders.get_folder("mallory", (), "alice/secret"),
+        folders.delete_folder("mallory", (), mine.folder.id),
+        folders.share_folder("mallory", (), "alice/secret", kind="user", name="mallory", mode="rw"),
+        folders.folder_mounts("mallory", (), ["alice/secret"]),
+    ):
         with pytest.raises(NotFoundError) as info:  # 404, the same as a folder that does not exist
             await call
         assert info.value.status == 404
@@ -190,7 +203,9 @@ async def test_group_folders_for_a_class_and_ambiguous_names(folders):
     await folders.create_folder(*teacher, "homework", group="class1", member_mode="rw")
     mounts = {m.target: m.read_only for m in await folders.folder_mounts(*student, ["course-materials", "homework"])}
     assert mounts == {"/home/jovyan/folders/course-materials": True, "/home/jovyan/folders/homework": False}
-    assert all(not ro for ro in [m.read_only for m in await folders.folder_mounts(*teacher, ["@class1/course-materials"])])
+    assert all(
+        not ro for ro in [m.read_only for m in await folders.folder_mounts(*teacher, ["@class1/course-materials"])]
+    )
     assert course.folder.member_mode == "ro"
     # bob's own folder named like a group folder wins the bare name; the other needs qualifying
     await folders.create_folder("bob", name="homework")
@@ -279,7 +294,7 @@ def test_measuring_is_du_like():
         with open(os.path.join(d, "sparse"), "wb") as f:
             f.truncate(1024**3)  # 1 GiB apparent, nothing allocated
         nested = d
-        for i in range(12):
+        for _ in range(12):
             nested = os.path.join(nested, "n")
             os.mkdir(nested)
         usage = folder_fs.measure(d, max_depth=5)
@@ -298,13 +313,15 @@ def exec_in(service, container_id: str, code: str) -> str:
 
 
 def try_write(path: str) -> str:
-    return ("import errno, os\n"
-            f"p = {path!r}\n"
-            "try:\n"
-            "    open(p, 'w').write('hi')\n"
-            "    print('ok', os.stat(p).st_uid)\n"
-            "except OSError as e:\n"
-            "    print(errno.errorcode[e.errno])\n")
+    return (
+        "import errno, os\n"
+        f"p = {path!r}\n"
+        "try:\n"
+        "    open(p, 'w').write('hi')\n"
+        "    print('ok', os.stat(p).st_uid)\n"
+        "except OSError as e:\n"
+        "    print(errno.errorcode[e.errno])\n"
+    )
 
 
 @pytest.mark.docker
@@ -319,16 +336,36 @@ async def test_kernels_see_read_only_shares_read_only_and_read_write_ones_writab
     k_alice, k_bob = f"fa-{uuid.uuid4().hex[:6]}", f"fb-{uuid.uuid4().hex[:6]}"
     la, lb = await asyncio.gather(
         svc.start_kernel("alice", kernel_id=k_alice, request={"cpu": 0.25, "mem": "128M"}, folders=["data"]),
-        svc.start_kernel(*student, kernel_id=k_bob, request={"cpu": 0.25, "mem": "128M"},
-                         folders=["alice/data", "course-materials", "homework"]))
-    assert await asyncio.to_thread(exec_in, svc, la.container_id, try_write("/home/jovyan/folders/data/from-alice")) == "ok 1000"
-    got = await asyncio.to_thread(exec_in, svc, lb.container_id, try_write("/home/jovyan/folders/data/from-bob") +
-                                  "print(open('/home/jovyan/folders/data/from-alice').read())")
+        svc.start_kernel(
+            *student,
+            kernel_id=k_bob,
+            request={"cpu": 0.25, "mem": "128M"},
+            folders=["alice/data", "course-materials", "homework"],
+        ),
+    )
+    assert (
+        await asyncio.to_thread(exec_in, svc, la.container_id, try_write("/home/jovyan/folders/data/from-alice"))
+        == "ok 1000"
+    )
+    got = await asyncio.to_thread(
+        exec_in,
+        svc,
+        lb.container_id,
+        try_write("/home/jovyan/folders/data/from-bob") + "print(open('/home/jovyan/folders/data/from-alice').read())",
+    )
     assert got.split() == ["EROFS", "hi"]  # read-only share: sees alice's file, cannot write
-    assert await asyncio.to_thread(exec_in, svc, lb.container_id, try_write("/home/jovyan/folders/course-materials/x")) == "EROFS"
-    assert await asyncio.to_thread(exec_in, svc, lb.container_id, try_write("/home/jovyan/folders/homework/bob.txt")) == "ok 1000"
+    assert (
+        await asyncio.to_thread(exec_in, svc, lb.container_id, try_write("/home/jovyan/folders/course-materials/x"))
+        == "EROFS"
+    )
+    assert (
+        await asyncio.to_thread(exec_in, svc, lb.container_id, try_write("/home/jovyan/folders/homework/bob.txt"))
+        == "ok 1000"
+    )
     # the container sees only the folders it was given
-    listing = await asyncio.to_thread(exec_in, svc, lb.container_id, "import os; print(sorted(os.listdir('/home/jovyan/folders')))")
+    listing = await asyncio.to_thread(
+        exec_in, svc, lb.container_id, "import os; print(sorted(os.listdir('/home/jovyan/folders')))"
+    )
     assert listing == "['course-materials', 'data', 'homework']"
 
     # delete and rename are refused while a running kernel mounts the folder, naming the kernels
@@ -342,8 +379,12 @@ async def test_kernels_see_read_only_shares_read_only_and_read_write_ones_writab
 
     # a foreign user can neither mount the folder nor leave an allocation behind by trying
     with pytest.raises(NotFoundError):
-        await svc.start_kernel("mallory", kernel_id=f"fm-{uuid.uuid4().hex[:6]}", request={"cpu": 0.25, "mem": "128M"},
-                               folders=["alice/data"])
+        await svc.start_kernel(
+            "mallory",
+            kernel_id=f"fm-{uuid.uuid4().hex[:6]}",
+            request={"cpu": 0.25, "mem": "128M"},
+            folders=["alice/data"],
+        )
     assert [a for a in await svc.list_kernels("mallory")] == []
 
     await asyncio.gather(svc.stop_kernel("alice", k_alice, now=True), svc.stop_kernel("bob", k_bob, now=True))
@@ -360,14 +401,17 @@ def jp_server_config(tmp_path):
     return {
         "ServerApp": {"jpserver_extensions": {"jupyter_berth.server": True}},
         "BerthExtensionApp": {"sync_kernelspecs": False},
-        "BerthService": {"data_dir": str(tmp_path / "berth-data"), "sample_interval": 0, "folder_usage_ttl": 0,
-                         "folder_quota": {"max_bytes": "100M", "max_folders": 50, "max_files": 1000}},
+        "BerthService": {
+            "data_dir": str(tmp_path / "berth-data"),
+            "sample_interval": 0,
+            "folder_usage_ttl": 0,
+            "folder_quota": {"max_bytes": "100M", "max_folders": 50, "max_files": 1000},
+        },
     }
 
 
 @pytest.mark.docker
 def test_rest_folders_round_trip_and_refusals(jp_asyncio_loop, jp_fetch, jp_serverapp, jp_base_url, http_server_client):
-    from tornado.httpclient import HTTPClientError
 
     from jupyter_berth.kernels import backend
 
@@ -383,11 +427,17 @@ def test_rest_folders_round_trip_and_refusals(jp_asyncio_loop, jp_fetch, jp_serv
 
     async def check():
         # anonymous: refused before anything else runs
-        r = await http_server_client.fetch(f"{jp_base_url}berth/api/folders", raise_error=False,
-                                           headers={"Authorization": ""})
+        r = await http_server_client.fetch(
+            f"{jp_base_url}berth/api/folders", raise_error=False, headers={"Authorization": ""}
+        )
         assert r.code in (401, 403)
-        r = await http_server_client.fetch(f"{jp_base_url}berth/api/folders", method="POST", raise_error=False,
-                                           body=json.dumps({"name": "x"}), headers={"Authorization": ""})
+        r = await http_server_client.fetch(
+            f"{jp_base_url}berth/api/folders",
+            method="POST",
+            raise_error=False,
+            body=json.dumps({"name": "x"}),
+            headers={"Authorization": ""},
+        )
         assert r.code in (401, 403)
 
         code, made = await fetch(method="POST", body={"name": "data"})
@@ -425,8 +475,9 @@ def test_rest_folders_round_trip_and_refusals(jp_asyncio_loop, jp_fetch, jp_serv
 
 
 @pytest.mark.docker
-def test_schemathesis_finds_no_server_error_on_the_folder_routes(jp_asyncio_loop, jp_fetch, jp_serverapp, jp_base_url,
-                                                                  jp_http_port, jp_auth_header):
+def test_schemathesis_finds_no_server_error_on_the_folder_routes(
+    jp_asyncio_loop, jp_fetch, jp_serverapp, jp_base_url, jp_http_port, jp_auth_header
+):
     import schemathesis
     from hypothesis import HealthCheck, Phase, given, settings
 
@@ -447,7 +498,9 @@ def test_schemathesis_finds_no_server_error_on_the_folder_routes(jp_asyncio_loop
         made = iter(range(10_000))
 
         def new_folder() -> str:
-            r = requests.post(f"{base}/berth/api/folders", json={"name": f"target-{next(made)}"}, headers=headers, timeout=20)
+            r = requests.post(
+                f"{base}/berth/api/folders", json={"name": f"target-{next(made)}"}, headers=headers, timeout=20
+            )
             assert r.status_code == 201, r.text
             return r.json()["id"]
 
@@ -456,8 +509,14 @@ def test_schemathesis_finds_no_server_error_on_the_folder_routes(jp_asyncio_loop
             operation = result.ok()
 
             @given(case=operation.as_strategy())
-            @settings(max_examples=10, deadline=None, phases=[Phase.generate],
-                      suppress_health_check=list(HealthCheck), database=None, derandomize=True)
+            @settings(
+                max_examples=10,
+                deadline=None,
+                phases=[Phase.generate],
+                suppress_health_check=list(HealthCheck),
+                database=None,
+                derandomize=True,
+            )
             def run(case):
                 real_id = "folder_id" in (case.path_parameters or {}) and sum(seen.values()) % 4 != 3
                 if real_id:  # mostly aim at a real folder, so the fuzzing gets past the lookup
@@ -465,9 +524,16 @@ def test_schemathesis_finds_no_server_error_on_the_folder_routes(jp_asyncio_loop
                 response = case.call(base_url=base, headers=headers, timeout=20)
                 seen[(case.method, response.status_code)] = seen.get((case.method, response.status_code), 0) + 1
                 if response.status_code >= 500:
-                    failures.append(f"{case.method} {case.formatted_path} {case.body!r} -> {response.status_code} "
-                                    f"{response.text[:200]}")
-                if real_id and case.method == "DELETE" and case.formatted_path.endswith(target[0]) and response.status_code == 204:
+                    failures.append(
+                        f"{case.method} {case.formatted_path} {case.body!r} -> {response.status_code} "
+                        f"{response.text[:200]}"
+                    )
+                if (
+                    real_id
+                    and case.method == "DELETE"
+                    and case.formatted_path.endswith(target[0])
+                    and response.status_code == 204
+                ):
                     target[0] = new_folder()
 
             run()

@@ -16,8 +16,15 @@ GiB = 1024**3
 def declared(n: int, *, node: str | None = None, mig: set[int] = frozenset(), start: int = 0) -> list[GpuDevice]:
     """``n`` devices as if declared in config (16 GiB each)."""
     return [
-        GpuDevice(index=i, uuid=f"GPU-{node or 'h'}-{i}", name="declared T4", memory_bytes=16 * GiB,
-                  mig_mode=i in mig, declared=True, node=node)
+        GpuDevice(
+            index=i,
+            uuid=f"GPU-{node or 'h'}-{i}",
+            name="declared T4",
+            memory_bytes=16 * GiB,
+            mig_mode=i in mig,
+            declared=True,
+            node=node,
+        )
         for i in range(start, start + n)
     ]
 
@@ -224,7 +231,10 @@ def test_declared_gpus_property_no_device_over_one_and_fractions_on_one_device(n
         for grant in grants:  # summed naively in floats, as a database SUM would
             for s in grant:
                 used[s.uuid] = used.get(s.uuid, 0.0) + s.share
-        exact = {d.uuid: sum((Decimal(str(s.share)) for g in grants for s in g if s.uuid == d.uuid), Decimal(0)) for d in devices}
+        exact = {
+            d.uuid: sum((Decimal(str(s.share)) for g in grants for s in g if s.uuid == d.uuid), Decimal(0))
+            for d in devices
+        }
         try:
             shares = assign(devices, used, arg, policy, 0.05, shareable)
         except CapacityError as e:

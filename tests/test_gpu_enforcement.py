@@ -32,12 +32,26 @@ from jupyter_berth.gpu import (
 
 GiB = 1024**3
 REPO = Path(__file__).resolve().parent.parent
-T4 = GpuDevice(index=0, uuid="GPU-5f3c0a11-0000-4000-8000-000000000001", name="declared Tesla T4", memory_bytes=16 * GiB, declared=True)
-A100 = GpuDevice(index=1, uuid="GPU-5f3c0a11-0000-4000-8000-000000000002", name="declared A100", memory_bytes=40 * GiB, declared=True)
+T4 = GpuDevice(
+    index=0,
+    uuid="GPU-5f3c0a11-0000-4000-8000-000000000001",
+    name="declared Tesla T4",
+    memory_bytes=16 * GiB,
+    declared=True,
+)
+A100 = GpuDevice(
+    index=1, uuid="GPU-5f3c0a11-0000-4000-8000-000000000002", name="declared A100", memory_bytes=40 * GiB, declared=True
+)
 DEVICES = [T4, A100]
 QUARTER = [GpuShare(T4.uuid, 0.25)]
-CAP_VARIABLES = ("XLA_PYTHON_CLIENT_MEM_FRACTION", "BERTH_TORCH_MEMORY_FRACTION", "BERTH_TF_MEMORY_LIMIT_MB", "LD_PRELOAD",
-                 "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE", "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT")
+CAP_VARIABLES = (
+    "XLA_PYTHON_CLIENT_MEM_FRACTION",
+    "BERTH_TORCH_MEMORY_FRACTION",
+    "BERTH_TF_MEMORY_LIMIT_MB",
+    "LD_PRELOAD",
+    "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE",
+    "CUDA_MPS_PINNED_DEVICE_MEM_LIMIT",
+)
 
 
 # --- plans -------------------------------------------------------------------------
@@ -97,7 +111,11 @@ def test_declared_gpu_quarter_share_under_interception_preloads_the_admin_librar
     [
         (None, {}, "gpu_interception_library"),
         ("libvgpu.so", {}, "gpu_interception_library"),
-        ("/opt/hami/libvgpu.so", {"CUDA_DEVICE_MEMORY_LIMIT": "{memory_gb}g"}, "gpu_interception_env.CUDA_DEVICE_MEMORY_LIMIT"),
+        (
+            "/opt/hami/libvgpu.so",
+            {"CUDA_DEVICE_MEMORY_LIMIT": "{memory_gb}g"},
+            "gpu_interception_env.CUDA_DEVICE_MEMORY_LIMIT",
+        ),
         ("/opt/hami/libvgpu.so", {"X": "{memory_mb"}, "gpu_interception_env.X"),
     ],
 )
@@ -202,7 +220,9 @@ def startup_file(tmp_path) -> Path:
     return write_startup_file(tmp_path / "startup")
 
 
-def run_startup(startup_file: Path, tmp_path: Path, *, after: str = "", fakes: dict | None = None, **env) -> tuple[subprocess.CompletedProcess, list]:
+def run_startup(
+    startup_file: Path, tmp_path: Path, *, after: str = "", fakes: dict | None = None, **env
+) -> tuple[subprocess.CompletedProcess, list]:
     """Run the startup file with plain python (then ``after``), return the process and recorded calls."""
     pythonpath = tmp_path / "site"
     for name, text in (fakes or {}).items():
@@ -233,7 +253,9 @@ def test_startup_file_without_any_framework_does_nothing_and_imports_nothing(sta
     proc, calls = run_startup(startup_file, tmp_path, after=after, **CAPS_ENV)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
-    baseline = subprocess.run([sys.executable, "-c", "import sys; print(len(sys.meta_path))"], capture_output=True, text=True)
+    baseline = subprocess.run(
+        [sys.executable, "-c", "import sys; print(len(sys.meta_path))"], capture_output=True, text=True
+    )
     assert proc.stdout.split() == ["[]", baseline.stdout.strip()]  # no finder installed either
     assert calls == []
 
@@ -245,7 +267,9 @@ def test_startup_file_with_fake_torch_test_double_caps_torch_when_imported(start
 
 
 def test_startup_file_with_fake_torch_test_double_is_lazy_until_import(startup_file, tmp_path):
-    proc, calls = run_startup(startup_file, tmp_path, after="import sys; assert 'torch' not in sys.modules", fakes=FAKE_TORCH, **CAPS_ENV)
+    proc, calls = run_startup(
+        startup_file, tmp_path, after="import sys; assert 'torch' not in sys.modules", fakes=FAKE_TORCH, **CAPS_ENV
+    )
     assert proc.returncode == 0, proc.stderr
     assert calls == []
 
@@ -257,13 +281,21 @@ def test_startup_file_with_fake_torch_test_double_leaves_loader_untouched(startu
 
 
 def test_startup_file_with_fake_torch_test_double_without_cuda_sets_nothing(startup_file, tmp_path):
-    proc, calls = run_startup(startup_file, tmp_path, after="import torch", fakes=FAKE_TORCH, FAKE_CUDA_AVAILABLE="0", **CAPS_ENV)
+    proc, calls = run_startup(
+        startup_file, tmp_path, after="import torch", fakes=FAKE_TORCH, FAKE_CUDA_AVAILABLE="0", **CAPS_ENV
+    )
     assert proc.returncode == 0 and calls == []
 
 
 def test_startup_file_with_failing_fake_torch_test_double_warns_and_goes_on(startup_file, tmp_path):
-    proc, calls = run_startup(startup_file, tmp_path, after="import torch\nprint('kernel still running')", fakes=FAKE_TORCH,
-                              FAKE_TORCH_FAILS="1", **CAPS_ENV)
+    proc, calls = run_startup(
+        startup_file,
+        tmp_path,
+        after="import torch\nprint('kernel still running')",
+        fakes=FAKE_TORCH,
+        FAKE_TORCH_FAILS="1",
+        **CAPS_ENV,
+    )
     assert proc.returncode == 0
     assert "kernel still running" in proc.stdout
     assert "jupyter-berth could not apply the PyTorch GPU memory cap: CUDA driver initialization failed" in proc.stderr
@@ -278,7 +310,9 @@ def test_startup_file_with_fake_torch_test_double_and_no_grant_does_nothing(star
 def test_startup_file_with_fake_tensorflow_test_double_sets_a_logical_device_limit(startup_file, tmp_path):
     proc, calls = run_startup(startup_file, tmp_path, after="import tensorflow", fakes=FAKE_TENSORFLOW, **CAPS_ENV)
     assert proc.returncode == 0, proc.stderr
-    assert calls == [{"call": "set_logical_device_configuration", "device": "/physical_device:GPU:0", "memory_limit": [4096]}]
+    assert calls == [
+        {"call": "set_logical_device_configuration", "device": "/physical_device:GPU:0", "memory_limit": [4096]}
+    ]
 
 
 def test_startup_file_with_fake_torch_test_double_already_imported_is_capped_at_once(startup_file, tmp_path):
@@ -302,10 +336,17 @@ def test_startup_file_in_a_real_ipython_profile_with_fake_torch_test_double(tmp_
         (tmp_path / "site" / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "site" / name).write_text(text)
     record = tmp_path / "record.jsonl"
-    env = {**os.environ, "IPYTHONDIR": str(tmp_path / "ipython"), "PYTHONPATH": str(tmp_path / "site"),
-           "FAKE_RECORD": str(record), **CAPS_ENV}
+    env = {
+        **os.environ,
+        "IPYTHONDIR": str(tmp_path / "ipython"),
+        "PYTHONPATH": str(tmp_path / "site"),
+        "FAKE_RECORD": str(record),
+        **CAPS_ENV,
+    }
     code = "import torch; print(sorted(n for n in dir() if 'berth' in n))"
-    proc = subprocess.run([sys.executable, "-m", "IPython", "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "IPython", "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().endswith("[]")
     assert json.loads(record.read_text()) == {"call": "set_per_process_memory_fraction", "fraction": 0.25, "device": 0}
@@ -319,7 +360,11 @@ def test_enforcement_check_script_says_there_is_no_gpu_here():
 
     if discover().devices:
         pytest.skip("this host has an NVIDIA GPU; run the check for real instead")
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_enforcement_check.py")],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu_enforcement_check.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 77
     assert proc.stdout.startswith("no NVIDIA GPU on this host (")

@@ -24,7 +24,9 @@ def _host_has_nvidia_driver() -> bool:
     return True
 
 
-no_driver = pytest.mark.skipif(_host_has_nvidia_driver(), reason="this host has an NVIDIA driver; the no-driver path cannot be observed")
+no_driver = pytest.mark.skipif(
+    _host_has_nvidia_driver(), reason="this host has an NVIDIA driver; the no-driver path cannot be observed"
+)
 
 
 @no_driver
@@ -105,7 +107,10 @@ def test_declared_gpu_index_defaults_to_position_and_node_is_kept():
             "declared twice",
         ),
         (
-            [{"uuid": "GPU-a", "name": "T4", "memory": "16G"}, {"uuid": "GPU-b", "name": "T4", "memory": "16G", "index": 0}],
+            [
+                {"uuid": "GPU-a", "name": "T4", "memory": "16G"},
+                {"uuid": "GPU-b", "name": "T4", "memory": "16G", "index": 0},
+            ],
             "gpus[1].index",
             "used twice",
         ),
@@ -184,5 +189,7 @@ def test_nvml_parsing_with_fake_nvml_driver_test_double(monkeypatch):
         (0, "GPU-aaaa", "Tesla T4", 16 * GiB, False, False),
         (1, "GPU-bbbb", "NVIDIA A100 80GB PCIe", 80 * GiB, True, False),
     ]
-    assert inventory.message.startswith("2 NVIDIA GPUs found by NVML (driver 550.54.15, CUDA 12.4); 1 could not be read: device 2")
+    assert inventory.message.startswith(
+        "2 NVIDIA GPUs found by NVML (driver 550.54.15, CUDA 12.4); 1 could not be read: device 2"
+    )
     assert driver.shutdowns == 1  # NVML is always released

@@ -27,9 +27,17 @@ def two_containers():
             raise
         pytest.skip(f"{IMAGE} is missing: run `berth images bootstrap`")
     run = uuid.uuid4().hex[:8]
-    made = [client.containers.run(IMAGE, ["sleep", "60"], detach=True, name=f"berth-test-gpumem-{run}-{i}",
-                                  labels={"io.jupyter.berth.test_run": run}, network_mode="none")
-            for i in range(2)]
+    made = [
+        client.containers.run(
+            IMAGE,
+            ["sleep", "60"],
+            detach=True,
+            name=f"berth-test-gpumem-{run}-{i}",
+            labels={"io.jupyter.berth.test_run": run},
+            network_mode="none",
+        )
+        for i in range(2)
+    ]
     try:
         for c in made:
             c.reload()
@@ -49,10 +57,15 @@ def test_a_host_pid_maps_to_its_container(two_containers):
 def test_declared_nvml_processes_sum_per_container(two_containers):
     (a, pid_a), (b, pid_b) = two_containers
     declared_nvml = {  # what inventory.device_metrics returns, per device UUID
-        "GPU-declared-0": {"processes": [{"pid": pid_a, "used_memory_bytes": 512 * MiB},
-                                         {"pid": os.getpid(), "used_memory_bytes": 64 * MiB}]},  # not a kernel
-        "GPU-declared-1": {"processes": [{"pid": pid_a, "used_memory_bytes": 256 * MiB},
-                                         {"pid": pid_b, "used_memory_bytes": None}]},  # MPS: not told
+        "GPU-declared-0": {
+            "processes": [
+                {"pid": pid_a, "used_memory_bytes": 512 * MiB},
+                {"pid": os.getpid(), "used_memory_bytes": 64 * MiB},
+            ]
+        },  # not a kernel
+        "GPU-declared-1": {
+            "processes": [{"pid": pid_a, "used_memory_bytes": 256 * MiB}, {"pid": pid_b, "used_memory_bytes": None}]
+        },  # MPS: not told
     }
     assert gpu_memory_by_container(declared_nvml) == {a: 768 * MiB, b: 0}
     assert gpu_memory_by_container(declared_nvml, [b]) == {b: 0}

@@ -18,8 +18,10 @@ from .berth_fixtures import service_config
 
 pytestmark = [pytest.mark.docker]
 GiB = 1024**3
-DECLARED = [{"uuid": "GPU-declared-0000", "name": "Declared 16 GiB GPU", "memory": "16G", "index": 0},
-            {"uuid": "GPU-declared-0001", "name": "Declared 16 GiB GPU", "memory": "16G", "index": 1}]
+DECLARED = [
+    {"uuid": "GPU-declared-0000", "name": "Declared 16 GiB GPU", "memory": "16G", "index": 0},
+    {"uuid": "GPU-declared-0001", "name": "Declared 16 GiB GPU", "memory": "16G", "index": 1},
+]
 
 
 async def new_service(tmp_path, **traits):
@@ -37,9 +39,17 @@ async def reserve_quarter(service, subject: str):
 
     policy = await service.policy_for("ana")
     return await asyncio.to_thread(
-        service.admission.reserve, owner="ana", groups=[], policy=policy, request=Resources.parse({"gpu": 0.25}),
-        kind="kernel", subject=subject, image="berth/python:3.11", node=service.node_name,
-        gpu_assigner=service._gpu_assigner())
+        service.admission.reserve,
+        owner="ana",
+        groups=[],
+        policy=policy,
+        request=Resources.parse({"gpu": 0.25}),
+        kind="kernel",
+        subject=subject,
+        image="berth/python:3.11",
+        node=service.node_name,
+        gpu_assigner=service._gpu_assigner(),
+    )
 
 
 async def test_declared_gpu_quarter_share_container_plan(tmp_path):
@@ -55,15 +65,28 @@ async def test_declared_gpu_quarter_share_container_plan(tmp_path):
         assert any(m.target == STARTUP_MOUNT and m.read_only for m in mounts)  # framework caps in the kernel
         from jupyter_berth.kernel_launch import KernelConnection, kernel_spec
 
-        spec = kernel_spec(owner="ana", kernel_id="k1", allocation_id=alloc.id, image="berth/python:3.11",
-                           resources=alloc.resources, connection=KernelConnection(key="k"), network="n")
+        spec = kernel_spec(
+            owner="ana",
+            kernel_id="k1",
+            allocation_id=alloc.id,
+            image="berth/python:3.11",
+            resources=alloc.resources,
+            connection=KernelConnection(key="k"),
+            network="n",
+        )
         spec.gpu_device_ids = device_ids
         (request,) = host_config_kwargs(spec)["device_requests"]
         assert request["DeviceIDs"] == ["GPU-declared-0000"] and request["Capabilities"] == [["gpu"]]
         summary = await service.gpu_summary()
-        assert summary["source"] == "declared" and summary["free"] == {"GPU-declared-0000": 0.75, "GPU-declared-0001": 1.0}
+        assert summary["source"] == "declared" and summary["free"] == {
+            "GPU-declared-0000": 0.75,
+            "GPU-declared-0001": 1.0,
+        }
         assert all(d["declared"] for d in summary["devices"])
-        assert summary["shareable"] == ["GPU-declared-0000", "GPU-declared-0001"]  # what the sidebar bounds fractions by
+        assert summary["shareable"] == [
+            "GPU-declared-0000",
+            "GPU-declared-0001",
+        ]  # what the sidebar bounds fractions by
         service.gpu_shareable = ["GPU-declared-0001"]
         assert (await service.gpu_summary())["shareable"] == ["GPU-declared-0001"]
     finally:
@@ -74,7 +97,9 @@ async def test_declared_gpu_start_without_a_driver_fails_and_reserves_nothing(tm
     service = await new_service(tmp_path, gpus=DECLARED)
     try:
         with pytest.raises(EngineError):
-            await service.start_kernel("ana", kernel_id=f"g-{uuid.uuid4().hex[:6]}", request={"gpu": 0.5, "mem": "128M"})
+            await service.start_kernel(
+                "ana", kernel_id=f"g-{uuid.uuid4().hex[:6]}", request={"gpu": 0.5, "mem": "128M"}
+            )
         assert await service.list_kernels() == []
     finally:
         await service.stop()
@@ -85,7 +110,9 @@ async def test_gpu_request_on_a_host_without_gpu_is_refused(tmp_path):
     try:
         assert service.gpu_inventory.devices == [] and "no NVIDIA GPU on this host" in service.gpu_inventory.message
         with pytest.raises(CapacityError) as e:
-            await service.start_kernel("ana", kernel_id=f"g-{uuid.uuid4().hex[:6]}", request={"gpu": 0.5, "mem": "128M"})
+            await service.start_kernel(
+                "ana", kernel_id=f"g-{uuid.uuid4().hex[:6]}", request={"gpu": 0.5, "mem": "128M"}
+            )
         assert "no GPU" in e.value.message and e.value.never_fits
         assert await service.list_kernels() == []
         # A kernel without a GPU share sees no GPU even on a host whose default runtime is nvidia.
@@ -107,8 +134,15 @@ async def test_declared_gpu_with_mps_gets_host_ipc_only_for_gpu_kernels(tmp_path
         alloc = await reserve_quarter(service, "k-mps")
         device_ids, env, mounts, plan = service._gpu_container(alloc.gpu_devices)
         assert plan.ipc_mode == "host" and env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "25"
-        spec = kernel_spec(owner="ana", kernel_id="k-mps", allocation_id=alloc.id, image="berth/python:3.11",
-                           resources=alloc.resources, connection=KernelConnection(key="k"), network="n")
+        spec = kernel_spec(
+            owner="ana",
+            kernel_id="k-mps",
+            allocation_id=alloc.id,
+            image="berth/python:3.11",
+            resources=alloc.resources,
+            connection=KernelConnection(key="k"),
+            network="n",
+        )
         assert host_config_kwargs(spec)["ipc_mode"] == "private"  # no GPU: a private IPC namespace
         spec.gpu_device_ids, spec.ipc_mode = device_ids, plan.ipc_mode
         assert host_config_kwargs(spec)["ipc_mode"] == "host"

@@ -27,14 +27,20 @@ from tests.hub_process import HubProcess, free_port
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 IMAGE = "berth/python:3.11"
-ADMIN_ROUTES = [("POST", "images/offer", {"image": IMAGE}), ("POST", "images/hide", {"image": IMAGE}),
-                ("POST", "images/retire", {"image": IMAGE}), ("POST", "images/default", {"image": IMAGE}),
-                ("POST", "images/alias", {"alias": "berth/python:latest", "target": IMAGE}),
-                ("POST", "images/unalias", {"alias": "berth/python:latest"}),
-                ("POST", "images/pull", {"source": "127.0.0.1:5000/berth/python:3.11"}),
-                ("POST", "images/build", {"base": IMAGE, "tag": "berth/python:3.11-x", "requirements": "six"}),
-                ("POST", "images/gc", {"dry_run": True}), ("GET", "images?all=1", None),
-                ("GET", "images/operations", None), ("GET", "images/history", None)]
+ADMIN_ROUTES = [
+    ("POST", "images/offer", {"image": IMAGE}),
+    ("POST", "images/hide", {"image": IMAGE}),
+    ("POST", "images/retire", {"image": IMAGE}),
+    ("POST", "images/default", {"image": IMAGE}),
+    ("POST", "images/alias", {"alias": "berth/python:latest", "target": IMAGE}),
+    ("POST", "images/unalias", {"alias": "berth/python:latest"}),
+    ("POST", "images/pull", {"source": "127.0.0.1:5000/berth/python:3.11"}),
+    ("POST", "images/build", {"base": IMAGE, "tag": "berth/python:3.11-x", "requirements": "six"}),
+    ("POST", "images/gc", {"dry_run": True}),
+    ("GET", "images?all=1", None),
+    ("GET", "images/operations", None),
+    ("GET", "images/history", None),
+]
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +51,13 @@ def work_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory, work_dir):
-    h = HubProcess(tmp_path_factory.mktemp("hubfwd"), berth_extra=f"""
+    h = HubProcess(
+        tmp_path_factory.mktemp("hubfwd"),
+        berth_extra=f"""
         c.BerthService.admin_users = {{"teacher"}}
         c.BerthHubService.user_volume_target = {str(work_dir)!r}
-        """)
+        """,
+    )
     h.start()
     try:
         h.tokens = {user: h.new_token(user) for user in ("alice", "bob", "teacher")}
@@ -71,16 +80,26 @@ def call(hub, user: str | None, method: str, path: str, body=None, *, token: str
 def catalog_state(hub) -> tuple:
     _, images = call(hub, "teacher", "GET", "images?all=1")
     _, history = call(hub, "teacher", "GET", "images/history")
-    return ([(i["ref"], i["state"], i["default"], i["alias_of"]) for i in images["images"]], images["default"],
-            len(history["events"]))
+    return (
+        [(i["ref"], i["state"], i["default"], i["alias_of"]) for i in images["images"]],
+        images["default"],
+        len(history["events"]),
+    )
 
 
 # ---- the service's berth/api routes, called directly ------------------------------------------------
 def test_anonymous_and_foreign_tokens_are_refused_and_change_nothing(hub):
     narrow = hub.new_token("alice", scopes=["read:users:name!user=alice"])
-    for method, path, body in [("GET", "info", None), ("GET", "images", None), ("GET", "folders", None),
-                               ("POST", "folders", {"name": "sneaky"}), ("PUT", "profile", {"request": {"cpu": 1}}),
-                               ("GET", "kernels", None), ("GET", "usage", None), ("POST", "images/hide", {"image": IMAGE})]:
+    for method, path, body in [
+        ("GET", "info", None),
+        ("GET", "images", None),
+        ("GET", "folders", None),
+        ("POST", "folders", {"name": "sneaky"}),
+        ("PUT", "profile", {"request": {"cpu": 1}}),
+        ("GET", "kernels", None),
+        ("GET", "usage", None),
+        ("POST", "images/hide", {"image": IMAGE}),
+    ]:
         for token, status in ((None, 401), ("not-a-token", 401), (narrow, 403)):
             code, answer = call(hub, None, method, path, body, token=token)
             assert code == status, (method, path, token, answer)
@@ -104,7 +123,9 @@ def test_a_users_token_lists_images_creates_and_shares_a_folder(hub):
     code, share = call(hub, "alice", "PUT", f"folders/{folder['id']}/shares/user/bob", {"mode": "ro"})
     assert code == 200 and (share["kind"], share["name"], share["mode"]) == ("user", "bob", "ro")
     code, bobs = call(hub, "bob", "GET", "folders")
-    assert code == 200 and [(f["reference"], f["role"], f["mode"]) for f in bobs["folders"]] == [("alice/data", "shared", "ro")]
+    assert code == 200 and [(f["reference"], f["role"], f["mode"]) for f in bobs["folders"]] == [
+        ("alice/data", "shared", "ro")
+    ]
     code, answer = call(hub, "bob", "PUT", f"folders/{folder['id']}/shares/user/teacher", {"mode": "rw"})
     assert code == 403 and "only its owner alice" in answer["message"]  # shared read-only: bob cannot share on
 
@@ -113,15 +134,27 @@ def test_a_foreign_user_cannot_see_or_mount_a_private_folder(hub):
     code, private = call(hub, "alice", "POST", "folders", {"name": "private"})
     assert code == 201
     fid = private["id"]
-    for method, path, body in [("GET", f"folders/{fid}", None), ("GET", f"folders/{fid}/shares", None),
-                               ("PATCH", f"folders/{fid}", {"name": "mine"}), ("DELETE", f"folders/{fid}", None),
-                               ("PUT", f"folders/{fid}/shares/user/bob", {"mode": "rw"})]:
+    for method, path, body in [
+        ("GET", f"folders/{fid}", None),
+        ("GET", f"folders/{fid}/shares", None),
+        ("PATCH", f"folders/{fid}", {"name": "mine"}),
+        ("DELETE", f"folders/{fid}", None),
+        ("PUT", f"folders/{fid}/shares/user/bob", {"mode": "rw"}),
+    ]:
         code, answer = call(hub, "bob", method, path, body)
-        assert code == 404 and answer["message"] == f"no folder {fid!r} of yours or shared with you", (method, path, answer)
+        assert code == 404 and answer["message"] == f"no folder {fid!r} of yours or shared with you", (
+            method,
+            path,
+            answer,
+        )
     assert "alice/private" not in [f["reference"] for f in call(hub, "bob", "GET", "folders")[1]["folders"]]
     # mounting it into a kernel (the provisioners' route) is refused before anything is reserved
-    r = httpx.post(hub.service_url + "api/kernels", json={"kernel_id": "k-bob-1", "folders": ["alice/private"]},
-                   headers={"Authorization": f"token {hub.tokens['bob']}"}, timeout=60)
+    r = httpx.post(
+        hub.service_url + "api/kernels",
+        json={"kernel_id": "k-bob-1", "folders": ["alice/private"]},
+        headers={"Authorization": f"token {hub.tokens['bob']}"},
+        timeout=60,
+    )
     assert r.status_code == 404 and "no folder 'alice/private'" in r.json()["message"], r.text
     assert call(hub, "bob", "GET", "kernels") == (200, {"kernels": []})
     code, still = call(hub, "alice", "GET", f"folders/{fid}")
@@ -140,6 +173,7 @@ def test_a_non_admin_is_refused_on_admin_image_routes_and_nothing_changes(hub):
 
 def test_a_hub_admin_is_an_image_admin_while_the_hub_says_so(hub):
     """bob is in no admin_users: made a hub admin, a new token of his may change the catalog; demoted, not."""
+
     def set_hub_admin(flag: bool) -> str:
         r = httpx.patch(f"{hub.api}/users/bob", json={"admin": flag}, headers=hub.headers, timeout=30)
         assert r.status_code == 200, r.text
@@ -203,7 +237,9 @@ def jp_root_dir(work_dir):
 @pytest.fixture
 def jp_server_config(server_env, jp_data_dir):
     # the kernelspec a hub user's server gets with its image (hub mode never writes kernelspecs)
-    kernelspecs.sync(kernelspecs.plan([ImageInfo(ref=IMAGE, id="", digest=None)], [], IMAGE), str(jp_data_dir / "kernels"))
+    kernelspecs.sync(
+        kernelspecs.plan([ImageInfo(ref=IMAGE, id="", digest=None)], [], IMAGE), str(jp_data_dir / "kernels")
+    )
     return {"ServerApp": {"jpserver_extensions": {"jupyter_berth.server": True}}}
 
 
@@ -240,7 +276,9 @@ def test_a_users_server_forwards_folders_and_images_with_the_users_token(hub, se
     assert code == 201 and made["owner"]["name"] == "alice"
     code, _, _ = server("PUT", f"folders/{made['id']}/shares/user/bob", {"mode": "rw"})
     assert code == 200
-    assert ("alice/from-lab", "rw") in [(f["reference"], f["mode"]) for f in call(hub, "bob", "GET", "folders")[1]["folders"]]
+    assert ("alice/from-lab", "rw") in [
+        (f["reference"], f["mode"]) for f in call(hub, "bob", "GET", "folders")[1]["folders"]
+    ]
     code, images, _ = server("GET", "images")
     assert code == 200 and images == call(hub, "alice", "GET", "images")[1]
     for path in ("presets", "policy", "gpus", "folders/quota"):
@@ -267,15 +305,22 @@ def test_a_users_server_forwards_folders_and_images_with_the_users_token(hub, se
     assert code == 200 and "/berth/api/folders" in doc["paths"]
 
 
-def test_the_server_refuses_anonymous_requests_without_forwarding(hub, server, jp_asyncio_loop, jp_http_port, jp_base_url):
+def test_the_server_refuses_anonymous_requests_without_forwarding(
+    hub, server, jp_asyncio_loop, jp_http_port, jp_base_url
+):
     async def anonymous(method, path, body=None):
         url = f"http://127.0.0.1:{jp_http_port}{jp_base_url}berth/api/{path}"
         r = await AsyncHTTPClient().fetch(url, method=method, body=body, raise_error=False)
         return r.code
 
-    for method, path, body in [("GET", "folders", None), ("POST", "folders", '{"name": "anon"}'), ("GET", "images", None),
-                               ("POST", "images/hide", json.dumps({"image": IMAGE})), ("GET", "kernels", None),
-                               ("POST", "kernels", "{}")]:
+    for method, path, body in [
+        ("GET", "folders", None),
+        ("POST", "folders", '{"name": "anon"}'),
+        ("GET", "images", None),
+        ("POST", "images/hide", json.dumps({"image": IMAGE})),
+        ("GET", "kernels", None),
+        ("POST", "kernels", "{}"),
+    ]:
         assert jp_asyncio_loop.run_until_complete(anonymous(method, path, body)) == 403, (method, path)
     assert "anon" not in [f["name"] for f in call(hub, "alice", "GET", "folders")[1]["folders"]]
     assert call(hub, "alice", "GET", "kernels") == (200, {"kernels": []})
@@ -287,7 +332,7 @@ def test_an_operation_location_points_at_the_users_server(hub, server, jp_base_u
     assert code == 202, op
     location = response.headers["Location"]
     assert location == f"{jp_base_url}berth/api/images/operations/{op['id']}"
-    code, polled, _ = server("GET", location[len(jp_base_url) + len("berth/api/"):])
+    code, polled, _ = server("GET", location[len(jp_base_url) + len("berth/api/") :])
     assert code == 200 and polled["id"] == op["id"] and polled["kind"] == "pull"
 
 
@@ -305,8 +350,11 @@ def test_a_kernel_started_through_the_server_runs_in_a_berth_container(hub, serv
         try:
             await kc.wait_for_ready(timeout=60)
             out = []
-            reply = await kc.execute_interactive(code_text, timeout=30, output_hook=lambda m: out.append(
-                m["content"].get("text", "")) if m["msg_type"] == "stream" else None)
+            reply = await kc.execute_interactive(
+                code_text,
+                timeout=30,
+                output_hook=lambda m: out.append(m["content"].get("text", "")) if m["msg_type"] == "stream" else None,
+            )
             return reply["content"]["status"], "".join(out)
         finally:
             kc.stop_channels()
@@ -339,8 +387,9 @@ def test_a_token_the_hub_does_not_know_is_the_services_401(server):
     assert code == 401 and "JupyterHub token" in answer["message"]
 
 
-def test_a_users_server_keeps_its_kernelspecs_in_line_with_the_hubs_offer(hub, server, jp_serverapp, jp_data_dir,
-                                                                           jp_asyncio_loop):
+def test_a_users_server_keeps_its_kernelspecs_in_line_with_the_hubs_offer(
+    hub, server, jp_serverapp, jp_data_dir, jp_asyncio_loop
+):
     kernels_dir = jp_data_dir / "kernels"
     stale = kernelspecs.plan([ImageInfo(ref="berth/python:2.7", id="", digest=None)], [], "berth/python:2.7")
     kernelspecs.sync(stale + kernelspecs.plan([ImageInfo(ref=IMAGE, id="", digest=None)], [], IMAGE), str(kernels_dir))

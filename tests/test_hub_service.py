@@ -60,7 +60,8 @@ class Hub:
         self.hub_api = f"http://127.0.0.1:{self.hub_port}/hub/api/"
         self.proc: subprocess.Popen | None = None
         self.tokens: dict[str, str] = {}
-        (root / "berth_service_config.py").write_text(textwrap.dedent(f"""
+        (root / "berth_service_config.py").write_text(
+            textwrap.dedent(f"""
             c.BerthService.data_dir = {str(self.data_dir)!r}
             c.BerthService.site_id = {SITE!r}
             c.BerthService.network_prefix = "berth-ht-"
@@ -68,8 +69,10 @@ class Hub:
             c.BerthService.stop_timeout = 2
             c.BerthService.default_policy = {{"max_cpu": 1, "max_mem": "1G", "default": {{"cpu": 0.5, "mem": "256M"}}}}
             c.BerthHubService.user_volume = "{VOLUME_PREFIX}{{username}}"
-        """))
-        (root / "jupyterhub_config.py").write_text(textwrap.dedent(f"""
+        """)
+        )
+        (root / "jupyterhub_config.py").write_text(
+            textwrap.dedent(f"""
             import sys
             c.JupyterHub.ip = "127.0.0.1"
             c.JupyterHub.port = {self.proxy_port}
@@ -90,19 +93,25 @@ class Hub:
             ]
             c.JupyterHub.services = [
                 {{"name": "{SERVICE}", "url": "http://127.0.0.1:{self.service_port}",
-                  "command": [sys.executable, "-m", "jupyter_berth.hub.service", "--config={root / 'berth_service_config.py'}"],
+                  "command": [sys.executable, "-m", "jupyter_berth.hub.service", "--config={root / "berth_service_config.py"}"],
                   "oauth_no_confirm": True}},
                 {{"name": "test-admin", "api_token": {self.admin_token!r}}},
             ]
-        """))
+        """)
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self, timeout: float = 60) -> None:
         log_path = self.root / "hub.log"
         runs = log_path.read_text(errors="replace").count(RUNNING) if log_path.exists() else 0
         log = open(log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "jupyterhub", "-f", str(self.root / "jupyterhub_config.py")],
-                                     cwd=self.root, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", str(self.root / "jupyterhub_config.py")],
+            cwd=self.root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -123,8 +132,12 @@ class Hub:
 
     def new_token(self, user: str, scopes: list[str] | None = None) -> str:
         body = {"note": "test_hub_service", **({"scopes": scopes} if scopes is not None else {})}
-        r = httpx.post(f"{self.hub_api}users/{user}/tokens", json=body,
-                       headers={"Authorization": f"token {self.admin_token}"}, timeout=10)
+        r = httpx.post(
+            f"{self.hub_api}users/{user}/tokens",
+            json=body,
+            headers={"Authorization": f"token {self.admin_token}"},
+            timeout=10,
+        )
         assert r.status_code == 201, r.text
         return r.json()["token"]
 
@@ -222,11 +235,20 @@ def hub(tmp_path_factory):
 async def alice_kernel(hub):
     """Alice's kernel, started through the service as her server's provisioner would start it."""
     launch = await hub.backend("alice").start_kernel(
-        kernel_id=str(uuid.uuid4()), image=IMAGE, cwd="/home/jovyan/work",
-        mounts=[Mount(source="/home/jovyan", target="/home/jovyan")],  # the server's root dir, as the provisioner sends it
-        env={"JPY_SESSION_NAME": "/home/jovyan/work/a.ipynb", "JUPYTERHUB_API_TOKEN": "must-not-pass", "BERTH_USER": "bob",
-             "LD_PRELOAD": "/tmp/x.so"},
-        key=secrets.token_hex(32))
+        kernel_id=str(uuid.uuid4()),
+        image=IMAGE,
+        cwd="/home/jovyan/work",
+        mounts=[
+            Mount(source="/home/jovyan", target="/home/jovyan")
+        ],  # the server's root dir, as the provisioner sends it
+        env={
+            "JPY_SESSION_NAME": "/home/jovyan/work/a.ipynb",
+            "JUPYTERHUB_API_TOKEN": "must-not-pass",
+            "BERTH_USER": "bob",
+            "LD_PRELOAD": "/tmp/x.so",
+        },
+        key=secrets.token_hex(32),
+    )
     return launch
 
 
@@ -246,8 +268,11 @@ async def wait_for_kernel(kc: AsyncKernelClient, timeout: float) -> None:
                     break
             while True:
                 msg = await kc.get_iopub_msg(timeout=2)
-                if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status" \
-                        and msg["content"].get("execution_state") == "idle":
+                if (
+                    msg["parent_header"].get("msg_id") == msg_id
+                    and msg["msg_type"] == "status"
+                    and msg["content"].get("execution_state") == "idle"
+                ):
                     return
         except queue.Empty:
             assert time.monotonic() < deadline, "the kernel did not answer kernel_info on shell and iopub"
@@ -262,7 +287,10 @@ async def run_cell(connection: dict, code: str) -> tuple[str, str]:
     try:
         await wait_for_kernel(kc, timeout=60)
         reply = await kc.execute_interactive(
-            code, timeout=30, output_hook=lambda m: out.append(m["content"].get("text", "")) if m["msg_type"] == "stream" else None)
+            code,
+            timeout=30,
+            output_hook=lambda m: out.append(m["content"].get("text", "")) if m["msg_type"] == "stream" else None,
+        )
         return reply["content"]["status"], "".join(out)
     finally:
         kc.stop_channels()
@@ -282,8 +310,13 @@ print(json.dumps({"cwd": os.getcwd(), "work_mounted": "/home/jovyan/work" in mou
 @pytest.mark.docker
 @pytest.mark.slow
 def test_refuses_requests_without_a_valid_token(hub, headers):
-    for method, path in (("GET", "api/kernels"), ("POST", "api/kernels"), ("GET", "api/policy"),
-                         ("DELETE", "api/kernels/x"), ("PUT", "api/policies/default")):
+    for method, path in (
+        ("GET", "api/kernels"),
+        ("POST", "api/kernels"),
+        ("GET", "api/policy"),
+        ("DELETE", "api/kernels/x"),
+        ("PUT", "api/policies/default"),
+    ):
         r = httpx.request(method, hub.service_url + path, headers=headers, json={}, timeout=10)
         assert r.status_code == 401, (method, path, r.text)
         assert "JupyterHub token" in r.json()["message"]
@@ -309,10 +342,18 @@ async def test_kernel_started_with_a_user_token_runs_a_cell(hub, alice_kernel):
     status, out = await run_cell(launch.connection, PROBE)
     assert status == "ok", out
     got = json.loads(out)
-    assert got == {"cwd": "/home/jovyan/work", "work_mounted": True, "token": None, "user": "alice",
-                   "session": "/home/jovyan/work/a.ipynb", "preload": None}
+    assert got == {
+        "cwd": "/home/jovyan/work",
+        "work_mounted": True,
+        "token": None,
+        "user": "alice",
+        "session": "/home/jovyan/work/a.ipynb",
+        "preload": None,
+    }
     volume = docker.from_env().containers.get(launch.container_id).attrs["Mounts"]
-    assert [(m["Type"], m["Name"], m["Destination"]) for m in volume] == [("volume", f"{VOLUME_PREFIX}alice", "/home/jovyan/work")]
+    assert [(m["Type"], m["Name"], m["Destination"]) for m in volume] == [
+        ("volume", f"{VOLUME_PREFIX}alice", "/home/jovyan/work")
+    ]
     state = await hub.backend("alice").kernel_state(launch.kernel_id)
     assert state.running and state.id == launch.container_id
     mine = await hub.backend("alice").list_kernels()
@@ -325,8 +366,12 @@ async def test_kernel_started_with_a_user_token_runs_a_cell(hub, alice_kernel):
 async def test_another_user_cannot_reach_the_kernel_through_any_route(hub, alice_kernel):
     bob = hub.backend("bob")
     kid = alice_kernel.kernel_id
-    for call in (bob.kernel_state(kid), bob.signal_kernel(kid, signal.SIGINT), bob.stop_kernel(kid, now=True),
-                 bob.kernel_ended(kid)):
+    for call in (
+        bob.kernel_state(kid),
+        bob.signal_kernel(kid, signal.SIGINT),
+        bob.stop_kernel(kid, now=True),
+        bob.kernel_ended(kid),
+    ):
         with pytest.raises(NotFoundError, match="no running kernel"):
             await call
     assert await bob.list_kernels() == []
@@ -352,6 +397,7 @@ async def test_another_user_cannot_reach_the_kernel_through_any_route(hub, alice
 @pytest.mark.asyncio(loop_scope="module")
 async def test_bad_input_is_refused_naming_the_field_and_reserves_nothing(hub, alice_kernel):
     async with httpx.AsyncClient(base_url=hub.service_url, headers=hub.auth("alice"), timeout=30) as client:
+
         async def start(body, raw=None):
             return await client.post("api/kernels", content=raw if raw is not None else json.dumps(body))
 
@@ -448,7 +494,11 @@ async def assert_adopted(hub: Hub, launch) -> None:
     alice = hub.backend("alice")
     assert (await alice.kernel_state(launch.kernel_id)).running
     [listed] = await alice.list_kernels()
-    assert (listed["kernel_id"], listed["allocation_id"], listed["state"]) == (launch.kernel_id, launch.allocation_id, "running")
+    assert (listed["kernel_id"], listed["allocation_id"], listed["state"]) == (
+        launch.kernel_id,
+        launch.allocation_id,
+        "running",
+    )
     status, out = await run_cell(launch.connection, "print('still here')")
     assert (status, out.strip()) == ("ok", "still here")
 

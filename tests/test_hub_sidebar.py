@@ -32,14 +32,29 @@ def hub(tmp_path_factory):
 
 
 def test_a_hub_user_starts_a_limited_kernel_from_the_sidebar(hub):
-    if not os.path.isdir(os.path.join(ROOT, "labextension", "node_modules", "playwright-core")) or not shutil.which("chromium"):
+    if not os.path.isdir(os.path.join(ROOT, "labextension", "node_modules", "playwright-core")) or not shutil.which(
+        "chromium"
+    ):
         if os.environ.get("CI"):
             pytest.fail("playwright-core or chromium is missing: scripts/test.sh installs both")
-        pytest.skip("playwright-core (bash scripts/build-labextension.sh) or chromium (apt-get install chromium) missing")
+        pytest.skip(
+            "playwright-core (bash scripts/build-labextension.sh) or chromium (apt-get install chromium) missing"
+        )
     shots = os.environ.get("BERTH_UI_SCREENSHOTS", "")
-    env = {**os.environ, "BERTH_UI_URL": hub.url, "BERTH_UI_USER": "alice", "BERTH_UI_PASSWORD": "berth-demo",
-           "BERTH_UI_SCREENSHOTS": os.path.join(ROOT, "docs", "images") if shots not in ("", "0") else ""}
-    done = subprocess.run(["node", os.path.join(ROOT, "labextension", "ui-tests", "hub-mode.e2e.mjs")], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=400)
+    env = {
+        **os.environ,
+        "BERTH_UI_URL": hub.url,
+        "BERTH_UI_USER": "alice",
+        "BERTH_UI_PASSWORD": "berth-demo",
+        "BERTH_UI_SCREENSHOTS": os.path.join(ROOT, "docs", "images") if shots not in ("", "0") else "",
+    }
+    done = subprocess.run(
+        ["node", os.path.join(ROOT, "labextension", "ui-tests", "hub-mode.e2e.mjs")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:] + "\n" + hub.log_tail(40)
     assert "hub-mode:" in done.stdout and "passed" in done.stdout

@@ -57,8 +57,13 @@ def _image_or_skip():
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
     _image_or_skip()
-    hub = HubProcess(tmp_path_factory.mktemp("hubspawn"), users=("alice", "bob", "teacher", "carol"),
-                     cpu_overcommit=CPU_OVERCOMMIT, policies=POLICIES, extra="c.Spawner.poll_interval = 1\n")
+    hub = HubProcess(
+        tmp_path_factory.mktemp("hubspawn"),
+        users=("alice", "bob", "teacher", "carol"),
+        cpu_overcommit=CPU_OVERCOMMIT,
+        policies=POLICIES,
+        extra="c.Spawner.poll_interval = 1\n",
+    )
     with running(hub) as h:
         yield h
 
@@ -124,10 +129,18 @@ def test_spawn_with_options_and_a_berth_kernel_reads_its_limits(hub):
 
     # The server's own container: the requested limits (the boot boost is over), hardened, no socket.
     client = docker.from_env()
-    (container,) = [c for c in client.containers.list(filters={"label": "io.jupyter.berth.kind=server"})
-                    if c.labels.get("io.jupyter.berth.owner") == "alice" and c.name.startswith("jupyter-alice")]
+    (container,) = [
+        c
+        for c in client.containers.list(filters={"label": "io.jupyter.berth.kind=server"})
+        if c.labels.get("io.jupyter.berth.owner") == "alice" and c.name.startswith("jupyter-alice")
+    ]
     hc = container.attrs["HostConfig"]
-    assert (hc["Memory"], hc["MemorySwap"], hc["CpuQuota"], hc["CpuPeriod"]) == (512 * 2**20, 512 * 2**20, 50000, 100000)
+    assert (hc["Memory"], hc["MemorySwap"], hc["CpuQuota"], hc["CpuPeriod"]) == (
+        512 * 2**20,
+        512 * 2**20,
+        50000,
+        100000,
+    )
     assert hc["CapDrop"] == ["ALL"] and "no-new-privileges" in hc["SecurityOpt"] and hc["PidsLimit"] > 0
     assert container.attrs["Config"]["User"] == "1000:100"
     assert not any("docker.sock" in (m.get("Source") or "") for m in container.attrs["Mounts"])
@@ -137,8 +150,12 @@ def test_spawn_with_options_and_a_berth_kernel_reads_its_limits(hub):
 
     # A Berth kernel for a notebook, started as JupyterLab does: a session through the user
     # server's own REST API (via the hub's proxy).
-    r = httpx.post(f"{hub.url}/user/alice/api/sessions", headers=hub.headers, timeout=90,
-                   json={"path": "lab1.ipynb", "type": "notebook", "name": "lab1.ipynb", "kernel": {"name": KERNEL_SPEC}})
+    r = httpx.post(
+        f"{hub.url}/user/alice/api/sessions",
+        headers=hub.headers,
+        timeout=90,
+        json={"path": "lab1.ipynb", "type": "notebook", "name": "lab1.ipynb", "kernel": {"name": KERNEL_SPEC}},
+    )
     assert r.status_code == 201, f"{r.status_code} {r.text}\n{hub.log_tail()}\n{container.logs(tail=30).decode()}"
     kernel_id = r.json()["kernel"]["id"]
     out = asyncio.run(run_cell(hub, "alice", kernel_id, "import json\n" + CELL))
@@ -146,8 +163,11 @@ def test_spawn_with_options_and_a_berth_kernel_reads_its_limits(hub):
     # the class policy's default kernel request: 0.25 CPU, 256 MiB
     assert limits["mem"] == str(256 * 2**20) and limits["quota"] in ("25000", "25000 100000")
     assert limits["uid"] == 1000 and limits["cwd"] == "/home/jovyan/work"
-    kernels = [c for c in client.containers.list(filters={"label": "io.jupyter.berth.kind=kernel"})
-               if c.labels.get("io.jupyter.berth.owner") == "alice"]
+    kernels = [
+        c
+        for c in client.containers.list(filters={"label": "io.jupyter.berth.kind=kernel"})
+        if c.labels.get("io.jupyter.berth.owner") == "alice"
+    ]
     assert len(kernels) == 1 and list(kernels[0].attrs["NetworkSettings"]["Networks"]) == [hub.network_prefix + "alice"]
 
 
@@ -168,7 +188,7 @@ def test_a_full_host_queues_spawns_with_their_place(hub):
         assert any("waiting for 0.5 CPU; 1 ahead of you" in m for m in teacher_seen), teacher_seen
         # the queue on JupyterHub's own Prometheus endpoint
         metrics = (await asyncio.to_thread(httpx.get, f"{hub.url}/hub/metrics", headers=hub.headers, timeout=30)).text
-        assert "berth_spawn_queue_waiting 2.0" in metrics, [l for l in metrics.splitlines() if "berth_" in l]
+        assert "berth_spawn_queue_waiting 2.0" in metrics, [line for line in metrics.splitlines() if "berth_" in line]
         # nobody timed out while queued; alice stops, the queue moves in order
         r = await asyncio.to_thread(api, hub, "DELETE", "/users/alice/server")
         assert r.status_code in (202, 204)
@@ -193,8 +213,9 @@ def test_max_lifetime_stops_the_server_and_the_form_says_why(hub):
     # carol logs in (the demo's DummyAuthenticator) and opens the spawn form: it says why
     with httpx.Client(base_url=hub.url, timeout=30) as browser:
         browser.get("/hub/login")
-        browser.post("/hub/login", data={"username": "carol", "password": "berth-demo",
-                                         "_xsrf": browser.cookies.get("_xsrf")})
+        browser.post(
+            "/hub/login", data={"username": "carol", "password": "berth-demo", "_xsrf": browser.cookies.get("_xsrf")}
+        )
         page = browser.get("/hub/spawn").text
     assert "Your previous server was stopped at" in page
     assert "maximum lifetime of your policy" in page and "max_lifetime set by user carol" in page

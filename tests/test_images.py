@@ -22,7 +22,7 @@ import pytest
 from jupyter_berth import catalog, catalog_state, image_build
 from jupyter_berth.catalog import ImageRetiredError
 from jupyter_berth.errors import ConflictError, NotFoundError, PolicyError, RequestError
-from jupyter_berth.kernels.kernelspecs import image_kernel_name, plan
+from jupyter_berth.kernelspecs import image_kernel_name, plan
 
 from .image_fixtures import (  # noqa: F401  (versions, svc: fixtures)
     BASE,
@@ -53,7 +53,17 @@ def test_references_are_validated_and_parsed():
     assert catalog.parse_ref("127.0.0.1:5000/berth/python:3.11").local == "berth/python:3.11"
     assert catalog.parse_ref("berth/python:3.11").domain is None
     assert catalog.normalise_ref("berth/python") == "berth/python:latest"
-    for bad in ("", "Berth/Python:3.11", "berth/python:3.11; rm -rf /", "-x", "a" * 300, None, 7, "berth//python", "berth/python:"):
+    for bad in (
+        "",
+        "Berth/Python:3.11",
+        "berth/python:3.11; rm -rf /",
+        "-x",
+        "a" * 300,
+        None,
+        7,
+        "berth//python",
+        "berth/python:",
+    ):
         with pytest.raises(RequestError) as info:
             catalog.validate_ref(bad)
         assert info.value.status == 400 and "berth/python:3.11" in info.value.message
@@ -66,17 +76,39 @@ def test_references_are_validated_and_parsed():
 
 
 def _attrs(image_id: str, tag: str, *, digests=(), **labels) -> dict:
-    full = {"io.jupyter.berth.kind": "kernel", "io.jupyter.berth.language": "python", **{f"io.jupyter.berth.{k}": v for k, v in labels.items()}}
-    return {"Id": image_id, "RepoDigests": list(digests), "Size": 1, "Created": "2026-11-22T00:00:00Z", "Config": {"Labels": full}}
+    full = {
+        "io.jupyter.berth.kind": "kernel",
+        "io.jupyter.berth.language": "python",
+        **{f"io.jupyter.berth.{k}": v for k, v in labels.items()},
+    }
+    return {
+        "Id": image_id,
+        "RepoDigests": list(digests),
+        "Size": 1,
+        "Created": "2026-11-22T00:00:00Z",
+        "Config": {"Labels": full},
+    }
 
 
 def _view(states=None, aliases=None, offer_new=True):
-    ids = {t: "sha256:" + c * 64 for t, c in (("3.10", "a"), ("3.11", "b"), ("3.11-extra", "c"), ("3.12", "d"), ("2.0-cuda", "e"), ("2.1-cuda", "f"), ("2.1-cpu", "1"))}
+    ids = {
+        t: "sha256:" + c * 64
+        for t, c in (
+            ("3.10", "a"),
+            ("3.11", "b"),
+            ("3.11-extra", "c"),
+            ("3.12", "d"),
+            ("2.0-cuda", "e"),
+            ("2.1-cuda", "f"),
+            ("2.1-cpu", "1"),
+        )
+    }
     found = [(f"berth/python:{t}", _attrs(i, t)) for t, i in ids.items() if not t.startswith("2.")]
     found += [(f"berth/torch:{t}", _attrs(i, t)) for t, i in ids.items() if t.startswith("2.")]
     found.append(("other/thing:1", _attrs("sha256:" + "9" * 64, "1")))
-    return catalog.build_view(found, ["berth/*"], states or {}, aliases or {}, offer_new=offer_new,
-                              configured_default="berth/python:3.11"), ids
+    return catalog.build_view(
+        found, ["berth/*"], states or {}, aliases or {}, offer_new=offer_new, configured_default="berth/python:3.11"
+    ), ids
 
 
 class _State:
@@ -86,9 +118,19 @@ class _State:
 
 
 def test_nearest_version_and_environment_answers():
-    view, ids = _view({"berth/python:3.10": _State("retired"), "berth/torch:2.0-cuda": _State("retired"),
-                       "berth/python:3.12": _State("hidden")})
-    assert [i.ref for i in view] == ["berth/python:3.11", "berth/python:3.11-extra", "berth/torch:2.1-cpu", "berth/torch:2.1-cuda"]
+    view, ids = _view(
+        {
+            "berth/python:3.10": _State("retired"),
+            "berth/torch:2.0-cuda": _State("retired"),
+            "berth/python:3.12": _State("hidden"),
+        }
+    )
+    assert [i.ref for i in view] == [
+        "berth/python:3.11",
+        "berth/python:3.11-extra",
+        "berth/torch:2.1-cpu",
+        "berth/torch:2.1-cuda",
+    ]
     assert view.default_ref == "berth/python:3.11" and view.get("berth/python:3.11").default
     assert "other/thing:1" not in view.entries  # outside the offered_images patterns
     assert view.nearest("berth/python:3.10").ref == "berth/python:3.11"  # newer, same flavour
@@ -100,7 +142,10 @@ def test_nearest_version_and_environment_answers():
         catalog.find(view, "berth/python:3.12")  # hidden is simply not offered
     # An admin's named replacement wins over the nearest.
     view2, _ = _view({"berth/python:3.10": _State("retired", replacement="berth/python:3.11-extra")})
-    assert catalog.resolve_environment(view2, "berth/python:3.10", ids["3.10"])["nearest"]["image"] == "berth/python:3.11-extra"
+    assert (
+        catalog.resolve_environment(view2, "berth/python:3.10", ids["3.10"])["nearest"]["image"]
+        == "berth/python:3.11-extra"
+    )
 
     answer = catalog.resolve_environment(view, "berth/python:3.11", ids["3.11"])
     assert answer["status"] == "available" and answer["image"] == "berth/python:3.11"
@@ -114,8 +159,14 @@ def test_nearest_version_and_environment_answers():
     unknown = catalog.resolve_environment(view, "berth/python:3.12", ids["3.12"])  # hidden: not disclosed
     assert unknown["status"] == "unknown" and unknown["nearest"]["image"] == "berth/python:3.11"
     # Registry digests match too, with or without the repository part.
-    pulled = catalog.build_view([("berth/python:3.11", _attrs(ids["3.11"], "3.11", digests=["reg:5000/berth/python@sha256:" + "5" * 64]))],
-                                ["berth/*"], {}, {}, offer_new=True, configured_default=None)
+    pulled = catalog.build_view(
+        [("berth/python:3.11", _attrs(ids["3.11"], "3.11", digests=["reg:5000/berth/python@sha256:" + "5" * 64]))],
+        ["berth/*"],
+        {},
+        {},
+        offer_new=True,
+        configured_default=None,
+    )
     assert catalog.resolve_environment(pulled, "berth/python:3.11", "sha256:" + "5" * 64)["status"] == "available"
     # offer_new_images=False: images with no decision are hidden.
     assert list(_view(offer_new=False)[0]) == []
@@ -124,9 +175,16 @@ def test_nearest_version_and_environment_answers():
 def test_build_plans_check_their_source():
     base_id = "sha256:" + "b" * 64
     assert image_build.dockerfile_on_base("RUN true\n", BASE, base_id).startswith(f"FROM {base_id}\nRUN true")
-    assert image_build.dockerfile_on_base("# hi\nARG X\nFROM berth/python:3.11\nRUN true", BASE, base_id).splitlines()[2] == f"FROM {base_id}"
-    for bad, why in (("FROM debian:12\nRUN true", "must name the base"), ("FROM x AS a\nFROM y", "multi-stage"),
-                     ("RUN a\nFROM berth/python:3.11", "only comments and ARG"), ("", "not empty")):
+    assert (
+        image_build.dockerfile_on_base("# hi\nARG X\nFROM berth/python:3.11\nRUN true", BASE, base_id).splitlines()[2]
+        == f"FROM {base_id}"
+    )
+    for bad, why in (
+        ("FROM debian:12\nRUN true", "must name the base"),
+        ("FROM x AS a\nFROM y", "multi-stage"),
+        ("RUN a\nFROM berth/python:3.11", "only comments and ARG"),
+        ("", "not empty"),
+    ):
         with pytest.raises(RequestError, match=why):
             image_build.dockerfile_on_base(bad, BASE, base_id)
     with pytest.raises(RequestError, match="exactly one of dockerfile, requirements, environment"):
@@ -138,7 +196,9 @@ def test_build_plans_check_their_source():
         image_build.environment_requirements("dependencies: [python=3.12, numpy]", "3.11.2")
     with pytest.raises(RequestError, match="no conda"):
         image_build.environment_requirements("dependencies: [{conda-forge: x}]", "3.11.2")
-    req = image_build.plan_build(base_ref=BASE, base_id=base_id, requirements="Traitlets==5.*  # ui\n-r other.txt\npandas[perf]>2\n")
+    req = image_build.plan_build(
+        base_ref=BASE, base_id=base_id, requirements="Traitlets==5.*  # ui\n-r other.txt\npandas[perf]>2\n"
+    )
     assert req.dists == ["traitlets", "pandas"] and "/opt/venv/bin/pip install" in req.dockerfile
     assert image_build.label_line({"a": 'x "$HOME"'}) == 'LABEL "a"="x \\"\\$HOME\\""\n'
 
@@ -166,7 +226,8 @@ async def test_catalog_lists_versions_with_their_labels(svc, versions):
 async def test_two_versions_run_side_by_side(svc, versions):
     a, b = await asyncio.gather(
         svc.start_kernel("ann", kernel_id=kid(), image=CUR, request={"cpu": 0.5, "mem": "256M"}),
-        svc.start_kernel("ann", kernel_id=kid(), image=EXTRA, request={"cpu": 1, "mem": "512M"}))
+        svc.start_kernel("ann", kernel_id=kid(), image=EXTRA, request={"cpu": 1, "mem": "512M"}),
+    )
     probe = "import os; print(os.path.exists('/etc/berth-extra'), os.cpu_count() is not None)"
     out_a, out_b = await asyncio.gather(run_code(a, probe), run_code(b, probe))
     assert out_a.split()[0] == "False" and out_b.split()[0] == "True"
@@ -174,10 +235,17 @@ async def test_two_versions_run_side_by_side(svc, versions):
     assert ia.running and ib.running and ia.image_id == versions["base"] and ib.image_id == versions["extra"]
     # Each kernel records the digest it runs; the notebook records the same.
     live = {x.subject: x for x in await svc.list_kernels("ann")}
-    assert live[a.kernel_id].image_digest == a.image_digest and live[b.kernel_id].image_digest == b.image_digest == versions["extra"]
+    assert (
+        live[a.kernel_id].image_digest == a.image_digest
+        and live[b.kernel_id].image_digest == b.image_digest == versions["extra"]
+    )
     env = await svc.kernel_environment("ann", b.kernel_id)
-    assert env == {"image": EXTRA, "digest": versions["extra"], "display_name": "Python 3.11 (extra)",
-                   "resources": b.resources.to_dict()}
+    assert env == {
+        "image": EXTRA,
+        "digest": versions["extra"],
+        "display_name": "Python 3.11 (extra)",
+        "resources": b.resources.to_dict(),
+    }
     again = await svc.resolve_environment(env["image"], env["digest"])
     assert again["status"] == "available" and again["image"] == EXTRA
     with pytest.raises(NotFoundError):
@@ -186,8 +254,12 @@ async def test_two_versions_run_side_by_side(svc, versions):
 
 async def test_retire_keeps_running_kernels_refuses_new_ones_and_gc_spares_what_is_used(svc, versions):
     client = docker.from_env()
-    old_id = _build(client, f"FROM {versions['base']}\nUSER root\nRUN echo old > /etc/berth-old\nUSER 1000\n"
-                            + _label("3.10", "Python 3.10 (test)"), OLD)
+    old_id = _build(
+        client,
+        f"FROM {versions['base']}\nUSER root\nRUN echo old > /etc/berth-old\nUSER 1000\n"
+        + _label("3.10", "Python 3.10 (test)"),
+        OLD,
+    )
     running = await svc.start_kernel("ann", kernel_id=kid(), image=OLD, request=SMALL)
     with pytest.raises(ConflictError, match="is the default image"):
         await svc.retire_image("admin", (), CUR)
@@ -195,17 +267,29 @@ async def test_retire_keeps_running_kernels_refuses_new_ones_and_gc_spares_what_
     with pytest.raises(ImageRetiredError) as info:
         await svc.start_kernel("ann", kernel_id=kid(), image=OLD, request=SMALL)
     assert info.value.message == f"{OLD} is retired; use {CUR}"
-    assert not [a for a in await svc.list_kernels("ann") if a.image == OLD and a.subject != running.kernel_id]  # nothing reserved
+    assert not [
+        a for a in await svc.list_kernels("ann") if a.image == OLD and a.subject != running.kernel_id
+    ]  # nothing reserved
     assert (await svc.kernel_state("ann", running.kernel_id)).running  # running ones keep going
     assert "old" in await run_code(running, "print(open('/etc/berth-old').read())")
     assert OLD not in [i.ref for i in await svc.images()]
     assert image_kernel_name(OLD) not in {p.name for p in plan(await svc.images(), [], svc.default_image)}
 
     kept = await svc.gc_images("admin", ())
-    assert kept == [{"ref": OLD, "state": "retired", "id": old_id, "size": kept[0]["size"], "action": "kept",
-                     "reason": "1 running kernel(s) use it"}]
+    assert kept == [
+        {
+            "ref": OLD,
+            "state": "retired",
+            "id": old_id,
+            "size": kept[0]["size"],
+            "action": "kept",
+            "reason": "1 running kernel(s) use it",
+        }
+    ]
     await svc.stop_kernel("ann", running.kernel_id)
-    outsider = client.containers.create(old_id, ["true"], labels={"purpose": "berth-images-test"})  # not a Berth container
+    outsider = client.containers.create(
+        old_id, ["true"], labels={"purpose": "berth-images-test"}
+    )  # not a Berth container
     try:
         assert (await svc.gc_images("admin", ()))[0]["reason"].startswith("containers use it")
     finally:
@@ -248,7 +332,11 @@ async def test_default_hide_offer_and_pinned_alias(svc, versions):
     assert (await svc.offer_image("admin", (), EXTRA))["state"] == "offered"
 
     pinned = await svc.alias_image("admin", (), LATEST, CUR)
-    assert pinned["alias_of"] == CUR and pinned["id"] == versions["base"] and client.images.get(LATEST).id == versions["base"]
+    assert (
+        pinned["alias_of"] == CUR
+        and pinned["id"] == versions["base"]
+        and client.images.get(LATEST).id == versions["base"]
+    )
     client.images.get(versions["extra"]).tag(REPO, "latest")  # someone moves the tag by hand
     svc.engine_list_ttl = 0  # (the service would see it within a second anyway)
     view = await svc.catalog_view()
@@ -274,19 +362,34 @@ async def test_build_from_dockerfile_and_requirements_streams_progress(svc, vers
         await svc.build_image("admin", (), base=CUR, tag=built, dockerfile="FROM debian:12\nRUN true\n")
     with pytest.raises(NotFoundError, match="not offered"):
         await svc.build_image("admin", (), base=BASE, tag=built, dockerfile="RUN true\n")  # outside this catalog
-    out = await svc.build_image("admin", (), base=CUR, tag=built, progress=lines.append,
-                                dockerfile="USER root\nRUN echo built > /etc/berth-built\nUSER 1000\n")
-    assert any(line.strip().startswith("Step 1/") for line in lines) and any("Successfully tagged" in line for line in lines)
-    assert out["state"] == "hidden" and out["labels"]["base"] == CUR and out["labels"]["base_digest"] == versions["base"]
-    assert out["labels"]["build_source"] == "dockerfile" and out["version"] == "3.11-built" and out["labels"]["built_by"] == "admin"
+    out = await svc.build_image(
+        "admin",
+        (),
+        base=CUR,
+        tag=built,
+        progress=lines.append,
+        dockerfile="USER root\nRUN echo built > /etc/berth-built\nUSER 1000\n",
+    )
+    assert any(line.strip().startswith("Step 1/") for line in lines) and any(
+        "Successfully tagged" in line for line in lines
+    )
+    assert (
+        out["state"] == "hidden" and out["labels"]["base"] == CUR and out["labels"]["base_digest"] == versions["base"]
+    )
+    assert (
+        out["labels"]["build_source"] == "dockerfile"
+        and out["version"] == "3.11-built"
+        and out["labels"]["built_by"] == "admin"
+    )
     with pytest.raises(NotFoundError, match="not offered"):
         await svc.start_kernel("ann", kernel_id=kid(), image=built)  # hidden until offered
     with pytest.raises(ConflictError, match="already exists"):
         await svc.build_image("admin", (), base=CUR, tag=built, dockerfile="RUN true\n")
 
     # requirements.txt, in the background as the REST API runs it; pip finds it installed, so no network is needed.
-    op = await svc.start_image_operation("admin", (), "build", {"base": CUR, "tag": f"{REPO}:3.11-req",
-                                                                "requirements": "traitlets\n", "offer": True})
+    op = await svc.start_image_operation(
+        "admin", (), "build", {"base": CUR, "tag": f"{REPO}:3.11-req", "requirements": "traitlets\n", "offer": True}
+    )
     await asyncio.wait_for(op.task, 120)
     assert op.state == "succeeded", op.to_json()
     assert op.result["state"] == "offered" and any(f.startswith("traitlets ") for f in op.result["frameworks"])
@@ -294,19 +397,28 @@ async def test_build_from_dockerfile_and_requirements_streams_progress(svc, vers
 
     for ref in (built, f"{REPO}:3.11-req"):
         await svc.retire_image("admin", (), ref)
-    assert {r["ref"]: r["action"] for r in await svc.gc_images("admin", ())} == {built: "removed", f"{REPO}:3.11-req": "removed"}
+    assert {r["ref"]: r["action"] for r in await svc.gc_images("admin", ())} == {
+        built: "removed",
+        f"{REPO}:3.11-req": "removed",
+    }
 
 
 async def test_a_non_admin_is_refused_everything_and_nothing_changes(svc, versions):
     before = await asyncio.to_thread(catalog_state.load, svc.ledger)
     tags = sorted(t for i in docker.from_env().images.list(name=REPO) for t in i.tags)
     calls = [
-        svc.offer_image("eve", ("students",), EXTRA), svc.hide_image("eve", (), EXTRA),
-        svc.retire_image("eve", (), EXTRA), svc.set_default_image("eve", (), EXTRA),
-        svc.alias_image("eve", (), LATEST, CUR), svc.unalias_image("eve", (), LATEST),
-        svc.pull_image("eve", (), f"127.0.0.1:5000/{EXTRA}"), svc.push_image("eve", (), EXTRA, f"127.0.0.1:5000/{EXTRA}"),
+        svc.offer_image("eve", ("students",), EXTRA),
+        svc.hide_image("eve", (), EXTRA),
+        svc.retire_image("eve", (), EXTRA),
+        svc.set_default_image("eve", (), EXTRA),
+        svc.alias_image("eve", (), LATEST, CUR),
+        svc.unalias_image("eve", (), LATEST),
+        svc.pull_image("eve", (), f"127.0.0.1:5000/{EXTRA}"),
+        svc.push_image("eve", (), EXTRA, f"127.0.0.1:5000/{EXTRA}"),
         svc.build_image("eve", (), base=CUR, tag=f"{REPO}:evil", dockerfile="RUN true"),
-        svc.gc_images("eve", ()), svc.image_events("eve", ()), svc.image_catalog("eve", (), include_all=True),
+        svc.gc_images("eve", ()),
+        svc.image_events("eve", ()),
+        svc.image_catalog("eve", (), include_all=True),
         svc.start_image_operation("eve", (), "pull", {"source": f"127.0.0.1:5000/{EXTRA}"}),
     ]
     for call in calls:
@@ -335,7 +447,7 @@ def registry():
     if done.returncode != 0:
         if os.environ.get("CI"):
             pytest.fail(f"scripts/registry-up.sh failed: {done.stderr.strip()}")
-        pytest.skip(f"no local registry: {done.stderr.strip().splitlines()[-1:] }")
+        pytest.skip(f"no local registry: {done.stderr.strip().splitlines()[-1:]}")
     return done.stdout.strip().splitlines()[-1]
 
 
@@ -343,8 +455,12 @@ async def test_pull_and_push_through_a_local_registry(svc, versions, registry):
     client = docker.from_env()
     uid = uuid.uuid4().hex[:8]
     local = f"{REPO}:3.11-pushme-{uid}"
-    image_id = _build(client, f"FROM {versions['extra']}\nUSER root\nRUN echo {uid} > /etc/berth-pushed\nUSER 1000\n"
-                              + _label(f"3.11-pushme-{uid}", "Python 3.11 (pushed)"), local)
+    image_id = _build(
+        client,
+        f"FROM {versions['extra']}\nUSER root\nRUN echo {uid} > /etc/berth-pushed\nUSER 1000\n"
+        + _label(f"3.11-pushme-{uid}", "Python 3.11 (pushed)"),
+        local,
+    )
     remote = f"{registry}/{local}"
     lines: list[str] = []
     pushed = await svc.push_image("admin", (), local, remote, progress=lines.append)
@@ -363,7 +479,9 @@ async def test_pull_and_push_through_a_local_registry(svc, versions, registry):
     again = await svc.pull_image("admin", (), remote, offer=True)  # idempotent; now offered
     assert again["id"] == image_id and again["state"] == "offered"
     launch = await svc.start_kernel("ann", kernel_id=kid(), image=local, request=SMALL)
-    assert launch.image_digest == out["digest"] and uid in await run_code(launch, "print(open('/etc/berth-pushed').read())")
+    assert launch.image_digest == out["digest"] and uid in await run_code(
+        launch, "print(open('/etc/berth-pushed').read())"
+    )
     env = await svc.kernel_environment("ann", launch.kernel_id)
     assert (await svc.resolve_environment(env["image"], env["digest"]))["status"] == "available"
 
@@ -389,12 +507,27 @@ async def test_pull_and_push_through_a_local_registry(svc, versions, registry):
 
 # -- the REST API (jupyter_server with the berth extension) ------------------------------------------
 
+
 def test_cli_retire_and_check(tmp_path, versions):
     """`berth images …` acts on the same ledger and engine as the service, as the host's operator."""
+
     def berth(*args):
-        return subprocess.run([sys.executable, "-m", "jupyter_berth.cli.app", "images", *args, f"--data-dir={tmp_path}",
-                               "--BerthService.offered_images=berthtest/*", f"--BerthService.default_image={CUR}"],
-                              capture_output=True, text=True, timeout=120, env={**os.environ, "BERTH_USER": "operator"})
+        return subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "jupyter_berth.cli.app",
+                "images",
+                *args,
+                f"--data-dir={tmp_path}",
+                "--BerthService.offered_images=berthtest/*",
+                f"--BerthService.default_image={CUR}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "BERTH_USER": "operator"},
+        )
 
     done = berth("retire", EXTRA, f"--replacement={CUR}", "--note=superseded")
     assert done.returncode == 0, done.stderr

@@ -15,7 +15,7 @@ import pytest
 
 from jupyter_berth import catalog_state
 from jupyter_berth.kernels import backend
-from jupyter_berth.kernels.kernelspecs import image_kernel_name
+from jupyter_berth.kernelspecs import image_kernel_name
 
 from .image_fixtures import CUR, EXTRA, LATEST, OLD, REPO, ROOT, versions  # noqa: F401  (versions: a fixture)
 
@@ -35,10 +35,18 @@ def api_admins():
 @pytest.fixture
 def jp_server_config(tmp_path, monkeypatch, versions, api_admins):
     monkeypatch.setenv("BERTH_USER", "ann")
-    return {"ServerApp": {"jpserver_extensions": {"jupyter_berth.server": True}},
-            "BerthService": {"data_dir": str(tmp_path / "berth-api"), "sample_interval": 0,
-                             "offered_images": ["berthtest/*"], "default_image": CUR, "admin_users": api_admins,
-                             "pull_registries": ["127.0.0.1:5000"], "build_network": False}}
+    return {
+        "ServerApp": {"jpserver_extensions": {"jupyter_berth.server": True}},
+        "BerthService": {
+            "data_dir": str(tmp_path / "berth-api"),
+            "sample_interval": 0,
+            "offered_images": ["berthtest/*"],
+            "default_image": CUR,
+            "admin_users": api_admins,
+            "pull_registries": ["127.0.0.1:5000"],
+            "build_network": False,
+        },
+    }
 
 
 def _serve(loop, serverapp, work):
@@ -66,12 +74,17 @@ async def _call(jp_fetch, method, path, body=None, **params):
 
 
 ADMIN_ROUTES = [
-    ("POST", "images/offer", {"image": EXTRA}), ("POST", "images/hide", {"image": EXTRA}),
-    ("POST", "images/retire", {"image": EXTRA}), ("POST", "images/default", {"image": EXTRA}),
-    ("POST", "images/alias", {"alias": LATEST, "target": CUR}), ("POST", "images/unalias", {"alias": LATEST}),
+    ("POST", "images/offer", {"image": EXTRA}),
+    ("POST", "images/hide", {"image": EXTRA}),
+    ("POST", "images/retire", {"image": EXTRA}),
+    ("POST", "images/default", {"image": EXTRA}),
+    ("POST", "images/alias", {"alias": LATEST, "target": CUR}),
+    ("POST", "images/unalias", {"alias": LATEST}),
     ("POST", "images/pull", {"source": f"127.0.0.1:5000/{EXTRA}"}),
     ("POST", "images/build", {"base": CUR, "tag": f"{REPO}:evil", "dockerfile": "RUN true"}),
-    ("POST", "images/gc", {}), ("GET", "images/operations", None), ("GET", "images/history", None),
+    ("POST", "images/gc", {}),
+    ("GET", "images/operations", None),
+    ("GET", "images/history", None),
 ]
 
 
@@ -123,8 +136,12 @@ def test_rest_admin_retires_builds_and_kernelspecs_follow(jp_asyncio_loop, jp_se
         code, answer = await _call(jp_fetch, "POST", "images/offer", {"image": EXTRA, "extra": 1})
         assert code == 400 and answer["field"] == "extra"
 
-        code, op = await _call(jp_fetch, "POST", "images/build", {"base": CUR, "tag": f"{REPO}:3.11-rest",
-                                                                  "dockerfile": "LABEL rest=1\n", "offer": True})
+        code, op = await _call(
+            jp_fetch,
+            "POST",
+            "images/build",
+            {"base": CUR, "tag": f"{REPO}:3.11-rest", "dockerfile": "LABEL rest=1\n", "offer": True},
+        )
         assert code == 202 and op["state"] == "running" and op["kind"] == "build"
         for _ in range(300):
             code, op = await _call(jp_fetch, "GET", f"images/operations/{op['id']}")
@@ -145,30 +162,52 @@ def test_rest_admin_retires_builds_and_kernelspecs_follow(jp_asyncio_loop, jp_se
     _serve(jp_asyncio_loop, jp_serverapp, work)
 
 
-def test_a_saved_notebook_records_its_environment_and_gets_it_back(jp_asyncio_loop, jp_serverapp, jp_fetch, jp_root_dir,
-                                                                    versions):
+def test_a_saved_notebook_records_its_environment_and_gets_it_back(
+    jp_asyncio_loop, jp_serverapp, jp_fetch, jp_root_dir, versions
+):
     import nbformat
+
     from jupyter_berth.server import notebook_environment
 
     async def work():
         notebook_environment.register(jp_serverapp)  # (the berth extension installs it when it loads)
         os.chmod(jp_root_dir, 0o777)  # the kernel runs as uid 1000 in the notebook's directory
-        r = await jp_fetch("api", "sessions", method="POST", body=json.dumps(
-            {"path": "env.ipynb", "name": "env.ipynb", "type": "notebook", "kernel": {"name": image_kernel_name(EXTRA)}}))
+        r = await jp_fetch(
+            "api",
+            "sessions",
+            method="POST",
+            body=json.dumps(
+                {
+                    "path": "env.ipynb",
+                    "name": "env.ipynb",
+                    "type": "notebook",
+                    "kernel": {"name": image_kernel_name(EXTRA)},
+                }
+            ),
+        )
         session = json.loads(r.body)
         try:
-            await jp_fetch("api", "contents", "env.ipynb", method="PUT", body=json.dumps(
-                {"type": "notebook", "format": "json", "content": nbformat.v4.new_notebook()}))
+            await jp_fetch(
+                "api",
+                "contents",
+                "env.ipynb",
+                method="PUT",
+                body=json.dumps({"type": "notebook", "format": "json", "content": nbformat.v4.new_notebook()}),
+            )
             saved = json.loads((jp_root_dir / "env.ipynb").read_text())["metadata"]["berth"]["environment"]
             assert saved["image"] == EXTRA and saved["digest"] == versions["extra"] and saved["resources"]["cpu"] > 0
             code, env = await _call(jp_fetch, "GET", f"images/environment/{session['kernel']['id']}")
             assert code == 200 and env["digest"] == saved["digest"] and env["resources"] == saved["resources"]
             # Opened again: exactly that environment is offered ...
-            code, answer = await _call(jp_fetch, "POST", "images/resolve", {"image": saved["image"], "digest": saved["digest"]})
+            code, answer = await _call(
+                jp_fetch, "POST", "images/resolve", {"image": saved["image"], "digest": saved["digest"]}
+            )
             assert code == 200 and answer["status"] == "available" and answer["image"] == EXTRA
             # ... until it is retired: then the user is told, and offered the nearest version.
             code, _ = await _call(jp_fetch, "POST", "images/retire", {"image": EXTRA})
-            code, answer = await _call(jp_fetch, "POST", "images/resolve", {"image": saved["image"], "digest": saved["digest"]})
+            code, answer = await _call(
+                jp_fetch, "POST", "images/resolve", {"image": saved["image"], "digest": saved["digest"]}
+            )
             assert answer["status"] == "retired" and answer["nearest"]["image"] == CUR
             assert answer["message"] == f"{EXTRA} is retired; use {CUR}"
             r = await jp_fetch("api", "kernels", session["kernel"]["id"])
@@ -179,8 +218,9 @@ def test_a_saved_notebook_records_its_environment_and_gets_it_back(jp_asyncio_lo
     _serve(jp_asyncio_loop, jp_serverapp, work)
 
 
-def test_schemathesis_finds_no_server_error_in_the_images_api(jp_asyncio_loop, jp_serverapp, http_server, jp_http_port,
-                                                               jp_auth_header, tmp_path):
+def test_schemathesis_finds_no_server_error_in_the_images_api(
+    jp_asyncio_loop, jp_serverapp, http_server, jp_http_port, jp_auth_header, tmp_path
+):
     from jupyter_berth.server.handlers.meta import openapi_document
 
     doc = openapi_document("/")
@@ -195,11 +235,32 @@ def test_schemathesis_finds_no_server_error_in_the_images_api(jp_asyncio_loop, j
 
     async def work():
         proc = await asyncio.create_subprocess_exec(
-            str(st), "run", str(schema), "--url", f"http://127.0.0.1:{jp_http_port}", "-H", f"Authorization: {jp_auth_header['Authorization']}",
-            "--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
-            "--max-examples", "5", "--phases", "examples,coverage,fuzzing", "--workers", "1", "--no-color", "--seed", "1",
-            "--generation-database", "none", "--request-timeout", "30",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env={**os.environ, "NO_PROXY": "*"})
+            str(st),
+            "run",
+            str(schema),
+            "--url",
+            f"http://127.0.0.1:{jp_http_port}",
+            "-H",
+            f"Authorization: {jp_auth_header['Authorization']}",
+            "--checks",
+            "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+            "--max-examples",
+            "5",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--workers",
+            "1",
+            "--no-color",
+            "--seed",
+            "1",
+            "--generation-database",
+            "none",
+            "--request-timeout",
+            "30",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, "NO_PROXY": "*"},
+        )
         out, _ = await asyncio.wait_for(proc.communicate(), 240)
         return proc.returncode, out.decode()
 

@@ -14,7 +14,7 @@ import nbformat
 import pytest
 
 from jupyter_berth.kernels import backend
-from jupyter_berth.kernels.kernelspecs import plan, sync
+from jupyter_berth.kernelspecs import plan, sync
 from jupyter_berth.runtime.docker import DockerRuntime
 from jupyter_berth.service import BerthService
 
@@ -37,9 +37,13 @@ class BerthKernelConformance(jupyter_kernel_test.KernelTests):
     invalid_code_samples = ["import = 7q"]
     code_page_something = "zip?"
     code_generate_error = "raise ValueError('oops')"
-    code_execute_result = [{"code": "1+2+3", "result": "6"}, {"code": "[n*n for n in range(4)]", "result": "[0, 1, 4, 9]"}]
-    code_display_data = [{"code": "from IPython.display import HTML, display; display(HTML('<b>berth</b>'))",
-                          "mime": "text/html"}]
+    code_execute_result = [
+        {"code": "1+2+3", "result": "6"},
+        {"code": "[n*n for n in range(4)]", "result": "[0, 1, 4, 9]"},
+    ]
+    code_display_data = [
+        {"code": "from IPython.display import HTML, display; display(HTML('<b>berth</b>'))", "mime": "text/html"}
+    ]
     code_history_pattern = "1?2*"
     supported_history_operations = ("tail", "search")
     code_inspect_sample = "zip"
@@ -56,7 +60,10 @@ class BerthKernelConformance(jupyter_kernel_test.KernelTests):
         async def prepare():
             await cls._service.start()
             images = await cls._service.images()
-            sync(plan(images, cls._service.preset_list, cls._service.default_image), os.path.join(cls._tmp, "jupyter", "kernels"))
+            sync(
+                plan(images, cls._service.preset_list, cls._service.default_image),
+                os.path.join(cls._tmp, "jupyter", "kernels"),
+            )
 
         cls._loop = asyncio.new_event_loop()
         cls._loop.run_until_complete(prepare())
@@ -80,7 +87,8 @@ class BerthKernelConformance(jupyter_kernel_test.KernelTests):
     def test_runs_in_a_container_with_its_limits(self):
         self.flush_channels()
         reply, output = self.execute_helper(
-            "print(open('/sys/fs/cgroup/memory/memory.limit_in_bytes').read().strip(), __import__('os').getuid())")
+            "print(open('/sys/fs/cgroup/memory/memory.limit_in_bytes').read().strip(), __import__('os').getuid())"
+        )
         assert reply["content"]["status"] == "ok"
         text = "".join(m["content"].get("text", "") for m in output if m["msg_type"] == "stream")
         assert text.split() == [str(256 * 1024**2), "1000"]
@@ -93,7 +101,9 @@ NOTEBOOK_CELLS = [
 ]
 
 
-def test_nbclient_runs_a_notebook_through_jupyter_server(tmp_path, jp_asyncio_loop, jp_data_dir, jp_serverapp, jp_root_dir, jp_fetch):
+def test_nbclient_runs_a_notebook_through_jupyter_server(
+    tmp_path, jp_asyncio_loop, jp_data_dir, jp_serverapp, jp_root_dir, jp_fetch
+):
     """nbclient executes a real notebook; its kernel is started through jupyter_server's REST API.
 
     A sync test driving pytest-jupyter's own loop (the server lives on it), so the service and
@@ -116,11 +126,18 @@ async def _nbclient_flow(tmp_path, jp_data_dir, jp_serverapp, jp_root_dir, jp_fe
 
 
 async def _run_notebook(berth_service, jp_data_dir, jp_serverapp, jp_root_dir, jp_fetch, NotebookClient):
-    sync(plan(await berth_service.images(), berth_service.preset_list, berth_service.default_image), str(jp_data_dir / "kernels"))
+    sync(
+        plan(await berth_service.images(), berth_service.preset_list, berth_service.default_image),
+        str(jp_data_dir / "kernels"),
+    )
     os.chmod(jp_root_dir, 0o777)  # the kernel writes next to the notebook as uid 1000
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(c) for c in NOTEBOOK_CELLS]
-    nb.metadata["kernelspec"] = {"name": "berth-python-3.11", "display_name": "Python 3.11 (Berth)", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "berth-python-3.11",
+        "display_name": "Python 3.11 (Berth)",
+        "language": "python",
+    }
     km = jp_serverapp.kernel_manager
     # Started through the server's REST API, as JupyterLab does
     r = await jp_fetch("api", "kernels", method="POST", body=json.dumps({"name": "berth-python-3.11", "path": ""}))

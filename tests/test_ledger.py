@@ -15,8 +15,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from jupyter_berth.admission import Admission
 from jupyter_berth.errors import ConflictError, NotFoundError, RequestError
-from jupyter_berth.ledger import Ledger, LedgerRevisionError, default_url, head_revision
-from jupyter_berth.ledger import db
+from jupyter_berth.ledger import Ledger, LedgerRevisionError, db, default_url, head_revision
 from jupyter_berth.ledger.models import Base
 from jupyter_berth.policies import PolicySpec, resolve
 from jupyter_berth.resources import Resources
@@ -27,7 +26,9 @@ MiB = 1024**2
 
 def reserve(ledger, owner="ada", kind="kernel", subject="k1", cpu=1.0, mem=GiB, groups=("physics",)):
     policy = resolve(owner, groups, PolicySpec.parse({}))
-    return Admission(ledger).reserve(owner, groups, policy, Resources(cpu=cpu, mem=mem), kind, subject, "berth/python:3.11")
+    return Admission(ledger).reserve(
+        owner, groups, policy, Resources(cpu=cpu, mem=mem), kind, subject, "berth/python:3.11"
+    )
 
 
 def raw_engine(url):
@@ -42,7 +43,15 @@ def test_fresh_database_is_created_at_head_and_matches_the_models(ledger):
     with ledger.engine.connect() as conn:
         tables = set(inspect(conn).get_table_names())
         diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
-    assert {"nodes", "allocations", "usage_records", "usage_samples", "policies", "profiles", "alembic_version"} <= tables
+    assert {
+        "nodes",
+        "allocations",
+        "usage_records",
+        "usage_samples",
+        "policies",
+        "profiles",
+        "alembic_version",
+    } <= tables
     assert diffs == [], f"the migrations and models.py disagree: {diffs}"
 
 
@@ -172,7 +181,13 @@ def test_samples_update_the_peak_and_release_writes_one_record(ledger):
     assert record is not None
     assert (record.cpu_seconds, record.mem_peak_bytes) == (3.0, 300 * MiB)  # fell back to the samples
     assert (record.owner, record.groups, record.kind, record.subject) == ("ada", ("physics", "staff"), "kernel", "k1")
-    assert (record.image_digest, record.node, record.cpu, record.mem, record.end_reason) == ("sha256:abc", "n1", 1.0, GiB, "shutdown")
+    assert (record.image_digest, record.node, record.cpu, record.mem, record.end_reason) == (
+        "sha256:abc",
+        "n1",
+        1.0,
+        GiB,
+        "shutdown",
+    )
     assert record.started_at == running.started_at and record.ended_at >= record.started_at
 
     assert ledger.release(alloc.id, "lost") is None  # idempotent: nothing more written
@@ -258,7 +273,10 @@ def test_timestamps_come_back_as_aware_utc(ledger):
     ledger.record_sample(alloc.id, 1.0, MiB * 64, at=local)
     ledger.record_sample(alloc.id, 2.0, MiB * 64, at=datetime(2026, 3, 1, 12, 30))  # naive = UTC
     samples = ledger.samples(alloc.id)
-    assert [s.at for s in samples] == [datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc), datetime(2026, 3, 1, 12, 30, tzinfo=timezone.utc)]
+    assert [s.at for s in samples] == [
+        datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc),
+        datetime(2026, 3, 1, 12, 30, tzinfo=timezone.utc),
+    ]
     assert ledger.samples(alloc.id, since=datetime(2026, 3, 1, 12, 15, tzinfo=timezone.utc))[0].cpu_seconds == 2.0
 
 
@@ -301,7 +319,10 @@ def test_profile_round_trip(ledger):
     ledger.set_profile("ada", {"cpu": 2, "mem": "4G"}, image="berth/python:3.11")
     profile = ledger.set_profile("ada", {"cpu": "0.5"})
     assert (profile.request, profile.image) == ({"cpu": "0.5"}, None)
-    assert ledger.get_profile("ada").request == {"cpu": "0.5"} and ledger.get_profile("ada").updated_at.tzinfo is timezone.utc
+    assert (
+        ledger.get_profile("ada").request == {"cpu": "0.5"}
+        and ledger.get_profile("ada").updated_at.tzinfo is timezone.utc
+    )
     with pytest.raises(RequestError) as info:
         ledger.set_profile("ada", {"memory": "lots"})
     assert info.value.field == "memory"

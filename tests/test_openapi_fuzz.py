@@ -33,10 +33,18 @@ def jp_server_config(tmp_path, monkeypatch):
     monkeypatch.setenv("BERTH_USER", "fuzzer")
     return {
         "ServerApp": {"jpserver_extensions": {"jupyter_berth.server": True}},
-        "BerthService": {"data_dir": str(tmp_path / "berth-data"), "sample_interval": 0,
-                         "presets": {"small": {"cpu": 0.25, "mem": "256M", "display_name": "Small"}},
-                         "default_policy": {"max_cpu": 1, "max_mem": "1G", "total_cpu": 1, "max_kernels": 1,
-                                            "default": {"cpu": 0.25, "mem": "256M"}}},
+        "BerthService": {
+            "data_dir": str(tmp_path / "berth-data"),
+            "sample_interval": 0,
+            "presets": {"small": {"cpu": 0.25, "mem": "256M", "display_name": "Small"}},
+            "default_policy": {
+                "max_cpu": 1,
+                "max_mem": "1G",
+                "total_cpu": 1,
+                "max_kernels": 1,
+                "default": {"cpu": 0.25, "mem": "256M"},
+            },
+        },
     }
 
 
@@ -50,8 +58,9 @@ def _st() -> str:
     pytest.skip("schemathesis is not installed")
 
 
-def test_schemathesis_over_the_whole_document_finds_no_server_error(jp_asyncio_loop, jp_serverapp, jp_fetch, jp_http_port,
-                                                                    jp_auth_header, tmp_path):
+def test_schemathesis_over_the_whole_document_finds_no_server_error(
+    jp_asyncio_loop, jp_serverapp, jp_fetch, jp_http_port, jp_auth_header, tmp_path
+):
     st = _st()
 
     async def work():
@@ -62,11 +71,32 @@ def test_schemathesis_over_the_whole_document_finds_no_server_error(jp_asyncio_l
         schema = tmp_path / "openapi.json"
         schema.write_text(json.dumps(doc))
         proc = await asyncio.create_subprocess_exec(
-            st, "run", str(schema), "--url", f"http://127.0.0.1:{jp_http_port}{jp_serverapp.base_url.rstrip('/')}",
-            "-H", f"Authorization: {jp_auth_header['Authorization']}", "--checks", CHECKS,
-            "--max-examples", str(MAX_EXAMPLES), "--phases", "examples,coverage,fuzzing", "--workers", "1",
-            "--seed", "1", "--generation-database", "none", "--request-timeout", "60", "--no-color",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env={**os.environ, "NO_PROXY": "*"})
+            st,
+            "run",
+            str(schema),
+            "--url",
+            f"http://127.0.0.1:{jp_http_port}{jp_serverapp.base_url.rstrip('/')}",
+            "-H",
+            f"Authorization: {jp_auth_header['Authorization']}",
+            "--checks",
+            CHECKS,
+            "--max-examples",
+            str(MAX_EXAMPLES),
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--workers",
+            "1",
+            "--seed",
+            "1",
+            "--generation-database",
+            "none",
+            "--request-timeout",
+            "60",
+            "--no-color",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env={**os.environ, "NO_PROXY": "*"},
+        )
         out, _ = await asyncio.wait_for(proc.communicate(), 300)
         return proc.returncode, out.decode()
 

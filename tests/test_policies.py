@@ -15,8 +15,12 @@ GiB = 1024**3
 def classroom():
     default = PolicySpec.parse({"max_cpu": 2, "max_mem": "4G", "total_cpu": 4, "max_kernels": 3, "idle_timeout": 3600})
     groups = {
-        "students": PolicySpec.parse({"max_cpu": 1, "max_mem": "2G", "max_gpu": 0, "allowed_images": ["berth/python:*"]}),
-        "tas": PolicySpec.parse({"max_cpu": "1.5", "max_gpu": 0.25, "allowed_images": ["berth/pytorch:*"], "idle_timeout": 7200}),
+        "students": PolicySpec.parse(
+            {"max_cpu": 1, "max_mem": "2G", "max_gpu": 0, "allowed_images": ["berth/python:*"]}
+        ),
+        "tas": PolicySpec.parse(
+            {"max_cpu": "1.5", "max_gpu": 0.25, "allowed_images": ["berth/pytorch:*"], "idle_timeout": 7200}
+        ),
         "staff": PolicySpec.parse({"total_cpu": "unlimited"}),
     }
     users = {"carol": PolicySpec.parse({"max_cpu": 8, "max_kernels": 10})}
@@ -81,16 +85,25 @@ def test_image_allowlist(classroom):
 
 
 def test_default_request_from_policy():
-    p = resolve("x", ["g"], PolicySpec.parse({"default": {"cpu": 1, "mem": "1G"}}),
-                {"g": PolicySpec.parse({"default": {"cpu": 2}})})
+    p = resolve(
+        "x",
+        ["g"],
+        PolicySpec.parse({"default": {"cpu": 1, "mem": "1G"}}),
+        {"g": PolicySpec.parse({"default": {"cpu": 2}})},
+    )
     r = p.default_request()
     assert r.cpu == 2 and r.mem == GiB
 
 
 @pytest.mark.parametrize(
     "data, field",
-    [({"max_cpu": -1}, "policy.max_cpu"), ({"max_mem": "lots"}, "policy.max_mem"), ({"colour": "red"}, "policy.colour"),
-     ({"max_kernels": 1.5}, "policy.max_kernels"), ({"default": {"cpu": 0}}, "cpu")],
+    [
+        ({"max_cpu": -1}, "policy.max_cpu"),
+        ({"max_mem": "lots"}, "policy.max_mem"),
+        ({"colour": "red"}, "policy.colour"),
+        ({"max_kernels": 1.5}, "policy.max_kernels"),
+        ({"default": {"cpu": 0}}, "cpu"),
+    ],
 )
 def test_bad_policy_config_names_the_field(data, field):
     with pytest.raises(RequestError) as e:

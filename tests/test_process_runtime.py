@@ -22,7 +22,7 @@ from traitlets.config import Config
 from jupyter_berth.errors import EngineError, PolicyError
 from jupyter_berth.kernel_launch import FOLDERS_ROOT, KernelConnection, kernel_spec
 from jupyter_berth.kernels import backend
-from jupyter_berth.kernels.kernelspecs import image_kernel_name
+from jupyter_berth.kernelspecs import image_kernel_name
 from jupyter_berth.resources import Resources
 from jupyter_berth.runtime import process_limits
 from jupyter_berth.runtime.base import ContainerSpec, Mount
@@ -42,8 +42,10 @@ def cgroups_writable() -> bool:
     return ProcessRuntime(state_dir="/nonexistent").limits_mechanism().startswith("cgroup")
 
 
-needs_cgroups = pytest.mark.skipif(not cgroups_writable() and not os.environ.get("CI"),
-                                   reason="no writable cgroup filesystem here (the rlimit path is tested below)")
+needs_cgroups = pytest.mark.skipif(
+    not cgroups_writable() and not os.environ.get("CI"),
+    reason="no writable cgroup filesystem here (the rlimit path is tested below)",
+)
 
 
 @pytest.fixture
@@ -58,17 +60,29 @@ def runtime(tmp_path):
 def kernel(owner=USER, mem=256 * MiB, cpu=0.5, pids=256, **kw) -> tuple[ContainerSpec, KernelConnection]:
     kid = f"k-{uuid.uuid4().hex[:8]}"
     conn = KernelConnection(key=uuid.uuid4().hex)
-    spec = kernel_spec(owner=owner, kernel_id=kid, allocation_id=f"a-{kid}", image=ProcessRuntime().image_ref,
-                       resources=Resources(cpu=cpu, mem=mem, pids=pids), connection=conn, network="unused",
-                       site="test-process", **kw)
+    spec = kernel_spec(
+        owner=owner,
+        kernel_id=kid,
+        allocation_id=f"a-{kid}",
+        image=ProcessRuntime().image_ref,
+        resources=Resources(cpu=cpu, mem=mem, pids=pids),
+        connection=conn,
+        network="unused",
+        site="test-process",
+        **kw,
+    )
     return spec, conn
 
 
 def command(cmd: list[str], mem=128 * MiB, pids=64) -> ContainerSpec:
     name = f"berth-kernel-cmd-{uuid.uuid4().hex[:8]}"
-    return ContainerSpec(name=name, image=ProcessRuntime().image_ref, command=cmd,
-                         resources=Resources(cpu=0.5, mem=mem, pids=pids),
-                         labels=make_labels(owner=USER, kind="kernel", subject=name, allocation=name, site="test-process"))
+    return ContainerSpec(
+        name=name,
+        image=ProcessRuntime().image_ref,
+        command=cmd,
+        resources=Resources(cpu=0.5, mem=mem, pids=pids),
+        labels=make_labels(owner=USER, kind="kernel", subject=name, allocation=name, site="test-process"),
+    )
 
 
 async def ready(kc: AsyncKernelClient) -> None:
@@ -109,8 +123,11 @@ async def execute(kc, code, timeout=30) -> tuple[dict, str]:
 async def test_a_kernel_runs_reports_usage_is_interrupted_and_stopped(runtime, tmp_path):
     spec, conn = kernel(cwd=str(tmp_path), env={"BERTH_NOTICE": "it used too much memory"})
     info = await runtime.run(spec)
-    assert info.running and info.ip == "127.0.0.1" and set(info.ports) == {
-        "shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"}
+    assert (
+        info.running
+        and info.ip == "127.0.0.1"
+        and set(info.ports) == {"shell_port", "iopub_port", "stdin_port", "control_port", "hb_port"}
+    )
     assert info.limits["mechanism"] in ("cgroup v1", "cgroup v2", "rlimit")
     assert info.image == runtime.image_ref and info.berth_labels["subject"] == spec.labels["io.jupyter.berth.subject"]
     kc = await client_for(info, conn)
@@ -161,13 +178,15 @@ async def test_cgroup_limits_are_the_kernels_and_can_change(runtime):
     spec, conn = kernel(mem=256 * MiB, cpu=0.5, pids=100)
     info = await runtime.run(spec)
     record = runtime.state.load(info.id)
-    limits = process_limits.cgroups.read_limits(process_limits.cgroups.ContainerCgroup(
-        2 if "unified" in record.cgroup else 1, record.cgroup))
+    limits = process_limits.cgroups.read_limits(
+        process_limits.cgroups.ContainerCgroup(2 if "unified" in record.cgroup else 1, record.cgroup)
+    )
     assert limits == {"mem": 256 * MiB, "cpu": 0.5, "pids": 100}
     assert info.pid in process_limits.cgroup_pids(record.cgroup)
     await runtime.update_resources(info.id, Resources(cpu=1, mem=512 * MiB, pids=200))
-    limits = process_limits.cgroups.read_limits(process_limits.cgroups.ContainerCgroup(
-        2 if "unified" in record.cgroup else 1, record.cgroup))
+    limits = process_limits.cgroups.read_limits(
+        process_limits.cgroups.ContainerCgroup(2 if "unified" in record.cgroup else 1, record.cgroup)
+    )
     assert limits == {"mem": 512 * MiB, "cpu": 1.0, "pids": 200}
     assert "536870912" in (await runtime.inspect(info.id)).limits["mem"]
     await runtime.remove(info.id)
@@ -254,7 +273,9 @@ asyncio.run(main())
 
 
 async def test_a_restarted_runtime_adopts_a_kernel_another_process_started(runtime, tmp_path):
-    out = subprocess.run([sys.executable, "-c", ADOPT_SCRIPT, runtime.state.path], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", ADOPT_SCRIPT, runtime.state.path], capture_output=True, text=True, check=True
+    )
     cid = out.stdout.strip()  # the process that started it has exited: the kernel is no child of ours
     info = await runtime.inspect(cid)
     assert info is not None and info.running and info.name == "berth-kernel-adopt"
@@ -291,8 +312,12 @@ async def test_service_restart_adopts_running_kernels_and_releases_gone_ones(tmp
     first = BerthService(config=process_config(data))
     await first.start()
     assert first.runtime.name == "process" and first.default_image == first.runtime.image_ref
-    keep = await first.start_kernel(USER, kernel_id=f"keep-{uuid.uuid4().hex[:6]}", request={"cpu": 0.25, "mem": "256M"})
-    gone = await first.start_kernel(USER, kernel_id=f"gone-{uuid.uuid4().hex[:6]}", request={"cpu": 0.25, "mem": "256M"})
+    keep = await first.start_kernel(
+        USER, kernel_id=f"keep-{uuid.uuid4().hex[:6]}", request={"cpu": 0.25, "mem": "256M"}
+    )
+    gone = await first.start_kernel(
+        USER, kernel_id=f"gone-{uuid.uuid4().hex[:6]}", request={"cpu": 0.25, "mem": "256M"}
+    )
     assert keep.connection["ip"] == "127.0.0.1" and keep.connection["shell_port"] != 50001
     gone_pid = (await first.runtime.inspect(gone.container_id)).pid
     await first.stop()  # the service goes away; its kernels keep running
@@ -372,8 +397,12 @@ async def test_auto_picks_docker_when_the_engine_answers(tmp_path, caplog):
 def jp_server_config(tmp_path):
     return {
         "ServerApp": {"jpserver_extensions": {"jupyter_berth.server": True}},
-        "BerthService": {"data_dir": str(tmp_path / "berth-data"), "sample_interval": 0, "runtime_kind": "process",
-                         "default_policy": {"max_mem": "1G", "default": {"cpu": 0.5, "mem": "256M"}}},
+        "BerthService": {
+            "data_dir": str(tmp_path / "berth-data"),
+            "sample_interval": 0,
+            "runtime_kind": "process",
+            "default_policy": {"max_mem": "1G", "default": {"cpu": 0.5, "mem": "256M"}},
+        },
     }
 
 

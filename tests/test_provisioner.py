@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import time
 
 import pytest
@@ -242,4 +241,3 @@ print(berthprobe.ANSWER)
         assert content["status"] == "ok" and out.strip() == "None"  # a new container: the image as built
     finally:
         await stop(km, kc)
-

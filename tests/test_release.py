@@ -27,7 +27,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
 def run(cmd: list[str], *, timeout: float, env: dict | None = None, cwd: Path = ROOT) -> str:
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, f"{' '.join(map(str, cmd))} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, (
+        f"{' '.join(map(str, cmd))} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    )
     return done.stdout + done.stderr
 
 
@@ -52,10 +54,20 @@ def dist(tmp_path_factory) -> dict[str, Path]:
 def test_sdist_carries_the_built_extension_and_its_sources(dist):
     with tarfile.open(dist["sdist"]) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
-    for needed in ("LICENSE", "CHANGELOG.md", "README.md", "setup.py", "setup.cfg", "MANIFEST.in",
-                   "core/labextension/package.json", "labextension/package.json", "labextension/src/index.ts",
-                   "labextension/schema/plugin.json", "scripts/build-labextension.sh",
-                   "jupyter-config/jupyter_server_config.d/jupyter_berth.json"):
+    for needed in (
+        "LICENSE",
+        "CHANGELOG.md",
+        "README.md",
+        "setup.py",
+        "setup.cfg",
+        "MANIFEST.in",
+        "core/labextension/package.json",
+        "labextension/package.json",
+        "labextension/src/index.ts",
+        "labextension/schema/plugin.json",
+        "scripts/build-labextension.sh",
+        "jupyter-config/jupyter_server_config.d/jupyter_berth.json",
+    ):
         assert needed in names, f"the sdist lacks {needed}"
     assert not any(n.startswith("labextension/node_modules/") for n in names)
     assert any(n.startswith("core/labextension/static/remoteEntry.") for n in names)
@@ -66,11 +78,17 @@ def test_wheel_carries_the_lab_extension_where_jupyterlab_finds_it(dist):
         names = set(whl.namelist())
     data = next(n.split("/")[0] for n in names if n.split("/")[0].endswith(".data"))
     lab = f"{data}/data/share/jupyter/labextensions/jupyter-berth"
-    for needed in (f"{lab}/package.json", f"{lab}/install.json", f"{lab}/schemas/jupyter-berth/plugin.json",
-                   f"{data}/data/etc/jupyter/jupyter_server_config.d/jupyter_berth.json",
-                   "jupyter_berth/labextension/package.json", "jupyter_berth/server/openapi/core.json",
-                   "jupyter_berth/ledger/migrations/alembic.ini", "jupyter_berth/kernels/provisioner.py",
-                   "jupyter_berth/hub/spawner.py"):
+    for needed in (
+        f"{lab}/package.json",
+        f"{lab}/install.json",
+        f"{lab}/schemas/jupyter-berth/plugin.json",
+        f"{data}/data/etc/jupyter/jupyter_server_config.d/jupyter_berth.json",
+        "jupyter_berth/labextension/package.json",
+        "jupyter_berth/server/openapi/core.json",
+        "jupyter_berth/ledger/migrations/alembic.ini",
+        "jupyter_berth/kernels/provisioner.py",
+        "jupyter_berth/hub/spawner.py",
+    ):
         assert needed in names, f"the wheel lacks {needed}"
     assert any(n.startswith(f"{lab}/static/remoteEntry.") for n in names)
     assert any(n.startswith("jupyter_berth/imagebuild/recipes/python/") for n in names)
@@ -82,11 +100,19 @@ def test_clean_virtualenv_install_shows_the_sidebar_and_runs_container_kernels(d
     run([sys.executable, "-m", "venv", str(venv)], timeout=120, env=clean_env())
     py, jupyter = venv / "bin" / "python", venv / "bin" / "jupyter"
     env = clean_env()
-    run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", f"{dist['wheel']}[lab]"],
-        timeout=900, env=env, cwd=tmp_path)
+    run(
+        [str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", f"{dist['wheel']}[lab]"],
+        timeout=900,
+        env=env,
+        cwd=tmp_path,
+    )
 
-    where = run([str(py), "-c", "import jupyter_berth, os; print(os.path.dirname(jupyter_berth.__file__))"],
-                timeout=60, env=env, cwd=tmp_path).strip()
+    where = run(
+        [str(py), "-c", "import jupyter_berth, os; print(os.path.dirname(jupyter_berth.__file__))"],
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
+    ).strip()
     assert Path(where).is_relative_to(venv), f"the venv imports jupyter_berth from {where}, not from the wheel"
     labext = run([str(jupyter), "labextension", "list"], timeout=120, env=env, cwd=tmp_path)
     assert "jupyter-berth" in labext and "enabled" in labext and "OK" in labext, labext

@@ -48,14 +48,17 @@ def test_windows_accept_dates_times_and_relative_forms():
     assert (w.since, w.until) == (datetime(2026, 3, 18, 8, tzinfo=utc), datetime(2026, 3, 18, 10, tzinfo=utc))
 
 
-@pytest.mark.parametrize("since, until, field, words", [
-    ("yesterdayish", None, "since", "is not a time"),
-    ("2026-13", None, "since", "month must be in 1..12"),
-    ("2026-02-30", None, "since", "day is out of range"),
-    ("", "soon", "until", "is not a time"),
-    ("2026-03-02", "2026-03-01T00:00", "until", "must end after it starts"),
-    ("9999999d", None, "since", "is not a time"),
-])
+@pytest.mark.parametrize(
+    "since, until, field, words",
+    [
+        ("yesterdayish", None, "since", "is not a time"),
+        ("2026-13", None, "since", "month must be in 1..12"),
+        ("2026-02-30", None, "since", "day is out of range"),
+        ("", "soon", "until", "is not a time"),
+        ("2026-03-02", "2026-03-01T00:00", "until", "must end after it starts"),
+        ("9999999d", None, "since", "is not a time"),
+    ],
+)
 def test_malformed_windows_name_the_field_and_the_accepted_forms(since, until, field, words):
     with pytest.raises(RequestError) as info:
         parse_window(since, until, now=NOW)
@@ -99,7 +102,9 @@ def test_kernels_spanning_midnight_split_by_their_samples(ledger):
     # B ran 22:00–02:00: 1800 s before midnight and 3600 s after, by its samples (not 50/50 by time)
     assert days[("ada", d1)]["cpu_core_hours_used"] == pytest.approx(3 + 0.5)
     assert days[("ada", d2)]["cpu_core_hours_used"] == pytest.approx(1.0)
-    assert days[("ada", d1)]["kernel_hours"] == pytest.approx(4 + 2) and days[("ada", d2)]["kernel_hours"] == pytest.approx(2)
+    assert days[("ada", d1)]["kernel_hours"] == pytest.approx(4 + 2) and days[("ada", d2)][
+        "kernel_hours"
+    ] == pytest.approx(2)
     assert days[("ada", d1)]["kernels"] == 2 and days[("ada", d2)]["kernels"] == 1
     # a window edge inside a sampled kernel: 00:30–01:30 of B is interpolated between its samples
     edge = build_report(ledger, h(DAY2, 0.5), h(DAY2, 1.5), "user", now=NOW)
@@ -136,7 +141,7 @@ def test_images_and_filters(ledger):
 
 
 def test_csv_neutralises_formulas_and_agrees_with_json_and_table(ledger):
-    evil = {"=HYPERLINK(\"http://x\")": ["+grp"], "@SUM(A1)": ["ok"], "-2+3": [], "\tTAB": [], "plain": ["-x"]}
+    evil = {'=HYPERLINK("http://x")': ["+grp"], "@SUM(A1)": ["ok"], "-2+3": [], "\tTAB": [], "plain": ["-x"]}
     fill_known_history(ledger, extra_users=evil)
     report = build_report(ledger, SINCE, UNTIL, "user,group", now=NOW)
     parsed = list(csv.reader(io.StringIO(report.to_csv())))
@@ -144,7 +149,9 @@ def test_csv_neutralises_formulas_and_agrees_with_json_and_table(ledger):
     for cells in parsed[1:]:
         for cell in cells[:2]:
             assert not cell.startswith(("=", "+", "-", "@", "\t")), cell
-    assert ["'=HYPERLINK(\"http://x\")", "'+grp"] == parsed[1 + [r["user"] for r in report.rows].index("=HYPERLINK(\"http://x\")")][:2]
+    assert ['\'=HYPERLINK("http://x")', "'+grp"] == parsed[
+        1 + [r["user"] for r in report.rows].index('=HYPERLINK("http://x")')
+    ][:2]
     assert csv_cell("-x") == "'-x" and csv_cell(-2.5) == "-2.5" and csv_cell(None) == ""
     # row for row, the JSON has the same values (the CSV's text cells carry the neutralising quote)
     rows = json.loads(report.json_text())["rows"]
@@ -159,8 +166,11 @@ def test_csv_neutralises_formulas_and_agrees_with_json_and_table(ledger):
 
 
 def scrape(text: str) -> dict:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def test_prometheus_metrics_report_capacity_allocations_and_usage_totals(ledger):
@@ -179,9 +189,25 @@ def test_prometheus_metrics_report_capacity_allocations_and_usage_totals(ledger)
     assert m[cpu] == pytest.approx(3 * 3600 + 5400 + 501 + 3600 + 1800)
     # new records are added incrementally; the counter only grows
     with ledger.transaction() as s:
-        s.add(UsageRecordRow(allocation_id="late", owner="ada", groups=[], kind="kernel", subject="k", image="i",
-                             node="test-node", cpu=1, mem=GiB, gpu=0, started_at=h(DAY2, 3), ended_at=h(DAY2, 4),
-                             cpu_seconds=100.0, mem_peak_bytes=1, end_reason="shutdown"))
+        s.add(
+            UsageRecordRow(
+                allocation_id="late",
+                owner="ada",
+                groups=[],
+                kind="kernel",
+                subject="k",
+                image="i",
+                node="test-node",
+                cpu=1,
+                mem=GiB,
+                gpu=0,
+                started_at=h(DAY2, 3),
+                ended_at=h(DAY2, 4),
+                cpu_seconds=100.0,
+                mem_peak_bytes=1,
+                end_reason="shutdown",
+            )
+        )
     again = scrape(exposition(snapshot(ledger, totals, now=NOW)))
     assert again[cpu] == pytest.approx(m[cpu] + 100.0) and again[("berth_queue_length", ())] == 0
 
@@ -200,7 +226,9 @@ async def test_a_kernel_under_known_load_is_reported_within_ten_percent(tmp_path
     await service.start()
     kernel_id = f"load-{uuid.uuid4().hex[:8]}"
     try:
-        launch = await service.start_kernel("loadtest", ["lab"], kernel_id=kernel_id, request={"cpu": 0.5, "mem": "256M"})
+        launch = await service.start_kernel(
+            "loadtest", ["lab"], kernel_id=kernel_id, request={"cpu": 0.5, "mem": "256M"}
+        )
         ledger = service.ledger
 
         async def last_sample():
@@ -216,9 +244,11 @@ async def test_a_kernel_under_known_load_is_reported_within_ten_percent(tmp_path
             previous = baseline
         # a busy loop under the 0.5 CPU quota until it has used 2 CPU-seconds (about 4 s; longer when the
         # machine is busy), holding 150 MiB; the process reports the CPU it used
-        code = ("import time\nb = bytearray(150 * 2**20)\nfor i in range(0, len(b), 4096): b[i] = 1\n"
-                "t = time.time()\nwhile time.process_time() < 2.0 and time.time() - t < 40: pass\n"
-                "print(time.process_time())")
+        code = (
+            "import time\nb = bytearray(150 * 2**20)\nfor i in range(0, len(b), 4096): b[i] = 1\n"
+            "t = time.time()\nwhile time.process_time() < 2.0 and time.time() - t < 40: pass\n"
+            "print(time.process_time())"
+        )
 
         def burn(api):
             exec_id = api.exec_create(launch.container_id, ["python3", "-c", code], user="1000")
@@ -237,8 +267,10 @@ async def test_a_kernel_under_known_load_is_reported_within_ten_percent(tmp_path
         # the window that starts at the baseline sample: the load, and nothing of the kernel's start-up
         report = await service.usage_report(baseline.at, until, "user")
         row = by_key(report)["loadtest"]
-        print(f"busy loop spent {spent:.3f} CPU-s; report: {row['cpu_core_hours_used'] * 3600:.3f} CPU-s used, "
-              f"peak {row['mem_peak_gib'] * 1024:.1f} MiB (baseline {baseline.mem_bytes / 2**20:.1f} MiB + 150)")
+        print(
+            f"busy loop spent {spent:.3f} CPU-s; report: {row['cpu_core_hours_used'] * 3600:.3f} CPU-s used, "
+            f"peak {row['mem_peak_gib'] * 1024:.1f} MiB (baseline {baseline.mem_bytes / 2**20:.1f} MiB + 150)"
+        )
         assert row["cpu_core_hours_used"] * 3600 == pytest.approx(spent, rel=0.10)
         held_h = (record.ended_at - baseline.at).total_seconds() / 3600
         assert row["cpu_core_hours_allotted"] == pytest.approx(0.5 * held_h, rel=0.01)
@@ -270,14 +302,18 @@ def jp_server_config(tmp_path, monkeypatch):
     return {
         "ServerApp": {"jpserver_extensions": {"jupyter_berth.server": True}},
         "BerthExtensionApp": {"sync_kernelspecs": False},
-        "BerthService": {"data_dir": str(tmp_path / "berth-data"), "sample_interval": 0,
-                         "default_policy": {"total_cpu": 4, "total_mem": "8G", "max_kernels": 3}},
+        "BerthService": {
+            "data_dir": str(tmp_path / "berth-data"),
+            "sample_interval": 0,
+            "default_policy": {"total_cpu": 4, "total_mem": "8G", "max_kernels": 3},
+        },
     }
 
 
 @pytest.mark.docker
-def test_sidebar_usage_route_shows_the_users_own_usage_and_quota(jp_asyncio_loop, jp_fetch, jp_serverapp, jp_base_url,
-                                                                 http_server_client):
+def test_sidebar_usage_route_shows_the_users_own_usage_and_quota(
+    jp_asyncio_loop, jp_fetch, jp_serverapp, jp_base_url, http_server_client
+):
     from jupyter_berth.kernels import backend
 
     async def fetch(**params):
@@ -285,8 +321,9 @@ def test_sidebar_usage_route_shows_the_users_own_usage_and_quota(jp_asyncio_loop
         return r.code, json.loads(r.body)
 
     async def check():
-        r = await http_server_client.fetch(f"{jp_base_url}berth/api/usage", raise_error=False,
-                                           headers={"Authorization": ""})
+        r = await http_server_client.fetch(
+            f"{jp_base_url}berth/api/usage", raise_error=False, headers={"Authorization": ""}
+        )
         assert r.code in (401, 403)
         service = await backend.embedded_service(config=jp_serverapp.config)
         assert jp_serverapp.web_app.settings["berth"].user == "ada"

@@ -11,8 +11,17 @@ MiB = 1024**2
 
 @pytest.mark.parametrize(
     "text, expected",
-    [("512M", 512 * MiB), ("4G", 4 * GiB), ("4GiB", 4 * GiB), ("4gb", 4 * GiB), ("1.5G", int(1.5 * GiB)),
-     ("1073741824", GiB), (1073741824, GiB), (" 2 Gi ", 2 * GiB), ("1T", 1024 * GiB)],
+    [
+        ("512M", 512 * MiB),
+        ("4G", 4 * GiB),
+        ("4GiB", 4 * GiB),
+        ("4gb", 4 * GiB),
+        ("1.5G", int(1.5 * GiB)),
+        ("1073741824", GiB),
+        (1073741824, GiB),
+        (" 2 Gi ", 2 * GiB),
+        ("1T", 1024 * GiB),
+    ],
 )
 def test_memory_forms(text, expected):
     assert parse_memory(text) == expected

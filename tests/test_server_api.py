@@ -20,10 +20,12 @@ ROUTES = ["openapi.json", "info", "presets", "profile", "policy", "gpus", "kerne
 def jp_server_config(tmp_path):
     return {
         "ServerApp": {"jpserver_extensions": {"jupyter_berth.server": True}},
-        "BerthService": {"data_dir": str(tmp_path / "berth-data"), "sample_interval": 0,
-                         "presets": {"small": {"cpu": 0.5, "mem": "256M", "display_name": "Small"}},
-                         "default_policy": {"max_cpu": 1, "max_mem": "1G", "total_cpu": 1.0,
-                                            "default": {"cpu": 0.5, "mem": "512M"}}},
+        "BerthService": {
+            "data_dir": str(tmp_path / "berth-data"),
+            "sample_interval": 0,
+            "presets": {"small": {"cpu": 0.5, "mem": "256M", "display_name": "Small"}},
+            "default_policy": {"max_cpu": 1, "max_mem": "1G", "total_cpu": 1.0, "default": {"cpu": 0.5, "mem": "512M"}},
+        },
     }
 
 

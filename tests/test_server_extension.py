@@ -15,8 +15,11 @@ pytestmark = [pytest.mark.docker]
 def jp_server_config(tmp_path):
     return {
         "ServerApp": {"jpserver_extensions": {"jupyter_berth.server": True}},
-        "BerthService": {"data_dir": str(tmp_path / "berth-data"), "sample_interval": 0,
-                         "presets": {"small": {"cpu": 0.5, "mem": "256M", "display_name": "Small"}}},
+        "BerthService": {
+            "data_dir": str(tmp_path / "berth-data"),
+            "sample_interval": 0,
+            "presets": {"small": {"cpu": 0.5, "mem": "256M", "display_name": "Small"}},
+        },
     }
 
 
@@ -32,8 +35,10 @@ def test_kernelspecs_synced_on_server_start(jp_asyncio_loop, jp_serverapp, jp_fe
             await __import__("asyncio").sleep(0.1)
         assert {"berth-python-3.11", "berth-preset-small"} <= set(specs)
         meta = specs["berth-preset-small"]["spec"]["metadata"]
-        assert meta["kernel_provisioner"] == {"provisioner_name": "berth",
-                                              "config": {"preset": "small", "image": "berth/python:3.11"}}
+        assert meta["kernel_provisioner"] == {
+            "provisioner_name": "berth",
+            "config": {"preset": "small", "image": "berth/python:3.11"},
+        }
         assert specs["berth-python-3.11"]["spec"]["display_name"] == "Python 3.11 (Berth)"
 
     try:

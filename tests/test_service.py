@@ -8,10 +8,10 @@ import uuid
 import pytest
 
 from jupyter_berth.errors import NotFoundError
+from jupyter_berth.resources import Resources
+from jupyter_berth.runtime.base import ContainerSpec
 from jupyter_berth.runtime.docker import DockerRuntime
 from jupyter_berth.runtime.labels import make_labels
-from jupyter_berth.runtime.base import ContainerSpec
-from jupyter_berth.resources import Resources
 from jupyter_berth.service import BerthService
 
 from .berth_fixtures import service_config
@@ -31,18 +31,34 @@ async def new_service(data_dir, **traits):
 async def test_restart_adopts_running_releases_vanished_and_stops_strays(tmp_path, workdir):
     data = tmp_path / "data"
     first = await new_service(data)
-    keep = await first.start_kernel("alice", kernel_id=f"keep-{uuid.uuid4().hex[:6]}", request={"cpu": 0.25, "mem": "128M"})
-    gone = await first.start_kernel("alice", kernel_id=f"gone-{uuid.uuid4().hex[:6]}", request={"cpu": 0.25, "mem": "128M"})
+    keep = await first.start_kernel(
+        "alice", kernel_id=f"keep-{uuid.uuid4().hex[:6]}", request={"cpu": 0.25, "mem": "128M"}
+    )
+    gone = await first.start_kernel(
+        "alice", kernel_id=f"gone-{uuid.uuid4().hex[:6]}", request={"cpu": 0.25, "mem": "128M"}
+    )
     # A labelled container of this site with no allocation: left over from a crash mid-start.
-    stray = await first.runtime.run(ContainerSpec(
-        name=f"berth-kernel-stray-{uuid.uuid4().hex[:6]}", image="berth/python:3.11", command=["sleep", "600"],
-        resources=Resources(cpu=0.1, mem=64 * 1024**2),
-        labels=make_labels(owner="alice", kind="kernel", subject="stray", allocation="no-such-allocation", site=first.site_id)))
+    stray = await first.runtime.run(
+        ContainerSpec(
+            name=f"berth-kernel-stray-{uuid.uuid4().hex[:6]}",
+            image="berth/python:3.11",
+            command=["sleep", "600"],
+            resources=Resources(cpu=0.1, mem=64 * 1024**2),
+            labels=make_labels(
+                owner="alice", kind="kernel", subject="stray", allocation="no-such-allocation", site=first.site_id
+            ),
+        )
+    )
     # Another installation's container on the same engine must not be touched.
-    foreign = await first.runtime.run(ContainerSpec(
-        name=f"berth-kernel-foreign-{uuid.uuid4().hex[:6]}", image="berth/python:3.11", command=["sleep", "600"],
-        resources=Resources(cpu=0.1, mem=64 * 1024**2),
-        labels=make_labels(owner="bob", kind="kernel", subject="foreign", allocation="x", site="another-site")))
+    foreign = await first.runtime.run(
+        ContainerSpec(
+            name=f"berth-kernel-foreign-{uuid.uuid4().hex[:6]}",
+            image="berth/python:3.11",
+            command=["sleep", "600"],
+            resources=Resources(cpu=0.1, mem=64 * 1024**2),
+            labels=make_labels(owner="bob", kind="kernel", subject="foreign", allocation="x", site="another-site"),
+        )
+    )
     await first.stop()  # the service goes away; its kernels keep running
     rt = DockerRuntime()
     await rt.remove(gone.container_id)  # one vanishes while nobody watches
@@ -71,11 +87,17 @@ async def test_restart_adopts_running_releases_vanished_and_stops_strays(tmp_pat
 async def test_usage_is_sampled_while_running_so_a_crash_leaves_a_record(tmp_path):
     service = await new_service(tmp_path / "data", sample_interval=0.5)
     try:
-        launch = await service.start_kernel("carol", kernel_id=f"busy-{uuid.uuid4().hex[:6]}",
-                                            request={"cpu": 0.5, "mem": "256M"})
+        launch = await service.start_kernel(
+            "carol", kernel_id=f"busy-{uuid.uuid4().hex[:6]}", request={"cpu": 0.5, "mem": "256M"}
+        )
+
         # Burn CPU inside the kernel's container without a client: a busy loop process.
         def burn(api):
-            exec_id = api.exec_create(launch.container_id, ["python3", "-c", "import time\nt=time.time()\nwhile time.time()-t<3: pass"], user="1000")
+            exec_id = api.exec_create(
+                launch.container_id,
+                ["python3", "-c", "import time\nt=time.time()\nwhile time.time()-t<3: pass"],
+                user="1000",
+            )
             api.exec_start(exec_id)
 
         await service.runtime._docker(burn)
@@ -103,9 +125,14 @@ async def test_usage_is_sampled_while_running_so_a_crash_leaves_a_record(tmp_pat
 async def test_users_cannot_reach_each_others_kernels(tmp_path):
     service = await new_service(tmp_path / "data")
     try:
-        launch = await service.start_kernel("alice", kernel_id=f"mine-{uuid.uuid4().hex[:6]}", request={"cpu": 0.25, "mem": "128M"})
-        for call in (service.kernel_state("bob", launch.kernel_id), service.signal_kernel("bob", launch.kernel_id, 2),
-                     service.stop_kernel("bob", launch.kernel_id)):
+        launch = await service.start_kernel(
+            "alice", kernel_id=f"mine-{uuid.uuid4().hex[:6]}", request={"cpu": 0.25, "mem": "128M"}
+        )
+        for call in (
+            service.kernel_state("bob", launch.kernel_id),
+            service.signal_kernel("bob", launch.kernel_id, 2),
+            service.stop_kernel("bob", launch.kernel_id),
+        ):
             with pytest.raises(NotFoundError, match="no running kernel"):
                 await call
         assert (await service.kernel_state("alice", launch.kernel_id)).running

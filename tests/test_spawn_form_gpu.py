@@ -37,9 +37,14 @@ DECLARED = (GpuDevice(index=0, uuid="GPU-declared-a", **T4), GpuDevice(index=1, 
 
 
 def offer(free=(0.75, 1.0), quantum=0.25, shareable=None, devices=DECLARED) -> GpuOffer:
-    return GpuOffer(devices=tuple(devices), free={d.uuid: f for d, f in zip(devices, free)}, quantum=quantum,
-                    shareable=frozenset(shareable) if shareable is not None else None, source="declared",
-                    message="2 declared GPUs")
+    return GpuOffer(
+        devices=tuple(devices),
+        free={d.uuid: f for d, f in zip(devices, free)},
+        quantum=quantum,
+        shareable=frozenset(shareable) if shareable is not None else None,
+        source="declared",
+        message="2 declared GPUs",
+    )
 
 
 def policy(**spec):
@@ -47,9 +52,14 @@ def policy(**spec):
 
 
 def context(gpu: GpuOffer | None, remaining=None, defaults=None, **spec) -> FormContext:
-    return FormContext(policy=policy(**spec), images=[ImageChoice(IMAGE)], default_image=IMAGE,
-                       defaults=Resources.parse(defaults or {"cpu": 0.5, "mem": "1G"}),
-                       remaining={"gpu": remaining}, gpu=gpu)
+    return FormContext(
+        policy=policy(**spec),
+        images=[ImageChoice(IMAGE)],
+        default_image=IMAGE,
+        defaults=Resources.parse(defaults or {"cpu": 0.5, "mem": "1G"}),
+        remaining={"gpu": remaining},
+        gpu=gpu,
+    )
 
 
 class _Form(html.parser.HTMLParser):
@@ -153,12 +163,15 @@ def test_declared_gpu_form_choice_becomes_the_request():
     assert resolve_options({}, ctx).resources.gpu == 0.0
 
 
-@pytest.mark.parametrize("asked, error, words", [
-    ("-0.25", RequestError, "gpu: '-0.25' is negative"),
-    (1.5, RequestError, "more than one GPU but not a whole number"),
-    ("0.3", RequestError, "gpu: 0.3 is not a multiple of the 0.25 quantum; ask for 0.25 or 0.5"),
-    (3, CapacityError, "gpu: asked for 3 whole GPUs but this host has only 2; ask for 2 or fewer"),
-])
+@pytest.mark.parametrize(
+    "asked, error, words",
+    [
+        ("-0.25", RequestError, "gpu: '-0.25' is negative"),
+        (1.5, RequestError, "more than one GPU but not a whole number"),
+        ("0.3", RequestError, "gpu: 0.3 is not a multiple of the 0.25 quantum; ask for 0.25 or 0.5"),
+        (3, CapacityError, "gpu: asked for 3 whole GPUs but this host has only 2; ask for 2 or fewer"),
+    ],
+)
 def test_declared_gpu_requests_this_host_could_never_give_are_refused(asked, error, words):
     with pytest.raises(error) as e:
         resolve_options({"gpu": asked}, context(offer(), max_gpu=4, total_gpu=4))
@@ -178,7 +191,10 @@ def test_gpu_on_a_host_without_gpu_is_refused_and_a_default_gpu_is_dropped():
     assert e.value.message == "gpu: asked for 0.5 GPU but there is no GPU on this host; ask for no GPU (gpu: 0)"
     assert e.value.never_fits
     # an admin's default with a GPU does not stop a spawn on a host without one
-    assert resolve_options({}, context(none, defaults={"cpu": 0.5, "mem": "1G", "gpu": 0.25}, max_gpu=1)).resources.gpu == 0
+    assert (
+        resolve_options({}, context(none, defaults={"cpu": 0.5, "mem": "1G", "gpu": 0.25}, max_gpu=1)).resources.gpu
+        == 0
+    )
 
 
 def test_declared_gpu_over_the_policy_names_the_limit():
@@ -188,11 +204,26 @@ def test_declared_gpu_over_the_policy_names_the_limit():
 
 
 def test_offer_from_the_services_summary_keeps_this_hosts_devices():
-    summary = {"source": "declared", "message": "3 declared GPUs", "quantum": 0.25, "policy": "spread",
-               "devices": [dict(d.to_json()) for d in DECLARED]
-               + [{"index": 2, "uuid": "GPU-elsewhere", "name": "A100", "memory_bytes": 40 * GIB, "mig_mode": False,
-                   "declared": True, "node": "gpu-node-2", "memory": "40 GiB"}],
-               "free": {"GPU-declared-a": 0.75, "GPU-declared-b": 1.0, "GPU-elsewhere": 1.0}}
+    summary = {
+        "source": "declared",
+        "message": "3 declared GPUs",
+        "quantum": 0.25,
+        "policy": "spread",
+        "devices": [dict(d.to_json()) for d in DECLARED]
+        + [
+            {
+                "index": 2,
+                "uuid": "GPU-elsewhere",
+                "name": "A100",
+                "memory_bytes": 40 * GIB,
+                "mig_mode": False,
+                "declared": True,
+                "node": "gpu-node-2",
+                "memory": "40 GiB",
+            }
+        ],
+        "free": {"GPU-declared-a": 0.75, "GPU-declared-b": 1.0, "GPU-elsewhere": 1.0},
+    }
     got = GpuOffer.from_summary(summary, shareable=None, node="this-host")
     assert [d.uuid for d in got.devices] == ["GPU-declared-a", "GPU-declared-b"]
     assert (got.quantum, got.placement, got.free["GPU-declared-a"]) == (0.25, "spread", 0.75)
@@ -217,9 +248,13 @@ c.BerthSpawner.group_overrides = {"toolkit": {"groups": ["toolkit"], "spawner_ov
 @pytest.fixture(scope="module")
 def gpu_hub(tmp_path_factory):
     _image_or_skip()
-    hub = HubProcess(tmp_path_factory.mktemp("gpuform"), users=("alice", "bob", "teacher", "carol"),
-                     policies=HUB_POLICIES, extra=HUB_EXTRA,
-                     berth_extra=f"c.BerthService.gpus = [{DEVICE!r}]\nc.BerthService.gpu_quantum = 0.25\n")
+    hub = HubProcess(
+        tmp_path_factory.mktemp("gpuform"),
+        users=("alice", "bob", "teacher", "carol"),
+        policies=HUB_POLICIES,
+        extra=HUB_EXTRA,
+        berth_extra=f"c.BerthService.gpus = [{DEVICE!r}]\nc.BerthService.gpu_quantum = 0.25\n",
+    )
     with running(hub) as h:
         yield h
 
@@ -229,8 +264,9 @@ def _login(hub, user: str):
     """A browser session of ``user`` (the demo's DummyAuthenticator)."""
     with httpx.Client(base_url=hub.url, timeout=60) as browser:
         browser.get("/hub/login")
-        r = browser.post("/hub/login", data={"username": user, "password": "berth-demo",
-                                             "_xsrf": browser.cookies.get("_xsrf")})
+        r = browser.post(
+            "/hub/login", data={"username": user, "password": "berth-demo", "_xsrf": browser.cookies.get("_xsrf")}
+        )
         assert r.status_code == 302, r.text
         yield browser
 
@@ -296,8 +332,11 @@ def test_spawn_form_declared_gpu_quarter_share_reaches_the_container(gpu_hub):
     assert alloc.kind == "server" and [dict(d) for d in alloc.gpu_devices] == [{"uuid": DEVICE["uuid"], "share": 0.25}]
 
     client = docker.from_env()
-    (container,) = [c for c in client.containers.list(filters={"label": "io.jupyter.berth.kind=server"})
-                    if c.labels.get("io.jupyter.berth.owner") == "alice"]
+    (container,) = [
+        c
+        for c in client.containers.list(filters={"label": "io.jupyter.berth.kind=server"})
+        if c.labels.get("io.jupyter.berth.owner") == "alice"
+    ]
     env = dict(e.split("=", 1) for e in container.attrs["Config"]["Env"])
     assert env["NVIDIA_VISIBLE_DEVICES"] == DEVICE["uuid"]
     assert env["BERTH_GPU_SHARE"] == "0.25" and int(env["BERTH_GPU_MEMORY_BYTES"]) == 4 * GIB  # 0.25 × 16 GiB
@@ -306,8 +345,14 @@ def test_spawn_form_declared_gpu_quarter_share_reaches_the_container(gpu_hub):
     assert "0.25 GPU" in env["BERTH_LIMITS"]
     assert any(m["Destination"] == STARTUP_MOUNT and not m["RW"] for m in container.attrs["Mounts"])
     assert not container.attrs["HostConfig"].get("DeviceRequests")  # gpu_exposure = "environment"
-    done = container.exec_run(["python3", "-c", f"import os; print(os.environ['NVIDIA_VISIBLE_DEVICES']); "
-                                                f"print(len(open({STARTUP_MOUNT!r}).read()) > 0)"], user="1000:100")
+    done = container.exec_run(
+        [
+            "python3",
+            "-c",
+            f"import os; print(os.environ['NVIDIA_VISIBLE_DEVICES']); print(len(open({STARTUP_MOUNT!r}).read()) > 0)",
+        ],
+        user="1000:100",
+    )
     assert done.exit_code == 0 and done.output.decode().split() == [DEVICE["uuid"], "True"], done.output
 
     # The next user's form shows what is left: 0.75 free, no whole device.
@@ -387,7 +432,8 @@ class _Table(html.parser.HTMLParser):
     def handle_endtag(self, tag):
         if tag == "tr" and self._row is not None:
             {"thead": self.header, "tbody": self.rows, "tfoot": self.totals}[self._part].extend(
-                [self._row] if self._part == "tbody" else self._row)
+                [self._row] if self._part == "tbody" else self._row
+            )
             self._row = None
 
     def handle_data(self, data):

@@ -35,18 +35,32 @@ def context(**policy) -> FormContext:
     spec = PolicySpec.parse({"max_cpu": 2, "max_mem": "4G", "max_gpu": 0, **policy})
     group = PolicySpec.parse({"max_cpu": 1, "max_mem": "2G"})
     eff = resolve("alice", ["class-a"], spec, {"class-a": group})
-    return FormContext(policy=eff, images=[ImageChoice(IMAGE, "JupyterLab 4"), ImageChoice("berth/singleuser:old", "")],
-                       default_image=IMAGE, defaults=Resources.parse({"cpu": 0.5, "mem": "1G"}),
-                       remaining={"cpu": 1.5, "mem": 3 * GIB, "gpu": None},
-                       folders=[FolderChoice("@class-a/course", "course", "ro"), FolderChoice("alice/data", "data")])
+    return FormContext(
+        policy=eff,
+        images=[ImageChoice(IMAGE, "JupyterLab 4"), ImageChoice("berth/singleuser:old", "")],
+        default_image=IMAGE,
+        defaults=Resources.parse({"cpu": 0.5, "mem": "1G"}),
+        remaining={"cpu": 1.5, "mem": 3 * GIB, "gpu": None},
+        folders=[FolderChoice("@class-a/course", "course", "ro"), FolderChoice("alice/data", "data")],
+    )
 
 
 # ---- form → user_options --------------------------------------------------------------------
 def test_form_data_becomes_user_options():
-    formdata = {"image": [IMAGE], "cpu": ["0.75"], "mem": ["1.5"], "gpu": [""], "folders": ["@class-a/course", "alice/data"],
-                "_xsrf": ["2|token"]}  # a form's own field is not a server option
-    assert options_from_form(formdata) == {"image": IMAGE, "cpu": "0.75", "mem": "1.5G",
-                                           "folders": ["@class-a/course", "alice/data"]}
+    formdata = {
+        "image": [IMAGE],
+        "cpu": ["0.75"],
+        "mem": ["1.5"],
+        "gpu": [""],
+        "folders": ["@class-a/course", "alice/data"],
+        "_xsrf": ["2|token"],
+    }  # a form's own field is not a server option
+    assert options_from_form(formdata) == {
+        "image": IMAGE,
+        "cpu": "0.75",
+        "mem": "1.5G",
+        "folders": ["@class-a/course", "alice/data"],
+    }
     options = resolve_options(options_from_form(formdata), context())
     assert options.resources.cpu == 0.75 and options.resources.mem == int(1.5 * GIB)
     assert options.folders == ("@class-a/course", "alice/data") and options.image == IMAGE
@@ -71,15 +85,18 @@ def test_default_over_a_limit_is_clamped_but_an_explicit_ask_is_refused():
     assert e.value.limit == "max_cpu"
 
 
-@pytest.mark.parametrize("options, field, words", [
-    ({"cpu": "lots"}, "cpu", "cpu"),
-    ({"mem": "-1G"}, "mem", "mem"),
-    ({"cpu": True}, "cpu", "cores"),
-    ({"colour": "blue"}, "colour", "unknown server option"),
-    ({"image": "ubuntu:latest"}, "image", "not offered"),
-    ({"folders": ["someone-else/secret"]}, "folders", "not a folder you can mount"),
-    ({"folders": {"a": 1}}, "folders", "list of folder names"),
-])
+@pytest.mark.parametrize(
+    "options, field, words",
+    [
+        ({"cpu": "lots"}, "cpu", "cpu"),
+        ({"mem": "-1G"}, "mem", "mem"),
+        ({"cpu": True}, "cpu", "cores"),
+        ({"colour": "blue"}, "colour", "unknown server option"),
+        ({"image": "ubuntu:latest"}, "image", "not offered"),
+        ({"folders": ["someone-else/secret"]}, "folders", "not a folder you can mount"),
+        ({"folders": {"a": 1}}, "folders", "list of folder names"),
+    ],
+)
 def test_malformed_options_name_the_field(options, field, words):
     with pytest.raises(RequestError) as e:
         resolve_options(options, context())
@@ -87,12 +104,19 @@ def test_malformed_options_name_the_field(options, field, words):
     assert words in e.value.message
 
 
-@pytest.mark.parametrize("options, limit, words", [
-    ({"cpu": 1.5}, "max_cpu", "you asked for 1.5 CPU for your server but your policy allows at most 1 CPU (0.5 CPU over "
-                              "the max_cpu limit, set by group class-a)"),
-    ({"mem": "3G"}, "max_mem", "at most 2 GiB"),
-    ({"gpu": 0.25}, "max_gpu", "allows no GPU for a server (max_gpu is 0"),
-])
+@pytest.mark.parametrize(
+    "options, limit, words",
+    [
+        (
+            {"cpu": 1.5},
+            "max_cpu",
+            "you asked for 1.5 CPU for your server but your policy allows at most 1 CPU (0.5 CPU over "
+            "the max_cpu limit, set by group class-a)",
+        ),
+        ({"mem": "3G"}, "max_mem", "at most 2 GiB"),
+        ({"gpu": 0.25}, "max_gpu", "allows no GPU for a server (max_gpu is 0"),
+    ],
+)
 def test_over_policy_names_the_limit_its_value_and_the_excess(options, limit, words):
     with pytest.raises(PolicyError) as e:
         resolve_options(options, context())
@@ -148,9 +172,17 @@ def _reserver(ledger, who: str, cpu: float):
     policy = resolve(who, [], PolicySpec.parse({}))
 
     async def reserve():
-        return await asyncio.to_thread(admission.reserve, owner=who, groups=[], policy=policy,
-                                       request=Resources.parse({"cpu": cpu, "mem": "512M"}), kind="server",
-                                       subject=f"{who}/", image=IMAGE)
+        return await asyncio.to_thread(
+            admission.reserve,
+            owner=who,
+            groups=[],
+            policy=policy,
+            request=Resources.parse({"cpu": cpu, "mem": "512M"}),
+            kind="server",
+            subject=f"{who}/",
+            image=IMAGE,
+        )
+
     return reserve
 
 
@@ -218,10 +250,18 @@ def test_singleuser_image_is_built_from_this_source_tree():
 
     root = source_root()
     files = _source_files(root)
-    assert "hub_ext/spawner.py" in files and "setup.cfg" in files and "core/imagebuild/recipes/singleuser/Dockerfile" in files
+    assert (
+        "hub_ext/spawner.py" in files
+        and "setup.cfg" in files
+        and "core/imagebuild/recipes/singleuser/Dockerfile" in files
+    )
     assert not any("__pycache__" in f or f.endswith(".pyc") or f.startswith("tests/") for f in files)
     with pytest.raises(EngineError, match="not one"):
         source_root("/tmp")
-    labels = server_labels("abc", "3.11", {"python": "3.11.2", "jupyterlab": "4.6.6", "jupyterhub": "6.1.1",
-                                           "jupyter_berth": "0.1"}, "berth/python:3.11")
+    labels = server_labels(
+        "abc",
+        "3.11",
+        {"python": "3.11.2", "jupyterlab": "4.6.6", "jupyterhub": "6.1.1", "jupyter_berth": "0.1"},
+        "berth/python:3.11",
+    )
     assert labels["io.jupyter.berth.kind"] == "server"  # never offered as a kernel image

@@ -34,8 +34,14 @@ from jupyter_berth.resources import Resources
 from jupyter_berth.runtime.base import ContainerSpec, Mount
 from jupyter_berth.runtime.labels import make_labels
 from jupyter_berth.runtime.swarm import SwarmRuntime
-from jupyter_berth.runtime.swarm_spec import (NODE_LABEL, label_constraints, registry_ref, service_spec, task_view,
-                                              user_facing_ref)
+from jupyter_berth.runtime.swarm_spec import (
+    NODE_LABEL,
+    label_constraints,
+    registry_ref,
+    service_spec,
+    task_view,
+    user_facing_ref,
+)
 from jupyter_berth.runtime.swarm_topology import GWBRIDGE, leave_swarm
 from jupyter_berth.service import BerthService
 from jupyter_berth.swarm_nodes import lost_message, node_capacity
@@ -53,18 +59,28 @@ KERNEL = {"cpu": 0.5, "mem": "256M"}
 
 # -- without a cluster: the service spec and the node arithmetic ----------------------------
 
+
 def _spec(**kw) -> ContainerSpec:
-    base = dict(name="berth-kernel-k_1", image="berth/python:3.11", command=["berth-kernel"],
-                resources=Resources(cpu=0.5, mem=256 * MiB, pids=100, shm=32 * MiB),
-                labels=make_labels("ann", "kernel", "k_1", allocation="a1"), network="berth-u-ann")
+    base = dict(
+        name="berth-kernel-k_1",
+        image="berth/python:3.11",
+        command=["berth-kernel"],
+        resources=Resources(cpu=0.5, mem=256 * MiB, pids=100, shm=32 * MiB),
+        labels=make_labels("ann", "kernel", "k_1", allocation="a1"),
+        network="berth-u-ann",
+    )
     base.update(kw)
     return ContainerSpec(**base)
 
 
 def test_service_spec_is_one_pinned_replica_with_limits_equal_to_reservations():
-    body = service_spec(_spec(mounts=[Mount("/srv/data", "/home/jovyan/folders/data", read_only=True)]),
-                        image="reg:5000/berth/python:3.11@sha256:abc", node_id="n1",
-                        constraints=label_constraints({"berth.kernels": "true"}), stop_grace=2)
+    body = service_spec(
+        _spec(mounts=[Mount("/srv/data", "/home/jovyan/folders/data", read_only=True)]),
+        image="reg:5000/berth/python:3.11@sha256:abc",
+        node_id="n1",
+        constraints=label_constraints({"berth.kernels": "true"}),
+        stop_grace=2,
+    )
     task = body["TaskTemplate"]
     assert body["Name"] == "berth-kernel-k-1"  # Swarm names: letters, digits, '-'
     assert body["Mode"] == {"Replicated": {"Replicas": 1}}
@@ -77,7 +93,9 @@ def test_service_spec_is_one_pinned_replica_with_limits_equal_to_reservations():
     c = task["ContainerSpec"]
     assert c["Args"] == ["berth-kernel"] and "Command" not in c  # the image's entrypoint (tini) stays
     assert c["User"] == "1000:1000" and c["CapabilityDrop"] == ["ALL"] and c["StopGracePeriod"] == 2_000_000_000
-    assert {"Type": "bind", "Source": "/srv/data", "Target": "/home/jovyan/folders/data", "ReadOnly": True} in c["Mounts"]
+    assert {"Type": "bind", "Source": "/srv/data", "Target": "/home/jovyan/folders/data", "ReadOnly": True} in c[
+        "Mounts"
+    ]
     assert {"Type": "tmpfs", "Target": "/dev/shm", "TmpfsOptions": {"SizeBytes": 32 * MiB}} in c["Mounts"]
     assert c["Labels"]["io.jupyter.berth.owner"] == "ann" == body["Labels"]["io.jupyter.berth.owner"]
     assert c["Labels"]["io.jupyter.berth.managed"] == "1"
@@ -117,6 +135,7 @@ def test_node_labels_cap_what_berth_may_allot():
 
 
 # -- the cluster ------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def swarm_cluster():
@@ -202,7 +221,10 @@ async def test_capacity_is_per_node_from_swarm_with_images_reported_per_node(swa
 @pytest.mark.docker
 async def test_image_versions_are_distributed_through_the_registry(swarm_cluster, tmp_path):
     probe = "berth/python:swarm-probe"
-    with contextlib.closing(swarm_cluster.manager.client()) as mgr, contextlib.closing(swarm_cluster.workers[0].client()) as w1:
+    with (
+        contextlib.closing(swarm_cluster.manager.client()) as mgr,
+        contextlib.closing(swarm_cluster.workers[0].client()) as w1,
+    ):
         with contextlib.suppress(docker.errors.NotFound):
             w1.api.remove_image(f"{REGISTRY}/{probe}")  # a cached data root may still have it
         mgr.api.tag(f"{REGISTRY}/{IMAGE}", f"{REGISTRY}/berth/python", "swarm-probe")
@@ -241,8 +263,10 @@ async def test_kernels_go_to_the_worker_when_the_manager_is_full_and_nothing_is_
     async with swarm_service(tmp_path, swarm_cluster) as service:
         first = await service.start_kernel(user, kernel_id=f"k0-{RUN}", request=KERNEL)
         # The manager (0.5 core for Berth) is now full: three more race for the worker's one core.
-        results = await asyncio.gather(*(service.start_kernel(user, kernel_id=f"k{i}-{RUN}", request=KERNEL)
-                                         for i in (1, 2, 3)), return_exceptions=True)
+        results = await asyncio.gather(
+            *(service.start_kernel(user, kernel_id=f"k{i}-{RUN}", request=KERNEL) for i in (1, 2, 3)),
+            return_exceptions=True,
+        )
         started = [r for r in results if not isinstance(r, BaseException)]
         refused = [r for r in results if isinstance(r, BaseException)]
         assert len(started) == 2 and len(refused) == 1, results
@@ -268,9 +292,16 @@ async def test_kernels_go_to_the_worker_when_the_manager_is_full_and_nothing_is_
         with contextlib.closing(swarm_cluster.workers[0].client()) as w1:
             ctr = w1.api.containers(filters={"label": f"io.jupyter.berth.allocation={alloc.id}"})
             assert len(ctr) == 1, ctr
-            exec_id = w1.api.exec_create(ctr[0]["Id"], ["sh", "-c", "id -u; grep -E '^(CapEff|NoNewPrivs)' /proc/1/status; "
-                                                        "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes "
-                                                        "/sys/fs/cgroup/cpu/cpu.cfs_quota_us"])
+            exec_id = w1.api.exec_create(
+                ctr[0]["Id"],
+                [
+                    "sh",
+                    "-c",
+                    "id -u; grep -E '^(CapEff|NoNewPrivs)' /proc/1/status; "
+                    "cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes "
+                    "/sys/fs/cgroup/cpu/cpu.cfs_quota_us",
+                ],
+            )
             out = w1.api.exec_start(exec_id).decode().split()
         assert out == ["1000", "CapEff:", "0000000000000000", "NoNewPrivs:", "1", "512", str(256 * MiB), "50000"], out
         for launch in [first, *started]:
@@ -286,9 +317,16 @@ async def test_a_gpu_kernel_goes_to_the_node_that_has_the_gpu(swarm_cluster, tmp
     (c.BerthService.gpus with "node") and places and accounts it in its ledger."""
     user = f"gus-{RUN}"
     gpu = f"GPU-declared-{W1}-0"
-    settings = {"gpus": [{"uuid": gpu, "name": "declared test GPU", "memory": "16G", "node": W1}],
-                "default_policy": {"max_cpu": 2, "max_mem": "2G", "max_gpu": 1, "total_gpu": 2,
-                                   "default": {"cpu": 0.5, "mem": "256M"}}}
+    settings = {
+        "gpus": [{"uuid": gpu, "name": "declared test GPU", "memory": "16G", "node": W1}],
+        "default_policy": {
+            "max_cpu": 2,
+            "max_mem": "2G",
+            "max_gpu": 1,
+            "total_gpu": 2,
+            "default": {"cpu": 0.5, "mem": "256M"},
+        },
+    }
     async with swarm_service(tmp_path, swarm_cluster, settings) as service:
         launch = await service.start_kernel(user, kernel_id=f"kg-{RUN}", request={**KERNEL, "gpu": 1})
         (alloc,) = await service.list_kernels(user)
@@ -347,18 +385,26 @@ async def test_a_user_server_on_the_manager_reaches_a_kernel_on_the_worker(swarm
     stand_in = None
     async with swarm_service(tmp_path, swarm_cluster) as service:
         try:
-            launch = await service.start_kernel(user, kernel_id=f"kw-{RUN}", request={"cpu": 1, "mem": "256M"},
-                                                mounts=[Mount(shared, "/home/jovyan/folders/shared")])
+            launch = await service.start_kernel(
+                user,
+                kernel_id=f"kw-{RUN}",
+                request={"cpu": 1, "mem": "256M"},
+                mounts=[Mount(shared, "/home/jovyan/folders/shared")],
+            )
             (alloc,) = await service.list_kernels(user)
             assert alloc.node == W1  # only the worker has a whole core for Berth
             # The user's server stands in as a container on the manager, on the user's overlay network.
             with contextlib.closing(swarm_cluster.manager.client()) as mgr:
                 stand_in = mgr.containers.run(
-                    f"{REGISTRY}/{IMAGE}", ["python", "-c", STAND_IN], detach=True, user="1000:1000",
+                    f"{REGISTRY}/{IMAGE}",
+                    ["python", "-c", STAND_IN],
+                    detach=True,
+                    user="1000:1000",
                     network=user_network(service.network_prefix, user),
                     environment={"BERTH_TEST_CONNECTION": json.dumps(launch.to_json()["connection"])},
                     volumes={shared: {"bind": "/shared", "mode": "ro"}},
-                    labels={"io.jupyter.berth.test": RUN})
+                    labels={"io.jupyter.berth.test": RUN},
+                )
                 deadline = time.monotonic() + 90
                 while b"READY" not in stand_in.logs():
                     stand_in.reload()
@@ -391,8 +437,13 @@ async def test_one_shot_tasks_full_nodes_and_missing_images_never_hang(swarm_clu
         labels = make_labels("quirk", "kernel", f"q-{RUN}", site=service.site_id)
 
         def spec(name, **kw) -> ContainerSpec:
-            base = dict(name=f"berth-test-{name}-{RUN}", image=IMAGE, command=["true"],
-                        resources=Resources(cpu=0.1, mem=64 * MiB), labels={**labels, NODE_LABEL: W1})
+            base = dict(
+                name=f"berth-test-{name}-{RUN}",
+                image=IMAGE,
+                command=["true"],
+                resources=Resources(cpu=0.1, mem=64 * MiB),
+                labels={**labels, NODE_LABEL: W1},
+            )
             base.update(kw)
             return ContainerSpec(**base)
 
@@ -429,9 +480,14 @@ async def test_a_worker_that_stops_mid_run_turns_its_kernels_lost_and_releases_t
         while (await service._db(service.ledger.get_allocation, on_worker.allocation_id)).state != "released":
             assert time.monotonic() < deadline, "the periodic refresh did not release the lost kernel"
             await asyncio.sleep(0.25)
-        print(f"worker down in Swarm after {down_after:.1f} s; kernel released {time.monotonic() - t0:.1f} s after the crash")
-        (record,) = [r for r in await service._db(service.ledger.usage_records, owner=user)
-                     if r.allocation_id == on_worker.allocation_id]
+        print(
+            f"worker down in Swarm after {down_after:.1f} s; kernel released {time.monotonic() - t0:.1f} s after the crash"
+        )
+        (record,) = [
+            r
+            for r in await service._db(service.ledger.usage_records, owner=user)
+            if r.allocation_id == on_worker.allocation_id
+        ]
         assert record.end_reason == "lost" and W1 in record.message and "left the cluster" in record.message
         with pytest.raises(NotFoundError) as gone:  # what the user's notebook hears next
             await service.kernel_state(user, on_worker.kernel_id)

@@ -67,8 +67,9 @@ class Served:
 
 async def serve(ledger, **settings) -> Served:
     service = BerthService(config=Config(), ledger=ledger)
-    app = web.Application([(PREFIX + p, h) for p, h in usage_routes(FakeHubIdentityHandler)],
-                          berth_service=service, **settings)
+    app = web.Application(
+        [(PREFIX + p, h) for p, h in usage_routes(FakeHubIdentityHandler)], berth_service=service, **settings
+    )
     sockets = netutil.bind_sockets(0, "127.0.0.1")
     server = httpserver.HTTPServer(app)
     server.add_sockets(sockets)
@@ -121,8 +122,9 @@ async def test_bad_parameters_are_400_with_the_accepted_forms(served):
 
 
 def cli(*args) -> str:
-    done = subprocess.run([sys.executable, "-m", "jupyter_berth.cli.app", "usage", *args], capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "jupyter_berth.cli.app", "usage", *args], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -149,7 +151,7 @@ async def test_csv_json_and_the_cli_agree_row_for_row(served):
     table = cli(*args).splitlines()
     assert table[0].split() == columns and len(table) - 1 == len(page_json["rows"])
     for line, row in zip(table[1:], page_json["rows"]):  # the table's figures are the JSON's, in order
-        figures = line.split()[-len(columns) + 2:]
+        figures = line.split()[-len(columns) + 2 :]
         assert figures == ["-" if row[c] is None else str(row[c]) for c in columns[2:]], line
 
 
@@ -157,8 +159,15 @@ async def test_metrics_for_prometheus(served, tmp_path):
     r = await served.get("metrics")
     assert r.code == 200 and r.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     names = {f.name for f in text_string_to_metric_families(r.body.decode())}
-    assert {"berth_capacity_cpu_cores", "berth_allocated_cpu_cores", "berth_live_allocations", "berth_queue_length",
-            "berth_running_kernels", "berth_usage_cpu_seconds", "berth_usage_ended"} <= names
+    assert {
+        "berth_capacity_cpu_cores",
+        "berth_allocated_cpu_cores",
+        "berth_live_allocations",
+        "berth_queue_length",
+        "berth_running_kernels",
+        "berth_usage_cpu_seconds",
+        "berth_usage_ended",
+    } <= names
     public = await serve(served.service.ledger, berth_metrics_public=True)
     try:
         assert (await public.get("metrics", user="nobody")).code == 200
@@ -185,10 +194,22 @@ async def test_the_page_renders_in_headless_chromium(tmp_path):
         url = f"{s.url}usage?since=2026-10-01&until=2026-10-31&by=group"
         assert (await s.get("usage", since="2026-10-01", until="2026-10-31", by="group")).code == 200
         proc = await asyncio.create_subprocess_exec(
-            "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run", "--hide-scrollbars",
-            f"--user-data-dir={tmp_path / 'chromium'}", "--window-size=1280,1400", f"--screenshot={shot}", url,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--hide-scrollbars",
+            f"--user-data-dir={tmp_path / 'chromium'}",
+            "--window-size=1280,1400",
+            f"--screenshot={shot}",
+            url,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         try:
             _, err = await asyncio.wait_for(proc.communicate(), timeout=90)
         except asyncio.TimeoutError:

@@ -171,9 +171,18 @@ async def test_request_with_other_mounts_or_a_new_image_build_starts_cold(pool_s
 
     # A pool container from an older build of the image is discarded, never adopted.
     workdir = pool._configured_mounts[0].source
-    spec = kernel_spec(owner="ann", kernel_id="k-stale", allocation_id="a1", image="berth/python:3.11",
-                       resources=Resources(cpu=0.25, mem=256 * MiB), connection=KernelConnection(key="k"),
-                       network="unused", cwd=workdir, mounts=[Mount(workdir, workdir)], site=pool_service.site_id)
+    spec = kernel_spec(
+        owner="ann",
+        kernel_id="k-stale",
+        allocation_id="a1",
+        image="berth/python:3.11",
+        resources=Resources(cpu=0.25, mem=256 * MiB),
+        connection=KernelConnection(key="k"),
+        network="unused",
+        cwd=workdir,
+        mounts=[Mount(workdir, workdir)],
+        site=pool_service.site_id,
+    )
     assert await pool.adopt(spec, image_id="sha256:" + "0" * 64) is None
     assert ready_ids(pool) == set()
 
@@ -191,8 +200,11 @@ async def test_activation_port_refuses_a_wrong_token_and_other_containers(pool_s
     target = a_ready_container(pool)
     other = next(pc for state in pool._keys.values() for pc in state.ready if pc.id != target.id)
     connection = KernelConnection(key="attacker").for_container()
-    for message in ({"token": "not-the-token", "connection": connection, "cwd": "/tmp", "env": {}},
-                    {"connection": connection}, {"token": "", "op": "ping"}):
+    for message in (
+        {"token": "not-the-token", "connection": connection, "cwd": "/tmp", "env": {}},
+        {"connection": connection},
+        {"token": "", "op": "ping"},
+    ):
         reply = await pool_request(target.ip, message, timeout=5)
         assert reply == {"status": "refused", "message": "wrong activation token"}
     # no kernel started: its shell port is closed, and it still waits for the real activation
@@ -202,8 +214,10 @@ async def test_activation_port_refuses_a_wrong_token_and_other_containers(pool_s
 
     # The pool network keeps containers apart: another pool container cannot reach the port at all.
     api = pool_service.runtime.client.api
-    probe = ("import socket; s=socket.socket(); s.settimeout(2); "
-             f"print('reached' if s.connect_ex(('{target.ip}', 50000)) == 0 else 'unreachable')")
+    probe = (
+        "import socket; s=socket.socket(); s.settimeout(2); "
+        f"print('reached' if s.connect_ex(('{target.ip}', 50000)) == 0 else 'unreachable')"
+    )
     exec_id = await asyncio.to_thread(api.exec_create, other.id, ["python", "-c", probe])
     output = await asyncio.to_thread(api.exec_start, exec_id)
     assert output.decode().strip() == "unreachable"
@@ -220,8 +234,9 @@ async def test_restart_removes_stale_pool_containers_adopts_kernels_and_drain_ke
     runtime = DockerRuntime()
     try:
         await first._pool.wait_full(timeout=90)
-        launch = await first.start_kernel("ann", kernel_id="k-pool", request={"cpu": 0.25, "mem": "256M"},
-                                          cwd=str(workdir), mounts=mounts)
+        launch = await first.start_kernel(
+            "ann", kernel_id="k-pool", request={"cpu": 0.25, "mem": "256M"}, cwd=str(workdir), mounts=mounts
+        )
         stale = ready_ids(first._pool)
         assert launch.container_id not in stale
         # the service dies without draining its pool (its background work just stops)
@@ -268,8 +283,13 @@ async def test_restart_removes_stale_pool_containers_adopts_kernels_and_drain_ke
 
 # -- without Docker ---------------------------------------------------------------------------------
 def _container(cid, running=True, **labels):
-    return SimpleNamespace(id=cid, name=cid, running=running, oom_killed=False,
-                           labels=make_labels(**{"owner": "pool", "kind": "pool", "subject": cid, **labels}))
+    return SimpleNamespace(
+        id=cid,
+        name=cid,
+        running=running,
+        oom_killed=False,
+        labels=make_labels(**{"owner": "pool", "kind": "pool", "subject": cid, **labels}),
+    )
 
 
 def _allocation(aid, container_id=None, state="running"):
@@ -299,9 +319,16 @@ def test_which_requests_fit_the_pool():
     nb = [Mount("/srv/nb", "/srv/nb")]
 
     def spec(**kw):
-        args = dict(owner="ann", kernel_id="k", allocation_id="a", image="berth/python:3.11",
-                    resources=Resources(cpu=1, mem=512 * MiB), connection=KernelConnection(key="k"),
-                    network="n", mounts=nb)
+        args = dict(
+            owner="ann",
+            kernel_id="k",
+            allocation_id="a",
+            image="berth/python:3.11",
+            resources=Resources(cpu=1, mem=512 * MiB),
+            connection=KernelConnection(key="k"),
+            network="n",
+            mounts=nb,
+        )
         args.update(kw)
         return kernel_spec(**args)
 
@@ -311,7 +338,8 @@ def test_which_requests_fit_the_pool():
     assert "mounts differ" in pool.unfit_reason(spec(mounts=nb + [Mount("/data", "/data", read_only=True)]))
     assert "GPU" in pool.unfit_reason(spec(gpu_device_ids=["0"]))
     assert "shared memory 128 MiB is more than the pool's 64 MiB" in pool.unfit_reason(
-        spec(resources=Resources(cpu=1, mem=512 * MiB, shm=128 * MiB)))
+        spec(resources=Resources(cpu=1, mem=512 * MiB, shm=128 * MiB))
+    )
 
     learning = WarmPool(None, "site", size=2, images=["berth/python:3.11"])  # mounts learned from requests
     assert learning.unfit_reason(spec()) is None

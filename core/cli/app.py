@@ -21,8 +21,14 @@ def _subcommands() -> dict:
         "engine": ("jupyter_berth.cli.engine_cmd.EngineApp", "Start or check the container engine (Docker)."),
         "images": ("jupyter_berth.cli.images_cmd.ImagesApp", "Build (offline) and list kernel images."),
         "db": ("jupyter_berth.cli.db_cmd.DbApp", "Create or upgrade the Berth ledger database."),
-        "usage": ("jupyter_berth.cli.usage_cmd.UsageApp", "Usage report by user, group, image or day (table, CSV, JSON)."),
-        "kernelspecs": ("jupyter_berth.cli.kernelspecs_cmd.KernelspecsApp", "Write Berth kernelspecs (one per image version and preset)."),
+        "usage": (
+            "jupyter_berth.cli.usage_cmd.UsageApp",
+            "Usage report by user, group, image or day (table, CSV, JSON).",
+        ),
+        "kernelspecs": (
+            "jupyter_berth.cli.kernelspecs_cmd.KernelspecsApp",
+            "Write Berth kernelspecs (one per image version and preset).",
+        ),
         "folders": ("jupyter_berth.cli.folders_cmd.FoldersApp", "Group folders for classes and teams, folder quotas."),
     }
 

@@ -86,9 +86,13 @@ class DbCurrentApp(DbCommand):
             print(f"{where}: revision {current} (up to date)")
             return
         if current is not None and not db.is_known_revision(current):
-            print(f"{where}: revision {current}, unknown to this version (which needs {head}); was it written by a newer jupyter-berth?")
+            print(
+                f"{where}: revision {current}, unknown to this version (which needs {head}); was it written by a newer jupyter-berth?"
+            )
         else:
-            print(f"{where}: revision {current or 'none (empty database)'}, this version needs {head}; run `berth db upgrade`")
+            print(
+                f"{where}: revision {current or 'none (empty database)'}, this version needs {head}; run `berth db upgrade`"
+            )
         self.exit(1)
 
 
@@ -99,7 +103,10 @@ class DbApp(Application):
     version = __version__
     description = "Create, upgrade or inspect the Berth ledger database."
     subcommands = {
-        "upgrade": (DbUpgradeApp, "Create the schema or migrate it to this version's revision (SQLite is backed up first)."),
+        "upgrade": (
+            DbUpgradeApp,
+            "Create the schema or migrate it to this version's revision (SQLite is backed up first).",
+        ),
         "current": (DbCurrentApp, "Print the database's schema revision and the one this version needs."),
     }
 

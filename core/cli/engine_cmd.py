@@ -64,8 +64,10 @@ class EngineStatusApp(Application):
         images = client.images.list(filters={"label": LABEL_PREFIX + "kind"})
         containers = client.containers.list(filters={"label": LABEL_PREFIX + "kernel_id"})
         print(f"engine:      Docker {info.get('ServerVersion', '?')} at {engine_address()}")
-        print(f"storage:     {info.get('Driver', '?')}, cgroup {info.get('CgroupVersion', '?')} "
-              f"({info.get('CgroupDriver', '?')})")
+        print(
+            f"storage:     {info.get('Driver', '?')}, cgroup {info.get('CgroupVersion', '?')} "
+            f"({info.get('CgroupDriver', '?')})"
+        )
         print(f"host:        {info.get('NCPU', '?')} CPUs, {info.get('MemTotal', 0) / 2**30:.1f} GiB")
         print(f"berth:       {len(images)} image(s), {len(containers)} running kernel container(s)")
 

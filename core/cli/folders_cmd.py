@@ -33,7 +33,9 @@ class FolderCommand(Application):
     """Shared options: which ledger (``--data-dir``, ``--db-url``) and an optional config file."""
 
     classes = [BerthService]
-    config_file = Unicode("", config=True, help="A Python config file to load (e.g. the server's, for BerthService.* settings).")
+    config_file = Unicode(
+        "", config=True, help="A Python config file to load (e.g. the server's, for BerthService.* settings)."
+    )
     user = Unicode("", config=True, help="Act on this user's folder or quota.")
     group = Unicode("", config=True, help="Act on this group's folder or quota.")
     aliases = {**_COMMON, "user": "FolderCommand.user", "group": "FolderCommand.group"}
@@ -97,9 +99,14 @@ class FoldersCreateApp(FolderCommand):
 
     def start(self):
         if not self.group or self.user:
-            raise RequestError("--group", "berth folders create makes group folders; users create their own in JupyterLab")
-        view = self.run(lambda s: s.create_folder(**self.admin(), name=self.reference(), group=self.group,
-                                                  member_mode=self.member_mode))
+            raise RequestError(
+                "--group", "berth folders create makes group folders; users create their own in JupyterLab"
+            )
+        view = self.run(
+            lambda s: s.create_folder(
+                **self.admin(), name=self.reference(), group=self.group, member_mode=self.member_mode
+            )
+        )
         print(f"created {view.folder.reference} ({view.folder.id}); members get {view.folder.member_mode}")
 
 
@@ -117,7 +124,9 @@ class FoldersShareApp(FolderCommand):
             self.run(lambda s: s.unshare_folder(**self.admin(), folder=self.reference(), kind=kind, name=name))
             print(f"{self.reference()}: no longer shared with {kind} {name}")
             return
-        share = self.run(lambda s: s.share_folder(**self.admin(), folder=self.reference(), kind=kind, name=name, mode=self.mode))
+        share = self.run(
+            lambda s: s.share_folder(**self.admin(), folder=self.reference(), kind=kind, name=name, mode=self.mode)
+        )
         print(f"{self.reference()}: shared {share.mode} with {kind} {name}")
 
 
@@ -143,33 +152,50 @@ class FoldersQuotaApp(FolderCommand):
     max_folders = Integer(-1, config=True, help="How many folders the owner may have.")
     max_files = Integer(-1, config=True, help="Files in all the owner's folders.")
     clear = Bool(False, config=True, help="Remove the stored override (back to the configured quota).")
-    aliases = {**FolderCommand.aliases, "max-bytes": "FoldersQuotaApp.max_bytes",
-               "max-folders": "FoldersQuotaApp.max_folders", "max-files": "FoldersQuotaApp.max_files"}
+    aliases = {
+        **FolderCommand.aliases,
+        "max-bytes": "FoldersQuotaApp.max_bytes",
+        "max-folders": "FoldersQuotaApp.max_folders",
+        "max-files": "FoldersQuotaApp.max_files",
+    }
     flags = {"clear": ({"FoldersQuotaApp": {"clear": True}}, "Remove the stored override.")}
 
     def start(self):
         kind, owner = self.owner()
-        spec = {k: v for k, v in (("max_bytes", self.max_bytes or None), ("max_folders", self.max_folders),
-                                  ("max_files", self.max_files)) if v not in (None, -1)}
+        spec = {
+            k: v
+            for k, v in (
+                ("max_bytes", self.max_bytes or None),
+                ("max_folders", self.max_folders),
+                ("max_files", self.max_files),
+            )
+            if v not in (None, -1)
+        }
 
         async def work(service):
             if self.clear or spec:
                 stored = (await service._db(folder_ledger.quota_overrides, service.ledger)).get((kind, owner), {})
-                await service.set_folder_quota(kind, owner, None if self.clear else {**stored, **spec}, by=self.admin()["user"])
+                await service.set_folder_quota(
+                    kind, owner, None if self.clear else {**stored, **spec}, by=self.admin()["user"]
+                )
             return await service.folder_quota_for(kind, owner), await service.owner_usage(kind, owner)
 
         quota, usage = self.run(work)
         limit = lambda v, f=str: "unlimited" if v is None else f(v)  # noqa: E731
-        print(f"{kind} {owner}: {format_bytes(usage.bytes)} of {limit(quota.max_bytes, format_bytes)}, "
-              f"{usage.folders} of {limit(quota.max_folders)} folders, {usage.files} of {limit(quota.max_files)} files "
-              "(measured, soft)")
+        print(
+            f"{kind} {owner}: {format_bytes(usage.bytes)} of {limit(quota.max_bytes, format_bytes)}, "
+            f"{usage.folders} of {limit(quota.max_folders)} folders, {usage.files} of {limit(quota.max_files)} files "
+            "(measured, soft)"
+        )
 
 
 class FoldersApp(Application):
     name = "berth folders"
     description = "Virtual folders: group folders for classes and teams, quotas (docs/folders.md)."
-    subcommands = {app.name.split()[-1]: (app, app.description) for app in
-                   (FoldersListApp, FoldersCreateApp, FoldersShareApp, FoldersDeleteApp, FoldersQuotaApp)}
+    subcommands = {
+        app.name.split()[-1]: (app, app.description)
+        for app in (FoldersListApp, FoldersCreateApp, FoldersShareApp, FoldersDeleteApp, FoldersQuotaApp)
+    }
 
     def start(self):
         if self.subapp is None:

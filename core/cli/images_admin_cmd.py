@@ -82,17 +82,19 @@ class OfferApp(CatalogCommand):
     arguments = ("REF",)
 
     def start(self):
-        ref, = self.args()
+        (ref,) = self.args()
         print(_summary(self.run(lambda s, u: s.offer_image(u, (), ref))))
 
 
 class HideApp(CatalogCommand):
     name = "berth images hide"
-    description = "Stop listing an image version and starting kernels on it (reversible with offer); running kernels keep going."
+    description = (
+        "Stop listing an image version and starting kernels on it (reversible with offer); running kernels keep going."
+    )
     arguments = ("REF",)
 
     def start(self):
-        ref, = self.args()
+        (ref,) = self.args()
         print(_summary(self.run(lambda s, u: s.hide_image(u, (), ref))))
 
 
@@ -102,15 +104,19 @@ class DefaultApp(CatalogCommand):
     arguments = ("REF",)
 
     def start(self):
-        ref, = self.args()
+        (ref,) = self.args()
         print(_summary(self.run(lambda s, u: s.set_default_image(u, (), ref))))
 
 
 class AliasApp(CatalogCommand):
     name = "berth images alias"
-    description = "Pin an alias (berth/python:latest) to exactly one image: an offered reference's current image, or a digest."
+    description = (
+        "Pin an alias (berth/python:latest) to exactly one image: an offered reference's current image, or a digest."
+    )
     arguments = ("ALIAS", "TARGET")
-    examples = "berth images alias berth/python:latest berth/python:3.11\nberth images alias berth/python:stable sha256:0c22…"
+    examples = (
+        "berth images alias berth/python:latest berth/python:3.11\nberth images alias berth/python:stable sha256:0c22…"
+    )
 
     def start(self):
         alias, target = self.args()
@@ -123,29 +129,35 @@ class UnaliasApp(CatalogCommand):
     arguments = ("ALIAS",)
 
     def start(self):
-        alias, = self.args()
+        (alias,) = self.args()
         self.run(lambda s, u: s.unalias_image(u, (), alias))
         print(f"{alias}: alias removed")
 
 
 class RetireApp(CatalogCommand):
     name = "berth images retire"
-    description = ("Retire an image version: no new kernels (running ones keep going); notebooks that ask for it "
-                   "are told so and offered the replacement or the nearest offered version.")
+    description = (
+        "Retire an image version: no new kernels (running ones keep going); notebooks that ask for it "
+        "are told so and offered the replacement or the nearest offered version."
+    )
     arguments = ("REF",)
-    replacement = Unicode(None, allow_none=True, config=True, help="The offered version to use instead (default: the nearest).")
+    replacement = Unicode(
+        None, allow_none=True, config=True, help="The offered version to use instead (default: the nearest)."
+    )
     note = Unicode(None, allow_none=True, config=True, help="Why it was retired (shown to admins).")
     aliases = {**CatalogCommand.aliases, "replacement": "RetireApp.replacement", "note": "RetireApp.note"}
 
     def start(self):
-        ref, = self.args()
+        (ref,) = self.args()
         print(_summary(self.run(lambda s, u: s.retire_image(u, (), ref, replacement=self.replacement, note=self.note))))
 
 
 class PullApp(CatalogCommand):
     name = "berth images pull"
-    description = ("Pull a kernel image version from a registry and keep it under its name without the registry "
-                   "(or --tag); it stays hidden until offered (or --offer).")
+    description = (
+        "Pull a kernel image version from a registry and keep it under its name without the registry "
+        "(or --tag); it stays hidden until offered (or --offer)."
+    )
     arguments = ("SOURCE",)
     examples = "berth images pull 127.0.0.1:5000/berth/python:3.11-extra --offer"
     tag = Unicode(None, allow_none=True, config=True, help="Local name (default: SOURCE without the registry).")
@@ -154,7 +166,7 @@ class PullApp(CatalogCommand):
     flags = {"offer": ({"PullApp": {"offer": True}}, "Offer the pulled version at once.")}
 
     def start(self):
-        source, = self.args()
+        (source,) = self.args()
         out = self.run(lambda s, u: s.pull_image(u, (), source, tag=self.tag, offer=self.offer, progress=_print))
         print(f"{_summary(out)} in {out['seconds']} s")
 
@@ -173,22 +185,37 @@ class PushApp(CatalogCommand):
 
 class BuildApp(CatalogCommand):
     name = "berth images build"
-    description = ("Build a new image version on an offered base from a Dockerfile, a requirements.txt or an "
-                   "environment.yml, with `docker build` and no registry; hidden until offered (or --offer).")
-    examples = ("berth images build --base=berth/python:3.11 --tag=berth/python:3.11-sci --requirements=requirements.txt\n"
-                "berth images build --base=berth/python:3.11 --tag=berth/python:3.11-extra --dockerfile=Dockerfile --offer")
+    description = (
+        "Build a new image version on an offered base from a Dockerfile, a requirements.txt or an "
+        "environment.yml, with `docker build` and no registry; hidden until offered (or --offer)."
+    )
+    examples = (
+        "berth images build --base=berth/python:3.11 --tag=berth/python:3.11-sci --requirements=requirements.txt\n"
+        "berth images build --base=berth/python:3.11 --tag=berth/python:3.11-extra --dockerfile=Dockerfile --offer"
+    )
     base = Unicode("", config=True, help="The offered image to build on.")
     tag = Unicode("", config=True, help="The new version's name:tag.")
     dockerfile = Unicode("", config=True, help="Path of a Dockerfile (steps on the base; FROM may be left out).")
     requirements = Unicode("", config=True, help="Path of a pip requirements.txt.")
     environment = Unicode("", config=True, help="Path of a conda-style environment.yml (installed with pip).")
-    display_name = Unicode(None, allow_none=True, config=True, help="Name users see (default: the base's with the tag).")
+    display_name = Unicode(
+        None, allow_none=True, config=True, help="Name users see (default: the base's with the tag)."
+    )
     offer = Bool(False, config=True, help="Offer it at once.")
-    replace = Bool(False, config=True, help="Replace an existing image of that name (versions are otherwise never overwritten).")
-    aliases = {**CatalogCommand.aliases, **{k: f"BuildApp.{k.replace('-', '_')}" for k in
-               ("base", "tag", "dockerfile", "requirements", "environment", "display-name")}}
-    flags = {"offer": ({"BuildApp": {"offer": True}}, "Offer the new version at once."),
-             "replace": ({"BuildApp": {"replace": True}}, "Replace an existing image of that name.")}
+    replace = Bool(
+        False, config=True, help="Replace an existing image of that name (versions are otherwise never overwritten)."
+    )
+    aliases = {
+        **CatalogCommand.aliases,
+        **{
+            k: f"BuildApp.{k.replace('-', '_')}"
+            for k in ("base", "tag", "dockerfile", "requirements", "environment", "display-name")
+        },
+    }
+    flags = {
+        "offer": ({"BuildApp": {"offer": True}}, "Offer the new version at once."),
+        "replace": ({"BuildApp": {"replace": True}}, "Replace an existing image of that name."),
+    }
 
     def start(self):
         sources = {}
@@ -200,19 +227,34 @@ class BuildApp(CatalogCommand):
                         sources[key] = f.read()
                 except OSError as e:
                     raise RequestError(key, f"cannot read {path}: {e.strerror}") from None
-        out = self.run(lambda s, u: s.build_image(u, (), base=self.base, tag=self.tag, display_name=self.display_name,
-                                                  offer=self.offer, replace=self.replace, progress=_print, **sources))
+        out = self.run(
+            lambda s, u: s.build_image(
+                u,
+                (),
+                base=self.base,
+                tag=self.tag,
+                display_name=self.display_name,
+                offer=self.offer,
+                replace=self.replace,
+                progress=_print,
+                **sources,
+            )
+        )
         print(f"{_summary(out)} in {out['seconds']} s")
 
 
 class GcApp(CatalogCommand):
     name = "berth images gc"
-    description = ("Remove retired (and with --include-hidden, hidden) versions no running kernel and no container "
-                   "uses. The catalog remembers them, so notebooks still learn they are retired.")
+    description = (
+        "Remove retired (and with --include-hidden, hidden) versions no running kernel and no container "
+        "uses. The catalog remembers them, so notebooks still learn they are retired."
+    )
     dry_run = Bool(False, config=True, help="Only say what would be removed.")
     include_hidden = Bool(False, config=True, help="Also remove hidden versions.")
-    flags = {"dry-run": ({"GcApp": {"dry_run": True}}, "Only say what would be removed."),
-             "include-hidden": ({"GcApp": {"include_hidden": True}}, "Also remove hidden versions.")}
+    flags = {
+        "dry-run": ({"GcApp": {"dry_run": True}}, "Only say what would be removed."),
+        "include-hidden": ({"GcApp": {"include_hidden": True}}, "Also remove hidden versions."),
+    }
 
     def start(self):
         self.args(0)

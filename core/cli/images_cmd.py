@@ -60,9 +60,12 @@ berth images bootstrap --extra-ca-dir=''     # trust no extra CA"""
     ).tag(config=True)
     repository = Unicode(DEFAULT_KERNEL_REPOSITORY, help="Repository name of the built image.").tag(config=True)
     tag = Unicode(DEFAULT_KERNEL_TAG, help="Tag of the built image.").tag(config=True)
-    recipe = Enum(["python", "singleuser"], "python",
-                  help="What to build: 'python', the kernel image (berth/python:3.11), or 'singleuser', the "
-                       "image of a user's server in a hub (berth/singleuser:3.11, built on the kernel image).").tag(config=True)
+    recipe = Enum(
+        ["python", "singleuser"],
+        "python",
+        help="What to build: 'python', the kernel image (berth/python:3.11), or 'singleuser', the "
+        "image of a user's server in a hub (berth/singleuser:3.11, built on the kernel image).",
+    ).tag(config=True)
     all = Bool(False, help="Build every recipe: the kernel image, then the single-user server image.").tag(config=True)
 
     aliases = {
@@ -73,8 +76,10 @@ berth images bootstrap --extra-ca-dir=''     # trust no extra CA"""
     }
     flags = {
         "force": ({"ImagesBootstrapApp": {"force": True}}, "Rebuild even when up to date."),
-        "if-missing": ({"ImagesBootstrapApp": {"if_missing": True}},
-                       "Build only when no image exists under that name (any recipe)."),
+        "if-missing": (
+            {"ImagesBootstrapApp": {"if_missing": True}},
+            "Build only when no image exists under that name (any recipe).",
+        ),
         "all": ({"ImagesBootstrapApp": {"all": True}}, "Build the kernel image and the single-user server image."),
     }
 
@@ -100,19 +105,21 @@ def _image_rows(client) -> list[dict]:
     rows = []
     for image in client.images.list(filters={"label": LABEL_PREFIX + "kind", "dangling": False}):
         labels = image.labels or {}
-        meta = {k[len(LABEL_PREFIX):]: v for k, v in labels.items() if k.startswith(LABEL_PREFIX)}
+        meta = {k[len(LABEL_PREFIX) :]: v for k, v in labels.items() if k.startswith(LABEL_PREFIX)}
         created = image.attrs.get("Created", "")
         for ref in image.tags or ["<none>:<none>"]:
-            rows.append({
-                "reference": ref,
-                "id": image.id,
-                "kind": meta.get("kind", ""),
-                "display_name": meta.get("display_name", ""),
-                "frameworks": meta.get("frameworks", ""),
-                "size": image.attrs.get("Size", 0),
-                "created": created,
-                "labels": meta,
-            })
+            rows.append(
+                {
+                    "reference": ref,
+                    "id": image.id,
+                    "kind": meta.get("kind", ""),
+                    "display_name": meta.get("display_name", ""),
+                    "frameworks": meta.get("frameworks", ""),
+                    "size": image.attrs.get("Size", 0),
+                    "created": created,
+                    "labels": meta,
+                }
+            )
     return sorted(rows, key=lambda r: (r["kind"] != "kernel", r["reference"]))
 
 
@@ -131,7 +138,11 @@ def _age(created: str) -> str:
 def _state(entry: dict | None) -> str:
     if entry is None:
         return "-"
-    flags = [entry["state"]] + (["default"] if entry.get("default") else []) + ([f"→{entry['alias_of']}"] if entry.get("alias_of") else [])
+    flags = (
+        [entry["state"]]
+        + (["default"] if entry.get("default") else [])
+        + ([f"→{entry['alias_of']}"] if entry.get("alias_of") else [])
+    )
     return ",".join(flags) + ("" if entry.get("present", True) else " (removed)")
 
 
@@ -140,8 +151,10 @@ class ImagesListApp(CatalogCommand):
 
     name = "berth images list"
     version = __version__
-    description = ("List kernel (and base) images that carry berth's io.jupyter.berth.* labels, with their state in the "
-                   "catalog (offered, hidden, retired; default; alias) and retired versions no longer on this host.")
+    description = (
+        "List kernel (and base) images that carry berth's io.jupyter.berth.* labels, with their state in the "
+        "catalog (offered, hidden, retired; default; alias) and retired versions no longer on this host."
+    )
 
     as_json = Bool(False, help="Print JSON instead of a table.").tag(config=True)
     flags = {"json": ({"ImagesListApp": {"as_json": True}}, "Print JSON instead of a table.")}
@@ -151,9 +164,21 @@ class ImagesListApp(CatalogCommand):
         catalog = {e["ref"]: e for e in self.run(lambda s, u: s.image_catalog(u, (), include_all=True))}
         for r in rows:
             r["catalog"] = catalog.get(r["reference"])
-        rows += [{"reference": ref, "id": e.get("digest") or "", "kind": "kernel", "display_name": e["display_name"],
-                  "frameworks": "", "size": 0, "created": "", "labels": {}, "catalog": e}
-                 for ref, e in catalog.items() if not e["present"]]
+        rows += [
+            {
+                "reference": ref,
+                "id": e.get("digest") or "",
+                "kind": "kernel",
+                "display_name": e["display_name"],
+                "frameworks": "",
+                "size": 0,
+                "created": "",
+                "labels": {},
+                "catalog": e,
+            }
+            for ref, e in catalog.items()
+            if not e["present"]
+        ]
         if self.as_json:
             print(json.dumps(rows, indent=2))
             return
@@ -162,8 +187,15 @@ class ImagesListApp(CatalogCommand):
             return
         header = ("IMAGE", "KIND", "STATE", "NAME", "FRAMEWORKS", "SIZE", "CREATED")
         table = [header] + [
-            (r["reference"], r["kind"], _state(r["catalog"]), r["display_name"], r["frameworks"],
-             f"{r['size'] / 2**20:.0f} MiB", _age(r["created"]))
+            (
+                r["reference"],
+                r["kind"],
+                _state(r["catalog"]),
+                r["display_name"],
+                r["frameworks"],
+                f"{r['size'] / 2**20:.0f} MiB",
+                _age(r["created"]),
+            )
             for r in rows
         ]
         widths = [max(len(row[i]) for row in table) for i in range(len(header))]
@@ -175,7 +207,9 @@ class ImagesApp(BerthCommandApp):
     """``berth images``: parent of ``bootstrap``, ``list`` and the catalog's admin subcommands."""
 
     name = "berth images"
-    description = "Build (offline), list and manage kernel image versions: offer, hide, default, alias, retire, pull, build, gc."
+    description = (
+        "Build (offline), list and manage kernel image versions: offer, hide, default, alias, retire, pull, build, gc."
+    )
     subcommands = {
         "bootstrap": (ImagesBootstrapApp, "Build the default kernel image without a registry."),
         "list": (ImagesListApp, "List the images that carry berth's labels, with their state in the catalog."),

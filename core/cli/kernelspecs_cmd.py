@@ -14,12 +14,14 @@ from ..service import BerthService
 class KernelspecsSyncApp(Application):
     name = "berth kernelspecs sync"
     description = "Write one kernelspec per offered image version and per preset; remove stale Berth kernelspecs."
-    kernels_dir = Unicode(None, allow_none=True, config=True, help="Where to write (default: the Jupyter data dir's kernels/).")
+    kernels_dir = Unicode(
+        None, allow_none=True, config=True, help="Where to write (default: the Jupyter data dir's kernels/)."
+    )
     aliases = {"kernels-dir": "KernelspecsSyncApp.kernels_dir"}
     classes = [BerthService]
 
     def start(self):
-        from jupyter_berth.kernels.kernelspecs import sync_from_service
+        from jupyter_berth.kernelspecs import sync_from_service
 
         async def run():
             service = BerthService(parent=self, runtime=DockerRuntime())
@@ -32,8 +34,10 @@ class KernelspecsSyncApp(Application):
         for key in ("written", "unchanged", "removed"):
             for name in result[key]:
                 print(f"{key:>9}  {name}")
-        print(f"kernelspecs in {result['dir']}: {len(result['written'])} written, "
-              f"{len(result['unchanged'])} unchanged, {len(result['removed'])} removed")
+        print(
+            f"kernelspecs in {result['dir']}: {len(result['written'])} written, "
+            f"{len(result['unchanged'])} unchanged, {len(result['removed'])} removed"
+        )
 
 
 class KernelspecsApp(Application):

@@ -36,7 +36,9 @@ berth usage --since 7d --by image --format json"""
 
     since = Unicode("30d", help="Start of the window (see the accepted forms above).").tag(config=True)
     until = Unicode("now", help="End of the window.").tag(config=True)
-    by = Unicode("user", help=f"Grouping: one or more of {', '.join(GROUPINGS)}, comma-separated ('' for totals only).").tag(config=True)
+    by = Unicode(
+        "user", help=f"Grouping: one or more of {', '.join(GROUPINGS)}, comma-separated ('' for totals only)."
+    ).tag(config=True)
     output_format = Unicode("table", help="table, csv or json.").tag(config=True)
     user = Unicode("", help="Only this user's kernels and servers.").tag(config=True)
     group = Unicode("", help="Only kernels and servers of members of this group (at the time of use).").tag(config=True)
@@ -57,12 +59,22 @@ berth usage --since 7d --by image --format json"""
         fmt = parse_format(self.output_format)
         ledger = Ledger(self.db_url or None, data_dir=self.data_dir or None, auto_upgrade=False)
         try:
-            report = build_report(ledger, self.since, self.until, self.by, user=self.user or None,
-                                  group=self.group or None, image=self.image or None)
+            report = build_report(
+                ledger,
+                self.since,
+                self.until,
+                self.by,
+                user=self.user or None,
+                group=self.group or None,
+                image=self.image or None,
+            )
         finally:
             ledger.close()
         sys.stdout.write(report.render(fmt))
         if fmt == "table":
             w = report.window
-            print(f"\n{len(report.rows)} rows; window {w.to_json()['since']} – {w.to_json()['until']}"
-                  + (f"; filters {report.filters}" if report.filters else ""), file=sys.stderr)
+            print(
+                f"\n{len(report.rows)} rows; window {w.to_json()['since']} – {w.to_json()['until']}"
+                + (f"; filters {report.filters}" if report.filters else ""),
+                file=sys.stderr,
+            )

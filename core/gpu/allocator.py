@@ -25,9 +25,10 @@ than queue it).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable, Iterable, Literal, Mapping
+from typing import Any, Literal
 
 from ..errors import CapacityError, RequestError
 from .inventory import GpuDevice
@@ -53,7 +54,7 @@ class GpuShare:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | "GpuShare") -> "GpuShare":
+    def from_dict(cls, data: Mapping[str, Any] | GpuShare) -> GpuShare:
         if isinstance(data, GpuShare):
             return data
         return cls(uuid=data["uuid"], share=float(data["share"]), node=data.get("node"))
@@ -155,7 +156,9 @@ def assign(
     if want == 0:
         return []
     if want > UNITS and want % UNITS:
-        raise RequestError("gpu", f"{request!r} is more than one GPU but not a whole number; ask for 1, 2, … or a fraction below 1")
+        raise RequestError(
+            "gpu", f"{request!r} is more than one GPU but not a whole number; ask for 1, 2, … or a fraction below 1"
+        )
     if not devices:
         raise GpuCapacityError(
             f"asked for {format_share(want)} GPU but there is no GPU on this host; ask for no GPU (gpu: 0)",
@@ -202,7 +205,9 @@ def _assign_fraction(
     if not fitting:
         most = max(free.values())
         wait = "wait until other kernels on the GPUs stop"
-        todo = f"ask for {format_share(most - most % quantum_units)} or less, or {wait}" if most >= quantum_units else wait
+        todo = (
+            f"ask for {format_share(most - most % quantum_units)} or less, or {wait}" if most >= quantum_units else wait
+        )
         raise GpuCapacityError(f"asked for {asked} GPU but the most free on any device is {format_share(most)}; {todo}")
     if policy == "pack":
         chosen = min(fitting, key=lambda d: (free[d.uuid], d.node or "", d.index))
@@ -264,7 +269,9 @@ def make_gpu_assigner(
     if shareable is not None:
         unknown = sorted(set(shareable) - known)
         if unknown:
-            raise RequestError("gpu_shareable", f"{unknown[0]!r} is not a known device; known: {', '.join(sorted(known)) or 'none'}")
+            raise RequestError(
+                "gpu_shareable", f"{unknown[0]!r} is not a known device; known: {', '.join(sorted(known)) or 'none'}"
+            )
         shareable = set(shareable)
     devices = list(devices)
 

@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import posixpath
 import string
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Iterable, Literal, Mapping
+from typing import Literal
 
 from ..errors import RequestError
 from .allocator import UNITS, GpuShare, format_share, to_units
@@ -162,7 +163,9 @@ def plan(
     result.mechanism = "none"
     if mechanism == "mps":
         if not posixpath.isabs(mps_pipe_directory):
-            raise RequestError("gpu_mps_pipe_directory", f"{mps_pipe_directory!r} must be an absolute path such as /tmp/nvidia-mps")
+            raise RequestError(
+                "gpu_mps_pipe_directory", f"{mps_pipe_directory!r} must be an absolute path such as /tmp/nvidia-mps"
+            )
         env["CUDA_MPS_PIPE_DIRECTORY"] = mps_pipe_directory
         env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] = str(share_percent)
         # Device ordinal as the client sees it: the one granted device is 0 inside

@@ -25,8 +25,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Literal
 
 from ..errors import RequestError
 from ..resources import format_bytes, parse_memory
@@ -106,7 +107,9 @@ def parse_declared(entries: Iterable[Mapping[str, Any]], where: str = "gpus") ->
             raise RequestError(at, f"{entry!r} is not a device; expected a mapping with uuid, name and memory")
         unknown = sorted(set(entry) - set(DECLARED_FIELDS))
         if unknown:
-            raise RequestError(f"{at}.{unknown[0]}", f"unknown field; a declared device has {', '.join(DECLARED_FIELDS)}")
+            raise RequestError(
+                f"{at}.{unknown[0]}", f"unknown field; a declared device has {', '.join(DECLARED_FIELDS)}"
+            )
         for required in ("uuid", "name", "memory"):
             if entry.get(required) in (None, ""):
                 raise RequestError(f"{at}.{required}", "is required (a device needs uuid, name and memory such as 16G)")
@@ -217,7 +220,9 @@ def _discover_nvml() -> GpuInventory:
     if not devices:
         reason = "the driver reports no devices" if not errors else "; ".join(errors)
         return GpuInventory([], driver, cuda, "none", f"{NO_GPU} ({reason})", errors)
-    message = f"{len(devices)} NVIDIA GPU{'s' if len(devices) != 1 else ''} found by NVML (driver {driver}, CUDA {cuda})"
+    message = (
+        f"{len(devices)} NVIDIA GPU{'s' if len(devices) != 1 else ''} found by NVML (driver {driver}, CUDA {cuda})"
+    )
     if errors:
         message += f"; {len(errors)} could not be read: {'; '.join(errors)}"
     return GpuInventory(devices, driver, cuda, "nvml", message, errors)

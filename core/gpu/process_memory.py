@@ -12,7 +12,7 @@ service in a container of its own without ``pid: host``), nothing is attributed.
 from __future__ import annotations
 
 import re
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from ..runtime.cgroups import _proc_cgroup_paths
 

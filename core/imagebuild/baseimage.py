@@ -20,8 +20,8 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 import docker
 
@@ -49,8 +49,12 @@ class BaseSpec:
     def hash(self) -> str:
         """A short digest of the spec: the base image's tag suffix."""
         doc = json.dumps(
-            {"v": BASE_RECIPE_VERSION, "suite": self.suite, "packages": sorted(self.packages),
-             "sources": list(self.sources)},
+            {
+                "v": BASE_RECIPE_VERSION,
+                "suite": self.suite,
+                "packages": sorted(self.packages),
+                "sources": list(self.sources),
+            },
             sort_keys=True,
         )
         return hashlib.sha256(doc.encode()).hexdigest()[:12]
@@ -116,7 +120,9 @@ def host_apt_sources(suite: str = DEFAULT_SUITE, etc_apt: str = "/etc/apt") -> t
                 parts = line.split("#")[0].split()
                 if len(parts) >= 3 and parts[0] == "deb":
                     if parts[1].startswith("["):  # options like [arch=amd64]
-                        parts = [parts[0]] + [p for p in parts[1:] if not (p.startswith("[") or p.endswith("]") or "=" in p)]
+                        parts = [parts[0]] + [
+                            p for p in parts[1:] if not (p.startswith("[") or p.endswith("]") or "=" in p)
+                        ]
                     entries.append((parts[1], parts[2], " ".join(parts[3:]) or "main"))
     debian = [e for e in entries if "/debian" in e[0] or "debian" in e[0]]
     if not debian:
@@ -140,13 +146,22 @@ def _find_bootstrapper(progress: Callable[[str], None]) -> str:
     if os.geteuid() == 0 and shutil.which("apt-get"):
         progress("mmdebstrap not found: apt-get install -y mmdebstrap")
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        proc = subprocess.run(["apt-get", "install", "-y", "mmdebstrap"], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.run(
+            ["apt-get", "install", "-y", "mmdebstrap"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         if proc.returncode != 0:
-            subprocess.run(["apt-get", "update"], env=env, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
-            proc = subprocess.run(["apt-get", "install", "-y", "mmdebstrap"], env=env,
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            subprocess.run(["apt-get", "update"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            proc = subprocess.run(
+                ["apt-get", "install", "-y", "mmdebstrap"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
         if proc.returncode == 0 and shutil.which("mmdebstrap"):
             return "mmdebstrap"
     if shutil.which("debootstrap"):
@@ -184,8 +199,9 @@ def _import_stream(client: docker.DockerClient, stream, spec: BaseSpec, how: str
     client.api.import_image_from_data(_chunks(stream), repository=repo, tag=tag, changes=changes)
 
 
-def build_base(client: docker.DockerClient, spec: BaseSpec, progress: Callable[[str], None],
-               force: bool = False) -> tuple[str, bool]:
+def build_base(
+    client: docker.DockerClient, spec: BaseSpec, progress: Callable[[str], None], force: bool = False
+) -> tuple[str, bool]:
     """Make sure ``spec.reference`` exists; return (reference, cached)."""
     if not force:
         try:
@@ -196,8 +212,10 @@ def build_base(client: docker.DockerClient, spec: BaseSpec, progress: Callable[[
             pass
     tool = _find_bootstrapper(progress)
     started = time.monotonic()
-    progress(f"building base image {spec.reference} with {tool} ({spec.suite}: "
-             f"{', '.join(spec.packages)}) from {spec.sources[0].split()[1]}")
+    progress(
+        f"building base image {spec.reference} with {tool} ({spec.suite}: "
+        f"{', '.join(spec.packages)}) from {spec.sources[0].split()[1]}"
+    )
     if tool == "mmdebstrap":
         _run_mmdebstrap(client, spec, progress, started)
     else:
@@ -207,13 +225,18 @@ def build_base(client: docker.DockerClient, spec: BaseSpec, progress: Callable[[
 
 
 def _run_mmdebstrap(client, spec: BaseSpec, progress, started: float) -> None:
-    cmd = ["mmdebstrap", "--variant=apt", f"--include={','.join(spec.packages)}",
-           "--format=tar", spec.suite, "-", *spec.sources]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL)
+    cmd = [
+        "mmdebstrap",
+        "--variant=apt",
+        f"--include={','.join(spec.packages)}",
+        "--format=tar",
+        spec.suite,
+        "-",
+        *spec.sources,
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     errors: list[str] = []
-    pump = threading.Thread(target=_pump_lines, args=(proc.stderr, progress, started, errors),
-                            daemon=True)
+    pump = threading.Thread(target=_pump_lines, args=(proc.stderr, progress, started, errors), daemon=True)
     pump.start()
     import_error = None
     try:
@@ -228,8 +251,7 @@ def _run_mmdebstrap(client, spec: BaseSpec, progress, started: float) -> None:
     if rc != 0:
         _remove_quietly(client, spec.reference)
         raise EngineError(
-            f"mmdebstrap failed (exit {rc}) building {spec.reference}; last lines:\n"
-            + "\n".join(errors[-15:])
+            f"mmdebstrap failed (exit {rc}) building {spec.reference}; last lines:\n" + "\n".join(errors[-15:])
         )
 
 
@@ -238,22 +260,18 @@ def _run_debootstrap(client, spec: BaseSpec, progress, started: float) -> None:
         raise EngineError("debootstrap needs root; install mmdebstrap instead (it runs unprivileged)")
     mirror = spec.sources[0].split()[1]
     with tempfile.TemporaryDirectory(prefix="berth-rootfs-") as root:
-        cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(spec.packages)}",
-               spec.suite, root, mirror]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+        cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(spec.packages)}", spec.suite, root, mirror]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         lines: list[str] = []
         _pump_lines(proc.stdout, progress, started, lines)
         if proc.wait() != 0:
-            raise EngineError("debootstrap failed building the base image; last lines:\n"
-                              + "\n".join(lines[-15:]))
+            raise EngineError("debootstrap failed building the base image; last lines:\n" + "\n".join(lines[-15:]))
         for sub in ("var/cache/apt/archives", "var/lib/apt/lists"):
             for name in os.listdir(os.path.join(root, sub)):
                 path = os.path.join(root, sub, name)
                 if os.path.isfile(path):
                     os.unlink(path)
-        tar = subprocess.Popen(["tar", "-C", root, "--numeric-owner", "-c", "."],
-                               stdout=subprocess.PIPE)
+        tar = subprocess.Popen(["tar", "-C", root, "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
         try:
             _import_stream(client, tar.stdout, spec, "debootstrap")
         finally:

@@ -25,8 +25,8 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import docker
 import docker.errors
@@ -90,8 +90,9 @@ def _certificate_files(extra_ca_dir: str | None) -> list[str]:
     return sorted(found)
 
 
-def recipe_hash(recipe_path: str, certs: list[str], pip_conf: str | None, base: BaseSpec,
-                extra_ca_dir: str | None) -> str:
+def recipe_hash(
+    recipe_path: str, certs: list[str], pip_conf: str | None, base: BaseSpec, extra_ca_dir: str | None
+) -> str:
     """A digest of everything that decides the image's content."""
     h = hashlib.sha256()
     h.update(f"base={base.reference}\n".encode())
@@ -113,8 +114,9 @@ def recipe_hash(recipe_path: str, certs: list[str], pip_conf: str | None, base: 
     return h.hexdigest()[:16]
 
 
-def _stage_context(recipe_path: str, certs: list[str], extra_ca_dir: str | None,
-                   pip_conf: str | None, dest: str) -> None:
+def _stage_context(
+    recipe_path: str, certs: list[str], extra_ca_dir: str | None, pip_conf: str | None, dest: str
+) -> None:
     """Copy the recipe, the CA certificates and pip.conf into a build context."""
     shutil.copytree(recipe_path, dest, dirs_exist_ok=True)
     ca_dest = os.path.join(dest, "context", "ca-certificates")
@@ -177,9 +179,7 @@ def _run_build(client: docker.DockerClient, progress: Callable[[str], None], **k
         if "aux" in chunk and "ID" in chunk["aux"]:
             image_id = chunk["aux"]["ID"]
         if "error" in chunk:
-            raise EngineError(
-                f"docker build failed: {chunk['error'].strip()}\nlast output:\n" + "\n".join(last[-20:])
-            )
+            raise EngineError(f"docker build failed: {chunk['error'].strip()}\nlast output:\n" + "\n".join(last[-20:]))
     if image_id is None:
         raise EngineError("docker build finished without an image id; last output:\n" + "\n".join(last[-20:]))
     return image_id
@@ -192,8 +192,7 @@ def _installed_versions(client: docker.DockerClient, image_id: str) -> dict:
         "print(json.dumps({'python': platform.python_version(),"
         " 'ipykernel': m.version('ipykernel'), 'ipython': m.version('ipython')}))"
     )
-    out = client.containers.run(image_id, ["python", "-c", script], remove=True,
-                                network_mode="none", entrypoint=[])
+    out = client.containers.run(image_id, ["python", "-c", script], remove=True, network_mode="none", entrypoint=[])
     return json.loads(out.decode().strip().splitlines()[-1])
 
 
@@ -242,8 +241,15 @@ def bootstrap_image(
 
         if name == DEFAULT_KERNEL_REPOSITORY and tag == DEFAULT_KERNEL_TAG:
             name, tag = DEFAULT_SERVER_REPOSITORY, DEFAULT_SERVER_TAG
-        return bootstrap_singleuser(name, tag, force=force, progress=progress, extra_ca_dir=extra_ca_dir,
-                                    pip_conf=pip_conf, if_missing=if_missing)
+        return bootstrap_singleuser(
+            name,
+            tag,
+            force=force,
+            progress=progress,
+            extra_ca_dir=extra_ca_dir,
+            pip_conf=pip_conf,
+            if_missing=if_missing,
+        )
     started = time.monotonic()
     reference = f"{name}:{tag}"
     base = base or BaseSpec(sources=host_apt_sources())
@@ -257,19 +263,37 @@ def bootstrap_image(
         image = _cached_image(client, reference, None)
         if image is not None:
             seconds = time.monotonic() - started
-            progress(f"{reference} is present (recipe {image.labels.get(LABEL_PREFIX + 'recipe_hash', '?')}); "
-                     f"--if-missing: nothing to do ({seconds:.2f} s)")
-            return ImageResult(reference, image.id, image.labels.get(LABEL_PREFIX + "recipe_hash", ""),
-                               True, seconds, base.reference, dict(image.labels or {}),
-                               image.attrs.get("Size", 0))
+            progress(
+                f"{reference} is present (recipe {image.labels.get(LABEL_PREFIX + 'recipe_hash', '?')}); "
+                f"--if-missing: nothing to do ({seconds:.2f} s)"
+            )
+            return ImageResult(
+                reference,
+                image.id,
+                image.labels.get(LABEL_PREFIX + "recipe_hash", ""),
+                True,
+                seconds,
+                base.reference,
+                dict(image.labels or {}),
+                image.attrs.get("Size", 0),
+            )
     if not force:
         image = _cached_image(client, reference, digest)
         if image is not None:
             seconds = time.monotonic() - started
-            progress(f"{reference} is up to date (recipe {digest}); nothing to do "
-                     f"({seconds:.2f} s). Use --force to rebuild.")
-            return ImageResult(reference, image.id, digest, True, seconds, base.reference,
-                               dict(image.labels or {}), image.attrs.get("Size", 0))
+            progress(
+                f"{reference} is up to date (recipe {digest}); nothing to do ({seconds:.2f} s). Use --force to rebuild."
+            )
+            return ImageResult(
+                reference,
+                image.id,
+                digest,
+                True,
+                seconds,
+                base.reference,
+                dict(image.labels or {}),
+                image.attrs.get("Size", 0),
+            )
 
     progress(f"building {reference} (recipe {digest}) with no registry")
     replaced = [_image_id(client, reference), _image_id(client, base.reference) if force else None]
@@ -279,20 +303,30 @@ def bootstrap_image(
     progress(f"docker build {recipe} on {base_ref} (host network for pip)")
     with tempfile.TemporaryDirectory(prefix="berth-build-") as ctx:
         _stage_context(path, certs, extra_ca_dir, pip_conf, ctx)
-        stage_id = _run_build(client, progress, path=ctx, buildargs={"BASE_IMAGE": base_ref},
-                              network_mode="host", nocache=force, pull=False)
+        stage_id = _run_build(
+            client,
+            progress,
+            path=ctx,
+            buildargs={"BASE_IMAGE": base_ref},
+            network_mode="host",
+            nocache=force,
+            pull=False,
+        )
     versions = _installed_versions(client, stage_id)
     labels = _image_labels(digest, tag, versions)
     if not labels[LABEL_PREFIX + "display_name"].endswith(tag.split("-")[0]) and tag[:1].isdigit():
         progress(f"note: the image holds Python {versions['python']}, tagged {tag}")
     label_dockerfile = f"FROM {stage_id}\n".encode()
-    image_id = _run_build(client, lambda _l: None, fileobj=io.BytesIO(label_dockerfile),
-                          tag=reference, labels=labels, pull=False)
+    image_id = _run_build(
+        client, lambda _l: None, fileobj=io.BytesIO(label_dockerfile), tag=reference, labels=labels, pull=False
+    )
     progress(f"  image layer built in {time.monotonic() - build_started:.1f} s")
     image = client.images.get(image_id)
     _remove_replaced(client, [i for i in replaced if i and i != image_id], progress)
     seconds = time.monotonic() - started
     size = image.attrs.get("Size", 0)
-    progress(f"built {reference} ({image_id[:19]}, {size / 2**20:.0f} MiB, "
-             f"{labels[LABEL_PREFIX + 'frameworks']}) in {seconds:.1f} s")
+    progress(
+        f"built {reference} ({image_id[:19]}, {size / 2**20:.0f} MiB, "
+        f"{labels[LABEL_PREFIX + 'frameworks']}) in {seconds:.1f} s"
+    )
     return ImageResult(reference, image_id, digest, False, seconds, base_ref, dict(image.labels or {}), size)

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from ..catalog import image_info_from_docker
 from ..engine import engine_client
@@ -53,8 +53,19 @@ DEFAULT_SERVER_TAG = "3.11"
 #: The image of a user's server when the spawn form names none.
 DEFAULT_SERVER_IMAGE = f"{DEFAULT_SERVER_REPOSITORY}:{DEFAULT_SERVER_TAG}"
 #: Folders and files of the source tree that go into the wheel (and its hash).
-SOURCE_PARTS = ("core", "kernels", "server_ext", "hub_ext", "jupyter-config", "setup.cfg", "setup.py",
-                "pyproject.toml", "MANIFEST.in", "README.md", "LICENSE")
+SOURCE_PARTS = (
+    "core",
+    "kernels",
+    "server_ext",
+    "hub_ext",
+    "jupyter-config",
+    "setup.cfg",
+    "setup.py",
+    "pyproject.toml",
+    "MANIFEST.in",
+    "README.md",
+    "LICENSE",
+)
 _SKIP = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", "node_modules", ".pytest_cache")
 
 
@@ -97,8 +108,10 @@ def _hub_version() -> str:
     try:
         return version("jupyterhub")
     except PackageNotFoundError:
-        raise EngineError("jupyterhub is not installed here; the single-user image installs the hub's own version "
-                          "of it. Install it first: pip install 'jupyter-berth[hub]'") from None
+        raise EngineError(
+            "jupyterhub is not installed here; the single-user image installs the hub's own version "
+            "of it. Install it first: pip install 'jupyter-berth[hub]'"
+        ) from None
 
 
 def kernel_images(client) -> list:
@@ -112,7 +125,7 @@ def kernel_images(client) -> list:
 
 
 def _stage_kernelspecs(images: list, default_image: str, dest: str) -> None:
-    from jupyter_berth.kernels.kernelspecs import plan, sync
+    from jupyter_berth.kernelspecs import plan, sync
 
     os.makedirs(dest, exist_ok=True)
     sync(plan(images, [], default_image), dest)
@@ -126,8 +139,11 @@ def build_wheel(root: str, dest: str, progress: Callable[[str], None]) -> str:
             shutil.copy2(os.path.join(root, rel), os.path.join(src, rel))
         os.makedirs(dest, exist_ok=True)
         started = time.monotonic()
-        done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check",
-                               "-q", "-w", dest, src], capture_output=True, text=True)
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--disable-pip-version-check", "-q", "-w", dest, src],
+            capture_output=True,
+            text=True,
+        )
         if done.returncode != 0:
             raise EngineError(f"building the jupyter-berth wheel failed:\n{(done.stderr or done.stdout)[-2000:]}")
     wheels = [n for n in os.listdir(dest) if n.endswith(".whl")]
@@ -138,9 +154,11 @@ def build_wheel(root: str, dest: str, progress: Callable[[str], None]) -> str:
 
 
 def _versions(client, image_id: str) -> dict:
-    script = ("import json, platform, importlib.metadata as m;"
-              "print(json.dumps({'python': platform.python_version(), 'jupyterlab': m.version('jupyterlab'),"
-              " 'jupyterhub': m.version('jupyterhub'), 'jupyter_berth': m.version('jupyter-berth')}))")
+    script = (
+        "import json, platform, importlib.metadata as m;"
+        "print(json.dumps({'python': platform.python_version(), 'jupyterlab': m.version('jupyterlab'),"
+        " 'jupyterhub': m.version('jupyterhub'), 'jupyter_berth': m.version('jupyter-berth')}))"
+    )
     out = client.containers.run(image_id, ["python", "-c", script], remove=True, network_mode="none", entrypoint=[])
     return json.loads(out.decode().strip().splitlines()[-1])
 
@@ -154,8 +172,10 @@ def server_labels(digest: str, tag: str, versions: dict, kernel_image: str) -> d
         LABEL_PREFIX + "language": "python",
         LABEL_PREFIX + "version": tag,
         LABEL_PREFIX + "python_version": versions["python"],
-        LABEL_PREFIX + "frameworks": (f"jupyterlab {versions['jupyterlab']}, jupyterhub {versions['jupyterhub']}, "
-                                      f"jupyter-berth {versions['jupyter_berth']}"),
+        LABEL_PREFIX + "frameworks": (
+            f"jupyterlab {versions['jupyterlab']}, jupyterhub {versions['jupyterhub']}, "
+            f"jupyter-berth {versions['jupyter_berth']}"
+        ),
         LABEL_PREFIX + "kernel_image": kernel_image,
         LABEL_PREFIX + "recipe_hash": digest,
     }
@@ -181,8 +201,16 @@ def bootstrap_singleuser(
         image = _cached_image(client, reference, None)
         if image is not None:
             progress(f"{reference} is present; --if-missing: nothing to do")
-            return ImageResult(reference, image.id, image.labels.get(LABEL_PREFIX + "recipe_hash", ""), True,
-                               time.monotonic() - started, kernel_image, dict(image.labels or {}), image.attrs.get("Size", 0))
+            return ImageResult(
+                reference,
+                image.id,
+                image.labels.get(LABEL_PREFIX + "recipe_hash", ""),
+                True,
+                time.monotonic() - started,
+                kernel_image,
+                dict(image.labels or {}),
+                image.attrs.get("Size", 0),
+            )
     repo, _, ktag = kernel_image.rpartition(":")
     base = bootstrap_image(repo, ktag, force=False, progress=progress, extra_ca_dir=extra_ca_dir, pip_conf=pip_conf)
     root = source_root(source)
@@ -204,9 +232,19 @@ def bootstrap_singleuser(
         image = _cached_image(client, reference, digest)
         if image is not None:
             seconds = time.monotonic() - started
-            progress(f"{reference} is up to date (recipe {digest}); nothing to do ({seconds:.2f} s). Use --force to rebuild.")
-            return ImageResult(reference, image.id, digest, True, seconds, kernel_image, dict(image.labels or {}),
-                               image.attrs.get("Size", 0))
+            progress(
+                f"{reference} is up to date (recipe {digest}); nothing to do ({seconds:.2f} s). Use --force to rebuild."
+            )
+            return ImageResult(
+                reference,
+                image.id,
+                digest,
+                True,
+                seconds,
+                kernel_image,
+                dict(image.labels or {}),
+                image.attrs.get("Size", 0),
+            )
 
     progress(f"building {reference} (recipe {digest}) on {kernel_image} with no registry")
     replaced = _image_id(client, reference)
@@ -214,19 +252,34 @@ def bootstrap_singleuser(
         _stage_context(path, certs, extra_ca_dir, pip_conf, ctx)
         build_wheel(root, os.path.join(ctx, "context", "wheels"), progress)
         _stage_kernelspecs(images, kernel_image, os.path.join(ctx, "context", "kernels"))
-        stage_id = _run_build(client, progress, path=ctx, network_mode="host", nocache=force, pull=False,
-                              buildargs={"BASE_IMAGE": base.image_id, "JUPYTERHUB_VERSION": hub_version})
+        stage_id = _run_build(
+            client,
+            progress,
+            path=ctx,
+            network_mode="host",
+            nocache=force,
+            pull=False,
+            buildargs={"BASE_IMAGE": base.image_id, "JUPYTERHUB_VERSION": hub_version},
+        )
     versions = _versions(client, stage_id)
     labels = server_labels(digest, tag, versions, kernel_image)
-    image_id = _run_build(client, lambda _l: None, fileobj=io.BytesIO(f"FROM {stage_id}\n".encode()), tag=reference,
-                          labels=labels, pull=False)
+    image_id = _run_build(
+        client,
+        lambda _l: None,
+        fileobj=io.BytesIO(f"FROM {stage_id}\n".encode()),
+        tag=reference,
+        labels=labels,
+        pull=False,
+    )
     image = client.images.get(image_id)
     if replaced and replaced != image_id:
         _remove_replaced(client, [replaced], progress)
     seconds = time.monotonic() - started
     size = image.attrs.get("Size", 0)
-    progress(f"built {reference} ({image_id[:19]}, {size / 2**20:.0f} MiB, {labels[LABEL_PREFIX + 'frameworks']}) "
-             f"in {seconds:.1f} s")
+    progress(
+        f"built {reference} ({image_id[:19]}, {size / 2**20:.0f} MiB, {labels[LABEL_PREFIX + 'frameworks']}) "
+        f"in {seconds:.1f} s"
+    )
     return ImageResult(reference, image_id, digest, False, seconds, kernel_image, dict(image.labels or {}), size)
 
 
@@ -237,5 +290,13 @@ class _KernelBase:
         self.reference = image_id
 
 
-__all__ = ["DEFAULT_SERVER_IMAGE", "DEFAULT_SERVER_REPOSITORY", "DEFAULT_SERVER_TAG", "bootstrap_singleuser",
-           "build_wheel", "kernel_images", "server_labels", "source_root"]
+__all__ = [
+    "DEFAULT_SERVER_IMAGE",
+    "DEFAULT_SERVER_REPOSITORY",
+    "DEFAULT_SERVER_TAG",
+    "bootstrap_singleuser",
+    "build_wheel",
+    "kernel_images",
+    "server_labels",
+    "source_root",
+]

@@ -99,9 +99,15 @@ def normalise_url(url: str | URL) -> URL:
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         if parsed.database in (None, "", ":memory:") or (parsed.database or "").startswith("file::memory:"):
-            raise RequestError("db_url", "an in-memory SQLite ledger cannot be shared between threads; name a file: sqlite:////path/to/berth.sqlite")
+            raise RequestError(
+                "db_url",
+                "an in-memory SQLite ledger cannot be shared between threads; name a file: sqlite:////path/to/berth.sqlite",
+            )
     elif backend != "postgresql":
-        raise RequestError("db_url", f"{backend} is not supported; use sqlite:////path/to/berth.sqlite or postgresql+psycopg://user:password@host/db")
+        raise RequestError(
+            "db_url",
+            f"{backend} is not supported; use sqlite:////path/to/berth.sqlite or postgresql+psycopg://user:password@host/db",
+        )
     return parsed
 
 

@@ -35,7 +35,7 @@ back as timezone-aware UTC datetimes.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -88,14 +88,14 @@ class UTCDateTime(TypeDecorator):
     impl = DateTime
     cache_ok = True
 
-    def process_bind_param(self, value: Optional[datetime], dialect) -> Optional[datetime]:
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
         if value is None:
             return None
         if value.tzinfo is not None:
             value = value.astimezone(timezone.utc).replace(tzinfo=None)
         return value
 
-    def process_result_value(self, value: Optional[datetime], dialect) -> Optional[datetime]:
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
         if value is None:
             return None
         return value.replace(tzinfo=timezone.utc)
@@ -114,7 +114,7 @@ class NodeRow(Base):
     cpu: Mapped[float] = mapped_column(Float, nullable=False)
     mem: Mapped[int] = mapped_column(BigInteger, nullable=False)
     #: GPU inventory, e.g. ``[{"uuid": "GPU-…", "index": 0, "name": "A100", "memory": 42949672960}]``
-    gpu: Mapped[Optional[Any]] = mapped_column(JSON, nullable=True)
+    gpu: Mapped[Any | None] = mapped_column(JSON, nullable=True)
     labels: Mapped[Any] = mapped_column(JSON, nullable=False, default=dict)
     state: Mapped[str] = mapped_column(String(16), nullable=False, default="ready")
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
@@ -136,7 +136,7 @@ class AllocationRow(Base):
     kind: Mapped[str] = mapped_column(String(16), nullable=False)
     subject: Mapped[str] = mapped_column(String(255), nullable=False)
     image: Mapped[str] = mapped_column(String(512), nullable=False)
-    image_digest: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
+    image_digest: Mapped[str | None] = mapped_column(String(255), nullable=True)
     node: Mapped[str] = mapped_column(String(255), ForeignKey("nodes.name"), nullable=False)
     cpu: Mapped[float] = mapped_column(Float, nullable=False)
     mem: Mapped[int] = mapped_column(BigInteger, nullable=False)
@@ -144,18 +144,18 @@ class AllocationRow(Base):
     shm: Mapped[int] = mapped_column(BigInteger, nullable=False)
     gpu: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
     #: ``[{"uuid": "GPU-…", "share": 0.25}]`` or ``None``
-    gpu_devices: Mapped[Optional[Any]] = mapped_column(JSON, nullable=True)
+    gpu_devices: Mapped[Any | None] = mapped_column(JSON, nullable=True)
     state: Mapped[str] = mapped_column(String(16), nullable=False, default=RESERVED)
-    container_id: Mapped[Optional[str]] = mapped_column(String(128), nullable=True)
+    container_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
-    started_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, nullable=True)
-    released_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, nullable=True)
-    release_reason: Mapped[Optional[str]] = mapped_column(String(32), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    release_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
     # last sampled figures
-    cpu_seconds: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
-    mem_bytes: Mapped[Optional[int]] = mapped_column(BigInteger, nullable=True)
-    mem_peak_bytes: Mapped[Optional[int]] = mapped_column(BigInteger, nullable=True)
-    sampled_at: Mapped[Optional[datetime]] = mapped_column(UTCDateTime, nullable=True)
+    cpu_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    mem_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    mem_peak_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    sampled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     __table_args__ = (
         CheckConstraint("kind IN ('kernel', 'server')", name="kind"),
@@ -177,7 +177,7 @@ class UsageRecordRow(Base):
     kind: Mapped[str] = mapped_column(String(16), nullable=False)
     subject: Mapped[str] = mapped_column(String(255), nullable=False)
     image: Mapped[str] = mapped_column(String(512), nullable=False)
-    image_digest: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
+    image_digest: Mapped[str | None] = mapped_column(String(255), nullable=True)
     node: Mapped[str] = mapped_column(String(255), nullable=False)
     cpu: Mapped[float] = mapped_column(Float, nullable=False)
     mem: Mapped[int] = mapped_column(BigInteger, nullable=False)
@@ -187,8 +187,8 @@ class UsageRecordRow(Base):
     cpu_seconds: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
     mem_peak_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     end_reason: Mapped[str] = mapped_column(String(32), nullable=False)
-    exit_code: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
-    message: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     __table_args__ = (
         Index("ix_usage_records_ended_at", "ended_at"),
@@ -211,7 +211,7 @@ class UsageSampleRow(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     cpu_seconds: Mapped[float] = mapped_column(Float, nullable=False)
     mem_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    pids: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    pids: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     __table_args__ = (
         Index("ix_usage_samples_allocation_id_at", "allocation_id", "at"),
@@ -229,7 +229,7 @@ class PolicyRow(Base):
     name: Mapped[str] = mapped_column(String(255), primary_key=True)
     spec: Mapped[Any] = mapped_column(JSON, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
-    updated_by: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
+    updated_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
     __table_args__ = (CheckConstraint("scope IN ('default', 'group', 'user')", name="scope"),)
 
@@ -241,9 +241,9 @@ class ProfileRow(Base):
 
     user: Mapped[str] = mapped_column(String(255), primary_key=True)
     request: Mapped[Any] = mapped_column(JSON, nullable=False, default=dict)
-    image: Mapped[Optional[str]] = mapped_column(String(512), nullable=True)
+    image: Mapped[str | None] = mapped_column(String(512), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
 
 
-from . import models_folders  # noqa: E402,F401  (folders tables, migration 0002)
-from . import models_images  # noqa: E402,F401  (image catalog tables, migration 0003)
+# The folders (migration 0002) and image catalog (0003) tables join this metadata.
+from . import models_folders, models_images  # noqa: E402,F401

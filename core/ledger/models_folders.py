@@ -19,7 +19,7 @@ what runs, and the service asks it (see ``docs/folders.md``).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -37,9 +37,9 @@ class FolderRow(Base):
     owner_kind: Mapped[str] = mapped_column(String(8), nullable=False)
     owner: Mapped[str] = mapped_column(String(255), nullable=False)
     #: access of a group folder's members (``ro``/``rw``); ``NULL`` for user folders
-    member_mode: Mapped[Optional[str]] = mapped_column(String(2), nullable=True)
+    member_mode: Mapped[str | None] = mapped_column(String(2), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
-    created_by: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
+    created_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
     __table_args__ = (
         CheckConstraint("owner_kind IN ('user', 'group')", name="owner_kind"),
@@ -58,7 +58,7 @@ class FolderShareRow(Base):
     grantee: Mapped[str] = mapped_column(String(255), primary_key=True)
     mode: Mapped[str] = mapped_column(String(2), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
-    created_by: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
+    created_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
     __table_args__ = (
         CheckConstraint("grantee_kind IN ('user', 'group')", name="grantee_kind"),
@@ -76,6 +76,6 @@ class FolderQuotaRow(Base):
     owner: Mapped[str] = mapped_column(String(255), primary_key=True)
     spec: Mapped[Any] = mapped_column(JSON, nullable=False)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
-    updated_by: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
+    updated_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
     __table_args__ = (CheckConstraint("owner_kind IN ('user', 'group')", name="owner_kind"),)

@@ -20,7 +20,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from sqlalchemy import JSON, Boolean, CheckConstraint, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -39,12 +39,12 @@ class ImageStateRow(Base):
     ref: Mapped[str] = mapped_column(String(255), primary_key=True)
     state: Mapped[str] = mapped_column(String(16), nullable=False)
     is_default: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
-    digest: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
-    source: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
-    replacement: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
-    note: Mapped[Optional[str]] = mapped_column(String(1024), nullable=True)
+    digest: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    source: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    replacement: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    note: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
-    updated_by: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
+    updated_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
     __table_args__ = (CheckConstraint("state IN ('offered', 'hidden', 'retired')", name="state"),)
 
@@ -56,9 +56,9 @@ class ImageAliasRow(Base):
 
     alias: Mapped[str] = mapped_column(String(255), primary_key=True)
     digest: Mapped[str] = mapped_column(String(255), nullable=False)
-    target: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
+    target: Mapped[str | None] = mapped_column(String(255), nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
-    updated_by: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
+    updated_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
 
 
 class ImageEventRow(Base):
@@ -68,7 +68,7 @@ class ImageEventRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
-    by: Mapped[Optional[str]] = mapped_column(String(255), nullable=True)
+    by: Mapped[str | None] = mapped_column(String(255), nullable=True)
     action: Mapped[str] = mapped_column(String(32), nullable=False)
     ref: Mapped[str] = mapped_column(String(255), nullable=False)
     detail: Mapped[Any] = mapped_column(JSON, nullable=False, default=dict)

@@ -8,9 +8,10 @@ tuples; mappings as dicts (do not mutate them).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, Mapping
+from typing import Any
 
 from ..resources import Resources
 from .models import LIVE_STATES, AllocationRow, NodeRow, ProfileRow, UsageRecordRow, UsageSampleRow
@@ -36,7 +37,7 @@ class Node:
     updated_at: datetime
 
     @classmethod
-    def from_row(cls, row: NodeRow) -> "Node":
+    def from_row(cls, row: NodeRow) -> Node:
         return snapshot(cls, row, gpu=tuple(row.gpu or ()), labels=dict(row.labels or {}))
 
 
@@ -79,9 +80,13 @@ class Allocation:
         return Resources(cpu=self.cpu, mem=self.mem, pids=self.pids, shm=self.shm, gpu=self.gpu)
 
     @classmethod
-    def from_row(cls, row: AllocationRow) -> "Allocation":
-        return snapshot(cls, row, groups=tuple(row.groups or ()),
-                        gpu_devices=None if row.gpu_devices is None else tuple(row.gpu_devices))
+    def from_row(cls, row: AllocationRow) -> Allocation:
+        return snapshot(
+            cls,
+            row,
+            groups=tuple(row.groups or ()),
+            gpu_devices=None if row.gpu_devices is None else tuple(row.gpu_devices),
+        )
 
 
 @dataclass(frozen=True)
@@ -114,7 +119,7 @@ class UsageRecord:
         return max(0.0, (self.ended_at - self.started_at).total_seconds())
 
     @classmethod
-    def from_row(cls, row: UsageRecordRow) -> "UsageRecord":
+    def from_row(cls, row: UsageRecordRow) -> UsageRecord:
         return snapshot(cls, row, groups=tuple(row.groups or ()))
 
 
@@ -127,7 +132,7 @@ class UsageSample:
     pids: int | None
 
     @classmethod
-    def from_row(cls, row: UsageSampleRow) -> "UsageSample":
+    def from_row(cls, row: UsageSampleRow) -> UsageSample:
         return snapshot(cls, row)
 
 
@@ -141,7 +146,7 @@ class Profile:
     updated_at: datetime
 
     @classmethod
-    def from_row(cls, row: ProfileRow) -> "Profile":
+    def from_row(cls, row: ProfileRow) -> Profile:
         return snapshot(cls, row, request=dict(row.request or {}))
 
 

@@ -12,9 +12,10 @@ which uses :meth:`Ledger.transaction` and :mod:`.totals`.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -169,9 +170,15 @@ class Ledger:
             row = s.get(AllocationRow, alloc_id)
             return Allocation.from_row(row) if row else None
 
-    def live_allocations(self, owner: str | None = None, node: str | None = None, kind: str | None = None) -> list[Allocation]:
+    def live_allocations(
+        self, owner: str | None = None, node: str | None = None, kind: str | None = None
+    ) -> list[Allocation]:
         """Reserved and running allocations, oldest first."""
-        stmt = select(AllocationRow).where(AllocationRow.state.in_(LIVE_STATES)).order_by(AllocationRow.created_at, AllocationRow.id)
+        stmt = (
+            select(AllocationRow)
+            .where(AllocationRow.state.in_(LIVE_STATES))
+            .order_by(AllocationRow.created_at, AllocationRow.id)
+        )
         if owner is not None:
             stmt = stmt.where(AllocationRow.owner == owner)
         if node is not None:
@@ -226,7 +233,11 @@ class Ledger:
             row.mem_bytes = int(mem_bytes)
             row.mem_peak_bytes = max(row.mem_peak_bytes or 0, int(mem_bytes), int(mem_peak_bytes or 0))
             row.sampled_at = at
-            s.add(UsageSampleRow(allocation_id=alloc_id, at=at, cpu_seconds=float(cpu_seconds), mem_bytes=int(mem_bytes), pids=pids))
+            s.add(
+                UsageSampleRow(
+                    allocation_id=alloc_id, at=at, cpu_seconds=float(cpu_seconds), mem_bytes=int(mem_bytes), pids=pids
+                )
+            )
             return True
 
     def samples(self, alloc_id: str, since: datetime | None = None) -> list[UsageSample]:
@@ -258,7 +269,9 @@ class Ledger:
         resources were reserved if it never did (they were held all the same).
         """
         if not reason or len(reason) > 32:
-            raise RequestError("reason", f"{reason!r} is not an end reason; expected a short word such as {', '.join(END_REASONS)}")
+            raise RequestError(
+                "reason", f"{reason!r} is not an end reason; expected a short word such as {', '.join(END_REASONS)}"
+            )
         with self.transaction() as s:
             row = self._locked(s, alloc_id)
             if row.state == RELEASED:

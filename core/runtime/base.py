@@ -184,8 +184,9 @@ class Runtime(abc.ABC):
     async def wait(self, container_id: str, timeout: float | None = None) -> ContainerInfo:
         """Wait until the container is no longer running; ``TimeoutError`` after ``timeout``."""
 
-    async def _poll_until(self, container_id: str, timeout: float | None, done, *, what: str,
-                          interval: float) -> ContainerInfo:
+    async def _poll_until(
+        self, container_id: str, timeout: float | None, done, *, what: str, interval: float
+    ) -> ContainerInfo:
         """:meth:`wait` for runtimes with nothing to block on: inspect every ``interval`` s until ``done(info)``.
 
         ``NotFoundError`` when it is gone, ``TimeoutError`` (naming ``what`` and its status) after ``timeout``.
@@ -250,5 +251,5 @@ class Runtime(abc.ABC):
 
         raise EngineError(f"the {self.name} runtime cannot rename containers")
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release clients and threads (idempotent)."""

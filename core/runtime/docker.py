@@ -17,9 +17,10 @@ import os
 import re
 import threading
 import weakref
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
-from typing import Any, Callable
+from typing import Any
 
 import docker
 import docker.errors
@@ -226,7 +227,9 @@ class DockerRuntime(Runtime):
             if not isinstance(e, asyncio.CancelledError):
                 await asyncio.wrap_future(cleanup)
             if isinstance(e, EngineError):
-                raise EngineError(f"could not start {spec.name} from {spec.image}: {e.message}", log_message=e.log_message) from e
+                raise EngineError(
+                    f"could not start {spec.name} from {spec.image}: {e.message}", log_message=e.log_message
+                ) from e
             raise
         return self._info(attrs)
 
@@ -280,7 +283,9 @@ class DockerRuntime(Runtime):
             pass
         except ConflictError as e:
             if "already in progress" not in e.message:
-                raise ConflictError(f"container {container_id} cannot be removed: {e.message}", log_message=e.log_message) from e
+                raise ConflictError(
+                    f"container {container_id} cannot be removed: {e.message}", log_message=e.log_message
+                ) from e
         self._cgroups.pop(container_id, None)
 
     async def list_images(self, label: str | None = None) -> list[tuple[str, dict]]:
@@ -384,7 +389,9 @@ class DockerRuntime(Runtime):
 
     # -- networks --------------------------------------------------------------------------
 
-    async def ensure_network(self, name: str, labels: dict[str, str] | None = None, subnets: list[str] | None = None) -> str:
+    async def ensure_network(
+        self, name: str, labels: dict[str, str] | None = None, subnets: list[str] | None = None
+    ) -> str:
         """Create the bridge network unless it exists. ``subnets``: candidates tried in order
         (a network with its own subnet lets a restarted kernel keep its address)."""
         validate_name(name, "network")
@@ -402,7 +409,9 @@ class DockerRuntime(Runtime):
             pass
         except EngineError as e:
             if "active endpoints" in e.message:
-                raise ConflictError(f"network {name} still has containers attached; stop them first", log_message=e.log_message) from e
+                raise ConflictError(
+                    f"network {name} still has containers attached; stop them first", log_message=e.log_message
+                ) from e
             raise
 
     # -- moving running containers (the warm pool) -----------------------------------------
@@ -418,8 +427,13 @@ class DockerRuntime(Runtime):
                 existing = networks.networks_named(api, name)
                 if existing:
                     return existing[0]["Id"]
-                return api.create_network(name, driver="bridge", labels=net_labels, check_duplicate=True,
-                                          options={"com.docker.network.bridge.enable_icc": "false"})["Id"]
+                return api.create_network(
+                    name,
+                    driver="bridge",
+                    labels=net_labels,
+                    check_duplicate=True,
+                    options={"com.docker.network.bridge.enable_icc": "false"},
+                )["Id"]
 
         locks = self._network_locks.setdefault(asyncio.get_running_loop(), {})
         async with locks.setdefault(name, asyncio.Lock()):
@@ -429,7 +443,9 @@ class DockerRuntime(Runtime):
         def connect(api):
             api.connect_container_to_network(container_id, network, ipv4_address=ip)
             attrs = api.inspect_container(container_id)
-            return (((attrs.get("NetworkSettings") or {}).get("Networks") or {}).get(network) or {}).get("IPAddress") or None
+            return (((attrs.get("NetworkSettings") or {}).get("Networks") or {}).get(network) or {}).get(
+                "IPAddress"
+            ) or None
 
         try:
             return await self._docker(connect)

@@ -34,7 +34,8 @@ def validate_name(name: str, field: str = "name") -> str:
     """Docker container and network names: letters, digits, ``_ . -`` (first a letter or digit)."""
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise RequestError(
-            field, f"{name!r} is not a valid name; use letters, digits, '_', '.' or '-', starting with a letter or digit (at most 128)"
+            field,
+            f"{name!r} is not a valid name; use letters, digits, '_', '.' or '-', starting with a letter or digit (at most 128)",
         )
     return name
 
@@ -44,11 +45,15 @@ def validate_user(user: str) -> str:
     m = _USER_RE.match(str(user or "").strip())
     if not m:
         raise RequestError(
-            "user", f"{user!r} is not a numeric user; give uid:gid such as 1000:1000 (names are resolved inside the image and could be root)"
+            "user",
+            f"{user!r} is not a numeric user; give uid:gid such as 1000:1000 (names are resolved inside the image and could be root)",
         )
     uid, gid = int(m.group(1)), m.group(2)
     if uid == 0 or (gid is not None and int(gid) == 0):
-        raise RequestError("user", f"{user!r} would run the container as root; berth containers always run as a non-root user such as 1000:1000")
+        raise RequestError(
+            "user",
+            f"{user!r} would run the container as root; berth containers always run as a non-root user such as 1000:1000",
+        )
     return m.group(0)
 
 
@@ -57,7 +62,7 @@ def docker_socket_paths() -> set[str]:
     paths = set(_DEFAULT_SOCKETS)
     host = os.environ.get("DOCKER_HOST", "")
     if host.startswith("unix://"):
-        paths.add(host[len("unix://"):])
+        paths.add(host[len("unix://") :])
     return {os.path.realpath(p) for p in paths} | paths
 
 

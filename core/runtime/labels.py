@@ -10,7 +10,8 @@ reconciles. Every key lives under :data:`PREFIX`; callers use the short names
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import RequestError
 
@@ -44,7 +45,8 @@ def key(name: str) -> str:
         return name
     if not _KEY_RE.match(name):
         raise RequestError(
-            "labels", f"{name!r} is not a valid label name; use lower-case letters, digits, '.', '_' or '-' (at most 63)"
+            "labels",
+            f"{name!r} is not a valid label name; use lower-case letters, digits, '.', '_' or '-' (at most 63)",
         )
     return PREFIX + name
 
@@ -100,7 +102,7 @@ def parse_labels(labels: Mapping[str, str] | None) -> dict[str, str]:
 
     ``{"io.jupyter.berth.owner": "ann", "maintainer": "x"}`` → ``{"owner": "ann"}``.
     """
-    return {k[len(PREFIX):]: v for k, v in (labels or {}).items() if k.startswith(PREFIX)}
+    return {k[len(PREFIX) :]: v for k, v in (labels or {}).items() if k.startswith(PREFIX)}
 
 
 def is_managed(labels: Mapping[str, str] | None) -> bool:

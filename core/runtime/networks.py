@@ -95,8 +95,9 @@ def _create(api, name: str, labels: dict[str, str], subnets: list[str] | None, k
     raise EngineError(f"no free subnet for {what} {name}: every candidate overlaps another network ({last})")
 
 
-def ensure_network_sync(api, name: str, labels: dict[str, str], subnets: list[str] | None = None,
-                        kind: str = "bridge") -> str:
+def ensure_network_sync(
+    api, name: str, labels: dict[str, str], subnets: list[str] | None = None, kind: str = "bridge"
+) -> str:
     """The id of the network ``name`` (a ``bridge``, or an attachable Swarm ``overlay``), created with ``labels``
     when missing.
 

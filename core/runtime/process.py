@@ -95,19 +95,39 @@ class ProcessRuntime(ProcessLaunchMixin, Runtime, LoggingConfigurable, metaclass
     #: what separates kernels from each other and from the server
     isolation = "none"
 
-    state_dir = Unicode("", config=True, help="Where the records of running process kernels are kept (a restarted "
-                        "server adopts them from there). Default: <BerthService.data_dir>/process-runtime.")
-    limits = Enum(["auto", "cgroup", "rlimit"], "auto", config=True,
-                  help="How kernel limits are enforced: 'cgroup' (a cgroup per kernel: memory, CPU quota, pids; needs a "
-                       "writable cgroup filesystem, e.g. root), 'rlimit' (RLIMIT_AS for memory, RLIMIT_NPROC for "
-                       "processes, CPU not bounded) or 'auto' (a cgroup where one can be made, rlimits otherwise).")
-    cgroup_parent = Unicode("", config=True, help="cgroup (path from the hierarchy's root) below which kernel cgroups "
-                            "are made, e.g. a delegated cgroup on cgroup v2. Empty: the server's own cgroup.")
-    rlimit_as_allowance = Unicode("256M", config=True, help="Address space added to a kernel's memory limit for its "
-                                  "RLIMIT_AS (rlimit mode): what the interpreter reserves but does not use (thread "
-                                  "stacks, allocator arenas). Too small and kernels fail to start.")
-    single_user = Bool(True, config=True, help="Refuse kernels of any user but the one the server runs as "
-                       "(BERTH_USER or the operating-system user): a process kernel runs with that user's rights.")
+    state_dir = Unicode(
+        "",
+        config=True,
+        help="Where the records of running process kernels are kept (a restarted "
+        "server adopts them from there). Default: <BerthService.data_dir>/process-runtime.",
+    )
+    limits = Enum(
+        ["auto", "cgroup", "rlimit"],
+        "auto",
+        config=True,
+        help="How kernel limits are enforced: 'cgroup' (a cgroup per kernel: memory, CPU quota, pids; needs a "
+        "writable cgroup filesystem, e.g. root), 'rlimit' (RLIMIT_AS for memory, RLIMIT_NPROC for "
+        "processes, CPU not bounded) or 'auto' (a cgroup where one can be made, rlimits otherwise).",
+    )
+    cgroup_parent = Unicode(
+        "",
+        config=True,
+        help="cgroup (path from the hierarchy's root) below which kernel cgroups "
+        "are made, e.g. a delegated cgroup on cgroup v2. Empty: the server's own cgroup.",
+    )
+    rlimit_as_allowance = Unicode(
+        "256M",
+        config=True,
+        help="Address space added to a kernel's memory limit for its "
+        "RLIMIT_AS (rlimit mode): what the interpreter reserves but does not use (thread "
+        "stacks, allocator arenas). Too small and kernels fail to start.",
+    )
+    single_user = Bool(
+        True,
+        config=True,
+        help="Refuse kernels of any user but the one the server runs as "
+        "(BERTH_USER or the operating-system user): a process kernel runs with that user's rights.",
+    )
 
     def __init__(self, **kwargs):
         LoggingConfigurable.__init__(self, **kwargs)
@@ -123,7 +143,9 @@ class ProcessRuntime(ProcessLaunchMixin, Runtime, LoggingConfigurable, metaclass
     def state(self) -> StateDir:
         if self._state is None:
             path = self.state_dir or os.path.join(
-                os.environ.get("BERTH_DATA_DIR") or os.path.expanduser("~/.local/share/jupyter-berth"), "process-runtime")
+                os.environ.get("BERTH_DATA_DIR") or os.path.expanduser("~/.local/share/jupyter-berth"),
+                "process-runtime",
+            )
             self._state = StateDir(path)
         return self._state
 
@@ -135,9 +157,13 @@ class ProcessRuntime(ProcessLaunchMixin, Runtime, LoggingConfigurable, metaclass
     def limits_mechanism(self) -> str:
         """What bounds new kernels here: "cgroup v1", "cgroup v2" or "rlimit" (found once, with a probe cgroup)."""
         if self._mechanism is None:
-            plan = process_limits.plan_limits(Resources(cpu=1, mem=64 * 1024**2), f"probe-{os.getpid()}",
-                                              mode="rlimit" if self.limits == "rlimit" else "auto",
-                                              parent=self.cgroup_parent or None, as_allowance=self._as_allowance)
+            plan = process_limits.plan_limits(
+                Resources(cpu=1, mem=64 * 1024**2),
+                f"probe-{os.getpid()}",
+                mode="rlimit" if self.limits == "rlimit" else "auto",
+                parent=self.cgroup_parent or None,
+                as_allowance=self._as_allowance,
+            )
             process_limits.remove_cgroup(plan.cgroup)
             self._mechanism = plan.mechanism
             if plan.mechanism == "rlimit" and self.limits != "rlimit":
@@ -147,9 +173,17 @@ class ProcessRuntime(ProcessLaunchMixin, Runtime, LoggingConfigurable, metaclass
     async def ping(self) -> dict:
         cap = await self._run(process_limits.host_capacity)
         mechanism = await self._run(self.limits_mechanism)
-        return {"version": f"Python {platform.python_version()}", "runtime": self.name, "isolation": self.isolation,
-                "limits": mechanism, "ncpu": cap["cpu"], "mem": cap["mem"], "node": os.uname().nodename,
-                "state_dir": self.state.path, "python": self.python}
+        return {
+            "version": f"Python {platform.python_version()}",
+            "runtime": self.name,
+            "isolation": self.isolation,
+            "limits": mechanism,
+            "ncpu": cap["cpu"],
+            "mem": cap["mem"],
+            "node": os.uname().nodename,
+            "state_dir": self.state.path,
+            "python": self.python,
+        }
 
     async def capacity(self) -> dict:
         cap = await self._run(process_limits.host_capacity)
@@ -171,13 +205,18 @@ class ProcessRuntime(ProcessLaunchMixin, Runtime, LoggingConfigurable, metaclass
     def _check(self, spec: ContainerSpec) -> None:
         validate_name(spec.name)
         if spec.image not in (self.image_ref, self._image_attrs()["Id"]):
-            raise NotFoundError(f"the image {spec.image} is not available: process kernels run in the local Python "
-                                f"environment, offered as {self.image_ref}")
+            raise NotFoundError(
+                f"the image {spec.image} is not available: process kernels run in the local Python "
+                f"environment, offered as {self.image_ref}"
+            )
         owner = spec.labels.get(key(OWNER))
         if self.single_user and owner and owner != _local_user():
-            raise PolicyError(f"this server runs kernels as local processes of {_local_user()} (no container engine "
-                              f"answered), which serves only that user, not {owner}; start a container engine "
-                              "(`berth engine up`) and restart the service", limit="single_user")
+            raise PolicyError(
+                f"this server runs kernels as local processes of {_local_user()} (no container engine "
+                f"answered), which serves only that user, not {owner}; start a container engine "
+                "(`berth engine up`) and restart the service",
+                limit="single_user",
+            )
         if not spec.command:
             raise RequestError("command", "a process kernel needs a command")
 
@@ -206,15 +245,30 @@ class ProcessRuntime(ProcessLaunchMixin, Runtime, LoggingConfigurable, metaclass
         try:
             argv, ports = self._command(spec, workdir)
             folders = self._link_folders(spec, workdir)
-            plan = process_limits.plan_limits(spec.resources, cid[:16], mode=self.limits, parent=self.cgroup_parent or None,
-                                              as_allowance=self._as_allowance)
-            shim = {"cgroup_procs": [os.path.join(d, "cgroup.procs") for d in sorted(set(plan.cgroup.values()))],
-                    "rlimits": plan.rlimits, "argv": argv}
+            plan = process_limits.plan_limits(
+                spec.resources,
+                cid[:16],
+                mode=self.limits,
+                parent=self.cgroup_parent or None,
+                as_allowance=self._as_allowance,
+            )
+            shim = {
+                "cgroup_procs": [os.path.join(d, "cgroup.procs") for d in sorted(set(plan.cgroup.values()))],
+                "rlimits": plan.rlimits,
+                "argv": argv,
+            }
             cwd = spec.working_dir if spec.working_dir and os.path.isdir(spec.working_dir) else os.path.expanduser("~")
             with open(os.path.join(workdir, "output.log"), "ab") as out:
-                proc = subprocess.Popen([sys.executable, "-I", "-S", EXEC_SHIM, json.dumps(shim)], cwd=cwd,
-                                        env=self._env(spec, folders, plan), stdin=subprocess.DEVNULL, stdout=out,
-                                        stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+                proc = subprocess.Popen(
+                    [sys.executable, "-I", "-S", EXEC_SHIM, json.dumps(shim)],
+                    cwd=cwd,
+                    env=self._env(spec, folders, plan),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    close_fds=True,
+                )
         except BaseException as e:
             if plan is not None:
                 process_limits.remove_cgroup(plan.cgroup)
@@ -226,14 +280,32 @@ class ProcessRuntime(ProcessLaunchMixin, Runtime, LoggingConfigurable, metaclass
         self._await_exec(proc)
         stat = proc_stat(proc.pid)
         report = {"mechanism": plan.mechanism, **plan.report}
-        record = ProcessRecord(id=cid, name=spec.name, labels={**spec.labels, key(MANAGED): MANAGED_VALUE},
-                               image=spec.image, image_id=self._image_attrs()["Id"], pid=proc.pid,
-                               start_ticks=stat[2] if stat else 0, boot_id=boot_id(), created=now_iso(),
-                               started_at=now_iso(), ip=self.ip, ports=ports, limits=report, cgroup=dict(plan.cgroup),
-                               workdir=workdir)
+        record = ProcessRecord(
+            id=cid,
+            name=spec.name,
+            labels={**spec.labels, key(MANAGED): MANAGED_VALUE},
+            image=spec.image,
+            image_id=self._image_attrs()["Id"],
+            pid=proc.pid,
+            start_ticks=stat[2] if stat else 0,
+            boot_id=boot_id(),
+            created=now_iso(),
+            started_at=now_iso(),
+            ip=self.ip,
+            ports=ports,
+            limits=report,
+            cgroup=dict(plan.cgroup),
+            workdir=workdir,
+        )
         self.state.save(record)
-        self.log.info("Process kernel %s: pid %d on %s %s; limits: %s", spec.name, proc.pid, self.ip,
-                      sorted(ports.values()), report)
+        self.log.info(
+            "Process kernel %s: pid %d on %s %s; limits: %s",
+            spec.name,
+            proc.pid,
+            self.ip,
+            sorted(ports.values()),
+            report,
+        )
         return self._refresh(record)
 
     async def run(self, spec: ContainerSpec) -> ContainerInfo:
@@ -264,11 +336,23 @@ class ProcessRuntime(ProcessLaunchMixin, Runtime, LoggingConfigurable, metaclass
         return record
 
     def _info(self, record: ProcessRecord) -> ProcessInfo:
-        return ProcessInfo(id=record.id, name=record.name, status=record.status, labels=dict(record.labels),
-                           image=record.image, image_id=record.image_id, exit_code=record.exit_code,
-                           oom_killed=record.oom_killed, started_at=_time(record.started_at),
-                           finished_at=_time(record.finished_at), ip=record.ip, node=os.uname().nodename,
-                           ports=dict(record.ports) or None, limits=dict(record.limits), pid=record.pid)
+        return ProcessInfo(
+            id=record.id,
+            name=record.name,
+            status=record.status,
+            labels=dict(record.labels),
+            image=record.image,
+            image_id=record.image_id,
+            exit_code=record.exit_code,
+            oom_killed=record.oom_killed,
+            started_at=_time(record.started_at),
+            finished_at=_time(record.finished_at),
+            ip=record.ip,
+            node=os.uname().nodename,
+            ports=dict(record.ports) or None,
+            limits=dict(record.limits),
+            pid=record.pid,
+        )
 
     def _find_sync(self, container_id: str) -> ProcessRecord | None:
         record = self.state.find(container_id)
@@ -290,8 +374,9 @@ class ProcessRuntime(ProcessLaunchMixin, Runtime, LoggingConfigurable, metaclass
         return [self._info(r) for r in await self._run(matching)]
 
     async def wait(self, container_id: str, timeout: float | None = None) -> ContainerInfo:
-        return await self._poll_until(container_id, timeout, lambda info: not info.running, what="kernel process",
-                                      interval=0.05)
+        return await self._poll_until(
+            container_id, timeout, lambda info: not info.running, what="kernel process", interval=0.05
+        )
 
     async def logs(self, container_id: str, tail: int | None = 50) -> str:
         def read():
@@ -392,7 +477,9 @@ class ProcessRuntime(ProcessLaunchMixin, Runtime, LoggingConfigurable, metaclass
                 for name, value in plan.rlimits.items():
                     resource.prlimit(record.pid, getattr(resource, name), (value, value))
             except (OSError, ValueError) as e:
-                raise EngineError(f"could not change the rlimits of {record.name}: {e} (raising a hard limit needs root)") from e
+                raise EngineError(
+                    f"could not change the rlimits of {record.name}: {e} (raising a hard limit needs root)"
+                ) from e
             report = plan.report
         record.limits = {"mechanism": record.limits.get("mechanism"), **report}
         self.state.save(record)
@@ -402,7 +489,9 @@ class ProcessRuntime(ProcessLaunchMixin, Runtime, LoggingConfigurable, metaclass
 
     # -- networks: none ------------------------------------------------------------------------------
 
-    async def ensure_network(self, name: str, labels: dict[str, str] | None = None, subnets: list[str] | None = None) -> str:
+    async def ensure_network(
+        self, name: str, labels: dict[str, str] | None = None, subnets: list[str] | None = None
+    ) -> str:
         """No networks: process kernels listen on the host's loopback."""
         return name
 

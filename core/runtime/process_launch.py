@@ -27,14 +27,28 @@ from .base import ContainerSpec
 from .labels import PREFIX
 
 EXEC_SHIM = os.path.join(os.path.dirname(os.path.abspath(__file__)), "process_exec.py")
-NOTICES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "imagebuild", "recipes", "python",
-                       "00-berth-notices.py")
+NOTICES = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    "imagebuild",
+    "recipes",
+    "python",
+    "00-berth-notices.py",
+)
 #: The command of a Berth kernel image; the process runtime runs ``kernel_command`` instead.
 IMAGE_KERNEL_COMMAND = "berth-kernel"
 #: Server variables a kernel never inherits. JPY_PARENT_PID would make ipykernel exit when its parent
 #: changes, and a process kernel outlives the server that started it (a restarted server adopts it).
-_SERVER_ONLY = {"JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN", "JUPYTER_TOKEN", "BERTH_SERVICE_URL", "BERTH_REQUEST",
-                "BERTH_PRESET", "BERTH_IMAGE", "BERTH_FOLDERS", "JPY_PARENT_PID"}
+_SERVER_ONLY = {
+    "JUPYTERHUB_API_TOKEN",
+    "JPY_API_TOKEN",
+    "JUPYTER_TOKEN",
+    "BERTH_SERVICE_URL",
+    "BERTH_REQUEST",
+    "BERTH_PRESET",
+    "BERTH_IMAGE",
+    "BERTH_FOLDERS",
+    "JPY_PARENT_PID",
+}
 #: Kernel variables that only mean something inside a container.
 _CONTAINER_ONLY = {"HOME", "BERTH_CONNECTION"}
 
@@ -42,11 +56,20 @@ _CONTAINER_ONLY = {"HOME", "BERTH_CONNECTION"}
 class ProcessLaunchMixin(HasTraits):
     """Commands, ports, environment, folders and the pseudo image of process kernels."""
 
-    ip = Unicode("127.0.0.1", config=True, help="Address process kernels listen on (loopback: only this host reaches them).")
-    python = Unicode(sys.executable, config=True, help="The Python that runs process kernels (its environment is "
-                     "the one pseudo image offered).")
-    kernel_command = List(Unicode(), ["{python}", "-m", "ipykernel_launcher", "-f", "{connection_file}"], config=True,
-                          help="The kernel command; {python} and {connection_file} are filled in.")
+    ip = Unicode(
+        "127.0.0.1", config=True, help="Address process kernels listen on (loopback: only this host reaches them)."
+    )
+    python = Unicode(
+        sys.executable,
+        config=True,
+        help="The Python that runs process kernels (its environment is the one pseudo image offered).",
+    )
+    kernel_command = List(
+        Unicode(),
+        ["{python}", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        config=True,
+        help="The kernel command; {python} and {connection_file} are filled in.",
+    )
     image_ref = Unicode(config=True, help="The name the local Python environment is offered under as a kernel image.")
 
     @default("image_ref")
@@ -64,11 +87,24 @@ class ProcessLaunchMixin(HasTraits):
                 frameworks.append(f"{package} {version(package)}")
             except Exception:  # noqa: BLE001 - not installed here: say nothing about it
                 continue
-        labels = {"kind": "kernel", "display_name": f"Python {major_minor} (local process)", "language": "python",
-                  "python_version": platform.python_version(), "version": major_minor, "gpu": "false",
-                  "frameworks": ", ".join(frameworks), "runtime": self.name}
-        return {"Id": f"sha256:{digest}", "RepoTags": [self.image_ref], "RepoDigests": [], "Size": 0, "Created": "",
-                "Config": {"Labels": {PREFIX + k: v for k, v in labels.items()}}}
+        labels = {
+            "kind": "kernel",
+            "display_name": f"Python {major_minor} (local process)",
+            "language": "python",
+            "python_version": platform.python_version(),
+            "version": major_minor,
+            "gpu": "false",
+            "frameworks": ", ".join(frameworks),
+            "runtime": self.name,
+        }
+        return {
+            "Id": f"sha256:{digest}",
+            "RepoTags": [self.image_ref],
+            "RepoDigests": [],
+            "Size": 0,
+            "Created": "",
+            "Config": {"Labels": {PREFIX + k: v for k, v in labels.items()}},
+        }
 
     def _pick_ports(self, names: list[str], prefer: dict | None) -> dict:
         if prefer and set(prefer) == set(names) and all(self._port_free(p) for p in prefer.values()):
@@ -120,19 +156,27 @@ class ProcessLaunchMixin(HasTraits):
         os.makedirs(folders, exist_ok=True)
         for m in spec.mounts:
             if m.target.startswith(FOLDERS_ROOT + "/"):
-                link = os.path.join(folders, m.target[len(FOLDERS_ROOT) + 1:])
+                link = os.path.join(folders, m.target[len(FOLDERS_ROOT) + 1 :])
                 os.makedirs(os.path.dirname(link), exist_ok=True)
                 os.symlink(m.source, link)
             elif os.path.abspath(m.target) != os.path.abspath(m.source):
-                self.log.warning("Process kernel %s: %s cannot appear at %s (no mounts without a container)",
-                                 spec.name, m.source, m.target)
+                self.log.warning(
+                    "Process kernel %s: %s cannot appear at %s (no mounts without a container)",
+                    spec.name,
+                    m.source,
+                    m.target,
+                )
         return folders
 
     def _env(self, spec: ContainerSpec, folders: str, plan: process_limits.LimitPlan) -> dict:
         env = {k: v for k, v in os.environ.items() if k not in _SERVER_ONLY}
         env.update({k: v for k, v in spec.env.items() if k not in _CONTAINER_ONLY})
-        env.update(BERTH_RUNTIME=self.name, BERTH_ISOLATION=self.isolation, BERTH_ENFORCEMENT=plan.mechanism,
-                   BERTH_FOLDERS_DIR=folders)
+        env.update(
+            BERTH_RUNTIME=self.name,
+            BERTH_ISOLATION=self.isolation,
+            BERTH_ENFORCEMENT=plan.mechanism,
+            BERTH_FOLDERS_DIR=folders,
+        )
         if plan.mechanism == "rlimit":
             env.setdefault("MALLOC_ARENA_MAX", "2")  # fewer reserved arenas: more of RLIMIT_AS left for data
         if spec.gpu_device_ids:

@@ -39,7 +39,9 @@ GROUP = "berth-kernels"
 CPU_PERIOD = 100_000
 _V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids")
 _V2_CONTROLLERS = ("memory", "cpu", "pids")
-CPU_NOT_BOUNDED = "not enforced: an rlimit cannot hold a process to a CPU share (RLIMIT_CPU only kills after N CPU-seconds)"
+CPU_NOT_BOUNDED = (
+    "not enforced: an rlimit cannot hold a process to a CPU share (RLIMIT_CPU only kills after N CPU-seconds)"
+)
 
 
 @dataclass
@@ -103,11 +105,15 @@ def _apply_v1(dirs: dict[str, str], resources: Resources, creating: bool) -> dic
         order = [memsw, limit] if resources.mem > (_int(_read(memsw)) or 0) else [limit, memsw]
     for path in order:
         _write(path, resources.mem)
-    report["mem"] = f"cgroup v1 memory.limit_in_bytes={resources.mem} ({format_bytes(resources.mem)}); past it the kernel is OOM-killed"
+    report["mem"] = (
+        f"cgroup v1 memory.limit_in_bytes={resources.mem} ({format_bytes(resources.mem)}); past it the kernel is OOM-killed"
+    )
     if "cpu" in dirs:
         _write(os.path.join(dirs["cpu"], "cpu.cfs_period_us"), CPU_PERIOD)
         _write(os.path.join(dirs["cpu"], "cpu.cfs_quota_us"), max(1000, int(resources.cpu * CPU_PERIOD)))
-        report["cpu"] = f"cgroup v1 cpu.cfs_quota_us={max(1000, int(resources.cpu * CPU_PERIOD))} ({resources.cpu:g} CPU)"
+        report["cpu"] = (
+            f"cgroup v1 cpu.cfs_quota_us={max(1000, int(resources.cpu * CPU_PERIOD))} ({resources.cpu:g} CPU)"
+        )
     else:
         report["cpu"] = "not enforced: no cpu controller mounted"
     if "pids" in dirs:
@@ -142,8 +148,10 @@ def _prepare_v2(top: str) -> list[str]:
         controllers = _enable_controllers(top, _V2_CONTROLLERS)
     except OSError as e:
         if e.errno == errno.EBUSY:
-            raise _NoCgroup(f"cgroup v2: {top} holds processes, so its controllers cannot be handed to child "
-                            "cgroups; set c.ProcessRuntime.cgroup_parent to a delegated cgroup") from e
+            raise _NoCgroup(
+                f"cgroup v2: {top} holds processes, so its controllers cannot be handed to child "
+                "cgroups; set c.ProcessRuntime.cgroup_parent to a delegated cgroup"
+            ) from e
         raise
     if "memory" not in controllers:
         raise _NoCgroup(f"cgroup v2: the memory controller is not available in {top}")
@@ -158,7 +166,9 @@ def _apply_v2(directory: str, resources: Resources, controllers: list[str]) -> d
     _write(os.path.join(directory, "memory.max"), resources.mem)
     if os.path.exists(os.path.join(directory, "memory.swap.max")):
         _write(os.path.join(directory, "memory.swap.max"), 0)
-    report["mem"] = f"cgroup v2 memory.max={resources.mem} ({format_bytes(resources.mem)}); past it the kernel is OOM-killed"
+    report["mem"] = (
+        f"cgroup v2 memory.max={resources.mem} ({format_bytes(resources.mem)}); past it the kernel is OOM-killed"
+    )
     if "cpu" in controllers:
         quota = max(1000, int(resources.cpu * CPU_PERIOD))
         _write(os.path.join(directory, "cpu.max"), f"{quota} {CPU_PERIOD}")
@@ -196,15 +206,19 @@ def rlimit_plan(resources: Resources, as_allowance: int, why: str) -> LimitPlan:
     uid = os.getuid()
     limit_as = resources.mem + as_allowance
     rlimits = {"RLIMIT_AS": limit_as}
-    report = {"mem": f"RLIMIT_AS={limit_as} (the {format_bytes(resources.mem)} limit + {format_bytes(as_allowance)} of "
-                     "address space reserved but unused); past it allocations fail with MemoryError",
-              "cpu": CPU_NOT_BOUNDED}
+    report = {
+        "mem": f"RLIMIT_AS={limit_as} (the {format_bytes(resources.mem)} limit + {format_bytes(as_allowance)} of "
+        "address space reserved but unused); past it allocations fail with MemoryError",
+        "cpu": CPU_NOT_BOUNDED,
+    }
     if uid == 0:
         report["pids"] = "not enforced: root is exempt from RLIMIT_NPROC"
     else:
         nproc = resources.pids + user_task_count(uid)
         rlimits["RLIMIT_NPROC"] = nproc
-        report["pids"] = f"RLIMIT_NPROC={nproc} (the {resources.pids} limit + the processes the user already has; it counts them all)"
+        report["pids"] = (
+            f"RLIMIT_NPROC={nproc} (the {resources.pids} limit + the processes the user already has; it counts them all)"
+        )
     report["why"] = why
     return LimitPlan("rlimit", rlimits=rlimits, report=report)
 
@@ -233,8 +247,9 @@ def _make_cgroup(layout: cgroups.CgroupLayout, resources: Resources, key: str, p
         raise
 
 
-def plan_limits(resources: Resources, key: str, *, mode: str = "auto", parent: str | None = None,
-                as_allowance: int = 256 * 1024**2) -> LimitPlan:
+def plan_limits(
+    resources: Resources, key: str, *, mode: str = "auto", parent: str | None = None, as_allowance: int = 256 * 1024**2
+) -> LimitPlan:
     """Create and configure the kernel's cgroup (``mode`` "auto" or "cgroup") or fall back to rlimits.
 
     ``mode="cgroup"`` raises :class:`EngineError` when no cgroup can be made; ``"rlimit"`` never tries.
@@ -249,8 +264,10 @@ def plan_limits(resources: Resources, key: str, *, mode: str = "auto", parent: s
     except _NoCgroup as e:
         why = str(e)
     if mode == "cgroup":
-        raise EngineError(f"the process runtime cannot give this kernel a cgroup: {why}; run the server as a user who "
-                          "may write the cgroup filesystem, or set c.ProcessRuntime.limits = 'rlimit'")
+        raise EngineError(
+            f"the process runtime cannot give this kernel a cgroup: {why}; run the server as a user who "
+            "may write the cgroup filesystem, or set c.ProcessRuntime.limits = 'rlimit'"
+        )
     return rlimit_plan(resources, as_allowance, why)
 
 
@@ -335,8 +352,13 @@ def session_usage(sid: int) -> dict | None:
                     peak = int(line.split()[1]) * 1024
     if not found:
         return None
-    return {"cpu_seconds": cpu, "mem_bytes": mem, "mem_peak_bytes": max(peak, mem), "pids": tasks,
-            "at": datetime.now(timezone.utc)}
+    return {
+        "cpu_seconds": cpu,
+        "mem_bytes": mem,
+        "mem_peak_bytes": max(peak, mem),
+        "pids": tasks,
+        "at": datetime.now(timezone.utc),
+    }
 
 
 def _up(mount: str, rel: str):
@@ -373,7 +395,10 @@ def host_capacity() -> dict:
                 mem = min(mem, _int(_read(os.path.join(d, "memory.limit_in_bytes"))) or mem)
         if "cpu" in layout.mounts:
             for d in _up(layout.mounts["cpu"], own.get("cpu", "/")):
-                quota, period = _int(_read(os.path.join(d, "cpu.cfs_quota_us"))), _int(_read(os.path.join(d, "cpu.cfs_period_us")))
+                quota, period = (
+                    _int(_read(os.path.join(d, "cpu.cfs_quota_us"))),
+                    _int(_read(os.path.join(d, "cpu.cfs_period_us"))),
+                )
                 if quota and quota > 0 and period:
                     cpu = min(cpu, quota / period)
     return {"cpu": round(cpu, 3), "mem": int(mem)}

@@ -50,7 +50,7 @@ class ProcessRecord:
     finished_at: str | None = None
 
     @classmethod
-    def from_json(cls, data: dict) -> "ProcessRecord":
+    def from_json(cls, data: dict) -> ProcessRecord:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 
@@ -75,7 +75,7 @@ def proc_stat(pid: int) -> tuple[str, int, int] | None:
     except (OSError, ValueError):
         return None
     # the command name (field 2) is in parentheses and may hold spaces: split after its last ')'
-    rest = text[text.rfind(")") + 2:].split()
+    rest = text[text.rfind(")") + 2 :].split()
     try:
         return rest[0], int(rest[3]), int(rest[19])
     except (IndexError, ValueError):

@@ -28,7 +28,7 @@ import asyncio
 import ipaddress
 import time
 import weakref
-from typing import Callable
+from collections.abc import Callable
 
 import docker
 from traitlets import Dict, Float, Integer, MetaHasTraits, Unicode
@@ -42,9 +42,18 @@ from .base import ContainerInfo, ContainerSpec, ContainerUsage, Runtime
 from .docker import DockerRuntime, _Gone, default_client_factory
 from .hardening import validate_name
 from .labels import IMAGE_REF, MANAGED, MANAGED_VALUE, OWNER, full_labels, key
-from .swarm_spec import (FINAL_STATES, NODE_LABEL, TaskView, label_constraints, network_of, newest_task,
-                         service_spec, task_view, user_facing_ref)
 from .swarm_images import SwarmImagesMixin
+from .swarm_spec import (
+    FINAL_STATES,
+    NODE_LABEL,
+    TaskView,
+    label_constraints,
+    network_of,
+    newest_task,
+    service_spec,
+    task_view,
+    user_facing_ref,
+)
 from .swarm_topology import SwarmNode, ensure_overlay_sync, swarm_nodes
 
 _DONE = ("exited", "dead")
@@ -61,28 +70,64 @@ class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_Co
     #: admission picks the node (the service passes ``node=None`` and labels the spec with it)
     multi_node = True
 
-    manager_url = Unicode("", config=True, help="Docker address of a Swarm manager's engine (unix://, tcp:// with TLS "
-                          "settings in DOCKER_* variables, or ssh://). Empty: DOCKER_HOST or the local socket.")
-    node_engines = Dict(Unicode(), config=True, help="{node hostname: Docker address} of each node's own engine, for "
-                        "interrupts, usage samples, OOM verdicts and the per-node image report. The manager's engine "
-                        "needs no entry. Nodes missing here still run kernels (see docs/admin-scale-out.md).")
-    registry = Unicode("", config=True, help="Registry (host:port) every node pulls kernel images from. Kernels run "
-                       "<registry>/<image>@<digest>; `berth/python:3.11` stays the name users see. Empty: every node "
-                       "must already have the image under its own name.")
-    node_labels = Dict(Unicode(), config=True, help="Labels a node must carry to run Berth containers, e.g. "
-                       "{'berth.kernels': 'true'} (docker node update --label-add berth.kernels=true NODE). Empty: all nodes.")
-    subnet_pool = Unicode("10.214.0.0/16", config=True, help="Address range for the per-user overlay networks. Overlay "
-                          "subnets are cluster-wide: pick a range no node uses for anything else (it must differ from "
-                          "c.BerthService.user_subnets, which the single-host bridge networks use).")
+    manager_url = Unicode(
+        "",
+        config=True,
+        help="Docker address of a Swarm manager's engine (unix://, tcp:// with TLS "
+        "settings in DOCKER_* variables, or ssh://). Empty: DOCKER_HOST or the local socket.",
+    )
+    node_engines = Dict(
+        Unicode(),
+        config=True,
+        help="{node hostname: Docker address} of each node's own engine, for "
+        "interrupts, usage samples, OOM verdicts and the per-node image report. The manager's engine "
+        "needs no entry. Nodes missing here still run kernels (see docs/admin-scale-out.md).",
+    )
+    registry = Unicode(
+        "",
+        config=True,
+        help="Registry (host:port) every node pulls kernel images from. Kernels run "
+        "<registry>/<image>@<digest>; `berth/python:3.11` stays the name users see. Empty: every node "
+        "must already have the image under its own name.",
+    )
+    node_labels = Dict(
+        Unicode(),
+        config=True,
+        help="Labels a node must carry to run Berth containers, e.g. "
+        "{'berth.kernels': 'true'} (docker node update --label-add berth.kernels=true NODE). Empty: all nodes.",
+    )
+    subnet_pool = Unicode(
+        "10.214.0.0/16",
+        config=True,
+        help="Address range for the per-user overlay networks. Overlay "
+        "subnets are cluster-wide: pick a range no node uses for anything else (it must differ from "
+        "c.BerthService.user_subnets, which the single-host bridge networks use).",
+    )
     subnet_prefix = Integer(24, config=True, help="Size of each user's overlay subnet.")
-    start_timeout = Float(120.0, config=True, help="Seconds a new service's task may take to run (image pull included) "
-                          "before the start is abandoned and the service removed.")
-    pending_grace = Float(15.0, config=True, help="Seconds a task may stay pending because Swarm finds no node with "
-                          "room (its reservations disagree with Berth's ledger) before the start is refused.")
-    stop_grace = Float(5.0, config=True, help="Seconds between SIGTERM and SIGKILL when Swarm stops a task (used when "
-                       "the node's engine is not reachable; otherwise the caller's timeout applies).")
-    refresh_interval = Float(5.0, config=True, help="Seconds between reads of Swarm's node list (capacity, nodes that "
-                             "left: their kernels become 'lost'). 0 disables the periodic refresh.")
+    start_timeout = Float(
+        120.0,
+        config=True,
+        help="Seconds a new service's task may take to run (image pull included) "
+        "before the start is abandoned and the service removed.",
+    )
+    pending_grace = Float(
+        15.0,
+        config=True,
+        help="Seconds a task may stay pending because Swarm finds no node with "
+        "room (its reservations disagree with Berth's ledger) before the start is refused.",
+    )
+    stop_grace = Float(
+        5.0,
+        config=True,
+        help="Seconds between SIGTERM and SIGKILL when Swarm stops a task (used when "
+        "the node's engine is not reachable; otherwise the caller's timeout applies).",
+    )
+    refresh_interval = Float(
+        5.0,
+        config=True,
+        help="Seconds between reads of Swarm's node list (capacity, nodes that "
+        "left: their kernels become 'lost'). 0 disables the periodic refresh.",
+    )
     engine_timeout = Float(10.0, config=True, help="Seconds to wait for a node's engine before giving up on it.")
 
     def __init__(self, client_factory: Callable[[], docker.DockerClient] | None = None, **kwargs):
@@ -133,7 +178,10 @@ class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_Co
         if url not in self._engines:
             timeout = self.engine_timeout
             self._engines[url] = DockerRuntime(
-                lambda: docker.DockerClient(base_url=url, version="auto", timeout=timeout), max_workers=4, read_cgroups=False)
+                lambda: docker.DockerClient(base_url=url, version="auto", timeout=timeout),
+                max_workers=4,
+                read_cgroups=False,
+            )
             self._engines[url]._address = lambda: url
         return self._engines[url]
 
@@ -142,8 +190,12 @@ class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_Co
     async def ping(self) -> dict:
         facts = await self._mgr.ping()
         nodes = await self._refresh_nodes()
-        facts.update(engine="swarm", manager=facts.get("node"), nodes=len(nodes),
-                     ready=sum(1 for n in nodes if n.ledger_state == "ready"))
+        facts.update(
+            engine="swarm",
+            manager=facts.get("node"),
+            nodes=len(nodes),
+            ready=sum(1 for n in nodes if n.ledger_state == "ready"),
+        )
         return facts
 
     async def capacity(self) -> dict:
@@ -155,8 +207,12 @@ class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_Co
         found = await self._refresh_nodes()
         usable = [n for n in found if n.eligible and n.ledger_state == "ready"]
         manager = self._nodes.get(self._self_node)
-        return {"cpu": sum(n.cpu for n in usable), "mem": sum(n.mem for n in usable),
-                "node": manager.name if manager else None, "nodes": [n.to_json() for n in found]}
+        return {
+            "cpu": sum(n.cpu for n in usable),
+            "mem": sum(n.mem for n in usable),
+            "node": manager.name if manager else None,
+            "nodes": [n.to_json() for n in found],
+        }
 
     # -- containers (services) ---------------------------------------------------------------
 
@@ -182,13 +238,19 @@ class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_Co
         node = self._nodes.get(view.node_id) if view.node_id else None
         status = view.status
         return ContainerInfo(
-            id=service["ID"], name=spec.get("Name", ""), status=status, labels=labels,
+            id=service["ID"],
+            name=spec.get("Name", ""),
+            status=status,
+            labels=labels,
             image=labels.get(key(IMAGE_REF)) or user_facing_ref(image.split("@")[0], self.registry),
             image_id=image.split("@", 1)[1] if "@" in image else "",
-            exit_code=view.exit_code if status == "exited" else None, oom_killed=False,
+            exit_code=view.exit_code if status == "exited" else None,
+            oom_killed=False,
             started_at=view.timestamp if status == "running" else None,
             finished_at=view.timestamp if status in _DONE else None,
-            ip=ip, node=node.name if node else view.node_id)
+            ip=ip,
+            node=node.name if node else view.node_id,
+        )
 
     async def _full_info(self, service: dict, view: TaskView) -> ContainerInfo:
         """:meth:`_info`, plus the node engine's verdict (OOM, image id) for a task that ended."""
@@ -225,8 +287,13 @@ class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_Co
         if spec.network:
             owner = spec.labels.get(key(OWNER))
             await self.ensure_network(spec.network, {"owner": owner} if owner else None)
-        body = service_spec(spec, image=await self._image_for_nodes(spec.image), node_id=node.id if node else None,
-                            constraints=label_constraints(dict(self.node_labels)), stop_grace=self.stop_grace)
+        body = service_spec(
+            spec,
+            image=await self._image_for_nodes(spec.image),
+            node_id=node.id if node else None,
+            constraints=label_constraints(dict(self.node_labels)),
+            stop_grace=self.stop_grace,
+        )
 
         def create(api):
             return api._result(api._post_json(api._url("/services/create"), data=body), True)["ID"]
@@ -234,8 +301,10 @@ class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_Co
         try:
             service_id = await self._docker(create)
         except ConflictError as e:
-            raise ConflictError(f"a Swarm service named {body['Name']} already exists; stop or remove it first",
-                                log_message=e.log_message) from e
+            raise ConflictError(
+                f"a Swarm service named {body['Name']} already exists; stop or remove it first",
+                log_message=e.log_message,
+            ) from e
         try:
             return await self._await_task(service_id, body["Name"], node_name)
         except BaseException:
@@ -249,14 +318,18 @@ class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_Co
         pending_since = None
         while True:
             service, view = await self._service_and_task(service_id)
-            if view.state == "running" or (view.state in ("complete", "failed") and view.container_id and view.exit_code is not None):
+            if view.state == "running" or (
+                view.state in ("complete", "failed") and view.container_id and view.exit_code is not None
+            ):
                 return await self._full_info(service, view)
             where = f" on node {node_name}" if node_name else ""
             if view.state in FINAL_STATES:
                 text = view.message.lower()
                 if "no such image" in text or ("manifest" in text and "not found" in text):
-                    raise NotFoundError(f"{name}: node{'' if not node_name else ' ' + node_name} cannot get the image: {view.message}; "
-                                        "push the image to the registry (c.SwarmRuntime.registry) or load it on every node")
+                    raise NotFoundError(
+                        f"{name}: node{'' if not node_name else ' ' + node_name} cannot get the image: {view.message}; "
+                        "push the image to the registry (c.SwarmRuntime.registry) or load it on every node"
+                    )
                 raise EngineError(f"Swarm could not start {name}{where}: {view.state}: {view.message}")
             now = loop.time()
             if view.state == "pending" and "no suitable node" in view.message.lower():
@@ -265,12 +338,16 @@ class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_Co
                     raise CapacityError(
                         f"Swarm finds no room for {name}{where}: {view.message}. Berth's ledger had room there, so "
                         "something outside Berth holds Swarm reservations on that node; try again, or ask an admin",
-                        resource="node", never_fits=False)
+                        resource="node",
+                        never_fits=False,
+                    )
             else:
                 pending_since = None
             if now - started >= self.start_timeout:
-                raise EngineError(f"{name}: its Swarm task stayed '{view.state}'{where} for {self.start_timeout:g} s "
-                                  f"({view.message}); the start was abandoned (c.SwarmRuntime.start_timeout)")
+                raise EngineError(
+                    f"{name}: its Swarm task stayed '{view.state}'{where} for {self.start_timeout:g} s "
+                    f"({view.message}); the start was abandoned (c.SwarmRuntime.start_timeout)"
+                )
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 0.5)
 
@@ -314,7 +391,8 @@ class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_Co
             where = node.hostname if node else view.node_id
             raise EngineError(
                 f"cannot send signal {int(signum)} to {service['Spec']['Name']} on node {where}: Swarm has no signal API "
-                f"and Berth has no address for that node's engine; add it to c.SwarmRuntime.node_engines")
+                f"and Berth has no address for that node's engine; add it to c.SwarmRuntime.node_engines"
+            )
         return await engine.signal(view.container_id, signum)
 
     async def stop(self, container_id: str, timeout: float = 5) -> None:
@@ -350,8 +428,14 @@ class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_Co
                 spec = service["Spec"]
                 spec["Mode"] = {"Replicated": {"Replicas": 0}}
                 try:
-                    api._result(api._post_json(api._url("/services/{0}/update", service_id), data=spec,
-                                               params={"version": service["Version"]["Index"]}), True)
+                    api._result(
+                        api._post_json(
+                            api._url("/services/{0}/update", service_id),
+                            data=spec,
+                            params={"version": service["Version"]["Index"]},
+                        ),
+                        True,
+                    )
                     return
                 except docker.errors.APIError as e:
                     if "out of sequence" not in str(e):
@@ -387,12 +471,15 @@ class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_Co
             return None
 
     async def update_resources(self, container_id: str, resources: Resources) -> None:
-        raise EngineError("the Swarm runtime cannot change a running kernel's limits: Swarm would replace its task, "
-                          "which restarts the kernel; start a new kernel with the new resources instead")
+        raise EngineError(
+            "the Swarm runtime cannot change a running kernel's limits: Swarm would replace its task, "
+            "which restarts the kernel; start a new kernel with the new resources instead"
+        )
 
     async def wait(self, container_id: str, timeout: float | None = None) -> ContainerInfo:
-        return await self._poll_until(container_id, timeout, lambda info: info.status in _DONE, what="service",
-                                      interval=0.25)
+        return await self._poll_until(
+            container_id, timeout, lambda info: info.status in _DONE, what="service", interval=0.25
+        )
 
     async def logs(self, container_id: str, tail: int | None = 50) -> str:
         try:
@@ -405,7 +492,9 @@ class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_Co
             return await engine.logs(view.container_id, tail=tail)
 
         def service_logs(api):
-            chunks = api.service_logs(container_id, stdout=True, stderr=True, follow=False, tail=tail if tail else "all")
+            chunks = api.service_logs(
+                container_id, stdout=True, stderr=True, follow=False, tail=tail if tail else "all"
+            )
             return b"".join(chunks)
 
         try:
@@ -419,7 +508,9 @@ class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_Co
         """The candidate overlay subnets of ``owner``'s network, from :attr:`subnet_pool`."""
         return user_subnets(owner, self.subnet_pool, prefix or self.subnet_prefix)
 
-    async def ensure_network(self, name: str, labels: dict[str, str] | None = None, subnets: list[str] | None = None) -> str:
+    async def ensure_network(
+        self, name: str, labels: dict[str, str] | None = None, subnets: list[str] | None = None
+    ) -> str:
         """Create the user's attachable overlay network unless it exists; return its id.
 
         ``subnets`` offered by the caller come from the single-host pool; overlay networks are
@@ -444,7 +535,9 @@ class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_Co
             pass
         except EngineError as e:
             if "active endpoints" in e.message or "in use" in e.message:
-                raise ConflictError(f"network {name} still has containers attached; stop them first", log_message=e.log_message) from e
+                raise ConflictError(
+                    f"network {name} still has containers attached; stop them first", log_message=e.log_message
+                ) from e
             raise
 
     def close(self) -> None:

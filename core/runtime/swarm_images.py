@@ -38,8 +38,11 @@ class SwarmImagesMixin:
     async def _node_images(self, node: SwarmNode) -> None:
         engine = self._engine(node.id)
         if engine is None:
-            node.images_error = ("node is " + node.state) if node.state != "ready" else (
-                f"no engine address for {node.hostname} in c.SwarmRuntime.node_engines")
+            node.images_error = (
+                ("node is " + node.state)
+                if node.state != "ready"
+                else (f"no engine address for {node.hostname} in c.SwarmRuntime.node_engines")
+            )
             return
         try:
             found = await engine.list_images(label=KERNEL_IMAGE_LABEL)
@@ -48,9 +51,14 @@ class SwarmImagesMixin:
             return
         seen = {}
         for ref, attrs in found:
-            seen.setdefault(user_facing_ref(ref, self.registry), {
-                "ref": user_facing_ref(ref, self.registry), "id": attrs.get("Id"),
-                "digests": sorted(attrs.get("RepoDigests") or [])})
+            seen.setdefault(
+                user_facing_ref(ref, self.registry),
+                {
+                    "ref": user_facing_ref(ref, self.registry),
+                    "id": attrs.get("Id"),
+                    "digests": sorted(attrs.get("RepoDigests") or []),
+                },
+            )
         node.images = sorted(seen.values(), key=lambda i: i["ref"])
 
     async def distribute_image(self, image: str) -> dict[str, str]:
@@ -60,8 +68,10 @@ class SwarmImagesMixin:
         use anyway; doing it ahead keeps a kernel's first start fast and shows what is where.
         """
         if not self.registry:
-            raise EngineError("distributing images needs a registry every node pulls from (c.SwarmRuntime.registry); "
-                              f"without one, load {image} on every node yourself (docker save | docker load)")
+            raise EngineError(
+                "distributing images needs a registry every node pulls from (c.SwarmRuntime.registry); "
+                f"without one, load {image} on every node yourself (docker save | docker load)"
+            )
         ref = registry_ref(image, self.registry)
         found = await self.nodes(images=True)
 
@@ -117,7 +127,7 @@ class SwarmImagesMixin:
 
 def _pull_sync(api, ref: str) -> None:
     """``docker pull ref``, raising ``EngineError`` with the registry's complaint."""
-    repo, tag = (ref.rsplit(":", 1) if ":" in ref.rsplit("/", 1)[-1] and "@" not in ref else (ref, None))
+    repo, tag = ref.rsplit(":", 1) if ":" in ref.rsplit("/", 1)[-1] and "@" not in ref else (ref, None)
     for event in api.pull(repo, tag=tag, stream=True, decode=True):
         if isinstance(event, dict) and event.get("error"):
             raise EngineError(f"pull of {ref} failed: {event['error']}")

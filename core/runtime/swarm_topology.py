@@ -79,8 +79,15 @@ def _gpus(node: dict, name: str) -> list[dict]:
         if named.get("Kind") == GPU_RESOURCE_KIND and named.get("Value"):
             uuids.append(named["Value"])
     return [
-        {"index": i, "uuid": uuid, "name": f"NVIDIA GPU on Swarm node {name}", "memory_bytes": memory,
-         "mig_mode": False, "declared": True, "node": name}
+        {
+            "index": i,
+            "uuid": uuid,
+            "name": f"NVIDIA GPU on Swarm node {name}",
+            "memory_bytes": memory,
+            "mig_mode": False,
+            "declared": True,
+            "node": name,
+        }
         for i, uuid in enumerate(sorted(uuids))
     ]
 
@@ -90,7 +97,11 @@ def swarm_nodes(api, node_labels: dict[str, str] | None = None) -> list[SwarmNod
     try:
         raw = api.nodes()
     except docker.errors.APIError as e:
-        if e.status_code == 503 or "not a swarm manager" in str(e).lower() or "swarm" in str(e.explanation or "").lower():
+        if (
+            e.status_code == 503
+            or "not a swarm manager" in str(e).lower()
+            or "swarm" in str(e.explanation or "").lower()
+        ):
             raise EngineError(
                 "the Docker engine Berth talks to is not a Swarm manager; run `docker swarm init` there (or point "
                 "c.SwarmRuntime.manager_url at a manager), see docs/admin-scale-out.md",
@@ -107,21 +118,23 @@ def swarm_nodes(api, node_labels: dict[str, str] | None = None) -> list[SwarmNod
         name = hostname if counts[hostname] == 1 else f"{hostname}-{n['ID'][:8]}"
         labels = dict(spec.get("Labels") or {})
         resources = desc.get("Resources") or {}
-        out.append(SwarmNode(
-            id=n["ID"],
-            hostname=hostname,
-            name=name,
-            role=spec.get("Role") or "worker",
-            state=(n.get("Status") or {}).get("State") or "unknown",
-            availability=spec.get("Availability") or "active",
-            address=(n.get("Status") or {}).get("Addr") or "",
-            cpu=(resources.get("NanoCPUs") or 0) / 1e9,
-            mem=int(resources.get("MemoryBytes") or 0),
-            labels=labels,
-            gpus=_gpus(n, name),
-            engine_version=(desc.get("Engine") or {}).get("EngineVersion") or "",
-            eligible=all(labels.get(k) == v for k, v in wanted.items()),
-        ))
+        out.append(
+            SwarmNode(
+                id=n["ID"],
+                hostname=hostname,
+                name=name,
+                role=spec.get("Role") or "worker",
+                state=(n.get("Status") or {}).get("State") or "unknown",
+                availability=spec.get("Availability") or "active",
+                address=(n.get("Status") or {}).get("Addr") or "",
+                cpu=(resources.get("NanoCPUs") or 0) / 1e9,
+                mem=int(resources.get("MemoryBytes") or 0),
+                labels=labels,
+                gpus=_gpus(n, name),
+                engine_version=(desc.get("Engine") or {}).get("EngineVersion") or "",
+                eligible=all(labels.get(k) == v for k, v in wanted.items()),
+            )
+        )
     return sorted(out, key=lambda node: node.name)
 
 
@@ -169,7 +182,7 @@ def leave_swarm(api, force: bool = True) -> dict:
     ``docker swarm leave`` keeps ``docker_gwbridge``; a later ``swarm init``/``join`` reuses a
     stale one, and its subnet stays taken. Returns ``{"left": bool, "gwbridge_removed": bool}``.
     """
-    state = ((api.info().get("Swarm") or {}).get("LocalNodeState") or "inactive")
+    state = (api.info().get("Swarm") or {}).get("LocalNodeState") or "inactive"
     left = False
     if state != "inactive":
         api.leave_swarm(force=force)

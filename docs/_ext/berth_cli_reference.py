@@ -15,11 +15,10 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
+from berth_docs_util import escape, heading, list_table
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 from traitlets.utils.importstring import import_item
-
-from berth_docs_util import escape, heading, list_table
 
 logger = logging.getLogger(__name__)
 
@@ -94,12 +93,23 @@ def help_texts(paths: list[tuple[str, ...]]) -> dict[str, str]:
 def capture(commands: list[Command]) -> None:
     """Fill in every command's help, captured in one fresh interpreter (no state leaks into Sphinx)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}  # the defaults, not this machine's
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [os.path.dirname(os.path.abspath(__file__)), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [os.path.dirname(os.path.abspath(__file__)), env.get("PYTHONPATH")])
+    )
     try:
-        out = subprocess.run([sys.executable, "-c", "import json, sys, berth_cli_reference as m; "
-                              "print(json.dumps(m.help_texts([tuple(p) for p in json.load(sys.stdin)])))"],
-                             input=json.dumps([c.path for c in commands]), capture_output=True, text=True, timeout=300,
-                             env=env)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import json, sys, berth_cli_reference as m; "
+                "print(json.dumps(m.help_texts([tuple(p) for p in json.load(sys.stdin)])))",
+            ],
+            input=json.dumps([c.path for c in commands]),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
         texts = json.loads(out.stdout) if out.returncode == 0 else {}
         error = "" if out.returncode == 0 else f"exit {out.returncode}: {out.stderr.strip()[-800:]}"
     except (OSError, subprocess.TimeoutExpired, ValueError) as e:
@@ -138,12 +148,15 @@ class BerthCLIDirective(SphinxDirective):
         capture(commands)
         for command in commands:
             if command.error or not command.help:
-                logger.warning("berth-cli: `%s --help` failed: %s", command.name, command.error or "no output",
-                               location=self.get_location())
+                logger.warning(
+                    "berth-cli: `%s --help` failed: %s",
+                    command.name,
+                    command.error or "no output",
+                    location=self.get_location(),
+                )
         return self.parse_text_to_nodes("\n".join(render(commands)), allow_section_headings=True)
 
 
 def setup(app):
     app.add_directive("berth-cli", BerthCLIDirective)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
-

@@ -23,6 +23,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 
+from berth_docs_util import escape, heading, list_table, literal, paragraphs
 from docutils.parsers.rst import directives
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
@@ -30,41 +31,72 @@ from traitlets import Enum, TraitType
 from traitlets.config import Configurable
 from traitlets.traitlets import DefaultHandler
 
-from berth_docs_util import escape, heading, list_table, literal, paragraphs
-
 logger = logging.getLogger(__name__)
 
 PACKAGES = ("jupyter_berth", "jupyter_berth.kernels", "jupyter_berth.server", "jupyter_berth.hub")
 
 #: Sections of the page: (module prefix, title, introduction). The first matching prefix wins.
 SECTIONS = [
-    ("jupyter_berth.kernels", "Kernel provisioner",
-     "Set per kernelspec, in ``metadata.kernel_provisioner.config`` (``berth kernelspecs sync`` writes them), "
-     "or for every Berth kernel as ``c.BerthProvisioner.…`` in ``jupyter_server_config.py``."),
-    ("jupyter_berth.server", "Server extension",
-     "``jupyter_server_config.py`` of a user's server (standalone JupyterLab, or the single-user image)."),
-    ("jupyter_berth.hub", "JupyterHub: spawner and Berth service",
-     "``BerthSpawner`` in ``jupyterhub_config.py``; ``BerthHubService`` in the Berth service's config file "
-     "(``--config=berth_service_config.py``)."),
-    ("jupyter_berth.cli", "Command line",
-     "Options of the ``berth`` subcommands (``--name=value`` on the command line; see the CLI reference for which "
-     "command takes which)."),
-    ("jupyter_berth", "The Berth service (core)",
-     "``c.BerthService.…`` is read by every front end that embeds or runs the service: the server extension and "
-     "provisioner in a standalone JupyterLab (``jupyter_server_config.py``), the hub's Berth service "
-     "(``berth_service_config.py``) and the hub itself for the spawner's admission (``load_subconfig`` of the same "
-     "file). ``WarmPool`` and ``SwarmRuntime`` are read by the service too."),
+    (
+        "jupyter_berth.kernels",
+        "Kernel provisioner",
+        "Set per kernelspec, in ``metadata.kernel_provisioner.config`` (``berth kernelspecs sync`` writes them), "
+        "or for every Berth kernel as ``c.BerthProvisioner.…`` in ``jupyter_server_config.py``.",
+    ),
+    (
+        "jupyter_berth.server",
+        "Server extension",
+        "``jupyter_server_config.py`` of a user's server (standalone JupyterLab, or the single-user image).",
+    ),
+    (
+        "jupyter_berth.hub",
+        "JupyterHub: spawner and Berth service",
+        "``BerthSpawner`` in ``jupyterhub_config.py``; ``BerthHubService`` in the Berth service's config file "
+        "(``--config=berth_service_config.py``).",
+    ),
+    (
+        "jupyter_berth.cli",
+        "Command line",
+        "Options of the ``berth`` subcommands (``--name=value`` on the command line; see the CLI reference for which "
+        "command takes which).",
+    ),
+    (
+        "jupyter_berth",
+        "The Berth service (core)",
+        "``c.BerthService.…`` is read by every front end that embeds or runs the service: the server extension and "
+        "provisioner in a standalone JupyterLab (``jupyter_server_config.py``), the hub's Berth service "
+        "(``berth_service_config.py``) and the hub itself for the spawner's admission (``load_subconfig`` of the same "
+        "file). ``WarmPool`` and ``SwarmRuntime`` are read by the service too.",
+    ),
 ]
-SECTION_ORDER = ["jupyter_berth", "jupyter_berth.kernels", "jupyter_berth.server", "jupyter_berth.hub", "jupyter_berth.cli"]
+SECTION_ORDER = [
+    "jupyter_berth",
+    "jupyter_berth.kernels",
+    "jupyter_berth.server",
+    "jupyter_berth.hub",
+    "jupyter_berth.cli",
+]
 #: Classes listed first in their section (the rest follow by name).
-CLASS_ORDER = ["BerthService", "WarmPool", "SwarmRuntime", "BerthProvisioner", "BerthExtensionApp", "BerthSpawner",
-               "BerthHubService"]
+CLASS_ORDER = [
+    "BerthService",
+    "WarmPool",
+    "SwarmRuntime",
+    "BerthProvisioner",
+    "BerthExtensionApp",
+    "BerthSpawner",
+    "BerthHubService",
+]
 
 
 #: Sub-headings for the options a class gets from one of Berth's mixins (else the mixin's name, split).
-MIXIN_TITLES = {"FoldersMixin": "folders", "GpuMixin": "GPUs", "ImagesMixin": "the image catalog",
-                "ImageVersionsMixin": "building and pulling image versions", "UsageMixin": "usage",
-                "ProcessLaunchMixin": "process kernels"}
+MIXIN_TITLES = {
+    "FoldersMixin": "folders",
+    "GpuMixin": "GPUs",
+    "ImagesMixin": "the image catalog",
+    "ImageVersionsMixin": "building and pulling image versions",
+    "UsageMixin": "usage",
+    "ProcessLaunchMixin": "process kernels",
+}
 
 
 def _mixin_title(name: str) -> str:
@@ -107,8 +139,12 @@ def berth_modules() -> tuple[list, list[str]]:
             errors.append(f"{pkg_name}: {type(e).__name__}: {e}")
             continue
         names.add(pkg_name)
-        names.update(m.name for m in pkgutil.walk_packages(pkg.__path__, pkg_name + ".",
-                                                            onerror=lambda n: errors.append(f"{n}: cannot be walked")))
+        names.update(
+            m.name
+            for m in pkgutil.walk_packages(
+                pkg.__path__, pkg_name + ".", onerror=lambda n: errors.append(f"{n}: cannot be walked")
+            )
+        )
     modules = []
     for name in sorted(names):
         if name.endswith("__main__") or ".migrations" in name:
@@ -179,13 +215,16 @@ def class_doc(cls: type, section: str) -> ClassDoc | None:
             # listed under the class that defines it, unless that class is a plain mixin (HasTraits)
             if owner is not cls and issubclass(owner, Configurable):
                 continue
-            default = ("computed at start (see the help)" if name in dynamic else _static_default(trait))
-            doc.traits.append(TraitDoc(name, owner.__name__, _type_name(trait), default, trait.help or "",
-                                       dynamic=name in dynamic))
+            default = "computed at start (see the help)" if name in dynamic else _static_default(trait)
+            doc.traits.append(
+                TraitDoc(name, owner.__name__, _type_name(trait), default, trait.help or "", dynamic=name in dynamic)
+            )
         elif name in dynamic:
             value = _instance_default(cls, name)
             default = literal(value) if value is not None else "Berth's own (a function of jupyter_berth)"
-            doc.traits.append(TraitDoc(name, owner.__name__, _type_name(trait), default, "", dynamic=True, foreign=True))
+            doc.traits.append(
+                TraitDoc(name, owner.__name__, _type_name(trait), default, "", dynamic=True, foreign=True)
+            )
     return doc if doc.traits else None
 
 
@@ -198,12 +237,19 @@ def collect() -> tuple[list[ClassDoc], list[str]]:
                 classes[obj] = None
     docs = []
     for cls in classes:
-        section = next(prefix for prefix, _, _ in SECTIONS if cls.__module__ == prefix or cls.__module__.startswith(prefix + "."))
+        section = next(
+            prefix for prefix, _, _ in SECTIONS if cls.__module__ == prefix or cls.__module__.startswith(prefix + ".")
+        )
         doc = class_doc(cls, section)
         if doc:
             docs.append(doc)
-    docs.sort(key=lambda d: (SECTION_ORDER.index(d.section),
-                             CLASS_ORDER.index(d.name) if d.name in CLASS_ORDER else len(CLASS_ORDER), d.name))
+    docs.sort(
+        key=lambda d: (
+            SECTION_ORDER.index(d.section),
+            CLASS_ORDER.index(d.name) if d.name in CLASS_ORDER else len(CLASS_ORDER),
+            d.name,
+        )
+    )
     return docs, errors
 
 
@@ -266,11 +312,16 @@ def render(docs: list[ClassDoc]) -> list[str]:
                 lines += render_trait(doc.name, t)
         foreign = [t for t in doc.traits if t.foreign]
         if foreign:
-            lines += [f"Options ``{doc.name}`` inherits and gives another default (their help is in the documentation "
-                      "of the class named):", ""]
-            lines += list_table(["option", "Berth's default", "inherited from"],
-                                [[literal(f"{doc.name}.{t.name}"), t.default, literal(t.owner)] for t in foreign],
-                                widths=[35, 45, 20])
+            lines += [
+                f"Options ``{doc.name}`` inherits and gives another default (their help is in the documentation "
+                "of the class named):",
+                "",
+            ]
+            lines += list_table(
+                ["option", "Berth's default", "inherited from"],
+                [[literal(f"{doc.name}.{t.name}"), t.default, literal(t.owner)] for t in foreign],
+                widths=[35, 45, 20],
+            )
     return lines
 
 
@@ -300,10 +351,15 @@ def class_label(name: str) -> str:
 def summary(docs: list[ClassDoc]) -> list[str]:
     """A table of the classes: where they are set, what they are, how many options (the page's top)."""
     titles = {prefix: title for prefix, title, _ in SECTIONS}
-    rows = [[f":ref:`{doc.name} <{class_label(doc.name)}>`", escape(titles[doc.section]),
-             (literal(_command(doc.cls)) + ": " if _command(doc.cls) else "") + escape(_about(doc.cls)),
-             str(len([t for t in doc.traits if not t.foreign]))]
-            for doc in docs]
+    rows = [
+        [
+            f":ref:`{doc.name} <{class_label(doc.name)}>`",
+            escape(titles[doc.section]),
+            (literal(_command(doc.cls)) + ": " if _command(doc.cls) else "") + escape(_about(doc.cls)),
+            str(len([t for t in doc.traits if not t.foreign])),
+        ]
+        for doc in docs
+    ]
     return list_table(["class", "part", "what it is", "options"], rows, widths=[22, 22, 46, 10])
 
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import inspect
 
-from sphinx.util.docutils import SphinxDirective
-
 from berth_docs_util import escape, heading, list_table, literal
+from sphinx.util.docutils import SphinxDirective
 
 
 def _models():
@@ -57,8 +56,15 @@ def render() -> list[str]:
             key += ["→ " + literal(str(fk.column)) for fk in sorted(column.foreign_keys, key=str)]
             if column.unique:
                 key.append("unique")
-            rows.append([literal(column.name), escape(_type(column)), "yes" if column.nullable else "no",
-                         literal(_default(column)) if _default(column) else "", ", ".join(key)])
+            rows.append(
+                [
+                    literal(column.name),
+                    escape(_type(column)),
+                    "yes" if column.nullable else "no",
+                    literal(_default(column)) if _default(column) else "",
+                    ", ".join(key),
+                ]
+            )
         lines += list_table(["column", "type", "null", "default", "key"], rows, widths=[24, 20, 8, 18, 30])
         extra = []
         for constraint in sorted(table.constraints, key=lambda c: str(c.name)):
@@ -66,11 +72,16 @@ def render() -> list[str]:
             if kind == "CheckConstraint":
                 extra.append(f"check {literal(str(constraint.name))}: {literal(str(constraint.sqltext))}")
             elif kind == "UniqueConstraint":
-                extra.append(f"unique {literal(str(constraint.name))}: "
-                             + ", ".join(literal(c.name) for c in constraint.columns))
+                extra.append(
+                    f"unique {literal(str(constraint.name))}: " + ", ".join(literal(c.name) for c in constraint.columns)
+                )
         for index in sorted(table.indexes, key=lambda i: str(i.name)):
-            extra.append(("unique index " if index.unique else "index ") + literal(str(index.name)) + ": "
-                         + ", ".join(literal(c.name) for c in index.columns))
+            extra.append(
+                ("unique index " if index.unique else "index ")
+                + literal(str(index.name))
+                + ": "
+                + ", ".join(literal(c.name) for c in index.columns)
+            )
         lines += [f"- {e}" for e in extra] + ([""] if extra else [])
     return lines
 

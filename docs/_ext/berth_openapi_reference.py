@@ -12,17 +12,20 @@ from __future__ import annotations
 
 import re
 
+from berth_docs_util import escape, heading, list_table, literal, paragraphs
 from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
-
-from berth_docs_util import escape, heading, list_table, literal, paragraphs
 
 logger = logging.getLogger(__name__)
 
 METHODS = ("get", "put", "post", "patch", "delete", "head", "options")
 #: Titles of the operation groups (OpenAPI tags); operations without a tag are the core ones.
-TAG_TITLES = {"": "Server, presets, profile, policy, GPUs and kernels", "images": "Images and versions",
-              "folders": "Folders", "usage": "Usage"}
+TAG_TITLES = {
+    "": "Server, presets, profile, policy, GPUs and kernels",
+    "images": "Images and versions",
+    "folders": "Folders",
+    "usage": "Usage",
+}
 
 
 def load_document() -> dict:
@@ -153,8 +156,15 @@ class Renderer:
                 description = escape(" ".join(p.get("description", "").split()))
                 if extra:
                     description = (description + " " if description else "") + "(" + "; ".join(extra) + ")"
-                rows.append([literal(p.get("name", "")), escape(p.get("in", "")), self.type_of(schema),
-                             "yes" if p.get("required") else "no", description])
+                rows.append(
+                    [
+                        literal(p.get("name", "")),
+                        escape(p.get("in", "")),
+                        self.type_of(schema),
+                        "yes" if p.get("required") else "no",
+                        description,
+                    ]
+                )
             lines += ["**Parameters**", ""]
             lines += list_table(["name", "in", "type", "required", "description"], rows, widths=[15, 8, 22, 8, 47])
         body = op.get("requestBody")
@@ -172,7 +182,9 @@ class Renderer:
             rows = []
             for status, response in responses.items():
                 response = self.resolve(response) if "$ref" in response else response
-                kinds = [f"{escape(m)}: {self.type_of(c.get('schema'))}" for m, c in (response.get("content") or {}).items()]
+                kinds = [
+                    f"{escape(m)}: {self.type_of(c.get('schema'))}" for m, c in (response.get("content") or {}).items()
+                ]
                 rows.append([literal(status), escape(response.get("description", "")), "; ".join(kinds) or "no body"])
             lines += ["**Responses**", ""]
             lines += list_table(["status", "description", "body"], rows, widths=[10, 40, 50])
@@ -200,8 +212,10 @@ class Renderer:
             for method, path, op, shared in ops:
                 lines += self.operation(method, path, op, shared)
         lines += heading("Schemas", "=")
-        lines += ["The objects that the operations above take and return "
-                  "(``components.schemas`` of the OpenAPI document).", ""]
+        lines += [
+            "The objects that the operations above take and return (``components.schemas`` of the OpenAPI document).",
+            "",
+        ]
         for name, schema in sorted(self.schemas.items()):
             lines += [f".. _{schema_label(name)}:", ""]
             lines += heading(name, "-")
@@ -213,13 +227,20 @@ class Renderer:
 
     def summary(self) -> list[str]:
         info = self.doc.get("info", {})
-        lines = [f"OpenAPI {escape(self.doc.get('openapi', ''))}, *{escape(info.get('title', ''))}*, "
-                 f"version {escape(info.get('version', ''))}. " + escape(info.get("description", "")), ""]
+        lines = [
+            f"OpenAPI {escape(self.doc.get('openapi', ''))}, *{escape(info.get('title', ''))}*, "
+            f"version {escape(info.get('version', ''))}. " + escape(info.get("description", "")),
+            "",
+        ]
         rows = []
-        for tag, ops in self.operations().items():
+        for ops in self.operations().values():
             for method, path, op, _ in ops:
-                rows.append([f":ref:`{method.upper()} {escape(path)} <{operation_label(method, path)}>`",
-                             escape(op.get("summary", ""))])
+                rows.append(
+                    [
+                        f":ref:`{method.upper()} {escape(path)} <{operation_label(method, path)}>`",
+                        escape(op.get("summary", "")),
+                    ]
+                )
         return lines + list_table(["operation", "what"], rows, widths=[45, 55])
 
 

@@ -16,7 +16,11 @@ _ID = r"(?P<folder_id>[0-9a-f]{32})"
 
 class FolderBase(BerthHandler):
     def identity(self) -> dict:
-        return {"user": self.berth.user, "groups": tuple(self.berth.groups), "admin": bool(self.berth.extra.get("admin"))}
+        return {
+            "user": self.berth.user,
+            "groups": tuple(self.berth.groups),
+            "admin": bool(self.berth.extra.get("admin")),
+        }
 
     def body_with(self, allowed: set[str], what: str) -> dict:
         body = self.json_object()
@@ -41,8 +45,9 @@ class FoldersHandler(FolderBase):
         if "name" not in body:
             raise RequestError("name", "a new folder needs a name")
         service = await self.berth.service()
-        view = await service.create_folder(**self.identity(), name=body["name"], group=body.get("group"),
-                                           member_mode=body.get("member_mode"))
+        view = await service.create_folder(
+            **self.identity(), name=body["name"], group=body.get("group"), member_mode=body.get("member_mode")
+        )
         self.write_json(view.to_json(), status=201)
 
 
@@ -67,8 +72,9 @@ class FolderHandler(FolderBase):
     async def patch(self, folder_id):
         body = self.body_with({"name", "member_mode"}, "a folder change")
         service = await self.berth.service()
-        view = await service.update_folder(**self.identity(), folder=folder_id, name=body.get("name"),
-                                           member_mode=body.get("member_mode"))
+        view = await service.update_folder(
+            **self.identity(), folder=folder_id, name=body.get("name"), member_mode=body.get("member_mode")
+        )
         self.write_json(view.to_json())
 
     @web.authenticated
@@ -95,8 +101,9 @@ class ShareHandler(FolderBase):
     async def put(self, folder_id, kind, name):
         body = self.body_with({"mode"}, "a share")
         service = await self.berth.service()
-        share = await service.share_folder(**self.identity(), folder=folder_id, kind=kind, name=name,
-                                           mode=body.get("mode", "ro"))
+        share = await service.share_folder(
+            **self.identity(), folder=folder_id, kind=kind, name=name, mode=body.get("mode", "ro")
+        )
         self.write_json(share.to_json())
 
     @web.authenticated

@@ -44,12 +44,14 @@ def _fields(body: dict, allowed: dict[str, type], required: tuple[str, ...] = ()
 class ImagesBase(BerthHandler):
     async def sync_kernelspecs(self, service, images=None) -> None:
         """Standalone: bring this server's Berth kernelspecs in line with the offered images."""
-        from jupyter_berth.kernels.kernelspecs import plan, sync
+        from jupyter_berth.kernelspecs import plan, sync
         from jupyter_berth.service import BerthService
 
         if not isinstance(service, BerthService) or not self.berth.extra.get("sync_kernelspecs", True):
             return
-        specs = plan(images if images is not None else await service.images(), service.preset_list, service.default_image)
+        specs = plan(
+            images if images is not None else await service.images(), service.preset_list, service.default_image
+        )
         await asyncio.to_thread(sync, specs)
 
 
@@ -59,12 +61,21 @@ class ImagesHandler(ImagesBase):
     async def get(self):
         include_all = self.get_query_argument("all", "0")
         if include_all not in ("0", "1", "true", "false"):
-            raise RequestError("all", "expected 1 or true (admins: also hidden, retired and removed versions), or 0 or false")
+            raise RequestError(
+                "all", "expected 1 or true (admins: also hidden, retired and removed versions), or 0 or false"
+            )
         service = await self.berth.service()
-        images = await service.image_catalog(self.berth.user, self.berth.groups, include_all=include_all in ("1", "true"))
+        images = await service.image_catalog(
+            self.berth.user, self.berth.groups, include_all=include_all in ("1", "true")
+        )
         await self.sync_kernelspecs(service, await service.images())
-        self.write_json({"images": images, "default": service.default_image,
-                         "admin": service.is_image_admin(self.berth.user, self.berth.groups)})
+        self.write_json(
+            {
+                "images": images,
+                "default": service.default_image,
+                "admin": service.is_image_admin(self.berth.user, self.berth.groups),
+            }
+        )
 
 
 #: action → (service method, body fields, required fields)
@@ -94,8 +105,9 @@ class ImageActionHandler(ImagesBase):
         elif action == "unalias":
             result = await service.unalias_image(user, groups, body["alias"])
         elif action == "retire":
-            result = await service.retire_image(user, groups, body["image"], replacement=body.get("replacement"),
-                                                note=body.get("note"))
+            result = await service.retire_image(
+                user, groups, body["image"], replacement=body.get("replacement"), note=body.get("note")
+            )
         else:
             result = await getattr(service, method)(user, groups, body["image"])
         await self.sync_kernelspecs(service)
@@ -107,8 +119,19 @@ class ImageOperationStartHandler(ImagesBase):
 
     FIELDS = {
         "pull": ({"source": str, "tag": str, "offer": bool}, ("source",)),
-        "build": ({"base": str, "tag": str, "dockerfile": str, "requirements": str, "environment": str,
-                   "display_name": str, "offer": bool, "replace": bool}, ("base", "tag")),
+        "build": (
+            {
+                "base": str,
+                "tag": str,
+                "dockerfile": str,
+                "requirements": str,
+                "environment": str,
+                "display_name": str,
+                "offer": bool,
+                "replace": bool,
+            },
+            ("base", "tag"),
+        ),
     }
 
     @web.authenticated
@@ -154,8 +177,12 @@ class ImageGcHandler(ImagesBase):
         service = await self.berth.service()
         service.require_image_admin(self.berth.user, self.berth.groups, "removing unused images")
         body = _fields(self.json_object(), {"dry_run": bool, "include_hidden": bool})
-        results = await service.gc_images(self.berth.user, self.berth.groups, dry_run=body.get("dry_run", False),
-                                          include_hidden=body.get("include_hidden", False))
+        results = await service.gc_images(
+            self.berth.user,
+            self.berth.groups,
+            dry_run=body.get("dry_run", False),
+            include_hidden=body.get("include_hidden", False),
+        )
         self.write_json({"results": results})
 
 

@@ -15,7 +15,7 @@ from jupyter_core.utils import ensure_async
 
 from jupyter_berth import catalog
 from jupyter_berth.errors import NotFoundError, RequestError
-from jupyter_berth.kernels.kernelspecs import image_kernel_name, preset_kernel_name
+from jupyter_berth.kernelspecs import image_kernel_name, preset_kernel_name
 from jupyter_berth.resources import Resources
 
 from .base import BerthHandler, authorized, web
@@ -35,7 +35,7 @@ def parse_start(body: dict) -> dict:
     resources = body.get("resources")
     if resources is not None:
         if not isinstance(resources, dict):
-            raise RequestError("resources", "expected an object such as {\"cpu\": 2, \"mem\": \"4G\", \"gpu\": 0.25}")
+            raise RequestError("resources", 'expected an object such as {"cpu": 2, "mem": "4G", "gpu": 0.25}')
         Resources.parse(resources)  # 400 naming the field, before anything starts
         out["resources"] = resources
     folders = body.get("folders")
@@ -92,8 +92,12 @@ class KernelsHandler(BerthHandler):
         provisioner = getattr(km.get_kernel(kernel_id), "provisioner", None)
         launch = getattr(provisioner, "launch", None)
         if launch is not None:
-            model["berth"] = {"image": launch.image, "image_digest": launch.image_digest,
-                              "resources": launch.resources.to_dict(), "limits": launch.resources.describe()}
+            model["berth"] = {
+                "image": launch.image,
+                "image_digest": launch.image_digest,
+                "resources": launch.resources.to_dict(),
+                "limits": launch.resources.describe(),
+            }
         self.set_header("Location", f"{self.base_url}api/kernels/{kernel_id}")
         self.write_json(model, status=201)
 
@@ -123,11 +127,16 @@ class KernelsHandler(BerthHandler):
         except NoSuchKernel:
             if remote is not None:
                 await self.check_with_hub(remote, start.get("preset"), image)
-            raise NotFoundError(f"this server has no kernelspec {name!r} for {what}; "
-                                + ("a hub user's server gets its kernelspecs with its image: restart your server to "
-                                   "get those of images offered since it started" if remote is not None else
-                                   "it writes them on start and on every image listing unless "
-                                   "c.BerthExtensionApp.sync_kernelspecs is off")) from None
+            raise NotFoundError(
+                f"this server has no kernelspec {name!r} for {what}; "
+                + (
+                    "a hub user's server gets its kernelspecs with its image: restart your server to "
+                    "get those of images offered since it started"
+                    if remote is not None
+                    else "it writes them on start and on every image listing unless "
+                    "c.BerthExtensionApp.sync_kernelspecs is off"
+                )
+            ) from None
         return name
 
     @staticmethod
@@ -136,7 +145,9 @@ class KernelsHandler(BerthHandler):
         if preset is not None:
             known = sorted(p["name"] for p in (await remote.call("GET", "berth/api/presets", retry=False))["presets"])
             if preset not in known:
-                raise NotFoundError(f"unknown preset {preset!r}; known presets: {', '.join(known) or 'none are configured'}")
+                raise NotFoundError(
+                    f"unknown preset {preset!r}; known presets: {', '.join(known) or 'none are configured'}"
+                )
         elif image is not None:
             answer = await remote.call("POST", "berth/api/images/resolve", {"image": image}, retry=False)
             if answer.get("status") not in ("available", "replaced"):

@@ -15,24 +15,37 @@ OPENAPI_DIR = pathlib.Path(__file__).resolve().parent.parent / "openapi"
 
 def openapi_document(base_url: str = "/") -> dict:
     """The merged OpenAPI document: ``openapi/*.json`` parts, one per area."""
-    doc = {"openapi": "3.0.3",
-           "info": {"title": "jupyter-berth server extension", "version": __version__,
-                    "description": "Images, folders, presets, profile, policy, GPUs and the user's kernels. "
-                                   "Every route needs a Jupyter token (Authorization: token …)."},
-           "servers": [{"url": base_url.rstrip("/") or "/"}],
-           "security": [{"token": []}],
-           "paths": {}, "components": {"schemas": {}, "securitySchemes": {
-               "token": {"type": "apiKey", "in": "header", "name": "Authorization"}}}}
+    doc = {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "jupyter-berth server extension",
+            "version": __version__,
+            "description": "Images, folders, presets, profile, policy, GPUs and the user's kernels. "
+            "Every route needs a Jupyter token (Authorization: token …).",
+        },
+        "servers": [{"url": base_url.rstrip("/") or "/"}],
+        "security": [{"token": []}],
+        "paths": {},
+        "components": {
+            "schemas": {},
+            "securitySchemes": {"token": {"type": "apiKey", "in": "header", "name": "Authorization"}},
+        },
+    }
     for part in sorted(OPENAPI_DIR.glob("*.json")):
         data = json.loads(part.read_text())
         doc["paths"].update(data.get("paths", {}))
         doc["components"]["schemas"].update(data.get("components", {}).get("schemas", {}))
     # Hub mode: a route the user's server forwards can meet an unreachable Berth service.
     doc["components"]["responses"] = {
-        status: {"description": f"hub mode only: {what}; the message names the service's URL",
-                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-        for status, what in (("502", "the hub's Berth service gave no answer (timeout, reset, no route)"),
-                             ("503", "nothing listens at the hub's Berth service (it may be restarting)"))}
+        status: {
+            "description": f"hub mode only: {what}; the message names the service's URL",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        for status, what in (
+            ("502", "the hub's Berth service gave no answer (timeout, reset, no route)"),
+            ("503", "nothing listens at the hub's Berth service (it may be restarting)"),
+        )
+    }
     for path, operations in doc["paths"].items():
         if path == "/berth/api/openapi.json":
             continue  # answered by the server itself
@@ -66,11 +79,18 @@ class InfoHandler(BerthHandler):
         # runtime: "docker", "swarm" or "process"; isolation: "container", or "none" for process kernels (no
         # container: limits only, as "limits" says: "cgroup v1", "cgroup v2" or "rlimit"; see docs/binder.md)
         isolation = getattr(service.runtime, "isolation", "container")
-        self.write_json({"mode": "hub" if self.berth.extra.get("hub") else "standalone", "user": self.berth.user,
-                         "groups": list(self.berth.groups), "version": __version__,
-                         "runtime": getattr(service.runtime, "name", None), "isolation": isolation,
-                         "limits": engine.get("limits") or ("container" if isolation == "container" else None),
-                         "engine": {k: engine.get(k) for k in ("state", "message", "version", "ncpu", "mem")}})
+        self.write_json(
+            {
+                "mode": "hub" if self.berth.extra.get("hub") else "standalone",
+                "user": self.berth.user,
+                "groups": list(self.berth.groups),
+                "version": __version__,
+                "runtime": getattr(service.runtime, "name", None),
+                "isolation": isolation,
+                "limits": engine.get("limits") or ("container" if isolation == "container" else None),
+                "engine": {k: engine.get(k) for k in ("state", "message", "version", "ncpu", "mem")},
+            }
+        )
 
 
 class PresetsHandler(BerthHandler):
@@ -78,9 +98,20 @@ class PresetsHandler(BerthHandler):
     @authorized
     async def get(self):
         service = await self.berth.service()
-        self.write_json({"presets": [{"name": p.name, "display_name": p.display_name, "description": p.description,
-                                      "image": p.image or service.default_image, "resources": p.resources.to_dict()}
-                                     for p in service.preset_list]})
+        self.write_json(
+            {
+                "presets": [
+                    {
+                        "name": p.name,
+                        "display_name": p.display_name,
+                        "description": p.description,
+                        "image": p.image or service.default_image,
+                        "resources": p.resources.to_dict(),
+                    }
+                    for p in service.preset_list
+                ]
+            }
+        )
 
 
 class ProfileHandler(BerthHandler):
@@ -99,7 +130,7 @@ class ProfileHandler(BerthHandler):
             raise RequestError(sorted(unknown)[0], "unknown field; a profile has 'request' and 'image'")
         request, image = body.get("request") or {}, body.get("image")
         if not isinstance(request, dict):
-            raise RequestError("request", "expected an object such as {\"cpu\": 2, \"mem\": \"4G\"}")
+            raise RequestError("request", 'expected an object such as {"cpu": 2, "mem": "4G"}')
         if image is not None and not isinstance(image, str):
             raise RequestError("image", "expected an image reference such as berth/python:3.11, or null")
         service = await self.berth.service()
@@ -130,8 +161,9 @@ class UnknownRouteHandler(BerthHandler):
     @web.authenticated
     @authorized
     async def get(self, path):
-        raise NotFoundError(f"no route {self.request.method} berth/api/{path}; the routes are listed in "
-                            "berth/api/openapi.json")
+        raise NotFoundError(
+            f"no route {self.request.method} berth/api/{path}; the routes are listed in berth/api/openapi.json"
+        )
 
     post = put = patch = delete = get
 

@@ -22,16 +22,24 @@ class UsageHandler(BerthHandler):
     async def get(self):
         for name in self.request.query_arguments:
             if name not in ("since", "until", "by"):
-                raise RequestError(name, "unknown parameter; this endpoint takes since, until and by "
-                                         "(and always reports your own usage)")
+                raise RequestError(
+                    name,
+                    "unknown parameter; this endpoint takes since, until and by (and always reports your own usage)",
+                )
         by = self.get_query_argument("by", "day")
         for key in filter(None, (k.strip() for k in by.split(","))):
             if key not in USER_GROUPINGS:
                 raise RequestError("by", f"{key!r} is not a grouping here; expected day, image or image,day")
         service = await self.berth.service()
-        self.write_json(await service.my_usage(self.berth.user, self.get_query_argument("since", None),
-                                               self.get_query_argument("until", None), groups=self.berth.groups,
-                                               by=by))
+        self.write_json(
+            await service.my_usage(
+                self.berth.user,
+                self.get_query_argument("since", None),
+                self.get_query_argument("until", None),
+                groups=self.berth.groups,
+                by=by,
+            )
+        )
 
 
 ROUTES = [(r"/berth/api/usage", UsageHandler)]

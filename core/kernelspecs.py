@@ -74,18 +74,35 @@ def plan(images: list[ImageInfo], presets: list[Preset], default_image: str) -> 
         marker = {"default": True} if img.ref == default_image else {}
         if getattr(img, "alias_of", None):
             marker["alias_of"] = img.alias_of
-        out.append(SpecPlan(image_kernel_name(img.ref), _spec(
-            f"{display} (Berth)", labels.get("language", "python"), {"image": img.ref},
-            f"{img.ref}: container kernel with your default resources", **marker)))
+        out.append(
+            SpecPlan(
+                image_kernel_name(img.ref),
+                _spec(
+                    f"{display} (Berth)",
+                    labels.get("language", "python"),
+                    {"image": img.ref},
+                    f"{img.ref}: container kernel with your default resources",
+                    **marker,
+                ),
+            )
+        )
     known = {i.ref: i for i in images}
     for p in presets:
         image = p.image or default_image
         if image not in known:
             continue  # a preset whose image is not offered is not offered either
         label = known[image].labels.get("display_name") or image
-        out.append(SpecPlan(preset_kernel_name(p.name), _spec(
-            f"{label} · {p.display_name}", known[image].labels.get("language", "python"),
-            {"preset": p.name, "image": image}, p.description or f"{p.name}: {p.resources.describe()}")))
+        out.append(
+            SpecPlan(
+                preset_kernel_name(p.name),
+                _spec(
+                    f"{label} · {p.display_name}",
+                    known[image].labels.get("language", "python"),
+                    {"preset": p.name, "image": image},
+                    p.description or f"{p.name}: {p.resources.describe()}",
+                ),
+            )
+        )
     return out
 
 
@@ -148,13 +165,20 @@ def plan_from_listing(images: dict, presets: dict) -> list[SpecPlan]:
     Hub mode: the user's server has no catalog of its own; the hub's Berth service lists what
     is offered to this user.
     """
-    offered = [ListedImage(ref=i["ref"], labels=dict(i.get("labels") or {}), alias_of=i.get("alias_of"))
-               for i in images.get("images", []) if i.get("state", "offered") == "offered" and i.get("ref")]
+    offered = [
+        ListedImage(ref=i["ref"], labels=dict(i.get("labels") or {}), alias_of=i.get("alias_of"))
+        for i in images.get("images", [])
+        if i.get("state", "offered") == "offered" and i.get("ref")
+    ]
     default = images.get("default") or (offered[0].ref if offered else "")
     parsed = []
     for p in presets.get("presets", []):
-        data = {**(p.get("resources") or {}), "display_name": p.get("display_name"), "image": p.get("image"),
-                "description": p.get("description") or ""}
+        data = {
+            **(p.get("resources") or {}),
+            "display_name": p.get("display_name"),
+            "image": p.get("image"),
+            "description": p.get("description") or "",
+        }
         parsed.append(Preset.parse(p["name"], data))
     return plan(offered, parsed, default)  # type: ignore[arg-type]
 
