@@ -20,8 +20,8 @@ import httpx
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
+from jupyter_berth import kernelspecs
 from jupyter_berth.catalog import ImageInfo
-from jupyter_berth.kernels import kernelspecs
 from tests.hub_process import HubProcess, free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
