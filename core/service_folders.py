@@ -212,7 +212,7 @@ class FoldersMixin(HasTraits):
             )
         return out
 
-    async def _check_quota(self, f_kind: str, owner: str, what: str, *, adding_folder: bool = False) -> None:
+    async def _refuse_over_quota(self, f_kind: str, owner: str, what: str, *, adding_folder: bool = False) -> None:
         quota = await self.folder_quota_for(f_kind, owner)
         usage = await self.owner_usage(f_kind, owner)
         over = over_quota(quota, usage, adding_folder=adding_folder)
@@ -266,7 +266,7 @@ class FoldersMixin(HasTraits):
                     limit="folder rights",
                 )
         quota = await self.folder_quota_for(kind, owner)
-        await self._check_quota(kind, owner, f"cannot create folder {name!r}", adding_folder=True)
+        await self._refuse_over_quota(kind, owner, f"cannot create folder {name!r}", adding_folder=True)
         f = await self._db(
             folder_ledger.create,
             self.ledger,
@@ -405,7 +405,9 @@ class FoldersMixin(HasTraits):
         mounts = []
         for f, a in chosen.values():
             if a.mode == "rw":
-                await self._check_quota(f.owner_kind, f.owner, f"folder {f.reference} cannot be mounted read-write")
+                await self._refuse_over_quota(
+                    f.owner_kind, f.owner, f"folder {f.reference} cannot be mounted read-write"
+                )
             source = await self._fs(
                 folder_fs.mount_source, self._folders_root, self._path(f), self.folder_uid, self.folder_gid
             )
