@@ -185,16 +185,31 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._db_executor, lambda: fn(*args, **kw))
 
+    async def open(self) -> None:
+        """Open the ledger (created and migrated on first use) and name the site, and nothing else: no
+        reconcile, no sampling, no warm pool. For commands that read or change the catalog, folders or
+        quotas next to a running server (``berth images …``, ``berth folders …``, ``berth kernelspecs
+        sync``); :meth:`start` begins with it. :meth:`close` undoes it."""
+        if self.ledger is None:
+            self.ledger = await self._db(Ledger, self.db_url, data_dir=self.data_dir)
+            self._owns_ledger = True
+        self.admission = Admission(self.ledger)
+        if not self.site_id:
+            self.site_id = hashlib.sha256(self.ledger.url.encode()).hexdigest()[:12]
+
+    async def close(self) -> None:
+        """:meth:`stop`, then close the ledger if :meth:`open` opened it (one given to the service stays open)."""
+        await self.stop()
+        if self.ledger is not None and getattr(self, "_owns_ledger", False):
+            self.ledger.close()
+            self._owns_ledger = False
+
     async def start(self) -> reconcile.ReconcilePlan:
         """Open the ledger, measure the host, reconcile with the engine, start sampling."""
         if self.runtime is None:
             self.runtime = await runtime_choice.choose(self)
         runtime_choice.offer_local_image(self)
-        if self.ledger is None:
-            self.ledger = await self._db(Ledger, self.db_url, data_dir=self.data_dir)
-        self.admission = Admission(self.ledger)
-        if not self.site_id:
-            self.site_id = hashlib.sha256(self.ledger.url.encode()).hexdigest()[:12]
+        await self.open()
         await self._discover_gpus()
         await self.refresh_capacity()
         if self.pool_size > 0:

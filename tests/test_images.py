@@ -508,6 +508,33 @@ async def test_pull_and_push_through_a_local_registry(svc, versions, registry):
 # -- the REST API (jupyter_server with the berth extension) ------------------------------------------
 
 
+def test_cli_kernelspecs_sync_on_a_fresh_install(tmp_path, versions):
+    """`berth kernelspecs sync` on a new standalone install (no ledger yet, empty Jupyter data dir) opens
+    the ledger itself and writes one kernelspec per offered version, the default marked as such."""
+    jupyter_data = tmp_path / "jupyter"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jupyter_berth.cli.app",
+            "kernelspecs",
+            "sync",
+            "--BerthService.offered_images=berthtest/*",
+            f"--BerthService.default_image={CUR}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "BERTH_DATA_DIR": str(tmp_path / "berth"), "JUPYTER_DATA_DIR": str(jupyter_data)},
+    )
+    assert done.returncode == 0, done.stderr
+    kernels = jupyter_data / "kernels"
+    written = {name: json.loads((kernels / name / "kernel.json").read_text()) for name in os.listdir(kernels)}
+    assert set(written) == {image_kernel_name(CUR), image_kernel_name(EXTRA)}, done.stdout
+    assert "2 written" in done.stdout
+    assert written[image_kernel_name(CUR)]["metadata"]["jupyter_berth"].get("default") is True
+
+
 def test_cli_retire_and_check(tmp_path, versions):
     """`berth images …` acts on the same ledger and engine as the service, as the host's operator."""
 

@@ -21,7 +21,6 @@ from traitlets.config import Application
 
 from .. import folder_ledger
 from ..errors import RequestError
-from ..ledger import Ledger
 from ..resources import format_bytes
 from ..service import BerthService
 
@@ -56,12 +55,11 @@ class FolderCommand(Application):
     def run(self, work):
         async def go():
             service = BerthService(parent=self)
-            service.ledger = await service._db(Ledger, service.db_url, data_dir=service.data_dir)
+            await service.open()
             try:
                 return await work(service)
             finally:
-                service.ledger.close()
-                await service.stop()
+                await service.close()
 
         return asyncio.run(go())
 

@@ -21,7 +21,6 @@ from traitlets.config import Application
 
 from .._version import __version__
 from ..errors import RequestError
-from ..ledger import Ledger
 from ..runtime.docker import DockerRuntime
 from ..service import BerthService
 
@@ -65,13 +64,11 @@ class CatalogCommand(Application):
         async def go():
             service = BerthService(parent=self, runtime=DockerRuntime(), sample_interval=0)
             service.admin_users = set(service.admin_users) | {user}
-            service.ledger = await service._db(Ledger, service.db_url, data_dir=service.data_dir)
+            await service.open()
             try:
                 return await work(service, user)
             finally:
-                service.ledger.close()
-                service.runtime.close()
-                service._db_executor.shutdown(wait=False)
+                await service.close()
 
         return asyncio.run(go())
 
