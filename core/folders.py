@@ -11,7 +11,7 @@ Who may do what (see ``docs/folders.md``):
   share, unshare);
 * a **group folder**: members of the group get the folder's ``member_mode`` (``ro``
   or ``rw``); the group's *folder admins* (hub admins, and the users or ``@groups``
-  listed for the group in ``BerthService.folder_admins``) have read-write access and
+  listed for the group in ``FolderManager.folder_admins``) have read-write access and
   manage it;
 * a **share** gives a user, or every member of a group, ``ro`` or ``rw`` access. Only
   managers share, so nobody can raise their own right.

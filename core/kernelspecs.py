@@ -146,7 +146,7 @@ def sync(plans: list[SpecPlan], kernels_dir: str | None = None) -> dict:
 
 
 async def sync_from_service(service, kernels_dir: str | None = None) -> dict:
-    images = await service.images()
+    images = await service.images.catalog_view()
     return sync(plan(images, service.preset_list, service.default_image), kernels_dir)
 
 

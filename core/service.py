@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from traitlets import Dict, Enum, Float, Instance, Integer, List, Unicode, default
+from traitlets import Dict, Enum, Float, Instance, Integer, List, Unicode, default, directional_link, link
 from traitlets.config import LoggingConfigurable
 
 from . import catalog, reconcile, runtime_choice, swarm_nodes
 from .admission import Admission
+from .area import MOVED_SETTINGS, MovedSetting, apply_moved
 from .errors import BerthError, NotFoundError, PolicyError
 from .kernel_launch import KernelConnection, kernel_spec, user_network, user_subnets
 from .ledger import Ledger
@@ -34,10 +35,10 @@ from .policies import PolicySpec, resolve
 from .resources import Preset, Resources, find_preset, format_bytes
 from .runtime.base import ContainerInfo, Mount, Runtime
 from .runtime.swarm_spec import NODE_LABEL
-from .service_folders import FoldersMixin
-from .service_gpus import GpuMixin
-from .service_images import ImagesMixin
-from .service_usage import UsageMixin
+from .service_folders import FolderManager
+from .service_gpus import GpuManager
+from .service_images import ImageCatalog
+from .service_usage import UsageTracker, quota_json
 from .warm_pool import WarmPool
 
 
@@ -77,8 +78,15 @@ def exit_message(info: ContainerInfo | None, resources: Resources | None) -> tup
     return "exited", f"the kernel process exited with code {info.exit_code}"
 
 
-class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfigurable):
-    """Admission, containers and accounting for kernels and servers."""
+class BerthService(LoggingConfigurable):
+    """Admission, containers and accounting for kernels and servers.
+
+    Composed of one manager per area, each a configurable with its own section: ``images``
+    (:class:`~jupyter_berth.service_images.ImageCatalog`, ``c.ImageCatalog.*``), ``folders``
+    (:class:`~jupyter_berth.service_folders.FolderManager`), ``usage``
+    (:class:`~jupyter_berth.service_usage.UsageTracker`) and ``gpus``
+    (:class:`~jupyter_berth.service_gpus.GpuManager`).
+    """
 
     db_url = Unicode(
         None,
@@ -122,7 +130,6 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         "address and connected clients reconnect by themselves). Pick a range no other network uses.",
     )
     user_subnet_prefix = Integer(24, config=True, help="Size of each user's subnet (24: 253 kernels per user).")
-    sample_interval = Float(15.0, config=True, help="Seconds between usage samples of running containers (0 disables).")
     stop_timeout = Float(
         5.0, config=True, help="Seconds a kernel container gets to exit after SIGTERM before it is killed."
     )
@@ -166,10 +173,29 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
     runtime = Instance(Runtime, allow_none=True)
     ledger = Instance(Ledger, allow_none=True)
 
+    images = Instance(ImageCatalog, help="The image catalog (c.ImageCatalog.*; pull and build: images.versions).")
+    folders = Instance(FolderManager, help="Virtual folders (c.FolderManager.*).")
+    usage = Instance(UsageTracker, help="Usage sampling, reports and metrics (c.UsageTracker.*).")
+    gpus = Instance(GpuManager, help="GPU devices and shares (c.GpuManager.*).")
+
     def __init__(self, **kw):
+        moved = {old: kw.pop(old) for old in list(kw) if old in MOVED_SETTINGS}
         super().__init__(**kw)
         self._db_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="berth-ledger")
-        self._sampler: asyncio.Task | None = None
+        shared = {"parent": self, "executor": self._db_executor}
+        self.images = ImageCatalog(**shared, default_image=self.default_image, offered_images=list(self.offered_images))
+        self.folders = FolderManager(**shared, data_dir=self.data_dir)
+        self.usage = UsageTracker(**shared, live_allocations=self._live_here)
+        self.gpus = GpuManager(**shared, data_dir=self.data_dir)
+        for manager in (self.images, self.folders, self.usage, self.gpus):
+            directional_link((self, "ledger"), (manager, "ledger"))
+            directional_link((self, "runtime"), (manager, "runtime"))
+        for name in ("default_image", "offered_images"):
+            link((self, name), (self.images, name))
+        for manager in (self.folders, self.gpus):
+            directional_link((self, "data_dir"), (manager, "data_dir"))
+        apply_moved(self, {**self.__dict__.pop("_moved_config", {}), **moved}, self.config)
+        self.__dict__["_composed"] = True
         self._node_watch: asyncio.Task | None = None
         self._started = False
         self._pool: WarmPool | None = None
@@ -179,6 +205,25 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
             {g: PolicySpec.parse(s, f"group_policies.{g}") for g, s in self.group_policies.items()},
             {u: PolicySpec.parse(s, f"user_policies.{u}") for u, s in self.user_policies.items()},
         )
+
+    # ---- settings that moved to a manager (kept for one release) ---------------------------
+    def _find_my_config(self, cfg):
+        """This service's config without the settings that moved to a manager; those are kept aside
+        while the service loads its own config, and passed on by :func:`~jupyter_berth.area.apply_moved`."""
+        mine = super()._find_my_config(cfg)
+        moved = {old: mine.pop(old) for old in list(mine) if old in MOVED_SETTINGS}
+        if moved and self.__dict__.get("_loading_config"):
+            self.__dict__.setdefault("_moved_config", {}).update(moved)
+        return mine
+
+    def _load_config(self, cfg, section_names=None, traits=None):
+        self.__dict__["_loading_config"] = True
+        try:
+            super()._load_config(cfg, section_names=section_names, traits=traits)
+        finally:
+            self.__dict__["_loading_config"] = False
+        if self.__dict__.get("_moved_config") and self.__dict__.get("_composed"):  # config loaded again later
+            apply_moved(self, self.__dict__.pop("_moved_config"), cfg)
 
     # ---- plumbing -------------------------------------------------------------------------
     async def _db(self, fn, *args, **kw):
@@ -210,7 +255,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
             self.runtime = await runtime_choice.choose(self)
         runtime_choice.offer_local_image(self)
         await self.open()
-        await self._discover_gpus()
+        await self.gpus.discover_gpus()
         await self.refresh_capacity()
         if self.pool_size > 0:
             self._pool = WarmPool(
@@ -219,8 +264,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         result = await self.reconcile()
         if self._pool is not None:
             await self._pool.start()
-        if self.sample_interval > 0:
-            self._sampler = asyncio.ensure_future(self._sample_loop())
+        self.usage.start_sampling()
         if self._multi_node and getattr(self.runtime, "refresh_interval", 0) > 0:
             self._node_watch = asyncio.ensure_future(swarm_nodes.watch(self, self.runtime.refresh_interval))
         self._started = True
@@ -228,9 +272,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
 
     async def stop(self) -> None:
         """Stop background work. Running kernels keep running; a restart adopts them."""
-        if self._sampler:
-            self._sampler.cancel()
-            self._sampler = None
+        self.usage.stop_sampling()
         if self._node_watch:
             self._node_watch.cancel()
             self._node_watch = None
@@ -249,7 +291,8 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
             return await swarm_nodes.refresh(self, cap)
         cpu = round(cap["cpu"] * self.cpu_overcommit, 3)
         mem = max(0, cap["mem"] - parse_memory(self.mem_reserved, "mem_reserved"))
-        gpus = [d.to_json() for d in self.gpu_inventory.devices] if self.gpu_inventory else []
+        inventory = self.gpus.gpu_inventory
+        gpus = [d.to_json() for d in inventory.devices] if inventory else []
         await self._db(self.ledger.set_node_capacity, self.node_name, cpu=cpu, mem=mem, gpu=gpus or None)
         return {"node": self.node_name, "cpu": cpu, "mem": mem, "gpus": len(gpus)}
 
@@ -271,10 +314,6 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
     def preset_list(self) -> list[Preset]:
         return list(self._presets.values())
 
-    async def images(self) -> list[catalog.ImageInfo]:
-        """The offered images (a :class:`catalog.CatalogView`: it also knows the hidden and retired ones)."""
-        return await self.catalog_view()
-
     async def resolve_request(
         self, user: str, groups=(), *, request: dict | None = None, preset: str | None = None, image: str | None = None
     ) -> tuple[Resources, str, Any]:
@@ -293,7 +332,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
                 base = Resources.parse(profile.request or {}, base=base)
                 chosen_image = chosen_image or profile.image
         resources = Resources.parse(request or {}, base=base)
-        chosen_image = chosen_image or await self.default_image_ref()
+        chosen_image = chosen_image or await self.images.default_image_ref()
         resources = policy.check(resources, explicit=explicit, image=chosen_image)
         return resources, chosen_image, policy
 
@@ -337,13 +376,13 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         else:
             policy = await self.policy_for(user, groups)
             policy.check(resources, explicit=True, image=image)
-        view = await self.images()
+        view = await self.images.catalog_view()
         restart = ip is not None  # a restart of a running kernel: a retired image keeps serving it
         entry = view.get(catalog.normalise_ref(image)) if restart and isinstance(view, catalog.CatalogView) else None
         info = entry if entry is not None and entry.state == "retired" else catalog.find(view, image)
         mounts = list(mounts or [])
         if folders:
-            mounts += await self.folder_mounts(user, groups, folders)  # refuses folders the user may not mount
+            mounts += await self.folders.folder_mounts(user, groups, folders)  # refuses folders the user may not mount
         alloc = await self._db(
             self.admission.reserve,
             owner=user,
@@ -354,7 +393,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
             subject=kernel_id,
             image=image,
             node=None if self._multi_node else self.node_name,
-            gpu_assigner=self._gpu_assigner(),
+            gpu_assigner=self.gpus.gpu_assigner(),
         )
         try:
             connection = KernelConnection(key=key or secrets.token_hex(32))
@@ -375,7 +414,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
             spec.ip = ip
             if self._multi_node:
                 spec.labels[NODE_LABEL] = alloc.node  # the runtime pins the container to admission's choice
-            spec.gpu_device_ids, gpu_env, gpu_mounts, gpu_plan = self._gpu_container(alloc.gpu_devices)
+            spec.gpu_device_ids, gpu_env, gpu_mounts, gpu_plan = self.gpus.gpu_container(alloc.gpu_devices)
             spec.ipc_mode = gpu_plan.ipc_mode  # "host" for MPS clients; None (private) without a share
             spec.env.update(gpu_env)
             spec.mounts.extend(gpu_mounts)
@@ -453,7 +492,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
 
     async def _finish(self, alloc, reason: str, *, stop: bool, now: bool = False) -> tuple[str, str]:
         info = await self.runtime.inspect(alloc.container_id) if alloc.container_id else None
-        usage = await self._sample_one(alloc, info)
+        usage = await self.usage.sample_one(alloc, info)
         if info is not None and info.running and stop:
             await self.runtime.stop(info.id, timeout=0 if now else self.stop_timeout)
             info = await self.runtime.inspect(info.id)
@@ -485,7 +524,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         """The user's live kernels with a fresh usage sample each (for the sidebar)."""
         out = []
         allocs = await self.list_kernels(user)
-        gpu_memory = await self.gpu_memory_of(allocs)  # NVML's per-process memory, where there is NVML
+        gpu_memory = await self.gpus.gpu_memory_of(allocs)  # NVML's per-process memory, where there is NVML
         for alloc in allocs:
             usage = await self.runtime.usage(alloc.container_id) if alloc.container_id else None
             out.append(
@@ -532,6 +571,27 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
             "default_request": policy.default_request().to_dict(),
         }
 
+    async def my_usage(self, user: str, since=None, until=None, *, groups=(), by="day") -> dict:
+        """``user``'s own usage (never anyone else's) and what is left of their quota.
+
+        ``{"user", "window", "by", "rows", "totals", "quota": {"limits", "in_use", "remaining"}, ...}``;
+        memory in bytes, ``None`` where the policy sets no limit (as ``policy_summary``).
+        """
+        report = await self.usage.usage_report(since, until, by, user=user)
+        summary = await self.policy_summary(user, groups)
+        return {"user": user, **report.to_json(), "quota": quota_json(summary)}
+
+    async def kernel_environment(self, user: str, kernel_id: str) -> dict:
+        """The environment a notebook records from one of ``user``'s running kernels: image, digest, resources."""
+        alloc = await self._own_allocation(user, kernel_id)
+        entry = (await self.images.catalog_view()).get(alloc.image)
+        return {
+            "image": alloc.image,
+            "digest": alloc.image_digest,
+            "resources": alloc.resources.to_dict(),
+            "display_name": entry.display_name if entry is not None else alloc.image,
+        }
+
     async def get_profile(self, user: str) -> dict:
         profile = await self._db(self.ledger.get_profile, user)
         return {"request": dict(profile.request), "image": profile.image} if profile else {"request": {}, "image": None}
@@ -542,7 +602,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         policy = await self.policy_for(user, groups)
         policy.check(resources, explicit=True, image=image or self.default_image)
         if image:
-            catalog.find(await self.images(), image)
+            catalog.find(await self.images.catalog_view(), image)
         await self._db(self.ledger.set_profile, user, request or {}, image=image)
         return await self.get_profile(user)
 
@@ -564,50 +624,13 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         self.log.info("Reconciled with the engine: %s", plan.summary())
         return plan
 
-    async def _sample_one(self, alloc, info: ContainerInfo | None = None):
-        if not alloc.container_id:
-            return None
-        usage = await self.runtime.usage(alloc.container_id)
-        if usage is not None:
-            await self._db(
-                self.ledger.record_sample,
-                alloc.id,
-                usage.cpu_seconds,
-                usage.mem_bytes,
-                usage.pids,
-                at=usage.at,
-                mem_peak_bytes=usage.mem_peak_bytes or None,
-            )
-        return usage
 
-    async def sample_all(self) -> int:
-        """Sample every running container once; returns how many were sampled.
-
-        The counters are read concurrently (cgroup files, not the engine's stats stream) and the
-        round is written in one ledger transaction (``usage_sampling.record_samples``).
-        """
-        from .usage_sampling import record_samples
-
-        allocs = [a for a in await self._live_here() if a.container_id]
-        results = await asyncio.gather(*(self.runtime.usage(a.container_id) for a in allocs), return_exceptions=True)
-        batch = []
-        for alloc, usage in zip(allocs, results):
-            if isinstance(usage, BerthError):
-                self.log.debug("Could not sample %s: %s", alloc.id, usage.message)
-            elif isinstance(usage, BaseException):
-                raise usage
-            elif usage is not None:
-                batch.append((alloc.id, usage))
-        await self._db(record_samples, self.ledger, batch)
-        return len(batch)
-
-    async def _sample_loop(self):
-        while True:
-            await asyncio.sleep(self.sample_interval)
-            try:
-                await self.sample_all()
-            except Exception:  # keep sampling whatever one round did
-                self.log.exception("Usage sampling failed")
+# ``service.<old>`` of a setting that moved to a manager reads and writes the manager's, with a warning
+# (``gpus`` is the GPU manager itself now; ``c.BerthService.gpus`` still works from config).
+for _old in MOVED_SETTINGS:
+    if _old != "gpus":
+        setattr(BerthService, _old, MovedSetting(_old))
+del _old
 
 
 def standalone_user() -> tuple[str, tuple[str, ...]]:

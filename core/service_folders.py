@@ -1,10 +1,11 @@
-"""Virtual folders of BerthService: create, list, rename, delete, share, quotas, and mounts for kernels.
+"""Virtual folders: the service's folder manager (create, list, rename, delete, share, quotas, mounts).
 
-A mixin of :class:`~jupyter_berth.service.BerthService`: it uses the service's ``ledger``,
-``runtime``, ``data_dir``, ``_db`` and ``log``. Rules (who may do what, why a foreign
-folder is "not found") are in :mod:`jupyter_berth.folders`; the host side (paths,
-measuring and deleting without following links) in :mod:`jupyter_berth.folder_fs`;
-rows in :mod:`jupyter_berth.folder_ledger`. See ``docs/folders.md``.
+:class:`FolderManager` is composed into :class:`~jupyter_berth.service.BerthService` as
+``service.folders`` (settings: ``c.FolderManager.*``); it is given the ledger, the runtime and
+the service's data directory (see :mod:`jupyter_berth.area`). Rules (who may do what, why a
+foreign folder is "not found") are in :mod:`jupyter_berth.folders`; the host side (paths,
+measuring and deleting without following links) in :mod:`jupyter_berth.folder_fs`; rows in
+:mod:`jupyter_berth.folder_ledger`. See ``docs/folders.md``.
 
 Quotas are *measured and soft*: usage is measured by walking the folders (off the event
 loop, cached for ``folder_usage_ttl`` seconds), and an owner at or over a limit gets no
@@ -19,9 +20,10 @@ import os
 import time
 from datetime import datetime, timezone
 
-from traitlets import Dict, Float, HasTraits, Integer, TraitError, Unicode, validate
+from traitlets import Dict, Float, Integer, TraitError, Unicode, validate
 
 from . import folder_fs, folder_ledger
+from .area import AreaManager
 from .errors import ConflictError, NotFoundError, PolicyError, RequestError
 from .folders import (
     MODE_WORDS,
@@ -49,12 +51,14 @@ from .runtime.labels import parse_labels
 ENFORCEMENT = "measured (soft): new folders and new read-write mounts are refused at or over a limit"
 
 
-class FoldersMixin(HasTraits):
-    """Virtual folders of BerthService (create, share, quota, mounts for kernels)."""
+class FolderManager(AreaManager):
+    """Virtual folders (``service.folders``): create, share, quota, and mounts for kernels."""
+
+    data_dir = Unicode(help="The service's data directory (BerthService.data_dir); folders live under it by default.")
 
     folders_dir = Unicode(
         config=True,
-        help="Where folders live on the host (default: <data_dir>/folders). In hub mode the "
+        help="Where folders live on the host (default: <BerthService.data_dir>/folders). In hub mode the "
         "container engine must see this path too.",
     )
     folder_uid = Integer(
@@ -175,6 +179,14 @@ class FoldersMixin(HasTraits):
             total.add(await self.folder_usage(f, fresh=fresh))
         return total
 
+    async def owned_folders(self, kind: str | None = None, owner: str | None = None) -> list[Folder]:
+        """Every folder, or those of one owner (``kind`` user or group): for admins' tools, no rights applied."""
+        return await self._db(folder_ledger.owned_by, self.ledger, kind, owner)
+
+    async def stored_folder_quota(self, kind: str, owner: str) -> dict:
+        """The override stored at run time for one owner (``berth folders quota``), ``{}`` if none."""
+        return (await self._db(folder_ledger.quota_overrides, self.ledger)).get((kind, owner), {})
+
     async def folder_quota_for(self, kind: str, owner: str) -> FolderQuota:
         """Configured quota, then the owner's configured override, then one stored at run time (``berth folders quota``)."""
         quota = FolderQuota.parse(self.folder_quota, "folder_quota")
@@ -262,7 +274,7 @@ class FoldersMixin(HasTraits):
             if not caller.administers(owner):
                 raise PolicyError(
                     f"you cannot create a folder of group {owner}: only hub admins and the admins of its "
-                    "folders (BerthService.folder_admins) can",
+                    "folders (FolderManager.folder_admins) can",
                     limit="folder rights",
                 )
         quota = await self.folder_quota_for(kind, owner)
@@ -441,4 +453,4 @@ class FoldersMixin(HasTraits):
             )
 
 
-__all__ = ["ENFORCEMENT", "FoldersMixin"]
+__all__ = ["ENFORCEMENT", "FolderManager"]

@@ -1,17 +1,23 @@
-"""Usage reports and metrics of BerthService.
+"""Usage: the service's usage tracker (``service.usage``, settings ``c.UsageTracker.*``).
 
-A mixin of :class:`~jupyter_berth.service.BerthService`: it may use the service's
-``ledger``, ``runtime``, ``_db`` and ``log``, and adds the service's async methods
-for this area. Identity is an argument here as everywhere in the service: the
-front ends decide who may see what (an admin every report, a user their own).
+It samples the running containers' counters into the ledger, builds the usage reports and the
+Prometheus metrics. Identity is an argument here as everywhere in the service: the front ends
+decide who may see what (an admin every report, a user their own).
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 
+from traitlets import Any, Float
+from traitlets import Callable as CallableTrait
+
+from .area import AreaManager
+from .errors import BerthError
 from .reports import Report, build_report
+from .runtime.base import ContainerInfo
 
 
 def quota_json(summary: dict) -> dict:
@@ -29,12 +35,83 @@ def quota_json(summary: dict) -> dict:
     }
 
 
-class UsageMixin:
-    """Usage reports and metrics of BerthService."""
+class UsageTracker(AreaManager):
+    """Usage (``service.usage``): samples running containers, builds reports and metrics."""
 
-    #: Optional: how many start requests wait for room (the hub's queue sets it); 0 when unset.
-    queue_length: Callable[[], int | Awaitable[int]] | None = None
+    sample_interval = Float(15.0, config=True, help="Seconds between usage samples of running containers (0 disables).")
+    live_allocations = CallableTrait(
+        help="async () → the live allocations the service runs (on this host, or on every Swarm host): what is sampled."
+    )
+    queue_length = Any(
+        None,
+        allow_none=True,
+        help="How many start requests wait for room: a callable (sync or async) or a number; the hub's queue sets it. "
+        "None: 0.",
+    )
 
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self._sampler: asyncio.Task | None = None
+        self._usage_totals = None
+
+    # ---- sampling ---------------------------------------------------------------------------
+    def start_sampling(self) -> None:
+        """Sample every ``sample_interval`` seconds in the background (nothing when 0)."""
+        if self.sample_interval > 0 and self._sampler is None:
+            self._sampler = asyncio.ensure_future(self._sample_loop())
+
+    def stop_sampling(self) -> None:
+        if self._sampler is not None:
+            self._sampler.cancel()
+            self._sampler = None
+
+    async def sample_one(self, alloc, info: ContainerInfo | None = None):
+        """Sample one allocation's container now and record it; its usage (None: no container, or gone)."""
+        if not alloc.container_id:
+            return None
+        usage = await self.runtime.usage(alloc.container_id)
+        if usage is not None:
+            await self._db(
+                self.ledger.record_sample,
+                alloc.id,
+                usage.cpu_seconds,
+                usage.mem_bytes,
+                usage.pids,
+                at=usage.at,
+                mem_peak_bytes=usage.mem_peak_bytes or None,
+            )
+        return usage
+
+    async def sample_all(self) -> int:
+        """Sample every running container once; returns how many were sampled.
+
+        The counters are read concurrently (cgroup files, not the engine's stats stream) and the
+        round is written in one ledger transaction (``usage_sampling.record_samples``).
+        """
+        from .usage_sampling import record_samples
+
+        allocs = [a for a in await self.live_allocations() if a.container_id]
+        results = await asyncio.gather(*(self.runtime.usage(a.container_id) for a in allocs), return_exceptions=True)
+        batch = []
+        for alloc, usage in zip(allocs, results):
+            if isinstance(usage, BerthError):
+                self.log.debug("Could not sample %s: %s", alloc.id, usage.message)
+            elif isinstance(usage, BaseException):
+                raise usage
+            elif usage is not None:
+                batch.append((alloc.id, usage))
+        await self._db(record_samples, self.ledger, batch)
+        return len(batch)
+
+    async def _sample_loop(self):
+        while True:
+            await asyncio.sleep(self.sample_interval)
+            try:
+                await self.sample_all()
+            except Exception:  # keep sampling whatever one round did
+                self.log.exception("Usage sampling failed")
+
+    # ---- reports and metrics ------------------------------------------------------------------
     async def usage_report(
         self,
         since=None,
@@ -48,19 +125,10 @@ class UsageMixin:
         """The usage report for ``[since, until)`` grouped ``by`` (``user``, ``group``, ``image``, ``day``
         or a comma-separated combination), optionally for one user, group or image.
 
-        Admin-only at every front end. Raises ``RequestError`` (400) for a malformed window or grouping.
+        Admin-only at every front end (a user's own: :meth:`BerthService.my_usage`). Raises
+        ``RequestError`` (400) for a malformed window or grouping.
         """
         return await self._db(build_report, self.ledger, since, until, by, user=user, group=group, image=image)
-
-    async def my_usage(self, user: str, since=None, until=None, *, groups=(), by="day") -> dict:
-        """``user``'s own usage (never anyone else's) and what is left of their quota.
-
-        ``{"user", "window", "by", "rows", "totals", "quota": {"limits", "in_use", "remaining"}, ...}``;
-        memory in bytes, ``None`` where the policy sets no limit (as ``policy_summary``).
-        """
-        report = await self._db(build_report, self.ledger, since, until, by, user=user)
-        summary = await self.policy_summary(user, groups)
-        return {"user": user, **report.to_json(), "quota": quota_json(summary)}
 
     async def metrics_text(self, queue_length: Callable[[], int | Awaitable[int]] | int | None = None) -> str:
         """Prometheus text exposition of capacity, live allocations, queue length and usage totals."""
@@ -70,7 +138,10 @@ class UsageMixin:
             waiting = await waiting
         from . import metrics  # prometheus_client is needed only here
 
-        if getattr(self, "_usage_totals", None) is None:
+        if self._usage_totals is None:
             self._usage_totals = metrics.UsageTotals()
         snap = await self._db(metrics.snapshot, self.ledger, self._usage_totals)
         return metrics.exposition(snap, int(waiting or 0))
+
+
+__all__ = ["UsageTracker", "quota_json"]

@@ -92,7 +92,7 @@ class BerthHubService(Application):
         True,
         config=True,
         help="Hub admins (and tokens with the custom:berth:admin scope) may change the image "
-        "catalog, besides c.BerthService.admin_users / admin_groups. False: only those.",
+        "catalog, besides c.ImageCatalog.admin_users / admin_groups. False: only those.",
     )
     user_volume_target = Unicode(
         "/home/jovyan/work",

@@ -294,7 +294,7 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
                 subject=self.subject,
                 image=options.image,
                 node=s.node_name,
-                gpu_assigner=s._gpu_assigner(),
+                gpu_assigner=s.gpus.gpu_assigner(),
             )
 
         try:
@@ -325,8 +325,8 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
         options = self.berth_options
         mounts = [Mount(source=self.format_volume_name(self.user_volume, self), target=self.notebook_dir)]
         if options.folders:
-            mounts += await s.folder_mounts(self.user.name, self.groups, list(options.folders))
-        devices, gpu_env, gpu_mounts, gpu_plan = s._gpu_container(alloc.gpu_devices)
+            mounts += await s.folders.folder_mounts(self.user.name, self.groups, list(options.folders))
+        devices, gpu_env, gpu_mounts, gpu_plan = s.gpus.gpu_container(alloc.gpu_devices)
         env = {**self.get_env(), **self._berth_env(), **gpu_env}
         labels = make_labels(
             owner=self.user.name,

@@ -86,10 +86,10 @@ class UsagePageMixin(UsageHandlerMixin):
         since, until, by, group = p["since"] or "30d", p["until"] or "now", p["by"] or "user", p["group"] or None
         svc = self.berth_service
         table, per_group, per_day, users = await asyncio.gather(
-            svc.usage_report(since, until, by, group=group),
-            svc.usage_report(since, until, "group,day"),  # every group: the filter's choices too
-            svc.usage_report(since, until, "day", group=group),
-            svc.usage_report(since, until, "user", group=group),
+            svc.usage.usage_report(since, until, by, group=group),
+            svc.usage.usage_report(since, until, "group,day"),  # every group: the filter's choices too
+            svc.usage.usage_report(since, until, "day", group=group),
+            svc.usage.usage_report(since, until, "user", group=group),
         )
         first, last = day_number(table.window.since), day_number(table.window.until - timedelta(microseconds=1))
         days = [day_label(n) for n in range(first, last + 1)]
@@ -132,7 +132,7 @@ class UsageExportMixin(UsageHandlerMixin):
     async def get(self):
         self.require_usage_admin()
         p = self.usage_params(EXPORT_PARAMS)
-        report = await self.berth_service.usage_report(
+        report = await self.berth_service.usage.usage_report(
             p["since"] or "30d",
             p["until"] or "now",
             p["by"] or "user",
@@ -158,7 +158,7 @@ class MetricsMixin(UsageHandlerMixin):
     async def get(self):
         if not self.settings.get("berth_metrics_public"):
             self.require_usage_admin()
-        text = await self.berth_service.metrics_text()
+        text = await self.berth_service.usage.metrics_text()
         self.set_header("Content-Type", CONTENT_TYPE)
         self.finish(text)
 

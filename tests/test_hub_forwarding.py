@@ -54,7 +54,7 @@ def hub(tmp_path_factory, work_dir):
     h = HubProcess(
         tmp_path_factory.mktemp("hubfwd"),
         berth_extra=f"""
-        c.BerthService.admin_users = {{"teacher"}}
+        c.ImageCatalog.admin_users = {{"teacher"}}
         c.BerthHubService.user_volume_target = {str(work_dir)!r}
         """,
     )

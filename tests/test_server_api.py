@@ -22,10 +22,10 @@ def jp_server_config(tmp_path):
         "ServerApp": {"jpserver_extensions": {"jupyter_berth.server": True}},
         "BerthService": {
             "data_dir": str(tmp_path / "berth-data"),
-            "sample_interval": 0,
             "presets": {"small": {"cpu": 0.5, "mem": "256M", "display_name": "Small"}},
             "default_policy": {"max_cpu": 1, "max_mem": "1G", "total_cpu": 1.0, "default": {"cpu": 0.5, "mem": "512M"}},
         },
+        "UsageTracker": {"sample_interval": 0},
     }
 
 

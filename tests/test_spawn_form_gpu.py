@@ -1,6 +1,6 @@
 """The spawn form's GPU control and the GPU checks of the options pipeline.
 
-This host has no GPU: the devices are *declared* (as ``c.BerthService.gpus`` declares
+This host has no GPU: the devices are *declared* (as ``c.GpuManager.devices`` declares
 them), and the tests that use them say so by name. The first part is pure (the form and
 the pipeline, without a hub); the second runs a real JupyterHub with the Berth service and
 real containers (tests/hub_process.py); the last checks the usage page's GPU share-hours.
@@ -253,7 +253,7 @@ def gpu_hub(tmp_path_factory):
         users=("alice", "bob", "teacher", "carol"),
         policies=HUB_POLICIES,
         extra=HUB_EXTRA,
-        berth_extra=f"c.BerthService.gpus = [{DEVICE!r}]\nc.BerthService.gpu_quantum = 0.25\n",
+        berth_extra=f"c.GpuManager.devices = [{DEVICE!r}]\nc.GpuManager.gpu_quantum = 0.25\n",
     )
     with running(hub) as h:
         yield h

@@ -161,7 +161,7 @@ class ImagesListApp(CatalogCommand):
 
     def start(self):
         rows = _image_rows(engine_client(timeout=30))
-        catalog = {e["ref"]: e for e in self.run(lambda s, u: s.image_catalog(u, (), include_all=True))}
+        catalog = {e["ref"]: e for e in self.run(lambda s, u: s.images.image_catalog(u, (), include_all=True))}
         for r in rows:
             r["catalog"] = catalog.get(r["reference"])
         rows += [

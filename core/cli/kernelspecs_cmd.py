@@ -24,7 +24,7 @@ class KernelspecsSyncApp(Application):
         from jupyter_berth.kernelspecs import sync_from_service
 
         async def run():
-            service = BerthService(parent=self, runtime=DockerRuntime(), sample_interval=0)
+            service = BerthService(parent=self, runtime=DockerRuntime())
             await service.open()  # the catalog's decisions are in the ledger (created here on a fresh install)
             try:
                 return await sync_from_service(service, self.kernels_dir)

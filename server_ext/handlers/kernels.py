@@ -117,7 +117,7 @@ class KernelsHandler(BerthHandler):
             if remote is None:
                 service = await self.berth.service()
                 image = image or service.default_image
-                catalog.find(await service.images(), image)  # 404 naming the offered images
+                catalog.find(await service.images.catalog_view(), image)  # 404 naming the offered images
             elif image is None:
                 image = (await remote.call("GET", "berth/api/images", retry=False))["default"]
             name, what = image_kernel_name(image), f"image {image}"
