@@ -182,7 +182,7 @@ def fill_postgres(ledger, records: list[tuple]) -> float:
 
 def expected_month(records: list[tuple], month: str) -> dict:
     """One month's figures per user, computed in Python from the generated records (the check)."""
-    from jupyter_berth.report_window import parse_window
+    from jupyter_berth.usage.window import parse_window
 
     w = parse_window(month, month)
     out: dict[str, dict] = {}
@@ -201,7 +201,7 @@ def expected_month(records: list[tuple], month: str) -> dict:
 
 
 def time_reports(ledger, runs: int, records: list[tuple]) -> dict:
-    from jupyter_berth.reports import build_report
+    from jupyter_berth.usage.reports import build_report
 
     out: dict = {"monthly_by_user": {}}
     for month in MONTHS:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from jupyter_core.paths import jupyter_data_dir
 
-from jupyter_berth.catalog import ImageInfo
+from jupyter_berth.images.catalog import ImageInfo
 from jupyter_berth.resources import Preset
 
 PREFIX = "berth-"

@@ -18,8 +18,8 @@ from __future__ import annotations
 import asyncio
 import os
 
-from . import catalog
 from .engine import probe_engine
+from .images import catalog
 from .runtime.base import Runtime
 from .runtime.process import ProcessRuntime
 

@@ -25,21 +25,22 @@ from typing import Any
 from traitlets import Dict, Enum, Float, Instance, Integer, List, Unicode, default, directional_link, link
 from traitlets.config import LoggingConfigurable
 
-from . import catalog, reconcile, runtime_choice, swarm_nodes
+from . import reconcile, runtime_choice, swarm_nodes
 from .admission import Admission
 from .area import MOVED_SETTINGS, MovedSetting, apply_moved
 from .errors import BerthError, NotFoundError, PolicyError
+from .folders.manager import FolderManager
+from .images import catalog
+from .images.manager import ImageCatalog
 from .kernel_launch import KernelConnection, kernel_spec, user_network, user_subnets
 from .ledger import Ledger
 from .policies import PolicySpec, resolve
+from .pool.warm_pool import WarmPool
 from .resources import Preset, Resources, find_preset, format_bytes
 from .runtime.base import ContainerInfo, Mount, Runtime
 from .runtime.swarm_spec import NODE_LABEL
-from .service_folders import FolderManager
 from .service_gpus import GpuManager
-from .service_images import ImageCatalog
-from .service_usage import UsageTracker, quota_json
-from .warm_pool import WarmPool
+from .usage.manager import UsageTracker, quota_json
 
 
 @dataclass
@@ -82,9 +83,9 @@ class BerthService(LoggingConfigurable):
     """Admission, containers and accounting for kernels and servers.
 
     Composed of one manager per area, each a configurable with its own section: ``images``
-    (:class:`~jupyter_berth.service_images.ImageCatalog`, ``c.ImageCatalog.*``), ``folders``
-    (:class:`~jupyter_berth.service_folders.FolderManager`), ``usage``
-    (:class:`~jupyter_berth.service_usage.UsageTracker`) and ``gpus``
+    (:class:`~jupyter_berth.images.manager.ImageCatalog`, ``c.ImageCatalog.*``), ``folders``
+    (:class:`~jupyter_berth.folders.manager.FolderManager`), ``usage``
+    (:class:`~jupyter_berth.usage.manager.UsageTracker`) and ``gpus``
     (:class:`~jupyter_berth.service_gpus.GpuManager`).
     """
 

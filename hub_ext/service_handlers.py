@@ -15,8 +15,9 @@ import signal as signal_module
 
 from tornado import web
 
-from jupyter_berth import __version__, catalog
+from jupyter_berth import __version__
 from jupyter_berth.errors import NotFoundError, RequestError
+from jupyter_berth.images import catalog
 from jupyter_berth.wire import container_to_json
 
 from .service_base import BerthAPIHandler

@@ -10,7 +10,7 @@ Routes (under the service's prefix, e.g. ``/services/berth/``):
     the table's rows (parameters ``since``, ``until``, ``by``, ``group``, ``user``,
     ``image``); CSV cells cannot start a spreadsheet formula. Admins only.
 ``metrics``
-    Prometheus text exposition (see ``jupyter_berth.metrics``). Admins (a hub
+    Prometheus text exposition (see ``jupyter_berth.usage.metrics``). Admins (a hub
     admin, or a token with the ``custom:berth:admin`` scope, which is what a
     Prometheus server should scrape with) unless the service's tornado setting
     ``berth_metrics_public`` is true.
@@ -32,8 +32,8 @@ from typing import Any
 from tornado import web
 
 from jupyter_berth.errors import BerthError, RequestError
-from jupyter_berth.metrics import CONTENT_TYPE
-from jupyter_berth.report_window import day_label, day_number, iso
+from jupyter_berth.usage.metrics import CONTENT_TYPE
+from jupyter_berth.usage.window import day_label, day_number, iso
 
 from . import usage_render
 

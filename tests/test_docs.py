@@ -128,7 +128,7 @@ def test_configuration_reference_has_every_option(site):
     # spot checks against the code: name, type, default and help of one option
     from jupyter_berth.area import MOVED_SETTINGS
     from jupyter_berth.service import BerthService
-    from jupyter_berth.service_usage import UsageTracker
+    from jupyter_berth.usage.manager import UsageTracker
 
     help_text = UsageTracker.class_traits()["sample_interval"].help
     text = _text(site, "reference/configuration.html")

@@ -15,12 +15,12 @@ import pytest
 from traitlets import TraitError
 from traitlets.config import Config
 
-from jupyter_berth import folder_fs
 from jupyter_berth.errors import ConflictError, NotFoundError, PolicyError, RequestError
-from jupyter_berth.folders import Caller, Folder, Share, access, check_name, parse_reference
+from jupyter_berth.folders import fs as folder_fs
+from jupyter_berth.folders.manager import FolderManager
+from jupyter_berth.folders.model import Caller, Folder, Share, access, check_name, parse_reference
 from jupyter_berth.runtime.docker import DockerRuntime
 from jupyter_berth.service import BerthService
-from jupyter_berth.service_folders import FolderManager
 
 from .berth_fixtures import service_config
 
@@ -125,7 +125,7 @@ def test_malformed_folder_quotas_are_refused_when_configured():
 
 
 def test_folder_rows_visibility_uniqueness_and_cascades(ledger):
-    from jupyter_berth import folder_ledger as fl
+    from jupyter_berth.folders import store as fl
 
     data = fl.create(ledger, name="data", owner_kind="user", owner="alice", member_mode=None, created_by="alice")
     course = fl.create(ledger, name="course", owner_kind="group", owner="class1", member_mode="ro", created_by="tina")

@@ -21,7 +21,7 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from jupyter_berth import kernelspecs
-from jupyter_berth.catalog import ImageInfo
+from jupyter_berth.images.catalog import ImageInfo
 from tests.hub_process import HubProcess, free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]

@@ -19,9 +19,11 @@ import uuid
 import docker
 import pytest
 
-from jupyter_berth import catalog, catalog_state, image_build
-from jupyter_berth.catalog import ImageRetiredError
 from jupyter_berth.errors import ConflictError, NotFoundError, PolicyError, RequestError
+from jupyter_berth.images import build as image_build
+from jupyter_berth.images import catalog
+from jupyter_berth.images import state as catalog_state
+from jupyter_berth.images.catalog import ImageRetiredError
 from jupyter_berth.kernelspecs import image_kernel_name, plan
 
 from .image_fixtures import (  # noqa: F401  (versions, svc: fixtures)

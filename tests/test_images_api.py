@@ -13,7 +13,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from jupyter_berth import catalog_state
+from jupyter_berth.images import state as catalog_state
 from jupyter_berth.kernels import backend
 from jupyter_berth.kernelspecs import image_kernel_name
 

@@ -15,9 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from jupyter_berth.errors import RequestError
 from jupyter_berth.ledger.models import UsageRecordRow
-from jupyter_berth.metrics import UsageTotals, exposition, snapshot
-from jupyter_berth.report_window import parse_window
-from jupyter_berth.reports import FIGURES, build_report, csv_cell
+from jupyter_berth.usage.metrics import UsageTotals, exposition, snapshot
+from jupyter_berth.usage.reports import FIGURES, build_report, csv_cell
+from jupyter_berth.usage.window import parse_window
 
 from .usage_fixtures import DAY1, DAY2, EXPECTED_BY_USER, NOW, SINCE, UNTIL, fill_known_history, h
 

@@ -19,12 +19,8 @@ from traitlets.config import Application
 from .._version import __version__
 from ..engine import engine_client
 from ..imagebuild.baseimage import LABEL_PREFIX
-from ..imagebuild.bootstrap import (
-    DEFAULT_EXTRA_CA_DIR,
-    DEFAULT_KERNEL_REPOSITORY,
-    DEFAULT_KERNEL_TAG,
-    bootstrap_image,
-)
+from ..imagebuild.bootstrap import DEFAULT_EXTRA_CA_DIR, DEFAULT_KERNEL_REPOSITORY, DEFAULT_KERNEL_TAG
+from ..imagebuild.by_recipe import bootstrap
 from .engine_cmd import BerthCommandApp
 from .images_admin_cmd import SUBCOMMANDS, CatalogCommand
 
@@ -88,14 +84,14 @@ berth images bootstrap --extra-ca-dir=''     # trust no extra CA"""
         for recipe in recipes:
             # --all builds the default names; otherwise the singleuser recipe maps the default
             # kernel name to berth/singleuser:3.11 by itself
-            result = bootstrap_image(
+            result = bootstrap(
+                recipe,
                 name=DEFAULT_KERNEL_REPOSITORY if self.all else self.repository,
                 tag=DEFAULT_KERNEL_TAG if self.all else self.tag,
                 force=self.force,
                 progress=lambda line: print(line, flush=True),
                 extra_ca_dir=self.extra_ca_dir or None,
                 if_missing=self.if_missing,
-                recipe=recipe,
             )
             state = "cached" if result.cached else "built"
             print(f"{result.reference}: {state} in {result.seconds:.1f} s ({result.image_id[:19]})")

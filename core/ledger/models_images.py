@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, CheckConstraint, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .models import Base, UTCDateTime, utcnow
+from .base import Base, UTCDateTime, utcnow
 
 #: What an admin can make of an image reference.
 IMAGE_STATES = ("offered", "hidden", "retired")

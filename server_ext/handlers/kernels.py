@@ -13,8 +13,8 @@ import uuid
 from jupyter_client.kernelspec import NoSuchKernel
 from jupyter_core.utils import ensure_async
 
-from jupyter_berth import catalog
 from jupyter_berth.errors import NotFoundError, RequestError
+from jupyter_berth.images import catalog
 from jupyter_berth.kernelspecs import image_kernel_name, preset_kernel_name
 from jupyter_berth.resources import Resources
 

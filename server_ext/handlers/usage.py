@@ -2,7 +2,7 @@
 
 Always the authenticated user's records (identity from the server, never from the
 request); there is no parameter that names another user. Query parameters:
-``since`` / ``until`` (see ``jupyter_berth.report_window``; default the last 30
+``since`` / ``until`` (see ``jupyter_berth.usage.window``; default the last 30
 days) and ``by`` (default ``day``; ``image``, ``day``, ``image,day``...).
 """
 

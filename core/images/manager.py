@@ -7,8 +7,8 @@ images; admins (``admin_users``, ``admin_groups``) change what is offered. Every
 checks the caller first, so a refused request changes nothing.
 
 The catalog is the engine's kernel images joined with the admin's decisions in the ledger
-(:mod:`jupyter_berth.catalog_state`); :meth:`ImageCatalog.catalog_view` builds it. Pull, push
-and build are its ``versions`` (:class:`~jupyter_berth.service_image_versions.ImageVersions`).
+(:mod:`jupyter_berth.images.state`); :meth:`ImageCatalog.catalog_view` builds it. Pull, push
+and build are its ``versions`` (:class:`~jupyter_berth.images.versions.ImageVersions`).
 """
 
 from __future__ import annotations
@@ -18,12 +18,15 @@ from typing import Any
 
 from traitlets import Bool, List, Set, Unicode, directional_link
 
-from . import catalog, catalog_state, image_build, image_ops
-from .area import AreaManager
+from ..area import AreaManager
+from ..errors import ConflictError, EngineError, NotFoundError, PolicyError, RequestError
+from ..runtime.labels import PREFIX
+from . import build as image_build
+from . import catalog
+from . import engine_ops as image_ops
+from . import state as catalog_state
 from .catalog import CatalogView, ImageInfo
-from .errors import ConflictError, EngineError, NotFoundError, PolicyError, RequestError
-from .runtime.labels import PREFIX
-from .service_image_versions import ImageVersions
+from .versions import ImageVersions
 
 #: Engine calls that change no image.
 _READ_ONLY = (image_ops.inspect, image_ops.containers_by_image, image_build.probe_versions)

@@ -8,7 +8,7 @@ first (admin, names, patterns, conflicts: fast, nothing changed), then run
 is hidden until an admin offers it, unless ``offer=True``.
 
 ``start_image_operation`` runs the slow part in the background and returns an
-:class:`~jupyter_berth.image_operations.Operation` to poll (the REST API).
+:class:`~jupyter_berth.images.operations.Operation` to poll (the REST API).
 """
 
 from __future__ import annotations
@@ -21,13 +21,16 @@ from typing import Any
 
 from traitlets import Bool, Instance, List, Unicode
 
-from . import catalog, catalog_state, image_build, image_ops
-from .area import AreaManager
+from ..area import AreaManager
+from ..errors import ConflictError, EngineError, PolicyError, RequestError
+from ..imagebuild.bootstrap import DEFAULT_EXTRA_CA_DIR
+from ..runtime.labels import PREFIX
+from . import build as image_build
+from . import catalog
+from . import engine_ops as image_ops
+from . import state as catalog_state
 from .catalog import Ref
-from .errors import ConflictError, EngineError, PolicyError, RequestError
-from .image_operations import Operation, Operations
-from .imagebuild.bootstrap import DEFAULT_EXTRA_CA_DIR
-from .runtime.labels import PREFIX
+from .operations import Operation, Operations
 
 Progress = Callable[[str], None]
 
@@ -61,7 +64,7 @@ class ImageVersions(AreaManager):
     """New image versions (``service.images.versions``): pull, push and build (see module doc)."""
 
     catalog = Instance(
-        "jupyter_berth.service_images.ImageCatalog", help="The catalog the new versions join (it checks admins)."
+        "jupyter_berth.images.manager.ImageCatalog", help="The catalog the new versions join (it checks admins)."
     )
 
     build_extra_ca_dir = Unicode(

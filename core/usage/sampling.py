@@ -14,8 +14,8 @@ from collections.abc import Iterable
 
 from sqlalchemy import insert, select
 
-from .ledger.models import RELEASED, AllocationRow, UsageSampleRow
-from .runtime.base import ContainerUsage
+from ..ledger.models import RELEASED, AllocationRow, UsageSampleRow
+from ..runtime.base import ContainerUsage
 
 
 def record_samples(ledger, samples: Iterable[tuple[str, ContainerUsage]]) -> int:

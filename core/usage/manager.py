@@ -14,10 +14,10 @@ from collections.abc import Awaitable, Callable
 from traitlets import Any, Float
 from traitlets import Callable as CallableTrait
 
-from .area import AreaManager
-from .errors import BerthError
+from ..area import AreaManager
+from ..errors import BerthError
+from ..runtime.base import ContainerInfo
 from .reports import Report, build_report
-from .runtime.base import ContainerInfo
 
 
 def quota_json(summary: dict) -> dict:
@@ -86,9 +86,9 @@ class UsageTracker(AreaManager):
         """Sample every running container once; returns how many were sampled.
 
         The counters are read concurrently (cgroup files, not the engine's stats stream) and the
-        round is written in one ledger transaction (``usage_sampling.record_samples``).
+        round is written in one ledger transaction (``sampling.record_samples``).
         """
-        from .usage_sampling import record_samples
+        from .sampling import record_samples
 
         allocs = [a for a in await self.live_allocations() if a.container_id]
         results = await asyncio.gather(*(self.runtime.usage(a.container_id) for a in allocs), return_exceptions=True)

@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import docker.errors
 
+from ..errors import ConflictError, EngineError, NotFoundError
 from .catalog import Ref, parse_ref
-from .errors import ConflictError, EngineError, NotFoundError
 
 Progress = Callable[[str], None]
 #: Seconds between two byte-count lines of the same pull or push.

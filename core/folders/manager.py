@@ -3,9 +3,9 @@
 :class:`FolderManager` is composed into :class:`~jupyter_berth.service.BerthService` as
 ``service.folders`` (settings: ``c.FolderManager.*``); it is given the ledger, the runtime and
 the service's data directory (see :mod:`jupyter_berth.area`). Rules (who may do what, why a
-foreign folder is "not found") are in :mod:`jupyter_berth.folders`; the host side (paths,
-measuring and deleting without following links) in :mod:`jupyter_berth.folder_fs`; rows in
-:mod:`jupyter_berth.folder_ledger`. See ``docs/folders.md``.
+foreign folder is "not found") are in :mod:`jupyter_berth.folders.model`; the host side (paths,
+measuring and deleting without following links) in :mod:`jupyter_berth.folders.fs`; rows in
+:mod:`jupyter_berth.folders.store`. See ``docs/folders.md``.
 
 Quotas are *measured and soft*: usage is measured by walking the folders (off the event
 loop, cached for ``folder_usage_ttl`` seconds), and an owner at or over a limit gets no
@@ -22,10 +22,14 @@ from datetime import datetime, timezone
 
 from traitlets import Dict, Float, Integer, TraitError, Unicode, validate
 
-from . import folder_fs, folder_ledger
-from .area import AreaManager
-from .errors import ConflictError, NotFoundError, PolicyError, RequestError
-from .folders import (
+from ..area import AreaManager
+from ..errors import ConflictError, NotFoundError, PolicyError, RequestError
+from ..kernel_launch import FOLDERS_ROOT
+from ..runtime.base import Mount
+from ..runtime.labels import parse_labels
+from . import fs as folder_fs
+from . import store as folder_ledger
+from .model import (
     MODE_WORDS,
     Access,
     Caller,
@@ -43,9 +47,6 @@ from .folders import (
     owner_words,
     parse_reference,
 )
-from .kernel_launch import FOLDERS_ROOT
-from .runtime.base import Mount
-from .runtime.labels import parse_labels
 
 #: How quotas are enforced, as the API reports it.
 ENFORCEMENT = "measured (soft): new folders and new read-write mounts are refused at or over a limit"
