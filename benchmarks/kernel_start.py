@@ -359,7 +359,7 @@ class Bench:
 
     async def kernel_memory(self, container_id: str) -> dict:
         usage = await self.service.runtime.usage(container_id)
-        attrs = await self.service.runtime._docker("inspect_container", container_id)
+        attrs = await self.service.runtime.docker("inspect_container", container_id)
         tini = (attrs.get("State") or {}).get("Pid")
         kernel = children(tini)[0] if tini and children(tini) else None
         shim = parent(tini) if tini else None

@@ -25,7 +25,7 @@ from typing import Any
 from traitlets import Dict, Enum, Float, Instance, Integer, List, Unicode, default, directional_link, link
 from traitlets.config import LoggingConfigurable
 
-from . import reconcile, runtime_choice, swarm_nodes
+from . import reconcile, swarm_nodes
 from .admission import Admission
 from .area import MOVED_SETTINGS, MovedSetting, apply_moved
 from .errors import BerthError, NotFoundError, PolicyError
@@ -37,6 +37,7 @@ from .ledger import Ledger
 from .policies import PolicySpec, resolve
 from .pool.warm_pool import WarmPool
 from .resources import Preset, Resources, find_preset, format_bytes
+from .runtime import choice as runtime_choice
 from .runtime.base import ContainerInfo, Mount, Runtime
 from .runtime.swarm_spec import NODE_LABEL
 from .service_gpus import GpuManager

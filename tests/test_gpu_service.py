@@ -120,7 +120,7 @@ async def test_gpu_request_on_a_host_without_gpu_is_refused(tmp_path):
         assert await service.list_kernels() == []
         # A kernel without a GPU share sees no GPU even on a host whose default runtime is nvidia.
         launch = await service.start_kernel("ana", kernel_id=f"n-{uuid.uuid4().hex[:6]}", request={"mem": "128M"})
-        env = (await service.runtime._docker("inspect_container", launch.container_id))["Config"]["Env"]
+        env = (await service.runtime.docker("inspect_container", launch.container_id))["Config"]["Env"]
         assert "NVIDIA_VISIBLE_DEVICES=void" in env
         await service.stop_kernel("ana", launch.kernel_id, now=True)
         assert (await service.gpus.gpu_summary())["devices"] == []

@@ -254,7 +254,7 @@ async def test_a_kernel_under_known_load_is_reported_within_ten_percent(tmp_path
             exec_id = api.exec_create(launch.container_id, ["python3", "-c", code], user="1000")
             return api.exec_start(exec_id)
 
-        busy = asyncio.ensure_future(service.runtime._docker(burn))
+        busy = asyncio.ensure_future(service.runtime.docker(burn))
         while not busy.done():
             await asyncio.sleep(1.0)
             await service.usage.sample_all()

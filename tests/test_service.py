@@ -101,7 +101,7 @@ async def test_usage_is_sampled_while_running_so_a_crash_leaves_a_record(tmp_pat
             )
             api.exec_start(exec_id)
 
-        await service.runtime._docker(burn)
+        await service.runtime.docker(burn)
         await asyncio.sleep(1.2)  # at least one more sampling round
         alloc = await asyncio.to_thread(service.ledger.get_allocation, launch.allocation_id)
         assert alloc.cpu_seconds is not None and alloc.cpu_seconds > 1.0  # 3 s at 0.5 CPU ≈ 1.5 s

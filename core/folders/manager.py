@@ -429,13 +429,12 @@ class FolderManager(AreaManager):
 
     async def folder_mounted_by(self, f: Folder) -> list[str]:
         """Running containers that mount the folder, in words (``kernel K of alice``); asks the engine."""
-        docker_call = getattr(self.runtime, "_docker", None)
-        if docker_call is None:
+        if self.runtime is None or not self.runtime.has_docker_api:
             return []  # a runtime without bind mounts (or none yet) mounts nothing
         path = self._path(f)
         sources = {path, os.path.realpath(path)}
         found = []
-        for c in await docker_call("containers", all=False):
+        for c in await self.runtime.docker("containers", all=False):
             if not any(m.get("Type") == "bind" and m.get("Source") in sources for m in c.get("Mounts") or ()):
                 continue
             labels = parse_labels(c.get("Labels") or {})

@@ -76,11 +76,10 @@ class ImageCatalog(AreaManager):
     # ---- plumbing ------------------------------------------------------------------------
     async def engine_call(self, fn, *args, **kw):
         """Run ``fn(api, ...)`` (docker-py's low-level client) off the loop, through the runtime."""
-        call = getattr(self.runtime, "_docker", None)
-        if call is None:
+        if not self.runtime.has_docker_api:
             raise EngineError(f"image operations need the Docker runtime; this service runs on {self.runtime.name}")
         try:
-            return await call(fn, *args, **kw)
+            return await self.runtime.docker(fn, *args, **kw)
         finally:
             if fn not in _READ_ONLY:
                 self._engine_images = None  # the engine's images may have changed: list them again
