@@ -38,6 +38,8 @@ import sys
 import tempfile
 import time
 
+from jupyter_berth.gpu.enforcement import DEFAULT_MPS_PIPE_DIRECTORY
+
 EXIT_PASS, EXIT_FAIL, EXIT_SETUP, EXIT_SKIPPED = 0, 1, 2, 77
 CHUNK = 64 * 1024**2
 
@@ -104,7 +106,11 @@ def parse_args(argv):
     p.add_argument("--share", type=float, default=0.25, help="GPU share per container (default 0.25)")
     p.add_argument("--containers", type=int, default=2, help="containers started at once (default 2)")
     p.add_argument("--quantum", type=float, default=0.05)
-    p.add_argument("--mps-pipe-directory", default="/tmp/nvidia-mps")
+    p.add_argument(
+        "--mps-pipe-directory",
+        default=DEFAULT_MPS_PIPE_DIRECTORY,
+        help=f"the MPS daemon's CUDA_MPS_PIPE_DIRECTORY (default {DEFAULT_MPS_PIPE_DIRECTORY})",
+    )
     p.add_argument("--interception-library", help="host path of e.g. HAMi-core's libvgpu.so")
     p.add_argument("--interception-env", default="{}", help='JSON, e.g. {"CUDA_DEVICE_MEMORY_LIMIT": "{memory_mb}m"}')
     p.add_argument(

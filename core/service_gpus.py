@@ -49,7 +49,10 @@ class GpuMixin(HasTraits):
         "NVIDIA MPS limits, or an admin-supplied CUDA interception library. See docs/admin-gpus.md.",
     )
     gpu_mps_pipe_directory = Unicode(
-        enforcement.DEFAULT_MPS_PIPE_DIRECTORY, config=True, help="The MPS daemon's pipe directory."
+        enforcement.DEFAULT_MPS_PIPE_DIRECTORY,
+        config=True,
+        help="The MPS control daemon's pipe directory (its CUDA_MPS_PIPE_DIRECTORY), mounted into MPS kernels only. "
+        "Not NVIDIA's default /tmp/nvidia-mps, which the NVIDIA runtime mounts into every GPU container.",
     )
     gpu_interception_library = Unicode(
         None,
@@ -74,6 +77,10 @@ class GpuMixin(HasTraits):
                 self.gpu_inventory.source,
                 ", ".join(f"{d.name} {d.uuid}" for d in self.gpu_inventory.devices),
             )
+        if self.gpu_enforcement == "mps":
+            warning = enforcement.mps_pipe_directory_warning(self.gpu_mps_pipe_directory)
+            if warning:
+                self.log.warning("Berth GPUs: %s", warning)
         self._caps_file = startup_caps.write_startup_file(os.path.join(self.data_dir, "gpu"))
         return self.gpu_inventory
 

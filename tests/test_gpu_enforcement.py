@@ -29,6 +29,7 @@ from jupyter_berth.gpu import (
     plan,
     write_startup_file,
 )
+from jupyter_berth.gpu.enforcement import DEFAULT_MPS_PIPE_DIRECTORY, NO_MPS_PIPE_DIRECTORY
 
 GiB = 1024**3
 REPO = Path(__file__).resolve().parent.parent
@@ -78,15 +79,41 @@ def test_declared_gpu_quarter_share_under_mps_gets_mps_limits_and_the_pipe():
     assert p.env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "25"
     # the one granted device is ordinal 0 inside the container
     assert p.env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == "0=4096M"
-    assert p.env["CUDA_MPS_PIPE_DIRECTORY"] == "/tmp/nvidia-mps"
-    assert p.mounts == [("/tmp/nvidia-mps", "/tmp/nvidia-mps", False)]
+    assert p.env["CUDA_MPS_PIPE_DIRECTORY"] == "/run/nvidia-mps"  # not NVIDIA's default /tmp/nvidia-mps
+    assert p.mounts == [("/run/nvidia-mps", "/run/nvidia-mps", False)]
     assert p.ipc_mode == "host" and p.mechanism == "mps"
     assert p.env["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.25"  # framework caps stay as the floor
-    custom = plan(QUARTER, DEVICES, "mps", mps_pipe_directory="/run/nvidia-mps")
-    assert custom.mounts == [("/run/nvidia-mps", "/run/nvidia-mps", False)]
-    with pytest.raises(RequestError) as e:
-        plan(QUARTER, DEVICES, "mps", mps_pipe_directory="nvidia-mps")
-    assert e.value.field == "gpu_mps_pipe_directory"
+    custom = plan(QUARTER, DEVICES, "mps", mps_pipe_directory="/srv/mps")
+    assert custom.mounts == [("/srv/mps", "/srv/mps", False)]
+    for bad in ("nvidia-mps", NO_MPS_PIPE_DIRECTORY):
+        with pytest.raises(RequestError) as e:
+            plan(QUARTER, DEVICES, "mps", mps_pipe_directory=bad)
+        assert e.value.field == "gpu_mps_pipe_directory"
+
+
+def test_declared_gpu_default_mps_pipe_directory_is_not_nvidias_and_nvidias_is_warned_about():
+    assert DEFAULT_MPS_PIPE_DIRECTORY != "/tmp/nvidia-mps"
+    assert not any("every GPU container" in note for note in plan(QUARTER, DEVICES, "mps").notes)
+    warned = plan(QUARTER, DEVICES, "mps", mps_pipe_directory="/tmp/nvidia-mps")
+    assert any("every GPU container" in note for note in warned.notes)
+
+
+@pytest.mark.parametrize(
+    "shares, mechanism",
+    [
+        (QUARTER, "none"),
+        (QUARTER, "interception"),
+        ([GpuShare(T4.uuid, 1.0)], "none"),
+        ([GpuShare(T4.uuid, 1.0)], "mps"),  # a whole device under an MPS host is no MPS client
+        ([GpuShare(T4.uuid, 1.0), GpuShare(A100.uuid, 1.0)], "interception"),
+    ],
+)
+def test_declared_gpu_every_non_mps_plan_points_cuda_at_no_mps_daemon(shares, mechanism):
+    p = plan(shares, DEVICES, mechanism, "/opt/hami/libvgpu.so")
+    assert p.mechanism != "mps"
+    assert p.env["CUDA_MPS_PIPE_DIRECTORY"] == NO_MPS_PIPE_DIRECTORY == "/dev/null/berth-no-mps"
+    assert NO_MPS_PIPE_DIRECTORY.startswith("/dev/null/")  # no directory can ever exist under /dev/null
+    assert not any(dst == NO_MPS_PIPE_DIRECTORY for _, dst, _ in p.mounts) and p.ipc_mode is None
 
 
 def test_declared_gpu_quarter_share_under_interception_preloads_the_admin_library():
@@ -132,6 +159,7 @@ def test_declared_gpu_whole_devices_get_no_caps():
     assert p.env["BERTH_GPU_SHARE"] == "2"
     assert p.env["BERTH_GPU_MEMORY_BYTES"] == str(56 * GiB)
     assert not any(v in p.env for v in CAP_VARIABLES)
+    assert p.env["CUDA_MPS_PIPE_DIRECTORY"] == NO_MPS_PIPE_DIRECTORY  # whole devices never join a daemon
     assert p.mounts == [] and p.ipc_mode is None and p.mechanism == "none"
 
 
@@ -151,7 +179,7 @@ def test_declared_gpu_docker_device_request_names_the_uuid():
     kwargs = docker_run_kwargs(p)
     assert kwargs["device_requests"][0]["DeviceIDs"] == [T4.uuid]
     assert kwargs["ipc_mode"] == "host"
-    assert kwargs["mounts"][0]["Source"] == "/tmp/nvidia-mps" and kwargs["mounts"][0]["ReadOnly"] is False
+    assert kwargs["mounts"][0]["Source"] == "/run/nvidia-mps" and kwargs["mounts"][0]["ReadOnly"] is False
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,11 @@ runtime applies to the container it starts. Layers, weakest first:
 * **mps** — NVIDIA MPS client limits: ``CUDA_MPS_ACTIVE_THREAD_PERCENTAGE``
   (compute) and ``CUDA_MPS_PINNED_DEVICE_MEM_LIMIT`` (device memory, enforced by
   the MPS server), the pipe directory mounted, host IPC. The variables live in the
-  kernel's environment: a process started without them gets the control daemon's
-  defaults, which the admin sets as the ceiling (docs/admin-gpus.md).
+  kernel's environment and bind each *process* (not the container): a process
+  started without them gets the control daemon's defaults, which the admin sets
+  as the ceiling (docs/admin-gpus.md). Every other plan with a device sets
+  ``CUDA_MPS_PIPE_DIRECTORY`` to :data:`NO_MPS_PIPE_DIRECTORY`, so CUDA there
+  never connects to a daemon whose directory the NVIDIA runtime mounted.
 * **interception** — an admin-supplied CUDA interception library (such as
   HAMi-core's ``libvgpu.so``) mounted read-only and ``LD_PRELOAD``-ed, with
   the admin's limit variables filled in. Nothing is vendored.
@@ -43,8 +46,17 @@ Mechanism = Literal["none", "mps", "interception"]
 MECHANISMS = ("none", "mps", "interception")
 
 MiB = 1024**2
-#: The MPS control daemon's default pipe directory (``CUDA_MPS_PIPE_DIRECTORY``).
-DEFAULT_MPS_PIPE_DIRECTORY = "/tmp/nvidia-mps"
+#: NVIDIA's own default pipe directory. libnvidia-container mounts it into *every* container with
+#: the compute capability when it exists on the host (``lookup_ipcs`` in src/nvc_info.c, the IPC
+#: mounts in src/nvc_mount.c), so a daemon there reaches kernels that were never meant to use MPS.
+NVIDIA_DEFAULT_MPS_PIPE_DIRECTORY = "/tmp/nvidia-mps"
+#: Berth's default pipe directory for the MPS daemon: not NVIDIA's, so only MPS kernels see it.
+DEFAULT_MPS_PIPE_DIRECTORY = "/run/nvidia-mps"
+#: ``CUDA_MPS_PIPE_DIRECTORY`` for every GPU plan that is not an MPS client: a path that can never
+#: exist (nothing can be created under /dev/null), so CUDA's connection attempt to a control daemon
+#: fails and the process runs without MPS, as nvidia-cuda-mps-control(1) describes, even when a
+#: daemon's pipe directory was mounted into the container by the NVIDIA runtime.
+NO_MPS_PIPE_DIRECTORY = "/dev/null/berth-no-mps"
 #: Where the interception library appears inside the container.
 INTERCEPTION_DIR_IN_CONTAINER = "/opt/berth/gpu"
 #: Placeholders an admin may use in interception limit variables.
@@ -88,6 +100,29 @@ def _fill_template(name: str, template: str, values: Mapping[str, str]) -> str:
                 f"unknown placeholder {{{f}}} in {template!r}; use {', '.join('{' + k + '}' for k in TEMPLATE_FIELDS)}",
             )
     return template.format_map(values)
+
+
+def check_mps_pipe_directory(path: str) -> str:
+    """Refuse a pipe directory Berth cannot use; return it unchanged."""
+    if not isinstance(path, str) or not posixpath.isabs(path):
+        raise RequestError(
+            "gpu_mps_pipe_directory", f"{path!r} must be an absolute path such as {DEFAULT_MPS_PIPE_DIRECTORY}"
+        )
+    if posixpath.normpath(path) == NO_MPS_PIPE_DIRECTORY:
+        raise RequestError("gpu_mps_pipe_directory", f"{path!r} is the directory Berth uses for 'no MPS'; pick another")
+    return path
+
+
+def mps_pipe_directory_warning(path: str) -> str | None:
+    """What an admin should hear about ``path`` as the MPS pipe directory (None: nothing)."""
+    if posixpath.normpath(path) == NVIDIA_DEFAULT_MPS_PIPE_DIRECTORY:
+        return (
+            f"gpu_mps_pipe_directory is NVIDIA's default {NVIDIA_DEFAULT_MPS_PIPE_DIRECTORY}: the NVIDIA runtime mounts "
+            "it into every GPU container, Berth's and others'. Berth's own non-MPS kernels are kept off the daemon "
+            f"(CUDA_MPS_PIPE_DIRECTORY={NO_MPS_PIPE_DIRECTORY}), other GPU containers on this host are not; start the "
+            f"daemon with CUDA_MPS_PIPE_DIRECTORY={DEFAULT_MPS_PIPE_DIRECTORY} and set gpu_mps_pipe_directory to match"
+        )
+    return None
 
 
 def plan(
@@ -140,8 +175,13 @@ def plan(
         "BERTH_GPU_MEMORY_BYTES": str(memory),
     }
     result = GpuPlan(device_ids=uuids, env=env, memory_bytes=memory)
+    if mechanism != "mps" or not fractions:  # the MPS branch below sets the daemon's directory
+        env["CUDA_MPS_PIPE_DIRECTORY"] = NO_MPS_PIPE_DIRECTORY
     if not fractions:
-        result.notes.append(f"{len(uuids)} whole device(s): no caps, the kernel owns them")
+        result.notes.append(
+            f"{len(uuids)} whole device(s): no caps, the kernel owns them; "
+            f"CUDA_MPS_PIPE_DIRECTORY={NO_MPS_PIPE_DIRECTORY} keeps it off any MPS daemon"
+        )
         return result
 
     share_text = format_share(total_units)
@@ -162,10 +202,7 @@ def plan(
     )
     result.mechanism = "none"
     if mechanism == "mps":
-        if not posixpath.isabs(mps_pipe_directory):
-            raise RequestError(
-                "gpu_mps_pipe_directory", f"{mps_pipe_directory!r} must be an absolute path such as /tmp/nvidia-mps"
-            )
+        check_mps_pipe_directory(mps_pipe_directory)
         env["CUDA_MPS_PIPE_DIRECTORY"] = mps_pipe_directory
         env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] = str(share_percent)
         # Device ordinal as the client sees it: the one granted device is 0 inside
@@ -175,6 +212,9 @@ def plan(
         result.mounts.append((mps_pipe_directory, mps_pipe_directory, False))
         result.ipc_mode = "host"
         result.mechanism = "mps"
+        warning = mps_pipe_directory_warning(mps_pipe_directory)
+        if warning:
+            result.notes.append(warning)
         result.notes.append(
             f"MPS: {share_percent}% of the SMs and {memory_mb} MiB pinned device memory, enforced by the MPS server "
             "for processes that keep these variables (without them, the control daemon's defaults apply); "
