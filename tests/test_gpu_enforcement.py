@@ -133,6 +133,20 @@ def test_declared_gpu_quarter_share_under_interception_preloads_the_admin_librar
     assert p.mechanism == "interception" and p.ipc_mode is None
 
 
+def test_declared_gpu_interception_caps_frameworks_once_not_twice():
+    """HAMi-core reports the budget as the device total: a fraction of it again would give 1/16, not 1/4."""
+    p = plan(QUARTER, DEVICES, "interception", "/opt/hami/libvgpu.so", {"CUDA_DEVICE_MEMORY_LIMIT": "{memory_mb}m"})
+    reported_total = 4 * GiB  # what cuMemGetInfo / cuDeviceTotalMem answer under the library
+    assert float(p.env["XLA_PYTHON_CLIENT_MEM_FRACTION"]) * reported_total == p.memory_bytes
+    assert "BERTH_TORCH_MEMORY_FRACTION" not in p.env  # no second cap on PyTorch
+    assert int(p.env["BERTH_TF_MEMORY_LIMIT_MB"]) * 1024**2 == p.memory_bytes  # TF's limit is absolute
+    assert any("reports the 4096 MiB budget as the device's total" in note for note in p.notes)
+    # without interception the frameworks see the whole device: the fraction is the share
+    free = plan(QUARTER, DEVICES, "none")
+    assert float(free.env["XLA_PYTHON_CLIENT_MEM_FRACTION"]) * T4.memory_bytes == free.memory_bytes
+    assert float(free.env["BERTH_TORCH_MEMORY_FRACTION"]) * T4.memory_bytes == free.memory_bytes
+
+
 @pytest.mark.parametrize(
     "library, env, field",
     [

@@ -9,7 +9,8 @@ runtime applies to the container it starts. Layers, weakest first:
   sets ``all`` under a default ``nvidia`` runtime still sees none), plus
   ``BERTH_GPU_SHARE`` and ``BERTH_GPU_MEMORY_BYTES`` (share × device memory)
   for the kernel and the sidebar to read.
-* **framework caps** (every fraction) — ``XLA_PYTHON_CLIENT_MEM_FRACTION``,
+* **framework caps** (every fraction; fractions of 1 under interception, whose
+  library reports the budget as the device total) — ``XLA_PYTHON_CLIENT_MEM_FRACTION``,
   ``XLA_PYTHON_CLIENT_PREALLOCATE=false``, ``TF_FORCE_GPU_ALLOW_GROWTH=true``
   and the variables the IPython startup file
   (:mod:`jupyter_berth.gpu.startup_caps`) turns into PyTorch's per-process
@@ -187,19 +188,33 @@ def plan(
     share_text = format_share(total_units)
     memory_mb = memory // MiB
     share_percent = max(1, total_units * 100 // UNITS)
+    # Fractions are of the total the framework *sees*. An interception library such as HAMi-core
+    # reports the budget itself as the device's total (its cuMemGetInfo_v2 and cuDeviceTotalMem_v2
+    # hooks), so a fraction of the share there would cap the kernel twice (0.25 × 0.25 = 1/16):
+    # under interception the frameworks get 1, the whole of what they see. TensorFlow's limit is
+    # in MiB, not a fraction, and stays the budget either way.
+    intercepted = mechanism == "interception"
+    framework_fraction = "1" if intercepted else share_text
     env.update(
         {
-            "XLA_PYTHON_CLIENT_MEM_FRACTION": share_text,
+            "XLA_PYTHON_CLIENT_MEM_FRACTION": framework_fraction,
             "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
             "TF_FORCE_GPU_ALLOW_GROWTH": "true",
             "BERTH_TF_MEMORY_LIMIT_MB": str(memory_mb),
-            "BERTH_TORCH_MEMORY_FRACTION": share_text,
         }
     )
-    result.notes.append(
-        f"framework caps for {share_text} of {uuids[0]} ({memory_mb} MiB): JAX/XLA, TensorFlow and PyTorch "
-        "(via the IPython startup file); cooperative, user code can raise them"
-    )
+    if not intercepted:
+        env["BERTH_TORCH_MEMORY_FRACTION"] = share_text
+    if intercepted:
+        result.notes.append(
+            f"framework caps under interception: JAX/XLA fraction 1 and no PyTorch fraction, because the library "
+            f"reports the {memory_mb} MiB budget as the device's total; TensorFlow limited to {memory_mb} MiB"
+        )
+    else:
+        result.notes.append(
+            f"framework caps for {share_text} of {uuids[0]} ({memory_mb} MiB): JAX/XLA, TensorFlow and PyTorch "
+            "(via the IPython startup file); cooperative, user code can raise them"
+        )
     result.mechanism = "none"
     if mechanism == "mps":
         check_mps_pipe_directory(mps_pipe_directory)
