@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from traitlets import Dict, Enum, Float, HasTraits, List, Unicode
+from traitlets import Dict, Enum, Float, HasTraits, List, Unicode, validate
 
 from .admission import share_assigner
 from .gpu import allocator, enforcement, inventory, process_memory, startup_caps
@@ -65,6 +65,17 @@ class GpuMixin(HasTraits):
         help="Variables for the interception library; values may use {memory_mb}, {memory_bytes}, {share_percent}.",
     )
 
+    gpu_interception_mounts = List(
+        config=True,
+        help="Extra host paths the interception library needs in GPU kernels under gpu_enforcement='interception', "
+        "each (host path, container path, read_only) or 'host:container[:ro]'; read-write by default. HAMi-core "
+        "shares a lock directory: [('/tmp/vgpulock', '/tmp/vgpulock', False)].",
+    )
+
+    @validate("gpu_interception_mounts")
+    def _valid_interception_mounts(self, proposal):
+        return enforcement.parse_interception_mounts(proposal["value"])
+
     gpu_inventory: inventory.GpuInventory | None = None
 
     async def _discover_gpus(self) -> inventory.GpuInventory:
@@ -102,6 +113,7 @@ class GpuMixin(HasTraits):
             self.gpu_interception_library,
             self.gpu_interception_env,
             mps_pipe_directory=self.gpu_mps_pipe_directory,
+            interception_mounts=self.gpu_interception_mounts,
         )
         mounts = [Mount(source=src, target=dst, read_only=ro) for src, dst, ro in plan.mounts]
         if gpu_devices:

@@ -147,6 +147,25 @@ def test_declared_gpu_interception_caps_frameworks_once_not_twice():
     assert float(free.env["BERTH_TORCH_MEMORY_FRACTION"]) * T4.memory_bytes == free.memory_bytes
 
 
+def test_declared_gpu_interception_mounts_are_normalised_or_refused_naming_the_entry():
+    from jupyter_berth.gpu.enforcement import parse_interception_mounts
+
+    assert parse_interception_mounts(
+        ["/tmp/vgpulock", "/a:/b", "/c:/d:ro", ("/e", "/f"), ["/g", "/h", True], {"source": "/i", "target": "/j"}]
+    ) == [
+        ("/tmp/vgpulock", "/tmp/vgpulock", False),
+        ("/a", "/b", False),
+        ("/c", "/d", True),
+        ("/e", "/f", False),
+        ("/g", "/h", True),
+        ("/i", "/j", False),
+    ]
+    for bad in (["rel:/x"], ["/a:/b:maybe"], [("/a",)], [{"target": "/x"}], [("/a", "/b", "yes")]):
+        with pytest.raises(RequestError) as e:
+            parse_interception_mounts(bad)
+        assert e.value.field == "gpu_interception_mounts[0]"
+
+
 @pytest.mark.parametrize(
     "library, env, field",
     [

@@ -103,6 +103,43 @@ def _fill_template(name: str, template: str, values: Mapping[str, str]) -> str:
     return template.format_map(values)
 
 
+def parse_interception_mounts(
+    value: Iterable | None, field: str = "gpu_interception_mounts"
+) -> list[tuple[str, str, bool]]:
+    """Normalise extra mounts an interception library needs to ``(host path, container path, read_only)``.
+
+    Each entry is ``(host, container[, read_only])``, ``{"source", "target"[, "read_only"]}`` or the
+    string ``"host:container[:ro|rw]"``; read-write unless said otherwise (HAMi-core's lock directory
+    must be writable). Both paths must be absolute.
+    """
+    out: list[tuple[str, str, bool]] = []
+    for position, entry in enumerate(value or ()):
+        at = f"{field}[{position}]"
+        if isinstance(entry, str):
+            parts = entry.split(":")
+            if len(parts) == 3 and parts[2] in ("ro", "rw"):
+                src, dst, ro = parts[0], parts[1], parts[2] == "ro"
+            elif len(parts) in (1, 2):
+                src, dst, ro = parts[0], parts[-1], False
+            else:
+                raise RequestError(at, f"{entry!r} is not a mount; write 'host:container', optionally ':ro' or ':rw'")
+        elif isinstance(entry, Mapping):
+            unknown = sorted(set(entry) - {"source", "target", "read_only"})
+            if unknown or "source" not in entry:
+                raise RequestError(at, f"{entry!r} is not a mount; expected source, target and optionally read_only")
+            src, dst, ro = entry["source"], entry.get("target", entry["source"]), entry.get("read_only", False)
+        elif isinstance(entry, (list, tuple)) and len(entry) in (2, 3):
+            src, dst, ro = entry[0], entry[1], entry[2] if len(entry) == 3 else False
+        else:
+            raise RequestError(at, f"{entry!r} is not a mount; expected (host path, container path, read_only)")
+        if not (isinstance(src, str) and isinstance(dst, str) and posixpath.isabs(src) and posixpath.isabs(dst)):
+            raise RequestError(at, f"{entry!r}: both paths must be absolute, such as /tmp/vgpulock")
+        if not isinstance(ro, bool):
+            raise RequestError(at, f"{entry!r}: read_only must be true or false")
+        out.append((src, dst, ro))
+    return out
+
+
 def check_mps_pipe_directory(path: str) -> str:
     """Refuse a pipe directory Berth cannot use; return it unchanged."""
     if not isinstance(path, str) or not posixpath.isabs(path):
@@ -244,11 +281,7 @@ def plan(
             )
         target = posixpath.join(INTERCEPTION_DIR_IN_CONTAINER, posixpath.basename(interception_library))
         result.mounts.append((interception_library, target, True))
-        for mount in interception_mounts:
-            src, dst, ro = mount
-            if not (posixpath.isabs(src) and posixpath.isabs(dst)):
-                raise RequestError("gpu_interception_mounts", f"{mount!r}: both paths must be absolute")
-            result.mounts.append((src, dst, bool(ro)))
+        result.mounts.extend(parse_interception_mounts(interception_mounts))
         env["LD_PRELOAD"] = target
         values = {
             "memory_mb": str(memory_mb),
