@@ -127,6 +127,13 @@ def test_declared_gpu_whole_only_devices_offer_no_fraction_of_themselves():
     assert "whole only" in _Form(render_form(context(only_b, max_gpu=1, total_gpu=1))).words
 
 
+def test_declared_gpu_mig_enabled_parent_is_offered_neither_whole_nor_in_fractions():
+    mig = (GpuDevice(index=0, uuid="GPU-declared-a", mig_mode=True, **T4), DECLARED[1])
+    bounds = gpu_bounds(offer(free=(1.0, 1.0), devices=mig), policy(max_gpu=2, total_gpu=2), None)
+    assert bounds.whole_max == 1 and bounds.choices()[-1] == 1.0  # only the plain GPU is offered whole
+    assert "1 device is entirely free" in bounds.reasons
+
+
 def test_declared_gpu_nothing_free_offers_no_gpu_and_says_why():
     form = _Form(render_form(context(offer(free=(0.0, 0.0)), max_gpu=1, total_gpu=1)))
     assert form.options == ["0"]
