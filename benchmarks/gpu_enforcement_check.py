@@ -146,10 +146,11 @@ def run_checks(args, inventory) -> int:
 
     from jupyter_berth.errors import BerthError
     from jupyter_berth.gpu import assign, docker_run_kwargs, plan, used_by_device, write_startup_file
+    from jupyter_berth.gpu.enforcement import image_environment
 
     try:
         client = docker.from_env()
-        client.images.get(args.image)
+        image_env = image_environment(client.images.get(args.image).attrs.get("Config", {}).get("Env"))
     except docker.errors.DockerException as e:
         print(f"cannot use the container engine or the image {args.image!r}: {e}", file=sys.stderr)
         return EXIT_SETUP
@@ -170,6 +171,7 @@ def run_checks(args, inventory) -> int:
                 json.loads(args.interception_env),
                 mps_pipe_directory=args.mps_pipe_directory,
                 interception_mounts=extra_mounts,
+                image_env=image_env,  # known here: the plan names JAX's fraction variable itself
             )
             for g in grants
         ]

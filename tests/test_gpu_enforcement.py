@@ -47,6 +47,8 @@ DEVICES = [T4, A100]
 QUARTER = [GpuShare(T4.uuid, 0.25)]
 CAP_VARIABLES = (
     "XLA_PYTHON_CLIENT_MEM_FRACTION",
+    "XLA_CLIENT_MEM_FRACTION",
+    "BERTH_JAX_MEMORY_FRACTION",
     "BERTH_TORCH_MEMORY_FRACTION",
     "BERTH_TF_MEMORY_LIMIT_MB",
     "LD_PRELOAD",
@@ -64,7 +66,8 @@ def test_declared_gpu_quarter_share_gets_its_device_and_framework_caps():
     assert p.env["NVIDIA_VISIBLE_DEVICES"] == T4.uuid
     assert p.env["BERTH_GPU_SHARE"] == "0.25"
     assert p.env["BERTH_GPU_MEMORY_BYTES"] == str(4 * GiB) and p.memory_bytes == 4 * GiB
-    assert p.env["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.25"
+    assert p.env["BERTH_JAX_MEMORY_FRACTION"] == "0.25"  # the startup file names it for JAX (image env unknown)
+    assert "XLA_PYTHON_CLIENT_MEM_FRACTION" not in p.env and "XLA_CLIENT_MEM_FRACTION" not in p.env
     assert p.env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
     assert p.env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
     assert p.env["BERTH_TF_MEMORY_LIMIT_MB"] == "4096"
@@ -82,7 +85,7 @@ def test_declared_gpu_quarter_share_under_mps_gets_mps_limits_and_the_pipe():
     assert p.env["CUDA_MPS_PIPE_DIRECTORY"] == "/run/nvidia-mps"  # not NVIDIA's default /tmp/nvidia-mps
     assert p.mounts == [("/run/nvidia-mps", "/run/nvidia-mps", False)]
     assert p.ipc_mode == "host" and p.mechanism == "mps"
-    assert p.env["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.25"  # framework caps stay as the floor
+    assert p.env["BERTH_JAX_MEMORY_FRACTION"] == "0.25"  # framework caps stay as the floor
     custom = plan(QUARTER, DEVICES, "mps", mps_pipe_directory="/srv/mps")
     assert custom.mounts == [("/srv/mps", "/srv/mps", False)]
     for bad in ("nvidia-mps", NO_MPS_PIPE_DIRECTORY):
@@ -137,13 +140,13 @@ def test_declared_gpu_interception_caps_frameworks_once_not_twice():
     """HAMi-core reports the budget as the device total: a fraction of it again would give 1/16, not 1/4."""
     p = plan(QUARTER, DEVICES, "interception", "/opt/hami/libvgpu.so", {"CUDA_DEVICE_MEMORY_LIMIT": "{memory_mb}m"})
     reported_total = 4 * GiB  # what cuMemGetInfo / cuDeviceTotalMem answer under the library
-    assert float(p.env["XLA_PYTHON_CLIENT_MEM_FRACTION"]) * reported_total == p.memory_bytes
+    assert float(p.env["BERTH_JAX_MEMORY_FRACTION"]) * reported_total == p.memory_bytes
     assert "BERTH_TORCH_MEMORY_FRACTION" not in p.env  # no second cap on PyTorch
     assert int(p.env["BERTH_TF_MEMORY_LIMIT_MB"]) * 1024**2 == p.memory_bytes  # TF's limit is absolute
     assert any("reports the 4096 MiB budget as the device's total" in note for note in p.notes)
     # without interception the frameworks see the whole device: the fraction is the share
     free = plan(QUARTER, DEVICES, "none")
-    assert float(free.env["XLA_PYTHON_CLIENT_MEM_FRACTION"]) * T4.memory_bytes == free.memory_bytes
+    assert float(free.env["BERTH_JAX_MEMORY_FRACTION"]) * T4.memory_bytes == free.memory_bytes
     assert float(free.env["BERTH_TORCH_MEMORY_FRACTION"]) * T4.memory_bytes == free.memory_bytes
 
 
@@ -183,6 +186,38 @@ def test_declared_gpu_interception_config_errors_name_the_setting(library, env, 
     with pytest.raises(RequestError) as e:
         plan(QUARTER, DEVICES, "interception", library, env)
     assert e.value.field == field
+
+
+@pytest.mark.parametrize(
+    "image_env, expected",
+    [
+        (None, None),  # unknown: neither in the container, the startup file names it in the kernel
+        ({}, "XLA_PYTHON_CLIENT_MEM_FRACTION"),  # read by every jaxlib that has either name
+        ({"XLA_CLIENT_MEM_FRACTION": "0.9"}, "XLA_CLIENT_MEM_FRACTION"),  # the image chose the new name
+        ({"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.9"}, "XLA_PYTHON_CLIENT_MEM_FRACTION"),
+    ],
+)
+def test_declared_gpu_jax_fraction_never_sets_both_names_and_follows_the_image(image_env, expected):
+    for mechanism, fraction in (("none", "0.25"), ("interception", "1")):
+        p = plan(QUARTER, DEVICES, mechanism, "/opt/hami/libvgpu.so", image_env=image_env)
+        container = {**(image_env or {}), **p.env}  # Docker: the plan's variables over the image's
+        named = [v for v in ("XLA_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_MEM_FRACTION") if v in p.env]
+        assert named == ([expected] if expected else [])
+        if image_env is not None:
+            assert not all(v in container for v in ("XLA_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_MEM_FRACTION"))
+            assert container[expected] == fraction  # Berth's budget, under the image's chosen name
+        assert p.env["BERTH_JAX_MEMORY_FRACTION"] == fraction
+
+
+def test_image_environment_reads_the_engines_config_env():
+    from jupyter_berth.gpu.enforcement import image_environment
+
+    assert image_environment(["PATH=/usr/bin", "XLA_CLIENT_MEM_FRACTION=0.9", "EMPTY="]) == {
+        "PATH": "/usr/bin",
+        "XLA_CLIENT_MEM_FRACTION": "0.9",
+        "EMPTY": "",
+    }
+    assert image_environment(None) == {}
 
 
 def test_declared_gpu_whole_devices_get_no_caps():
@@ -366,6 +401,45 @@ def test_startup_file_with_failing_fake_torch_test_double_warns_and_goes_on(star
 def test_startup_file_with_fake_torch_test_double_and_no_grant_does_nothing(startup_file, tmp_path):
     proc, calls = run_startup(startup_file, tmp_path, after="import torch", fakes=FAKE_TORCH)
     assert proc.returncode == 0 and calls == []
+
+
+@pytest.mark.parametrize(
+    "image_env, expected",
+    [
+        ({}, {"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.25", "XLA_CLIENT_MEM_FRACTION": None}),
+        (
+            {"XLA_CLIENT_MEM_FRACTION": "0.9"},
+            {"XLA_CLIENT_MEM_FRACTION": "0.25", "XLA_PYTHON_CLIENT_MEM_FRACTION": None},
+        ),
+        (
+            {"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.9"},
+            {"XLA_PYTHON_CLIENT_MEM_FRACTION": "0.25", "XLA_CLIENT_MEM_FRACTION": None},
+        ),
+        (  # an image that set both (broken with current jaxlib): the new name stays, the deprecated goes
+            {"XLA_CLIENT_MEM_FRACTION": "0.9", "XLA_PYTHON_CLIENT_MEM_FRACTION": "0.8"},
+            {"XLA_CLIENT_MEM_FRACTION": "0.25", "XLA_PYTHON_CLIENT_MEM_FRACTION": None},
+        ),
+    ],
+)
+def test_startup_file_names_the_declared_gpu_jax_fraction_once_for_the_kernel_and_its_children(
+    startup_file, tmp_path, image_env, expected
+):
+    after = (
+        "import json, os, subprocess, sys\n"
+        "child = subprocess.run([sys.executable, '-c', 'import json, os; print(json.dumps({k: os.environ.get(k) "
+        'for k in ("XLA_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_MEM_FRACTION")}))\'], capture_output=True, text=True)\n'
+        "print(child.stdout.strip())\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('jax', 'jaxlib'))))"
+    )
+    with pytest.MonkeyPatch.context() as mp:  # this process's own JAX variables must not leak in
+        for k in os.environ:
+            if "MEM_FRACTION" in k:
+                mp.delenv(k)
+        proc, _ = run_startup(startup_file, tmp_path, after=after, BERTH_JAX_MEMORY_FRACTION="0.25", **image_env)
+    assert proc.returncode == 0, proc.stderr
+    child, imported = proc.stdout.splitlines()
+    assert json.loads(child) == expected  # a `!python` subprocess inherits the kernel's choice
+    assert json.loads(imported) == []  # naming the variable imports nothing
 
 
 def test_startup_file_with_fake_tensorflow_test_double_sets_a_logical_device_limit(startup_file, tmp_path):

@@ -61,7 +61,7 @@ async def test_declared_gpu_quarter_share_container_plan(tmp_path):
         assert device_ids == ["GPU-declared-0000"]
         assert env["NVIDIA_VISIBLE_DEVICES"] == "GPU-declared-0000"
         assert int(env["BERTH_GPU_MEMORY_BYTES"]) == 4 * GiB  # 0.25 × 16 GiB
-        assert env["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.25"
+        assert env["BERTH_JAX_MEMORY_FRACTION"] == "0.25" and "XLA_CLIENT_MEM_FRACTION" not in env
         assert any(m.target == STARTUP_MOUNT and m.read_only for m in mounts)  # framework caps in the kernel
         from jupyter_berth.kernel_launch import KernelConnection, kernel_spec
 

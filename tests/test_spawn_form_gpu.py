@@ -347,7 +347,8 @@ def test_spawn_form_declared_gpu_quarter_share_reaches_the_container(gpu_hub):
     env = dict(e.split("=", 1) for e in container.attrs["Config"]["Env"])
     assert env["NVIDIA_VISIBLE_DEVICES"] == DEVICE["uuid"]
     assert env["BERTH_GPU_SHARE"] == "0.25" and int(env["BERTH_GPU_MEMORY_BYTES"]) == 4 * GIB  # 0.25 × 16 GiB
-    assert env["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.25" and env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+    assert env["BERTH_JAX_MEMORY_FRACTION"] == "0.25" and env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+    assert "XLA_CLIENT_MEM_FRACTION" not in env  # never both JAX names: the startup file picks one
     assert env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true" and env["BERTH_TORCH_MEMORY_FRACTION"] == "0.25"
     assert "0.25 GPU" in env["BERTH_LIMITS"]
     assert any(m["Destination"] == STARTUP_MOUNT and not m["RW"] for m in container.attrs["Mounts"])

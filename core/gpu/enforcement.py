@@ -10,7 +10,8 @@ runtime applies to the container it starts. Layers, weakest first:
   ``BERTH_GPU_SHARE`` and ``BERTH_GPU_MEMORY_BYTES`` (share × device memory)
   for the kernel and the sidebar to read.
 * **framework caps** (every fraction; fractions of 1 under interception, whose
-  library reports the budget as the device total) — ``XLA_PYTHON_CLIENT_MEM_FRACTION``,
+  library reports the budget as the device total) — ``BERTH_JAX_MEMORY_FRACTION``
+  (turned into exactly one of JAX's two names, see :func:`jax_fraction_variable`),
   ``XLA_PYTHON_CLIENT_PREALLOCATE=false``, ``TF_FORCE_GPU_ALLOW_GROWTH=true``
   and the variables the IPython startup file
   (:mod:`jupyter_berth.gpu.startup_caps`) turns into PyTorch's per-process
@@ -140,6 +141,36 @@ def parse_interception_mounts(
     return out
 
 
+#: JAX's memory-fraction variable, and the name it replaced. Current jaxlib refuses to start its GPU
+#: client when both are set ("XLA_CLIENT_MEM_FRACTION is specified together with
+#: XLA_PYTHON_CLIENT_MEM_FRACTION"), and reads the deprecated one when it is the only one.
+JAX_FRACTION = "XLA_CLIENT_MEM_FRACTION"
+JAX_FRACTION_DEPRECATED = "XLA_PYTHON_CLIENT_MEM_FRACTION"
+
+
+def jax_fraction_variable(image_env: Mapping[str, str] | None) -> str | None:
+    """Which JAX fraction variable a container may carry without setting both.
+
+    A container's environment is the image's plus the plan's; Docker cannot unset an image's
+    variable. So: the new name when the image sets it (the image chose it; Berth overrides the
+    value), else the deprecated name, which every jaxlib with either name reads. ``None`` when the
+    image's environment is unknown: then the plan sets neither and the IPython startup file picks
+    the name inside the kernel from ``BERTH_JAX_MEMORY_FRACTION`` (:mod:`.startup_caps`).
+    """
+    if image_env is None:
+        return None
+    return JAX_FRACTION if JAX_FRACTION in image_env else JAX_FRACTION_DEPRECATED
+
+
+def image_environment(config_env: Iterable[str] | None) -> dict[str, str]:
+    """An image's ``Config.Env`` (``["K=V", ...]``, as the engine reports it) as a mapping."""
+    out: dict[str, str] = {}
+    for item in config_env or ():
+        key, _, value = str(item).partition("=")
+        out[key] = value
+    return out
+
+
 def check_mps_pipe_directory(path: str) -> str:
     """Refuse a pipe directory Berth cannot use; return it unchanged."""
     if not isinstance(path, str) or not posixpath.isabs(path):
@@ -172,6 +203,7 @@ def plan(
     *,
     mps_pipe_directory: str = DEFAULT_MPS_PIPE_DIRECTORY,
     interception_mounts: Iterable[tuple[str, str, bool]] = (),
+    image_env: Mapping[str, str] | None = None,
 ) -> GpuPlan:
     """Container settings for ``shares`` (from the allocator) on ``devices``.
 
@@ -179,7 +211,9 @@ def plan(
     ``{share}``, ``{share_percent}`` and ``{device_uuid}``; e.g. for HAMi-core
     ``{"CUDA_DEVICE_MEMORY_LIMIT": "{memory_mb}m", "CUDA_DEVICE_SM_LIMIT":
     "{share_percent}"}``. ``interception_mounts`` are extra host paths the
-    library needs (HAMi-core shares a lock directory between containers).
+    library needs (HAMi-core shares a lock directory between containers). ``image_env`` is the
+    image's own environment when the caller knows it (``None``: unknown); it decides which of
+    JAX's two fraction variables the plan sets (:func:`jax_fraction_variable`).
     """
     if mechanism not in MECHANISMS:
         raise RequestError("gpu_enforcement", f"{mechanism!r} is not a mechanism; use one of {', '.join(MECHANISMS)}")
@@ -234,12 +268,15 @@ def plan(
     framework_fraction = "1" if intercepted else share_text
     env.update(
         {
-            "XLA_PYTHON_CLIENT_MEM_FRACTION": framework_fraction,
+            "BERTH_JAX_MEMORY_FRACTION": framework_fraction,
             "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
             "TF_FORCE_GPU_ALLOW_GROWTH": "true",
             "BERTH_TF_MEMORY_LIMIT_MB": str(memory_mb),
         }
     )
+    jax_variable = jax_fraction_variable(image_env)
+    if jax_variable:
+        env[jax_variable] = framework_fraction
     if not intercepted:
         env["BERTH_TORCH_MEMORY_FRACTION"] = share_text
     if intercepted:

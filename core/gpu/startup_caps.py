@@ -8,7 +8,13 @@ them by itself. This file (installed as ``00-berth-gpu-caps.py``) does:
   ``torch.cuda.set_per_process_memory_fraction(fraction, device)`` for every
   visible device;
 * when TensorFlow is imported, it gives every visible GPU one logical device
-  with ``memory_limit`` = the limit in MiB.
+  with ``memory_limit`` = the limit in MiB;
+* at kernel start (environment only, nothing imported), it turns
+  ``BERTH_JAX_MEMORY_FRACTION`` into exactly one of JAX's fraction variables:
+  ``XLA_CLIENT_MEM_FRACTION`` when the image set that name (the deprecated
+  ``XLA_PYTHON_CLIENT_MEM_FRACTION`` is then removed, since current jaxlib refuses
+  both), else ``XLA_PYTHON_CLIENT_MEM_FRACTION``. Processes the kernel starts
+  inherit the result.
 
 It applies the cap right after the user's ``import torch`` / ``import
 tensorflow`` (a post-import hook), not at kernel start: importing either
@@ -50,6 +56,14 @@ def _berth_gpu_caps():
     import os
     import sys
     import warnings
+
+    jax_fraction = os.environ.get("BERTH_JAX_MEMORY_FRACTION")
+    if jax_fraction:  # never both names: current jaxlib refuses to start its GPU client then
+        if "XLA_CLIENT_MEM_FRACTION" in os.environ:
+            os.environ["XLA_CLIENT_MEM_FRACTION"] = jax_fraction
+            os.environ.pop("XLA_PYTHON_CLIENT_MEM_FRACTION", None)
+        else:
+            os.environ["XLA_PYTHON_CLIENT_MEM_FRACTION"] = jax_fraction
 
     def warn(what, error):
         warnings.warn(f"jupyter-berth could not apply the {what} GPU memory cap: {error}", RuntimeWarning, stacklevel=2)
