@@ -278,10 +278,25 @@ FAKE_TORCH = {
     "torch/cuda.py": textwrap.dedent(
         """
         import json, os
+        _initialized, _queued = False, []
         def is_available():
             return os.environ.get("FAKE_CUDA_AVAILABLE", "1") == "1"
         def device_count():
             return 1
+        def is_initialized():
+            return _initialized
+        def _lazy_call(callable):  # PyTorch's hook: queue until CUDA starts, or run now
+            if _initialized:
+                callable()
+            else:
+                _queued.append(callable)
+        def init():  # what PyTorch's _lazy_init does on first CUDA use
+            global _initialized
+            if not is_available():
+                raise RuntimeError("no CUDA")
+            _initialized = True
+            for queued in _queued:
+                queued()
         def set_per_process_memory_fraction(fraction, device=None):
             if os.environ.get("FAKE_TORCH_FAILS"):
                 raise RuntimeError("CUDA driver initialization failed")
@@ -356,10 +371,20 @@ def test_startup_file_without_any_framework_does_nothing_and_imports_nothing(sta
     assert calls == []
 
 
-def test_startup_file_with_fake_torch_test_double_caps_torch_when_imported(startup_file, tmp_path):
-    proc, calls = run_startup(startup_file, tmp_path, after="import torch\nimport torch", fakes=FAKE_TORCH, **CAPS_ENV)
+def test_startup_file_with_fake_torch_test_double_caps_torch_when_cuda_starts_not_at_import(startup_file, tmp_path):
+    after = "import os, torch\nimport torch\nprint(os.path.exists(os.environ['FAKE_RECORD']), torch.cuda.is_initialized())\ntorch.cuda.init()"
+    proc, calls = run_startup(startup_file, tmp_path, after=after, fakes=FAKE_TORCH, **CAPS_ENV)
     assert proc.returncode == 0, proc.stderr
-    assert calls == [{"call": "set_per_process_memory_fraction", "fraction": 0.25, "device": 0}]  # once
+    assert proc.stdout.split() == ["False", "False"]  # after import: no cap yet, CUDA not started by Berth
+    assert calls == [{"call": "set_per_process_memory_fraction", "fraction": 0.25, "device": 0}]  # once, at CUDA start
+
+
+def test_startup_file_with_fake_torch_test_double_without_the_lazy_hook_caps_at_import(startup_file, tmp_path):
+    fakes = dict(FAKE_TORCH)
+    fakes["torch/cuda.py"] = fakes["torch/cuda.py"].replace("def _lazy_call(", "def _no_lazy_call(")
+    proc, calls = run_startup(startup_file, tmp_path, after="import torch", fakes=fakes, **CAPS_ENV)
+    assert proc.returncode == 0, proc.stderr
+    assert calls == [{"call": "set_per_process_memory_fraction", "fraction": 0.25, "device": 0}]
 
 
 def test_startup_file_with_fake_torch_test_double_is_lazy_until_import(startup_file, tmp_path):
@@ -387,7 +412,7 @@ def test_startup_file_with_failing_fake_torch_test_double_warns_and_goes_on(star
     proc, calls = run_startup(
         startup_file,
         tmp_path,
-        after="import torch\nprint('kernel still running')",
+        after="import torch\ntorch.cuda.init()\nprint('kernel still running')",
         fakes=FAKE_TORCH,
         FAKE_TORCH_FAILS="1",
         **CAPS_ENV,
@@ -456,7 +481,7 @@ def test_startup_file_with_fake_torch_test_double_already_imported_is_capped_at_
         (pythonpath / name).parent.mkdir(parents=True, exist_ok=True)
         (pythonpath / name).write_text(text)
     record = tmp_path / "record.jsonl"
-    code = f"import torch\nexec(open({str(startup_file)!r}).read())"
+    code = f"import torch\ntorch.cuda.init()\nexec(open({str(startup_file)!r}).read())"  # CUDA already started
     env = {**os.environ, "PYTHONPATH": str(pythonpath), "FAKE_RECORD": str(record), **CAPS_ENV}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -478,7 +503,7 @@ def test_startup_file_in_a_real_ipython_profile_with_fake_torch_test_double(tmp_
         "FAKE_RECORD": str(record),
         **CAPS_ENV,
     }
-    code = "import torch; print(sorted(n for n in dir() if 'berth' in n))"
+    code = "import torch; torch.cuda.init(); print(sorted(n for n in dir() if 'berth' in n))"
     proc = subprocess.run(
         [sys.executable, "-m", "IPython", "-c", code], env=env, capture_output=True, text=True, timeout=60
     )

@@ -4,9 +4,15 @@
 and ``BERTH_TF_MEMORY_LIMIT_MB`` for a fractional grant; neither framework reads
 them by itself. This file (installed as ``00-berth-gpu-caps.py``) does:
 
-* when PyTorch is imported and CUDA is available, it calls
+* when PyTorch is imported, it queues
   ``torch.cuda.set_per_process_memory_fraction(fraction, device)`` for every
-  visible device;
+  visible device with ``torch.cuda._lazy_call`` (PyTorch's own hook, which its
+  seeding uses too), so the cap is applied when PyTorch first starts CUDA in
+  that process, not at ``import torch``: setting the fraction itself starts
+  CUDA (it calls ``torch.cuda._lazy_init``), and starting CUDA at import would
+  make every torch kernel a CUDA (and, under MPS, an MPS) client and break
+  forked children (PyTorch refuses CUDA in a process forked after CUDA
+  started). A PyTorch without ``_lazy_call`` gets the cap at import;
 * when TensorFlow is imported, it gives every visible GPU one logical device
   with ``memory_limit`` = the limit in MiB;
 * at kernel start (environment only, nothing imported), it turns
@@ -16,10 +22,13 @@ them by itself. This file (installed as ``00-berth-gpu-caps.py``) does:
   both), else ``XLA_PYTHON_CLIENT_MEM_FRACTION``. Processes the kernel starts
   inherit the result.
 
-It applies the cap right after the user's ``import torch`` / ``import
+It installs the caps right after the user's ``import torch`` / ``import
 tensorflow`` (a post-import hook), not at kernel start: importing either
 framework takes seconds and creating a CUDA context takes device memory, costs
-a kernel that never touches them should not pay. When neither framework is
+a kernel that never touches them should not pay. TensorFlow's logical-device
+setting must be made before TensorFlow initialises its GPUs, so it stays at
+import (whether listing the physical GPUs touches the driver was not checked);
+PyTorch's cap waits for PyTorch's first CUDA use. When neither framework is
 installed, the file only looks for them (``importlib.util.find_spec``) and
 returns. It never stops a kernel from starting: failures become a warning.
 
@@ -70,10 +79,24 @@ def _berth_gpu_caps():
 
     def cap_torch(torch):
         fraction = float(os.environ["BERTH_TORCH_MEMORY_FRACTION"])
-        if not torch.cuda.is_available():
-            return
-        for device in range(torch.cuda.device_count()):
-            torch.cuda.set_per_process_memory_fraction(fraction, device)
+        cuda = torch.cuda
+
+        def apply():
+            try:
+                for device in range(cuda.device_count()):
+                    cuda.set_per_process_memory_fraction(fraction, device)
+            except Exception as error:  # raised inside torch's CUDA start it would fail the user's call
+                warn("PyTorch", error)
+
+        # set_per_process_memory_fraction starts CUDA (it calls torch.cuda._lazy_init): at import
+        # that would make every torch kernel a CUDA (and MPS) client and trip PyTorch's rule
+        # against CUDA in forked children. torch.cuda._lazy_call queues the cap to run inside
+        # PyTorch's own CUDA start (or at once if CUDA already started).
+        lazy_call = getattr(cuda, "_lazy_call", None)
+        if callable(lazy_call):
+            lazy_call(apply)
+        elif cuda.is_available():  # a PyTorch without the hook: the cap at import, as before
+            apply()
 
     def cap_tensorflow(tf):
         limit_mb = int(os.environ["BERTH_TF_MEMORY_LIMIT_MB"])
