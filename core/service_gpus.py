@@ -16,8 +16,9 @@ from .admission import share_assigner
 from .gpu import allocator, enforcement, inventory, process_memory, startup_caps
 from .runtime.base import Mount
 
-#: Where the framework-caps startup file is mounted in kernel containers (IPython runs it).
-STARTUP_MOUNT = "/home/jovyan/.ipython/profile_default/startup/" + startup_caps.STARTUP_FILENAME
+#: Where the framework-caps startup file is mounted by default (IPython runs it): the IPython
+#: startup directory for HOME=/home/jovyan, which Berth sets in every kernel container.
+STARTUP_MOUNT = startup_caps.startup_mount_target(startup_caps.DEFAULT_STARTUP_DIR)
 
 
 class GpuMixin(HasTraits):
@@ -76,6 +77,19 @@ class GpuMixin(HasTraits):
     def _valid_interception_mounts(self, proposal):
         return enforcement.parse_interception_mounts(proposal["value"])
 
+    gpu_caps_startup_dir = Unicode(
+        startup_caps.DEFAULT_STARTUP_DIR,
+        config=True,
+        help="IPython startup directory inside GPU containers, where the framework-caps file is mounted read-only. "
+        "Berth sets HOME=/home/jovyan in kernel containers, so the default fits them; for single-user servers "
+        "from images whose IPython directory differs (another HOME, or IPYTHONDIR), set "
+        "$IPYTHONDIR/profile_default/startup of that image.",
+    )
+
+    @validate("gpu_caps_startup_dir")
+    def _valid_caps_startup_dir(self, proposal):
+        return startup_caps.check_startup_dir(proposal["value"])
+
     gpu_inventory: inventory.GpuInventory | None = None
 
     async def _discover_gpus(self) -> inventory.GpuInventory:
@@ -117,7 +131,8 @@ class GpuMixin(HasTraits):
         )
         mounts = [Mount(source=src, target=dst, read_only=ro) for src, dst, ro in plan.mounts]
         if gpu_devices:
-            mounts.append(Mount(source=str(self._caps_file), target=STARTUP_MOUNT, read_only=True))
+            target = startup_caps.startup_mount_target(self.gpu_caps_startup_dir)
+            mounts.append(Mount(source=str(self._caps_file), target=target, read_only=True))
         return plan.device_ids, dict(plan.env), mounts, plan
 
     async def gpu_memory_of(self, allocations) -> dict[str, int]:

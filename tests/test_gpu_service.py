@@ -177,3 +177,26 @@ async def test_declared_gpu_interception_mounts_trait_reaches_the_kernel_contain
         assert e.value.field == "gpu_interception_mounts[0]" and "absolute" in e.value.message
     finally:
         await service.stop()
+
+
+async def test_declared_gpu_caps_file_follows_the_configured_ipython_startup_dir(tmp_path):
+    """The startup file's mount no longer assumes /home/jovyan for every image."""
+    service = await new_service(tmp_path, gpus=DECLARED)
+    try:
+        alloc = await reserve_quarter(service, "k-home")
+        _, _, mounts, _ = service._gpu_container(alloc.gpu_devices)
+        assert STARTUP_MOUNT == "/home/jovyan/.ipython/profile_default/startup/00-berth-gpu-caps.py"
+        assert [m.target for m in mounts if m.target.endswith("00-berth-gpu-caps.py")] == [STARTUP_MOUNT]
+        service.gpu_caps_startup_dir = "/opt/ipython/profile_default/startup/"
+        _, _, mounts, _ = service._gpu_container(alloc.gpu_devices)
+        caps = [m for m in mounts if m.target.endswith("00-berth-gpu-caps.py")]
+        assert [(m.target, m.read_only) for m in caps] == [
+            ("/opt/ipython/profile_default/startup/00-berth-gpu-caps.py", True)
+        ]
+        with pytest.raises(RequestError) as e:
+            service.gpu_caps_startup_dir = "ipython/startup"
+        assert e.value.field == "gpu_caps_startup_dir"
+        _, _, none_mounts, _ = service._gpu_container([])
+        assert none_mounts == []  # no grant, no caps file
+    finally:
+        await service.stop()

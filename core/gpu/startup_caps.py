@@ -43,12 +43,33 @@ Ways to run it in a kernel (the runtime picks one):
 from __future__ import annotations
 
 import os
+import posixpath
 from pathlib import Path
 
 #: Name of the startup file (IPython runs startup files in name order).
 STARTUP_FILENAME = "00-berth-gpu-caps.py"
 #: A suggested read-only mount point inside kernel containers.
 CONTAINER_PATH = "/opt/berth/gpu/" + STARTUP_FILENAME
+#: IPython's startup directory for HOME=/home/jovyan (IPYTHONDIR defaults to $HOME/.ipython).
+DEFAULT_STARTUP_DIR = "/home/jovyan/.ipython/profile_default/startup"
+
+
+def check_startup_dir(path: str) -> str:
+    """Refuse a startup directory that is not an absolute container path; return it normalised."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        from ..errors import RequestError
+
+        raise RequestError(
+            "gpu_caps_startup_dir",
+            f"{path!r} must be an absolute path inside the container, such as {DEFAULT_STARTUP_DIR}",
+        )
+    return posixpath.normpath(path)
+
+
+def startup_mount_target(startup_dir: str) -> str:
+    """Where the caps file is mounted for an IPython startup directory."""
+    return posixpath.join(check_startup_dir(startup_dir), STARTUP_FILENAME)
+
 
 STARTUP_CAPS_SOURCE = r'''"""jupyter-berth: apply this kernel's GPU memory cap to PyTorch and TensorFlow.
 
