@@ -528,3 +528,69 @@ def test_enforcement_check_script_says_there_is_no_gpu_here():
     )
     assert proc.returncode == 77
     assert proc.stdout.startswith("no NVIDIA GPU on this host (")
+    assert "--checklist" in proc.stdout
+
+
+def _verdicts():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check_verdicts", REPO / "benchmarks" / "gpu_check_verdicts.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_enforcement_check_requires_a_declared_gpu_kernel_to_reach_90_percent_of_its_budget():
+    v = _verdicts()
+    cap = plan(QUARTER, DEVICES, "interception", "/opt/hami/libvgpu.so").memory_bytes  # 4 GiB of a declared T4
+    report = {"visible_devices": 1}
+    assert v.judge({**report, "allocated": cap}, cap, "interception", "cuda", 1, 0)["verdict"] == "PASS"
+    assert v.judge({**report, "allocated": cap * 91 // 100}, cap, "interception", "cuda", 1, 0)["verdict"] == "PASS"
+    # the double cap of issue 21 (0.25 of a total the library already shrank to 4 GiB): 1 GiB
+    twice = v.judge({**report, "allocated": cap // 4}, cap, "interception", "torch", 1, 0)
+    assert twice["verdict"] == "FAIL" and "reach only 1024 MiB = 25%" in twice["detail"]
+    assert v.judge({**report, "allocated": cap + 1}, cap, "mps", "cuda", 1, 0)["verdict"] == "FAIL"
+    assert v.judge({**report, "allocated": 2 * cap}, cap, "none", "cuda", 1, 0)["verdict"] == "WARN"
+    assert v.judge({"visible_devices": 2, "allocated": cap}, cap, "mps", "cuda", 1, 0)["verdict"] == "FAIL"
+    # MPS's "M" read as 10^6 bytes leaves 95 % of a MiB budget: still reachable
+    assert v.judge({**report, "allocated": 4096 * 10**6}, cap, "mps", "cuda", 1, 0)["verdict"] == "PASS"
+    # a probe kept short of the device (target) is measured against that target
+    assert v.judge({**report, "allocated": cap // 2}, cap, "none", "torch", 1, 0, target=cap // 2)["verdict"] == "PASS"
+    assert v.chunk_for(cap) == 64 * 1024**2 and v.chunk_for(256 * 1024**2) == 4 * 1024**2
+
+
+def test_enforcement_check_subprocess_probe_tells_per_process_from_per_container_on_a_declared_gpu():
+    v = _verdicts()
+    cap = plan(QUARTER, DEVICES, "mps").memory_bytes
+    each_full = {"children": [{"allocated": cap}, {"allocated": cap}]}
+    shared = {"children": [{"allocated": cap // 2}, {"allocated": cap // 2}]}
+    mps = v.judge_processes(each_full, cap, "mps", 0)
+    assert mps["verdict"] == "PASS" and "per process" in mps["detail"] and "= 8192 MiB" in mps["detail"]
+    assert v.judge_processes(shared, cap, "mps", 0)["verdict"] == "FAIL"  # not what NVIDIA documents
+    assert v.judge_processes(shared, cap, "interception", 0)["verdict"] == "PASS"
+    assert v.judge_processes(each_full, cap, "interception", 0)["verdict"] == "FAIL"
+    assert v.judge_processes(each_full, cap, "none", 0)["verdict"] == "WARN"
+    assert v.judge_processes({"children": [{"error": "no libcuda"}]}, cap, "mps", 0)["verdict"] == "FAIL"
+
+
+def test_enforcement_check_prints_an_admin_checklist_without_a_gpu():
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu_enforcement_check.py"), "--checklist", "--mechanism", "mps"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("1. nvidia-smi -L")
+    text = proc.stdout
+    for needle in (
+        "CUDA_MPS_PIPE_DIRECTORY=/run/nvidia-mps",
+        "CUDA_DEVICE_ORDER=PCI_BUS_ID",
+        "set_default_device_pinned_mem_limit <ordinal>",
+        "only servers started afterwards",
+        "get_server_list",
+        "accept-nvidia-visible-devices-envvar-when-unprivileged",
+        "gpu_enforcement_check.py --image",
+    ):
+        assert needle in text, needle
