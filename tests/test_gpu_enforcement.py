@@ -594,3 +594,38 @@ def test_enforcement_check_prints_an_admin_checklist_without_a_gpu():
         "gpu_enforcement_check.py --image",
     ):
         assert needle in text, needle
+
+
+def test_docs_admin_gpus_state_what_the_declared_gpu_plans_do_and_where_each_claim_comes_from():
+    """docs/admin-gpus.md matches the code and names its sources (issue 21's documentation items)."""
+    import re
+
+    from jupyter_berth.gpu.startup_caps import DEFAULT_STARTUP_DIR
+
+    docs = (REPO / "docs" / "admin-gpus.md").read_text()
+    flat = " ".join(docs.split())
+    p = plan(QUARTER, DEVICES, "mps")
+    assert f"default **`{p.env['CUDA_MPS_PIPE_DIRECTORY']}`**" in flat  # the documented default is the code's
+    assert f"CUDA_MPS_PIPE_DIRECTORY={NO_MPS_PIPE_DIRECTORY}" in flat
+    assert "export CUDA_MPS_PIPE_DIRECTORY=/tmp/nvidia-mps" not in docs  # no longer the recommended set-up
+    assert DEFAULT_STARTUP_DIR in flat and "gpu_caps_startup_dir" in flat
+    for claim in (
+        "Limits are per process, not per container.",
+        "gets the whole budget and SM percentage",
+        "only servers started later",
+        "CUDA_DEVICE_ORDER=PCI_BUS_ID",
+        "`FASTEST_FIRST`",
+        "Do not key limits by UUID",
+        '"Megabyte" is ambiguous.',
+        "accept-nvidia-visible-devices-envvar-when-unprivileged = false",
+        "A Swarm service cannot ask for an IPC mode",
+        "`nvmlDeviceGetMPSComputeRunningProcesses`",
+        "a limit **per container**",
+        "fraction of 1 and PyTorch no fraction under interception",
+        "documentation only",
+        "gpu_interception_mounts",
+    ):
+        assert claim in flat, claim
+    cited = set(re.findall(r"\[([A-Z]\d)\]", docs))
+    defined = set(re.findall(r"^- \[([A-Z]\d)\] ", docs, re.M))
+    assert cited and cited <= defined, sorted(cited - defined)  # every cited source is named in Sources
