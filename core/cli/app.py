@@ -34,6 +34,10 @@ def _subcommands() -> dict:
             "Write Berth kernelspecs (one per image version and preset).",
         ),
         "folders": ("jupyter_berth.cli.folders_cmd.FoldersApp", "Group folders for classes and teams, folder quotas."),
+        "develop": (
+            "jupyter_berth.cli.develop_cmd.DevelopApp",
+            "After pip install -e .: link the lab extension and enable the server extension.",
+        ),
     }
 
 
