@@ -21,6 +21,11 @@ berth engine up
 step "Chromium for the browser tests (Debian's; no browser is ever downloaded)"
 command -v chromium >/dev/null || { apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }
 
+step "Prometheus and OpenLDAP for the dashboard and login tests (Debian's; started by the tests, on loopback)"
+apt_install() { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q "$@" >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q "$@" >/dev/null; }; }
+command -v prometheus >/dev/null || apt_install prometheus
+{ command -v slapd >/dev/null || [ -x /usr/sbin/slapd ]; } && command -v ldapadd >/dev/null || apt_install slapd ldap-utils
+
 step "kernel and single-user images"
 berth images bootstrap --all
 
