@@ -14,7 +14,7 @@ so the hub, the spawner and the service share one set of policies and one ledger
 
 **DEMO ONLY**: users log in with :class:`~jupyterhub.auth.DummyAuthenticator` and one
 shared password. Never expose this hub beyond 127.0.0.1; for a real installation use a
-real authenticator (docs/admin-hub.md).
+real authenticator (docs/classroom.md has a tested LDAP recipe, jupyter_berth.hub.login_groups).
 """
 
 from __future__ import annotations

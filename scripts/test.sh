@@ -9,7 +9,7 @@ start=$(date +%s)
 step() { printf '\n== %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
 
 step "installing jupyter-berth and test dependencies"
-python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[test,postgres,server,hub,docs]'
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[test,postgres,server,hub,ldap,docs]'
 command -v configurable-http-proxy >/dev/null || npm install -g --silent configurable-http-proxy@5  # JupyterHub's proxy (hub tests)
 
 step "JupyterLab extension: build and unit tests (skipped when unchanged)"
