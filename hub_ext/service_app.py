@@ -34,7 +34,7 @@ from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubOAuth
 from tornado import web
-from traitlets import Bool, Integer, Unicode, default
+from traitlets import Bool, Integer, List, Unicode, default
 from traitlets.config import Application
 
 from jupyter_berth import __version__
@@ -97,6 +97,13 @@ class BerthHubService(Application):
         help="Hub admins (and tokens with the custom:berth:admin scope) may change the image "
         "catalog, besides c.BerthService.admin_users / admin_groups. False: only those.",
     )
+    template_paths = List(
+        Unicode(),
+        config=True,
+        help="Directories searched for the admin pages' Jinja2 templates (usage.html, usage_plots.html, "
+        "usage_error.html, page.html) before Berth's own: a file with the same name replaces Berth's, and "
+        '{% extends "berth/usage.html" %} changes only some of its blocks (docs/admin-usage.md).',
+    )
     user_volume_target = Unicode(
         "/home/jovyan/work",
         config=True,
@@ -135,6 +142,12 @@ class BerthHubService(Application):
         if not self.user_volume:
             return None
         return UserVolume(source=volume_name(self.user_volume, user), target=self.user_volume_target)
+
+    def templates(self):
+        """The admin pages' Jinja2 environment: template_paths first, then Berth's templates."""
+        from .usage_templates import environment
+
+        return environment(self.template_paths)
 
     def routes(self) -> list:
         routes = list(service_handlers.ROUTES) + list(service_user_api.ROUTES)
@@ -180,6 +193,7 @@ class BerthHubService(Application):
             berth_user_volume=self.user_volume_for,
             berth_prefix=self.service_prefix,
             berth_hub_admins_are_image_admins=self.hub_admins_are_image_admins,
+            berth_templates=self.templates(),
             hub_auth=hub_auth,
             cookie_secret=secrets.token_bytes(32),  # browser sessions re-authenticate through the hub after a restart
             log_function=log_request,
