@@ -60,6 +60,8 @@ MOVED_SETTINGS: dict[str, tuple[str, str, str]] = {
             "gpu_mps_pipe_directory",
             "gpu_interception_library",
             "gpu_interception_env",
+            "gpu_interception_mounts",
+            "gpu_caps_startup_dir",
         )
     },
 }

@@ -17,7 +17,7 @@ from jupyter_berth.images import state as catalog_state
 from jupyter_berth.kernels import backend
 from jupyter_berth.kernelspecs import image_kernel_name
 
-from .image_fixtures import CUR, EXTRA, LATEST, OLD, REPO, ROOT, versions  # noqa: F401  (versions: a fixture)
+from .image_fixtures import CUR, EXTRA, LATEST, OFFERED, OLD, REPO, ROOT, versions  # noqa: F401  (versions: a fixture)
 
 pytestmark = [pytest.mark.docker]
 
@@ -39,7 +39,7 @@ def jp_server_config(tmp_path, monkeypatch, versions, api_admins):
         "ServerApp": {"jpserver_extensions": {"jupyter_berth.server": True}},
         "BerthService": {
             "data_dir": str(tmp_path / "berth-api"),
-            "offered_images": ["berthtest/*"],
+            "offered_images": [OFFERED],
             "default_image": CUR,
         },
         "UsageTracker": {"sample_interval": 0},

@@ -14,18 +14,18 @@ import json
 from datetime import datetime, timezone
 
 from traitlets import Bool, Enum, Unicode
-from traitlets.config import Application
 
 from .._version import __version__
 from ..engine import engine_client
 from ..imagebuild.baseimage import LABEL_PREFIX
 from ..imagebuild.bootstrap import DEFAULT_EXTRA_CA_DIR, DEFAULT_KERNEL_REPOSITORY, DEFAULT_KERNEL_TAG
 from ..imagebuild.by_recipe import bootstrap
+from .command import BerthCommand
 from .engine_cmd import BerthCommandApp
 from .images_admin_cmd import SUBCOMMANDS, CatalogCommand
 
 
-class ImagesBootstrapApp(Application):
+class ImagesBootstrapApp(BerthCommand):
     """Build the default kernel image without a registry."""
 
     name = "berth images bootstrap"
