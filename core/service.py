@@ -30,6 +30,7 @@ from .admission import Admission
 from .area import MOVED_SETTINGS, MovedSetting, apply_moved
 from .errors import BerthError, NotFoundError, PolicyError
 from .folders.manager import FolderManager
+from .gpu.manager import GpuManager
 from .images import catalog
 from .images.manager import ImageCatalog
 from .kernel_launch import KernelConnection, kernel_spec, user_network, user_subnets
@@ -40,7 +41,6 @@ from .resources import Preset, Resources, find_preset, format_bytes
 from .runtime import choice as runtime_choice
 from .runtime.base import ContainerInfo, Mount, Runtime
 from .runtime.swarm_spec import NODE_LABEL
-from .service_gpus import GpuManager
 from .usage.manager import UsageTracker, quota_json
 
 
@@ -87,7 +87,7 @@ class BerthService(LoggingConfigurable):
     (:class:`~jupyter_berth.images.manager.ImageCatalog`, ``c.ImageCatalog.*``), ``folders``
     (:class:`~jupyter_berth.folders.manager.FolderManager`), ``usage``
     (:class:`~jupyter_berth.usage.manager.UsageTracker`) and ``gpus``
-    (:class:`~jupyter_berth.service_gpus.GpuManager`).
+    (:class:`~jupyter_berth.gpu.manager.GpuManager`).
     """
 
     db_url = Unicode(

@@ -9,10 +9,10 @@ import uuid
 import pytest
 
 from jupyter_berth.errors import CapacityError, EngineError, RequestError
+from jupyter_berth.gpu.manager import STARTUP_MOUNT
 from jupyter_berth.runtime.docker import DockerRuntime
 from jupyter_berth.runtime.hardening import host_config_kwargs
 from jupyter_berth.service import BerthService
-from jupyter_berth.service_gpus import STARTUP_MOUNT
 
 from .berth_fixtures import service_config
 

@@ -18,12 +18,12 @@ import pytest
 
 from jupyter_berth.errors import CapacityError, PolicyError, RequestError
 from jupyter_berth.gpu.inventory import GpuDevice
+from jupyter_berth.gpu.manager import STARTUP_MOUNT
 from jupyter_berth.hub.spawn_form import FormContext, ImageChoice, options_from_form, render_form, resolve_options
 from jupyter_berth.hub.spawn_form_gpu import GpuOffer, check_gpu, gpu_bounds, share_words
 from jupyter_berth.ledger import Ledger
 from jupyter_berth.policies import PolicySpec, resolve
 from jupyter_berth.resources import Resources
-from jupyter_berth.service_gpus import STARTUP_MOUNT
 
 from .hub_process import HubProcess, running
 from .test_hub_spawn import _image_or_skip, api, wait_ready

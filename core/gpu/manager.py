@@ -13,10 +13,10 @@ import os
 
 from traitlets import Dict, Enum, Float, List, Unicode, validate
 
-from .admission import share_assigner
-from .area import AreaManager
-from .gpu import allocator, enforcement, inventory, process_memory, startup_caps
-from .runtime.base import Mount
+from ..admission import share_assigner
+from ..area import AreaManager
+from ..runtime.base import Mount
+from . import allocator, enforcement, inventory, process_memory, startup_caps
 
 #: Where the framework-caps startup file is mounted by default (IPython runs it): the IPython
 #: startup directory for HOME=/home/jovyan, which Berth sets in every kernel container.
