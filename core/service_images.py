@@ -124,6 +124,7 @@ class ImagesMixin(ImageVersionsMixin, HasTraits):
                 )
         if repaired:
             found = await self._kernel_images()
+        found = await self.environments.with_foreign(found, [*states, *aliases])  # offered images with no Berth labels
         view = catalog.build_view(
             found,
             list(self.offered_images),
@@ -193,12 +194,23 @@ class ImagesMixin(ImageVersionsMixin, HasTraits):
         return entry
 
     async def offer_image(self, user: str, groups, ref: str) -> dict:
-        """Offer ``ref`` to users (also brings a hidden or retired version back)."""
+        """Offer ``ref`` to users (also brings a hidden or retired version back).
+
+        An image Berth did not build (no ``io.jupyter.berth.kind=kernel`` label) is inspected first: it
+        must hold a Jupyter kernel that starts as uid 1000, else it is refused with the reason and nothing
+        is recorded (see :mod:`jupyter_berth.environments`)."""
         self.require_image_admin(user, groups, f"offering {ref}")
-        entry = await self._known(await self.catalog_view(), ref)
-        if not entry.present:
-            raise NotFoundError(f"{ref} is no longer on this host; pull or build it again first")
-        await self._db(catalog_state.set_state, self.ledger, ref, "offered", by=user, digest=entry.id, action="offer")
+        view = await self.catalog_view()
+        entry = view.get(ref)
+        if (entry is None or not entry.present) and catalog.matches(ref, self.offered_images):
+            catalog.validate_ref(ref, "image", tag_required=True)
+            digest = (await self.environments.discover(ref)).image_id
+        else:
+            entry = await self._known(view, ref)
+            if not entry.present:
+                raise NotFoundError(f"{ref} is no longer on this host; pull or build it again first")
+            digest = entry.id
+        await self._db(catalog_state.set_state, self.ledger, ref, "offered", by=user, digest=digest, action="offer")
         return (await self.catalog_view()).entries[ref].to_json()
 
     def _not_default(self, view: CatalogView, ref: str, action: str) -> None:
