@@ -255,3 +255,22 @@ async def sync_from_remote(remote, kernels_dir: str | None = None, images: dict 
         images = await remote.call("GET", "berth/api/images")
     presets = await remote.call("GET", "berth/api/presets")
     return await asyncio.to_thread(sync, plan_from_listing(images or {}, presets or {}), kernels_dir)
+
+
+def kernelspec_for_answer(images: list, answer: dict, kernel: str | None, language: str | None) -> str | None:
+    """The Berth kernelspec that reopens a notebook's environment (see ``catalog.resolve_environment``):
+    on the image the answer offers (exactly it, else the nearest), the recorded ``kernel`` inside it, else
+    one in the same ``language``; ``None`` when that image has neither."""
+    ref = answer.get("image") if answer.get("status") == "available" else (answer.get("nearest") or {}).get("image")
+    info = next((i for i in images if i.ref == ref), None)
+    if info is None:
+        return None
+    base = image_kernel_name(info.ref)
+    kernels = kernels_from_labels(info.labels)
+    if not kernels:  # an image built FROM Berth's base: one kernel, in its label's language
+        same = not language or language.lower() == (info.labels.get("language") or "python").lower()
+        return base if same else None
+    chosen = next((k for k in kernels if kernel and k["name"] == kernel), None) or next(
+        (k for k in kernels if language and str(k.get("language", "")).lower() == language.lower()), None
+    )
+    return f"{base}-{_slug(chosen['name'])}" if chosen else None

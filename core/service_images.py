@@ -21,6 +21,7 @@ from traitlets import Bool, HasTraits, Set, Unicode
 
 from . import catalog, catalog_state, image_build, image_ops
 from .catalog import CatalogView, ImageInfo
+from .environments import launch
 from .errors import ConflictError, EngineError, NotFoundError, PolicyError, RequestError
 from .runtime.labels import PREFIX
 from .service_image_versions import ImageVersionsMixin
@@ -166,14 +167,17 @@ class ImagesMixin(ImageVersionsMixin, HasTraits):
         return catalog.resolve_environment(await self.catalog_view(), image, digest)
 
     async def kernel_environment(self, user: str, kernel_id: str) -> dict:
-        """The environment a notebook records from one of ``user``'s running kernels: image, digest, resources."""
+        """The environment a notebook records from one of ``user``'s running kernels: image, digest, resources,
+        language, the kernel inside the image and its Berth kernelspec."""
         alloc = await self._own_allocation(user, kernel_id)
         entry = (await self.catalog_view()).get(alloc.image)
+        container = await self.runtime.inspect(alloc.container_id) if alloc.container_id else None
         return {
             "image": alloc.image,
             "digest": alloc.image_digest,
             "resources": alloc.resources.to_dict(),
             "display_name": entry.display_name if entry is not None else alloc.image,
+            **launch.identity(container.labels if container else {}, alloc.image, entry.labels if entry else None),
         }
 
     # ---- admin: decisions ----------------------------------------------------------------
@@ -204,7 +208,12 @@ class ImagesMixin(ImageVersionsMixin, HasTraits):
         entry = view.get(ref)
         if (entry is None or not entry.present) and catalog.matches(ref, self.offered_images):
             catalog.validate_ref(ref, "image", tag_required=True)
-            digest = (await self.environments.discover(ref)).image_id
+            try:
+                digest = (await self.environments.discover(ref)).image_id
+            except NotFoundError:
+                if entry is not None:  # the catalog knew it: say so
+                    raise NotFoundError(f"{ref} is no longer on this host; pull or build it again first") from None
+                raise
         else:
             entry = await self._known(view, ref)
             if not entry.present:

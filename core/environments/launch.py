@@ -10,6 +10,7 @@ ended (``berth_notices.py`` as ``PYTHONSTARTUP``). Pure: edits a :class:`Contain
 
 from __future__ import annotations
 
+from ..errors import NotFoundError
 from ..runtime.base import ContainerSpec, Mount
 from ..runtime.labels import key
 from .inspection import LAUNCHER_DIR
@@ -40,3 +41,18 @@ def apply(spec: ContainerSpec, kernel: KernelEnvironment) -> ContainerSpec:
     spec.labels[key("kernelspec")] = kernel.name
     spec.labels[key("language")] = kernel.language
     return spec
+
+
+def identity(container_labels: dict, image_ref: str, catalog_labels: dict | None) -> dict:
+    """A running kernel's language, the kernel inside its image and its Berth kernelspec, from the labels
+    :func:`apply` gave its container (an image built FROM Berth's base: its catalog language, no kernel)."""
+    from ..kernelspecs import image_kernel_name, kernelspec_for
+
+    labels = catalog_labels or {}
+    kernel = container_labels.get(key("kernelspec")) or None
+    language = container_labels.get(key("language")) or labels.get("language") or None
+    try:
+        spec = kernelspec_for(image_kernel_name(image_ref), labels, kernel)
+    except NotFoundError:
+        spec = None
+    return {"language": language, "kernel": kernel, "kernelspec": spec}
