@@ -78,7 +78,7 @@ export function groupImages(images: IImage[]): IEnvironment[] {
   const byKey = new Map<string, IEnvironment>();
   for (const image of offeredImages(images)) {
     const [key, tag] = splitRef(image.ref);
-    const version = String(image.label_version ?? tag);
+    const version = String(image.version ?? image.label_version ?? tag);
     let env = byKey.get(key);
     if (!env) {
       env = { key, label: environmentLabel(image, version, key), language: imageLanguage(image), versions: [] };
@@ -132,7 +132,7 @@ export function imageFacts(image: IImage | undefined): { frameworks: string[]; s
   return {
     frameworks,
     size: image.size ? formatBytes(image.size) : '',
-    gpu: String(image.label_gpu ?? 'false').toLowerCase() === 'true',
+    gpu: image.gpu === true || String(image.label_gpu ?? 'false').toLowerCase() === 'true',
     digest: digest.replace(/^.*@/, '').slice(0, 19)
   };
 }

@@ -176,7 +176,7 @@ describe('images', () => {
       ...IMAGES,
       { ref: 'berth/r:4.2', display_name: 'R 4.2 (IRkernel)', language: 'R', frameworks: ['IRkernel 1.3.2'] },
       { ref: 'berth/bash:5.2', display_name: 'Bash', language: 'bash', frameworks: ['bash_kernel 0.10.0'] },
-      { ref: 'berth/scipy:2024.1', display_name: 'SciPy stack 2024.1', language: 'python', frameworks: ['numpy 1.26.4'] },
+      { ref: 'berth/scipy:2024.1', display_name: 'SciPy stack 2024.1', language: 'python', version: '2024.1', gpu: false, frameworks: ['numpy 1.26.4'] },
       { ref: 'berth/scipy:2025.1', display_name: 'SciPy stack 2025.1', language: 'python', frameworks: ['numpy 2.2.6'] }
     ];
     const groups = groupByLanguage(groupImages(catalog));
