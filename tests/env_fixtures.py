@@ -98,6 +98,22 @@ def foreign_images():
     return refs
 
 
+#: the small stack of the side-by-side test, in two versions (numpy 1 and 2)
+STACK_VERSIONS = {"1": "1.26.4", "2": "2.2.6"}
+
+
+def stack_images(foreign: str) -> dict[str, str]:
+    """Two versions of a small stack on the foreign image, tagged with their recipe hash (built when missing)."""
+    folder = str(HERE / "images" / "numpy-stack")
+    out = {}
+    for version, numpy in STACK_VERSIONS.items():
+        args = {"FOREIGN": foreign, "NUMPY": numpy}
+        ref = f"{REPO}/numpy-stack:{version}-{folder_hash(folder, args)}"
+        build_on_base(folder, ref, buildargs=args, progress=_quiet)
+        out[numpy] = ref
+    return out
+
+
 def environment_image(name: str) -> str:
     """Berth's environment recipe ``name``, built if missing or changed (cached by its recipe hash)."""
     _client()

@@ -18,7 +18,7 @@ from jupyter_berth.runtime.labels import key
 from tests.env_fixtures import env_service, foreign_images  # noqa: F401 - fixtures
 from tests.test_provisioner import limits, run
 
-pytestmark = [pytest.mark.docker]
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]  # a fresh machine builds the images first
 
 
 async def offer(service, ref):

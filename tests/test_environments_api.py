@@ -15,7 +15,7 @@ from jupyter_berth.runtime.labels import key
 from tests.env_fixtures import REPO, foreign_images  # noqa: F401 - fixture
 from tests.test_images_api import _call, _serve
 
-pytestmark = [pytest.mark.docker]
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]  # a fresh machine builds the images first
 
 
 @pytest.fixture
