@@ -191,3 +191,25 @@ def test_kernelspecs_one_per_kernel_inside_an_image_with_its_language():
     retired = {"status": "retired", "image": "lab/x:0", "nearest": {"image": "lab/x:1"}}
     assert kernelspec_for_answer([lab, own], retired, "gone", "R") == "berth-lab-x-1-ir"  # same language
     assert kernelspec_for_answer([lab, own], retired, "gone", "julia") is None
+
+
+async def test_hub_mode_start_picks_the_kernel_inside_from_the_synced_kernelspecs(tmp_path, monkeypatch):
+    """In a hub user's server the catalog is the hub's: the REST start finds the image's kernel among the
+    kernelspecs synced from it (the image's python3, else its first; or the one asked for)."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    from jupyter_berth.errors import NotFoundError
+    from jupyter_berth.kernelspecs import sync
+    from jupyter_berth.server.handlers.kernels import KernelsHandler
+
+    env = build_environment("sha256:" + "a" * 64, parse_discovery(DISCOVERED))
+    lab = ImageInfo(ref="lab/x:1", id=env.image_id, digest=None, labels=env.catalog_labels())
+    own = ImageInfo(ref="berth/python:3.11", id="sha256:" + "d" * 64, digest=None, labels={"kind": "kernel"})
+    sync(plan([lab, own], [], "berth/python:3.11"), str(tmp_path / "kernels"))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    ksm = KernelSpecManager()
+    assert await KernelsHandler.kernel_inside(ksm, "berth-lab-x-1", None) == "berth-lab-x-1-python3"
+    assert await KernelsHandler.kernel_inside(ksm, "berth-lab-x-1", "ir") == "berth-lab-x-1-ir"
+    assert await KernelsHandler.kernel_inside(ksm, "berth-python-3.11", None) == "berth-python-3.11"
+    with pytest.raises(NotFoundError, match="no kernel 'julia'; it offers: bash, ir, python3"):
+        await KernelsHandler.kernel_inside(ksm, "berth-lab-x-1", "julia")

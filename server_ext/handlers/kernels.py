@@ -135,6 +135,8 @@ class KernelsHandler(BerthHandler):
             if info is not None:
                 name = kernelspec_for(name, info.labels, start.get("kernel"))
         ksm = self.berth.kernel_manager.kernel_spec_manager
+        if remote is not None and info is None:  # hub mode: an image with several kernels, from this server's specs
+            name = await self.kernel_inside(ksm, name, start.get("kernel"))
         try:
             await ensure_async(ksm.get_kernel_spec(name))
         except NoSuchKernel:
@@ -151,6 +153,25 @@ class KernelsHandler(BerthHandler):
                 )
             ) from None
         return name
+
+    @staticmethod
+    async def kernel_inside(ksm, name: str, kernel: str | None) -> str:
+        """``name`` itself, or the kernelspec ``<name>-<kernel>`` of an image inspected when offered (its
+        ``python3``, else its first kernel when none is asked), as the synced kernelspecs say."""
+        specs = await ensure_async(ksm.get_all_specs())
+        if name in specs:
+            return name
+        inside = {
+            (spec.get("spec", {}).get("metadata") or {}).get("jupyter_berth", {}).get("kernel"): n
+            for n, spec in sorted(specs.items())
+            if n.startswith(name + "-")
+        }
+        inside.pop(None, None)
+        if kernel:
+            if kernel not in inside:
+                raise NotFoundError(f"the image has no kernel {kernel!r}; it offers: {', '.join(inside) or 'none'}")
+            return inside[kernel]
+        return inside.get("python3") or next(iter(inside.values()), name)
 
     @staticmethod
     async def check_with_hub(remote, preset: str | None, image: str | None) -> None:
