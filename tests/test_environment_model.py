@@ -213,3 +213,20 @@ async def test_hub_mode_start_picks_the_kernel_inside_from_the_synced_kernelspec
     assert await KernelsHandler.kernel_inside(ksm, "berth-python-3.11", None) == "berth-python-3.11"
     with pytest.raises(NotFoundError, match="no kernel 'julia'; it offers: bash, ir, python3"):
         await KernelsHandler.kernel_inside(ksm, "berth-lab-x-1", "julia")
+
+
+def test_every_environment_recipe_has_its_files_and_versions_hash_apart():
+    from jupyter_berth.imagebuild.bootstrap import RECIPES_DIR
+    from jupyter_berth.imagebuild.environments import ALL, RECIPES, folder_hash, recipe
+
+    for r in RECIPES.values():
+        folder = os.path.join(RECIPES_DIR, r.folder)
+        assert os.path.isfile(os.path.join(folder, "Dockerfile")), r.name
+        if "STACK" in r.buildargs:  # the pinned requirements of this version
+            pins = open(os.path.join(folder, f"stack-{r.buildargs['STACK']}.txt")).read()
+            assert "ipykernel" in pins and "==" in pins, r.name
+    assert set(ALL) <= set(RECIPES) and recipe("r").reference == "berth/r:4.2"
+    scipy = os.path.join(RECIPES_DIR, "scipy")
+    assert folder_hash(scipy, RECIPES["scipy-2024"].buildargs) != folder_hash(scipy, RECIPES["scipy-2025"].buildargs)
+    with pytest.raises(Exception, match="unknown recipe 'julia'"):
+        recipe("julia")
