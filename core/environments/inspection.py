@@ -95,7 +95,7 @@ def _smoke(api, container_id: str, kernel, seconds: int) -> str | None:
     return f"it did not listen within {seconds} s; its last lines:\n{tail}"
 
 
-def inspect_image(api, ref: str, *, site: str = "", smoke_seconds: int = 30, mem: int = 1 << 30) -> ImageEnvironment:
+def inspect_image(api, ref: str, *, site: str = "", smoke_seconds: int = 60, mem: int = 1 << 30) -> ImageEnvironment:
     """What ``ref`` offers Jupyter, or a :class:`BerthError` naming the image and the fix."""
     t0 = time.monotonic()
     try:

@@ -29,7 +29,7 @@ class EnvironmentManager(LoggingConfigurable):
     """Finds what an image offers Jupyter at offer time and starts its kernels through Berth's launcher."""
 
     smoke_seconds = Integer(
-        30,
+        60,
         config=True,
         help="Seconds a kernel found in an image has to start (listen on its port) when the image is offered; "
         "a kernel that does not is not offered, with its last output in the message.",
