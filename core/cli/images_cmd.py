@@ -14,7 +14,6 @@ import json
 from datetime import datetime, timezone
 
 from traitlets import Bool, Enum, Unicode
-from traitlets.config import Application
 
 from .._version import __version__
 from ..engine import engine_client
@@ -28,11 +27,12 @@ from ..imagebuild.bootstrap import (
 from ..imagebuild.environments import ALL as ALL_ENVIRONMENTS
 from ..imagebuild.environments import RECIPES as ENVIRONMENT_RECIPES
 from ..imagebuild.environments import bootstrap_environment
+from .command import BerthCommand
 from .engine_cmd import BerthCommandApp
 from .images_admin_cmd import SUBCOMMANDS, CatalogCommand
 
 
-class ImagesBootstrapApp(Application):
+class ImagesBootstrapApp(BerthCommand):
     """Build the default kernel image without a registry."""
 
     name = "berth images bootstrap"
