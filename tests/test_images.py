@@ -249,7 +249,7 @@ async def test_two_versions_run_side_by_side(svc, versions):
         "resources": b.resources.to_dict(),
         "language": "python",  # an image built FROM Berth's base: one kernel, its kernelspec by image
         "kernel": None,
-        "kernelspec": "berth-berthtest-python-3.11-extra",
+        "kernelspec": image_kernel_name(EXTRA),
     }
     again = await svc.resolve_environment(env["image"], env["digest"])
     assert again["status"] == "available" and again["image"] == EXTRA
