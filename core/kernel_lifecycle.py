@@ -36,12 +36,11 @@ async def start_kernel(
     folders: list[str] | None = None,
 ) -> KernelLaunch:
     """Reserve, then start one kernel container (see :meth:`BerthService.start_kernel`)."""
-    policy = None
+    # The policy is checked once, by admission (EffectivePolicy.check), when the allocation is reserved.
     if resources is None:
         resources, image, policy = await s.resolve_request(user, groups, request=request, preset=preset, image=image)
     else:
         policy = await s.policy_for(user, groups)
-        policy.check(resources, explicit=True, image=image)
     view = await s.images()
     restart = ip is not None  # a restart of a running kernel: a retired image keeps serving it
     entry = view.get(catalog.normalise_ref(image)) if restart and isinstance(view, catalog.CatalogView) else None

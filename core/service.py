@@ -249,7 +249,11 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
     async def resolve_request(
         self, user: str, groups=(), *, request: dict | None = None, preset: str | None = None, image: str | None = None
     ) -> tuple[Resources, str, Any]:
-        """Decide a kernel's resources once: explicit > preset > profile > policy default, then the policy."""
+        """Decide a kernel's resources once: explicit > preset > profile > policy default (clamped to the policy).
+
+        The policy's refusals (an explicit request over a limit, an image it does not allow) are
+        admission's, when the allocation is reserved: one check.
+        """
         policy = await self.policy_for(user, groups)
         base = policy.default_request()
         explicit = bool(request)
@@ -265,7 +269,8 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
                 chosen_image = chosen_image or profile.image
         resources = Resources.parse(request or {}, base=base)
         chosen_image = chosen_image or await self.default_image_ref()
-        resources = policy.check(resources, explicit=explicit, image=chosen_image)
+        if not explicit:  # a derived request is clamped to the limits; admission refuses an explicit one over them
+            resources = policy.check(resources, explicit=False)
         return resources, chosen_image, policy
 
     # ---- kernels ----------------------------------------------------------------------------
