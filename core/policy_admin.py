@@ -12,7 +12,7 @@ import math
 
 from . import catalog
 from .policies import PolicySpec, resolve
-from .resources import Resources
+from .resources import Resources, resource_kinds
 
 
 async def policy_for(s, user: str, groups=()):
@@ -32,12 +32,9 @@ def remaining(policy, used) -> dict:
     def left(total, in_use):
         return None if total is None or math.isinf(total) else max(0, total - in_use)
 
-    return {
-        "cpu": left(policy.total_cpu, used.cpu),
-        "mem": left(policy.total_mem, used.mem),
-        "gpu": left(policy.total_gpu, used.gpu),
-        "kernels": left(policy.max_kernels, used.kernels),
-    }
+    out = {k.name: left(getattr(policy, k.total_limit), used.get(k.name)) for k in resource_kinds() if k.total_limit}
+    out["kernels"] = left(policy.max_kernels, used.kernels)
+    return out
 
 
 async def policy_summary(s, user: str, groups=()) -> dict:
@@ -46,7 +43,7 @@ async def policy_summary(s, user: str, groups=()) -> dict:
     used = await s.user_usage(user)
     return {
         "policy": policy.to_json(),
-        "usage": {"cpu": used.cpu, "mem": used.mem, "gpu": used.gpu, "kernels": used.kernels},
+        "usage": {**{k.name: used.get(k.name) for k in resource_kinds() if k.total_limit}, "kernels": used.kernels},
         "remaining": remaining(policy, used),
         "default_request": policy.default_request().to_dict(),
     }

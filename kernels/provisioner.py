@@ -238,7 +238,7 @@ class BerthProvisioner(KernelProvisionerBase):
                 container_id=data["container_id"],
                 image=data["image"],
                 image_digest=data.get("image_digest"),
-                resources=Resources(**data["resources"]),
+                resources=Resources.from_dict(data["resources"]),
                 connection=conn,
             )
             self._grant = (self.launch.resources, self.launch.image)

@@ -7,6 +7,7 @@ import pathlib
 
 from jupyter_berth import __version__
 from jupyter_berth.errors import NotFoundError, RequestError
+from jupyter_berth.resources import kinds_json
 
 from .base import HTTP_METHODS, BerthHandler, authorized, web
 
@@ -79,6 +80,7 @@ class InfoHandler(BerthHandler):
                 "version": __version__,
                 # runtime: "docker", "swarm" or "process"; isolation: "container", or "none" (process kernels)
                 **await service.engine_info(),
+                "resources": kinds_json(),  # the resource kinds a request may name (jupyter_berth.resources)
             }
         )
 
