@@ -16,6 +16,7 @@ from tornado import web
 
 from jupyter_berth import __version__, catalog
 from jupyter_berth.errors import NotFoundError, RequestError
+from jupyter_berth.resources import resource_kinds
 from jupyter_berth.wire import container_to_json
 
 from .service_base import BerthAPIHandler
@@ -173,10 +174,8 @@ class MyPolicyHandler(BerthAPIHandler):
         self.write_json(
             {
                 "policy": policy.to_json(),
-                "usage": {
-                    "cpu": usage.cpu,
-                    "mem": usage.mem,
-                    "gpu": usage.gpu,
+                "usage": {  # every resource kind the policy totals (the registry's), then the counts
+                    **{k.name: usage.get(k.name) for k in resource_kinds() if k.total_limit},
                     "kernels": usage.kernels,
                     "servers": usage.servers,
                 },
