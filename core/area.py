@@ -125,6 +125,35 @@ class MovedSetting:
         setattr(manager_of(obj, self.name), MOVED_SETTINGS[self.name][2], value)
 
 
+class ManagerHost(LoggingConfigurable):
+    """Base of the service: its config without the settings that moved to a manager (those are kept
+    aside while it loads its own config and passed on by :func:`apply_moved` once the managers exist;
+    the service calls that and then marks itself ``_composed``), and ``service.<old>`` for each."""
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        # ``gpus`` is the GPU manager itself now; ``c.BerthService.gpus`` still works from config
+        for old in MOVED_SETTINGS:
+            if old != "gpus":
+                setattr(cls, old, MovedSetting(old))
+
+    def _find_my_config(self, cfg):
+        mine = super()._find_my_config(cfg)
+        moved = {old: mine.pop(old) for old in list(mine) if old in MOVED_SETTINGS}
+        if moved and self.__dict__.get("_loading_config"):
+            self.__dict__.setdefault("_moved_config", {}).update(moved)
+        return mine
+
+    def _load_config(self, cfg, section_names=None, traits=None):
+        self.__dict__["_loading_config"] = True
+        try:
+            super()._load_config(cfg, section_names=section_names, traits=traits)
+        finally:
+            self.__dict__["_loading_config"] = False
+        if self.__dict__.get("_moved_config") and self.__dict__.get("_composed"):  # config loaded again later
+            apply_moved(self, self.__dict__.pop("_moved_config"), cfg)
+
+
 class AreaManager(LoggingConfigurable):
     """Base of the service's area managers: the ledger and runtime it works on, the threads ledger calls run on."""
 
@@ -137,4 +166,4 @@ class AreaManager(LoggingConfigurable):
         return await loop.run_in_executor(self.executor, lambda: fn(*args, **kw))
 
 
-__all__ = ["MOVED_SETTINGS", "AreaManager", "MovedSetting", "apply_moved", "moved_message"]
+__all__ = ["MOVED_SETTINGS", "AreaManager", "ManagerHost", "MovedSetting", "apply_moved", "moved_message"]

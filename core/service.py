@@ -1,7 +1,8 @@
 """``BerthService``: the one facade every front end calls.
 
-It owns the ledger, admission, the runtime and the image catalog, and offers
-them as async methods. The kernel provisioner (standalone), the Berth hub
+It owns the ledger, admission and the runtime, composes one manager per area
+(``images``, ``folders``, ``usage``, ``gpus``, ``environments``), and offers them
+as async methods. The kernel provisioner (standalone), the Berth hub
 service (hub mode), the server extension and the CLI all go through it; none
 re-implements admission or talks to the engine on its own.
 
@@ -14,80 +15,39 @@ from __future__ import annotations
 import asyncio
 import getpass
 import hashlib
-import math
 import os
-import secrets
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from traitlets import Dict, Enum, Float, Instance, Integer, List, Unicode, default, directional_link, link
-from traitlets.config import LoggingConfigurable
 
-from . import reconcile, swarm_nodes
+from . import kernel_lifecycle, policy_admin, reconcile, servers, swarm_nodes
 from .admission import Admission
-from .area import MOVED_SETTINGS, MovedSetting, apply_moved
-from .errors import BerthError, NotFoundError, PolicyError
+from .area import MOVED_SETTINGS, ManagerHost, apply_moved
+from .environments.manager import EnvironmentManager
+from .errors import NotFoundError, PolicyError
 from .folders.manager import FolderManager
 from .gpu.manager import GpuManager
-from .images import catalog
 from .images.manager import ImageCatalog
-from .kernel_launch import KernelConnection, kernel_spec, user_network, user_subnets
+from .kernel_launch import KernelLaunch, exit_message, user_network, user_subnets
 from .ledger import Ledger
-from .policies import PolicySpec, resolve
+from .policies import PolicySpec
 from .pool.warm_pool import WarmPool
-from .resources import Preset, Resources, find_preset, format_bytes
+from .resources import Preset, Resources, find_preset
 from .runtime import choice as runtime_choice
 from .runtime.base import ContainerInfo, Mount, Runtime
-from .runtime.swarm_spec import NODE_LABEL
 from .usage.manager import UsageTracker, quota_json
 
 
-@dataclass
-class KernelLaunch:
-    """What a started kernel needs to be reached and accounted."""
-
-    kernel_id: str
-    allocation_id: str
-    container_id: str
-    image: str
-    image_digest: str | None
-    resources: Resources
-    connection: dict  #: jupyter_client connection info (ip = container address)
-
-    def to_json(self) -> dict:
-        conn = dict(self.connection)
-        conn["key"] = conn["key"].decode() if isinstance(conn["key"], bytes) else conn["key"]
-        return {
-            "kernel_id": self.kernel_id,
-            "allocation_id": self.allocation_id,
-            "container_id": self.container_id,
-            "image": self.image,
-            "image_digest": self.image_digest,
-            "resources": self.resources.to_dict(),
-            "connection": conn,
-        }
-
-
-def exit_message(info: ContainerInfo | None, resources: Resources | None) -> tuple[str, str]:
-    """(reason, message a user reads) for a kernel container that stopped."""
-    if info is None:
-        return "lost", "the kernel's container disappeared (it was removed outside Berth); the allocation was released"
-    if info.oom_killed:
-        limit = format_bytes(resources.mem) if resources else "its"
-        return "oom", f"the kernel was stopped because it used more than its {limit} memory limit"
-    return "exited", f"the kernel process exited with code {info.exit_code}"
-
-
-class BerthService(LoggingConfigurable):
+class BerthService(ManagerHost):
     """Admission, containers and accounting for kernels and servers.
 
     Composed of one manager per area, each a configurable with its own section: ``images``
     (:class:`~jupyter_berth.images.manager.ImageCatalog`, ``c.ImageCatalog.*``), ``folders``
     (:class:`~jupyter_berth.folders.manager.FolderManager`), ``usage``
-    (:class:`~jupyter_berth.usage.manager.UsageTracker`) and ``gpus``
-    (:class:`~jupyter_berth.gpu.manager.GpuManager`).
+    (:class:`~jupyter_berth.usage.manager.UsageTracker`), ``gpus``
+    (:class:`~jupyter_berth.gpu.manager.GpuManager`) and ``environments``
+    (:class:`~jupyter_berth.environments.manager.EnvironmentManager`).
     """
 
     db_url = Unicode(
@@ -179,6 +139,7 @@ class BerthService(LoggingConfigurable):
     folders = Instance(FolderManager, help="Virtual folders (c.FolderManager.*).")
     usage = Instance(UsageTracker, help="Usage sampling, reports and metrics (c.UsageTracker.*).")
     gpus = Instance(GpuManager, help="GPU devices and shares (c.GpuManager.*).")
+    environments = Instance(EnvironmentManager, help="Images with their own Jupyter kernels (c.EnvironmentManager.*).")
 
     def __init__(self, **kw):
         moved = {old: kw.pop(old) for old in list(kw) if old in MOVED_SETTINGS}
@@ -189,13 +150,17 @@ class BerthService(LoggingConfigurable):
         self.folders = FolderManager(**shared, data_dir=self.data_dir)
         self.usage = UsageTracker(**shared, live_allocations=self._live_here)
         self.gpus = GpuManager(**shared, data_dir=self.data_dir)
-        for manager in (self.images, self.folders, self.usage, self.gpus):
+        #: any image with a Jupyter kernel: inspected when offered, started through Berth's mounted launcher
+        self.environments = EnvironmentManager(**shared, data_dir=self.data_dir, engine_call=self.images.engine_call)
+        self.images.environments = self.environments
+        for manager in (self.images, self.folders, self.usage, self.gpus, self.environments):
             directional_link((self, "ledger"), (manager, "ledger"))
             directional_link((self, "runtime"), (manager, "runtime"))
         for name in ("default_image", "offered_images"):
             link((self, name), (self.images, name))
-        for manager in (self.folders, self.gpus):
+        for manager in (self.folders, self.gpus, self.environments):
             directional_link((self, "data_dir"), (manager, "data_dir"))
+        directional_link((self, "site_id"), (self.environments, "site_id"))
         apply_moved(self, {**self.__dict__.pop("_moved_config", {}), **moved}, self.config)
         self.__dict__["_composed"] = True
         self._node_watch: asyncio.Task | None = None
@@ -208,35 +173,16 @@ class BerthService(LoggingConfigurable):
             {u: PolicySpec.parse(s, f"user_policies.{u}") for u, s in self.user_policies.items()},
         )
 
-    # ---- settings that moved to a manager (kept for one release) ---------------------------
-    def _find_my_config(self, cfg):
-        """This service's config without the settings that moved to a manager; those are kept aside
-        while the service loads its own config, and passed on by :func:`~jupyter_berth.area.apply_moved`."""
-        mine = super()._find_my_config(cfg)
-        moved = {old: mine.pop(old) for old in list(mine) if old in MOVED_SETTINGS}
-        if moved and self.__dict__.get("_loading_config"):
-            self.__dict__.setdefault("_moved_config", {}).update(moved)
-        return mine
-
-    def _load_config(self, cfg, section_names=None, traits=None):
-        self.__dict__["_loading_config"] = True
-        try:
-            super()._load_config(cfg, section_names=section_names, traits=traits)
-        finally:
-            self.__dict__["_loading_config"] = False
-        if self.__dict__.get("_moved_config") and self.__dict__.get("_composed"):  # config loaded again later
-            apply_moved(self, self.__dict__.pop("_moved_config"), cfg)
-
     # ---- plumbing -------------------------------------------------------------------------
     async def _db(self, fn, *args, **kw):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._db_executor, lambda: fn(*args, **kw))
 
     async def open(self) -> None:
-        """Open the ledger (created and migrated on first use) and name the site, and nothing else: no
-        reconcile, no sampling, no warm pool. For commands that read or change the catalog, folders or
-        quotas next to a running server (``berth images …``, ``berth folders …``, ``berth kernelspecs
-        sync``); :meth:`start` begins with it. :meth:`close` undoes it."""
+        """Open the ledger (created and migrated on first use), admission on it, and name the site (from the
+        ledger's URL unless configured); nothing else (no reconcile, sampling or pool). For commands next to a
+        running server (``berth images …``, ``berth folders …``); :meth:`start` and :meth:`open_for_servers`
+        begin with it, :meth:`close` undoes it."""
         if self.ledger is None:
             self.ledger = await self._db(Ledger, self.db_url, data_dir=self.data_dir)
             self._owns_ledger = True
@@ -250,6 +196,15 @@ class BerthService(LoggingConfigurable):
         if self.ledger is not None and getattr(self, "_owns_ledger", False):
             self.ledger.close()
             self._owns_ledger = False
+
+    @property
+    def ledger_url(self) -> str | None:
+        """The ledger's URL once open (for logs; a password in it is masked by SQLAlchemy)."""
+        return self.ledger.url if self.ledger is not None else None
+
+    async def engine_info(self) -> dict:
+        """The runtime's name and isolation, and the engine's state (``up`` with its figures, or ``down``)."""
+        return await runtime_choice.describe(self.runtime)
 
     async def start(self) -> reconcile.ReconcilePlan:
         """Open the ledger, measure the host, reconcile with the engine, start sampling."""
@@ -300,14 +255,28 @@ class BerthService(LoggingConfigurable):
 
     # ---- policy, presets, images --------------------------------------------------------
     async def policy_for(self, user: str, groups=()):
-        """Config policies overlaid with those an admin stored in the ledger at run time."""
-        default, groups_cfg, users_cfg = self._policy_specs
-        stored_default, stored_groups, stored_users = await self._db(self.ledger.get_policies)
-        if stored_default:
-            default = PolicySpec.parse(stored_default, "default_policy")
-        groups_cfg = {**groups_cfg, **{g: PolicySpec.parse(s, f"group {g}") for g, s in stored_groups.items()}}
-        users_cfg = {**users_cfg, **{u: PolicySpec.parse(s, f"user {u}") for u, s in stored_users.items()}}
-        return resolve(user, groups, default, groups_cfg, users_cfg)
+        """The user's effective policy: config policies overlaid with those stored at run time."""
+        return await policy_admin.policy_for(self, user, groups)
+
+    async def policy_summary(self, user: str, groups=()) -> dict:
+        """The effective policy, what is in use and what is left (for the sidebar's bounds)."""
+        return await policy_admin.policy_summary(self, user, groups)
+
+    async def user_usage(self, user: str):
+        """What the user's live kernels and servers hold (a ledger ``Usage``)."""
+        return await self._db(self.ledger.user_usage, user)
+
+    async def get_policies(self, scope: str | None = None, name: str | None = None) -> dict:
+        """The config file's policies and those stored at run time (which win); or one scope's."""
+        return await policy_admin.get_policies(self, scope, name)
+
+    async def set_policy(self, scope: str, name: str | None, spec: dict, *, by: str | None = None) -> dict:
+        """Store a policy for ``default``, a ``group`` or a ``user`` (validated); it applies from the next request."""
+        return await policy_admin.set_policy(self, scope, name, spec, by=by)
+
+    async def delete_policy(self, scope: str, name: str | None = None) -> bool:
+        """Delete a stored policy (the config file's entry applies again); ``False`` if none was stored."""
+        return await policy_admin.delete_policy(self, scope, name)
 
     def preset(self, name: str) -> Preset:
         return find_preset(self._presets, name)
@@ -319,24 +288,12 @@ class BerthService(LoggingConfigurable):
     async def resolve_request(
         self, user: str, groups=(), *, request: dict | None = None, preset: str | None = None, image: str | None = None
     ) -> tuple[Resources, str, Any]:
-        """Decide a kernel's resources once: explicit > preset > profile > policy default, then the policy."""
-        policy = await self.policy_for(user, groups)
-        base = policy.default_request()
-        explicit = bool(request)
-        chosen_image = image
-        if preset:
-            p = self.preset(preset)
-            base = p.resources
-            chosen_image = chosen_image or p.image
-        elif not request:
-            profile = await self._db(self.ledger.get_profile, user)
-            if profile is not None:
-                base = Resources.parse(profile.request or {}, base=base)
-                chosen_image = chosen_image or profile.image
-        resources = Resources.parse(request or {}, base=base)
-        chosen_image = chosen_image or await self.images.default_image_ref()
-        resources = policy.check(resources, explicit=explicit, image=chosen_image)
-        return resources, chosen_image, policy
+        """Decide a kernel's resources once: explicit > preset > profile > policy default (clamped to the policy).
+
+        The policy's refusals (an explicit request over a limit, an image it does not allow) are
+        admission's, when the allocation is reserved: one check.
+        """
+        return await policy_admin.resolve_request(self, user, groups, request=request, preset=preset, image=image)
 
     # ---- kernels ----------------------------------------------------------------------------
     def _subnets(self, user: str) -> list[str]:
@@ -370,100 +327,28 @@ class BerthService(LoggingConfigurable):
         ``ip`` asks for the address the kernel had before a restart; ``key`` is the session's
         signing key (the kernel manager's own, so clients keep signing with it across restarts).
         """
-        policy = None
-        if resources is None:
-            resources, image, policy = await self.resolve_request(
-                user, groups, request=request, preset=preset, image=image
-            )
-        else:
-            policy = await self.policy_for(user, groups)
-            policy.check(resources, explicit=True, image=image)
-        view = await self.images.catalog_view()
-        restart = ip is not None  # a restart of a running kernel: a retired image keeps serving it
-        entry = view.get(catalog.normalise_ref(image)) if restart and isinstance(view, catalog.CatalogView) else None
-        info = entry if entry is not None and entry.state == "retired" else catalog.find(view, image)
-        mounts = list(mounts or [])
-        if folders:
-            mounts += await self.folders.folder_mounts(user, groups, folders)  # refuses folders the user may not mount
-        alloc = await self._db(
-            self.admission.reserve,
-            owner=user,
-            groups=list(groups),
-            policy=policy,
-            request=resources,
-            kind="kernel",
-            subject=kernel_id,
-            image=image,
-            node=None if self._multi_node else self.node_name,
-            gpu_assigner=self.gpus.gpu_assigner(),
-        )
-        try:
-            connection = KernelConnection(key=key or secrets.token_hex(32))
-            network = await self._user_network(user)
-            spec = kernel_spec(
-                owner=user,
-                kernel_id=kernel_id,
-                allocation_id=alloc.id,
-                image=image,
-                resources=resources,
-                connection=connection,
-                network=network,
-                cwd=cwd,
-                mounts=mounts,
-                env=env,
-                site=self.site_id,
-            )
-            spec.ip = ip
-            if self._multi_node:
-                spec.labels[NODE_LABEL] = alloc.node  # the runtime pins the container to admission's choice
-            spec.gpu_device_ids, gpu_env, gpu_mounts, gpu_plan = self.gpus.gpu_container(alloc.gpu_devices)
-            spec.ipc_mode = gpu_plan.ipc_mode  # "host" for MPS clients; None (private) without a share
-            spec.env.update(gpu_env)
-            spec.mounts.extend(gpu_mounts)
-            container = await self._pool.adopt(spec, image_id=info.id) if self._pool is not None else None
-            try:
-                container = container or await self.runtime.run(spec)
-            except BerthError as e:
-                if not ip or e.status == 404:
-                    raise
-                self.log.warning(
-                    "Kernel %s could not keep its address %s (%s); starting on a new one", kernel_id, ip, e.message
-                )
-                spec.ip = None
-                container = await self.runtime.run(spec)
-            await self._db(self.ledger.mark_running, alloc.id, container.id, image_digest=info.digest)
-        except BaseException as e:
-            reason = "failed" if isinstance(e, Exception) else "cancelled"
-            await self._db(self.ledger.release, alloc.id, reason, message=getattr(e, "message", str(e))[:500])
-            raise
-        self.log.info(
-            "Started kernel %s for %s: %s on %s (%s)", kernel_id, user, image, container.ip, resources.describe()
-        )
-        return KernelLaunch(
+        return await kernel_lifecycle.start_kernel(
+            self,
+            user,
+            groups,
             kernel_id=kernel_id,
-            allocation_id=alloc.id,
-            container_id=container.id,
+            request=request,
+            preset=preset,
             image=image,
-            image_digest=info.digest,
+            cwd=cwd,
+            mounts=mounts,
+            env=env,
             resources=resources,
-            connection=connection.for_client(container.ip, getattr(container, "ports", None)),
+            ip=ip,
+            key=key,
+            folders=folders,
         )
 
     async def _own_allocation(self, user: str, kernel_id: str):
         for a in await self._db(self.ledger.live_allocations, owner=user, kind="kernel"):
             if a.subject == kernel_id:
                 return a
-        raise NotFoundError(await self._ended_message(user, kernel_id))
-
-    async def _ended_message(self, user: str, kernel_id: str) -> str:
-        """Why ``kernel_id`` is not running: its latest usage record's message (e.g. its host left), if any."""
-        since = datetime.now(timezone.utc) - timedelta(days=1)
-        records = [
-            r for r in await self._db(self.ledger.usage_records, since=since, owner=user) if r.subject == kernel_id
-        ]
-        if records and records[-1].end_reason == "lost" and records[-1].message:
-            return f"kernel {kernel_id} is no longer running: {records[-1].message}"
-        return f"no running kernel {kernel_id!r} of yours"
+        raise NotFoundError(await kernel_lifecycle.ended_message(self, user, kernel_id))
 
     @property
     def _multi_node(self) -> bool:
@@ -493,26 +378,7 @@ class BerthService(LoggingConfigurable):
         return await self._finish(alloc, reason, stop=True, now=now)
 
     async def _finish(self, alloc, reason: str, *, stop: bool, now: bool = False) -> tuple[str, str]:
-        info = await self.runtime.inspect(alloc.container_id) if alloc.container_id else None
-        usage = await self.usage.sample_one(alloc, info)
-        if info is not None and info.running and stop:
-            await self.runtime.stop(info.id, timeout=0 if now else self.stop_timeout)
-            info = await self.runtime.inspect(info.id)
-        end_reason, message = exit_message(info, alloc.resources)
-        if info is not None and not info.oom_killed and reason != "exited":
-            end_reason, message = reason, f"the kernel was stopped ({reason})"
-        if info is not None:
-            await self.runtime.remove(info.id)
-        await self._db(
-            self.ledger.release,
-            alloc.id,
-            end_reason,
-            exit_code=info.exit_code if info else None,
-            message=message,
-            cpu_seconds=usage.cpu_seconds if usage else None,
-            mem_peak_bytes=usage.mem_peak_bytes if usage else None,
-        )
-        return end_reason, message
+        return await kernel_lifecycle.finish(self, alloc, reason, stop=stop, now=now)
 
     async def kernel_ended(self, user: str, kernel_id: str) -> tuple[str, str]:
         """The kernel's container exited or vanished on its own: account and release."""
@@ -524,54 +390,7 @@ class BerthService(LoggingConfigurable):
 
     async def my_kernels(self, user: str) -> list[dict]:
         """The user's live kernels with a fresh usage sample each (for the sidebar)."""
-        out = []
-        allocs = await self.list_kernels(user)
-        gpu_memory = await self.gpus.gpu_memory_of(allocs)  # NVML's per-process memory, where there is NVML
-        for alloc in allocs:
-            usage = await self.runtime.usage(alloc.container_id) if alloc.container_id else None
-            out.append(
-                {
-                    "kernel_id": alloc.subject,
-                    "image": alloc.image,
-                    "image_digest": alloc.image_digest,
-                    "state": alloc.state,
-                    "resources": alloc.resources.to_dict(),
-                    "limits": alloc.resources.describe(),
-                    "started_at": alloc.started_at,
-                    "gpu_devices": list(alloc.gpu_devices or ()),
-                    "usage": None
-                    if usage is None
-                    else {
-                        "cpu_seconds": usage.cpu_seconds,
-                        "mem_bytes": usage.mem_bytes,
-                        "mem_peak_bytes": usage.mem_peak_bytes,
-                        "pids": usage.pids,
-                        "gpu_mem_bytes": gpu_memory.get(alloc.container_id),
-                        "at": usage.at,
-                    },
-                }
-            )
-        return out
-
-    async def policy_summary(self, user: str, groups=()) -> dict:
-        """The effective policy, what is in use and what is left (for the sidebar's bounds)."""
-        policy = await self.policy_for(user, groups)
-        used = await self._db(self.ledger.user_usage, user)
-
-        def left(total, in_use):
-            return None if total is None or math.isinf(total) else max(0, total - in_use)
-
-        return {
-            "policy": policy.to_json(),
-            "usage": {"cpu": used.cpu, "mem": used.mem, "gpu": used.gpu, "kernels": used.kernels},
-            "remaining": {
-                "cpu": left(policy.total_cpu, used.cpu),
-                "mem": left(policy.total_mem, used.mem),
-                "gpu": left(policy.total_gpu, used.gpu),
-                "kernels": left(policy.max_kernels, used.kernels),
-            },
-            "default_request": policy.default_request().to_dict(),
-        }
+        return await kernel_lifecycle.my_kernels(self, user)
 
     async def my_usage(self, user: str, since=None, until=None, *, groups=(), by="day") -> dict:
         """``user``'s own usage (never anyone else's) and what is left of their quota.
@@ -584,55 +403,71 @@ class BerthService(LoggingConfigurable):
         return {"user": user, **report.to_json(), "quota": quota_json(summary)}
 
     async def kernel_environment(self, user: str, kernel_id: str) -> dict:
-        """The environment a notebook records from one of ``user``'s running kernels: image, digest, resources."""
-        alloc = await self._own_allocation(user, kernel_id)
-        entry = (await self.images.catalog_view()).get(alloc.image)
-        return {
-            "image": alloc.image,
-            "digest": alloc.image_digest,
-            "resources": alloc.resources.to_dict(),
-            "display_name": entry.display_name if entry is not None else alloc.image,
-        }
+        """The environment a notebook records from one of ``user``'s running kernels: image, digest, resources,
+        language, the kernel inside the image and its Berth kernelspec."""
+        return await kernel_lifecycle.kernel_environment(self, user, kernel_id)
 
     async def get_profile(self, user: str) -> dict:
-        profile = await self._db(self.ledger.get_profile, user)
-        return {"request": dict(profile.request), "image": profile.image} if profile else {"request": {}, "image": None}
+        return await policy_admin.get_profile(self, user)
 
     async def set_profile(self, user: str, groups=(), *, request: dict | None, image: str | None) -> dict:
         """Save the user's default profile, after checking it would start (policy and image)."""
-        resources = Resources.parse(request or {})
-        policy = await self.policy_for(user, groups)
-        policy.check(resources, explicit=True, image=image or self.default_image)
-        if image:
-            catalog.find(await self.images.catalog_view(), image)
-        await self._db(self.ledger.set_profile, user, request or {}, image=image)
-        return await self.get_profile(user)
+        return await policy_admin.set_profile(self, user, groups, request=request, image=image)
+
+    # ---- servers (the hub's spawner: the form, the queue and progress are its; the rest is here) ----------
+    async def open_for_servers(self) -> None:
+        """Open the ledger and this host's engine without starting (no reconcile, no sampling)."""
+        await servers.open_for_servers(self)
+
+    async def server_images(self, patterns: list[str]) -> list[tuple[str, str]]:
+        """``(ref, display name)`` of the single-user server images matching ``patterns``."""
+        return await servers.server_images(self, patterns)
+
+    async def server_notice(self, user: str, subject: str) -> str | None:
+        """Why the user's previous server ``subject`` went away, if abnormally in the last day."""
+        return await servers.server_notice(self, user, subject)
+
+    async def server_network(self, user: str) -> str:
+        """The user's network (shared with their kernels), made if missing; its name."""
+        return await self._user_network(user)
+
+    async def reserve_server(self, user: str, groups=(), *, policy, subject: str, resources: Resources, image: str):
+        """Check ``policy`` and reserve a server's allocation on this host; the allocation."""
+        return await servers.reserve_server(
+            self, user, groups, policy=policy, subject=subject, resources=resources, image=image
+        )
+
+    async def start_server(self, user: str, groups, alloc, container: servers.ServerContainer, network: str):
+        """Run an admitted server's container and mark its allocation running; its ``ContainerInfo``."""
+        return await servers.start_server(self, user, groups, alloc, container, network)
+
+    async def end_server_boost(self, alloc, container_id: str) -> None:
+        """Lower a booted server's CPU quota to its allocation."""
+        await servers.end_server_boost(self, alloc, container_id)
+
+    async def server_state(self, container: str) -> ContainerInfo | None:
+        return await servers.server_state(self, container)
+
+    async def server_alive(self, container_id: str | None) -> bool | str:
+        """``True`` while the server's container runs, else why it stopped."""
+        return await servers.server_alive(self, container_id)
+
+    async def release_server(self, alloc, container_id, reason: str, message: str, *, remove: bool, now=True):
+        """Stop and remove a server's container (last usage sample), then release its allocation once."""
+        await servers.release_server(self, alloc, container_id, reason, message, remove=remove, now=now)
+
+    async def live_server_allocation(self, alloc_id: str):
+        """The allocation ``alloc_id`` if still live (a spawner's state after a hub restart), else ``None``."""
+        return await servers.live_server_allocation(self, alloc_id)
+
+    async def stop_orphan_kernels(self, user: str) -> list[str]:
+        """Stop the user's kernels on this host if the user has no server left; the kernel ids stopped."""
+        return await servers.stop_orphan_kernels(self, user)
 
     # ---- reconcile and usage ----------------------------------------------------------------
     async def reconcile(self) -> reconcile.ReconcilePlan:
-        allocations = await self._live_here()
-        containers = await self.runtime.list({"site": self.site_id})
-        plan = reconcile.plan(allocations, containers, pool_keeps=self._pool.keeps if self._pool is not None else None)
-        for alloc, container in plan.adopt:
-            if alloc.state != "running":
-                await self._db(self.ledger.mark_running, alloc.id, container.id)
-        for alloc, why in plan.release:
-            await self._finish(alloc, why, stop=True, now=True)
-        for container in plan.stop:
-            self.log.warning(
-                "Removing stray Berth container %s (%s): no live allocation", container.name, container.id[:12]
-            )
-            await self.runtime.remove(container.id)
-        self.log.info("Reconciled with the engine: %s", plan.summary())
-        return plan
-
-
-# ``service.<old>`` of a setting that moved to a manager reads and writes the manager's, with a warning
-# (``gpus`` is the GPU manager itself now; ``c.BerthService.gpus`` still works from config).
-for _old in MOVED_SETTINGS:
-    if _old != "gpus":
-        setattr(BerthService, _old, MovedSetting(_old))
-del _old
+        """Adopt, release and remove until the ledger and the engine agree (see :mod:`.reconcile`)."""
+        return await reconcile.run(self)
 
 
 def standalone_user() -> tuple[str, tuple[str, ...]]:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 from traitlets.config import Application, Config
 
-from jupyter_berth.area import MOVED_SETTINGS
+from jupyter_berth.area import MOVED_SETTINGS, AreaManager
+from jupyter_berth.environments.manager import EnvironmentManager
 from jupyter_berth.folders.manager import FolderManager
 from jupyter_berth.gpu.manager import GpuManager
 from jupyter_berth.images.manager import ImageCatalog
@@ -32,6 +33,18 @@ def test_managers_are_composed_configurables_with_their_dependencies_linked():
     assert service.default_image == "berth/python:3.10"
 
 
+def test_the_environments_manager_is_composed_like_the_others():
+    service = BerthService(config=Config({"BerthService": {"data_dir": "/srv/berth", "site_id": "s1"}}))
+    environments = service.environments
+    assert isinstance(environments, EnvironmentManager) and isinstance(environments, AreaManager)
+    assert environments.parent is service and environments.ledger is None
+    assert service.images.environments is environments  # the catalog lists and inspects foreign images through it
+    assert environments.engine_call == service.images.engine_call  # engine calls go through the catalog's runtime
+    assert environments.site_id == "s1" and environments.store.directory == "/srv/berth/environments"
+    service.data_dir, service.site_id = "/srv/other", "s2"  # followed, one way
+    assert environments.store.directory == "/srv/other/environments" and environments.site_id == "s2"
+
+
 def test_each_manager_reads_its_own_section():
     config = Config(
         {
@@ -40,12 +53,14 @@ def test_each_manager_reads_its_own_section():
             "FolderManager": {"folder_usage_ttl": 5.0},
             "UsageTracker": {"sample_interval": 0.0},
             "GpuManager": {"devices": [{"uuid": "GPU-declared-x", "name": "declared", "memory": "8G"}]},
+            "EnvironmentManager": {"smoke_seconds": 7},
         }
     )
     service = BerthService(config=config)
     assert service.images.admin_users == {"ada"} and service.images.versions.build_network is False
     assert service.folders.folder_usage_ttl == 5.0 and service.usage.sample_interval == 0.0
     assert service.gpus.devices[0]["uuid"] == "GPU-declared-x"
+    assert service.environments.smoke_seconds == 7
 
 
 @pytest.mark.parametrize("old", sorted(MOVED_SETTINGS))

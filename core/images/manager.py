@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from traitlets import Bool, List, Set, Unicode, directional_link
+from traitlets import Bool, Instance, List, Set, Unicode, directional_link
 
 from ..area import AreaManager
 from ..errors import ConflictError, EngineError, NotFoundError, PolicyError, RequestError
@@ -40,6 +40,12 @@ class ImageCatalog(AreaManager):
         "(the catalog sets it to the admin's choice)."
     )
     offered_images = List(Unicode(), help="Glob patterns of offered references: BerthService.offered_images.")
+    environments = Instance(
+        "jupyter_berth.environments.manager.EnvironmentManager",
+        allow_none=True,
+        help="What images with no Berth labels offer (the service's environments manager): "
+        "inspected at offer, listed with the offered images.",
+    )
 
     admin_users = Set(
         Unicode(),
@@ -137,6 +143,7 @@ class ImageCatalog(AreaManager):
                 )
         if repaired:
             found = await self._kernel_images()
+        found = await self.environments.with_foreign(found, [*states, *aliases])  # offered images with no Berth labels
         view = catalog.build_view(
             found,
             list(self.offered_images),
@@ -195,12 +202,28 @@ class ImageCatalog(AreaManager):
         return entry
 
     async def offer_image(self, user: str, groups, ref: str) -> dict:
-        """Offer ``ref`` to users (also brings a hidden or retired version back)."""
+        """Offer ``ref`` to users (also brings a hidden or retired version back).
+
+        An image Berth did not build (no ``io.jupyter.berth.kind=kernel`` label) is inspected first: it
+        must hold a Jupyter kernel that starts as uid 1000, else it is refused with the reason and nothing
+        is recorded (see :mod:`jupyter_berth.environments`)."""
         self.require_image_admin(user, groups, f"offering {ref}")
-        entry = await self._known(await self.catalog_view(), ref)
-        if not entry.present:
-            raise NotFoundError(f"{ref} is no longer on this host; pull or build it again first")
-        await self._db(catalog_state.set_state, self.ledger, ref, "offered", by=user, digest=entry.id, action="offer")
+        view = await self.catalog_view()
+        entry = view.get(ref)
+        if (entry is None or not entry.present) and catalog.matches(ref, self.offered_images):
+            catalog.validate_ref(ref, "image", tag_required=True)
+            try:
+                digest = (await self.environments.discover(ref)).image_id
+            except NotFoundError:
+                if entry is not None:  # the catalog knew it: say so
+                    raise NotFoundError(f"{ref} is no longer on this host; pull or build it again first") from None
+                raise
+        else:
+            entry = await self._known(view, ref)
+            if not entry.present:
+                raise NotFoundError(f"{ref} is no longer on this host; pull or build it again first")
+            digest = entry.id
+        await self._db(catalog_state.set_state, self.ledger, ref, "offered", by=user, digest=digest, action="offer")
         return (await self.catalog_view()).entries[ref].to_json()
 
     def _not_default(self, view: CatalogView, ref: str, action: str) -> None:

@@ -4,8 +4,8 @@ Every module of ``jupyter_berth`` (and its ``kernels``, ``server`` and ``hub`` s
 imported; every ``traitlets.config.Configurable`` subclass defined there that has configurable
 traits of its own is listed with each trait's name, type, default and help. Traits come from
 the class and from the Berth mixins it is made of; the service's area managers (``ImageCatalog``,
-``ImageVersions``, ``FolderManager``, ``UsageTracker``, ``GpuManager``) are classes of their own,
-and the ``c.BerthService.*`` names their settings had are listed under ``BerthService`` with
+``ImageVersions``, ``FolderManager``, ``UsageTracker``, ``GpuManager``, ``EnvironmentManager``) are
+classes of their own, and the ``c.BerthService.*`` names their settings had are listed under ``BerthService`` with
 where each went; traits inherited from other projects (``DockerSpawner``,
 ``ExtensionApp``, ``Application``) are left to those projects' documentation, except the ones
 whose default Berth changes, which are listed with Berth's default.
@@ -69,7 +69,8 @@ SECTIONS = [
         "provisioner in a standalone JupyterLab, the hub's Berth service, the ``berth`` command and the hub itself "
         "for the spawner's admission: all from ``jupyter_berth_config.py`` in the Jupyter config path (the hub through "
         "``load_subconfig``). The service's area managers (``ImageCatalog``, ``ImageVersions``, ``FolderManager``, "
-        "``UsageTracker``, ``GpuManager``), ``WarmPool`` and ``SwarmRuntime`` are read from the same files.",
+        "``UsageTracker``, ``GpuManager``, ``EnvironmentManager``), ``WarmPool`` and ``SwarmRuntime`` are read from "
+        "the same files.",
     ),
 ]
 SECTION_ORDER = [
@@ -87,6 +88,7 @@ CLASS_ORDER = [
     "FolderManager",
     "UsageTracker",
     "GpuManager",
+    "EnvironmentManager",
     "WarmPool",
     "SwarmRuntime",
     "BerthProvisioner",
