@@ -28,6 +28,7 @@ from traitlets.config import LoggingConfigurable
 from . import catalog, reconcile, runtime_choice, swarm_nodes
 from .admission import Admission
 from .errors import BerthError, NotFoundError, PolicyError
+from .jobs import Job, JobManager
 from .kernel_launch import KernelConnection, kernel_spec, user_network, user_subnets
 from .ledger import Ledger
 from .policies import PolicySpec, resolve
@@ -173,6 +174,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         self._node_watch: asyncio.Task | None = None
         self._started = False
         self._pool: WarmPool | None = None
+        self.jobs = JobManager(self, parent=self)  #: batch jobs (c.JobManager.*; core/jobs)
         self._presets = {name: Preset.parse(name, spec) for name, spec in self.presets.items()}
         self._policy_specs = (
             PolicySpec.parse(self.default_policy, "default_policy"),
@@ -202,6 +204,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
                 self.runtime, self.site_id, parent=self, size=self.pool_size, images=list(self.pool_images)
             )
         result = await self.reconcile()
+        await self.jobs.resume()  # jobs adopted by reconcile are followed again
         if self._pool is not None:
             await self._pool.start()
         if self.sample_interval > 0:
@@ -219,6 +222,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         if self._node_watch:
             self._node_watch.cancel()
             self._node_watch = None
+        await self.jobs.stop()  # running jobs keep running; a restart follows them again
         if self._pool is not None:
             await self._pool.drain()
             self._pool = None
@@ -530,6 +534,26 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
             catalog.find(await self.images(), image)
         await self._db(self.ledger.set_profile, user, request or {}, image=image)
         return await self.get_profile(user)
+
+    # ---- batch jobs (core/jobs) ------------------------------------------------------------
+    async def submit_job(self, user: str, groups=(), **request) -> Job:
+        """Run a notebook as a batch job; admitted like a kernel (see ``JobManager.submit``)."""
+        return await self.jobs.submit(user, groups, **request)
+
+    async def get_job(self, user: str, job_id: str) -> Job:
+        return await self.jobs.get(user, job_id)
+
+    async def list_jobs(self, user: str, status: str | None = None) -> list[Job]:
+        return await self.jobs.list(user, status)
+
+    async def cancel_job(self, user: str, job_id: str) -> Job:
+        return await self.jobs.cancel(user, job_id)
+
+    async def wait_job(self, user: str, job_id: str, timeout: float | None = None) -> Job:
+        return await self.jobs.wait(user, job_id, timeout)
+
+    async def job_log(self, user: str, job_id: str, offset: int = 0) -> tuple[str, int]:
+        return await self.jobs.read_log(user, job_id, offset)
 
     # ---- reconcile and usage ----------------------------------------------------------------
     async def reconcile(self) -> reconcile.ReconcilePlan:

@@ -13,10 +13,13 @@ from sqlalchemy.orm import Session
 from .models import LIVE_STATES, AllocationRow
 from .records import Usage
 
+#: Allocations that run a kernel and count against ``max_kernels``: a batch job runs one too.
+KERNEL_KINDS = ("kernel", "job")
+
 
 def live_usage(session: Session, *, owner: str | None = None, node: str | None = None) -> Usage:
     """Sum the live allocations of ``owner`` and/or on ``node`` inside ``session``'s transaction."""
-    is_kernel = case((AllocationRow.kind == "kernel", 1), else_=0)
+    is_kernel = case((AllocationRow.kind.in_(KERNEL_KINDS), 1), else_=0)
     stmt = select(
         func.coalesce(func.sum(AllocationRow.cpu), 0.0),
         func.coalesce(func.sum(AllocationRow.mem), 0),
@@ -34,7 +37,7 @@ def live_usage(session: Session, *, owner: str | None = None, node: str | None =
 
 def usage_by_node(session: Session, nodes: list[str] | None = None) -> dict[str, Usage]:
     """Live usage per node (nodes without live allocations are absent)."""
-    is_kernel = case((AllocationRow.kind == "kernel", 1), else_=0)
+    is_kernel = case((AllocationRow.kind.in_(KERNEL_KINDS), 1), else_=0)
     stmt = (
         select(
             AllocationRow.node,
