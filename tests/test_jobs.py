@@ -219,3 +219,45 @@ async def test_job_survives_the_service_restarting(tmp_path, berth_service, work
         assert "finished overnight" in text
     finally:
         await again.stop()
+
+
+# -- berth run -------------------------------------------------------------------------------
+
+
+def test_split_parameters_takes_name_value_pairs_out_of_argv():
+    from jupyter_berth.cli.run_cmd import split_parameters
+
+    rest, params = split_parameters(["nb.ipynb", "-p", "alpha", "0.5", "--cpu=1", "--parameter", "tag", "x"])
+    assert rest == ["nb.ipynb", "--cpu=1"] and params == {"alpha": 0.5, "tag": "x"}
+    with pytest.raises(RequestError, match="-p alpha 0.5"):
+        split_parameters(["nb.ipynb", "-p", "alpha"])
+
+
+def _berth_run(tmp_path, *args):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "BERTH_USER": "runner"}
+    return subprocess.run(
+        [sys.executable, "-m", "jupyter_berth", "run", *args, f"--data-dir={tmp_path / 'cli-data'}"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
+
+
+def test_berth_run_follows_the_log_and_exits_with_the_job_status(tmp_path, workdir):
+    (tmp_path / "cli-data").mkdir()
+    nb = write_notebook(
+        workdir / "cli.ipynb", code("alpha = 1", tags=["parameters"]), code("print('RESULT', alpha * 10)")
+    )
+    ok = _berth_run(tmp_path, nb, "--cpu=0.5", "--mem=256M", "-p", "alpha", "3")
+    assert ok.returncode == 0, ok.stderr
+    assert "RESULT 30" in ok.stdout and "[berth] completed" in ok.stdout
+    assert "completed: all 3 code cells ran" in ok.stderr  # the injected parameters cell is one
+    bad = write_notebook(workdir / "bad.ipynb", code("1 / 0"))
+    failed = _berth_run(tmp_path, bad, "--cpu=0.25", "--mem=256M")
+    assert failed.returncode == 1 and "cell 1 raised ZeroDivisionError" in failed.stderr
+    refused = _berth_run(tmp_path, bad, "--cpu=64")
+    assert refused.returncode == 1 and "berth: cpu:" in refused.stderr

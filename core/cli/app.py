@@ -30,6 +30,10 @@ def _subcommands() -> dict:
             "Write Berth kernelspecs (one per image version and preset).",
         ),
         "folders": ("jupyter_berth.cli.folders_cmd.FoldersApp", "Group folders for classes and teams, folder quotas."),
+        "run": (
+            "jupyter_berth.cli.run_cmd.RunApp",
+            "Run a notebook as a batch job in its own container (berth run NB.ipynb --cpu=2 -p alpha 0.5).",
+        ),
     }
 
 
