@@ -39,6 +39,15 @@ from .store import Job
 CONTAINER_UID, CONTAINER_GID = 1000, 1000
 
 
+def _job_id(asked: str | None) -> str:
+    if not asked:
+        return str(uuid.uuid4())
+    try:
+        return str(uuid.UUID(str(asked)))
+    except ValueError:
+        raise RequestError("job_id", f"{asked!r} is not a UUID such as {uuid.uuid4()}") from None
+
+
 class JobManager(LoggingConfigurable):
     """Submits, follows, cancels and reports batch jobs for one :class:`~jupyter_berth.service.BerthService`."""
 
@@ -119,8 +128,12 @@ class JobManager(LoggingConfigurable):
         time_limit: float | None = None,
         name: str | None = None,
         output_dir: str | None = None,
+        job_id: str | None = None,
     ) -> Job:
-        """Admit and start one job; nothing stays reserved if the start fails."""
+        """Admit and start one job; nothing stays reserved if the start fails.
+
+        ``job_id``: a UUID the caller chose (jupyter-scheduler passes its own job id), else a new one.
+        """
         s = self.service
         notebook = os.path.abspath(os.path.expanduser(notebook))
         nb = await asyncio.to_thread(read_notebook, notebook)
@@ -129,7 +142,7 @@ class JobManager(LoggingConfigurable):
         resources, image, policy = await s.resolve_request(user, groups, request=request, preset=preset, image=image)
         info = catalog.find(await s.images(), image)
         mounts = await s.folder_mounts(user, groups, folders) if folders else []
-        job_id = str(uuid.uuid4())
+        job_id = _job_id(job_id)
         job_dir = self._job_dir(notebook, output_dir, job_id)
         await asyncio.to_thread(self._prepare_dir, job_dir, inject_parameters(nb, parameters))
         alloc = await s._db(
