@@ -24,8 +24,10 @@ TITLES = {
     "day": "Day",
     "kernels": "Kernels",
     "servers": "Servers",
+    "jobs": "Jobs",
     "kernel_hours": "Kernel-hours",
     "server_hours": "Server-hours",
+    "job_hours": "Job-hours",
     "cpu_core_hours_allotted": "CPU core-h allotted",
     "cpu_core_hours_used": "CPU core-h used",
     "cpu_used_ratio": "Used / allotted",
@@ -296,7 +298,8 @@ def usage_page(
     t = report.totals
     ratio = f"{t['cpu_used_ratio']:.0%}" if t.get("cpu_used_ratio") is not None else "–"
     summary = (
-        f"<p>{fmt(t['kernels'])} kernels and {fmt(t['servers'])} servers; {fmt(t['kernel_hours'])} kernel-hours; "
+        f"<p>{fmt(t['kernels'])} kernels, {fmt(t['servers'])} servers and {fmt(t['jobs'])} batch jobs; "
+        f"{fmt(t['kernel_hours'])} kernel-hours, {fmt(t['job_hours'])} job-hours; "
         f"CPU used: {fmt(t['cpu_core_hours_used'])} of {fmt(t['cpu_core_hours_allotted'])} core-hours allotted "
         f"({ratio}); {fmt(t['mem_gib_hours_allotted'])} GiB-hours of memory and "
         f"{fmt(t['gpu_share_hours_allotted'])} GPU share-hours allotted; {fmt(t['culled'])} kernels culled "

@@ -133,6 +133,9 @@ async def test_parameterised_job_runs_in_its_limits_and_is_accounted(berth_servi
         ("job", "completed", 0, 0.5, 512 * 1024 * 1024)
     ]
     assert not await berth_service.runtime.list({"site": berth_service.site_id, "kind": "job"})
+    report = await berth_service.usage_report(since="2000-01-01", by="user", user="alice")
+    assert (report.totals["jobs"], report.totals["kernels"]) == (1, 0) and report.totals["job_hours"] > 0
+    assert report.totals["cpu_core_hours_allotted"] == pytest.approx(0.5 * report.totals["job_hours"], abs=2e-6)
 
 
 async def test_job_over_its_memory_ends_with_the_oom_reason_and_keeps_partial_output(berth_service, workdir):
