@@ -203,8 +203,8 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
             self._pool = WarmPool(
                 self.runtime, self.site_id, parent=self, size=self.pool_size, images=list(self.pool_images)
             )
+        await self.jobs.resume()  # before reconcile: a job that ended while nobody watched gets its own reason
         result = await self.reconcile()
-        await self.jobs.resume()  # jobs adopted by reconcile are followed again
         if self._pool is not None:
             await self._pool.start()
         if self.sample_interval > 0:

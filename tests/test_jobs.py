@@ -216,6 +216,8 @@ async def test_job_survives_the_service_restarting(tmp_path, berth_service, work
         plan = await again.start()
         assert {a.subject for a, _c in plan.adopt} == {job.id}
         assert (await again.get_job("alice", fast.id)).status == "completed"
+        records = await again._db(again.ledger.usage_records, owner="alice")
+        assert [(r.subject, r.end_reason, r.exit_code) for r in records] == [(fast.id, "completed", 0)]
         done = await again.wait_job("alice", job.id, timeout=60)
         assert (done.status, done.reason) == ("completed", "completed")
         text, _ = await again.job_log("alice", job.id)

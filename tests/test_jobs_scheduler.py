@@ -235,3 +235,40 @@ def service_user() -> str:
     from jupyter_berth.service import standalone_user
 
     return standalone_user()[0]
+
+
+def test_a_job_outlives_its_server_and_shows_its_end_at_the_next_look(
+    jp_asyncio_loop, jp_serverapp, jp_fetch, jp_root_dir
+):
+    from jupyter_berth.runtime.docker import DockerRuntime
+
+    nb = notebook(jp_root_dir, "overnight.ipynb", "import time\ntime.sleep(6)\nprint('done overnight')")
+    scheduler = jp_serverapp.web_app.settings["scheduler"]
+
+    async def check():
+        body = {"input_uri": nb, "name": "overnight", "runtime_environment_name": "berth/python:3.11",
+                "compute_type": "small", "output_formats": ["ipynb"]}  # fmt: skip
+        job_id = json.loads((await jp_fetch("scheduler", "jobs", method="POST", body=json.dumps(body))).body)["job_id"]
+        service = await backend.embedded_service()
+        container = (await service.get_job(service_user(), job_id)).container_id
+        # The server stops: its scheduler stops following, its embedded Berth service stops.
+        for task in list(scheduler._followers.values()):
+            task.cancel()
+        await backend.shutdown_embedded_service()
+        runtime = DockerRuntime()
+        try:
+            info = await runtime.wait(container, timeout=90)  # the job runs on without any server
+            assert info.exit_code == 0
+        finally:
+            runtime.close()
+        # The server is back: the first look at the job list brings the job's end in.
+        listed = json.loads((await jp_fetch("scheduler", "jobs")).body)["jobs"]
+        return job_id, listed
+
+    job_id, listed = run(jp_asyncio_loop, jp_serverapp, check())
+    (job,) = [j for j in listed if j["job_id"] == job_id]
+    assert job["status"] == "COMPLETED", job.get("status_message")
+    out = json.loads(
+        (jp_root_dir / [f for f in job["job_files"] if f["file_format"] == "ipynb"][0]["file_path"]).read_text()
+    )
+    assert "done overnight" in "".join(o.get("text", "") for c in out["cells"] for o in c.get("outputs", []))

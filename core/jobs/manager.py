@@ -10,8 +10,8 @@ The service, not the user's server, follows each job: a task per running job wai
 container, stops it at its time limit, then records the outcome (the job row, and the allocation's
 release with a usage record: CPU, memory, GPU share-hours, exit code, reason). Jobs are not kernels
 of any server, so nothing culls them as idle. When the service stops, the containers keep running;
-a restarted service adopts them (``reconcile``, by their labels) and :meth:`resume` follows them
-again, or records the end of those that finished while it was away.
+a restarted service follows them again (:meth:`resume`, before ``reconcile`` adopts their containers
+by their labels), or records the end of those that finished while it was away.
 """
 
 from __future__ import annotations
@@ -296,12 +296,16 @@ class JobManager(LoggingConfigurable):
         return next((r for r in records if r.allocation_id == job.allocation_id), None)
 
     async def resume(self) -> int:
-        """After the service (re)starts and reconciles: follow running jobs again; record those that ended."""
+        """When the service (re)starts, before it reconciles: follow running jobs again, and record the end
+        (with the job's own reason in its usage record) of those whose container stopped while it was away.
+        Returns how many are followed."""
         count = 0
+        now = datetime.now(timezone.utc)
         for job in await self.service._db(store.find, self.service.ledger, status="running", limit=10_000):
-            if job.container_id is None and (datetime.now(timezone.utc) - job.created_at).total_seconds() < 120:
+            if job.container_id is None and (now - job.created_at).total_seconds() < 120:
                 continue  # being submitted right now by another process
-            if await self._allocation(job) is not None and job.container_id:
+            info = await self.service.runtime.inspect(job.container_id) if job.container_id else None
+            if info is not None and info.running:
                 self._follow(job)
                 count += 1
             else:
