@@ -201,6 +201,20 @@ async def test_jobs_are_admitted_like_kernels_with_the_same_refusal(berth_servic
     assert await berth_service._db(berth_service.ledger.live_allocations, owner="alice") == []
 
 
+async def test_a_running_job_counts_as_a_kernel_and_a_refused_job_leaves_no_files(berth_service, workdir):
+    await berth_service._db(berth_service.ledger.set_policy, "user", "bob", {"max_kernels": 1})
+    long = write_notebook(workdir / "long.ipynb", code("import time\ntime.sleep(60)"))
+    first = await berth_service.submit_job("bob", notebook=long, request={"cpu": 0.25, "mem": "256M"})
+    with pytest.raises(PolicyError, match="max_kernels limit of 1") as refused_job:
+        await berth_service.submit_job("bob", notebook=long, request={"cpu": 0.25, "mem": "256M"})
+    with pytest.raises(PolicyError) as refused_kernel:
+        await berth_service.start_kernel("bob", kernel_id="k-over", request={"cpu": 0.25, "mem": "256M"})
+    assert refused_job.value.message == refused_kernel.value.message
+    assert os.listdir(workdir / "berth-jobs") == [os.path.basename(first.job_dir)]
+    assert [j.id for j in await berth_service.list_jobs("bob")] == [first.id]
+    await berth_service.cancel_job("bob", first.id)
+
+
 async def test_job_survives_the_service_restarting(tmp_path, berth_service, workdir):
     nb = write_notebook(workdir / "overnight.ipynb", code("import time\ntime.sleep(8)\nprint('finished overnight')"))
     quick = write_notebook(workdir / "quick.ipynb", code("print('done while away')"))
@@ -264,5 +278,10 @@ def test_berth_run_follows_the_log_and_exits_with_the_job_status(tmp_path, workd
     bad = write_notebook(workdir / "bad.ipynb", code("1 / 0"))
     failed = _berth_run(tmp_path, bad, "--cpu=0.25", "--mem=256M")
     assert failed.returncode == 1 and "cell 1 raised ZeroDivisionError" in failed.stderr
+    listed = _berth_run(tmp_path, "--list")
+    assert listed.returncode == 0 and [line.split()[3] for line in listed.stdout.splitlines()] == [
+        "failed",
+        "completed",
+    ]
     refused = _berth_run(tmp_path, bad, "--cpu=64")
     assert refused.returncode == 1 and "berth: cpu:" in refused.stderr

@@ -59,6 +59,7 @@ class RunApp(Application):
     berth run report.ipynb --detach          # print the job id and return
     berth run --attach=JOB_ID                # follow a job again
     berth run --cancel=JOB_ID
+    berth run --list                         # your jobs, newest first
     """
     classes = [BerthService]
 
@@ -74,6 +75,7 @@ class RunApp(Application):
     detach = Bool(False, config=True, help="Submit, print the job id and return without following.")
     attach = Unicode("", config=True, help="Follow the job with this id (already submitted) instead of submitting.")
     cancel = Unicode("", config=True, help="Cancel the job with this id.")
+    list_jobs = Bool(False, config=True, help="List your jobs (newest first) and return.")
     config_file = Unicode("", config=True, help="A Python config file to load (e.g. the server's BerthService.*).")
 
     aliases = {
@@ -92,7 +94,10 @@ class RunApp(Application):
         "db-url": "BerthService.db_url",
         "config": "RunApp.config_file",
     }
-    flags = {"detach": ({"RunApp": {"detach": True}}, "Submit and return; the job runs on.")}
+    flags = {
+        "detach": ({"RunApp": {"detach": True}}, "Submit and return; the job runs on."),
+        "list": ({"RunApp": {"list_jobs": True}}, "List your jobs and return."),
+    }
 
     parameters: dict = {}
 
@@ -121,6 +126,10 @@ class RunApp(Application):
         service = BerthService(parent=self)
         await service.start()
         try:
+            if self.list_jobs:
+                for job in await service.list_jobs(user):
+                    print(f"{job.id}  {job.created_at:%Y-%m-%d %H:%M}  {job.status:9}  {job.name}  {job.reason or ''}")
+                return 0
             if self.cancel:
                 job = await service.cancel_job(user, self.cancel)
                 print(f"job {job.id}: {job.status} ({job.message or job.reason})")

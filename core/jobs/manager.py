@@ -20,6 +20,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import uuid
 from datetime import datetime, timezone
 
@@ -100,12 +101,18 @@ class JobManager(LoggingConfigurable):
         return path
 
     @staticmethod
-    def _prepare_dir(job_dir: str, nb: dict) -> None:
-        os.makedirs(job_dir, exist_ok=True)
-        if os.listdir(job_dir):
+    def _check_empty(job_dir: str) -> None:
+        if os.path.isdir(job_dir) and os.listdir(job_dir):
             raise RequestError(
                 "output_dir", f"{job_dir} is not empty; name a new or empty directory for the job's files"
             )
+
+    @classmethod
+    def _prepare_dir(cls, job_dir: str, nb: dict) -> bool:
+        """Create the job directory with its input notebook; ``True`` when the directory is new."""
+        cls._check_empty(job_dir)
+        made = not os.path.isdir(job_dir)
+        os.makedirs(job_dir, exist_ok=True)
         with open(os.path.join(job_dir, "input.ipynb"), "w", encoding="utf-8") as f:
             json.dump(nb, f, indent=1)
         if os.geteuid() == 0:
@@ -113,6 +120,7 @@ class JobManager(LoggingConfigurable):
                 os.chown(path, CONTAINER_UID, CONTAINER_GID)
         elif os.getuid() != CONTAINER_UID:
             os.chmod(job_dir, 0o777)  # the container's user must write its output here
+        return made
 
     async def submit(
         self,
@@ -144,7 +152,9 @@ class JobManager(LoggingConfigurable):
         mounts = await s.folder_mounts(user, groups, folders) if folders else []
         job_id = _job_id(job_id)
         job_dir = self._job_dir(notebook, output_dir, job_id)
-        await asyncio.to_thread(self._prepare_dir, job_dir, inject_parameters(nb, parameters))
+        injected = inject_parameters(nb, parameters)
+        if output_dir:
+            await asyncio.to_thread(self._check_empty, job_dir)
         alloc = await s._db(
             s.admission.reserve,
             owner=user,
@@ -158,7 +168,9 @@ class JobManager(LoggingConfigurable):
             gpu_assigner=s._gpu_assigner(),
         )
         job = None
+        made_dir = False
         try:
+            made_dir = await asyncio.to_thread(self._prepare_dir, job_dir, injected)
             spec = job_spec(
                 owner=user,
                 job_id=job_id,
@@ -201,6 +213,8 @@ class JobManager(LoggingConfigurable):
                 await s._db(
                     store.finish, s.ledger, job_id, status="failed", reason="start", message=message, exit_code=None
                 )
+            elif made_dir:  # nothing was recorded: leave no trace of a job that never was
+                await asyncio.to_thread(shutil.rmtree, job_dir, True)
             raise
         self.log.info("Started job %s for %s: %s in %s (%s)", job_id, user, notebook, image, resources.describe())
         self._follow(job)
