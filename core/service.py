@@ -187,8 +187,11 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._db_executor, lambda: fn(*args, **kw))
 
-    async def start(self) -> reconcile.ReconcilePlan:
-        """Open the ledger, measure the host, reconcile with the engine, start sampling."""
+    async def start(self, *, adopt: bool = True) -> reconcile.ReconcilePlan:
+        """Open the ledger, measure the host, reconcile with the engine, start sampling.
+
+        ``adopt=False``: a helper beside the running service (``berth run``): no reconcile, jobs, pool or sampling.
+        """
         if self.runtime is None:
             self.runtime = await runtime_choice.choose(self)
         runtime_choice.offer_local_image(self)
@@ -199,6 +202,9 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
             self.site_id = hashlib.sha256(self.ledger.url.encode()).hexdigest()[:12]
         await self._discover_gpus()
         await self.refresh_capacity()
+        if not adopt:
+            self._started = True
+            return reconcile.ReconcilePlan()
         if self.pool_size > 0:
             self._pool = WarmPool(
                 self.runtime, self.site_id, parent=self, size=self.pool_size, images=list(self.pool_images)

@@ -285,3 +285,14 @@ def test_berth_run_follows_the_log_and_exits_with_the_job_status(tmp_path, workd
     ]
     refused = _berth_run(tmp_path, bad, "--cpu=64")
     assert refused.returncode == 1 and "berth: cpu:" in refused.stderr
+
+
+def test_berth_run_detach_then_attach_follows_a_job_nobody_watched(tmp_path, workdir):
+    (tmp_path / "cli-data").mkdir()
+    nb = write_notebook(workdir / "later.ipynb", code("import time\ntime.sleep(3)\nprint('LATER')"))
+    detached = _berth_run(tmp_path, nb, "--cpu=0.25", "--mem=256M", "--detach")
+    assert detached.returncode == 0, detached.stderr
+    job_id = detached.stdout.strip()
+    attached = _berth_run(tmp_path, f"--attach={job_id}")
+    assert attached.returncode == 0, attached.stderr
+    assert "LATER" in attached.stdout and f"job {job_id} completed" in attached.stderr

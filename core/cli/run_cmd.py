@@ -123,10 +123,13 @@ class RunApp(Application):
 
     async def run(self) -> int:
         user, groups = standalone_user()
-        service = BerthService(parent=self)
-        await service.start()
+        # A helper beside any running service on the same ledger: it follows its own job only, and
+        # neither reconciles nor keeps a warm pool (that is the running service's business).
+        service = BerthService(parent=self, pool_size=0, sample_interval=0)
+        await service.start(adopt=False)
         try:
             if self.list_jobs:
+                await service.jobs.resume(user, follow=False)  # record the end of jobs nobody followed
                 for job in await service.list_jobs(user):
                     print(f"{job.id}  {job.created_at:%Y-%m-%d %H:%M}  {job.status:9}  {job.name}  {job.reason or ''}")
                 return 0
@@ -136,6 +139,8 @@ class RunApp(Application):
                 return 0
             if self.attach:
                 job = await service.get_job(user, self.attach)
+                if job.running:
+                    service.jobs.follow(job)
             else:
                 if len(self.extra_args) != 1:
                     raise RequestError("notebook", "name one notebook: berth run NOTEBOOK.ipynb [options]")

@@ -217,11 +217,12 @@ class JobManager(LoggingConfigurable):
                 await asyncio.to_thread(shutil.rmtree, job_dir, True)
             raise
         self.log.info("Started job %s for %s: %s in %s (%s)", job_id, user, notebook, image, resources.describe())
-        self._follow(job)
+        self.follow(job)
         return job
 
     # ---- follow and finish ----------------------------------------------------------------
-    def _follow(self, job: Job) -> None:
+    def follow(self, job: Job) -> None:
+        """Follow a running job in this process until it ends (idempotent)."""
         if job.id not in self._followers:
             task = asyncio.ensure_future(self._wait_and_end(job))
             self._followers[job.id] = task
@@ -309,19 +310,21 @@ class JobManager(LoggingConfigurable):
         records = await self.service._db(self.service.ledger.usage_records, since=job.created_at, owner=job.owner)
         return next((r for r in records if r.allocation_id == job.allocation_id), None)
 
-    async def resume(self) -> int:
+    async def resume(self, owner: str | None = None, *, follow: bool = True) -> int:
         """When the service (re)starts, before it reconciles: follow running jobs again, and record the end
         (with the job's own reason in its usage record) of those whose container stopped while it was away.
         Returns how many are followed."""
         count = 0
         now = datetime.now(timezone.utc)
-        for job in await self.service._db(store.find, self.service.ledger, status="running", limit=10_000):
+        running = await self.service._db(store.find, self.service.ledger, owner=owner, status="running", limit=10_000)
+        for job in running:
             if job.container_id is None and (now - job.created_at).total_seconds() < 120:
                 continue  # being submitted right now by another process
             info = await self.service.runtime.inspect(job.container_id) if job.container_id else None
             if info is not None and info.running:
-                self._follow(job)
-                count += 1
+                if follow:
+                    self.follow(job)
+                    count += 1
             else:
                 await self._end(job)
         return count
