@@ -19,6 +19,10 @@ Isolation (design decision 4) as far as the Swarm API of Docker 20.10 (API 1.41)
   ``dockerd`` with ``--no-new-privileges``), memory+swap = memory (Swarm leaves swap at
   the engine default: run nodes without swap) and the IPC mode (the engine default,
   ``private``, is what berth wants). docs/admin-scale-out.md lists these node settings.
+  A spec that needs another IPC mode (``host``: an NVIDIA MPS client, see
+  :mod:`jupyter_berth.gpu.enforcement`) is refused rather than started without it.
+* GPUs reach a Swarm container only through ``NVIDIA_VISIBLE_DEVICES`` (services have no
+  device requests), read by the ``nvidia`` runtime as the node's default runtime.
 """
 
 from __future__ import annotations
@@ -97,6 +101,13 @@ def service_spec(
     Raises :class:`RequestError` for a spec that breaks the isolation rules.
     """
     checked = create_kwargs(spec)  # validates name, user, image
+    if spec.ipc_mode not in (None, "", "private"):
+        raise RequestError(
+            "gpu_enforcement",
+            f"this container needs the {spec.ipc_mode!r} IPC namespace (an NVIDIA MPS client, gpu_enforcement='mps'), "
+            "which a Swarm service cannot ask for: Docker's service API has no IPC mode. On the Swarm runtime use "
+            "gpu_enforcement='interception' or 'none'",
+        )
     res = spec.resources
     labels = container_labels(spec)
     env = {str(k): str(v) for k, v in spec.env.items()}
