@@ -22,12 +22,12 @@ import asyncio
 import sys
 
 from traitlets import Bool, Float, List, Unicode
-from traitlets.config import Application
 
 from ..errors import RequestError
 from ..jobs.notebook import typed_value
 from ..resources import Resources
 from ..service import BerthService, standalone_user
+from .command import BerthCommand
 
 #: What ``--cpu=2 --mem=4G --gpu=0.5`` become in the job's request.
 _RESOURCE_OPTIONS = ("cpu", "mem", "gpu")
@@ -50,7 +50,7 @@ def split_parameters(argv: list[str]) -> tuple[list[str], dict]:
     return rest, parameters
 
 
-class RunApp(Application):
+class RunApp(BerthCommand):
     name = "berth run"
     description = "Run a notebook as a batch job in its own Berth container; follow its log; exit with its status."
     examples = """
@@ -76,7 +76,6 @@ class RunApp(Application):
     attach = Unicode("", config=True, help="Follow the job with this id (already submitted) instead of submitting.")
     cancel = Unicode("", config=True, help="Cancel the job with this id.")
     list_jobs = Bool(False, config=True, help="List your jobs (newest first) and return.")
-    config_file = Unicode("", config=True, help="A Python config file to load (e.g. the server's BerthService.*).")
 
     aliases = {
         "cpu": "RunApp.cpu",
@@ -92,7 +91,6 @@ class RunApp(Application):
         "cancel": "RunApp.cancel",
         "data-dir": "BerthService.data_dir",
         "db-url": "BerthService.db_url",
-        "config": "RunApp.config_file",
     }
     flags = {
         "detach": ({"RunApp": {"detach": True}}, "Submit and return; the job runs on."),
@@ -105,14 +103,6 @@ class RunApp(Application):
         argv = sys.argv[1:] if argv is None else list(argv)
         argv, self.parameters = split_parameters(argv)
         super().parse_command_line(argv)
-
-    def initialize(self, argv=None):
-        super().initialize(argv)
-        if self.config_file:
-            import os
-
-            path = os.path.abspath(self.config_file)
-            self.load_config_file(os.path.basename(path), os.path.dirname(path))
 
     def start(self):
         sys.exit(asyncio.run(self.run()))
