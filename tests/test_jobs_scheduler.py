@@ -96,9 +96,17 @@ def run(loop, serverapp, coro):
         await serverapp.extension_manager.start_all_extensions()
         return await coro
 
+    async def remove_job_containers():  # a job outlives its server by design: remove what this test started
+        service = backend._service  # the test's own (started by the scheduler's first call), never a default one
+        if service is None:
+            return
+        for c in await service.runtime.list({"site": service.site_id, "kind": "job"}):
+            await service.runtime.remove(c.id)
+
     try:
         return loop.run_until_complete(go())
     finally:
+        loop.run_until_complete(remove_job_containers())
         loop.run_until_complete(backend.shutdown_embedded_service())
 
 
