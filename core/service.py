@@ -25,6 +25,7 @@ from . import catalog, kernel_lifecycle, policy_admin, reconcile, runtime_choice
 from .admission import Admission
 from .environments.manager import EnvironmentManager, store_dir
 from .errors import BerthError, NotFoundError, PolicyError
+from .jobs import Job, JobManager
 from .kernel_launch import KernelLaunch, exit_message, user_network, user_subnets
 from .ledger import Ledger
 from .policies import PolicySpec
@@ -133,6 +134,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         self._node_watch: asyncio.Task | None = None
         self._started = False
         self._pool: WarmPool | None = None
+        self.jobs = JobManager(self, parent=self)  #: batch jobs (c.JobManager.*; core/jobs)
         self._presets = {name: Preset.parse(name, spec) for name, spec in self.presets.items()}
         #: any image with a Jupyter kernel: inspected when offered, started through Berth's mounted launcher
         self.environments = EnvironmentManager(
@@ -166,18 +168,25 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         """The runtime's name and isolation, and the engine's state (``up`` with its figures, or ``down``)."""
         return await runtime_choice.describe(self.runtime)
 
-    async def start(self) -> reconcile.ReconcilePlan:
-        """Open the ledger, measure the host, reconcile with the engine, start sampling."""
+    async def start(self, *, adopt: bool = True) -> reconcile.ReconcilePlan:
+        """Open the ledger, measure the host, reconcile with the engine, start sampling.
+
+        ``adopt=False``: a helper beside the running service (``berth run``): no reconcile, jobs, pool or sampling.
+        """
         if self.runtime is None:
             self.runtime = await runtime_choice.choose(self)
         runtime_choice.offer_local_image(self)
         await self._open_ledger()
         await self._discover_gpus()
         await self.refresh_capacity()
+        if not adopt:
+            self._started = True
+            return reconcile.ReconcilePlan()
         if self.pool_size > 0:
             self._pool = WarmPool(
                 self.runtime, self.site_id, parent=self, size=self.pool_size, images=list(self.pool_images)
             )
+        await self.jobs.resume()  # before reconcile: a job that ended while nobody watched gets its own reason
         result = await self.reconcile()
         if self._pool is not None:
             await self._pool.start()
@@ -196,6 +205,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         if self._node_watch:
             self._node_watch.cancel()
             self._node_watch = None
+        await self.jobs.stop()  # running jobs keep running; a restart follows them again
         if self._pool is not None:
             await self._pool.drain()
             self._pool = None
@@ -431,6 +441,26 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
     async def stop_orphan_kernels(self, user: str) -> list[str]:
         """Stop the user's kernels on this host if the user has no server left; the kernel ids stopped."""
         return await servers.stop_orphan_kernels(self, user)
+
+    # ---- batch jobs (core/jobs) ------------------------------------------------------------
+    async def submit_job(self, user: str, groups=(), **request) -> Job:
+        """Run a notebook as a batch job; admitted like a kernel (see ``JobManager.submit``)."""
+        return await self.jobs.submit(user, groups, **request)
+
+    async def get_job(self, user: str, job_id: str) -> Job:
+        return await self.jobs.get(user, job_id)
+
+    async def list_jobs(self, user: str, status: str | None = None) -> list[Job]:
+        return await self.jobs.list(user, status)
+
+    async def cancel_job(self, user: str, job_id: str) -> Job:
+        return await self.jobs.cancel(user, job_id)
+
+    async def wait_job(self, user: str, job_id: str, timeout: float | None = None) -> Job:
+        return await self.jobs.wait(user, job_id, timeout)
+
+    async def job_log(self, user: str, job_id: str, offset: int = 0) -> tuple[str, int]:
+        return await self.jobs.read_log(user, job_id, offset)
 
     # ---- reconcile and usage ----------------------------------------------------------------
     async def reconcile(self) -> reconcile.ReconcilePlan:
