@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 from .errors import CapacityError, ConflictError, NotFoundError, PolicyError, RequestError
 from .ledger import Allocation, Ledger, Node, Usage, live_usage, usage_by_node
 from .ledger.models import KINDS, RESERVED, AllocationRow, NodeRow
-from .ledger.totals import gpu_shares_in_use
+from .ledger.totals import KERNEL_KINDS, gpu_shares_in_use
 from .policies import EffectivePolicy
 from .resources import KINDS as RESOURCE_KINDS
 from .resources import Resources, format_bytes, resource_kinds
@@ -83,7 +83,7 @@ def check_totals(usage: Usage, policy: EffectivePolicy, request: Resources, kind
     """
     sources: Mapping[str, str] = policy.sources or {}
     stop = "stop a kernel" if usage.kernels else "stop a server"
-    if kind == "kernel" and usage.kernels + 1 > policy.max_kernels:
+    if kind in KERNEL_KINDS and usage.kernels + 1 > policy.max_kernels:  # a batch job runs a kernel too
         source = sources.get("max_kernels", "policy")
         if policy.max_kernels == 0:
             message = f"kernels: your policy allows no kernels (max_kernels is 0, set by {source})"

@@ -29,6 +29,7 @@ from .errors import NotFoundError, PolicyError
 from .folders.manager import FolderManager
 from .gpu.manager import GpuManager
 from .images.manager import ImageCatalog
+from .jobs import JobManager
 from .kernel_launch import KernelLaunch, exit_message, user_network, user_subnets
 from .ledger import Ledger
 from .policies import PolicySpec
@@ -47,7 +48,8 @@ class BerthService(ManagerHost):
     (:class:`~jupyter_berth.folders.manager.FolderManager`), ``usage``
     (:class:`~jupyter_berth.usage.manager.UsageTracker`), ``gpus``
     (:class:`~jupyter_berth.gpu.manager.GpuManager`) and ``environments``
-    (:class:`~jupyter_berth.environments.manager.EnvironmentManager`).
+    (:class:`~jupyter_berth.environments.manager.EnvironmentManager`); batch jobs are ``jobs``
+    (:class:`~jupyter_berth.jobs.manager.JobManager`), admitted through the service like kernels.
     """
 
     db_url = Unicode(
@@ -140,6 +142,7 @@ class BerthService(ManagerHost):
     usage = Instance(UsageTracker, help="Usage sampling, reports and metrics (c.UsageTracker.*).")
     gpus = Instance(GpuManager, help="GPU devices and shares (c.GpuManager.*).")
     environments = Instance(EnvironmentManager, help="Images with their own Jupyter kernels (c.EnvironmentManager.*).")
+    jobs = Instance(JobManager, help="Notebooks run as batch jobs (c.JobManager.*): submit, get, list, cancel, wait.")
 
     def __init__(self, **kw):
         moved = {old: kw.pop(old) for old in list(kw) if old in MOVED_SETTINGS}
@@ -166,6 +169,7 @@ class BerthService(ManagerHost):
         self._node_watch: asyncio.Task | None = None
         self._started = False
         self._pool: WarmPool | None = None
+        self.jobs = JobManager(self, parent=self)  # admitted like kernels: it calls the service's own lifecycle
         self._presets = {name: Preset.parse(name, spec) for name, spec in self.presets.items()}
         self._policy_specs = (
             PolicySpec.parse(self.default_policy, "default_policy"),
@@ -206,18 +210,25 @@ class BerthService(ManagerHost):
         """The runtime's name and isolation, and the engine's state (``up`` with its figures, or ``down``)."""
         return await runtime_choice.describe(self.runtime)
 
-    async def start(self) -> reconcile.ReconcilePlan:
-        """Open the ledger, measure the host, reconcile with the engine, start sampling."""
+    async def start(self, *, adopt: bool = True) -> reconcile.ReconcilePlan:
+        """Open the ledger, measure the host, reconcile with the engine, start sampling.
+
+        ``adopt=False``: a helper beside the running service (``berth run``): no reconcile, jobs, pool or sampling.
+        """
         if self.runtime is None:
             self.runtime = await runtime_choice.choose(self)
         runtime_choice.offer_local_image(self)
         await self.open()
         await self.gpus.discover_gpus()
         await self.refresh_capacity()
+        if not adopt:
+            self._started = True
+            return reconcile.ReconcilePlan()
         if self.pool_size > 0:
             self._pool = WarmPool(
                 self.runtime, self.site_id, parent=self, size=self.pool_size, images=list(self.pool_images)
             )
+        await self.jobs.resume()  # before reconcile: a job that ended while nobody watched gets its own reason
         result = await self.reconcile()
         if self._pool is not None:
             await self._pool.start()
@@ -233,6 +244,7 @@ class BerthService(ManagerHost):
         if self._node_watch:
             self._node_watch.cancel()
             self._node_watch = None
+        await self.jobs.stop()  # running jobs keep running; a restart follows them again
         if self._pool is not None:
             await self._pool.drain()
             self._pool = None

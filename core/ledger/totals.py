@@ -13,6 +13,9 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from .models import LIVE_STATES, AllocationRow
 from .records import Usage
 
+#: Allocations that run a kernel and count against ``max_kernels``: a batch job runs one too.
+KERNEL_KINDS = ("kernel", "job")
+
 
 def totalled_kinds() -> list:
     """The resource kinds with a policy total and a column in the allocations table (summed here)."""
@@ -31,7 +34,7 @@ def live_usage(session: Session, *, owner: str | None = None, node: str | None =
     Every resource kind with a policy total (the registry's ``total_limit``) is summed.
     """
     kinds = totalled_kinds()
-    is_kernel = case((AllocationRow.kind == "kernel", 1), else_=0)
+    is_kernel = case((AllocationRow.kind.in_(KERNEL_KINDS), 1), else_=0)
     stmt = select(
         func.coalesce(func.sum(is_kernel), 0),
         func.count(),
@@ -49,7 +52,7 @@ def live_usage(session: Session, *, owner: str | None = None, node: str | None =
 
 def usage_by_node(session: Session, nodes: list[str] | None = None) -> dict[str, Usage]:
     """Live usage per node (nodes without live allocations are absent)."""
-    is_kernel = case((AllocationRow.kind == "kernel", 1), else_=0)
+    is_kernel = case((AllocationRow.kind.in_(KERNEL_KINDS), 1), else_=0)
     stmt = (
         select(
             AllocationRow.node,
