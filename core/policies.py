@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import PolicyError, RequestError
+from .group_totals import GroupTotals
 from .resources import Resources, format_bytes, parse_cpu, parse_gpu, parse_memory, parse_pids
 
 UNLIMITED = math.inf
@@ -78,6 +79,8 @@ class PolicySpec:
     idle_timeout: float | None = None  #: seconds; 0 or unlimited = never culled
     max_lifetime: float | None = None  #: seconds
     default: Mapping[str, Any] | None = None  #: default request (partial, e.g. {"cpu": 1})
+    #: what the group's members may hold together (group policies only; see ``group_totals``)
+    group_totals: GroupTotals | None = None
 
     @classmethod
     def parse(cls, data: Mapping[str, Any] | None, where: str = "policy") -> PolicySpec:
@@ -98,6 +101,13 @@ class PolicySpec:
                 if not all(isinstance(v, str) and v for v in value):
                     raise RequestError(f"{where}.allowed_images", "expected a list of image names or glob patterns")
                 values[name] = tuple(value)
+            elif name == "group_totals":
+                if where.startswith(("default", "user")):
+                    raise RequestError(
+                        f"{where}.group_totals",
+                        "only a group policy may set group_totals (it caps the group as a whole)",
+                    )
+                values[name] = GroupTotals.parse(value, f"{where}.group_totals")
             elif name == "default":
                 if value is not None:
                     Resources.parse(value)  # validate now, so a bad config fails at start
@@ -119,6 +129,8 @@ class PolicySpec:
                 v = "unlimited"
             elif isinstance(v, tuple):
                 v = list(v)
+            elif isinstance(v, GroupTotals):
+                v = v.to_json()
             out[f.name] = v
         return out
 
@@ -180,6 +192,8 @@ class EffectivePolicy:
     groups: tuple[str, ...]
     spec: PolicySpec
     sources: Mapping[str, str] = field(default_factory=dict)  #: field → "user", "group:NAME", "default", "builtin"
+    #: ``{group: GroupTotals}`` of the user's groups that cap their members together (admission checks them)
+    group_totals: Mapping[str, GroupTotals] = field(default_factory=dict)
 
     def __getattr__(self, name):  # delegate fields to spec
         if name in {f.name for f in fields(PolicySpec)}:
@@ -229,7 +243,10 @@ class EffectivePolicy:
         return request.replace(**clamped) if clamped else request
 
     def to_json(self) -> dict:
-        return {"user": self.user, "groups": list(self.groups), **self.spec.to_json(), "sources": dict(self.sources)}
+        out = {"user": self.user, "groups": list(self.groups), **self.spec.to_json(), "sources": dict(self.sources)}
+        if self.group_totals:
+            out["group_totals"] = {g: t.to_json() for g, t in self.group_totals.items()}
+        return out
 
 
 def resolve(
@@ -245,7 +262,7 @@ def resolve(
     user_specs = user_specs or {}
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    names = [f.name for f in fields(PolicySpec)]
+    names = [f.name for f in fields(PolicySpec) if f.name != "group_totals"]  # per group, never merged
     for name in names:
         v = getattr(BUILTIN, name)
         values[name], sources[name] = v, "builtin"
@@ -265,4 +282,5 @@ def resolve(
         uspec = user_specs.get(user)
         if uspec is not None and getattr(uspec, name) is not None:
             values[name], sources[name] = getattr(uspec, name), f"user {user}"
-    return EffectivePolicy(user=user, groups=groups, spec=PolicySpec(**values), sources=sources)
+    totals = {g: group_specs[g].group_totals for g in groups if g in group_specs and group_specs[g].group_totals}
+    return EffectivePolicy(user=user, groups=groups, spec=PolicySpec(**values), sources=sources, group_totals=totals)
