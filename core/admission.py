@@ -14,7 +14,10 @@ requests arriving together can never both take the last CPU:
    owner's groups whose policy sets ``group_totals``, take the group's advisory lock
    (PostgreSQL, class ``group_admission.GROUP_LOCK_CLASS``, in name order) and check
    the members' live use together against it → :class:`CapacityError` naming the
-   group (:mod:`jupyter_berth.group_admission`);
+   group (:mod:`jupyter_berth.group_admission`); then the user's ``budget`` and each
+   group's ``group_budget`` (those groups are locked too): a start that what is left
+   cannot pay for during the budget's ``min_run`` → :class:`PolicyError`
+   (:mod:`jupyter_berth.budget_use`);
 3. pick a host: the one asked for, or the first (by name) whose live
    allocations plus the request fit its CPU and memory → :class:`CapacityError`
    (``never_fits=True`` when no host could ever hold the request, so the hub
@@ -34,7 +37,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import group_admission
+from . import budget_use, group_admission
 from .errors import CapacityError, ConflictError, NotFoundError, PolicyError, RequestError
 from .ledger import Allocation, Ledger, Node, Usage, live_usage, usage_by_node
 from .ledger.models import KINDS, RESERVED, AllocationRow, NodeRow
@@ -120,8 +123,9 @@ class Admission:
             with self.ledger.transaction() as s:
                 nodes = self._lock(s, owner, node)
                 self._check_totals(s, owner, policy, request, kind)
-                group_admission.lock_groups(s, policy.group_totals)
+                group_admission.lock_groups(s, {*policy.group_totals, *policy.group_budgets})
                 group_admission.check(s, policy.group_totals, request, kind)
+                budget_use.check(s, policy, request, kind)
                 chosen, devices = self._place(s, nodes, request, kind, asked_node=node, gpu_assigner=gpu_assigner)
                 row = AllocationRow(
                     id=alloc_id,

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .budgets import Budget
 from .errors import PolicyError, RequestError
 from .group_totals import GroupTotals
 from .resources import Resources, format_bytes, parse_cpu, parse_gpu, parse_memory, parse_pids
@@ -81,6 +82,8 @@ class PolicySpec:
     default: Mapping[str, Any] | None = None  #: default request (partial, e.g. {"cpu": 1})
     #: what the group's members may hold together (group policies only; see ``group_totals``)
     group_totals: GroupTotals | None = None
+    budget: Budget | None = None  #: per member (or this user) and period; see ``budgets``
+    group_budget: Budget | None = None  #: for the group's members together (group policies only)
 
     @classmethod
     def parse(cls, data: Mapping[str, Any] | None, where: str = "policy") -> PolicySpec:
@@ -101,13 +104,15 @@ class PolicySpec:
                 if not all(isinstance(v, str) and v for v in value):
                     raise RequestError(f"{where}.allowed_images", "expected a list of image names or glob patterns")
                 values[name] = tuple(value)
-            elif name == "group_totals":
+            elif name in ("group_totals", "group_budget"):
                 if where.startswith(("default", "user")):
                     raise RequestError(
-                        f"{where}.group_totals",
-                        "only a group policy may set group_totals (it caps the group as a whole)",
+                        f"{where}.{name}", f"only a group policy may set {name} (it applies to the group as a whole)"
                     )
-                values[name] = GroupTotals.parse(value, f"{where}.group_totals")
+                parse = GroupTotals.parse if name == "group_totals" else Budget.parse
+                values[name] = parse(value, f"{where}.{name}")
+            elif name == "budget":
+                values[name] = Budget.parse(value, f"{where}.budget")
             elif name == "default":
                 if value is not None:
                     Resources.parse(value)  # validate now, so a bad config fails at start
@@ -129,7 +134,7 @@ class PolicySpec:
                 v = "unlimited"
             elif isinstance(v, tuple):
                 v = list(v)
-            elif isinstance(v, GroupTotals):
+            elif isinstance(v, (GroupTotals, Budget)):
                 v = v.to_json()
             out[f.name] = v
         return out
@@ -159,6 +164,8 @@ def _more_generous(name: str, a: Any, b: Any) -> Any:
         return a
     if name == "allowed_images":
         return tuple(dict.fromkeys(a + b))
+    if name == "budget":
+        return a.merged(b)
     if name == "default":
         merged = dict(a)
         for key, value in b.items():
@@ -194,6 +201,8 @@ class EffectivePolicy:
     sources: Mapping[str, str] = field(default_factory=dict)  #: field → "user", "group:NAME", "default", "builtin"
     #: ``{group: GroupTotals}`` of the user's groups that cap their members together (admission checks them)
     group_totals: Mapping[str, GroupTotals] = field(default_factory=dict)
+    #: ``{group: Budget}`` of the user's groups with a ``group_budget`` (shared by the members)
+    group_budgets: Mapping[str, Budget] = field(default_factory=dict)
 
     def __getattr__(self, name):  # delegate fields to spec
         if name in {f.name for f in fields(PolicySpec)}:
@@ -246,6 +255,8 @@ class EffectivePolicy:
         out = {"user": self.user, "groups": list(self.groups), **self.spec.to_json(), "sources": dict(self.sources)}
         if self.group_totals:
             out["group_totals"] = {g: t.to_json() for g, t in self.group_totals.items()}
+        if self.group_budgets:
+            out["group_budgets"] = {g: b.to_json() for g, b in self.group_budgets.items()}
         return out
 
 
@@ -262,7 +273,8 @@ def resolve(
     user_specs = user_specs or {}
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    names = [f.name for f in fields(PolicySpec) if f.name != "group_totals"]  # per group, never merged
+    per_group = ("group_totals", "group_budget")  # each group's own, never merged
+    names = [f.name for f in fields(PolicySpec) if f.name not in per_group]
     for name in names:
         v = getattr(BUILTIN, name)
         values[name], sources[name] = v, "builtin"
@@ -283,4 +295,7 @@ def resolve(
         if uspec is not None and getattr(uspec, name) is not None:
             values[name], sources[name] = getattr(uspec, name), f"user {user}"
     totals = {g: group_specs[g].group_totals for g in groups if g in group_specs and group_specs[g].group_totals}
-    return EffectivePolicy(user=user, groups=groups, spec=PolicySpec(**values), sources=sources, group_totals=totals)
+    budgets = {g: group_specs[g].group_budget for g in groups if g in group_specs and group_specs[g].group_budget}
+    return EffectivePolicy(
+        user=user, groups=groups, spec=PolicySpec(**values), sources=sources, group_totals=totals, group_budgets=budgets
+    )

@@ -405,7 +405,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         records = [
             r for r in await self._db(self.ledger.usage_records, since=since, owner=user) if r.subject == kernel_id
         ]
-        if records and records[-1].end_reason == "lost" and records[-1].message:
+        if records and records[-1].end_reason in RULE_END_REASONS and records[-1].message:
             return f"kernel {kernel_id} is no longer running: {records[-1].message}"
         return f"no running kernel {kernel_id!r} of yours"
 
@@ -428,15 +428,20 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         alloc = await self._own_allocation(user, kernel_id)
         await self.runtime.signal(alloc.container_id, signum)
 
-    async def stop_kernel(self, user: str, kernel_id: str, reason: str = "shutdown", *, now: bool = False):
+    async def stop_kernel(
+        self, user: str, kernel_id: str, reason: str = "shutdown", *, now: bool = False, message: str | None = None
+    ):
         """Stop and remove a kernel's container; release its allocation with a usage record.
 
+        ``message`` (optional) is why, in the user's words, for the usage record (a budget or idle rule).
         Returns ``(reason, message)``: why it ended, in words a user can read (OOM named as such).
         """
         alloc = await self._own_allocation(user, kernel_id)
-        return await self._finish(alloc, reason, stop=True, now=now)
+        return await self._finish(alloc, reason, stop=True, now=now, why=message)
 
-    async def _finish(self, alloc, reason: str, *, stop: bool, now: bool = False) -> tuple[str, str]:
+    async def _finish(
+        self, alloc, reason: str, *, stop: bool, now: bool = False, why: str | None = None
+    ) -> tuple[str, str]:
         info = await self.runtime.inspect(alloc.container_id) if alloc.container_id else None
         usage = await self._sample_one(alloc, info)
         if info is not None and info.running and stop:
@@ -444,7 +449,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
             info = await self.runtime.inspect(info.id)
         end_reason, message = exit_message(info, alloc.resources)
         if info is not None and not info.oom_killed and reason != "exited":
-            end_reason, message = reason, f"the kernel was stopped ({reason})"
+            end_reason, message = reason, why or f"the kernel was stopped ({reason})"
         if info is not None:
             await self.runtime.remove(info.id)
         await self._db(
@@ -591,8 +596,13 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
             await asyncio.sleep(self.sample_interval)
             try:
                 await self.sample_all()
+                await self.apply_usage_rules()
             except Exception:  # keep sampling whatever one round did
                 self.log.exception("Usage sampling failed")
+
+
+#: End reasons whose usage-record message tells the user why their kernel is gone.
+RULE_END_REASONS = ("lost", "budget")
 
 
 def standalone_user() -> tuple[str, tuple[str, ...]]:

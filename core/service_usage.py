@@ -62,6 +62,21 @@ class UsageMixin:
         summary = await self.policy_summary(user, groups)
         return {"user": user, **report.to_json(), "quota": quota_json(summary)}
 
+    async def my_budget(self, user: str, groups=()) -> dict:
+        """``user``'s budgets (their own and their groups'), use so far, what is left and when it resets,
+        and the warnings and stops their kernels got (``budget_enforcement.my_budget``)."""
+        from .budget_enforcement import my_budget
+
+        return await my_budget(self, user, groups)
+
+    async def apply_usage_rules(self) -> list[tuple[str, str, str]]:
+        """After a sampling round: warn or stop kernels whose budget runs low or out.
+
+        Returns ``[(action, kernel id, rule), ...]``; the sampler loop calls it."""
+        from .budget_enforcement import enforce
+
+        return await enforce(self)
+
     async def metrics_text(self, queue_length: Callable[[], int | Awaitable[int]] | int | None = None) -> str:
         """Prometheus text exposition of capacity, live allocations, queue length and usage totals."""
         source = queue_length if queue_length is not None else self.queue_length
