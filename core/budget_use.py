@@ -153,3 +153,19 @@ def check(s: Session, policy, request: Resources, kind: str, now: datetime | Non
                 f"{fmt_duration(st.budget.min_run)}; {st.resets(now)}",
                 limit=f"budget.{k}" if st.scope == "user" else f"group_budget.{k}",
             )
+
+
+def known_members(s: Session, since: datetime) -> dict[str, tuple[str, ...]]:
+    """``{user: groups}`` of everyone with a live allocation or a usage record ending after ``since``
+    (their groups as last recorded): whose budgets ``berth budgets`` and the metrics list."""
+    found: dict[str, tuple[datetime, tuple[str, ...]]] = {}
+    recs = select(UsageRecordRow.owner, UsageRecordRow.groups, UsageRecordRow.ended_at).where(
+        UsageRecordRow.ended_at > since
+    )
+    live = select(AllocationRow.owner, AllocationRow.groups, AllocationRow.created_at).where(
+        AllocationRow.state.in_(LIVE_STATES)
+    )
+    for owner, groups, at in [*s.execute(recs), *s.execute(live)]:
+        if owner not in found or at >= found[owner][0]:
+            found[owner] = (at, tuple(groups or ()))
+    return {owner: groups for owner, (_, groups) in sorted(found.items())}

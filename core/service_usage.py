@@ -88,4 +88,7 @@ class UsageMixin:
         if getattr(self, "_usage_totals", None) is None:
             self._usage_totals = metrics.UsageTotals()
         snap = await self._db(metrics.snapshot, self.ledger, self._usage_totals)
-        return metrics.exposition(snap, int(waiting or 0))
+        from . import budget_report
+
+        budgets = await budget_report.all_budgets(self)
+        return metrics.exposition(snap, int(waiting or 0)) + budget_report.exposition(budgets)

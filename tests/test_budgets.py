@@ -143,6 +143,8 @@ async def test_a_budget_runs_out_mid_kernel_the_kernel_is_warned_then_stopped(tm
         assert budget["scope"] == "user" and budget["limits"] == {"cpu_hours": pytest.approx(1 / 60)}
         assert 0 < budget["remaining"]["cpu_hours"] < 1 / 60 and budget["rate_per_hour"] == {"cpu_hours": 0.5}
         assert mine["notices"][0]["action"] == "warned" and "runs out in about" in mine["notices"][0]["message"]
+        metrics = await service.metrics_text()
+        assert 'berth_budget_remaining{kind="cpu_hours",name="dora",period="' in metrics
         # three minutes on, the budget is used up: the kernel is stopped and the record says why
         later = datetime.now(timezone.utc) + timedelta(minutes=3)
         assert await enforce(service, now=later) == [("stopped", kid, "user:dora:cpu_hours")]
@@ -162,3 +164,46 @@ async def test_a_budget_runs_out_mid_kernel_the_kernel_is_warned_then_stopped(tm
 def test_budget_record_of_a_policy_round_trips_to_json():
     b = Budget.parse({"cpu_hours": 5, "period": "month", "min_run": 60}, "budget")
     assert Budget.parse(b.to_json(), "budget") == b
+
+
+def test_berth_budgets_cli_and_prometheus_gauges(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from jupyter_berth.budget_report import exposition
+    from jupyter_berth.ledger import Ledger
+
+    data = tmp_path / "data"
+    ledger = Ledger(data_dir=str(data))
+    ledger.set_node_capacity("n1", 8, 64 * GiB)
+    config = tmp_path / "berth_config.py"
+    config.write_text(
+        "c.BerthService.group_policies = {'class-a': {'budget': {'cpu_hours': 20},"
+        " 'group_budget': {'cpu_hours': 100, 'gpu_hours': 4}}}\n"
+    )
+    specs = {"class-a": PolicySpec.parse({"budget": {"cpu_hours": 20}, "group_budget": {"cpu_hours": 100}}, "group a")}
+    for user, hours in (("ada", 2), ("bob", 1)):
+        a = Admission(ledger).reserve(
+            user, ["class-a"], resolve(user, ("class-a",), None, specs), Resources(cpu=1, mem=GiB), "kernel", "k", IMAGE
+        )
+        _backdate(ledger, a.id, hours)
+        ledger.release(a.id, "shutdown")
+    ledger.close()
+    out = subprocess.run(
+        [sys.executable, "-m", "jupyter_berth", "budgets", f"--config={config}", f"--data-dir={data}", "--format=json"],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    rows = {(r["scope"], r["name"]): r for r in json.loads(out)["budgets"]}
+    assert set(rows) == {("user", "ada"), ("user", "bob"), ("group", "class-a")}
+    assert rows[("user", "ada")]["used"]["cpu_hours"] == pytest.approx(2, abs=0.01)
+    assert rows[("group", "class-a")]["remaining"]["cpu_hours"] == pytest.approx(97, abs=0.01)
+    assert rows[("group", "class-a")]["remaining"]["gpu_hours"] == 4
+    table = subprocess.run(
+        [sys.executable, "-m", "jupyter_berth", "budgets", f"--config={config}", f"--data-dir={data}", "--group=class-a"],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    assert "group  class-a" in table and "cpu_hours" in table and "97.00" in table
+    text = exposition(list(rows.values()))
+    assert 'berth_budget_remaining{kind="cpu_hours",name="class-a",period=' in text
+    assert 'berth_budget_limit{kind="gpu_hours",name="class-a"' in text
