@@ -1,8 +1,8 @@
 """``berth images offer|hide|default|alias|unalias|retire|pull|push|build|gc|check|history``: the catalog, for admins.
 
 Each subcommand opens the ledger and the engine the Berth service uses (same
-config: ``--db-url``, ``--data-dir``, ``jupyter_server_config.py`` /
-``berth_config.py`` settings of ``c.BerthService``) and calls the service's
+config files, ``jupyter_berth_config.py`` in the Jupyter config path, ``$BERTH_CONFIG`` or
+``--config``, see :mod:`jupyter_berth.cli.command`; ``--db-url``, ``--data-dir``) and calls the service's
 image methods as the local operator: whoever can run this with access to the
 engine is the host's admin, so the current user is added to ``admin_users``.
 Running servers see the change at once (kernel starts read the catalog); their
@@ -17,13 +17,13 @@ import json
 import os
 
 from traitlets import Bool, Unicode
-from traitlets.config import Application
 
 from .._version import __version__
 from ..errors import RequestError
 from ..ledger import Ledger
 from ..runtime.docker import DockerRuntime
 from ..service import BerthService
+from .command import BerthCommand
 
 
 def _print(line: str) -> None:
@@ -42,7 +42,7 @@ def _summary(entry: dict) -> str:
     return f"{entry['ref']}: {', '.join(flags)} ({digest})"
 
 
-class CatalogCommand(Application):
+class CatalogCommand(BerthCommand):
     """Shared plumbing: a service on the configured ledger and engine, the operator as admin."""
 
     version = __version__

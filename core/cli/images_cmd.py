@@ -14,7 +14,6 @@ import json
 from datetime import datetime, timezone
 
 from traitlets import Bool, Enum, Unicode
-from traitlets.config import Application
 
 from .._version import __version__
 from ..engine import engine_client
@@ -25,11 +24,12 @@ from ..imagebuild.bootstrap import (
     DEFAULT_KERNEL_TAG,
     bootstrap_image,
 )
+from .command import BerthCommand
 from .engine_cmd import BerthCommandApp
 from .images_admin_cmd import SUBCOMMANDS, CatalogCommand
 
 
-class ImagesBootstrapApp(Application):
+class ImagesBootstrapApp(BerthCommand):
     """Build the default kernel image without a registry."""
 
     name = "berth images bootstrap"
