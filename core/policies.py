@@ -26,6 +26,7 @@ from typing import Any
 from .budgets import Budget
 from .errors import PolicyError, RequestError
 from .group_totals import GroupTotals
+from .idle_rules import IdleRule
 from .resources import Resources, format_bytes, parse_cpu, parse_gpu, parse_memory, parse_pids
 
 UNLIMITED = math.inf
@@ -84,6 +85,8 @@ class PolicySpec:
     group_totals: GroupTotals | None = None
     budget: Budget | None = None  #: per member (or this user) and period; see ``budgets``
     group_budget: Budget | None = None  #: for the group's members together (group policies only)
+    idle_cpu: IdleRule | None = None  #: cull below this CPU use for a period; see ``idle_rules``
+    idle_gpu: IdleRule | None = None  #: cull below this GPU utilization for a period
 
     @classmethod
     def parse(cls, data: Mapping[str, Any] | None, where: str = "policy") -> PolicySpec:
@@ -113,6 +116,8 @@ class PolicySpec:
                 values[name] = parse(value, f"{where}.{name}")
             elif name == "budget":
                 values[name] = Budget.parse(value, f"{where}.budget")
+            elif name in ("idle_cpu", "idle_gpu"):
+                values[name] = IdleRule.parse(value, f"{where}.{name}")
             elif name == "default":
                 if value is not None:
                     Resources.parse(value)  # validate now, so a bad config fails at start
@@ -134,7 +139,7 @@ class PolicySpec:
                 v = "unlimited"
             elif isinstance(v, tuple):
                 v = list(v)
-            elif isinstance(v, (GroupTotals, Budget)):
+            elif isinstance(v, (GroupTotals, Budget, IdleRule)):
                 v = v.to_json()
             out[f.name] = v
         return out
@@ -164,7 +169,7 @@ def _more_generous(name: str, a: Any, b: Any) -> Any:
         return a
     if name == "allowed_images":
         return tuple(dict.fromkeys(a + b))
-    if name == "budget":
+    if name in ("budget", "idle_cpu", "idle_gpu"):
         return a.merged(b)
     if name == "default":
         merged = dict(a)

@@ -602,7 +602,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
 
 
 #: End reasons whose usage-record message tells the user why their kernel is gone.
-RULE_END_REASONS = ("lost", "budget")
+RULE_END_REASONS = ("lost", "budget", "culled")
 
 
 def standalone_user() -> tuple[str, tuple[str, ...]]:

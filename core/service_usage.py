@@ -70,12 +70,13 @@ class UsageMixin:
         return await my_budget(self, user, groups)
 
     async def apply_usage_rules(self) -> list[tuple[str, str, str]]:
-        """After a sampling round: warn or stop kernels whose budget runs low or out.
+        """After a sampling round: cull kernels idle by utilization (``idle_cpu``/``idle_gpu``), then
+        warn or stop kernels whose budget runs low or out.
 
         Returns ``[(action, kernel id, rule), ...]``; the sampler loop calls it."""
-        from .budget_enforcement import enforce
+        from . import budget_enforcement, idle_enforcement
 
-        return await enforce(self)
+        return [*await idle_enforcement.enforce(self), *await budget_enforcement.enforce(self)]
 
     async def metrics_text(self, queue_length: Callable[[], int | Awaitable[int]] | int | None = None) -> str:
         """Prometheus text exposition of capacity, live allocations, queue length and usage totals."""
