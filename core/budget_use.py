@@ -11,6 +11,8 @@ cannot both spend the last of a budget.
 from __future__ import annotations
 
 import math
+import time
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -76,30 +78,56 @@ def _overlap_hours(start: datetime, end: datetime, w0: datetime, w1: datetime) -
     return max((min(end, w1) - max(start, w0)).total_seconds(), 0.0) / 3600
 
 
-def use_in_window(
-    s: Session, w0: datetime, w1: datetime, now: datetime, *, owner: str | None = None, group: str | None = None
-) -> tuple[dict[str, float], dict[str, float]]:
-    """``(used, rate)``: what ``owner``'s (or ``group``'s members') allocations held in ``[w0, w1)`` up to
-    ``now``, per budgeted kind, and what their live allocations cost per hour now."""
-    used = dict.fromkeys(AMOUNTS, 0.0)
-    rate = dict.fromkeys(AMOUNTS, 0.0)
+#: How long a cached sum of released records is extended incrementally before it is recounted in full.
+#: Incremental reads take the records with a larger id; on PostgreSQL ids are drawn before commit, so a
+#: record may become visible after a larger one: the recount bounds how long it can be missed.
+RECOUNT_SECONDS = 60.0
+_released_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _released_use(s: Session, w0: datetime, w1: datetime, owner: str | None, group: str | None) -> dict[str, float]:
+    """What released allocations (usage records) of ``owner`` or ``group`` held in ``[w0, w1)``.
+
+    Cached per database, scope and window, and extended with the records added since (by id):
+    admission calls this under its lock for every start, and a term's history is long.
+    """
+    cache = _released_cache.setdefault(s.get_bind(), {})
+    key = (owner, group, w0, w1)
+    entry = cache.get(key)
+    if entry is None or time.monotonic() - entry["at"] > RECOUNT_SECONDS:
+        entry = {"at": time.monotonic(), "max_id": 0, "used": dict.fromkeys(AMOUNTS, 0.0)}
     rec = select(
-        UsageRecordRow.cpu, UsageRecordRow.mem, UsageRecordRow.gpu, UsageRecordRow.started_at,
+        UsageRecordRow.id, UsageRecordRow.cpu, UsageRecordRow.mem, UsageRecordRow.gpu, UsageRecordRow.started_at,
         UsageRecordRow.ended_at, UsageRecordRow.groups,
-    ).where(UsageRecordRow.ended_at > w0, UsageRecordRow.started_at < w1)  # fmt: skip
-    live = select(
-        AllocationRow.cpu, AllocationRow.mem, AllocationRow.gpu, AllocationRow.started_at,
-        AllocationRow.created_at, AllocationRow.groups,
-    ).where(AllocationRow.state.in_(LIVE_STATES))  # fmt: skip
+    ).where(UsageRecordRow.id > entry["max_id"], UsageRecordRow.ended_at > w0, UsageRecordRow.started_at < w1)  # fmt: skip
     if owner is not None:
         rec = rec.where(UsageRecordRow.owner == owner)
-        live = live.where(AllocationRow.owner == owner)
-    for cpu, mem, gpu, started, ended, groups in s.execute(rec):
+    used = dict(entry["used"])
+    max_id = entry["max_id"]
+    for rid, cpu, mem, gpu, started, ended, groups in s.execute(rec):
+        max_id = max(max_id, rid)
         if group is not None and group not in (groups or ()):
             continue
         hours = _overlap_hours(started, ended, w0, w1)
         for k, v in charge_rate(cpu, mem, gpu).items():
             used[k] += v * hours
+    cache[key] = {"at": entry["at"], "max_id": max_id, "used": used}
+    return dict(used)  # the caller adds the live allocations to its copy
+
+
+def use_in_window(
+    s: Session, w0: datetime, w1: datetime, now: datetime, *, owner: str | None = None, group: str | None = None
+) -> tuple[dict[str, float], dict[str, float]]:
+    """``(used, rate)``: what ``owner``'s (or ``group``'s members') allocations held in ``[w0, w1)`` up to
+    ``now``, per budgeted kind, and what their live allocations cost per hour now."""
+    used = _released_use(s, w0, w1, owner, group)
+    rate = dict.fromkeys(AMOUNTS, 0.0)
+    live = select(
+        AllocationRow.cpu, AllocationRow.mem, AllocationRow.gpu, AllocationRow.started_at,
+        AllocationRow.created_at, AllocationRow.groups,
+    ).where(AllocationRow.state.in_(LIVE_STATES))  # fmt: skip
+    if owner is not None:
+        live = live.where(AllocationRow.owner == owner)
     for cpu, mem, gpu, started, created, groups in s.execute(live):
         if group is not None and group not in (groups or ()):
             continue

@@ -207,3 +207,22 @@ def test_berth_budgets_cli_and_prometheus_gauges(tmp_path):
     text = exposition(list(rows.values()))
     assert 'berth_budget_remaining{kind="cpu_hours",name="class-a",period=' in text
     assert 'berth_budget_limit{kind="gpu_hours",name="class-a"' in text
+
+
+def test_cached_budget_use_follows_releases_without_counting_twice(ledger, admission):
+    pol = resolve(
+        "ada", ("class-a",), None, {"class-a": PolicySpec.parse({"group_budget": {"cpu_hours": 50}}, "group a")}
+    )
+    ids = []
+    for i in range(3):
+        a = admission.reserve("ada", ["class-a"], pol, Resources(cpu=1, mem=GiB), "kernel", f"k{i}", IMAGE)
+        _backdate(ledger, a.id, 2)
+        ids.append(a.id)
+    ledger.release(ids[0], "shutdown")
+    for step in range(3):  # each look reads the records added since the last (the sum is cached)
+        with ledger.reading() as s:
+            (st,) = statuses(s, pol)
+        assert st.used["cpu_hours"] == pytest.approx(6, abs=0.01), step
+        if step < 2:
+            ledger.release(ids[step + 1], "shutdown")
+    assert st.rate["cpu_hours"] == 0.0
