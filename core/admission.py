@@ -37,7 +37,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import budget_use, group_admission
+from . import fair_admission
 from .errors import CapacityError, ConflictError, NotFoundError, PolicyError, RequestError
 from .ledger import Allocation, Ledger, Node, Usage, live_usage, usage_by_node
 from .ledger.models import KINDS, RESERVED, AllocationRow, NodeRow
@@ -123,9 +123,7 @@ class Admission:
             with self.ledger.transaction() as s:
                 nodes = self._lock(s, owner, node)
                 self._check_totals(s, owner, policy, request, kind)
-                group_admission.lock_groups(s, {*policy.group_totals, *policy.group_budgets})
-                group_admission.check(s, policy.group_totals, request, kind)
-                budget_use.check(s, policy, request, kind)
+                fair_admission.check(s, policy, request, kind)  # group totals and budgets
                 chosen, devices = self._place(s, nodes, request, kind, asked_node=node, gpu_assigner=gpu_assigner)
                 row = AllocationRow(
                     id=alloc_id,

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from .budgets import AMOUNTS, Budget, charge_rate, fmt_amount, fmt_duration
 from .errors import PolicyError
+from .group_admission import LiveRow, live_rows
 from .ledger.models import LIVE_STATES, AllocationRow, UsageRecordRow
 from .resources import Resources
 
@@ -88,57 +89,66 @@ _released_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 def _released_use(s: Session, w0: datetime, w1: datetime, owner: str | None, group: str | None) -> dict[str, float]:
     """What released allocations (usage records) of ``owner`` or ``group`` held in ``[w0, w1)``.
 
-    Cached per database, scope and window, and extended with the records added since (by id):
-    admission calls this under its lock for every start, and a term's history is long.
+    Cached per database, scope and window, and extended with the records added since (by id, a
+    primary-key range): admission calls this under its lock for every start, and a term is long.
     """
     cache = _released_cache.setdefault(s.get_bind(), {})
     key = (owner, group, w0, w1)
     entry = cache.get(key)
     if entry is None or time.monotonic() - entry["at"] > RECOUNT_SECONDS:
         entry = {"at": time.monotonic(), "max_id": 0, "used": dict.fromkeys(AMOUNTS, 0.0)}
-    rec = select(
-        UsageRecordRow.id, UsageRecordRow.cpu, UsageRecordRow.mem, UsageRecordRow.gpu, UsageRecordRow.started_at,
-        UsageRecordRow.ended_at, UsageRecordRow.groups,
-    ).where(UsageRecordRow.id > entry["max_id"], UsageRecordRow.ended_at > w0, UsageRecordRow.started_at < w1)  # fmt: skip
-    if owner is not None:
-        rec = rec.where(UsageRecordRow.owner == owner)
+        rec = _RECORDS.where(UsageRecordRow.ended_at > w0, UsageRecordRow.started_at < w1)
+        if owner is not None:
+            rec = rec.where(UsageRecordRow.owner == owner)
+    else:
+        rec = _RECORDS.where(UsageRecordRow.id > entry["max_id"])
     used = dict(entry["used"])
     max_id = entry["max_id"]
-    for rid, cpu, mem, gpu, started, ended, groups in s.execute(rec):
+    for rid, rowner, cpu, mem, gpu, started, ended, groups in s.execute(rec):
         max_id = max(max_id, rid)
-        if group is not None and group not in (groups or ()):
+        if (owner is not None and rowner != owner) or (group is not None and group not in (groups or ())):
             continue
         hours = _overlap_hours(started, ended, w0, w1)
+        if hours <= 0:
+            continue
         for k, v in charge_rate(cpu, mem, gpu).items():
             used[k] += v * hours
     cache[key] = {"at": entry["at"], "max_id": max_id, "used": used}
     return dict(used)  # the caller adds the live allocations to its copy
 
 
+_RECORDS = select(
+    UsageRecordRow.id, UsageRecordRow.owner, UsageRecordRow.cpu, UsageRecordRow.mem, UsageRecordRow.gpu,
+    UsageRecordRow.started_at, UsageRecordRow.ended_at, UsageRecordRow.groups,
+)  # fmt: skip
+
+
 def use_in_window(
-    s: Session, w0: datetime, w1: datetime, now: datetime, *, owner: str | None = None, group: str | None = None
+    s: Session,
+    w0: datetime,
+    w1: datetime,
+    now: datetime,
+    *,
+    owner: str | None = None,
+    group: str | None = None,
+    live: list[LiveRow] | None = None,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """``(used, rate)``: what ``owner``'s (or ``group``'s members') allocations held in ``[w0, w1)`` up to
-    ``now``, per budgeted kind, and what their live allocations cost per hour now."""
+    ``now``, per budgeted kind, and what their live allocations cost per hour now. ``live``: the live
+    allocations already read in this transaction (``group_admission.live_rows``)."""
     used = _released_use(s, w0, w1, owner, group)
     rate = dict.fromkeys(AMOUNTS, 0.0)
-    live = select(
-        AllocationRow.cpu, AllocationRow.mem, AllocationRow.gpu, AllocationRow.started_at,
-        AllocationRow.created_at, AllocationRow.groups,
-    ).where(AllocationRow.state.in_(LIVE_STATES))  # fmt: skip
-    if owner is not None:
-        live = live.where(AllocationRow.owner == owner)
-    for cpu, mem, gpu, started, created, groups in s.execute(live):
-        if group is not None and group not in (groups or ()):
+    for row in live_rows(s) if live is None else live:
+        if (owner is not None and row.owner != owner) or (group is not None and group not in (row.groups or ())):
             continue
-        hours = _overlap_hours(started or created, now, w0, w1)
-        for k, v in charge_rate(cpu, mem, gpu).items():
+        hours = _overlap_hours(row.since, now, w0, w1)
+        for k, v in charge_rate(row.cpu, row.mem, row.gpu).items():
             used[k] += v * hours
             rate[k] += v
     return used, rate
 
 
-def statuses(s: Session, policy, now: datetime | None = None) -> list[BudgetStatus]:
+def statuses(s: Session, policy, now: datetime | None = None, live: list[LiveRow] | None = None) -> list[BudgetStatus]:
     """Every budget that applies to ``policy``'s user: their own, then each group's, with use so far."""
     now = now or datetime.now(timezone.utc)
     out = []
@@ -150,8 +160,10 @@ def statuses(s: Session, policy, now: datetime | None = None) -> list[BudgetStat
             found.append(("group", g, f"group {g}", b))
     for scope, name, source, budget in found:
         w0, w1, label = budget.period.window(now)
+        if live is None:
+            live = live_rows(s)
         used, rate = use_in_window(
-            s, w0, w1, now, owner=name if scope == "user" else None, group=name if scope == "group" else None
+            s, w0, w1, now, owner=name if scope == "user" else None, group=name if scope == "group" else None, live=live
         )
         out.append(BudgetStatus(scope, name, source, label, w0, w1, budget, used, rate))
     return out
@@ -162,13 +174,15 @@ def budget_groups(policy) -> Iterable[str]:
     return policy.group_budgets.keys()
 
 
-def check(s: Session, policy, request: Resources, kind: str, now: datetime | None = None) -> None:
+def check(
+    s: Session, policy, request: Resources, kind: str, now: datetime | None = None, live: list[LiveRow] | None = None
+) -> None:
     """Refuse (:class:`PolicyError`) a start that what is left cannot pay for during ``min_run``."""
     if policy.budget is None and not policy.group_budgets:
         return
     now = now or datetime.now(timezone.utc)
     cost = charge_rate(request.cpu, request.mem, request.gpu)
-    for st in statuses(s, policy, now):
+    for st in statuses(s, policy, now, live):
         left = st.remaining(now)
         for k, limit in st.budget.amounts().items():
             need = cost[k] * st.budget.min_run / 3600

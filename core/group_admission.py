@@ -8,12 +8,14 @@ inside its one write transaction, after the owner's lock and totals.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import select, text
+from sqlalchemy import JSON, text
 from sqlalchemy.orm import Session
 
 from .group_totals import EPS, GroupTotals, total_error
-from .ledger.models import LIVE_STATES, AllocationRow
+from .ledger.models import LIVE_STATES, UTCDateTime
 from .ledger.records import Usage
 from .resources import Resources
 
@@ -32,7 +34,30 @@ def lock_groups(s: Session, groups: Iterable[str]) -> None:
         )
 
 
-def group_usage(s: Session, groups: Iterable[str]) -> dict[str, Usage]:
+class LiveRow(NamedTuple):
+    """One live allocation, as group totals and budgets read it."""
+
+    owner: str
+    groups: list
+    kind: str
+    cpu: float
+    mem: int
+    gpu: float
+    since: datetime  #: started (or reserved, if not started yet)
+
+
+_LIVE = text(
+    "SELECT owner, groups, kind, cpu, mem, gpu, COALESCE(started_at, created_at) AS since "
+    "FROM allocations WHERE state IN (" + ", ".join(f"'{state}'" for state in LIVE_STATES) + ")"
+).columns(groups=JSON, since=UTCDateTime)
+
+
+def live_rows(s: Session) -> list[LiveRow]:
+    """Every live allocation (one read per reservation, shared by the group totals and budget checks)."""
+    return [LiveRow(*row) for row in s.execute(_LIVE)]
+
+
+def group_usage(s: Session, groups: Iterable[str], live: list[LiveRow] | None = None) -> dict[str, Usage]:
     """Live use of each group: the sum of the live allocations reserved under it.
 
     Summed in Python from the ``groups`` JSON, the same way on every database.
@@ -41,30 +66,29 @@ def group_usage(s: Session, groups: Iterable[str]) -> dict[str, Usage]:
     sums = {g: [0.0, 0, 0.0, 0, 0] for g in wanted}
     if not wanted:
         return {}
-    stmt = select(
-        AllocationRow.groups, AllocationRow.cpu, AllocationRow.mem, AllocationRow.gpu, AllocationRow.kind
-    ).where(AllocationRow.state.in_(LIVE_STATES))
-    for member_of, cpu, mem, gpu, kind in s.execute(stmt):
-        for g in wanted.intersection(member_of or ()):
+    for row in live_rows(s) if live is None else live:
+        for g in wanted.intersection(row.groups or ()):
             acc = sums[g]
-            acc[0] += cpu
-            acc[1] += mem
-            acc[2] += gpu
-            acc[3 if kind == "kernel" else 4] += 1
+            acc[0] += row.cpu
+            acc[1] += row.mem
+            acc[2] += row.gpu
+            acc[3 if row.kind == "kernel" else 4] += 1
     return {
         g: Usage(cpu=float(c), mem=int(m), gpu=round(float(gp), 4), kernels=int(k), servers=int(sv))
         for g, (c, m, gp, k, sv) in sums.items()
     }
 
 
-def check(s: Session, totals: Mapping[str, GroupTotals], request: Resources, kind: str) -> None:
+def check(
+    s: Session, totals: Mapping[str, GroupTotals], request: Resources, kind: str, live: list[LiveRow] | None = None
+) -> None:
     """Refuse (:class:`CapacityError`) when ``request`` would take a group over one of its totals.
 
     Call inside admission's transaction after :func:`lock_groups`.
     """
     if not totals:
         return
-    used = group_usage(s, totals)
+    used = group_usage(s, totals, live)
     asks = {"cpu": request.cpu, "mem": request.mem, "gpu": request.gpu, "kernels": 0, "servers": 0}
     asks["kernels" if kind == "kernel" else "servers"] = 1
     for g, caps in totals.items():
@@ -77,3 +101,36 @@ def check(s: Session, totals: Mapping[str, GroupTotals], request: Resources, kin
             if now + asked <= limit * (1 + EPS) + EPS:
                 continue
             raise total_error(g, res, limit, now, asked, kind)
+
+
+def totals_summary(ledger, totals: Mapping[str, GroupTotals]) -> dict[str, dict]:
+    """``{group: {"totals", "in_use", "remaining"}}`` for the sidebar and the usage page (a read; no lock).
+
+    ``remaining`` is ``None`` for a resource the group does not cap. Blocking: call from a thread.
+    """
+    if not totals:
+        return {}
+    with ledger.reading() as s:
+        used = group_usage(s, totals)
+    out = {}
+    for g, caps in totals.items():
+        in_use = {k: getattr(used[g], k) for k in ("cpu", "mem", "gpu", "kernels", "servers")}
+        out[g] = {
+            "totals": caps.to_json(),
+            "in_use": in_use,
+            "remaining": {
+                k: None if getattr(caps, k) is None else max(getattr(caps, k) - v, 0) for k, v in in_use.items()
+            },
+        }
+    return out
+
+
+def narrow(remaining: dict, groups: Mapping[str, dict]) -> dict:
+    """The user's ``remaining`` (cpu, mem, gpu, kernels) narrowed by what their groups have left."""
+    out = dict(remaining)
+    for summary in groups.values():
+        for k in out:
+            left = summary["remaining"].get(k)
+            if left is not None:
+                out[k] = left if out[k] is None else min(out[k], left)
+    return out

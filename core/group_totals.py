@@ -75,7 +75,8 @@ class GroupTotals:
             if value is None or value == "unlimited" or (isinstance(value, float) and math.isinf(value)):
                 continue
             if name in _PARSE:
-                values[name] = 0.0 if value in (0, "0") else float(_PARSE[name](value, f"{where}.{name}"))
+                parsed = 0 if value in (0, "0") else _PARSE[name](value, f"{where}.{name}")
+                values[name] = int(parsed) if name == "mem" else float(parsed)
             else:
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != int(value):
                     raise RequestError(f"{where}.{name}", f"{value!r} must be a whole number ≥ 0 (or 'unlimited')")

@@ -25,7 +25,7 @@ from typing import Any
 from traitlets import Dict, Enum, Float, Instance, Integer, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from . import catalog, reconcile, runtime_choice, swarm_nodes
+from . import catalog, group_admission, reconcile, runtime_choice, swarm_nodes
 from .admission import Admission
 from .errors import BerthError, NotFoundError, PolicyError
 from .kernel_launch import KernelConnection, kernel_spec, user_network, user_subnets
@@ -510,15 +510,18 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         def left(total, in_use):
             return None if total is None or math.isinf(total) else max(0, total - in_use)
 
+        remaining = {
+            "cpu": left(policy.total_cpu, used.cpu),
+            "mem": left(policy.total_mem, used.mem),
+            "gpu": left(policy.total_gpu, used.gpu),
+            "kernels": left(policy.max_kernels, used.kernels),
+        }
+        groups_left = await self._db(group_admission.totals_summary, self.ledger, policy.group_totals)
         return {
             "policy": policy.to_json(),
             "usage": {"cpu": used.cpu, "mem": used.mem, "gpu": used.gpu, "kernels": used.kernels},
-            "remaining": {
-                "cpu": left(policy.total_cpu, used.cpu),
-                "mem": left(policy.total_mem, used.mem),
-                "gpu": left(policy.total_gpu, used.gpu),
-                "kernels": left(policy.max_kernels, used.kernels),
-            },
+            "remaining": group_admission.narrow(remaining, groups_left),  # the groups' totals bound it too
+            "group_totals": groups_left,
             "default_request": policy.default_request().to_dict(),
         }
 

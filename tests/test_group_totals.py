@@ -157,3 +157,22 @@ def test_200_members_racing_never_exceed_the_group_cpu_total(ledger, admission):
     assert len(granted) == 32
     assert all(r.resource == "group:class-a:cpu" for r in results if isinstance(r, Exception))
     assert ledger.node_usage()["n1"].cpu == 16.0
+
+
+def test_the_sidebar_summary_shows_the_groups_use_and_narrows_what_is_left(ledger, admission):
+    from jupyter_berth.group_admission import narrow, totals_summary
+
+    for i in range(3):
+        admission.reserve(f"s{i}", ["class-a"], class_policy(f"s{i}"), Resources(cpu=4, mem=GiB), "kernel", "k", IMAGE)
+    pol = class_policy("s9")
+    groups = totals_summary(ledger, pol.group_totals)
+    assert groups["class-a"]["totals"] == {"cpu": 16.0, "mem": 32 * GiB, "gpu": 1.0, "kernels": 20, "servers": 3}
+    assert groups["class-a"]["in_use"] == {"cpu": 12.0, "mem": 3 * GiB, "gpu": 0.0, "kernels": 3, "servers": 0}
+    assert groups["class-a"]["remaining"]["cpu"] == 4.0 and groups["class-a"]["remaining"]["mem"] == 29 * GiB
+    # s9 may hold 4 CPU by their own total, and the class has 4 left; memory: theirs is unlimited, the class's is not
+    assert narrow({"cpu": 4.0, "mem": None, "gpu": 0.0, "kernels": None}, groups) == {
+        "cpu": 4.0,
+        "mem": 29 * GiB,
+        "gpu": 0.0,
+        "kernels": 17,
+    }
