@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 
 from .budgets import AMOUNTS, Budget, charge_rate, fmt_amount, fmt_duration
 from .errors import PolicyError
-from .group_admission import LiveRow, live_rows
 from .ledger.models import LIVE_STATES, AllocationRow, UsageRecordRow
+from .live_sums import live_sums
 from .resources import Resources
 
 
@@ -124,31 +124,18 @@ _RECORDS = select(
 
 
 def use_in_window(
-    s: Session,
-    w0: datetime,
-    w1: datetime,
-    now: datetime,
-    *,
-    owner: str | None = None,
-    group: str | None = None,
-    live: list[LiveRow] | None = None,
+    s: Session, w0: datetime, w1: datetime, now: datetime, *, owner: str | None = None, group: str | None = None
 ) -> tuple[dict[str, float], dict[str, float]]:
     """``(used, rate)``: what ``owner``'s (or ``group``'s members') allocations held in ``[w0, w1)`` up to
-    ``now``, per budgeted kind, and what their live allocations cost per hour now. ``live``: the live
-    allocations already read in this transaction (``group_admission.live_rows``)."""
+    ``now``, per budgeted kind, and what their live allocations cost per hour now."""
     used = _released_use(s, w0, w1, owner, group)
-    rate = dict.fromkeys(AMOUNTS, 0.0)
-    for row in live_rows(s) if live is None else live:
-        if (owner is not None and row.owner != owner) or (group is not None and group not in (row.groups or ())):
-            continue
-        hours = _overlap_hours(row.since, now, w0, w1)
-        for k, v in charge_rate(row.cpu, row.mem, row.gpu).items():
-            used[k] += v * hours
-            rate[k] += v
-    return used, rate
+    live = live_sums(s, owner=owner, group=group, now=min(now, w1), w0=w0)
+    for k, v in charge_rate(live.cpu_s, live.mem_s, live.gpu_s).items():
+        used[k] += v / 3600
+    return used, charge_rate(live.cpu, live.mem, live.gpu)
 
 
-def statuses(s: Session, policy, now: datetime | None = None, live: list[LiveRow] | None = None) -> list[BudgetStatus]:
+def statuses(s: Session, policy, now: datetime | None = None) -> list[BudgetStatus]:
     """Every budget that applies to ``policy``'s user: their own, then each group's, with use so far."""
     now = now or datetime.now(timezone.utc)
     out = []
@@ -160,10 +147,8 @@ def statuses(s: Session, policy, now: datetime | None = None, live: list[LiveRow
             found.append(("group", g, f"group {g}", b))
     for scope, name, source, budget in found:
         w0, w1, label = budget.period.window(now)
-        if live is None:
-            live = live_rows(s)
         used, rate = use_in_window(
-            s, w0, w1, now, owner=name if scope == "user" else None, group=name if scope == "group" else None, live=live
+            s, w0, w1, now, owner=name if scope == "user" else None, group=name if scope == "group" else None
         )
         out.append(BudgetStatus(scope, name, source, label, w0, w1, budget, used, rate))
     return out
@@ -174,15 +159,13 @@ def budget_groups(policy) -> Iterable[str]:
     return policy.group_budgets.keys()
 
 
-def check(
-    s: Session, policy, request: Resources, kind: str, now: datetime | None = None, live: list[LiveRow] | None = None
-) -> None:
+def check(s: Session, policy, request: Resources, kind: str, now: datetime | None = None) -> None:
     """Refuse (:class:`PolicyError`) a start that what is left cannot pay for during ``min_run``."""
     if policy.budget is None and not policy.group_budgets:
         return
     now = now or datetime.now(timezone.utc)
     cost = charge_rate(request.cpu, request.mem, request.gpu)
-    for st in statuses(s, policy, now, live):
+    for st in statuses(s, policy, now):
         left = st.remaining(now)
         for k, limit in st.budget.amounts().items():
             need = cost[k] * st.budget.min_run / 3600

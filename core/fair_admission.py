@@ -2,9 +2,9 @@
 
 After the owner's lock and totals (:mod:`jupyter_berth.admission`), when the policy
 has group totals or budgets: lock each group that has ``group_totals`` or a
-``group_budget`` (PostgreSQL advisory locks, in name order), read the live
-allocations once, then check the group totals (:mod:`jupyter_berth.group_admission`)
-and the budgets (:mod:`jupyter_berth.budget_use`) against that one read.
+``group_budget`` (PostgreSQL advisory locks, in name order), then
+check the group totals (:mod:`jupyter_berth.group_admission`) and the budgets
+(:mod:`jupyter_berth.budget_use`), each sum one aggregate query (:mod:`jupyter_berth.live_sums`).
 """
 
 from __future__ import annotations
@@ -22,6 +22,5 @@ def check(s: Session, policy: EffectivePolicy, request: Resources, kind: str) ->
     if not locked and policy.budget is None:
         return
     group_admission.lock_groups(s, locked)
-    live = group_admission.live_rows(s)
-    group_admission.check(s, policy.group_totals, request, kind, live)
-    budget_use.check(s, policy, request, kind, live=live)
+    group_admission.check(s, policy.group_totals, request, kind)
+    budget_use.check(s, policy, request, kind)

@@ -8,15 +8,13 @@ inside its one write transaction, after the owner's lock and totals.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
-from typing import NamedTuple
 
-from sqlalchemy import JSON, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from .group_totals import EPS, GroupTotals, total_error
-from .ledger.models import LIVE_STATES, UTCDateTime
 from .ledger.records import Usage
+from .live_sums import live_sums
 from .resources import Resources
 
 #: First key of the PostgreSQL advisory lock taken per group (the second is ``hashtext(group)``).
@@ -34,61 +32,23 @@ def lock_groups(s: Session, groups: Iterable[str]) -> None:
         )
 
 
-class LiveRow(NamedTuple):
-    """One live allocation, as group totals and budgets read it."""
-
-    owner: str
-    groups: list
-    kind: str
-    cpu: float
-    mem: int
-    gpu: float
-    since: datetime  #: started (or reserved, if not started yet)
+def group_usage(s: Session, groups: Iterable[str]) -> dict[str, Usage]:
+    """Live use of each group: the sum of the live allocations reserved under it (one query per group)."""
+    out = {}
+    for g in sorted(set(groups)):
+        t = live_sums(s, group=g)
+        out[g] = Usage(cpu=t.cpu, mem=t.mem, gpu=t.gpu, kernels=t.kernels, servers=t.servers)
+    return out
 
 
-_LIVE = text(
-    "SELECT owner, groups, kind, cpu, mem, gpu, COALESCE(started_at, created_at) AS since "
-    "FROM allocations WHERE state IN (" + ", ".join(f"'{state}'" for state in LIVE_STATES) + ")"
-).columns(groups=JSON, since=UTCDateTime)
-
-
-def live_rows(s: Session) -> list[LiveRow]:
-    """Every live allocation (one read per reservation, shared by the group totals and budget checks)."""
-    return [LiveRow(*row) for row in s.execute(_LIVE)]
-
-
-def group_usage(s: Session, groups: Iterable[str], live: list[LiveRow] | None = None) -> dict[str, Usage]:
-    """Live use of each group: the sum of the live allocations reserved under it.
-
-    Summed in Python from the ``groups`` JSON, the same way on every database.
-    """
-    wanted = set(groups)
-    sums = {g: [0.0, 0, 0.0, 0, 0] for g in wanted}
-    if not wanted:
-        return {}
-    for row in live_rows(s) if live is None else live:
-        for g in wanted.intersection(row.groups or ()):
-            acc = sums[g]
-            acc[0] += row.cpu
-            acc[1] += row.mem
-            acc[2] += row.gpu
-            acc[3 if row.kind == "kernel" else 4] += 1
-    return {
-        g: Usage(cpu=float(c), mem=int(m), gpu=round(float(gp), 4), kernels=int(k), servers=int(sv))
-        for g, (c, m, gp, k, sv) in sums.items()
-    }
-
-
-def check(
-    s: Session, totals: Mapping[str, GroupTotals], request: Resources, kind: str, live: list[LiveRow] | None = None
-) -> None:
+def check(s: Session, totals: Mapping[str, GroupTotals], request: Resources, kind: str) -> None:
     """Refuse (:class:`CapacityError`) when ``request`` would take a group over one of its totals.
 
     Call inside admission's transaction after :func:`lock_groups`.
     """
     if not totals:
         return
-    used = group_usage(s, totals, live)
+    used = group_usage(s, totals)
     asks = {"cpu": request.cpu, "mem": request.mem, "gpu": request.gpu, "kernels": 0, "servers": 0}
     asks["kernels" if kind == "kernel" else "servers"] = 1
     for g, caps in totals.items():
