@@ -69,6 +69,21 @@ class UsageMixin:
 
         return await my_budget(self, user, groups)
 
+    async def fair_share_overview(self) -> dict:
+        """For the admin usage page: each group's live use against its ``group_totals``, and every
+        budget against its use (``budget_report.all_budgets``). Admin-only at every front end."""
+        from . import budget_report, group_admission
+        from .policies import PolicySpec
+
+        _, stored_groups, _ = await self._db(self.ledger.get_policies)
+        specs = {g: PolicySpec.parse(spec, f"group_policies.{g}") for g, spec in self.group_policies.items()}
+        specs.update({g: PolicySpec.parse(spec, f"group {g}") for g, spec in stored_groups.items()})
+        totals = {g: spec.group_totals for g, spec in sorted(specs.items()) if spec.group_totals}
+        return {
+            "group_totals": await self._db(group_admission.totals_summary, self.ledger, totals),
+            "budgets": await budget_report.all_budgets(self),
+        }
+
     async def apply_usage_rules(self) -> list[tuple[str, str, str]]:
         """After a sampling round: cull kernels idle by utilization (``idle_cpu``/``idle_gpu``), then
         warn or stop kernels whose budget runs low or out.
