@@ -27,6 +27,8 @@ from traitlets.config import LoggingConfigurable
 
 from . import catalog, group_admission, reconcile, runtime_choice, swarm_nodes
 from .admission import Admission
+from .environments.launch import KERNEL_ENV
+from .environments.manager import EnvironmentManager, store_dir
 from .errors import BerthError, NotFoundError, PolicyError
 from .kernel_launch import KernelConnection, kernel_spec, user_network, user_subnets
 from .ledger import Ledger
@@ -174,6 +176,10 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         self._started = False
         self._pool: WarmPool | None = None
         self._presets = {name: Preset.parse(name, spec) for name, spec in self.presets.items()}
+        #: any image with a Jupyter kernel: inspected when offered, started through Berth's mounted launcher
+        self.environments = EnvironmentManager(
+            parent=self, engine=self._engine, directory=store_dir(self.data_dir), site=lambda: self.site_id
+        )
         self._policy_specs = (
             PolicySpec.parse(self.default_policy, "default_policy"),
             {g: PolicySpec.parse(s, f"group_policies.{g}") for g, s in self.group_policies.items()},
@@ -364,6 +370,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
             spec.ipc_mode = gpu_plan.ipc_mode  # "host" for MPS clients; None (private) without a share
             spec.env.update(gpu_env)
             spec.mounts.extend(gpu_mounts)
+            await self.environments.prepare(spec, info.id, info.labels, (env or {}).get(KERNEL_ENV))
             container = await self._pool.adopt(spec, image_id=info.id) if self._pool is not None else None
             try:
                 container = container or await self.runtime.run(spec)

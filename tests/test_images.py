@@ -247,6 +247,9 @@ async def test_two_versions_run_side_by_side(svc, versions):
         "digest": versions["extra"],
         "display_name": "Python 3.11 (extra)",
         "resources": b.resources.to_dict(),
+        "language": "python",  # an image built FROM Berth's base: one kernel, its kernelspec by image
+        "kernel": None,
+        "kernelspec": image_kernel_name(EXTRA),
     }
     again = await svc.resolve_environment(env["image"], env["digest"])
     assert again["status"] == "available" and again["image"] == EXTRA

@@ -19,6 +19,7 @@ import os
 from traitlets import Bool, Unicode
 
 from .._version import __version__
+from ..environments.model import kernels_from_labels
 from ..errors import RequestError
 from ..ledger import Ledger
 from ..runtime.docker import DockerRuntime
@@ -39,7 +40,14 @@ def _summary(entry: dict) -> str:
     if entry.get("replacement"):
         flags.append(f"replaced by {entry['replacement']}")
     digest = (entry.get("id") or entry.get("digest") or "")[:19]
-    return f"{entry['ref']}: {', '.join(flags)} ({digest})"
+    lines = [f"{entry['ref']}: {', '.join(flags)} ({digest})"]
+    for k in kernels_from_labels(entry.get("labels") or {}):  # what was found inside an inspected image
+        frameworks = ", ".join(f"{n} {v}" for n, v in sorted((k.get("frameworks") or {}).items()))
+        lines.append(
+            f"  kernel {k['name']}: {k.get('language', '?')} {k.get('language_version', '')}".rstrip()
+            + (f" ({frameworks})" if frameworks else "")
+        )
+    return "\n".join(lines)
 
 
 class CatalogCommand(BerthCommand):

@@ -140,6 +140,7 @@ def create_kwargs(spec: ContainerSpec) -> dict:
     return dict(
         image=spec.image,
         command=list(spec.command) if spec.command else None,
+        entrypoint=list(spec.entrypoint) if spec.entrypoint is not None else None,
         name=spec.name,
         user=validate_user(spec.user),
         environment={str(k): str(v) for k, v in spec.env.items()},

@@ -128,6 +128,8 @@ def service_spec(
     }
     if spec.command:
         container["Args"] = list(spec.command)  # Args, not Command: the image's entrypoint (tini) stays
+    if spec.entrypoint is not None:
+        container["Command"] = list(spec.entrypoint)  # Berth's mounted launcher (the folder must exist on every node)
     if spec.working_dir:
         container["Dir"] = spec.working_dir
     if spec.hostname:

@@ -15,12 +15,12 @@ from jupyter_core.utils import ensure_async
 
 from jupyter_berth import catalog
 from jupyter_berth.errors import NotFoundError, RequestError
-from jupyter_berth.kernelspecs import image_kernel_name, preset_kernel_name
+from jupyter_berth.kernelspecs import image_kernel_name, kernelspec_for, preset_kernel_name
 from jupyter_berth.resources import Resources
 
 from .base import BerthHandler, authorized, web
 
-START_FIELDS = {"image", "resources", "folders", "preset", "path"}
+START_FIELDS = {"image", "resources", "folders", "preset", "path", "kernel"}
 
 
 def parse_start(body: dict) -> dict:
@@ -52,6 +52,11 @@ def parse_start(body: dict) -> dict:
     if not isinstance(path, str) or "\x00" in path or any(part == ".." for part in path.split("/")):
         raise RequestError("path", "expected a path inside the server's root such as 'project/analysis.ipynb'")
     out["path"] = path
+    kernel = body.get("kernel")  # the kernel inside the image (its kernelspec's name there: python3, ir, bash)
+    if kernel is not None:
+        if not isinstance(kernel, str) or not kernel:
+            raise RequestError("kernel", "expected the name of a kernel inside the image, such as 'ir' or 'python3'")
+        out["kernel"] = kernel
     return out
 
 
@@ -107,21 +112,31 @@ class KernelsHandler(BerthHandler):
         Standalone the embedded service checks the names first (404 naming what is offered); in
         hub mode the hub's service checks them when the provisioner starts the kernel.
         """
-        remote, image = self.berth.remote, None
+        remote, image, info = self.berth.remote, None, None
         if "preset" in start:
-            if remote is None:
-                (await self.berth.service()).preset(start["preset"])  # 404 naming the known presets
             name, what = preset_kernel_name(start["preset"]), f"preset {start['preset']!r}"
+            if remote is None:
+                service = await self.berth.service()
+                preset = service.preset(start["preset"])  # 404 naming the known presets
+                info = next(
+                    (i for i in await service.images() if i.ref == (preset.image or service.default_image)), None
+                )
+                if info is not None:
+                    name = kernelspec_for(name, info.labels, start.get("kernel"))
         else:
             image = start.get("image")
             if remote is None:
                 service = await self.berth.service()
                 image = image or service.default_image
-                catalog.find(await service.images(), image)  # 404 naming the offered images
+                info = catalog.find(await service.images(), image)  # 404 naming the offered images
             elif image is None:
                 image = (await remote.call("GET", "berth/api/images", retry=False))["default"]
             name, what = image_kernel_name(image), f"image {image}"
+            if info is not None:
+                name = kernelspec_for(name, info.labels, start.get("kernel"))
         ksm = self.berth.kernel_manager.kernel_spec_manager
+        if remote is not None and info is None:  # hub mode: an image with several kernels, from this server's specs
+            name = await self.kernel_inside(ksm, name, start.get("kernel"))
         try:
             await ensure_async(ksm.get_kernel_spec(name))
         except NoSuchKernel:
@@ -138,6 +153,25 @@ class KernelsHandler(BerthHandler):
                 )
             ) from None
         return name
+
+    @staticmethod
+    async def kernel_inside(ksm, name: str, kernel: str | None) -> str:
+        """``name`` itself, or the kernelspec ``<name>-<kernel>`` of an image inspected when offered (its
+        ``python3``, else its first kernel when none is asked), as the synced kernelspecs say."""
+        specs = await ensure_async(ksm.get_all_specs())
+        if name in specs:
+            return name
+        inside = {
+            (spec.get("spec", {}).get("metadata") or {}).get("jupyter_berth", {}).get("kernel"): n
+            for n, spec in sorted(specs.items())
+            if n.startswith(name + "-")
+        }
+        inside.pop(None, None)
+        if kernel:
+            if kernel not in inside:
+                raise NotFoundError(f"the image has no kernel {kernel!r}; it offers: {', '.join(inside) or 'none'}")
+            return inside[kernel]
+        return inside.get("python3") or next(iter(inside.values()), name)
 
     @staticmethod
     async def check_with_hub(remote, preset: str | None, image: str | None) -> None:
