@@ -37,7 +37,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from . import fair_admission
+from . import fair_admission, start_queue
 from .errors import CapacityError, ConflictError, NotFoundError, PolicyError, RequestError
 from .ledger import Allocation, Ledger, Node, Usage, live_usage, usage_by_node
 from .ledger.models import KINDS, RESERVED, AllocationRow, NodeRow
@@ -103,6 +103,7 @@ class Admission:
         node: str | None = None,
         allocation_id: str | None = None,
         gpu_assigner: GpuAssigner | None = None,
+        queue_id: int | None = None,
     ) -> Allocation:
         """Reserve ``request`` for ``owner``'s ``kind`` (``"kernel"`` or ``"server"``) named ``subject``.
 
@@ -110,7 +111,8 @@ class Admission:
         ``max_kernels``), :class:`CapacityError` (no host has room; ``never_fits``
         tells "too large for any host" from "full right now"),
         :class:`NotFoundError` (unknown ``node``) or :class:`ConflictError`
-        (``allocation_id`` already used). Nothing is reserved when it raises.
+        (``allocation_id`` already used). Nothing is reserved when it raises. ``queue_id``: the
+        start-queue row this reservation is the turn of (``start_queue.gate``).
         """
         if kind not in KINDS:
             raise RequestError("kind", f"{kind!r} is not something to reserve for; expected one of {', '.join(KINDS)}")
@@ -124,6 +126,7 @@ class Admission:
                 nodes = self._lock(s, owner, node)
                 self._check_totals(s, owner, policy, request, kind)
                 fair_admission.check(s, policy, request, kind)  # group totals and budgets
+                start_queue.gate(s, queue_id)  # nobody jumps the start queue
                 chosen, devices = self._place(s, nodes, request, kind, asked_node=node, gpu_assigner=gpu_assigner)
                 row = AllocationRow(
                     id=alloc_id,

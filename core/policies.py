@@ -52,7 +52,7 @@ def _parse_limit(name: str, value: Any) -> float:
         if name in ("max_gpu", "total_gpu") and value in (0, "0"):
             return 0.0
         return _PARSERS[name](value, name)
-    if name in ("max_kernels", "idle_timeout", "max_lifetime"):
+    if name in ("max_kernels", "idle_timeout", "max_lifetime", "queue_timeout"):
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise RequestError(name, f"{value!r} is not a whole number (or 'unlimited')")
         try:
@@ -87,6 +87,8 @@ class PolicySpec:
     group_budget: Budget | None = None  #: for the group's members together (group policies only)
     idle_cpu: IdleRule | None = None  #: cull below this CPU use for a period; see ``idle_rules``
     idle_gpu: IdleRule | None = None  #: cull below this GPU utilization for a period
+    on_full: str | None = None  #: a kernel start when there is no room right now: "refuse" or "queue"
+    queue_timeout: float | None = None  #: seconds a queued start may wait (default 300)
 
     @classmethod
     def parse(cls, data: Mapping[str, Any] | None, where: str = "policy") -> PolicySpec:
@@ -116,6 +118,10 @@ class PolicySpec:
                 values[name] = parse(value, f"{where}.{name}")
             elif name == "budget":
                 values[name] = Budget.parse(value, f"{where}.budget")
+            elif name == "on_full":
+                if value not in (None, "refuse", "queue"):
+                    raise RequestError(f"{where}.on_full", f"{value!r} is not a choice; expected 'refuse' or 'queue'")
+                values[name] = value
             elif name in ("idle_cpu", "idle_gpu"):
                 values[name] = IdleRule.parse(value, f"{where}.{name}")
             elif name == "default":
@@ -171,6 +177,8 @@ def _more_generous(name: str, a: Any, b: Any) -> Any:
         return tuple(dict.fromkeys(a + b))
     if name in ("budget", "idle_cpu", "idle_gpu"):
         return a.merged(b)
+    if name == "on_full":
+        return "queue" if "queue" in (a, b) else a
     if name == "default":
         merged = dict(a)
         for key, value in b.items():

@@ -12,6 +12,7 @@ authenticated token, never from a request body.
 from __future__ import annotations
 
 import asyncio
+import functools
 import getpass
 import hashlib
 import math
@@ -25,7 +26,7 @@ from typing import Any
 from traitlets import Dict, Enum, Float, Instance, Integer, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from . import catalog, group_admission, reconcile, runtime_choice, swarm_nodes
+from . import catalog, group_admission, reconcile, runtime_choice, start_queue, swarm_nodes
 from .admission import Admission
 from .environments.launch import KERNEL_ENV
 from .environments.manager import EnvironmentManager, store_dir
@@ -335,7 +336,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         mounts = list(mounts or [])
         if folders:
             mounts += await self.folder_mounts(user, groups, folders)  # refuses folders the user may not mount
-        alloc = await self._db(
+        reserve = functools.partial(
             self.admission.reserve,
             owner=user,
             groups=list(groups),
@@ -347,6 +348,10 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
             node=None if self._multi_node else self.node_name,
             gpu_assigner=self._gpu_assigner(),
         )
+        alloc = await start_queue.reserve_in_turn(
+            self, policy, lambda queue_id: reserve(queue_id=queue_id), owner=user, subject=kernel_id,
+            request=resources, log=self.log,
+        )  # fmt: skip
         try:
             connection = KernelConnection(key=key or secrets.token_hex(32))
             network = await self._user_network(user)

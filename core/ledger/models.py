@@ -245,5 +245,5 @@ class ProfileRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
 
 
-# The folders (migration 0002), image catalog (0003) and budget notices (0006) tables join this metadata.
-from . import models_budgets, models_folders, models_images  # noqa: E402,F401
+# The folders (0002), image catalog (0003), budget notices and start queue (0006) tables join this metadata.
+from . import models_budgets, models_folders, models_images, models_queue  # noqa: E402,F401
