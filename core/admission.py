@@ -126,7 +126,8 @@ class Admission:
                 nodes = self._lock(s, owner, node)
                 self._check_totals(s, owner, policy, request, kind)
                 fair_admission.check(s, policy, request, kind)  # group totals and budgets
-                start_queue.gate(s, queue_id)  # nobody jumps the start queue
+                if kind == "kernel":  # nobody jumps the kernel start queue (servers have the hub's queue)
+                    start_queue.gate(s, queue_id)
                 chosen, devices = self._place(s, nodes, request, kind, asked_node=node, gpu_assigner=gpu_assigner)
                 row = AllocationRow(
                     id=alloc_id,
