@@ -69,6 +69,20 @@ class UsageMixin:
 
         return await my_budget(self, user, groups)
 
+    async def my_queue(self, user: str) -> dict:
+        """``user``'s kernel starts waiting in the start queue, each with how many wait ahead of it."""
+        from . import start_queue
+
+        return {"waiting": await self._db(start_queue.of_owner, self.ledger, user)}
+
+    async def cancel_queued_start(self, user: str, kernel_id: str) -> None:
+        """Take ``user``'s waiting start of ``kernel_id`` out of the line (its start then fails, saying so)."""
+        from . import start_queue
+        from .errors import NotFoundError
+
+        if not await self._db(start_queue.cancel, self.ledger, user, kernel_id):
+            raise NotFoundError(f"no start of kernel {kernel_id!r} of yours is waiting in the queue")
+
     async def fair_share_overview(self) -> dict:
         """For the admin usage page: each group's live use against its ``group_totals``, and every
         budget against its use (``budget_report.all_budgets``). Admin-only at every front end."""

@@ -118,9 +118,40 @@ def waiting(ledger) -> list[dict]:
             {
                 "id": r.id, "owner": r.owner, "subject": r.subject, "cpu": r.cpu, "mem": r.mem, "gpu": r.gpu,
                 "waiting_s": round((now - r.created_at).total_seconds(), 1), "deadline": r.deadline.isoformat(),
+                "seen_at": r.seen_at.isoformat(),
             }
             for r in rows
         ]  # fmt: skip
+
+
+def of_owner(ledger, owner: str) -> list[dict]:
+    """``owner``'s waiting starts with their place: ``[{"kernel_id", "ahead", "waiting_s", "deadline", "cpu", ...}]``."""
+    line = waiting(ledger)
+    live_since = _now() - timedelta(seconds=STALE_SECONDS)
+    out = []
+    for i, w in enumerate(line):
+        if w["owner"] != owner:
+            continue
+        ahead = sum(1 for v in line[:i] if datetime.fromisoformat(v["seen_at"]) >= live_since)
+        out.append(
+            {
+                "kernel_id": w["subject"],
+                "ahead": ahead,
+                **{k: w[k] for k in ("cpu", "mem", "gpu", "waiting_s", "deadline")},
+            }
+        )
+    return out
+
+
+def cancel(ledger, owner: str, subject: str) -> bool:
+    """Take ``owner``'s waiting start of ``subject`` out of the line; False if there was none."""
+    with ledger.transaction() as s:
+        done = s.execute(
+            update(StartQueueRow)
+            .where(StartQueueRow.owner == owner, StartQueueRow.subject == subject, StartQueueRow.state == "waiting")
+            .values(state="cancelled")
+        )
+        return bool(done.rowcount)
 
 
 async def reserve_in_turn(service, policy, reserve, *, owner: str, subject: str, request, poll: float = 0.5, log=None):
@@ -139,6 +170,10 @@ async def reserve_in_turn(service, policy, reserve, *, owner: str, subject: str,
     try:
         while True:
             state, created, deadline, _ahead = await service._db(_touch, service.ledger, queue_id)
+            if state == "cancelled":
+                raise CapacityError(
+                    f"the start of kernel {subject} was cancelled while it waited for room", resource="queue"
+                )
             if state != "waiting" or _now() >= deadline:
                 waited = (_now() - created).total_seconds()
                 await service._db(_finish, service.ledger, queue_id, "expired")

@@ -13,7 +13,7 @@ from jupyter_berth.kernels import backend
 
 pytestmark = [pytest.mark.docker]
 
-ROUTES = ["openapi.json", "info", "presets", "profile", "policy", "gpus", "kernels", "budget"]
+ROUTES = ["openapi.json", "info", "presets", "profile", "policy", "gpus", "kernels", "budget", "queue"]
 
 
 @pytest.fixture
@@ -98,6 +98,9 @@ def test_my_budget(api):
     assert budget["scope"] == "user" and budget["period"] == "autumn" and budget["set_by"] == "default"
     assert budget["limits"] == {"cpu_hours": 20} and budget["remaining"] == {"cpu_hours": 20}
     assert budget["resets_at"].startswith("2100-01-01")
+    assert api("GET", "queue") == (200, {"waiting": []})
+    status, body = api("DELETE", "queue/no-such-kernel")
+    assert status == 404 and "no start of kernel 'no-such-kernel' of yours is waiting" in body["message"]
 
 
 def test_profile_validation_changes_nothing_when_refused(api):

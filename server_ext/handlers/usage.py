@@ -56,4 +56,31 @@ class BudgetHandler(BerthHandler):
         self.write_json(await service.my_budget(self.berth.user, groups=self.berth.groups))
 
 
-ROUTES = [(r"/berth/api/usage", UsageHandler), (r"/berth/api/budget", BudgetHandler)]
+class QueueHandler(BerthHandler):
+    """``GET /berth/api/queue``: the user's kernel starts waiting for room, with how many wait ahead."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        service = await self.berth.service()
+        self.write_json(await service.my_queue(self.berth.user))
+
+
+class QueuedStartHandler(BerthHandler):
+    """``DELETE /berth/api/queue/<kernel_id>``: cancel a waiting start (the start then fails, saying so)."""
+
+    @web.authenticated
+    @authorized
+    async def delete(self, kernel_id):
+        service = await self.berth.service()
+        await service.cancel_queued_start(self.berth.user, kernel_id)
+        self.set_status(204)
+        self.finish()
+
+
+ROUTES = [
+    (r"/berth/api/usage", UsageHandler),
+    (r"/berth/api/budget", BudgetHandler),
+    (r"/berth/api/queue", QueueHandler),
+    (r"/berth/api/queue/(?P<kernel_id>[\w-]+)", QueuedStartHandler),
+]
