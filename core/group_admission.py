@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from .group_totals import EPS, GroupTotals, total_error
 from .ledger.records import Usage
+from .ledger.totals import KERNEL_KINDS
 from .live_sums import live_sums
 from .resources import Resources
 
@@ -50,7 +51,7 @@ def check(s: Session, totals: Mapping[str, GroupTotals], request: Resources, kin
         return
     used = group_usage(s, totals)
     asks = {"cpu": request.cpu, "mem": request.mem, "gpu": request.gpu, "kernels": 0, "servers": 0}
-    asks["kernels" if kind == "kernel" else "servers"] = 1
+    asks["kernels" if kind in KERNEL_KINDS else "servers"] = 1  # a batch job counts as a kernel
     for g, caps in totals.items():
         in_use = used[g]
         for res, asked in asks.items():

@@ -18,9 +18,11 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from .ledger.models import LIVE_STATES
+from .ledger.totals import KERNEL_KINDS
 from .report_sql import Dialect
 
 _STATES = ", ".join(f"'{state}'" for state in LIVE_STATES)
+_KERNELS = ", ".join(f"'{kind}'" for kind in KERNEL_KINDS)  # a batch job runs a kernel too
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,8 @@ def _statement(dialect: str, by_group: bool, window: bool):
         )
         _cache[key] = text(
             "SELECT COALESCE(SUM(a.cpu), 0.0), COALESCE(SUM(a.mem), 0), COALESCE(SUM(a.gpu), 0.0), "
-            "COALESCE(SUM(CASE WHEN a.kind = 'kernel' THEN 1 ELSE 0 END), 0), COUNT(*)"
+            f"COALESCE(SUM(CASE WHEN a.kind IN ({_KERNELS}) THEN 1 ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN a.kind = 'server' THEN 1 ELSE 0 END), 0)"
             f"{cost} FROM allocations a WHERE a.state IN ({_STATES}) AND {scope}"
         )
     return _cache[key]
@@ -75,8 +78,8 @@ def live_sums(
     params = {"name": group if group is not None else owner}
     if window:
         params.update(now=now.timestamp(), w0=w0.timestamp())
-    cpu, mem, gpu, kernels, count, cpu_s, mem_s, gpu_s = s.execute(stmt, params).one()
+    cpu, mem, gpu, kernels, servers, cpu_s, mem_s, gpu_s = s.execute(stmt, params).one()
     return LiveSums(
-        float(cpu), int(mem), round(float(gpu), 4), int(kernels), int(count) - int(kernels),
+        float(cpu), int(mem), round(float(gpu), 4), int(kernels), int(servers),
         float(cpu_s), float(mem_s), float(gpu_s),
     )  # fmt: skip

@@ -27,20 +27,24 @@ from .budgets import Budget
 from .errors import PolicyError, RequestError
 from .group_totals import GroupTotals
 from .idle_rules import IdleRule
-from .resources import Resources, format_bytes, parse_cpu, parse_gpu, parse_memory, parse_pids
+from .resources import KINDS, ResourceKind, Resources, resource_kinds
 
 UNLIMITED = math.inf
 
-# How each numeric field is parsed from config/JSON.
-_PARSERS = {
-    "max_cpu": parse_cpu,
-    "max_mem": parse_memory,
-    "max_gpu": parse_gpu,
-    "max_pids": parse_pids,
-    "total_cpu": parse_cpu,
-    "total_mem": parse_memory,
-    "total_gpu": parse_gpu,
-}
+#: Policy fields that are whole numbers of something other than a resource (counts, seconds).
+COUNT_FIELDS = ("max_kernels", "idle_timeout", "max_lifetime", "queue_timeout")
+#: Fields each group keeps for itself (never merged across groups; group policies only).
+PER_GROUP_FIELDS = ("group_totals", "group_budget")
+
+
+def limit_kind(name: str) -> ResourceKind | None:
+    """The resource kind a limit field bounds (``max_mem`` → mem), ``None`` for other fields."""
+    return next((k for k in KINDS.values() if name in (k.max_limit, k.total_limit)), None)
+
+
+def limit_names() -> list[str]:
+    """Every per-kernel and total limit the registered resource kinds have."""
+    return [n for k in KINDS.values() for n in (k.max_limit, k.total_limit) if n]
 
 
 def _parse_limit(name: str, value: Any) -> float:
@@ -48,11 +52,12 @@ def _parse_limit(name: str, value: Any) -> float:
         return None
     if value == "unlimited" or (isinstance(value, float) and math.isinf(value)):
         return UNLIMITED
-    if name in _PARSERS:
-        if name in ("max_gpu", "total_gpu") and value in (0, "0"):
+    kind = limit_kind(name)
+    if kind is not None:
+        if value in (0, "0") and kind.max_builtin == 0:  # a kind that may be forbidden (GPU)
             return 0.0
-        return _PARSERS[name](value, name)
-    if name in ("max_kernels", "idle_timeout", "max_lifetime", "queue_timeout"):
+        return kind.parse(value, name)
+    if name in COUNT_FIELDS:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise RequestError(name, f"{value!r} is not a whole number (or 'unlimited')")
         try:
@@ -89,11 +94,18 @@ class PolicySpec:
     idle_gpu: IdleRule | None = None  #: cull below this GPU utilization for a period
     on_full: str | None = None  #: a kernel start when there is no room right now: "refuse" or "queue"
     queue_timeout: float | None = None  #: seconds a queued start may wait (default 300)
+    #: ``((field, value), …)``: the limits of registered resource kinds beyond the fields above
+    limits: tuple[tuple[str, float | None], ...] = ()
+
+    def __getattr__(self, name):  # a limit of a registered kind beyond the built-in fields
+        if name.startswith("_") or name not in limit_names():
+            raise AttributeError(name)
+        return dict(self.limits).get(name)
 
     @classmethod
     def parse(cls, data: Mapping[str, Any] | None, where: str = "policy") -> PolicySpec:
         data = dict(data or {})
-        known = {f.name for f in fields(cls)}
+        known = set(policy_fields())
         unknown = sorted(set(data) - known)
         if unknown:
             raise RequestError(
@@ -109,7 +121,11 @@ class PolicySpec:
                 if not all(isinstance(v, str) and v for v in value):
                     raise RequestError(f"{where}.allowed_images", "expected a list of image names or glob patterns")
                 values[name] = tuple(value)
-            elif name in ("group_totals", "group_budget"):
+            elif name == "default":
+                if value is not None:
+                    Resources.parse(value)  # validate now, so a bad config fails at start
+                    values[name] = dict(value)
+            elif name in PER_GROUP_FIELDS:
                 if where.startswith(("default", "user")):
                     raise RequestError(
                         f"{where}.{name}", f"only a group policy may set {name} (it applies to the group as a whole)"
@@ -124,21 +140,24 @@ class PolicySpec:
                 values[name] = value
             elif name in ("idle_cpu", "idle_gpu"):
                 values[name] = IdleRule.parse(value, f"{where}.{name}")
-            elif name == "default":
-                if value is not None:
-                    Resources.parse(value)  # validate now, so a bad config fails at start
-                    values[name] = dict(value)
             else:
                 try:
                     values[name] = _parse_limit(name, value)
                 except RequestError as e:
                     raise RequestError(f"{where}.{name}", e.message.split(": ", 1)[-1]) from None
-        return cls(**values)
+        return cls.make(values)
+
+    @classmethod
+    def make(cls, values: Mapping[str, Any]) -> PolicySpec:
+        """From ``{field: value}``, the limits of registered kinds beyond the built-in fields included."""
+        own = {f.name for f in fields(cls)}
+        extra = tuple(sorted((n, v) for n, v in values.items() if n not in own))
+        return cls(**{n: v for n, v in values.items() if n in own}, limits=extra)
 
     def to_json(self) -> dict:
         out = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
+        for name in policy_fields():
+            v = getattr(self, name)
             if v is None:
                 continue
             if isinstance(v, float) and math.isinf(v):
@@ -147,24 +166,34 @@ class PolicySpec:
                 v = list(v)
             elif isinstance(v, (GroupTotals, Budget, IdleRule)):
                 v = v.to_json()
-            out[f.name] = v
+            out[name] = v
         return out
 
 
-#: Values used when no level sets a field.
-BUILTIN = PolicySpec(
-    max_cpu=UNLIMITED,
-    max_mem=UNLIMITED,
-    max_gpu=0.0,
-    max_pids=4096,
-    total_cpu=UNLIMITED,
-    total_mem=UNLIMITED,
-    total_gpu=0.0,
-    max_kernels=UNLIMITED,
-    allowed_images=None,
-    idle_timeout=0,
-    max_lifetime=0,
-    default={},
+def policy_fields() -> list[str]:
+    """Every policy field: the built-in ones and the limits of every registered resource kind."""
+    own = [f.name for f in fields(PolicySpec) if f.name != "limits"]
+    return own + [n for n in limit_names() if n not in own]
+
+
+def builtin_value(name: str) -> Any:
+    """A field's value when no level sets it: a resource limit's from the registry, others from :data:`BUILTIN`."""
+    kind = limit_kind(name)
+    if kind is not None:
+        return kind.max_builtin if name == kind.max_limit else kind.total_builtin
+    return getattr(BUILTIN, name)
+
+
+#: Values used when no level sets a field (the resource limits: each kind's ``max_builtin``/``total_builtin``).
+BUILTIN = PolicySpec.make(
+    {
+        **{n: builtin_value(n) for n in limit_names()},
+        "max_kernels": UNLIMITED,
+        "allowed_images": None,
+        "idle_timeout": 0,
+        "max_lifetime": 0,
+        "default": {},
+    }
 )
 
 
@@ -218,7 +247,7 @@ class EffectivePolicy:
     group_budgets: Mapping[str, Budget] = field(default_factory=dict)
 
     def __getattr__(self, name):  # delegate fields to spec
-        if name in {f.name for f in fields(PolicySpec)}:
+        if not name.startswith("_") and name in policy_fields():
             return getattr(self.spec, name)
         raise AttributeError(name)
 
@@ -229,40 +258,53 @@ class EffectivePolicy:
         patterns = self.spec.allowed_images
         return patterns is None or any(fnmatch.fnmatchcase(image, p) for p in patterns)
 
-    def check(self, request: Resources, *, explicit: bool = True, image: str | None = None) -> Resources:
-        """Check one kernel's request against the per-kernel limits.
+    def check(
+        self,
+        request: Resources,
+        *,
+        explicit: bool | Iterable[str] = True,
+        image: str | None = None,
+        subject: str = "kernel",
+    ) -> Resources:
+        """Check one kernel's or server's request against the per-kernel/server limits: the one check.
 
-        An ``explicit`` request (the user typed these numbers) over a limit is
-        refused with a :class:`PolicyError` naming the limit and the excess; a
-        request derived from defaults or presets is clamped to the limit instead.
-        Totals across running kernels are checked by admission, which sees the
-        ledger.
+        Admission calls it when it reserves, the spawn form when it validates, so a request the
+        form accepts is one admission accepts. An ``explicit`` request (the user typed these
+        numbers; or the names of the kinds they typed) over a limit is refused with a
+        :class:`PolicyError` naming the limit and the excess; a value derived from defaults or
+        presets is clamped to the limit instead. Totals across running kernels and servers are
+        checked by admission, which sees the ledger (``admission.check_totals``).
         """
         if image is not None and not self.image_allowed(image):
             raise PolicyError(
                 f"your policy does not allow the image {image!r}; allowed: {', '.join(self.spec.allowed_images)}",
                 limit="allowed_images",
             )
+        typed = None if isinstance(explicit, bool) else set(explicit)
         clamped = {}
-        for fname, limit_name, fmt in (
-            ("cpu", "max_cpu", lambda v: f"{v:g} CPU"),
-            ("mem", "max_mem", format_bytes),
-            ("gpu", "max_gpu", lambda v: f"{v:g} GPU"),
-            ("pids", "max_pids", lambda v: f"{v:g} processes"),
-        ):
-            asked = getattr(request, fname)
-            limit = getattr(self.spec, limit_name)
-            if limit is None or asked <= limit:
+        for kind in resource_kinds():
+            if kind.max_limit is None:
                 continue
-            if explicit:
-                raise PolicyError(
-                    f"{fname}: you asked for {fmt(asked)} per kernel but your policy allows at most "
-                    f"{fmt(limit)} ({fmt(asked - limit)} over the {limit_name} limit, set by "
-                    f"{self.sources.get(limit_name, 'policy')}); ask for {fmt(limit)} or less",
-                    limit=limit_name,
-                )
-            clamped[fname] = int(limit) if fname in ("mem", "pids") else limit
+            asked, limit = getattr(request, kind.name), getattr(self.spec, kind.max_limit)
+            if limit is None or asked <= limit * (1 + 1e-9):
+                continue
+            if explicit is True or (typed is not None and kind.name in typed):
+                raise PolicyError(self._over(kind, asked, limit, subject), limit=kind.max_limit)
+            clamped[kind.name] = kind.value(limit)
         return request.replace(**clamped) if clamped else request
+
+    def _over(self, kind: ResourceKind, asked: float, limit: float, subject: str) -> str:
+        fmt, name, source = kind.format, kind.max_limit, self.sources.get(kind.max_limit, "policy")
+        if limit == 0:
+            return (
+                f"{kind.name}: your policy allows no {kind.word} for a {subject} ({name} is 0, set by {source}); "
+                "ask for 0"
+            )
+        per = "for your server" if subject == "server" else f"per {subject}"
+        return (
+            f"{kind.name}: you asked for {fmt(asked)} {per} but your policy allows at most {fmt(limit)} "
+            f"({fmt(asked - limit)} over the {name} limit, set by {source}); ask for {fmt(limit)} or less"
+        )
 
     def to_json(self) -> dict:
         out = {"user": self.user, "groups": list(self.groups), **self.spec.to_json(), "sources": dict(self.sources)}
@@ -286,10 +328,8 @@ def resolve(
     user_specs = user_specs or {}
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    per_group = ("group_totals", "group_budget")  # each group's own, never merged
-    names = [f.name for f in fields(PolicySpec) if f.name not in per_group]
-    for name in names:
-        v = getattr(BUILTIN, name)
+    for name in (n for n in policy_fields() if n not in PER_GROUP_FIELDS):
+        v = builtin_value(name)
         values[name], sources[name] = v, "builtin"
         if default is not None and getattr(default, name) is not None:
             values[name], sources[name] = getattr(default, name), "default"
@@ -310,5 +350,10 @@ def resolve(
     totals = {g: group_specs[g].group_totals for g in groups if g in group_specs and group_specs[g].group_totals}
     budgets = {g: group_specs[g].group_budget for g in groups if g in group_specs and group_specs[g].group_budget}
     return EffectivePolicy(
-        user=user, groups=groups, spec=PolicySpec(**values), sources=sources, group_totals=totals, group_budgets=budgets
+        user=user,
+        groups=groups,
+        spec=PolicySpec.make(values),
+        sources=sources,
+        group_totals=totals,
+        group_budgets=budgets,
     )

@@ -235,8 +235,10 @@ final AS (
         + [
             "SUM(CASE WHEN p.kind = 'kernel' THEN 1 ELSE 0 END) AS kernels",
             "SUM(CASE WHEN p.kind = 'server' THEN 1 ELSE 0 END) AS servers",
+            "SUM(CASE WHEN p.kind = 'job' THEN 1 ELSE 0 END) AS jobs",
             f"SUM(CASE WHEN p.kind = 'kernel' THEN {hours} ELSE 0.0 END) / 3600.0 AS kernel_hours",
             f"SUM(CASE WHEN p.kind = 'server' THEN {hours} ELSE 0.0 END) / 3600.0 AS server_hours",
+            f"SUM(CASE WHEN p.kind = 'job' THEN {hours} ELSE 0.0 END) / 3600.0 AS job_hours",
             f"SUM(p.cpu * {hours}) / 3600.0 AS cpu_core_hours_allotted",
             "SUM(p.used) / 3600.0 AS cpu_core_hours_used",
             f"SUM(p.mem * {hours}) / {3600.0 * GIB} AS mem_gib_hours_allotted",

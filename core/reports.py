@@ -7,9 +7,10 @@ exports, the ``berth usage`` command and the sidebar's "my usage".
 
 Figures of a row (hours are wall-clock hours within the window):
 
-``kernels`` / ``servers``
-    how many ran in the row's window (a kernel running on two days counts on both)
-``kernel_hours`` / ``server_hours``
+``kernels`` / ``servers`` / ``jobs``
+    how many ran in the row's window (a kernel running on two days counts on both);
+    ``jobs`` are batch jobs (``berth run``, jupyter-scheduler)
+``kernel_hours`` / ``server_hours`` / ``job_hours``
     time they were held
 ``cpu_core_hours_allotted`` / ``cpu_core_hours_used`` / ``cpu_used_ratio``
     cores reserved × hours; CPU time actually used; used ÷ allotted
@@ -59,8 +60,10 @@ GROUPINGS = tuple(KEY_SQL)
 FIGURES = (
     "kernels",
     "servers",
+    "jobs",
     "kernel_hours",
     "server_hours",
+    "job_hours",
     "cpu_core_hours_allotted",
     "cpu_core_hours_used",
     "cpu_used_ratio",
@@ -72,7 +75,7 @@ FIGURES = (
 )
 #: Figures that add up across rows (the others are a maximum and a ratio).
 ADDITIVE = tuple(f for f in FIGURES if f not in ("cpu_used_ratio", "mem_peak_gib"))
-INTEGER_FIGURES = ("kernels", "servers", "culled")
+INTEGER_FIGURES = ("kernels", "servers", "jobs", "culled")
 FORMATS = ("table", "csv", "json")
 #: Decimals kept in reports (hours to the 3.6 ms), so that every format shows the same numbers.
 DECIMALS = 6
@@ -112,7 +115,7 @@ def parse_format(value: str | None) -> str:
 
 
 def _clean(name: str, value: Any) -> Any:
-    if name in ("kernels", "servers", "culled"):
+    if name in INTEGER_FIGURES:
         return int(value or 0)
     if value is None:
         return 0.0 if name != "cpu_used_ratio" else None

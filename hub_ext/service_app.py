@@ -219,7 +219,7 @@ class BerthHubService(Application):
             service.runtime_kind = "docker"
         plan = await service.start()
         self.log.info(
-            "Berth service %s: ledger %s, site %s; %s", __version__, service.ledger.url, service.site_id, plan.summary()
+            "Berth service %s: ledger %s, site %s; %s", __version__, service.ledger_url, service.site_id, plan.summary()
         )
         server = self.make_app(service, hub_auth).listen(self.port, self.ip, xheaders=True)
         self.log.info(

@@ -42,6 +42,10 @@ def _subcommands() -> dict:
             "jupyter_berth.cli.develop_cmd.DevelopApp",
             "After pip install -e .: link the lab extension and enable the server extension.",
         ),
+        "run": (
+            "jupyter_berth.cli.run_cmd.RunApp",
+            "Run a notebook as a batch job in its own container (berth run NB.ipynb --cpu=2 -p alpha 0.5).",
+        ),
     }
 
 

@@ -21,7 +21,7 @@ class UsageApp(DbCommand):
     name = "berth usage"
     description = f"""Usage per user, group, image (version) and day over a time window.
 
-    Figures: kernels and servers, kernel-hours, CPU core-hours allotted and used
+    Figures: kernels, servers and batch jobs, kernel- and job-hours, CPU core-hours allotted and used
     (and used/allotted), memory GiB-hours allotted, peak memory, GPU share-hours,
     kernels culled for idleness and their idle hours. Kernels running across the
     window's edges count only their overlap; groups are those at the time of use.

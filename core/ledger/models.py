@@ -8,7 +8,7 @@ Six tables, created and changed only by the Alembic migrations in
     memory bytes, GPU inventory), labels and state (``ready``, ``draining``,
     ``down``). Admission locks these rows on PostgreSQL.
 ``allocations``
-    One row per kernel or server container, from reservation to release: who
+    One row per kernel, server or batch-job container, from reservation to release: who
     (owner and their groups at reservation time), what (kind, subject, image),
     where (node, GPU devices) and how much (cpu, mem, pids, shm, gpu), its state
     (``reserved`` → ``running`` → ``released``) and the last sampled usage.
@@ -66,7 +66,7 @@ NAMING_CONVENTION = {
 RESERVED, RUNNING, RELEASED = "reserved", "running", "released"
 LIVE_STATES = (RESERVED, RUNNING)
 #: What an allocation is for.
-KINDS = ("kernel", "server")
+KINDS = ("kernel", "server", "job")
 #: Node states; only ``ready`` nodes receive new allocations.
 NODE_STATES = ("ready", "draining", "down")
 #: Policy scopes.
@@ -158,7 +158,7 @@ class AllocationRow(Base):
     sampled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     __table_args__ = (
-        CheckConstraint("kind IN ('kernel', 'server')", name="kind"),
+        CheckConstraint("kind IN ('kernel', 'server', 'job')", name="kind"),
         CheckConstraint("state IN ('reserved', 'running', 'released')", name="state"),
         Index("ix_allocations_owner_state", "owner", "state"),
         Index("ix_allocations_node_state", "node", "state"),
@@ -245,5 +245,6 @@ class ProfileRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
 
 
-# The folders (0002), image catalog (0003), budget notices and start queue (0006) tables join this metadata.
-from . import models_budgets, models_folders, models_images, models_queue  # noqa: E402,F401
+# The folders (migration 0002), image catalog (0003), jobs (0005), budget notices and start queue (0006)
+# tables join this metadata.
+from . import models_budgets, models_folders, models_images, models_jobs, models_queue  # noqa: E402,F401

@@ -28,7 +28,7 @@ IMAGE_REF = "image_ref"
 #: Value of the ``managed`` label on everything berth creates.
 MANAGED_VALUE = "1"
 #: What a container is for.
-KINDS = ("kernel", "server", "pool")
+KINDS = ("kernel", "server", "pool", "job")
 
 _KEY_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")

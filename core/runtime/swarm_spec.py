@@ -31,6 +31,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import RequestError
+from ..resources import resource_kinds
 from .base import ContainerSpec, parse_engine_time
 from .hardening import container_labels, create_kwargs, validate_mount
 from .labels import key
@@ -134,12 +135,16 @@ def service_spec(
         container["Dir"] = spec.working_dir
     if spec.hostname:
         container["Hostname"] = spec.hostname
-    limits = {"NanoCPUs": int(round(res.cpu * 1e9)), "MemoryBytes": int(res.mem), "Pids": int(res.pids)}
+    limits, reservations = {}, {}
+    for kind in resource_kinds():  # each kind's limits (and reservations), as the registry maps them to Swarm
+        limit = kind.swarm(getattr(res, kind.name))
+        limits.update(limit)
+        if kind.swarm_reserved:
+            reservations.update(limit)
     # No Swarm generic-resource reservation for GPUs: Berth's ledger assigns devices (whole or shares)
     # and pins the node. Docker 20.10's constraint enforcer also rejects a *running* task that
     # reserves generic resources whenever its node is updated (a label change, or the node joining
     # an overlay network for the first time) — measured on this project's test swarm.
-    reservations = {"NanoCPUs": limits["NanoCPUs"], "MemoryBytes": limits["MemoryBytes"]}
     placement = list(constraints or [])
     if node_id:
         placement.append(f"node.id=={node_id}")

@@ -1,8 +1,7 @@
 """Fair sharing: the ``budget_notices`` and ``start_queue`` tables.
 
 Revision ID: 0006
-Revises: 0004 (on the ``fair`` branch; becomes 0005 once ``jobs`` is merged: change
-``down_revision`` to "0005" then)
+Revises: 0005
 Create Date: 2026-12-07
 
 See ``models_budgets`` and ``models_queue``. Budgets themselves are policy fields (stored
@@ -16,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

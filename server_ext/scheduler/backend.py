@@ -1,0 +1,74 @@
+"""How jupyter-scheduler's classes reach Berth jobs: the embedded service, as the server's user.
+
+jupyter-scheduler builds its environment manager and scheduler itself (no handle on this server's
+Berth extension), so they ask here. Standalone, the process-wide embedded service (the one the
+kernel provisioner and the REST API use) answers as the local user. Hub mode (``BERTH_SERVICE_URL``)
+is refused with what to do: a job's files live on the user's volume, which the hub's service
+does not reach yet (docs/jobs.md, "Hub mode").
+"""
+
+from __future__ import annotations
+
+import os
+
+from jupyter_berth.errors import BerthError
+
+
+class EmbeddedJobs:
+    """The facade's job and offer methods bound to one user."""
+
+    def __init__(self, service, user: str, groups=()):
+        self.service = service
+        self.user = user
+        self.groups = tuple(groups)
+
+    async def submit(self, **request) -> dict:
+        return (await self.service.submit_job(self.user, self.groups, **request)).to_json()
+
+    async def get(self, job_id: str) -> dict:
+        return (await self.service.get_job(self.user, job_id)).to_json()
+
+    async def cancel(self, job_id: str) -> dict:
+        return (await self.service.cancel_job(self.user, job_id)).to_json()
+
+    async def wait(self, job_id: str, timeout: float | None = None) -> dict:
+        return (await self.service.wait_job(self.user, job_id, timeout)).to_json()
+
+    async def offer(self) -> dict:
+        """What the user may run: ``{"images": [...], "presets": [...], "default_request": {...}}``."""
+        policy = await self.service.policy_for(self.user, self.groups)
+        images = []
+        for info in await self.service.images():
+            if policy.image_allowed(info.ref):
+                images.append(
+                    {
+                        "ref": info.ref,
+                        "display_name": info.labels.get("display_name") or info.ref,
+                        "language": info.labels.get("language", ""),
+                        "digest": info.digest or "",
+                        "default": bool(info.default),
+                    }
+                )
+        presets = []
+        for p in self.service.preset_list:
+            try:
+                policy.check(p.resources, explicit=True, image=p.image)
+            except BerthError:
+                continue  # over the user's policy: not offered
+            presets.append({"name": p.name, "display_name": p.display_name, "limits": p.resources.describe()})
+        return {"images": images, "presets": presets, "default_request": policy.default_request().describe()}
+
+
+async def jobs_backend(config=None, parent=None) -> EmbeddedJobs:
+    from jupyter_berth.kernels.backend import embedded_service
+    from jupyter_berth.service import standalone_user
+
+    if os.environ.get("BERTH_SERVICE_URL"):
+        raise BerthError(
+            "Berth jobs from jupyter-scheduler run in standalone servers only for now: in hub mode a job's "
+            "files would live on your server's volume, which the hub's Berth service does not reach; use "
+            "`berth run` on the hub host, or ask your admin (docs/jobs.md, 'Hub mode')",
+            status=501,
+        )
+    user, groups = standalone_user()
+    return EmbeddedJobs(await embedded_service(config=config, parent=parent), user, groups)
