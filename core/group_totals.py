@@ -33,22 +33,20 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from .errors import CapacityError, RequestError
-from .resources import format_bytes, parse_cpu, parse_gpu, parse_memory
+from .resources import KINDS
 
 EPS = 1e-9
 
-_PARSE = {
-    "cpu": parse_cpu,
-    "mem": parse_memory,
-    "gpu": parse_gpu,
-}
-_FMT = {
-    "cpu": lambda v: f"{v:g} CPU",
-    "mem": format_bytes,
-    "gpu": lambda v: f"{v:g} GPU",
+#: The counts a group total may cap beside the resource kinds (those come from the registry).
+_COUNTS = {
     "kernels": lambda v: f"{v:g} kernel{'s' if v != 1 else ''}",
     "servers": lambda v: f"{v:g} server{'s' if v != 1 else ''}",
 }
+
+
+def _fmt(res: str):
+    """How a value of ``res`` reads: the resource kind's own format (``resources.KINDS``), or a count."""
+    return KINDS[res].format if res in KINDS else _COUNTS[res]
 
 
 @dataclass(frozen=True)
@@ -74,9 +72,9 @@ class GroupTotals:
                 raise RequestError(f"{where}.{name}", f"unknown group total; known: {', '.join(known)}")
             if value is None or value == "unlimited" or (isinstance(value, float) and math.isinf(value)):
                 continue
-            if name in _PARSE:
-                parsed = 0 if value in (0, "0") else _PARSE[name](value, f"{where}.{name}")
-                values[name] = int(parsed) if name == "mem" else float(parsed)
+            if name in KINDS:  # parsed as the registry parses that kind (cpu, mem, gpu)
+                kind = KINDS[name]
+                values[name] = kind.value(0 if value in (0, "0") else kind.parse(value, f"{where}.{name}"))
             else:
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != int(value):
                     raise RequestError(f"{where}.{name}", f"{value!r} must be a whole number ≥ 0 (or 'unlimited')")
@@ -92,7 +90,7 @@ class GroupTotals:
 
 def total_error(group: str, res: str, limit: float, in_use: float, asked: float, kind: str) -> CapacityError:
     """The refusal: names the group, its total, what the group holds and what to do."""
-    fmt = _FMT[res]
+    fmt = _fmt(res)
     where = f"group_totals.{res} of group {group}"
     if asked > limit * (1 + EPS) + EPS:
         return CapacityError(
