@@ -7,16 +7,20 @@ server's orphans go through :func:`finish` too, so a kernel is released the same
 
 from __future__ import annotations
 
+import functools
 import secrets
 from datetime import datetime, timedelta, timezone
 
-from . import catalog
+from . import catalog, start_queue
 from .environments.launch import KERNEL_ENV
 from .errors import BerthError
 from .kernel_launch import KernelConnection, KernelLaunch, exit_message, kernel_spec
 from .resources import Resources
 from .runtime.base import Mount
 from .runtime.swarm_spec import NODE_LABEL
+
+#: End reasons whose usage-record message tells the user why their kernel is gone.
+RULE_END_REASONS = ("lost", "budget", "culled")
 
 
 async def start_kernel(
@@ -49,7 +53,7 @@ async def start_kernel(
     mounts = list(mounts or [])
     if folders:
         mounts += await s.folder_mounts(user, groups, folders)  # refuses folders the user may not mount
-    alloc = await s._db(
+    reserve = functools.partial(
         s.admission.reserve,
         owner=user,
         groups=list(groups),
@@ -61,6 +65,10 @@ async def start_kernel(
         node=None if s._multi_node else s.node_name,
         gpu_assigner=s._gpu_assigner(),
     )
+    alloc = await start_queue.reserve_in_turn(  # waits in line when the policy says so (on_full: queue)
+        s, policy, lambda queue_id: reserve(queue_id=queue_id), owner=user, subject=kernel_id, request=resources,
+        log=s.log,
+    )  # fmt: skip
     try:
         connection = KernelConnection(key=key or secrets.token_hex(32))
         network = await s._user_network(user)
@@ -117,12 +125,12 @@ async def ended_message(s, user: str, kernel_id: str) -> str:
     """Why ``kernel_id`` is not running: its latest usage record's message (e.g. its host left), if any."""
     since = datetime.now(timezone.utc) - timedelta(days=1)
     records = [r for r in await s._db(s.ledger.usage_records, since=since, owner=user) if r.subject == kernel_id]
-    if records and records[-1].end_reason == "lost" and records[-1].message:
+    if records and records[-1].end_reason in RULE_END_REASONS and records[-1].message:
         return f"kernel {kernel_id} is no longer running: {records[-1].message}"
     return f"no running kernel {kernel_id!r} of yours"
 
 
-async def finish(s, alloc, reason: str, *, stop: bool, now: bool = False) -> tuple[str, str]:
+async def finish(s, alloc, reason: str, *, stop: bool, now: bool = False, why: str | None = None) -> tuple[str, str]:
     """Stop (if ``stop``) and remove a kernel's container, then release its allocation with a usage record."""
     info = await s.runtime.inspect(alloc.container_id) if alloc.container_id else None
     usage = await s._sample_one(alloc, info)
@@ -131,7 +139,7 @@ async def finish(s, alloc, reason: str, *, stop: bool, now: bool = False) -> tup
         info = await s.runtime.inspect(info.id)
     end_reason, message = exit_message(info, alloc.resources)
     if info is not None and not info.oom_killed and reason != "exited":
-        end_reason, message = reason, f"the kernel was stopped ({reason})"
+        end_reason, message = reason, why or f"the kernel was stopped ({reason})"
     if info is not None:
         await s.runtime.remove(info.id)
     await s._db(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from . import catalog
+from . import catalog, group_admission
 from .policies import PolicySpec, resolve
 from .resources import Resources, resource_kinds
 
@@ -41,10 +41,12 @@ async def policy_summary(s, user: str, groups=()) -> dict:
     """The effective policy, what is in use and what is left (for the sidebar's bounds)."""
     policy = await s.policy_for(user, groups)
     used = await s.user_usage(user)
+    groups_left = await s._db(group_admission.totals_summary, s.ledger, policy.group_totals)
     return {
         "policy": policy.to_json(),
         "usage": {**{k.name: used.get(k.name) for k in resource_kinds() if k.total_limit}, "kernels": used.kernels},
-        "remaining": remaining(policy, used),
+        "remaining": group_admission.narrow(remaining(policy, used), groups_left),  # the groups' totals bound it
+        "group_totals": groups_left,
         "default_request": policy.default_request().to_dict(),
     }
 

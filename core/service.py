@@ -362,16 +362,21 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         alloc = await self._own_allocation(user, kernel_id)
         await self.runtime.signal(alloc.container_id, signum)
 
-    async def stop_kernel(self, user: str, kernel_id: str, reason: str = "shutdown", *, now: bool = False):
+    async def stop_kernel(
+        self, user: str, kernel_id: str, reason: str = "shutdown", *, now: bool = False, message: str | None = None
+    ):
         """Stop and remove a kernel's container; release its allocation with a usage record.
 
+        ``message`` (optional) is why, in the user's words, for the usage record (a budget or idle rule).
         Returns ``(reason, message)``: why it ended, in words a user can read (OOM named as such).
         """
         alloc = await self._own_allocation(user, kernel_id)
-        return await self._finish(alloc, reason, stop=True, now=now)
+        return await self._finish(alloc, reason, stop=True, now=now, why=message)
 
-    async def _finish(self, alloc, reason: str, *, stop: bool, now: bool = False) -> tuple[str, str]:
-        return await kernel_lifecycle.finish(self, alloc, reason, stop=stop, now=now)
+    async def _finish(
+        self, alloc, reason: str, *, stop: bool, now: bool = False, why: str | None = None
+    ) -> tuple[str, str]:
+        return await kernel_lifecycle.finish(self, alloc, reason, stop=stop, now=now, why=why)
 
     async def kernel_ended(self, user: str, kernel_id: str) -> tuple[str, str]:
         """The kernel's container exited or vanished on its own: account and release."""
@@ -522,6 +527,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
             await asyncio.sleep(self.sample_interval)
             try:
                 await self.sample_all()
+                await self.apply_usage_rules()  # idle by utilization, budgets
             except Exception:  # keep sampling whatever one round did
                 self.log.exception("Usage sampling failed")
 

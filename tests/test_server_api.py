@@ -13,7 +13,7 @@ from jupyter_berth.kernels import backend
 
 pytestmark = [pytest.mark.docker]
 
-ROUTES = ["openapi.json", "info", "presets", "profile", "policy", "gpus", "kernels"]
+ROUTES = ["openapi.json", "info", "presets", "profile", "policy", "gpus", "kernels", "budget", "queue"]
 
 
 @pytest.fixture
@@ -24,7 +24,13 @@ def jp_server_config(tmp_path):
             "data_dir": str(tmp_path / "berth-data"),
             "sample_interval": 0,
             "presets": {"small": {"cpu": 0.5, "mem": "256M", "display_name": "Small"}},
-            "default_policy": {"max_cpu": 1, "max_mem": "1G", "total_cpu": 1.0, "default": {"cpu": 0.5, "mem": "512M"}},
+            "default_policy": {
+                "max_cpu": 1,
+                "max_mem": "1G",
+                "total_cpu": 1.0,
+                "default": {"cpu": 0.5, "mem": "512M"},
+                "budget": {"cpu_hours": 20, "period": {"name": "autumn", "start": "2026-09-01", "end": "2100-01-01"}},
+            },
         },
     }
 
@@ -84,6 +90,18 @@ def test_read_routes(api):
     assert policy["policy"]["max_cpu"] == 1 and policy["remaining"]["cpu"] == 1.0
     status, gpus = api("GET", "gpus")
     assert gpus["devices"] == [] and "no NVIDIA GPU" in gpus["message"]
+
+
+def test_my_budget(api):
+    status, body = api("GET", "budget")
+    assert status == 200 and body["notices"] == []
+    (budget,) = body["budgets"]
+    assert budget["scope"] == "user" and budget["period"] == "autumn" and budget["set_by"] == "default"
+    assert budget["limits"] == {"cpu_hours": 20} and budget["remaining"] == {"cpu_hours": 20}
+    assert budget["resets_at"].startswith("2100-01-01")
+    assert api("GET", "queue") == (200, {"waiting": []})
+    status, body = api("DELETE", "queue/no-such-kernel")
+    assert status == 404 and "no start of kernel 'no-such-kernel' of yours is waiting" in body["message"]
 
 
 def test_profile_validation_changes_nothing_when_refused(api):
