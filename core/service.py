@@ -287,7 +287,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         return user_subnets(user, self.user_subnets, self.user_subnet_prefix)
 
     async def _user_network(self, user: str) -> str:
-        name = user_network(self.network_prefix, user)
+        name = user_network(self.network_prefix, user, self.site_id)
         await self.runtime.ensure_network(name, {"owner": user, "site": self.site_id}, subnets=self._subnets(user))
         return name
 

@@ -82,11 +82,11 @@ class BerthHubService(Application):
         config=True, help="URL prefix of every route. Default: $JUPYTERHUB_SERVICE_PREFIX, else /services/berth/."
     )
     user_volume = Unicode(
-        "jupyterhub-user-{username}",
+        "berth-{site}-user-{username}",
         config=True,
         help="Named volume holding a user's files, mounted into each of the user's kernels (the same "
-        "volume the user's server has; DockerSpawner's default). {username} is escaped as "
-        "DockerSpawner escapes it, {raw_username} is not. Empty: kernels get no user volume.",
+        "volume the user's server has, c.BerthSpawner.user_volume). {site} is the Berth site id, {username} "
+        "is escaped as DockerSpawner escapes it, {raw_username} is not. Empty: kernels get no user volume.",
     )
     hub_admins_are_image_admins = Bool(
         True,
@@ -133,10 +133,11 @@ class BerthHubService(Application):
         if not self.service_prefix.endswith("/"):
             self.service_prefix += "/"
 
-    def user_volume_for(self, user: str) -> UserVolume | None:
+    def user_volume_for(self, user: str, site: str = "") -> UserVolume | None:
         if not self.user_volume:
             return None
-        return UserVolume(source=volume_name(self.user_volume, user), target=self.user_volume_target)
+        source = volume_name(self.user_volume, user, site=site)
+        return UserVolume(source=source, target=self.user_volume_target)
 
     def routes(self) -> list:
         routes = list(service_handlers.ROUTES) + list(service_user_api.ROUTES)
@@ -179,7 +180,7 @@ class BerthHubService(Application):
             self.routes(),
             berth_service=service,
             berth_log=self.log,
-            berth_user_volume=self.user_volume_for,
+            berth_user_volume=lambda user: self.user_volume_for(user, service.site_id),
             berth_prefix=self.service_prefix,
             berth_hub_admins_are_image_admins=self.hub_admins_are_image_admins,
             hub_auth=hub_auth,

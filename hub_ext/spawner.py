@@ -46,6 +46,7 @@ from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default
 from jupyter_berth.errors import BerthError, CapacityError, EngineError, PolicyError
 from jupyter_berth.imagebuild.singleuser import DEFAULT_SERVER_IMAGE
 from jupyter_berth.kernel_launch import user_network
+from jupyter_berth.runtime import site_scope
 from jupyter_berth.runtime.base import ContainerSpec, Mount
 from jupyter_berth.runtime.labels import make_labels
 
@@ -122,11 +123,19 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
         "long without activity is explained to its user as culled. 0: no idle culling.",
     )
     user_volume = Unicode(
-        "jupyterhub-user-{username}",
+        "berth-{site}-user-{username}",
         config=True,
-        help="Named volume with the user's files, mounted at notebook_dir (DockerSpawner's naming; the "
-        "Berth service mounts the same volume into the user's kernels).",
+        help="Named volume with the user's files, mounted at notebook_dir (the Berth service mounts the same "
+        "volume into the user's kernels). {site} is this Berth site's id, so two sites on one engine never "
+        "share a user's files; a site upgrading from 'jupyterhub-user-{username}' sets that to keep its volumes.",
     )
+
+    def template_namespace(self):
+        ns = super().template_namespace()
+        core = type(self)._core
+        ns["site"] = site_scope.site_tag(core.service.site_id if core is not None else "")
+        return ns
+
     container_user = Unicode("1000:100", config=True, help="Numeric uid:gid the server runs as (never root).")
     boot_cpu = Float(
         1.0,
@@ -323,7 +332,10 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
 
     async def _spec(self, s, alloc, network: str) -> ContainerSpec:
         options = self.berth_options
-        mounts = [Mount(source=self.format_volume_name(self.user_volume, self), target=self.notebook_dir)]
+        volume = await s.runtime.ensure_volume(
+            self.format_volume_name(self.user_volume, self), {"owner": self.user.name, "site": s.site_id}
+        )
+        mounts = [Mount(source=volume, target=self.notebook_dir)]
         if options.folders:
             mounts += await s.folder_mounts(self.user.name, self.groups, list(options.folders))
         devices, gpu_env, gpu_mounts, gpu_plan = s._gpu_container(alloc.gpu_devices)
@@ -355,7 +367,7 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
 
     async def _ensure_network(self, s) -> str:
         """The user's bridge network, shared with their kernels (same name and subnets as the service's)."""
-        network = user_network(s.network_prefix, self.user.name)
+        network = user_network(s.network_prefix, self.user.name, s.site_id)
         await s.runtime.ensure_network(
             network, {"owner": self.user.name, "site": s.site_id}, subnets=s._subnets(self.user.name)
         )
@@ -371,8 +383,13 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
         started = time.monotonic()
         try:
             network = await (self._network or self._ensure_network(s))
+            self.object_name = site_scope.container_name(s.site_id, "server", self.user.name, self.subject)
             leftover = await s.runtime.inspect(self.object_name)
             if leftover is not None:
+                if not site_scope.belongs_to(leftover.labels, s.site_id):  # another site's, or nobody's: keep
+                    raise EngineError(
+                        site_scope.foreign_message("container", self.object_name, leftover.labels, s.site_id)
+                    )
                 self.log.warning(
                     "Berth: removing leftover container %s before starting %s", leftover.id[:12], self.subject
                 )

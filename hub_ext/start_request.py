@@ -29,6 +29,7 @@ from escapism import escape
 from jupyter_berth.errors import PolicyError, RequestError
 from jupyter_berth.resources import Resources
 from jupyter_berth.runtime.base import Mount
+from jupyter_berth.runtime.site_scope import site_tag
 
 KERNEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 #: Environment variables a kernel may receive from its server (prefixes), and those it never does.
@@ -48,9 +49,12 @@ _KNOWN = {"kernel_id", "request", "preset", "image", "cwd", "mounts", "env", "ip
 _SAFE_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789")
 
 
-def volume_name(template: str, user: str) -> str:
-    """The user's server volume: ``{username}`` escaped as DockerSpawner does, ``{raw_username}`` as is."""
-    return template.format(username=escape(user, _SAFE_CHARS, escape_char="-").lower(), raw_username=user)
+def volume_name(template: str, user: str, site: str = "") -> str:
+    """The user's server volume: ``{username}`` escaped as DockerSpawner does, ``{raw_username}`` as is,
+    ``{site}`` the site as it appears in names."""
+    return template.format(
+        username=escape(user, _SAFE_CHARS, escape_char="-").lower(), raw_username=user, site=site_tag(site)
+    )
 
 
 @dataclass(frozen=True)

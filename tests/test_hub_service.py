@@ -29,7 +29,7 @@ import pytest
 import pytest_asyncio
 from jupyter_client.asynchronous import AsyncKernelClient
 
-from jupyter_berth.errors import ConflictError, NotFoundError, PolicyError
+from jupyter_berth.errors import NotFoundError, PolicyError
 from jupyter_berth.kernels.remote import RemoteBackend
 from jupyter_berth.ledger import Ledger
 from jupyter_berth.runtime.base import Mount
@@ -377,9 +377,10 @@ async def test_another_user_cannot_reach_the_kernel_through_any_route(hub, alice
     assert await bob.list_kernels() == []
     r = httpx.get(hub.service_url + "api/kernels?all=1", headers=hub.auth("bob"), timeout=10)
     assert r.status_code == 403 and "admin" in r.json()["message"]
-    # starting a kernel under alice's kernel id neither touches nor reveals hers
-    with pytest.raises(ConflictError):
-        await bob.start_kernel(kernel_id=kid, image=IMAGE)
+    # starting a kernel under alice's kernel id neither touches nor reveals hers: bob gets his own
+    bobs = await bob.start_kernel(kernel_id=kid, image=IMAGE, request={"cpu": 0.25, "mem": "128M"})
+    assert bobs.kernel_id == kid and bobs.container_id != alice_kernel.container_id
+    await bob.stop_kernel(kid, now=True)
     with pytest.raises(PolicyError, match="only your own server's work directory") as e:
         await bob.start_kernel(kernel_id=str(uuid.uuid4()), mounts=[Mount("/home/alice", "/var/lib/docker")])
     assert e.value.limit == "mounts"
