@@ -423,6 +423,15 @@ async def test_bad_input_is_refused_naming_the_field_and_reserves_nothing(hub, a
                 assert data["field"] == field and data["error"] == "RequestError", data
             else:
                 assert data["limit"] == field and "1 GiB" in data["message"] and "default" in data["message"], data
+        # issue 20, item 5: deep bodies were a 500, huge ones took seconds; now the limit is named
+        for method, path in (("POST", "api/kernels"), ("PUT", "berth/api/profile")):
+            for raw in ("[" * 100_000 + "]" * 100_000, '{"a":' * 50_000 + "1" + "}" * 50_000):
+                r = await client.request(method, path, content=raw)
+                assert r.status_code == 400 and "levels of arrays and objects" in r.json()["message"], r.text
+        r = await client.post("api/kernels", content=" " * (50 * 2**20))
+        assert r.status_code == 413 and "request size limit" in r.json()["message"], r.text
+        r = await client.put("api/policies/groups/students", content=" " * (2 * 2**20))  # before any auth check
+        assert r.status_code == 413, r.text
         r = await client.delete(f"api/kernels/{alice_kernel.kernel_id}?reason=because")
         assert r.status_code == 400 and r.json()["field"] == "reason"
         r = await client.post(f"api/kernels/{alice_kernel.kernel_id}/signal", json={"signal": "SIGSTOP"})
