@@ -37,6 +37,7 @@ from traitlets.config import Application
 
 from jupyter_berth import __version__
 from jupyter_berth.errors import BerthError
+from jupyter_berth.principals import HubAccounts
 from jupyter_berth.service import BerthService
 
 from . import service_handlers, service_user_api
@@ -202,6 +203,7 @@ class BerthHubService(Application):
                 "docs/hub-service.md) or set JUPYTERHUB_API_TOKEN and JUPYTERHUB_API_URL"
             )
         service = BerthService(parent=self)
+        service.principals = HubAccounts(hub_auth.api_url, hub_auth.api_token)  # shares: hub users/groups only
         if "runtime_kind" not in self.config.get("BerthService", {}):
             # a hub's kernels are containers: an engine that is down is an error to see at start, never a
             # reason to fall back to process mode (one user's processes, no isolation)

@@ -90,6 +90,7 @@ class Hub:
                 # every user may call the Berth service (docs/hub-service.md)
                 {{"name": "user", "scopes": ["self", "access:services!service={SERVICE}"]}},
                 {{"name": "test-admin", "scopes": ["admin:users", "tokens", "access:services"], "services": ["test-admin"]}},
+                {{"name": "berth-service", "scopes": ["read:users:name", "read:groups:name"], "services": ["{SERVICE}"]}},
             ]
             c.JupyterHub.services = [
                 {{"name": "{SERVICE}", "url": "http://127.0.0.1:{self.service_port}",
