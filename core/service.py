@@ -33,6 +33,7 @@ from .ledger import Ledger
 from .policies import PolicySpec, resolve
 from .resources import Preset, Resources, find_preset, format_bytes
 from .runtime.base import ContainerInfo, Mount, Runtime
+from .runtime.egress import EgressPolicy
 from .runtime.swarm_spec import NODE_LABEL
 from .service_folders import FoldersMixin
 from .service_gpus import GpuMixin
@@ -165,6 +166,12 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
     )
     runtime = Instance(Runtime, allow_none=True)
     ledger = Instance(Ledger, allow_none=True)
+    #: Where kernels and servers may connect to (c.EgressPolicy.*, core/runtime/egress.py).
+    egress = Instance(EgressPolicy)
+
+    @default("egress")
+    def _egress_default(self):
+        return EgressPolicy(parent=self)
 
     def __init__(self, **kw):
         super().__init__(**kw)
@@ -288,7 +295,11 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
 
     async def _user_network(self, user: str) -> str:
         name = user_network(self.network_prefix, user, self.site_id)
-        await self.runtime.ensure_network(name, {"owner": user, "site": self.site_id}, subnets=self._subnets(user))
+        net = await self.runtime.ensure_network(
+            name, {"owner": user, "site": self.site_id}, subnets=self._subnets(user)
+        )
+        if self.runtime.name == "docker":
+            await self.egress.apply(net, self.site_id, self.egress.default_ports())
         return name
 
     async def start_kernel(

@@ -48,6 +48,7 @@ from jupyter_berth.imagebuild.singleuser import DEFAULT_SERVER_IMAGE
 from jupyter_berth.kernel_launch import user_network
 from jupyter_berth.runtime import site_scope
 from jupyter_berth.runtime.base import ContainerSpec, Mount
+from jupyter_berth.runtime.egress import ports_of
 from jupyter_berth.runtime.labels import make_labels
 
 from .spawn_form import ServerOptions, options_from_form, render_form, resolve_options
@@ -368,9 +369,11 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
     async def _ensure_network(self, s) -> str:
         """The user's bridge network, shared with their kernels (same name and subnets as the service's)."""
         network = user_network(s.network_prefix, self.user.name, s.site_id)
-        await s.runtime.ensure_network(
+        net = await s.runtime.ensure_network(
             network, {"owner": self.user.name, "site": s.site_id}, subnets=s._subnets(self.user.name)
         )
+        # the server reaches the hub's API and the Berth service on the host; nothing else there
+        await s.egress.apply(net, s.site_id, ports_of(self.get_env().get("JUPYTERHUB_API_URL"), self.service_url))
         return network
 
     async def start(self):
