@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from traitlets import Dict, Enum, Float, Instance, Integer, List, Unicode, default
+from traitlets import Bool, Dict, Enum, Float, Instance, Integer, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from . import catalog, reconcile, runtime_choice, swarm_nodes
 from .admission import Admission
+from .engine_events import EngineEvents
 from .errors import BerthError, NotFoundError, PolicyError
 from .kernel_launch import KernelConnection, kernel_spec, user_network, user_subnets
 from .ledger import Ledger
@@ -161,6 +162,13 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         "'process' (local processes of this user: limits but NO isolation; c.ProcessRuntime.*, "
         "docs/binder.md) or 'auto': docker when an engine answers, else process.",
     )
+    follow_engine_events = Bool(
+        True,
+        config=True,
+        help="Follow the Docker engine's events, so that a kernel or server whose container dies, is killed "
+        "or removed outside Berth is released within seconds, with the reason in its usage record "
+        "(core/engine_events.py). Docker runtime only.",
+    )
     engine_probe_timeout = Float(
         2.0, config=True, help="Seconds runtime_kind='auto' waits for the Docker engine to answer."
     )
@@ -180,6 +188,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         self._node_watch: asyncio.Task | None = None
         self._started = False
         self._pool: WarmPool | None = None
+        self._events: EngineEvents | None = None
         self._presets = {name: Preset.parse(name, spec) for name, spec in self.presets.items()}
         self._policy_specs = (
             PolicySpec.parse(self.default_policy, "default_policy"),
@@ -211,6 +220,9 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         result = await self.reconcile()
         if self._pool is not None:
             await self._pool.start()
+        if self.follow_engine_events and self.runtime.name == "docker":
+            self._events = EngineEvents(self)
+            self._events.start()
         if self.sample_interval > 0:
             self._sampler = asyncio.ensure_future(self._sample_loop())
         if self._multi_node and getattr(self.runtime, "refresh_interval", 0) > 0:
@@ -220,6 +232,9 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
 
     async def stop(self) -> None:
         """Stop background work. Running kernels keep running; a restart adopts them."""
+        if self._events is not None:
+            await self._events.stop()
+            self._events = None
         if self._sampler:
             self._sampler.cancel()
             self._sampler = None
@@ -418,6 +433,8 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         ]
         if records and records[-1].end_reason == "lost" and records[-1].message:
             return f"kernel {kernel_id} is no longer running: {records[-1].message}"
+        if records and records[-1].message:  # e.g. released on the engine's word before the server asked
+            return f"no running kernel {kernel_id!r} of yours; it ended: {records[-1].message}"
         return f"no running kernel {kernel_id!r} of yours"
 
     @property
@@ -470,8 +487,17 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         return end_reason, message
 
     async def kernel_ended(self, user: str, kernel_id: str) -> tuple[str, str]:
-        """The kernel's container exited or vanished on its own: account and release."""
-        alloc = await self._own_allocation(user, kernel_id)
+        """The kernel's container exited or vanished on its own: account and release. Already released on
+        the engine's word (core/engine_events.py): the reason and message recorded then."""
+        try:
+            alloc = await self._own_allocation(user, kernel_id)
+        except NotFoundError:
+            since = datetime.now(timezone.utc) - timedelta(minutes=10)
+            records = await self._db(self.ledger.usage_records, since=since, owner=user)
+            ended = [r for r in records if r.subject == kernel_id and r.kind == "kernel"]
+            if ended:
+                return ended[-1].end_reason, ended[-1].message or f"the kernel ended ({ended[-1].end_reason})"
+            raise
         return await self._finish(alloc, "exited", stop=False)
 
     async def list_kernels(self, user: str | None = None) -> list:
