@@ -10,6 +10,7 @@ alice's kernel is started once and must survive the restarts at the end).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import queue
@@ -526,6 +527,48 @@ async def test_service_stopped_with_sigterm_is_restarted_by_the_hub_and_adopts_t
     print(f"the hub restarted the Berth service {time.monotonic() - started:.1f} s after it exited")
     assert new != old
     await assert_adopted(hub, alice_kernel)
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_burst_of_starts_across_a_service_sigkill_fails_none_and_leaks_nothing(hub, alice_kernel):
+    """Issue 20, item 3: every start while the service was down failed at once with 503."""
+    alice = hub.backend("alice")
+    old = hub.service_pid()
+    ids = [str(uuid.uuid4()) for _ in range(4)]
+
+    async def start(i: int, kernel_id: str):
+        await asyncio.sleep(0.4 * i)  # spread over the kill: before it, in flight, while nothing listens
+        return await alice.start_kernel(kernel_id=kernel_id, image=IMAGE, request={"cpu": 0.1, "mem": "128M"})
+
+    async def kill():
+        await asyncio.sleep(0.5)
+        os.kill(old, signal.SIGKILL)
+
+    results = await asyncio.gather(*(start(i, k) for i, k in enumerate(ids)), kill(), return_exceptions=True)
+    failed = [r for r in results[:-1] if isinstance(r, BaseException)]
+    assert failed == [], failed  # 0 failed starts
+    assert hub.service_pid() != old
+    try:
+        for launch in results[:-1]:
+            status, out = await run_cell(launch.connection, "print(1 + 1)")
+            assert (status, out.strip()) == ("ok", "2")
+        # 0 leaked: the ledger's live allocations are exactly the running containers, one per kernel
+        listed = {k["kernel_id"]: k["container_id"] for k in await alice.list_kernels()}
+        assert sorted(listed) == sorted([alice_kernel.kernel_id, *ids])
+        client = docker.from_env()
+        running = {
+            c.id
+            for c in client.containers.list(
+                filters={"label": [f"io.jupyter.berth.site={SITE}", "io.jupyter.berth.owner=alice"]}
+            )
+        }
+        assert running == set(listed.values())
+    finally:
+        for kernel_id in ids:
+            with contextlib.suppress(NotFoundError):
+                await alice.stop_kernel(kernel_id, now=True)
 
 
 @pytest.mark.docker
