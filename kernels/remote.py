@@ -112,10 +112,10 @@ class RemoteBackend:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
                     continue
-                waited = f" for {time.monotonic() - started:.0f} s" if retry else ""
+                waited = f"; retried for {time.monotonic() - started:.1f} s" if retry else ""
                 raise EngineError(
-                    f"the Berth service at {self.url} has not answered{waited} ({e}); it may be restarting (the hub "
-                    f"starts it again by itself): nothing was done, try again in a minute, and ask the hub's admin "
+                    f"the Berth service at {self.url} does not answer ({e}{waited}); it may be restarting (the hub "
+                    "starts it again by itself): nothing was done, try again in a minute, and ask the hub's admin "
                     "if it persists"
                 ) from None
             except (OSError, HTTPClientError) as e:  # timeout, reset, unreachable: the request may have arrived
