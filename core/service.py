@@ -12,6 +12,7 @@ authenticated token, never from a request body.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import hashlib
 import math
@@ -367,6 +368,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
             node=None if self._multi_node else self.node_name,
             gpu_assigner=self._gpu_assigner(),
         )
+        container = None
         try:
             connection = KernelConnection(key=key or secrets.token_hex(32))
             network = await self._user_network(user)
@@ -404,6 +406,9 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
             await self._db(self.ledger.mark_running, alloc.id, container.id, image_digest=info.digest)
         except BaseException as e:
             reason = "failed" if isinstance(e, Exception) else "cancelled"
+            if container is not None:  # e.g. stopped by its user while starting: no container without a grant
+                with contextlib.suppress(BerthError):
+                    await self.runtime.remove(container.id)
             await self._db(self.ledger.release, alloc.id, reason, message=getattr(e, "message", str(e))[:500])
             raise
         self.log.info(
