@@ -56,6 +56,7 @@ class Figures:
     kills: int = 0
     removals: int = 0
     network_removals: int = 0
+    network_attempts: int = 0  #: the engine refuses to remove a network containers are attached to
     restarts: int = 0
     checkpoints: int = 0
     settle_seconds: list = field(default_factory=list)
@@ -180,6 +181,7 @@ class Chaos:
                         self.client.networks.list, filters={"label": f"io.jupyter.berth.site={self.site}"}
                     )
                     if nets:
+                        self.figures.network_attempts += 1
                         await asyncio.to_thread(self.random.choice(nets).remove)  # refused while in use
                         self.figures.network_removals += 1
             except docker.errors.APIError:
