@@ -35,7 +35,8 @@ from .ledger import Allocation, Ledger, Node, Usage, live_usage, usage_by_node
 from .ledger.models import KINDS, RESERVED, AllocationRow, NodeRow
 from .ledger.totals import gpu_shares_in_use
 from .policies import EffectivePolicy
-from .resources import Resources, format_bytes
+from .resources import KINDS as RESOURCE_KINDS
+from .resources import Resources, format_bytes, resource_kinds
 
 #: ``gpu_assigner(session, node, request) -> [{"uuid": ..., "share": ...}, ...]``; raise
 #: :class:`CapacityError` (or return an empty list) when the node has no room.
@@ -45,12 +46,9 @@ USER_LOCK_CLASS = 0x6265  # "be"
 #: Slack for float sums of CPU and GPU shares.
 EPS = 1e-9
 
-_WORD = {"cpu": "CPU", "mem": "memory", "gpu": "GPU"}
-_FORMAT = {
-    "cpu": lambda v: f"{v:g} CPU",
-    "mem": format_bytes,
-    "gpu": lambda v: f"{v:g} GPU",
-}
+#: Host placement speaks of the kinds a host's capacity holds (words and formats from the registry).
+_WORD = {name: RESOURCE_KINDS[name].word for name in ("cpu", "mem", "gpu")}
+_FORMAT = {name: RESOURCE_KINDS[name].format for name in ("cpu", "mem", "gpu")}
 
 
 def share_assigner(assign: Callable[[Mapping[str, float], Resources], list[dict]]) -> GpuAssigner:
@@ -75,6 +73,46 @@ def share_assigner(assign: Callable[[Mapping[str, float], Resources], list[dict]
 def capacity_error(message: str, resource: str, never_fits: bool) -> CapacityError:
     """A :class:`CapacityError` with ``never_fits`` set (True: no host could ever hold it)."""
     return CapacityError(message, resource=resource, never_fits=never_fits)
+
+
+def check_totals(usage: Usage, policy: EffectivePolicy, request: Resources, kind: str) -> None:
+    """Refuse a request that would bring the owner's live ``usage`` over a total of the policy.
+
+    ``max_kernels`` for kernels, and every registered resource kind's ``total_limit``
+    (``total_cpu``, ``total_mem``, ``total_gpu``, …) for kernels and servers together.
+    """
+    sources: Mapping[str, str] = policy.sources or {}
+    stop = "stop a kernel" if usage.kernels else "stop a server"
+    if kind == "kernel" and usage.kernels + 1 > policy.max_kernels:
+        source = sources.get("max_kernels", "policy")
+        if policy.max_kernels == 0:
+            message = f"kernels: your policy allows no kernels (max_kernels is 0, set by {source})"
+        else:
+            message = (
+                f"kernels: you are running {usage.kernels} kernel{'s' if usage.kernels != 1 else ''}, the most "
+                f"your max_kernels limit of {policy.max_kernels:g} allows (set by {source}); stop a kernel to start another"
+            )
+        raise PolicyError(message, limit="max_kernels")
+    for res in resource_kinds():
+        limit_name = res.total_limit
+        if limit_name is None:
+            continue
+        asked, limit, in_use = getattr(request, res.name), getattr(policy, limit_name), usage.get(res.name)
+        if asked <= 0 or in_use + asked <= limit * (1 + EPS) + EPS:
+            continue
+        fmt = res.format
+        source = sources.get(limit_name, "policy")
+        if limit <= 0:
+            message = f"{res.name}: your policy allows no {res.word} in total ({limit_name} is 0, set by {source})"
+        else:
+            room = res.value(max(limit - in_use, 0.0))
+            advice = f"{stop} or ask for {fmt(room)} or less" if room > EPS else f"{stop} first"
+            message = (
+                f"{res.name}: starting this {kind} would bring your total to {fmt(in_use + asked)}, over your "
+                f"{limit_name} limit of {fmt(limit)} (set by {source}; you are using {fmt(in_use)} in "
+                f"{usage.describe()}); {advice}"
+            )
+        raise PolicyError(message, limit=limit_name)
 
 
 class Admission:
@@ -109,7 +147,7 @@ class Admission:
         if not subject:
             raise RequestError("subject", "name the kernel or server the resources are for")
         # Per-kernel limits: the caller checked already, but a direct call must not slip past.
-        policy.check(request, explicit=True, image=image)
+        policy.check(request, explicit=True, image=image, subject=kind)
         alloc_id = allocation_id or str(uuid.uuid4())
         try:
             with self.ledger.transaction() as s:
@@ -124,11 +162,8 @@ class Admission:
                     subject=subject,
                     image=image,
                     node=chosen.name,
-                    cpu=request.cpu,
-                    mem=request.mem,
-                    pids=request.pids,
-                    shm=request.shm,
-                    gpu=request.gpu,
+                    # every resource kind the allocations table has a column for (the registry's kinds)
+                    **{k.name: getattr(request, k.name) for k in resource_kinds() if hasattr(AllocationRow, k.name)},
                     gpu_devices=devices,
                     state=RESERVED,
                 )
@@ -158,41 +193,7 @@ class Admission:
         return list(s.scalars(select(NodeRow).where(NodeRow.state == "ready").order_by(NodeRow.name).with_for_update()))
 
     def _check_totals(self, s: Session, owner: str, policy: EffectivePolicy, request: Resources, kind: str) -> None:
-        usage = live_usage(s, owner=owner)
-        sources: Mapping[str, str] = policy.sources or {}
-        stop = "stop a kernel" if usage.kernels else "stop a server"
-        if kind == "kernel" and usage.kernels + 1 > policy.max_kernels:
-            source = sources.get("max_kernels", "policy")
-            if policy.max_kernels == 0:
-                message = f"kernels: your policy allows no kernels (max_kernels is 0, set by {source})"
-            else:
-                message = (
-                    f"kernels: you are running {usage.kernels} kernel{'s' if usage.kernels != 1 else ''}, the most "
-                    f"your max_kernels limit of {policy.max_kernels:g} allows (set by {source}); stop a kernel to start another"
-                )
-            raise PolicyError(message, limit="max_kernels")
-        for res in ("cpu", "mem", "gpu"):
-            asked = getattr(request, res)
-            limit_name = f"total_{res}"
-            limit = getattr(policy, limit_name)
-            in_use = getattr(usage, res)
-            if asked <= 0 or in_use + asked <= limit * (1 + EPS) + EPS:
-                continue
-            fmt = _FORMAT[res]
-            source = sources.get(limit_name, "policy")
-            if limit <= 0:
-                message = f"{res}: your policy allows no {_WORD[res]} in total ({limit_name} is 0, set by {source})"
-            else:
-                room = max(limit - in_use, 0.0)
-                if res == "mem":
-                    room = int(room)
-                advice = f"{stop} or ask for {fmt(room)} or less" if room > EPS else f"{stop} first"
-                message = (
-                    f"{res}: starting this {kind} would bring your total to {fmt(in_use + asked)}, over your "
-                    f"{limit_name} limit of {fmt(limit)} (set by {source}; you are using {fmt(in_use)} in "
-                    f"{usage.describe()}); {advice}"
-                )
-            raise PolicyError(message, limit=limit_name)
+        check_totals(live_usage(s, owner=owner), policy, request, kind)
 
     def _place(
         self,

@@ -17,9 +17,9 @@ import ipaddress
 import json
 from dataclasses import dataclass
 
-from .resources import Resources
+from .resources import Resources, format_bytes
 from .runtime import site_scope
-from .runtime.base import ContainerSpec, Mount
+from .runtime.base import ContainerInfo, ContainerSpec, Mount
 from .runtime.labels import make_labels
 
 #: Ports the kernel listens on inside its container.
@@ -113,3 +113,39 @@ def kernel_spec(
         working_dir=cwd,
         gpu_device_ids=list(gpu_device_ids or []),
     )
+
+
+@dataclass
+class KernelLaunch:
+    """What a started kernel needs to be reached and accounted."""
+
+    kernel_id: str
+    allocation_id: str
+    container_id: str
+    image: str
+    image_digest: str | None
+    resources: Resources
+    connection: dict  #: jupyter_client connection info (ip = container address)
+
+    def to_json(self) -> dict:
+        conn = dict(self.connection)
+        conn["key"] = conn["key"].decode() if isinstance(conn["key"], bytes) else conn["key"]
+        return {
+            "kernel_id": self.kernel_id,
+            "allocation_id": self.allocation_id,
+            "container_id": self.container_id,
+            "image": self.image,
+            "image_digest": self.image_digest,
+            "resources": self.resources.to_dict(),
+            "connection": conn,
+        }
+
+
+def exit_message(info: ContainerInfo | None, resources: Resources | None) -> tuple[str, str]:
+    """(reason, message a user reads) for a kernel container that stopped."""
+    if info is None:
+        return "lost", "the kernel's container disappeared (it was removed outside Berth); the allocation was released"
+    if info.oom_killed:
+        limit = format_bytes(resources.mem) if resources else "its"
+        return "oom", f"the kernel was stopped because it used more than its {limit} memory limit"
+    return "exited", f"the kernel process exited with code {info.exit_code}"

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from jupyter_core.paths import jupyter_data_dir
 
 from jupyter_berth.catalog import ImageInfo
+from jupyter_berth.environments.launch import KERNEL_ENV
+from jupyter_berth.environments.model import kernels_from_labels
 from jupyter_berth.resources import Preset
 
 PREFIX = "berth-"
@@ -39,19 +41,34 @@ def preset_kernel_name(preset: str) -> str:
     return PREFIX + "preset-" + _slug(preset)
 
 
+def kernelspec_for(base_name: str, labels: dict, kernel: str | None = None) -> str:
+    """The Berth kernelspec of an image's (or preset's) kernel ``kernel``: ``base_name`` for an image built
+    FROM Berth's base, ``<base_name>-<kernel>`` for one inspected when offered (its default kernel if none)."""
+    kernels = kernels_from_labels(labels)
+    if not kernels:
+        return base_name
+    names = [k["name"] for k in kernels]
+    chosen = kernel if kernel in names else ("python3" if "python3" in names else names[0])
+    if kernel and kernel not in names:
+        from jupyter_berth.errors import NotFoundError
+
+        raise NotFoundError(f"the image has no kernel {kernel!r}; it offers: {', '.join(names)}")
+    return f"{base_name}-{_slug(chosen)}"
+
+
 @dataclass(frozen=True)
 class SpecPlan:
     name: str
     spec: dict
 
 
-def _spec(display_name: str, language: str, config: dict, description: str, **marker) -> dict:
+def _spec(display_name: str, language: str, config: dict, description: str, env: dict | None = None, **marker) -> dict:
     return {
         "argv": ["berth-kernel", "-f", "{connection_file}"],
         "display_name": display_name,
         "language": language,
         "interrupt_mode": "signal",
-        "env": {},
+        "env": dict(env or {}),
         "metadata": {
             "kernel_provisioner": {"provisioner_name": "berth", "config": config},
             MARKER: {"managed": True, "description": description, **config, **marker},
@@ -74,6 +91,16 @@ def plan(images: list[ImageInfo], presets: list[Preset], default_image: str) -> 
         marker = {"default": True} if img.ref == default_image else {}
         if getattr(img, "alias_of", None):
             marker["alias_of"] = img.alias_of
+        kernels = kernels_from_labels(labels)
+        if kernels:  # an image inspected when offered: one kernelspec per kernel it holds
+            for k in kernels:
+                out.append(
+                    SpecPlan(
+                        f"{image_kernel_name(img.ref)}-{_slug(k['name'])}",
+                        _kernel_spec(k, display, {"image": img.ref}, f"{img.ref}: {_describe(k)}", marker),
+                    )
+                )
+            continue
         out.append(
             SpecPlan(
                 image_kernel_name(img.ref),
@@ -92,6 +119,19 @@ def plan(images: list[ImageInfo], presets: list[Preset], default_image: str) -> 
         if image not in known:
             continue  # a preset whose image is not offered is not offered either
         label = known[image].labels.get("display_name") or image
+        description = p.description or f"{p.name}: {p.resources.describe()}"
+        kernels = kernels_from_labels(known[image].labels)
+        if kernels:
+            for k in kernels:
+                out.append(
+                    SpecPlan(
+                        f"{preset_kernel_name(p.name)}-{_slug(k['name'])}",
+                        _kernel_spec(
+                            k, f"{label} · {p.display_name}", {"preset": p.name, "image": image}, description, {}
+                        ),
+                    )
+                )
+            continue
         out.append(
             SpecPlan(
                 preset_kernel_name(p.name),
@@ -99,11 +139,34 @@ def plan(images: list[ImageInfo], presets: list[Preset], default_image: str) -> 
                     f"{label} · {p.display_name}",
                     known[image].labels.get("language", "python"),
                     {"preset": p.name, "image": image},
-                    p.description or f"{p.name}: {p.resources.describe()}",
+                    description,
                 ),
             )
         )
     return out
+
+
+def _describe(kernel: dict) -> str:
+    """``R 4.2.2 (IRkernel 1.3.2)``."""
+    head = f"{kernel.get('language', '')} {kernel.get('language_version', '')}".strip()
+    frameworks = kernel.get("frameworks") or {}
+    tail = ", ".join(f"{n} {v}" for n, v in sorted(frameworks.items()))
+    return f"{head} ({tail})" if tail else head
+
+
+def _kernel_spec(kernel: dict, where: str, config: dict, description: str, marker: dict) -> dict:
+    """The Berth kernelspec of one kernel inside an image: its language, and its name for the service."""
+    return _spec(
+        f"{kernel.get('display_name') or kernel['name']} · {where} (Berth)",
+        kernel.get("language") or "unknown",
+        config,
+        description,
+        env={KERNEL_ENV: kernel["name"]},
+        kernel=kernel["name"],
+        language_version=kernel.get("language_version") or "",
+        frameworks=dict(kernel.get("frameworks") or {}),
+        **marker,
+    )
 
 
 def is_managed(spec_dir: str) -> bool:
@@ -192,3 +255,22 @@ async def sync_from_remote(remote, kernels_dir: str | None = None, images: dict 
         images = await remote.call("GET", "berth/api/images")
     presets = await remote.call("GET", "berth/api/presets")
     return await asyncio.to_thread(sync, plan_from_listing(images or {}, presets or {}), kernels_dir)
+
+
+def kernelspec_for_answer(images: list, answer: dict, kernel: str | None, language: str | None) -> str | None:
+    """The Berth kernelspec that reopens a notebook's environment (see ``catalog.resolve_environment``):
+    on the image the answer offers (exactly it, else the nearest), the recorded ``kernel`` inside it, else
+    one in the same ``language``; ``None`` when that image has neither."""
+    ref = answer.get("image") if answer.get("status") == "available" else (answer.get("nearest") or {}).get("image")
+    info = next((i for i in images if i.ref == ref), None)
+    if info is None:
+        return None
+    base = image_kernel_name(info.ref)
+    kernels = kernels_from_labels(info.labels)
+    if not kernels:  # an image built FROM Berth's base: one kernel, in its label's language
+        same = not language or language.lower() == (info.labels.get("language") or "python").lower()
+        return base if same else None
+    chosen = next((k for k in kernels if kernel and k["name"] == kernel), None) or next(
+        (k for k in kernels if language and str(k.get("language", "")).lower() == language.lower()), None
+    )
+    return f"{base}-{_slug(chosen['name'])}" if chosen else None

@@ -24,20 +24,22 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .errors import PolicyError, RequestError
-from .resources import Resources, format_bytes, parse_cpu, parse_gpu, parse_memory, parse_pids
+from .resources import KINDS, ResourceKind, Resources, resource_kinds
 
 UNLIMITED = math.inf
 
-# How each numeric field is parsed from config/JSON.
-_PARSERS = {
-    "max_cpu": parse_cpu,
-    "max_mem": parse_memory,
-    "max_gpu": parse_gpu,
-    "max_pids": parse_pids,
-    "total_cpu": parse_cpu,
-    "total_mem": parse_memory,
-    "total_gpu": parse_gpu,
-}
+#: Policy fields that are whole numbers of something other than a resource (counts, seconds).
+COUNT_FIELDS = ("max_kernels", "idle_timeout", "max_lifetime")
+
+
+def limit_kind(name: str) -> ResourceKind | None:
+    """The resource kind a limit field bounds (``max_mem`` → mem), ``None`` for other fields."""
+    return next((k for k in KINDS.values() if name in (k.max_limit, k.total_limit)), None)
+
+
+def limit_names() -> list[str]:
+    """Every per-kernel and total limit the registered resource kinds have."""
+    return [n for k in KINDS.values() for n in (k.max_limit, k.total_limit) if n]
 
 
 def _parse_limit(name: str, value: Any) -> float:
@@ -45,11 +47,12 @@ def _parse_limit(name: str, value: Any) -> float:
         return None
     if value == "unlimited" or (isinstance(value, float) and math.isinf(value)):
         return UNLIMITED
-    if name in _PARSERS:
-        if name in ("max_gpu", "total_gpu") and value in (0, "0"):
+    kind = limit_kind(name)
+    if kind is not None:
+        if value in (0, "0") and kind.max_builtin == 0:  # a kind that may be forbidden (GPU)
             return 0.0
-        return _PARSERS[name](value, name)
-    if name in ("max_kernels", "idle_timeout", "max_lifetime"):
+        return kind.parse(value, name)
+    if name in COUNT_FIELDS:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise RequestError(name, f"{value!r} is not a whole number (or 'unlimited')")
         try:
@@ -78,11 +81,18 @@ class PolicySpec:
     idle_timeout: float | None = None  #: seconds; 0 or unlimited = never culled
     max_lifetime: float | None = None  #: seconds
     default: Mapping[str, Any] | None = None  #: default request (partial, e.g. {"cpu": 1})
+    #: ``((field, value), …)``: the limits of registered resource kinds beyond the fields above
+    limits: tuple[tuple[str, float | None], ...] = ()
+
+    def __getattr__(self, name):  # a limit of a registered kind beyond the built-in fields
+        if name.startswith("_") or name not in limit_names():
+            raise AttributeError(name)
+        return dict(self.limits).get(name)
 
     @classmethod
     def parse(cls, data: Mapping[str, Any] | None, where: str = "policy") -> PolicySpec:
         data = dict(data or {})
-        known = {f.name for f in fields(cls)}
+        known = set(policy_fields())
         unknown = sorted(set(data) - known)
         if unknown:
             raise RequestError(
@@ -107,36 +117,53 @@ class PolicySpec:
                     values[name] = _parse_limit(name, value)
                 except RequestError as e:
                     raise RequestError(f"{where}.{name}", e.message.split(": ", 1)[-1]) from None
-        return cls(**values)
+        return cls.make(values)
+
+    @classmethod
+    def make(cls, values: Mapping[str, Any]) -> PolicySpec:
+        """From ``{field: value}``, the limits of registered kinds beyond the built-in fields included."""
+        own = {f.name for f in fields(cls)}
+        extra = tuple(sorted((n, v) for n, v in values.items() if n not in own))
+        return cls(**{n: v for n, v in values.items() if n in own}, limits=extra)
 
     def to_json(self) -> dict:
         out = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
+        for name in policy_fields():
+            v = getattr(self, name)
             if v is None:
                 continue
             if isinstance(v, float) and math.isinf(v):
                 v = "unlimited"
             elif isinstance(v, tuple):
                 v = list(v)
-            out[f.name] = v
+            out[name] = v
         return out
 
 
-#: Values used when no level sets a field.
-BUILTIN = PolicySpec(
-    max_cpu=UNLIMITED,
-    max_mem=UNLIMITED,
-    max_gpu=0.0,
-    max_pids=4096,
-    total_cpu=UNLIMITED,
-    total_mem=UNLIMITED,
-    total_gpu=0.0,
-    max_kernels=UNLIMITED,
-    allowed_images=None,
-    idle_timeout=0,
-    max_lifetime=0,
-    default={},
+def policy_fields() -> list[str]:
+    """Every policy field: the built-in ones and the limits of every registered resource kind."""
+    own = [f.name for f in fields(PolicySpec) if f.name != "limits"]
+    return own + [n for n in limit_names() if n not in own]
+
+
+def builtin_value(name: str) -> Any:
+    """A field's value when no level sets it: a resource limit's from the registry, others from :data:`BUILTIN`."""
+    kind = limit_kind(name)
+    if kind is not None:
+        return kind.max_builtin if name == kind.max_limit else kind.total_builtin
+    return getattr(BUILTIN, name)
+
+
+#: Values used when no level sets a field (the resource limits: each kind's ``max_builtin``/``total_builtin``).
+BUILTIN = PolicySpec.make(
+    {
+        **{n: builtin_value(n) for n in limit_names()},
+        "max_kernels": UNLIMITED,
+        "allowed_images": None,
+        "idle_timeout": 0,
+        "max_lifetime": 0,
+        "default": {},
+    }
 )
 
 
@@ -182,7 +209,7 @@ class EffectivePolicy:
     sources: Mapping[str, str] = field(default_factory=dict)  #: field → "user", "group:NAME", "default", "builtin"
 
     def __getattr__(self, name):  # delegate fields to spec
-        if name in {f.name for f in fields(PolicySpec)}:
+        if not name.startswith("_") and name in policy_fields():
             return getattr(self.spec, name)
         raise AttributeError(name)
 
@@ -193,40 +220,53 @@ class EffectivePolicy:
         patterns = self.spec.allowed_images
         return patterns is None or any(fnmatch.fnmatchcase(image, p) for p in patterns)
 
-    def check(self, request: Resources, *, explicit: bool = True, image: str | None = None) -> Resources:
-        """Check one kernel's request against the per-kernel limits.
+    def check(
+        self,
+        request: Resources,
+        *,
+        explicit: bool | Iterable[str] = True,
+        image: str | None = None,
+        subject: str = "kernel",
+    ) -> Resources:
+        """Check one kernel's or server's request against the per-kernel/server limits: the one check.
 
-        An ``explicit`` request (the user typed these numbers) over a limit is
-        refused with a :class:`PolicyError` naming the limit and the excess; a
-        request derived from defaults or presets is clamped to the limit instead.
-        Totals across running kernels are checked by admission, which sees the
-        ledger.
+        Admission calls it when it reserves, the spawn form when it validates, so a request the
+        form accepts is one admission accepts. An ``explicit`` request (the user typed these
+        numbers; or the names of the kinds they typed) over a limit is refused with a
+        :class:`PolicyError` naming the limit and the excess; a value derived from defaults or
+        presets is clamped to the limit instead. Totals across running kernels and servers are
+        checked by admission, which sees the ledger (``admission.check_totals``).
         """
         if image is not None and not self.image_allowed(image):
             raise PolicyError(
                 f"your policy does not allow the image {image!r}; allowed: {', '.join(self.spec.allowed_images)}",
                 limit="allowed_images",
             )
+        typed = None if isinstance(explicit, bool) else set(explicit)
         clamped = {}
-        for fname, limit_name, fmt in (
-            ("cpu", "max_cpu", lambda v: f"{v:g} CPU"),
-            ("mem", "max_mem", format_bytes),
-            ("gpu", "max_gpu", lambda v: f"{v:g} GPU"),
-            ("pids", "max_pids", lambda v: f"{v:g} processes"),
-        ):
-            asked = getattr(request, fname)
-            limit = getattr(self.spec, limit_name)
-            if limit is None or asked <= limit:
+        for kind in resource_kinds():
+            if kind.max_limit is None:
                 continue
-            if explicit:
-                raise PolicyError(
-                    f"{fname}: you asked for {fmt(asked)} per kernel but your policy allows at most "
-                    f"{fmt(limit)} ({fmt(asked - limit)} over the {limit_name} limit, set by "
-                    f"{self.sources.get(limit_name, 'policy')}); ask for {fmt(limit)} or less",
-                    limit=limit_name,
-                )
-            clamped[fname] = int(limit) if fname in ("mem", "pids") else limit
+            asked, limit = getattr(request, kind.name), getattr(self.spec, kind.max_limit)
+            if limit is None or asked <= limit * (1 + 1e-9):
+                continue
+            if explicit is True or (typed is not None and kind.name in typed):
+                raise PolicyError(self._over(kind, asked, limit, subject), limit=kind.max_limit)
+            clamped[kind.name] = kind.value(limit)
         return request.replace(**clamped) if clamped else request
+
+    def _over(self, kind: ResourceKind, asked: float, limit: float, subject: str) -> str:
+        fmt, name, source = kind.format, kind.max_limit, self.sources.get(kind.max_limit, "policy")
+        if limit == 0:
+            return (
+                f"{kind.name}: your policy allows no {kind.word} for a {subject} ({name} is 0, set by {source}); "
+                "ask for 0"
+            )
+        per = "for your server" if subject == "server" else f"per {subject}"
+        return (
+            f"{kind.name}: you asked for {fmt(asked)} {per} but your policy allows at most {fmt(limit)} "
+            f"({fmt(asked - limit)} over the {name} limit, set by {source}); ask for {fmt(limit)} or less"
+        )
 
     def to_json(self) -> dict:
         return {"user": self.user, "groups": list(self.groups), **self.spec.to_json(), "sources": dict(self.sources)}
@@ -245,9 +285,8 @@ def resolve(
     user_specs = user_specs or {}
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    names = [f.name for f in fields(PolicySpec)]
-    for name in names:
-        v = getattr(BUILTIN, name)
+    for name in policy_fields():
+        v = builtin_value(name)
         values[name], sources[name] = v, "builtin"
         if default is not None and getattr(default, name) is not None:
             values[name], sources[name] = getattr(default, name), "default"
@@ -265,4 +304,4 @@ def resolve(
         uspec = user_specs.get(user)
         if uspec is not None and getattr(uspec, name) is not None:
             values[name], sources[name] = getattr(uspec, name), f"user {user}"
-    return EffectivePolicy(user=user, groups=groups, spec=PolicySpec(**values), sources=sources)
+    return EffectivePolicy(user=user, groups=groups, spec=PolicySpec.make(values), sources=sources)

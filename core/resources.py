@@ -6,28 +6,29 @@ whole number of devices). Every parser accepts the forms people type (``"2"``,
 ``"0.5"``, ``"512M"``, ``"4G"``, ``"4GiB"``, ``"0.25"``) and raises
 :class:`~jupyter_berth.errors.RequestError` naming the field and the accepted
 form otherwise.
+
+Every kind of resource is described once, in the registry (:data:`KINDS`, Backend.AI's
+resource slots): its name and aliases, how a value is parsed and written, the policy's limits
+on it, whether the ledger totals it, how each runtime applies it and whether it can change on a
+running container. Requests, policies, admission, the spawn form, the runtimes and the info API
+iterate the registry; docs/architecture.md ("Adding a resource kind") lists what else a new kind
+needs (a ledger column, the sidebar).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .errors import RequestError
 
-#: Fields a request may carry, with what each accepts (used in error messages).
-FIELDS = {
-    "cpu": "a positive number of cores such as 0.5, 2 or 4",
-    "mem": "a size such as 512M, 4G or 4GiB (K, M, G, T; binary units)",
-    "pids": "a whole number of processes, at least 16",
-    "shm": "a size such as 64M or 1G",
-    "gpu": "a fraction of one GPU between 0 and 1 (such as 0.25) or a whole number of GPUs",
-}
-#: Aliases accepted in requests (forms, JSON bodies, kernelspec presets).
-ALIASES = {"memory": "mem", "cpus": "cpu", "gpus": "gpu", "processes": "pids", "shm_size": "shm"}
+#: Fields a request may carry, with what each accepts (used in error messages); a view of :data:`KINDS`.
+FIELDS: Mapping[str, str]
+#: Aliases accepted in requests (forms, JSON bodies, kernelspec presets); a view of :data:`KINDS`.
+ALIASES: Mapping[str, str]
 
 _UNITS = {
     "": 1,
@@ -138,15 +139,217 @@ def parse_gpu(value: Any, field: str = "gpu") -> float:
     return round(number, GPU_DECIMALS)
 
 
+#: CPU quota period (µs) the container runtimes use, and the smallest quota they set.
+CPU_PERIOD = 100_000
+MIN_CPU_QUOTA = 1_000
+
+
+def cpu_quota(cpu: float) -> int:
+    return max(MIN_CPU_QUOTA, int(round(cpu * CPU_PERIOD)))
+
+
+def _nothing(value) -> dict:
+    return {}
+
+
+@dataclass(frozen=True)
+class ResourceKind:
+    """One kind of resource a kernel or server is granted, and everything each layer needs to know of it."""
+
+    name: str  #: the key in requests, ``Resources`` and the ledger (``cpu``)
+    accepts: str  #: what a value looks like, for error messages
+    parse: Callable[[Any, str], float]  #: user input → number; raises RequestError naming the field
+    format: Callable[[float], str]  #: number → words (``2 CPU``, ``4 GiB``)
+    default: float  #: a request's value when nothing names it
+    word: str  #: the kind in a sentence ("your policy allows no memory")
+    aliases: tuple[str, ...] = ()  #: other spellings accepted in requests
+    max_limit: str | None = None  #: the policy field bounding one kernel or server
+    max_builtin: float = math.inf  #: its value when no policy sets it
+    total_limit: str | None = None  #: the policy field bounding a user's live kernels and servers together
+    total_builtin: float = math.inf
+    whole: bool = False  #: a whole number (bytes, processes)
+    shown: bool = False  #: part of the short label (``Resources.describe``)
+    docker: Callable[[float], dict] = _nothing  #: docker-py ``create_host_config`` arguments
+    docker_live: Callable[[float], dict] | None = None  #: ``POST /containers/{id}/update`` body; None: not live
+    swarm: Callable[[float], dict] = _nothing  #: a Swarm task's ``Resources.Limits``
+    swarm_reserved: bool = False  #: also reserved on the node (Swarm's placement sees it)
+    cgroup_controller: str | None = None  #: the cgroup controller that bounds it for process kernels
+
+    @property
+    def live(self) -> bool:
+        """Whether it can change on a running container (a warm-pool container, a server after boot)."""
+        return self.docker_live is not None
+
+    def value(self, number: float) -> float:
+        """A limit clamped to this kind's type (bytes and processes are whole)."""
+        return int(number) if self.whole else number
+
+
+#: The registry: every resource kind, in the order forms and labels show them.
+KINDS: dict[str, ResourceKind] = {}
+
+
+def register(kind: ResourceKind) -> ResourceKind:
+    """Add (or replace) a kind; every layer that iterates :data:`KINDS` sees it from now on."""
+    KINDS[kind.name] = kind
+    return kind
+
+
+def unregister(name: str) -> None:
+    KINDS.pop(name, None)
+
+
+def resource_kinds() -> list[ResourceKind]:
+    return list(KINDS.values())
+
+
+def kind_of(key: str) -> ResourceKind | None:
+    """The kind a request key names (its name or an alias), ``None`` if none."""
+    if key in KINDS:
+        return KINDS[key]
+    return next((k for k in KINDS.values() if key in k.aliases), None)
+
+
+class _View(Mapping):
+    def __init__(self, items: Callable[[], dict]):
+        self._items = items
+
+    def __getitem__(self, key):
+        return self._items()[key]
+
+    def __iter__(self):
+        return iter(self._items())
+
+    def __len__(self):
+        return len(self._items())
+
+
+FIELDS = _View(lambda: {k.name: k.accepts for k in KINDS.values()})
+ALIASES = _View(lambda: {alias: k.name for k in KINDS.values() for alias in k.aliases})
+
+register(
+    ResourceKind(
+        "cpu",
+        "a positive number of cores such as 0.5, 2 or 4",
+        parse_cpu,
+        lambda v: f"{v:g} CPU",
+        default=1.0,
+        word="CPU",
+        aliases=("cpus",),
+        max_limit="max_cpu",
+        total_limit="total_cpu",
+        shown=True,
+        docker=lambda v: {"cpu_period": CPU_PERIOD, "cpu_quota": cpu_quota(v)},
+        docker_live=lambda v: {"CpuPeriod": CPU_PERIOD, "CpuQuota": cpu_quota(v)},
+        swarm=lambda v: {"NanoCPUs": int(round(v * 1e9))},
+        swarm_reserved=True,
+        cgroup_controller="cpu",
+    )
+)
+register(
+    ResourceKind(
+        "mem",
+        "a size such as 512M, 4G or 4GiB (K, M, G, T; binary units)",
+        parse_memory,
+        format_bytes,
+        default=1024**3,
+        word="memory",
+        aliases=("memory",),
+        max_limit="max_mem",
+        total_limit="total_mem",
+        whole=True,
+        shown=True,
+        docker=lambda v: {"mem_limit": int(v), "memswap_limit": int(v)},  # memory = memory+swap: no swap
+        docker_live=lambda v: {"Memory": int(v), "MemorySwap": int(v)},
+        swarm=lambda v: {"MemoryBytes": int(v)},
+        swarm_reserved=True,
+        cgroup_controller="memory",
+    )
+)
+register(
+    ResourceKind(
+        "pids",
+        "a whole number of processes, at least 16",
+        parse_pids,
+        lambda v: f"{v:g} processes",
+        default=512,
+        word="processes",
+        aliases=("processes",),
+        max_limit="max_pids",
+        max_builtin=4096,
+        whole=True,
+        docker=lambda v: {"pids_limit": int(v)},
+        docker_live=lambda v: {"PidsLimit": int(v)},
+        swarm=lambda v: {"Pids": int(v)},
+        cgroup_controller="pids",
+    )
+)
+register(
+    ResourceKind(
+        "shm",
+        "a size such as 64M or 1G",
+        parse_memory,
+        format_bytes,
+        default=64 * 1024**2,
+        word="shared memory",
+        aliases=("shm_size",),
+        whole=True,
+        docker=lambda v: {"shm_size": int(v)},  # a Swarm task gets a /dev/shm tmpfs of this size (swarm_spec)
+    )
+)
+register(
+    ResourceKind(
+        "gpu",
+        "a fraction of one GPU between 0 and 1 (such as 0.25) or a whole number of GPUs",
+        parse_gpu,
+        lambda v: f"{v:g} GPU",
+        default=0.0,
+        word="GPU",
+        aliases=("gpus",),
+        shown=True,
+        max_limit="max_gpu",
+        max_builtin=0.0,
+        total_limit="total_gpu",
+        total_builtin=0.0,
+        # devices, not a number: the GPU allocator picks them and the runtimes attach those (gpu_device_ids)
+    )
+)
+
+
+def kinds_json() -> list[dict]:
+    """The registry as ``GET berth/api/info`` reports it (what a client may ask for, and its limits)."""
+    return [
+        {
+            "name": k.name,
+            "accepts": k.accepts,
+            "aliases": list(k.aliases),
+            "default": k.default,
+            "max_limit": k.max_limit,
+            "total_limit": k.total_limit,
+            "live": k.live,
+        }
+        for k in KINDS.values()
+    ]
+
+
+#: The kinds ``Resources`` holds as attributes of its own (others live in ``Resources.extra``).
+BUILTIN_KINDS = ("cpu", "mem", "pids", "shm", "gpu")
+
+
 @dataclass(frozen=True)
 class Resources:
-    """A resource grant or request. Memory sizes are bytes, CPU is cores."""
+    """A resource grant or request. Memory sizes are bytes, CPU is cores.
+
+    The built-in kinds are attributes; a kind registered beyond them (:func:`register`) is held
+    in ``extra`` and read the same way (``resources.disk``), its default when not asked for.
+    """
 
     cpu: float = 1.0
     mem: int = 1024**3
     pids: int = 512
     shm: int = 64 * 1024**2
     gpu: float = 0.0
+    extra: tuple[tuple[str, float], ...] = ()  #: ``((name, value), …)`` of registered kinds beyond the built-ins
 
     def __post_init__(self):
         if self.mem < MIN_MEM:
@@ -158,6 +361,12 @@ class Resources:
             raise RequestError(
                 "shm", f"shared memory ({format_bytes(self.shm)}) cannot exceed memory ({format_bytes(self.mem)})"
             )
+
+    def __getattr__(self, name):  # a registered kind beyond the built-ins
+        kind = KINDS.get(name) if not name.startswith("_") else None
+        if kind is None:
+            raise AttributeError(name)
+        return dict(self.extra).get(name, kind.default)
 
     @property
     def gpu_is_fraction(self) -> bool:
@@ -174,36 +383,41 @@ class Resources:
 
         Unknown keys are refused (a typo must not silently fall back to a default).
         """
-        base = base or cls()
-        values = asdict(base)
+        changes = {}
         for key, value in (data or {}).items():
-            name = ALIASES.get(key, key)
-            if name not in FIELDS:
+            kind = kind_of(key)
+            if kind is None:
                 raise RequestError(key, f"unknown resource; known resources are {', '.join(FIELDS)}")
             if value is None or value == "":
                 continue
-            values[name] = {
-                "cpu": parse_cpu,
-                "mem": parse_memory,
-                "pids": parse_pids,
-                "shm": parse_memory,
-                "gpu": parse_gpu,
-            }[name](value, key)
-        return cls(**values)
+            changes[kind.name] = kind.parse(value, key)
+        return (base or cls()).replace(**changes)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Resources:
+        """From :meth:`to_dict` (values already parsed); kinds no longer registered are left out."""
+        values = {name: data[name] for name in BUILTIN_KINDS if name in data}
+        extra = {name: v for name, v in data.items() if name not in BUILTIN_KINDS and name in KINDS}
+        return cls(**values, extra=tuple(sorted(extra.items())))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """``{kind: value}`` for every registered kind."""
+        return {kind.name: getattr(self, kind.name) for kind in KINDS.values()}
 
     def replace(self, **changes) -> Resources:
-        return replace(self, **changes)
+        extra = dict(self.extra)
+        extra.update(dict(changes.pop("extra", ())))
+        for name in [n for n in changes if n not in BUILTIN_KINDS and n != "extra"]:
+            if name not in KINDS:
+                raise RequestError(name, f"unknown resource; known resources are {', '.join(FIELDS)}")
+            extra[name] = changes.pop(name)
+        return replace(self, **changes, extra=tuple(sorted(extra.items())))
 
     def describe(self) -> str:
-        """Short human label: ``"2 CPU · 4 GiB · ¼ GPU"``."""
-        cpu = f"{self.cpu:g} CPU"
-        parts = [cpu, format_bytes(self.mem)]
-        if self.gpu:
-            parts.append(f"{self.gpu:g} GPU")
-        return " · ".join(parts)
+        """Short human label: ``"2 CPU · 4 GiB · ¼ GPU"`` (the kinds shown, when not zero)."""
+        return " · ".join(
+            kind.format(getattr(self, kind.name)) for kind in KINDS.values() if kind.shown and getattr(self, kind.name)
+        )
 
 
 @dataclass(frozen=True)

@@ -66,3 +66,23 @@ def offer_local_image(service) -> None:
             "Default image: %s, the local Python environment (%s needs a container engine)", ref, service.default_image
         )
         service.default_image = ref
+
+
+async def describe(runtime) -> dict:
+    """A runtime's name and isolation, and its engine's state (``up`` with its figures, or ``down``).
+
+    ``isolation`` is ``container``, or ``none`` for process kernels (no container: limits only, as
+    ``limits`` says: ``cgroup v1``, ``cgroup v2`` or ``rlimit``; see docs/binder.md).
+    """
+    engine = {"state": "up"}
+    try:
+        engine.update(await runtime.ping())
+    except Exception as e:  # noqa: BLE001 - report the engine's state, whatever it is
+        engine = {"state": "down", "message": getattr(e, "message", str(e))}
+    isolation = getattr(runtime, "isolation", "container")
+    return {
+        "runtime": getattr(runtime, "name", None),
+        "isolation": isolation,
+        "limits": engine.get("limits") or ("container" if isolation == "container" else None),
+        "engine": {k: engine.get(k) for k in ("state", "message", "version", "ncpu", "mem")},
+    }

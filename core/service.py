@@ -12,72 +12,32 @@ authenticated token, never from a request body.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import getpass
 import hashlib
-import math
 import os
-import secrets
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from traitlets import Bool, Dict, Enum, Float, Instance, Integer, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from . import catalog, reconcile, runtime_choice, swarm_nodes
+from . import catalog, kernel_lifecycle, policy_admin, reconcile, runtime_choice, servers, swarm_nodes
 from .admission import Admission
 from .engine_events import EngineEvents
+from .environments.manager import EnvironmentManager, store_dir
 from .errors import BerthError, NotFoundError, PolicyError
-from .kernel_launch import KernelConnection, kernel_spec, user_network, user_subnets
+from .kernel_launch import KernelLaunch, exit_message, user_network, user_subnets
 from .ledger import Ledger
-from .policies import PolicySpec, resolve
-from .resources import Preset, Resources, find_preset, format_bytes
+from .policies import PolicySpec
+from .resources import Preset, Resources, find_preset
+from .runtime import site_scope
 from .runtime.base import ContainerInfo, Mount, Runtime
-from .runtime.egress import EgressPolicy
-from .runtime.swarm_spec import NODE_LABEL
+from .runtime.egress import EgressPolicy, ports_of
 from .service_folders import FoldersMixin
 from .service_gpus import GpuMixin
 from .service_images import ImagesMixin
 from .service_usage import UsageMixin
 from .warm_pool import WarmPool
-
-
-@dataclass
-class KernelLaunch:
-    """What a started kernel needs to be reached and accounted."""
-
-    kernel_id: str
-    allocation_id: str
-    container_id: str
-    image: str
-    image_digest: str | None
-    resources: Resources
-    connection: dict  #: jupyter_client connection info (ip = container address)
-
-    def to_json(self) -> dict:
-        conn = dict(self.connection)
-        conn["key"] = conn["key"].decode() if isinstance(conn["key"], bytes) else conn["key"]
-        return {
-            "kernel_id": self.kernel_id,
-            "allocation_id": self.allocation_id,
-            "container_id": self.container_id,
-            "image": self.image,
-            "image_digest": self.image_digest,
-            "resources": self.resources.to_dict(),
-            "connection": conn,
-        }
-
-
-def exit_message(info: ContainerInfo | None, resources: Resources | None) -> tuple[str, str]:
-    """(reason, message a user reads) for a kernel container that stopped."""
-    if info is None:
-        return "lost", "the kernel's container disappeared (it was removed outside Berth); the allocation was released"
-    if info.oom_killed:
-        limit = format_bytes(resources.mem) if resources else "its"
-        return "oom", f"the kernel was stopped because it used more than its {limit} memory limit"
-    return "exited", f"the kernel process exited with code {info.exit_code}"
 
 
 class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfigurable):
@@ -191,6 +151,10 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         self._pool: WarmPool | None = None
         self._events: EngineEvents | None = None
         self._presets = {name: Preset.parse(name, spec) for name, spec in self.presets.items()}
+        #: any image with a Jupyter kernel: inspected when offered, started through Berth's mounted launcher
+        self.environments = EnvironmentManager(
+            parent=self, engine=self._engine, directory=store_dir(self.data_dir), site=lambda: self.site_id
+        )
         self._policy_specs = (
             PolicySpec.parse(self.default_policy, "default_policy"),
             {g: PolicySpec.parse(s, f"group_policies.{g}") for g, s in self.group_policies.items()},
@@ -202,16 +166,29 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._db_executor, lambda: fn(*args, **kw))
 
-    async def start(self) -> reconcile.ReconcilePlan:
-        """Open the ledger, measure the host, reconcile with the engine, start sampling."""
-        if self.runtime is None:
-            self.runtime = await runtime_choice.choose(self)
-        runtime_choice.offer_local_image(self)
+    async def _open_ledger(self) -> None:
+        """The ledger, admission on it, and the site id (derived from the ledger's URL unless configured)."""
         if self.ledger is None:
             self.ledger = await self._db(Ledger, self.db_url, data_dir=self.data_dir)
         self.admission = Admission(self.ledger)
         if not self.site_id:
             self.site_id = hashlib.sha256(self.ledger.url.encode()).hexdigest()[:12]
+
+    @property
+    def ledger_url(self) -> str | None:
+        """The ledger's URL once open (for logs; a password in it is masked by SQLAlchemy)."""
+        return self.ledger.url if self.ledger is not None else None
+
+    async def engine_info(self) -> dict:
+        """The runtime's name and isolation, and the engine's state (``up`` with its figures, or ``down``)."""
+        return await runtime_choice.describe(self.runtime)
+
+    async def start(self) -> reconcile.ReconcilePlan:
+        """Open the ledger, measure the host, reconcile with the engine, start sampling."""
+        if self.runtime is None:
+            self.runtime = await runtime_choice.choose(self)
+        runtime_choice.offer_local_image(self)
+        await self._open_ledger()
         await self._discover_gpus()
         await self.refresh_capacity()
         if self.pool_size > 0:
@@ -263,14 +240,28 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
 
     # ---- policy, presets, images --------------------------------------------------------
     async def policy_for(self, user: str, groups=()):
-        """Config policies overlaid with those an admin stored in the ledger at run time."""
-        default, groups_cfg, users_cfg = self._policy_specs
-        stored_default, stored_groups, stored_users = await self._db(self.ledger.get_policies)
-        if stored_default:
-            default = PolicySpec.parse(stored_default, "default_policy")
-        groups_cfg = {**groups_cfg, **{g: PolicySpec.parse(s, f"group {g}") for g, s in stored_groups.items()}}
-        users_cfg = {**users_cfg, **{u: PolicySpec.parse(s, f"user {u}") for u, s in stored_users.items()}}
-        return resolve(user, groups, default, groups_cfg, users_cfg)
+        """The user's effective policy: config policies overlaid with those stored at run time."""
+        return await policy_admin.policy_for(self, user, groups)
+
+    async def policy_summary(self, user: str, groups=()) -> dict:
+        """The effective policy, what is in use and what is left (for the sidebar's bounds)."""
+        return await policy_admin.policy_summary(self, user, groups)
+
+    async def user_usage(self, user: str):
+        """What the user's live kernels and servers hold (a ledger ``Usage``)."""
+        return await self._db(self.ledger.user_usage, user)
+
+    async def get_policies(self, scope: str | None = None, name: str | None = None) -> dict:
+        """The config file's policies and those stored at run time (which win); or one scope's."""
+        return await policy_admin.get_policies(self, scope, name)
+
+    async def set_policy(self, scope: str, name: str | None, spec: dict, *, by: str | None = None) -> dict:
+        """Store a policy for ``default``, a ``group`` or a ``user`` (validated); it applies from the next request."""
+        return await policy_admin.set_policy(self, scope, name, spec, by=by)
+
+    async def delete_policy(self, scope: str, name: str | None = None) -> bool:
+        """Delete a stored policy (the config file's entry applies again); ``False`` if none was stored."""
+        return await policy_admin.delete_policy(self, scope, name)
 
     def preset(self, name: str) -> Preset:
         return find_preset(self._presets, name)
@@ -286,7 +277,11 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
     async def resolve_request(
         self, user: str, groups=(), *, request: dict | None = None, preset: str | None = None, image: str | None = None
     ) -> tuple[Resources, str, Any]:
-        """Decide a kernel's resources once: explicit > preset > profile > policy default, then the policy."""
+        """Decide a kernel's resources once: explicit > preset > profile > policy default (clamped to the policy).
+
+        The policy's refusals (an explicit request over a limit, an image it does not allow) are
+        admission's, when the allocation is reserved: one check.
+        """
         policy = await self.policy_for(user, groups)
         base = policy.default_request()
         explicit = bool(request)
@@ -302,20 +297,23 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
                 chosen_image = chosen_image or profile.image
         resources = Resources.parse(request or {}, base=base)
         chosen_image = chosen_image or await self.default_image_ref()
-        resources = policy.check(resources, explicit=explicit, image=chosen_image)
+        if not explicit:  # a derived request is clamped to the limits; admission refuses an explicit one over them
+            resources = policy.check(resources, explicit=False)
         return resources, chosen_image, policy
 
     # ---- kernels ----------------------------------------------------------------------------
     def _subnets(self, user: str) -> list[str]:
         return user_subnets(user, self.user_subnets, self.user_subnet_prefix)
 
-    async def _user_network(self, user: str) -> str:
+    async def _user_network(self, user: str, ports: list[int] | None = None) -> str:
+        """The user's network on this site, made if missing and put under the egress policy, letting
+        ``ports`` on the host through (default: the hub API's and this service's)."""
         name = user_network(self.network_prefix, user, self.site_id)
         net = await self.runtime.ensure_network(
             name, {"owner": user, "site": self.site_id}, subnets=self._subnets(user)
         )
         if self.runtime.name == "docker":
-            await self.egress.apply(net, self.site_id, self.egress.default_ports())
+            await self.egress.apply(net, self.site_id, self.egress.default_ports() if ports is None else ports)
         return name
 
     async def start_kernel(
@@ -341,106 +339,28 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         ``ip`` asks for the address the kernel had before a restart; ``key`` is the session's
         signing key (the kernel manager's own, so clients keep signing with it across restarts).
         """
-        policy = None
-        if resources is None:
-            resources, image, policy = await self.resolve_request(
-                user, groups, request=request, preset=preset, image=image
-            )
-        else:
-            policy = await self.policy_for(user, groups)
-            policy.check(resources, explicit=True, image=image)
-        view = await self.images()
-        restart = ip is not None  # a restart of a running kernel: a retired image keeps serving it
-        entry = view.get(catalog.normalise_ref(image)) if restart and isinstance(view, catalog.CatalogView) else None
-        info = entry if entry is not None and entry.state == "retired" else catalog.find(view, image)
-        mounts = list(mounts or [])
-        if folders:
-            mounts += await self.folder_mounts(user, groups, folders)  # refuses folders the user may not mount
-        alloc = await self._db(
-            self.admission.reserve,
-            owner=user,
-            groups=list(groups),
-            policy=policy,
-            request=resources,
-            kind="kernel",
-            subject=kernel_id,
-            image=image,
-            node=None if self._multi_node else self.node_name,
-            gpu_assigner=self._gpu_assigner(),
-        )
-        container = None
-        try:
-            connection = KernelConnection(key=key or secrets.token_hex(32))
-            network = await self._user_network(user)
-            spec = kernel_spec(
-                owner=user,
-                kernel_id=kernel_id,
-                allocation_id=alloc.id,
-                image=image,
-                resources=resources,
-                connection=connection,
-                network=network,
-                cwd=cwd,
-                mounts=mounts,
-                env=env,
-                site=self.site_id,
-            )
-            spec.ip = ip
-            if self._multi_node:
-                spec.labels[NODE_LABEL] = alloc.node  # the runtime pins the container to admission's choice
-            spec.gpu_device_ids, gpu_env, gpu_mounts, gpu_plan = self._gpu_container(alloc.gpu_devices)
-            spec.ipc_mode = gpu_plan.ipc_mode  # "host" for MPS clients; None (private) without a share
-            spec.env.update(gpu_env)
-            spec.mounts.extend(gpu_mounts)
-            container = await self._pool.adopt(spec, image_id=info.id) if self._pool is not None else None
-            try:
-                container = container or await self.runtime.run(spec)
-            except BerthError as e:
-                if not ip or e.status == 404:
-                    raise
-                self.log.warning(
-                    "Kernel %s could not keep its address %s (%s); starting on a new one", kernel_id, ip, e.message
-                )
-                spec.ip = None
-                container = await self.runtime.run(spec)
-            await self._db(self.ledger.mark_running, alloc.id, container.id, image_digest=info.digest)
-        except BaseException as e:
-            reason = "failed" if isinstance(e, Exception) else "cancelled"
-            if container is not None:  # e.g. stopped by its user while starting: no container without a grant
-                with contextlib.suppress(BerthError):
-                    await self.runtime.remove(container.id)
-            await self._db(self.ledger.release, alloc.id, reason, message=getattr(e, "message", str(e))[:500])
-            raise
-        self.log.info(
-            "Started kernel %s for %s: %s on %s (%s)", kernel_id, user, image, container.ip, resources.describe()
-        )
-        return KernelLaunch(
+        return await kernel_lifecycle.start_kernel(
+            self,
+            user,
+            groups,
             kernel_id=kernel_id,
-            allocation_id=alloc.id,
-            container_id=container.id,
+            request=request,
+            preset=preset,
             image=image,
-            image_digest=info.digest,
+            cwd=cwd,
+            mounts=mounts,
+            env=env,
             resources=resources,
-            connection=connection.for_client(container.ip, getattr(container, "ports", None)),
+            ip=ip,
+            key=key,
+            folders=folders,
         )
 
     async def _own_allocation(self, user: str, kernel_id: str):
         for a in await self._db(self.ledger.live_allocations, owner=user, kind="kernel"):
             if a.subject == kernel_id:
                 return a
-        raise NotFoundError(await self._ended_message(user, kernel_id))
-
-    async def _ended_message(self, user: str, kernel_id: str) -> str:
-        """Why ``kernel_id`` is not running: its latest usage record's message (e.g. its host left), if any."""
-        since = datetime.now(timezone.utc) - timedelta(days=1)
-        records = [
-            r for r in await self._db(self.ledger.usage_records, since=since, owner=user) if r.subject == kernel_id
-        ]
-        if records and records[-1].end_reason == "lost" and records[-1].message:
-            return f"kernel {kernel_id} is no longer running: {records[-1].message}"
-        if records and records[-1].message:  # e.g. released on the engine's word before the server asked
-            return f"no running kernel {kernel_id!r} of yours; it ended: {records[-1].message}"
-        return f"no running kernel {kernel_id!r} of yours"
+        raise NotFoundError(await kernel_lifecycle.ended_message(self, user, kernel_id))
 
     @property
     def _multi_node(self) -> bool:
@@ -470,26 +390,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         return await self._finish(alloc, reason, stop=True, now=now)
 
     async def _finish(self, alloc, reason: str, *, stop: bool, now: bool = False) -> tuple[str, str]:
-        info = await self.runtime.inspect(alloc.container_id) if alloc.container_id else None
-        usage = await self._sample_one(alloc, info)
-        if info is not None and info.running and stop:
-            await self.runtime.stop(info.id, timeout=0 if now else self.stop_timeout)
-            info = await self.runtime.inspect(info.id)
-        end_reason, message = exit_message(info, alloc.resources)
-        if info is not None and not info.oom_killed and reason != "exited":
-            end_reason, message = reason, f"the kernel was stopped ({reason})"
-        if info is not None:
-            await self.runtime.remove(info.id)
-        await self._db(
-            self.ledger.release,
-            alloc.id,
-            end_reason,
-            exit_code=info.exit_code if info else None,
-            message=message,
-            cpu_seconds=usage.cpu_seconds if usage else None,
-            mem_peak_bytes=usage.mem_peak_bytes if usage else None,
-        )
-        return end_reason, message
+        return await kernel_lifecycle.finish(self, alloc, reason, stop=stop, now=now)
 
     async def kernel_ended(self, user: str, kernel_id: str) -> tuple[str, str]:
         """The kernel's container exited or vanished on its own: account and release. Already released on
@@ -497,12 +398,10 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         try:
             alloc = await self._own_allocation(user, kernel_id)
         except NotFoundError:
-            since = datetime.now(timezone.utc) - timedelta(minutes=10)
-            records = await self._db(self.ledger.usage_records, since=since, owner=user)
-            ended = [r for r in records if r.subject == kernel_id and r.kind == "kernel"]
-            if ended:
-                return ended[-1].end_reason, ended[-1].message or f"the kernel ended ({ended[-1].end_reason})"
-            raise
+            ended = await kernel_lifecycle.recently_ended(self, user, kernel_id)
+            if ended is None:
+                raise
+            return ended
         return await self._finish(alloc, "exited", stop=False)
 
     async def list_kernels(self, user: str | None = None) -> list:
@@ -510,68 +409,69 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
 
     async def my_kernels(self, user: str) -> list[dict]:
         """The user's live kernels with a fresh usage sample each (for the sidebar)."""
-        out = []
-        allocs = await self.list_kernels(user)
-        gpu_memory = await self.gpu_memory_of(allocs)  # NVML's per-process memory, where there is NVML
-        for alloc in allocs:
-            usage = await self.runtime.usage(alloc.container_id) if alloc.container_id else None
-            out.append(
-                {
-                    "kernel_id": alloc.subject,
-                    "image": alloc.image,
-                    "image_digest": alloc.image_digest,
-                    "state": alloc.state,
-                    "resources": alloc.resources.to_dict(),
-                    "limits": alloc.resources.describe(),
-                    "started_at": alloc.started_at,
-                    "gpu_devices": list(alloc.gpu_devices or ()),
-                    "usage": None
-                    if usage is None
-                    else {
-                        "cpu_seconds": usage.cpu_seconds,
-                        "mem_bytes": usage.mem_bytes,
-                        "mem_peak_bytes": usage.mem_peak_bytes,
-                        "pids": usage.pids,
-                        "gpu_mem_bytes": gpu_memory.get(alloc.container_id),
-                        "at": usage.at,
-                    },
-                }
-            )
-        return out
-
-    async def policy_summary(self, user: str, groups=()) -> dict:
-        """The effective policy, what is in use and what is left (for the sidebar's bounds)."""
-        policy = await self.policy_for(user, groups)
-        used = await self._db(self.ledger.user_usage, user)
-
-        def left(total, in_use):
-            return None if total is None or math.isinf(total) else max(0, total - in_use)
-
-        return {
-            "policy": policy.to_json(),
-            "usage": {"cpu": used.cpu, "mem": used.mem, "gpu": used.gpu, "kernels": used.kernels},
-            "remaining": {
-                "cpu": left(policy.total_cpu, used.cpu),
-                "mem": left(policy.total_mem, used.mem),
-                "gpu": left(policy.total_gpu, used.gpu),
-                "kernels": left(policy.max_kernels, used.kernels),
-            },
-            "default_request": policy.default_request().to_dict(),
-        }
+        return await kernel_lifecycle.my_kernels(self, user)
 
     async def get_profile(self, user: str) -> dict:
-        profile = await self._db(self.ledger.get_profile, user)
-        return {"request": dict(profile.request), "image": profile.image} if profile else {"request": {}, "image": None}
+        return await policy_admin.get_profile(self, user)
 
     async def set_profile(self, user: str, groups=(), *, request: dict | None, image: str | None) -> dict:
         """Save the user's default profile, after checking it would start (policy and image)."""
-        resources = Resources.parse(request or {})
-        policy = await self.policy_for(user, groups)
-        policy.check(resources, explicit=True, image=image or self.default_image)
-        if image:
-            catalog.find(await self.images(), image)
-        await self._db(self.ledger.set_profile, user, request or {}, image=image)
-        return await self.get_profile(user)
+        return await policy_admin.set_profile(self, user, groups, request=request, image=image)
+
+    # ---- servers (the hub's spawner: the form, the queue and progress are its; the rest is here) ----------
+    async def open_for_servers(self) -> None:
+        """Open the ledger and this host's engine without starting (no reconcile, no sampling)."""
+        await servers.open_for_servers(self)
+
+    async def server_images(self, patterns: list[str]) -> list[tuple[str, str]]:
+        """``(ref, display name)`` of the single-user server images matching ``patterns``."""
+        return await servers.server_images(self, patterns)
+
+    async def server_notice(self, user: str, subject: str) -> str | None:
+        """Why the user's previous server ``subject`` went away, if abnormally in the last day."""
+        return await servers.server_notice(self, user, subject)
+
+    async def server_network(self, user: str, reach: list[str | None] = ()) -> str:
+        """The user's network (shared with their kernels), made if missing; its name. ``reach``: the URLs
+        (the hub's API, the Berth service) whose host ports the egress policy lets a server through to."""
+        return await self._user_network(user, ports_of(*reach) if reach else None)
+
+    def server_container_name(self, user: str, subject: str) -> str:
+        """The name of ``user``'s server container ``subject`` on this site (site-scoped, at most 63 chars)."""
+        return site_scope.container_name(self.site_id, "server", user, subject)
+
+    async def reserve_server(self, user: str, groups=(), *, policy, subject: str, resources: Resources, image: str):
+        """Check ``policy`` and reserve a server's allocation on this host; the allocation."""
+        return await servers.reserve_server(
+            self, user, groups, policy=policy, subject=subject, resources=resources, image=image
+        )
+
+    async def start_server(self, user: str, groups, alloc, container: servers.ServerContainer, network: str):
+        """Run an admitted server's container and mark its allocation running; its ``ContainerInfo``."""
+        return await servers.start_server(self, user, groups, alloc, container, network)
+
+    async def end_server_boost(self, alloc, container_id: str) -> None:
+        """Lower a booted server's CPU quota to its allocation."""
+        await servers.end_server_boost(self, alloc, container_id)
+
+    async def server_state(self, container: str) -> ContainerInfo | None:
+        return await servers.server_state(self, container)
+
+    async def server_alive(self, container_id: str | None) -> bool | str:
+        """``True`` while the server's container runs, else why it stopped."""
+        return await servers.server_alive(self, container_id)
+
+    async def release_server(self, alloc, container_id, reason: str, message: str, *, remove: bool, now=True):
+        """Stop and remove a server's container (last usage sample), then release its allocation once."""
+        await servers.release_server(self, alloc, container_id, reason, message, remove=remove, now=now)
+
+    async def live_server_allocation(self, alloc_id: str):
+        """The allocation ``alloc_id`` if still live (a spawner's state after a hub restart), else ``None``."""
+        return await servers.live_server_allocation(self, alloc_id)
+
+    async def stop_orphan_kernels(self, user: str) -> list[str]:
+        """Stop the user's kernels on this host if the user has no server left; the kernel ids stopped."""
+        return await servers.stop_orphan_kernels(self, user)
 
     # ---- reconcile and usage ----------------------------------------------------------------
     async def reconcile(self) -> reconcile.ReconcilePlan:

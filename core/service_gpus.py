@@ -10,14 +10,15 @@ from __future__ import annotations
 import asyncio
 import os
 
-from traitlets import Dict, Enum, Float, HasTraits, List, Unicode
+from traitlets import Dict, Enum, Float, HasTraits, List, Unicode, validate
 
 from .admission import share_assigner
 from .gpu import allocator, enforcement, inventory, process_memory, startup_caps
 from .runtime.base import Mount
 
-#: Where the framework-caps startup file is mounted in kernel containers (IPython runs it).
-STARTUP_MOUNT = "/home/jovyan/.ipython/profile_default/startup/" + startup_caps.STARTUP_FILENAME
+#: Where the framework-caps startup file is mounted by default (IPython runs it): the IPython
+#: startup directory for HOME=/home/jovyan, which Berth sets in every kernel container.
+STARTUP_MOUNT = startup_caps.startup_mount_target(startup_caps.DEFAULT_STARTUP_DIR)
 
 
 class GpuMixin(HasTraits):
@@ -49,7 +50,10 @@ class GpuMixin(HasTraits):
         "NVIDIA MPS limits, or an admin-supplied CUDA interception library. See docs/admin-gpus.md.",
     )
     gpu_mps_pipe_directory = Unicode(
-        enforcement.DEFAULT_MPS_PIPE_DIRECTORY, config=True, help="The MPS daemon's pipe directory."
+        enforcement.DEFAULT_MPS_PIPE_DIRECTORY,
+        config=True,
+        help="The MPS control daemon's pipe directory (its CUDA_MPS_PIPE_DIRECTORY), mounted into MPS kernels only. "
+        "Not NVIDIA's default /tmp/nvidia-mps, which the NVIDIA runtime mounts into every GPU container.",
     )
     gpu_interception_library = Unicode(
         None,
@@ -61,6 +65,30 @@ class GpuMixin(HasTraits):
         config=True,
         help="Variables for the interception library; values may use {memory_mb}, {memory_bytes}, {share_percent}.",
     )
+
+    gpu_interception_mounts = List(
+        config=True,
+        help="Extra host paths the interception library needs in GPU kernels under gpu_enforcement='interception', "
+        "each (host path, container path, read_only) or 'host:container[:ro]'; read-write by default. HAMi-core "
+        "shares a lock directory: [('/tmp/vgpulock', '/tmp/vgpulock', False)].",
+    )
+
+    @validate("gpu_interception_mounts")
+    def _valid_interception_mounts(self, proposal):
+        return enforcement.parse_interception_mounts(proposal["value"])
+
+    gpu_caps_startup_dir = Unicode(
+        startup_caps.DEFAULT_STARTUP_DIR,
+        config=True,
+        help="IPython startup directory inside GPU containers, where the framework-caps file is mounted read-only. "
+        "Berth sets HOME=/home/jovyan in kernel containers, so the default fits them; for single-user servers "
+        "from images whose IPython directory differs (another HOME, or IPYTHONDIR), set "
+        "$IPYTHONDIR/profile_default/startup of that image.",
+    )
+
+    @validate("gpu_caps_startup_dir")
+    def _valid_caps_startup_dir(self, proposal):
+        return startup_caps.check_startup_dir(proposal["value"])
 
     gpu_inventory: inventory.GpuInventory | None = None
 
@@ -74,6 +102,10 @@ class GpuMixin(HasTraits):
                 self.gpu_inventory.source,
                 ", ".join(f"{d.name} {d.uuid}" for d in self.gpu_inventory.devices),
             )
+        if self.gpu_enforcement == "mps":
+            warning = enforcement.mps_pipe_directory_warning(self.gpu_mps_pipe_directory)
+            if warning:
+                self.log.warning("Berth GPUs: %s", warning)
         self._caps_file = startup_caps.write_startup_file(os.path.join(self.data_dir, "gpu"))
         return self.gpu_inventory
 
@@ -95,10 +127,12 @@ class GpuMixin(HasTraits):
             self.gpu_interception_library,
             self.gpu_interception_env,
             mps_pipe_directory=self.gpu_mps_pipe_directory,
+            interception_mounts=self.gpu_interception_mounts,
         )
         mounts = [Mount(source=src, target=dst, read_only=ro) for src, dst, ro in plan.mounts]
         if gpu_devices:
-            mounts.append(Mount(source=str(self._caps_file), target=STARTUP_MOUNT, read_only=True))
+            target = startup_caps.startup_mount_target(self.gpu_caps_startup_dir)
+            mounts.append(Mount(source=str(self._caps_file), target=target, read_only=True))
         return plan.device_ids, dict(plan.env), mounts, plan
 
     async def gpu_memory_of(self, allocations) -> dict[str, int]:

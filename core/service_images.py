@@ -21,6 +21,7 @@ from traitlets import Bool, HasTraits, Set, Unicode
 
 from . import catalog, catalog_state, image_build, image_ops
 from .catalog import CatalogView, ImageInfo
+from .environments import launch
 from .errors import ConflictError, EngineError, NotFoundError, PolicyError, RequestError
 from .runtime.labels import PREFIX
 from .service_image_versions import ImageVersionsMixin
@@ -124,6 +125,7 @@ class ImagesMixin(ImageVersionsMixin, HasTraits):
                 )
         if repaired:
             found = await self._kernel_images()
+        found = await self.environments.with_foreign(found, [*states, *aliases])  # offered images with no Berth labels
         view = catalog.build_view(
             found,
             list(self.offered_images),
@@ -165,14 +167,17 @@ class ImagesMixin(ImageVersionsMixin, HasTraits):
         return catalog.resolve_environment(await self.catalog_view(), image, digest)
 
     async def kernel_environment(self, user: str, kernel_id: str) -> dict:
-        """The environment a notebook records from one of ``user``'s running kernels: image, digest, resources."""
+        """The environment a notebook records from one of ``user``'s running kernels: image, digest, resources,
+        language, the kernel inside the image and its Berth kernelspec."""
         alloc = await self._own_allocation(user, kernel_id)
         entry = (await self.catalog_view()).get(alloc.image)
+        container = await self.runtime.inspect(alloc.container_id) if alloc.container_id else None
         return {
             "image": alloc.image,
             "digest": alloc.image_digest,
             "resources": alloc.resources.to_dict(),
             "display_name": entry.display_name if entry is not None else alloc.image,
+            **launch.identity(container.labels if container else {}, alloc.image, entry.labels if entry else None),
         }
 
     # ---- admin: decisions ----------------------------------------------------------------
@@ -193,12 +198,28 @@ class ImagesMixin(ImageVersionsMixin, HasTraits):
         return entry
 
     async def offer_image(self, user: str, groups, ref: str) -> dict:
-        """Offer ``ref`` to users (also brings a hidden or retired version back)."""
+        """Offer ``ref`` to users (also brings a hidden or retired version back).
+
+        An image Berth did not build (no ``io.jupyter.berth.kind=kernel`` label) is inspected first: it
+        must hold a Jupyter kernel that starts as uid 1000, else it is refused with the reason and nothing
+        is recorded (see :mod:`jupyter_berth.environments`)."""
         self.require_image_admin(user, groups, f"offering {ref}")
-        entry = await self._known(await self.catalog_view(), ref)
-        if not entry.present:
-            raise NotFoundError(f"{ref} is no longer on this host; pull or build it again first")
-        await self._db(catalog_state.set_state, self.ledger, ref, "offered", by=user, digest=entry.id, action="offer")
+        view = await self.catalog_view()
+        entry = view.get(ref)
+        if (entry is None or not entry.present) and catalog.matches(ref, self.offered_images):
+            catalog.validate_ref(ref, "image", tag_required=True)
+            try:
+                digest = (await self.environments.discover(ref)).image_id
+            except NotFoundError:
+                if entry is not None:  # the catalog knew it: say so
+                    raise NotFoundError(f"{ref} is no longer on this host; pull or build it again first") from None
+                raise
+        else:
+            entry = await self._known(view, ref)
+            if not entry.present:
+                raise NotFoundError(f"{ref} is no longer on this host; pull or build it again first")
+            digest = entry.id
+        await self._db(catalog_state.set_state, self.ledger, ref, "offered", by=user, digest=digest, action="offer")
         return (await self.catalog_view()).entries[ref].to_json()
 
     def _not_default(self, view: CatalogView, ref: str, action: str) -> None:

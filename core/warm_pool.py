@@ -45,7 +45,7 @@ from traitlets.config import LoggingConfigurable
 from .errors import BerthError
 from .kernel_launch import KERNEL_COMMAND
 from .pool_activation import POOL_COMMAND, POOL_PORT, POOL_USER, PoolContainer, PoolKey, parse_mount, pool_request
-from .resources import Resources, format_bytes, parse_memory
+from .resources import Resources, parse_memory, resource_kinds
 from .runtime.base import ContainerInfo, ContainerSpec, Runtime
 from .runtime.labels import make_labels, parse_labels
 
@@ -208,8 +208,10 @@ class WarmPool(LoggingConfigurable):
             return f"no pool for image {spec.image}"
         if spec.gpu_device_ids:
             return "GPU devices cannot be added to a running container"
-        if spec.resources.shm > self._shm:
-            return f"shared memory {format_bytes(spec.resources.shm)} is more than the pool's {format_bytes(self._shm)}"
+        for kind in resource_kinds():  # what cannot change on a running container must fit what the pool has
+            asked, held = getattr(spec.resources, kind.name), getattr(self._idle, kind.name)
+            if not kind.live and asked > held:
+                return f"{kind.word} {kind.format(asked)} is more than the pool's {kind.format(held)}"
         if list(spec.command) != KERNEL_COMMAND or spec.user != POOL_USER or spec.init:
             return "the container does not run the standard kernel command and user"
         if self._configured_mounts is not None:

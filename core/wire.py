@@ -90,7 +90,7 @@ def launch_from_json(data: dict) -> KernelLaunch:
         container_id=data["container_id"],
         image=data["image"],
         image_digest=data.get("image_digest"),
-        resources=Resources(**data["resources"]),
+        resources=Resources.from_dict(data["resources"]),
         connection=conn,
     )
 

@@ -6,7 +6,7 @@
     from jupyter_berth.hub.demo_config import configure
     configure(c, state_dir="/var/lib/berth-demo")
 
-    # berth_service_config.py (read by the Berth service)
+    # jupyter_berth_config.py (read by the Berth service)
     from jupyter_berth.hub.demo_config import configure_berth
     configure_berth(c, state_dir="/var/lib/berth-demo")
 
@@ -14,7 +14,7 @@ so the hub, the spawner and the service share one set of policies and one ledger
 
 **DEMO ONLY**: users log in with :class:`~jupyterhub.auth.DummyAuthenticator` and one
 shared password. Never expose this hub beyond 127.0.0.1; for a real installation use a
-real authenticator (docs/admin-hub.md).
+real authenticator (docs/classroom.md has a tested LDAP recipe, jupyter_berth.hub.login_groups).
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def configure(
     c.BerthSpawner.server_idle_timeout = server_idle_timeout
     c.BerthSpawner.default_request = {"cpu": 0.5, "mem": "768M"}
 
-    service_config = service_config or os.path.join(state_dir, "berth_service_config.py")
+    service_config = service_config or os.path.join(state_dir, "jupyter_berth_config.py")
     services = [
         {
             "name": SERVICE_NAME,

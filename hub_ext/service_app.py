@@ -10,10 +10,12 @@ to users' servers in hub mode (``service_user_api``).
 
 Like every hub service it reads ``JUPYTERHUB_SERVICE_URL`` (where to listen),
 ``JUPYTERHUB_SERVICE_PREFIX`` (its URL prefix), ``JUPYTERHUB_API_URL`` and
-``JUPYTERHUB_API_TOKEN`` (to ask the hub who owns a token). Configuration comes from
-``berth_service_config.py`` (``c.BerthService.*`` for policies, presets, ledger URL;
-``c.BerthHubService.*`` for this process) and the command line (``--port``, ``--ip``,
-``--config``). See docs/hub-service.md.
+``JUPYTERHUB_API_TOKEN`` (to ask the hub who owns a token). Configuration comes from the
+deployment's ``jupyter_berth_config.py`` (in the Jupyter config path, ``$BERTH_CONFIG``,
+``--config``: the same files the ``berth`` command and the hub read, see
+:mod:`jupyter_berth.config_files`; ``c.BerthService.*`` for policies, presets, ledger URL,
+``c.BerthHubService.*`` for this process) and the command line (``--port``, ``--ip``).
+See docs/hub-service.md.
 
 On start it reconciles with the engine (adopts running kernels, releases allocations
 whose container vanished, removes strays) before it accepts requests; on SIGTERM it
@@ -32,10 +34,11 @@ from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubOAuth
 from tornado import web
-from traitlets import Bool, Integer, Unicode, default
+from traitlets import Bool, Integer, List, Unicode, default
 from traitlets.config import Application
 
 from jupyter_berth import __version__
+from jupyter_berth.config_files import load_berth_config
 from jupyter_berth.errors import BerthError
 from jupyter_berth.principals import HubAccounts
 from jupyter_berth.service import BerthService
@@ -56,7 +59,7 @@ class BerthHubService(Application):
     description = "The hub-managed Berth service: the only process that talks to the container engine."
     examples = """
     python -m jupyter_berth.hub.service                       # as a managed service (env from the hub)
-    python -m jupyter_berth.hub.service --config=/etc/jupyterhub/berth_service_config.py --port=10101
+    python -m jupyter_berth.hub.service --config=/etc/jupyterhub/jupyter_berth_config.py --port=10101
     """
     classes = [BerthService, HubOAuth]
     aliases = {
@@ -68,10 +71,10 @@ class BerthHubService(Application):
     }
 
     config_file = Unicode(
-        "berth_service_config.py",
+        "",
         config=True,
-        help="Python config file (c.BerthService.…, c.BerthHubService.…). A missing default file is "
-        "fine; a file named with --config must exist.",
+        help="A Berth config file (c.BerthService.…, c.BerthHubService.…) to read after jupyter_berth_config.py "
+        "in the Jupyter config path and $BERTH_CONFIG; it must exist.",
     )
     ip = Unicode(
         config=True,
@@ -94,6 +97,13 @@ class BerthHubService(Application):
         config=True,
         help="Hub admins (and tokens with the custom:berth:admin scope) may change the image "
         "catalog, besides c.BerthService.admin_users / admin_groups. False: only those.",
+    )
+    template_paths = List(
+        Unicode(),
+        config=True,
+        help="Directories searched for the admin pages' Jinja2 templates (usage.html, usage_plots.html, "
+        "usage_error.html, page.html) before Berth's own: a file with the same name replaces Berth's, and "
+        '{% extends "berth/usage.html" %} changes only some of its blocks (docs/admin-usage.md).',
     )
     user_volume_target = Unicode(
         "/home/jovyan/work",
@@ -124,13 +134,8 @@ class BerthHubService(Application):
 
     def initialize(self, argv=None):
         super().initialize(argv)
-        explicit = "config_file" in self.config.get("BerthHubService", {})
-        path = os.path.abspath(self.config_file)
-        if os.path.exists(path):
-            self.load_config_file(os.path.basename(path), path=os.path.dirname(path))
+        for path in load_berth_config(self, self.config_file):
             self.log.info("Loaded config file %s", path)
-        elif explicit:
-            raise BerthError(f"the config file {path} does not exist; fix --config or create it")
         if not self.service_prefix.endswith("/"):
             self.service_prefix += "/"
 
@@ -139,6 +144,12 @@ class BerthHubService(Application):
             return None
         source = volume_name(self.user_volume, user, site=site)
         return UserVolume(source=source, target=self.user_volume_target)
+
+    def templates(self):
+        """The admin pages' Jinja2 environment: template_paths first, then Berth's templates."""
+        from .usage_templates import environment
+
+        return environment(self.template_paths)
 
     def routes(self) -> list:
         routes = list(service_handlers.ROUTES) + list(service_user_api.ROUTES)
@@ -184,6 +195,7 @@ class BerthHubService(Application):
             berth_user_volume=lambda user: self.user_volume_for(user, service.site_id),
             berth_prefix=self.service_prefix,
             berth_hub_admins_are_image_admins=self.hub_admins_are_image_admins,
+            berth_templates=self.templates(),
             hub_auth=hub_auth,
             cookie_secret=secrets.token_bytes(32),  # browser sessions re-authenticate through the hub after a restart
             log_function=log_request,
@@ -210,7 +222,7 @@ class BerthHubService(Application):
             service.runtime_kind = "docker"
         plan = await service.start()
         self.log.info(
-            "Berth service %s: ledger %s, site %s; %s", __version__, service.ledger.url, service.site_id, plan.summary()
+            "Berth service %s: ledger %s, site %s; %s", __version__, service.ledger_url, service.site_id, plan.summary()
         )
         server = self.make_app(service, hub_auth).listen(self.port, self.ip, xheaders=True)
         self.log.info(

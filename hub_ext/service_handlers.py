@@ -9,7 +9,6 @@ ledger and apply to the next request, with no restart.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal as signal_module
 
@@ -17,6 +16,7 @@ from tornado import web
 
 from jupyter_berth import __version__, catalog
 from jupyter_berth.errors import NotFoundError, RequestError
+from jupyter_berth.resources import resource_kinds
 from jupyter_berth.wire import container_to_json
 
 from .service_base import BerthAPIHandler
@@ -37,11 +37,6 @@ SIGNALS = {
         signal_module.SIGUSR2,
     )
 }
-
-
-async def in_thread(fn, *args, **kw):
-    """Run a blocking ledger call off the event loop."""
-    return await asyncio.get_running_loop().run_in_executor(None, lambda: fn(*args, **kw))
 
 
 def allocation_json(a, *, with_owner: bool = False) -> dict:
@@ -175,14 +170,12 @@ class MyPolicyHandler(BerthAPIHandler):
     async def get(self):
         who = self.require_user()
         policy = await self.service.policy_for(who["name"], who["groups"])
-        usage = await in_thread(self.service.ledger.user_usage, who["name"])
+        usage = await self.service.user_usage(who["name"])
         self.write_json(
             {
                 "policy": policy.to_json(),
-                "usage": {
-                    "cpu": usage.cpu,
-                    "mem": usage.mem,
-                    "gpu": usage.gpu,
+                "usage": {  # every resource kind the policy totals (the registry's), then the counts
+                    **{k.name: usage.get(k.name) for k in resource_kinds() if k.total_limit},
                     "kernels": usage.kernels,
                     "servers": usage.servers,
                 },
@@ -190,23 +183,12 @@ class MyPolicyHandler(BerthAPIHandler):
         )
 
 
-def _config_policies(service) -> dict:
-    return {
-        "default": dict(service.default_policy or {}),
-        "groups": dict(service.group_policies or {}),
-        "users": dict(service.user_policies or {}),
-    }
-
-
 class PoliciesHandler(BerthAPIHandler):
     """``GET api/policies`` (admin): the policies of the config file and those stored at run time (which win)."""
 
     async def get(self):
         self.require_admin()
-        default, groups, users = await in_thread(self.service.ledger.get_policies)
-        self.write_json(
-            {"config": _config_policies(self.service), "stored": {"default": default, "groups": groups, "users": users}}
-        )
+        self.write_json(await self.service.get_policies())
 
 
 class PolicyHandler(BerthAPIHandler):
@@ -225,26 +207,21 @@ class PolicyHandler(BerthAPIHandler):
     async def get(self, kind, name=None):
         self.require_admin()
         scope, name, _ = self._scope(kind, name)
-        default, groups, users = await in_thread(self.service.ledger.get_policies)
-        config = _config_policies(self.service)
-        if scope == "default":
-            stored, configured = default, config["default"] or None
-        else:
-            stored, configured = ({"group": groups, "user": users}[scope].get(name), config[kind].get(name))
-        self.write_json({"scope": scope, "name": name, "stored": stored, "config": configured})
+        found = await self.service.get_policies(scope, name)
+        self.write_json({"scope": scope, "name": name, "stored": found["stored"], "config": found["config"]})
 
     async def put(self, kind, name=None):
         who = self.require_admin()
         scope, name, where = self._scope(kind, name)
         body = self.json_object()
-        stored = await in_thread(self.service.ledger.set_policy, scope, name, body, by=who["name"])
+        stored = await self.service.set_policy(scope, name, body, by=who["name"])
         self.log.info("%s set %s: %s", who["name"], where, stored)
         self.write_json({"scope": scope, "name": name, "stored": stored})
 
     async def delete(self, kind, name=None):
         who = self.require_admin()
         scope, name, where = self._scope(kind, name)
-        if not await in_thread(self.service.ledger.delete_policy, scope, name):
+        if not await self.service.delete_policy(scope, name):
             raise NotFoundError(
                 f"no policy is stored for {where} (a policy from the config file is changed by "
                 "editing the file, or overridden with PUT)"

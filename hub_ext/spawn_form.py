@@ -9,8 +9,9 @@ apply), tested without a hub:
    ``user_options`` (the shape the REST API takes directly);
 2. :func:`resolve_options` fills what is missing from the defaults, refuses unknown or
    malformed fields (:class:`RequestError` naming the field and the accepted form) and
-   checks the request against the policy's per-server limits (:class:`PolicyError`
-   naming the limit, its value, where it was set and by how much it is exceeded), and a
+   checks the request against the policy's per-server limits with the check admission
+   makes (``EffectivePolicy.check``: a :class:`PolicyError` naming the limit, its value,
+   where it was set and by how much it is exceeded; a default over a limit is clamped), and a
    GPU share against this host's devices (:func:`.spawn_form_gpu.check_gpu`: none here,
    not a multiple of the quantum, more devices than there are);
 3. the spawner applies the resulting :class:`ServerOptions` (image, resources, folders).
@@ -30,27 +31,37 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from jupyter_berth.errors import PolicyError, RequestError
+from jupyter_berth.errors import RequestError
 from jupyter_berth.policies import EffectivePolicy
-from jupyter_berth.resources import Resources, format_bytes, parse_cpu, parse_gpu, parse_memory
+from jupyter_berth.resources import ALIASES, Resources, format_bytes, resource_kinds
 
 from .spawn_form_gpu import GpuOffer, check_gpu, host_can_give, render_gpu_field
 
-#: Fields ``user_options`` may carry (a form's fields have the same names).
-OPTION_FIELDS = {
-    "image": "the server image, one of those offered (see the spawn form)",
-    "cpu": "cores for the server, such as 0.5 or 2",
-    "mem": "memory for the server, such as 512M or 2G",
-    "gpu": "a GPU share for the server, such as 0.25 (0 for none)",
-    "folders": 'a list of folder names to mount, such as ["datasets"]',
-}
-#: Accepted spellings of the same fields.
-OPTION_ALIASES = {"memory": "mem", "cpus": "cpu", "gpus": "gpu"}
-_LIMITS = (
-    ("cpu", "max_cpu", lambda v: f"{v:g} CPU"),
-    ("mem", "max_mem", format_bytes),
-    ("gpu", "max_gpu", lambda v: f"{v:g} GPU"),
-)
+
+class _OptionFields(Mapping):
+    """Fields ``user_options`` may carry (a form's fields have the same names): the image, every
+    resource kind of the registry (``jupyter_berth.resources.KINDS``) and the folders."""
+
+    def _items(self) -> dict[str, str]:
+        return {
+            "image": "the server image, one of those offered (see the spawn form)",
+            **{k.name: k.accepts for k in resource_kinds()},
+            "folders": 'a list of folder names to mount, such as ["datasets"]',
+        }
+
+    def __getitem__(self, key):
+        return self._items()[key]
+
+    def __iter__(self):
+        return iter(self._items())
+
+    def __len__(self):
+        return len(self._items())
+
+
+OPTION_FIELDS = _OptionFields()
+#: Accepted spellings of the same fields (the registry's aliases).
+OPTION_ALIASES = ALIASES
 
 
 @dataclass(frozen=True)
@@ -152,34 +163,12 @@ def _image(value: Any, ctx: FormContext) -> str:
         raise RequestError(
             "image", f"{value!r} is not offered; choose one of {', '.join(offered) or 'none (ask an admin)'}"
         )
-    if not ctx.policy.image_allowed(value):
-        allowed = ", ".join(ctx.policy.allowed_images or ())
-        raise PolicyError(
-            f"image: your policy does not allow {value!r} (allowed_images: {allowed}, set by "
-            f"{ctx.policy.sources.get('allowed_images', 'policy')})",
-            limit="allowed_images",
-        )
-    return value
+    return value  # whether the policy allows it: EffectivePolicy.check, with the resources
 
 
 def check_limits(request: Resources, policy: EffectivePolicy) -> None:
-    """Refuse a server request over a per-server limit (``max_cpu``, ``max_mem``, ``max_gpu``)."""
-    for name, limit_name, fmt in _LIMITS:
-        asked, limit = getattr(request, name), getattr(policy, limit_name)
-        if limit is None or asked <= limit * (1 + 1e-9):
-            continue
-        source = policy.sources.get(limit_name, "policy")
-        if limit == 0:
-            raise PolicyError(
-                f"{name}: your policy allows no {fmt(asked).split(' ', 1)[-1]} for a server ({limit_name} is 0, "
-                f"set by {source}); ask for 0",
-                limit=limit_name,
-            )
-        raise PolicyError(
-            f"{name}: you asked for {fmt(asked)} for your server but your policy allows at most {fmt(limit)} "
-            f"({fmt(asked - limit)} over the {limit_name} limit, set by {source}); ask for {fmt(limit)} or less",
-            limit=limit_name,
-        )
+    """Refuse a server request over a per-server limit: the policy's own check, as admission makes it."""
+    policy.check(request, explicit=True, subject="server")
 
 
 def resolve_options(user_options: Mapping[str, Any] | None, ctx: FormContext) -> ServerOptions:
@@ -196,27 +185,24 @@ def resolve_options(user_options: Mapping[str, Any] | None, ctx: FormContext) ->
         options[name] = value
     image = _image(options.get("image"), ctx)
     values = {}
-    for name, parse in (("cpu", parse_cpu), ("mem", parse_memory), ("gpu", parse_gpu)):
-        value = options.get(name)
+    for kind in resource_kinds():
+        value = options.get(kind.name)
         if value is None or value == "":
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise RequestError(name, f"expected {OPTION_FIELDS[name]}")
-        values[name] = 0.0 if name == "gpu" and value in (0, "0") else parse(value, name)
-    explicit = set(values)
-    base = ctx.defaults
-    # A default above a limit is clamped (the admin's default, not the user's ask).
-    clamp = {}
-    for name, limit_name, _fmt in _LIMITS:
-        limit = getattr(ctx.policy, limit_name)
-        if name not in explicit and limit is not None and getattr(base, name) > limit:
-            clamp[name] = int(limit) if name == "mem" else limit
-    if "gpu" not in explicit and not host_can_give(clamp.get("gpu", base.gpu), ctx.gpu):
-        clamp["gpu"] = 0.0  # the admin's default GPU, on a host that has none (of that kind)
-    resources = base.replace(**clamp).replace(**values)
+            raise RequestError(kind.name, f"expected {OPTION_FIELDS[kind.name]}")
+        values[kind.name] = kind.parse(value, kind.name)
+    defaults = ctx.defaults
+    if "gpu" not in values and not host_can_give(min(defaults.gpu, ctx.policy.max_gpu), ctx.gpu):
+        defaults = defaults.replace(gpu=0.0)  # the admin's default GPU, on a host that has none (of that kind)
+    resources = defaults.replace(**values)
     if resources.shm > resources.mem:
         resources = resources.replace(shm=min(resources.shm, resources.mem // 2))
-    check_limits(resources, ctx.policy)
+    # The one policy check (admission makes the same): what the user typed over a limit is refused,
+    # a default over it is clamped (the admin's default, not the user's ask).
+    resources = ctx.policy.check(resources, explicit=set(values), image=image, subject="server")
+    if resources.shm > resources.mem:
+        resources = resources.replace(shm=min(resources.shm, resources.mem // 2))
     check_gpu(resources.gpu, ctx.gpu)
     return ServerOptions(image=image, resources=resources, folders=_folders(options.get("folders"), ctx))
 

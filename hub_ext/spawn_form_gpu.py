@@ -143,7 +143,7 @@ def gpu_bounds(offer: GpuOffer, policy: EffectivePolicy, remaining: float | None
     top -= top % q
     by_node: dict[str | None, int] = {}
     for d in offer.devices:
-        if offer.free_units(d) == UNITS:
+        if offer.free_units(d) == UNITS and allocator.takes_whole_grants(d):
             by_node[d.node] = by_node.get(d.node, 0) + 1
     free_whole = max(by_node.values(), default=0)
     whole = int(min(cap // UNITS if caps else math.inf, free_whole))

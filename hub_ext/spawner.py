@@ -45,11 +45,9 @@ from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default
 
 from jupyter_berth.errors import BerthError, CapacityError, EngineError, PolicyError
 from jupyter_berth.imagebuild.singleuser import DEFAULT_SERVER_IMAGE
-from jupyter_berth.kernel_launch import user_network
 from jupyter_berth.runtime import site_scope
-from jupyter_berth.runtime.base import ContainerSpec, Mount
-from jupyter_berth.runtime.egress import ports_of
-from jupyter_berth.runtime.labels import make_labels
+from jupyter_berth.runtime.base import Mount
+from jupyter_berth.servers import ServerContainer
 
 from .spawn_form import ServerOptions, options_from_form, render_form, resolve_options
 from .spawn_queue import QueueTimeout, Ticket
@@ -294,17 +292,13 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
         self._network.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieved in start()
 
         async def reserve():
-            return await s._db(
-                s.admission.reserve,
-                owner=self.user.name,
-                groups=self.groups,
+            return await s.reserve_server(
+                self.user.name,
+                self.groups,
                 policy=policy,
-                request=options.resources,
-                kind="server",
                 subject=self.subject,
+                resources=options.resources,
                 image=options.image,
-                node=s.node_name,
-                gpu_assigner=s._gpu_assigner(),
             )
 
         try:
@@ -331,50 +325,28 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
             env["BERTH_KERNEL_IDLE_TIMEOUT"] = str(int(idle))
         return env
 
-    async def _spec(self, s, alloc, network: str) -> ContainerSpec:
+    async def _container(self) -> ServerContainer:
+        """What DockerSpawner's settings decide about the container; the core adds the allocation's part."""
         options = self.berth_options
-        volume = await s.runtime.ensure_volume(
-            self.format_volume_name(self.user_volume, self), {"owner": self.user.name, "site": s.site_id}
-        )
-        mounts = [Mount(source=volume, target=self.notebook_dir)]
-        if options.folders:
-            mounts += await s.folder_mounts(self.user.name, self.groups, list(options.folders))
-        devices, gpu_env, gpu_mounts, gpu_plan = s._gpu_container(alloc.gpu_devices)
-        env = {**self.get_env(), **self._berth_env(), **gpu_env}
-        labels = make_labels(
-            owner=self.user.name,
-            kind="server",
-            subject=self.subject,
-            allocation=alloc.id,
-            site=s.site_id,
-            image_ref=options.image,
-            server_name=self.name or None,
-        )
-        boot = alloc.resources.replace(cpu=max(alloc.resources.cpu, self.boot_cpu))
-        return ContainerSpec(
+        return ServerContainer(
             name=self.object_name,
             image=options.image,
             command=await self.get_command(),
-            resources=boot,
-            labels=labels,
-            env=env,
-            mounts=mounts + gpu_mounts,
-            network=network,
+            env={**self.get_env(), **self._berth_env()},
+            mounts=[Mount(source=self.format_volume_name(self.user_volume, self), target=self.notebook_dir)],
             user=self.container_user,
-            hostname=self.object_name[:63],
-            gpu_device_ids=list(devices) if self.gpu_exposure == "device-request" else [],
-            ipc_mode=gpu_plan.ipc_mode,
+            folders=list(options.folders or ()),
+            boot_cpu=self.boot_cpu,
+            gpu_device_request=self.gpu_exposure == "device-request",
+            server_name=self.name or None,
         )
 
     async def _ensure_network(self, s) -> str:
-        """The user's bridge network, shared with their kernels (same name and subnets as the service's)."""
-        network = user_network(s.network_prefix, self.user.name, s.site_id)
-        net = await s.runtime.ensure_network(
-            network, {"owner": self.user.name, "site": s.site_id}, subnets=s._subnets(self.user.name)
+        """The user's bridge network, shared with their kernels (the service's name and subnets); the server
+        reaches the hub's API and the Berth service on the host, nothing else there."""
+        return await s.server_network(
+            self.user.name, reach=[self.get_env().get("JUPYTERHUB_API_URL"), self.service_url]
         )
-        # the server reaches the hub's API and the Berth service on the host; nothing else there
-        await s.egress.apply(net, s.site_id, ports_of(self.get_env().get("JUPYTERHUB_API_URL"), self.service_url))
-        return network
 
     async def start(self):
         s = await self.core.open()
@@ -386,27 +358,16 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
         started = time.monotonic()
         try:
             network = await (self._network or self._ensure_network(s))
-            self.object_name = site_scope.container_name(s.site_id, "server", self.user.name, self.subject)
-            leftover = await s.runtime.inspect(self.object_name)
-            if leftover is not None:
-                if not site_scope.belongs_to(leftover.labels, s.site_id):  # another site's, or nobody's: keep
-                    raise EngineError(
-                        site_scope.foreign_message("container", self.object_name, leftover.labels, s.site_id)
-                    )
-                self.log.warning(
-                    "Berth: removing leftover container %s before starting %s", leftover.id[:12], self.subject
-                )
-                await s.runtime.remove(leftover.id)
-            info = await s.runtime.run(await self._spec(s, alloc, network))
+            self.object_name = s.server_container_name(self.user.name, self.subject)
+            info = await s.start_server(self.user.name, self.groups, alloc, await self._container(), network)
             self.object_id = info.id
-            await s._db(s.ledger.mark_running, alloc.id, info.id, image_digest=info.image_id)
             self._phase = "booting"
             url = f"http://{info.ip}:{self.port}{self.server.base_url if self.server else '/'}api"
             waited = await wait_for_http(
                 url, max(5.0, self.start_timeout - (time.monotonic() - started) - 1), alive=self._alive
             )
             if self.boot_cpu > alloc.resources.cpu:  # the boot boost ends: the allocation from now on
-                await s.runtime.update_resources(info.id, alloc.resources)
+                await s.end_server_boost(alloc, info.id)
             self.log.info(
                 "Berth: %s answers at %s (%.1f s to boot, %.1f s in all)",
                 self.subject,
@@ -432,13 +393,7 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
             self._phase = "done"
 
     async def _alive(self):
-        info = await self.core.service.runtime.inspect(self.object_id) if self.object_id else None
-        if info is None:
-            return "the container is gone"
-        if info.running:
-            return True
-        logs = await self.core.service.runtime.logs(info.id, tail=5)
-        return f"exit code {info.exit_code}{' (out of memory)' if info.oom_killed else ''}: {logs.strip()[-400:]}"
+        return await self.core.service.server_alive(self.object_id)
 
     async def progress(self):
         last = None

@@ -1,43 +1,34 @@
-"""What every BerthSpawner of one hub shares: the Berth core (ledger, admission, policies,
-folders, GPUs, the engine) and the spawn queue.
+"""What every BerthSpawner of one hub shares: the Berth facade (ledger, admission, policies,
+folders, GPUs, the engine, opened but never started) and the spawn queue.
 
 The hub process opens the same ledger as the hub's Berth service (``c.BerthService.db_url``
 or ``data_dir`` from the hub's own config, where the demo and docs/admin-hub.md put them):
 a server's allocation is reserved in the same transaction-safe way as a kernel's, so a
 user's servers and kernels count toward one set of totals and the host is never
 oversubscribed, whichever process reserves. It does not *start* a :class:`BerthService`
-(no reconcile, no sampling: the service does those); it uses one as a configured facade
-for what must be decided exactly as the service decides it: ``policy_for`` (config
-policies overlaid with those stored in the ledger), ``folder_mounts``, the GPU assigner and
-``gpu_summary`` (the devices and their free shares, which the form offers), the per-user
-network and the site label.
+(no reconcile, no sampling: the service does those); it opens one
+(:meth:`BerthService.open_for_servers`) and calls its public methods, so the policy, the
+folder mounts, the GPU assignment, the user's network and the site label are decided
+exactly as the service decides them (``jupyter_berth.servers``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
-from datetime import datetime, timedelta, timezone
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from jupyter_berth.admission import Admission
 from jupyter_berth.errors import BerthError, EngineError
-from jupyter_berth.ledger import Ledger
+from jupyter_berth.policy_admin import remaining as remaining_of
 from jupyter_berth.resources import Resources
+from jupyter_berth.servers import NOTICE_REASONS, SERVER_KIND_LABEL
 from jupyter_berth.service import BerthService
 
 from . import queue_metrics
 from .spawn_form import FolderChoice, FormContext, ImageChoice
 from .spawn_form_gpu import GpuOffer
 from .spawn_queue import SpawnQueue
-
-#: Image label that marks single-user server images (``kind=server``).
-SERVER_KIND_LABEL = "io.jupyter.berth.kind=server"
-#: End reasons worth telling the user about on the next spawn form, and for how long.
-NOTICE_REASONS = ("culled", "lifetime", "oom", "lost", "exited", "failed")
-NOTICE_FOR = timedelta(hours=24)
 
 
 class HubCore:
@@ -58,42 +49,16 @@ class HubCore:
         async with self._lock:
             if self._opened:
                 return self.service
-            s = self.service
-            if s.runtime is None:
-                from jupyter_berth.runtime.docker import DockerRuntime
-
-                s.runtime = DockerRuntime()
-            if s.ledger is None:
-                s.ledger = await s._db(Ledger, s.db_url, data_dir=s.data_dir)
-            s.admission = Admission(s.ledger)
-            if not s.site_id:  # the same id BerthService.start computes, so its reconcile owns our servers
-                s.site_id = hashlib.sha256(s.ledger.url.encode()).hexdigest()[:12]
-            await s._discover_gpus()
-            if await s._db(s.ledger.get_node, s.node_name) is None:
-                capacity = await s.refresh_capacity()
-                self.log.info(
-                    "Berth: registered host %s (%s CPU, %s bytes) before the service did",
-                    capacity["node"],
-                    capacity["cpu"],
-                    capacity["mem"],
-                )
-            self.log.info("Berth spawner: ledger %s, site %s, host %s", s.ledger.url, s.site_id, s.node_name)
+            await self.service.open_for_servers()
             self._opened = True
-            return s
+            return self.service
 
     # -- what the form shows ---------------------------------------------------------------------
     async def server_images(self, patterns: list[str], default: str) -> list[ImageChoice]:
         """Server images on the engine (``kind=server``) matching ``patterns``; the default first."""
-        import fnmatch
-
-        found = await self.service.runtime.list_images(label=SERVER_KIND_LABEL)
-        choices = {}
-        for ref, attrs in found:
-            if any(fnmatch.fnmatchcase(ref, p) for p in patterns):
-                labels = (attrs.get("Config") or {}).get("Labels") or {}
-                choices[ref] = ImageChoice(ref, labels.get("io.jupyter.berth.display_name", ""))
-        ordered = sorted(choices.values(), key=lambda c: (c.ref != default, c.ref))
-        return ordered
+        found = await self.service.server_images(patterns)
+        choices = [ImageChoice(ref, display_name) for ref, display_name in found]
+        return sorted(choices, key=lambda c: (c.ref != default, c.ref))
 
     async def folder_choices(self, user: str, groups) -> list[FolderChoice]:
         lister = getattr(self.service, "list_folders", None)
@@ -108,15 +73,7 @@ class HubCore:
 
     async def last_notice(self, user: str, subject: str) -> str | None:
         """Why the user's previous server went away, if it ended abnormally in the last day."""
-        since = datetime.now(timezone.utc) - NOTICE_FOR
-        records = await self.service._db(self.service.ledger.usage_records, since=since, owner=user)
-        mine = [r for r in records if r.kind == "server" and r.subject == subject]
-        if not mine or mine[-1].end_reason not in NOTICE_REASONS:
-            return None
-        last = mine[-1]
-        ended = last.ended_at if last.ended_at.tzinfo else last.ended_at.replace(tzinfo=timezone.utc)
-        when = ended.astimezone(timezone.utc).strftime("%H:%M UTC")
-        return f"Your previous server was stopped at {when}: {last.message or last.end_reason}."
+        return await self.service.server_notice(user, subject)
 
     async def gpu_offer(self) -> GpuOffer:
         """This host's GPUs and their free shares, as the service reports them (``gpu_summary``)."""
@@ -139,13 +96,7 @@ class HubCore:
     ) -> FormContext:
         s = await self.open()
         policy = await s.policy_for(user, groups)
-        summary_usage = await s._db(s.ledger.user_usage, user)
-        remaining = {}
-        for name in ("cpu", "mem", "gpu"):
-            total = getattr(policy, f"total_{name}")
-            remaining[name] = (
-                None if total is None or total == float("inf") else max(0, total - getattr(summary_usage, name))
-            )
+        remaining = remaining_of(policy, await s.user_usage(user))
         images = await self.server_images(patterns, default_image)
         if not any(i.ref == default_image for i in images):
             images = [ImageChoice(default_image, "")] + list(images)

@@ -14,8 +14,6 @@ import inspect
 import math
 from datetime import datetime, timezone
 
-from jupyter_berth.errors import BerthError
-
 
 def duration(seconds: float) -> str:
     """``4 h``, ``1.5 h``, ``20 min``, ``45 s``."""
@@ -35,7 +33,7 @@ class ServerLifecycleMixin:
         status = await super().poll()
         if status is not None:
             if self._allocation is not None:
-                info = await self.core.service.runtime.inspect(self.object_name)
+                info = await self.core.service.server_state(self.object_name)
                 reason, message = (
                     ("oom", "it used more than its memory limit")
                     if info and info.oom_killed
@@ -84,46 +82,15 @@ class ServerLifecycleMixin:
         self.clear_state()
 
     async def _stop_orphan_kernels(self) -> None:
-        """Kernels outlive a stopped server only as orphans nobody can reach or cull: stop them.
-
-        The server shuts its kernels down itself when it gets SIGTERM, through the Berth
-        service; this catches what remains (a server killed at the timeout, a service that
-        was down). Only when the user has no other server running (named servers share kernels'
-        owner, and the ledger cannot tell whose kernel is whose).
-        """
-        s = self.core.service
-        if s.ledger is None:
-            return
-        live = await s._db(s.ledger.live_allocations, owner=self.user.name)
-        if any(a.kind == "server" for a in live):
-            return
-        for alloc in (a for a in live if a.kind == "kernel" and a.node == s.node_name):
-            try:
-                await s._finish(alloc, "server_stopped", stop=True, now=True)
-                self.log.info("Berth: stopped %s's kernel %s with the server", self.user.name, alloc.subject)
-            except BerthError as e:
-                self.log.warning("Berth: could not stop %s's kernel %s: %s", self.user.name, alloc.subject, e.message)
+        """Kernels outlive a stopped server only as orphans nobody can reach or cull: the service stops them."""
+        await self.core.service.stop_orphan_kernels(self.user.name)
 
     async def _release(self, reason: str, message: str, *, remove: bool, now: bool = True) -> None:
         """Stop and remove the container (with a last usage sample), then release the allocation once."""
-        s = self.core.service
         alloc, self._allocation = self._allocation, None
         cid = self.object_id or (alloc.container_id if alloc is not None else None)
-        usage = None
-        if cid and s.runtime is not None:
-            usage = await s.runtime.usage(cid)
-            if remove:
-                await s.runtime.stop(cid, timeout=0 if now else 5)
-                await s.runtime.remove(cid)
+        await self.core.service.release_server(alloc, cid, reason, message, remove=remove, now=now)
         if alloc is not None:
-            await s._db(
-                s.ledger.release,
-                alloc.id,
-                reason,
-                message=message[:500],
-                cpu_seconds=usage.cpu_seconds if usage else None,
-                mem_peak_bytes=usage.mem_peak_bytes if usage else None,
-            )
             self.core.queue.wake()
         self._stop_reason = None
 
@@ -153,8 +120,8 @@ class ServerLifecycleMixin:
         if alloc_id:
             s = await self.core.open()
             self._pending_allocation = None
-            alloc = await s._db(s.ledger.get_allocation, alloc_id)
-            if alloc is not None and alloc.live:
+            alloc = await s.live_server_allocation(alloc_id)
+            if alloc is not None:
                 self._allocation = alloc
                 self._policy = await s.policy_for(self.user.name, self.groups)
 

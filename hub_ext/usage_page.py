@@ -15,6 +15,10 @@ Routes (under the service's prefix, e.g. ``/services/berth/``):
     Prometheus server should scrape with) unless the service's tornado setting
     ``berth_metrics_public`` is true.
 
+The page is rendered from Jinja2 templates (``templates/usage.html``; an admin's
+``c.BerthHubService.template_paths`` come first, see :mod:`.usage_templates`), the
+environment in the tornado setting ``berth_templates`` (Berth's own when absent).
+
 The handlers are mixins over any tornado ``RequestHandler`` base that offers
 ``self.settings["berth_service"]`` (a :class:`~jupyter_berth.service.BerthService`)
 and ``self.berth_identity()`` → ``{"name", "groups", "admin"}`` (raising a
@@ -35,7 +39,7 @@ from jupyter_berth.errors import BerthError, RequestError
 from jupyter_berth.metrics import CONTENT_TYPE
 from jupyter_berth.report_window import day_label, day_number, iso
 
-from . import usage_render
+from . import usage_charts, usage_render
 
 PAGE_PARAMS = ("since", "until", "by", "group")
 EXPORT_PARAMS = ("since", "until", "by", "group", "user", "image")
@@ -99,13 +103,14 @@ class UsagePageMixin(UsageHandlerMixin):
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.finish(
             usage_render.usage_page(
+                self.settings.get("berth_templates"),
                 path=self.request.path,
                 params={"since": since, "until": until, "by": by, "group": group or ""},
                 window=table.window.to_json(),
                 report=table,
                 groups=groups,
                 days=days,
-                per_group=usage_render.group_series(group_rows, days, "cpu_core_hours_used"),
+                per_group=usage_charts.group_series(group_rows, days, "cpu_core_hours_used"),
                 day_rows=per_day.rows,
                 top_users=top,
                 groupings=PAGE_GROUPINGS,
@@ -121,7 +126,7 @@ class UsagePageMixin(UsageHandlerMixin):
             message = self._reason
         self.set_status(status_code)
         self.set_header("Content-Type", "text/html; charset=utf-8")
-        self.finish(usage_render.error_page(status_code, message))
+        self.finish(usage_render.error_page(status_code, message, self.settings.get("berth_templates")))
 
 
 class UsageExportMixin(UsageHandlerMixin):

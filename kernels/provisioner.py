@@ -19,7 +19,6 @@ and absolute paths alike mean the same thing in the kernel as in the server.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 from typing import Any
@@ -27,38 +26,12 @@ from typing import Any
 from jupyter_client.provisioning.provisioner_base import KernelProvisionerBase
 from traitlets import Dict, Unicode
 
-from jupyter_berth.errors import BerthError, RequestError
+from jupyter_berth.errors import BerthError
 from jupyter_berth.resources import Resources
 from jupyter_berth.runtime.base import Mount
+from jupyter_berth.start_request import StartRequest, kernel_env
 
 from .backend import get_backend
-
-#: Environment variables of a start request that carry a parameterized start.
-REQUEST_ENV = ("BERTH_REQUEST", "BERTH_PRESET", "BERTH_IMAGE", "BERTH_FOLDERS")
-#: Variables never passed from the server's environment into a kernel container.
-_HOST_ONLY = {
-    "PATH",
-    "HOME",
-    "PWD",
-    "SHELL",
-    "USER",
-    "LOGNAME",
-    "VIRTUAL_ENV",
-    "PYTHONPATH",
-    "LD_LIBRARY_PATH",
-    "JUPYTER_CONFIG_DIR",
-    "JUPYTER_DATA_DIR",
-    "JUPYTER_RUNTIME_DIR",
-    "JUPYTER_PATH",
-    "TMPDIR",
-    "HOSTNAME",
-    "JUPYTERHUB_API_TOKEN",
-    "JPY_API_TOKEN",
-    "BERTH_SERVICE_URL",
-    "DOCKER_HOST",
-    "PYENV_ROOT",
-}
-_PASS_PREFIXES = ("JPY_", "JUPYTER_", "KERNEL_", "CLICOLOR", "MPLBACKEND", "PYDEVD_")
 
 
 class BerthProvisioner(KernelProvisionerBase):
@@ -96,39 +69,20 @@ class BerthProvisioner(KernelProvisionerBase):
         kwargs.pop("extra_arguments", None)
         # The command runs inside the image (berth-kernel); it is kept for jupyter_client's bookkeeping.
         kwargs = await super().pre_launch(cmd=list(self.kernel_spec.argv), **kwargs)
-        env = kwargs.get("env") or {}
-        request = None
-        if env.get("BERTH_REQUEST"):
-            try:
-                request = json.loads(env["BERTH_REQUEST"])
-            except ValueError as e:
-                raise RequestError("BERTH_REQUEST", f"not valid JSON ({e})") from None
-            if not isinstance(request, dict):
-                raise RequestError("BERTH_REQUEST", 'expected a JSON object such as {"cpu": 2, "mem": "4G"}')
-        folders = None
-        if env.get("BERTH_FOLDERS"):
-            try:
-                folders = json.loads(env["BERTH_FOLDERS"])
-            except ValueError as e:
-                raise RequestError("BERTH_FOLDERS", f"not valid JSON ({e})") from None
-            if not isinstance(folders, list) or not all(isinstance(f, str) for f in folders):
-                raise RequestError("BERTH_FOLDERS", "expected a JSON list of folder names")
+        asked = StartRequest.from_env(kwargs.get("env") or {})  # what the server extension's start put there
         kwargs["berth"] = {
-            "folders": folders,
-            "request": request or (dict(self.resources) or None),
-            "preset": env.get("BERTH_PRESET") or self.preset,
-            "image": env.get("BERTH_IMAGE") or self.image,
+            "folders": asked.folders,
+            "request": asked.request or (dict(self.resources) or None),
+            "preset": asked.preset or self.preset,
+            "image": asked.image or self.image,
         }
         if km is not None and getattr(km, "session", None) is not None:
             kwargs["berth"]["key"] = km.session.key.decode()
         return kwargs
 
     def _kernel_env(self, env: dict) -> dict:
-        out = {
-            k: v
-            for k, v in env.items()
-            if k.startswith(_PASS_PREFIXES) and k not in _HOST_ONLY and k not in REQUEST_ENV
-        }
+        out = kernel_env(env)  # the one allowlist (jupyter_berth.start_request)
+        out.pop("BERTH_NOTICE", None)  # the notice is this provisioner's own, never inherited
         if self._notice:
             out["BERTH_NOTICE"] = self._notice
         return out
@@ -145,7 +99,7 @@ class BerthProvisioner(KernelProvisionerBase):
         berth = kwargs.get("berth") or {}
         cwd = kwargs.get("cwd")
         cwd = os.path.abspath(str(cwd)) if cwd else None
-        start = dict(
+        start = StartRequest(
             kernel_id=self.kernel_id,
             cwd=cwd,
             mounts=self._mounts(cwd),
@@ -154,12 +108,12 @@ class BerthProvisioner(KernelProvisionerBase):
             folders=berth.get("folders") or self._folders,
         )
         if self._grant is not None:  # a restart keeps the same grant, image and address
-            start.update(resources=self._grant[0], image=self._grant[1], ip=self._address)
+            start.resources, start.image, start.ip = self._grant[0], self._grant[1], self._address
         else:
-            start.update(request=berth.get("request"), preset=berth.get("preset"), image=berth.get("image"))
-        self.launch = await backend.start_kernel(**start)
+            start.request, start.preset, start.image = berth.get("request"), berth.get("preset"), berth.get("image")
+        self.launch = await backend.start_kernel(**start.kwargs())
         self._grant = (self.launch.resources, self.launch.image)
-        self._folders = start["folders"]  # a restart mounts the same folders
+        self._folders = start.folders  # a restart mounts the same folders
         self._address = self.launch.connection["ip"]
         self._ended = None
         self._notice = None
@@ -283,7 +237,7 @@ class BerthProvisioner(KernelProvisionerBase):
                 container_id=data["container_id"],
                 image=data["image"],
                 image_digest=data.get("image_digest"),
-                resources=Resources(**data["resources"]),
+                resources=Resources.from_dict(data["resources"]),
                 connection=conn,
             )
             self._grant = (self.launch.resources, self.launch.image)

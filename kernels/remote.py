@@ -40,7 +40,8 @@ from jupyter_berth.errors import EngineError
 from jupyter_berth.resources import Resources
 from jupyter_berth.runtime.base import ContainerInfo
 from jupyter_berth.service import KernelLaunch
-from jupyter_berth.wire import container_from_json, error_from_json, launch_from_json, mount_to_json
+from jupyter_berth.start_request import StartRequest
+from jupyter_berth.wire import container_from_json, error_from_json, launch_from_json
 
 #: Methods that are harmless to repeat when a request was cut off before its answer.
 IDEMPOTENT = ("GET", "PUT", "DELETE")
@@ -170,20 +171,20 @@ class RemoteBackend:
         key: str | None = None,
         folders: list[str] | None = None,
     ) -> KernelLaunch:
-        body = {
-            "kernel_id": kernel_id,
-            "request": request,
-            "preset": preset,
-            "image": image,
-            "cwd": cwd,
-            "mounts": [mount_to_json(m) for m in mounts or []],
-            "env": env or {},
-            "ip": ip,
-            "key": key,
-            "folders": folders,
-            "resources": resources.to_dict() if resources is not None else None,
-        }
-        body = {k: v for k, v in body.items() if v is not None}
+        start = StartRequest(
+            kernel_id=kernel_id,
+            request=request,
+            preset=preset,
+            image=image,
+            folders=folders,
+            cwd=cwd,
+            mounts=list(mounts or []),
+            env=dict(env or {}),
+            ip=ip,
+            key=key,
+            resources=resources,
+        )
+        body = start.to_json()  # the hub's service reads it with StartRequest.from_json
         try:
             return launch_from_json(await self.call("POST", "api/kernels", body))
         except ServiceInterrupted:

@@ -52,7 +52,7 @@ berth images bootstrap --all
 step "configuration in $state"
 mkdir -p "$state"
 chmod 700 "$state"
-cat > "$state/berth_service_config.py" <<EOF
+cat > "$state/jupyter_berth_config.py" <<EOF
 # Written by scripts/hub-demo.sh: the Berth core's settings (ledger, policies), read by the
 # Berth service and, through jupyterhub_config.py, by the hub's BerthSpawner.
 from jupyter_berth.hub.demo_config import configure_berth

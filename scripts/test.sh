@@ -9,7 +9,7 @@ start=$(date +%s)
 step() { printf '\n== %s (%ss)\n' "$*" "$(( $(date +%s) - start ))"; }
 
 step "installing jupyter-berth and test dependencies"
-python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[test,postgres,server,hub,docs]'
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[test,postgres,server,hub,ldap,docs]'
 command -v configurable-http-proxy >/dev/null || npm install -g --silent configurable-http-proxy@5  # JupyterHub's proxy (hub tests)
 
 step "JupyterLab extension: build and unit tests (skipped when unchanged)"
@@ -20,6 +20,11 @@ berth engine up
 
 step "Chromium for the browser tests (Debian's; no browser is ever downloaded)"
 command -v chromium >/dev/null || { apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }
+
+step "Prometheus and OpenLDAP for the dashboard and login tests (Debian's; started by the tests, on loopback)"
+apt_install() { export DEBIAN_FRONTEND=noninteractive; apt-get install -y -q "$@" >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q "$@" >/dev/null; }; }
+command -v prometheus >/dev/null || apt_install prometheus
+{ command -v slapd >/dev/null || [ -x /usr/sbin/slapd ]; } && command -v ldapadd >/dev/null || apt_install slapd ldap-utils
 
 step "kernel and single-user images"
 berth images bootstrap --all

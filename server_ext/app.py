@@ -13,6 +13,7 @@ import os
 
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool
+from traitlets.config import Application
 
 from jupyter_berth.errors import BerthError
 
@@ -24,6 +25,18 @@ class BerthExtensionApp(ExtensionApp):
     sync_kernelspecs = Bool(
         True, config=True, help="Write the Berth kernelspecs (one per offered image and preset) when the server starts."
     )
+
+    def load_config_file(self, suppress_errors: bool = True) -> None:
+        """``jupyter_berth_config`` from the config path (jupyter_server's rule), then ``$BERTH_CONFIG``.
+
+        The same files the ``berth`` command and the hub's Berth service read (jupyter_berth.config_files).
+        """
+        super().load_config_file(suppress_errors)
+        from jupyter_berth.config_files import CONFIG_ENV, named_file
+
+        if os.environ.get(CONFIG_ENV):
+            path = named_file(os.environ[CONFIG_ENV], f"${CONFIG_ENV}")
+            Application.load_config_file(self, os.path.basename(path), path=os.path.dirname(path))
 
     def initialize_settings(self):
         from jupyter_berth.kernels.backend import embedded_service, hub_service_backend

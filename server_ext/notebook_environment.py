@@ -5,9 +5,14 @@ writes the kernel's environment into the notebook's metadata::
 
     "metadata": {"berth": {"environment": {"image": "berth/python:3.11-extra",
                                             "digest": "sha256:…", "display_name": "…",
-                                            "resources": {"cpu": 1.0, "mem": …, …}}}}
+                                            "resources": {"cpu": 1.0, "mem": …, …},
+                                            "language": "R", "kernelspec": "berth-r-4.2-ir",
+                                            "kernel": "ir"}}}
 
-Opening the notebook again, a front end sends ``{image, digest}`` to ``POST
+(``kernel`` names the kernel inside the image, for images inspected when offered; ``null``
+for Berth's own images.)
+
+Opening the notebook again, a front end sends ``{image, digest, kernel, language}`` to ``POST
 berth/api/images/resolve`` and learns whether exactly that image is still offered, was
 retired (and which version is nearest), or is unknown here. Saving from a kernel that is
 not a Berth kernel leaves the metadata as it was.
@@ -36,7 +41,18 @@ def kernel_environment(serverapp, path: str) -> dict | None:
     launch = getattr(getattr(kernels.get_kernel(row[0]), "provisioner", None), "launch", None)
     if launch is None or not getattr(launch, "image", None):
         return None  # not a Berth kernel
-    return {"image": launch.image, "digest": launch.image_digest, "resources": launch.resources.to_dict()}
+    env = {"image": launch.image, "digest": launch.image_digest, "resources": launch.resources.to_dict()}
+    env.update(kernel_identity(kernels.get_kernel(row[0])))
+    return env
+
+
+def kernel_identity(km) -> dict:
+    """The kernel's language, its kernelspec here and, for an image holding several, the kernel inside it."""
+    spec = getattr(km, "kernel_spec", None)
+    if spec is None:
+        return {}
+    inside = ((spec.metadata or {}).get("jupyter_berth") or {}).get("kernel")
+    return {"language": spec.language or None, "kernelspec": km.kernel_name, "kernel": inside}
 
 
 def make_pre_save_hook(serverapp):

@@ -77,7 +77,7 @@ class HubProcess:
         self.site = site or f"t{secrets.token_hex(5)}"
         self.users = list(users)
         self.log_path = self.root / "hub.log"
-        berth_config = self.root / "berth_service_config.py"
+        berth_config = self.root / "jupyter_berth_config.py"
         berth_config.write_text(
             textwrap.dedent(f"""\
             from jupyter_berth.hub.demo_config import configure_berth

@@ -16,7 +16,11 @@ from jupyter_berth.runtime.docker import DockerRuntime
 from jupyter_berth.service import BerthService
 
 BASE = "berth/python:3.11"
-REPO = "berthtest/python"
+#: Each test run names its images in a namespace of its own, so that two runs on one engine (or a
+#: run beside a live hub) never retag or remove each other's images.
+NAMESPACE = f"berthtest-{uuid.uuid4().hex[:8]}"
+REPO = f"{NAMESPACE}/python"
+OFFERED = f"{NAMESPACE}/*"
 CUR, EXTRA, OLD, LATEST = f"{REPO}:3.11", f"{REPO}:3.11-extra", f"{REPO}:3.10", f"{REPO}:latest"
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = {"cpu": 0.25, "mem": "256M"}
@@ -52,9 +56,9 @@ def versions():
         EXTRA,
     )
     yield {"base": base.id, "extra": extra}
-    for image in client.images.list(name=REPO) + client.images.list(name="127.0.0.1:5000/berthtest/python"):
+    for image in client.images.list(name=REPO) + client.images.list(name=f"127.0.0.1:5000/{REPO}"):
         for tag in image.tags:
-            if tag.startswith(("berthtest/", "127.0.0.1:5000/berthtest/")):
+            if tag.startswith((f"{NAMESPACE}/", f"127.0.0.1:5000/{NAMESPACE}/")):
                 try:
                     client.images.remove(tag)
                 except docker.errors.NotFound:
@@ -68,7 +72,7 @@ def service_config(data_dir, **traits) -> Config:
     c.BerthService.data_dir = str(data_dir)
     c.BerthService.sample_interval = 0
     c.BerthService.stop_timeout = 1
-    c.BerthService.offered_images = ["berthtest/*"]
+    c.BerthService.offered_images = [OFFERED]
     c.BerthService.default_image = CUR
     c.BerthService.admin_users = {"admin"}
     c.BerthService.default_policy = {"max_cpu": 2, "max_mem": "2G", "default": SMALL}

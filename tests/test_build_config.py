@@ -20,7 +20,8 @@ import pytest
 
 from jupyter_berth.errors import BerthError
 from jupyter_berth.imagebuild import build_files
-from jupyter_berth.imagebuild.bootstrap import DEFAULT_EXTRA_CA_DIR, HOST_PIP_CONF, bootstrap_image
+from jupyter_berth.imagebuild.bootstrap import DEFAULT_EXTRA_CA_DIR, HOST_PIP_CONF, RECIPES_DIR, bootstrap_image
+from jupyter_berth.imagebuild.environments import RECIPES, build_on_base
 
 
 def test_build_files_are_served_for_the_build_and_gone_after(tmp_path):
@@ -40,6 +41,9 @@ def test_build_files_are_served_for_the_build_and_gone_after(tmp_path):
     env = (fetched / "env.sh").read_text()
     assert f"PIP_CONFIG_FILE={fetched}/pip.conf" in env and f"PIP_CERT={fetched}/ca-bundle.pem" in env
     assert "QUJD" in (fetched / "ca-bundle.pem").read_text()
+    # apt (the R recipe) trusts the same bundle through a config of its own in the fetched folder
+    assert f"APT_CONFIG={fetched}/apt.conf" in env
+    assert f'Acquire::https::CAInfo "{fetched}/ca-bundle.pem";' in (fetched / "apt.conf").read_text()
     # after the build nothing answers; a build without the files goes on without them
     out = subprocess.run(
         [sys.executable, str(script), url, str(tmp_path / "late")], capture_output=True, text=True, check=True
@@ -79,9 +83,9 @@ def _layers_containing(image, needles: dict[str, bytes]) -> dict[str, list[str]]
     return found
 
 
-@pytest.mark.docker
-@pytest.mark.slow
-def test_a_built_image_holds_no_copy_of_the_hosts_pip_conf_or_ca_unless_asked(tmp_path):
+def _build_only_files(tmp_path) -> tuple[str, dict[str, bytes]]:
+    """A pip.conf for the build (the host's, plus a sentinel) and what no layer may hold: the sentinel
+    and a line of each build CA's body (which no Debian bundle has)."""
     ca_files = (
         sorted(p for p in os.listdir(DEFAULT_EXTRA_CA_DIR) if p.endswith(".crt"))
         if os.path.isdir(DEFAULT_EXTRA_CA_DIR)
@@ -92,16 +96,22 @@ def test_a_built_image_holds_no_copy_of_the_hosts_pip_conf_or_ca_unless_asked(tm
     host = open(HOST_PIP_CONF).read() if os.path.isfile(HOST_PIP_CONF) else "[global]\n"
     pip_conf.write_text(f"# {sentinel}\n{host}")
     needles = {"pip.conf": sentinel.encode()}
-    for name in ca_files:  # a line of each build CA's body, which no Debian bundle has
+    for name in ca_files:
         body = [line for line in open(os.path.join(DEFAULT_EXTRA_CA_DIR, name)).read().splitlines() if line][2]
         needles[name] = body.encode()
+    return str(pip_conf), needles
 
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_a_built_image_holds_no_copy_of_the_hosts_pip_conf_or_ca_unless_asked(tmp_path):
+    pip_conf, needles = _build_only_files(tmp_path)
     client = docker.from_env()
     repository, tag = "berth-test/buildconf", uuid.uuid4().hex[:10]
     built = []
     try:
         result = bootstrap_image(
-            repository, tag, progress=lambda _l: None, pip_conf=str(pip_conf), extra_ca_dir=DEFAULT_EXTRA_CA_DIR
+            repository, tag, progress=lambda _l: None, pip_conf=pip_conf, extra_ca_dir=DEFAULT_EXTRA_CA_DIR
         )
         built.append(result.image_id)
         image = client.images.get(result.image_id)
@@ -118,7 +128,7 @@ def test_a_built_image_holds_no_copy_of_the_hosts_pip_conf_or_ca_unless_asked(tm
             repository,
             tag,
             progress=lambda _l: None,
-            pip_conf=str(pip_conf),
+            pip_conf=pip_conf,
             extra_ca_dir=DEFAULT_EXTRA_CA_DIR,
             image_pip_conf=str(wanted),
         )
@@ -134,4 +144,49 @@ def test_a_built_image_holds_no_copy_of_the_hosts_pip_conf_or_ca_unless_asked(tm
                 client.images.remove(image_id, force=True)
             except docker.errors.APIError:
                 pass
+        client.close()
+
+
+#: what each environment recipe must have installed (its kernelspec)
+ENVIRONMENT_CHECKS = {
+    "bash": "/opt/bash-kernel/share/jupyter/kernels/bash/kernel.json",
+    "r": "/usr/share/jupyter/kernels/ir/kernel.json",
+}
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(ENVIRONMENT_CHECKS))
+def test_an_environment_recipe_holds_no_copy_of_the_hosts_pip_conf_or_ca(tmp_path, name):
+    """The R recipe's apt and the Bash recipe's pip reach their sources through the build files
+    (apt trusting the build CA for its one step), and no layer keeps them."""
+    pip_conf, needles = _build_only_files(tmp_path)
+    recipe = RECIPES[name]
+    client = docker.from_env()
+    reference = f"berth-test/buildconf-{name}:{uuid.uuid4().hex[:10]}"
+    try:
+        result = build_on_base(
+            os.path.join(RECIPES_DIR, recipe.folder),
+            reference,
+            buildargs=recipe.buildargs,
+            progress=lambda _l: None,
+            pip_conf=pip_conf,
+            extra_ca_dir=DEFAULT_EXTRA_CA_DIR,
+        )
+        image = client.images.get(result.image_id)
+        assert _layers_containing(image, needles) == {n: [] for n in needles}
+        out = client.containers.run(
+            result.image_id,
+            ["sh", "-c", f"ls /etc/pip.conf /tmp/berth-build 2>&1; cat {ENVIRONMENT_CHECKS[name]}; true"],
+            remove=True,
+            entrypoint=[],
+        )
+        assert out.count(b"No such file") == 2 and b'"argv"' in out, out
+    except BerthError as e:
+        pytest.fail(f"the test image did not build: {e.message}\n{e.log_message}")
+    finally:
+        try:
+            client.images.remove(reference, force=True)
+        except docker.errors.APIError:
+            pass
         client.close()

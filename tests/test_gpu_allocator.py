@@ -175,6 +175,23 @@ def test_declared_gpus_non_shareable_devices_take_no_fractions():
     assert uuids(assign([a, b], {}, 1, shareable=set())) == [a.uuid]  # still handed out whole
 
 
+def test_declared_mig_enabled_parent_is_never_granted_whole():
+    """A MIG-enabled GPU runs work only in its instances: whole grants skip it, however it sorts."""
+    mig, plain = declared(2, mig={0})
+    # before: non-shareable devices sort first for whole requests, and a MIG parent is non-shareable
+    assert uuids(assign([mig, plain], {}, 1)) == [plain.uuid]
+    assert uuids(assign([mig, plain], {}, 1, shareable={plain.uuid})) == [plain.uuid]
+    with pytest.raises(CapacityError) as e:
+        assign([mig, plain], {}, 2)
+    assert "this host has only 1" in e.value.message and e.value.never_fits
+    with pytest.raises(CapacityError) as e:
+        assign([mig], {}, 1)
+    assert "MIG enabled" in e.value.message and "declare the instances" in e.value.message and e.value.never_fits
+    with pytest.raises(CapacityError) as e:  # the plain one busy: wait, not never
+        assign([mig, plain], {plain.uuid: 0.25}, 1)
+    assert "none is entirely free" in e.value.message and not e.value.never_fits
+
+
 def test_declared_mig_enabled_gpu_is_whole_only_by_default():
     a, b = declared(2, mig={0})
     assert uuids(assign([a, b], {}, 0.5)) == [b.uuid]

@@ -193,3 +193,50 @@ def test_nvml_parsing_with_fake_nvml_driver_test_double(monkeypatch):
         "2 NVIDIA GPUs found by NVML (driver 550.54.15, CUDA 12.4); 1 could not be read: device 2"
     )
     assert driver.shutdowns == 1  # NVML is always released
+
+
+def test_declared_nvml_processes_under_mps_are_merged_by_pid_with_fake_nvml_driver_test_double(monkeypatch):
+    """MPS clients appear only in NVML's MPS list; both lists are asked and merged by host PID."""
+    import pynvml
+
+    class Process:
+        def __init__(self, pid, used):
+            self.pid, self.usedGpuMemory = pid, used
+
+    class Memory:
+        total, used = 16 * GiB, 5 * GiB
+
+    class Utilization:
+        gpu = 40
+
+    MiB = 1024**2
+    lists = {
+        "nvmlDeviceGetComputeRunningProcesses": [Process(100, 512 * MiB), Process(200, None)],
+        "nvmlDeviceGetMPSComputeRunningProcesses": [
+            Process(200, 256 * MiB),
+            Process(300, 1024 * MiB),
+            Process(100, None),
+        ],
+    }
+    for name, fn in {
+        "nvmlInit": lambda: None,
+        "nvmlShutdown": lambda: None,
+        "nvmlDeviceGetHandleByUUID": lambda uuid: uuid,
+        "nvmlDeviceGetMemoryInfo": lambda h: Memory(),
+        "nvmlDeviceGetUtilizationRates": lambda h: Utilization(),
+        **{query: (lambda h, found=found: found) for query, found in lists.items()},
+    }.items():
+        monkeypatch.setattr(pynvml, name, fn)
+    (metrics,) = device_metrics(["GPU-declared-mps"]).values()
+    assert sorted((p["pid"], p["used_memory_bytes"]) for p in metrics["processes"]) == [
+        (100, 512 * MiB),  # known from the compute list, unknown in the MPS list: kept
+        (200, 256 * MiB),  # unknown in the compute list, known from the MPS list
+        (300, 1024 * MiB),  # an MPS client only NVML's MPS list shows
+    ]
+
+    def not_supported(handle):
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetMPSComputeRunningProcesses", not_supported)
+    (metrics,) = device_metrics(["GPU-declared-mps"]).values()
+    assert sorted(p["pid"] for p in metrics["processes"]) == [100, 200]  # one list unsupported: the other stays

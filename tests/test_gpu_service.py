@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from jupyter_berth.errors import CapacityError, EngineError
+from jupyter_berth.errors import CapacityError, EngineError, RequestError
 from jupyter_berth.runtime.docker import DockerRuntime
 from jupyter_berth.runtime.hardening import host_config_kwargs
 from jupyter_berth.service import BerthService
@@ -61,7 +61,7 @@ async def test_declared_gpu_quarter_share_container_plan(tmp_path):
         assert device_ids == ["GPU-declared-0000"]
         assert env["NVIDIA_VISIBLE_DEVICES"] == "GPU-declared-0000"
         assert int(env["BERTH_GPU_MEMORY_BYTES"]) == 4 * GiB  # 0.25 × 16 GiB
-        assert env["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.25"
+        assert env["BERTH_JAX_MEMORY_FRACTION"] == "0.25" and "XLA_CLIENT_MEM_FRACTION" not in env
         assert any(m.target == STARTUP_MOUNT and m.read_only for m in mounts)  # framework caps in the kernel
         from jupyter_berth.kernel_launch import KernelConnection, kernel_spec
 
@@ -146,5 +146,57 @@ async def test_declared_gpu_with_mps_gets_host_ipc_only_for_gpu_kernels(tmp_path
         assert host_config_kwargs(spec)["ipc_mode"] == "private"  # no GPU: a private IPC namespace
         spec.gpu_device_ids, spec.ipc_mode = device_ids, plan.ipc_mode
         assert host_config_kwargs(spec)["ipc_mode"] == "host"
+    finally:
+        await service.stop()
+
+
+async def test_declared_gpu_interception_mounts_trait_reaches_the_kernel_container(tmp_path):
+    """gpu_interception_mounts is a real setting: HAMi-core's lock directory is shared read-write."""
+    service = await new_service(
+        tmp_path,
+        gpus=DECLARED,
+        gpu_enforcement="interception",
+        gpu_interception_library="/opt/hami/libvgpu.so",
+        gpu_interception_env={"CUDA_DEVICE_MEMORY_LIMIT": "{memory_mb}m"},
+        gpu_interception_mounts=["/tmp/vgpulock:/tmp/vgpulock", ("/var/lib/hami", "/hami", True)],
+    )
+    try:
+        assert service.gpu_interception_mounts == [
+            ("/tmp/vgpulock", "/tmp/vgpulock", False),
+            ("/var/lib/hami", "/hami", True),
+        ]
+        alloc = await reserve_quarter(service, "k-int")
+        _, env, mounts, plan = service._gpu_container(alloc.gpu_devices)
+        assert plan.mechanism == "interception" and env["LD_PRELOAD"] == "/opt/berth/gpu/libvgpu.so"
+        by_target = {m.target: m for m in mounts}
+        assert by_target["/tmp/vgpulock"].source == "/tmp/vgpulock" and not by_target["/tmp/vgpulock"].read_only
+        assert by_target["/hami"].source == "/var/lib/hami" and by_target["/hami"].read_only
+        assert by_target["/opt/berth/gpu/libvgpu.so"].read_only
+        with pytest.raises(RequestError) as e:
+            service.gpu_interception_mounts = ["vgpulock:/tmp/vgpulock"]
+        assert e.value.field == "gpu_interception_mounts[0]" and "absolute" in e.value.message
+    finally:
+        await service.stop()
+
+
+async def test_declared_gpu_caps_file_follows_the_configured_ipython_startup_dir(tmp_path):
+    """The startup file's mount no longer assumes /home/jovyan for every image."""
+    service = await new_service(tmp_path, gpus=DECLARED)
+    try:
+        alloc = await reserve_quarter(service, "k-home")
+        _, _, mounts, _ = service._gpu_container(alloc.gpu_devices)
+        assert STARTUP_MOUNT == "/home/jovyan/.ipython/profile_default/startup/00-berth-gpu-caps.py"
+        assert [m.target for m in mounts if m.target.endswith("00-berth-gpu-caps.py")] == [STARTUP_MOUNT]
+        service.gpu_caps_startup_dir = "/opt/ipython/profile_default/startup/"
+        _, _, mounts, _ = service._gpu_container(alloc.gpu_devices)
+        caps = [m for m in mounts if m.target.endswith("00-berth-gpu-caps.py")]
+        assert [(m.target, m.read_only) for m in caps] == [
+            ("/opt/ipython/profile_default/startup/00-berth-gpu-caps.py", True)
+        ]
+        with pytest.raises(RequestError) as e:
+            service.gpu_caps_startup_dir = "ipython/startup"
+        assert e.value.field == "gpu_caps_startup_dir"
+        _, _, none_mounts, _ = service._gpu_container([])
+        assert none_mounts == []  # no grant, no caps file
     finally:
         await service.stop()

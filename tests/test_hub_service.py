@@ -61,7 +61,7 @@ class Hub:
         self.hub_api = f"http://127.0.0.1:{self.hub_port}/hub/api/"
         self.proc: subprocess.Popen | None = None
         self.tokens: dict[str, str] = {}
-        (root / "berth_service_config.py").write_text(
+        (root / "jupyter_berth_config.py").write_text(
             textwrap.dedent(f"""
             c.BerthService.data_dir = {str(self.data_dir)!r}
             c.BerthService.site_id = {SITE!r}
@@ -95,7 +95,7 @@ class Hub:
             ]
             c.JupyterHub.services = [
                 {{"name": "{SERVICE}", "url": "http://127.0.0.1:{self.service_port}",
-                  "command": [sys.executable, "-m", "jupyter_berth.hub.service", "--config={root / "berth_service_config.py"}"],
+                  "command": [sys.executable, "-m", "jupyter_berth.hub.service", "--config={root / "jupyter_berth_config.py"}"],
                   "oauth_no_confirm": True}},
                 {{"name": "test-admin", "api_token": {self.admin_token!r}}},
             ]

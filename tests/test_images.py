@@ -2,7 +2,7 @@
 pull, push, build, GC) and the CLI. The REST API is in test_images_api.py.
 
 Real Docker, a real local registry (Debian's docker-registry on 127.0.0.1, brought up by
-scripts/registry-up.sh), real kernels. Every image these tests make is named ``berthtest/*``
+scripts/registry-up.sh), real kernels. Every image these tests make is named ``berthtest-<run>/*``
 (services here offer only that pattern), so no other Berth installation on the engine sees them;
 they are removed at the end.
 """
@@ -29,6 +29,8 @@ from .image_fixtures import (  # noqa: F401  (versions, svc: fixtures)
     CUR,
     EXTRA,
     LATEST,
+    NAMESPACE,
+    OFFERED,
     OLD,
     REPO,
     ROOT,
@@ -245,6 +247,9 @@ async def test_two_versions_run_side_by_side(svc, versions):
         "digest": versions["extra"],
         "display_name": "Python 3.11 (extra)",
         "resources": b.resources.to_dict(),
+        "language": "python",  # an image built FROM Berth's base: one kernel, its kernelspec by image
+        "kernel": None,
+        "kernelspec": image_kernel_name(EXTRA),
     }
     again = await svc.resolve_environment(env["image"], env["digest"])
     assert again["status"] == "available" and again["image"] == EXTRA
@@ -487,9 +492,9 @@ async def test_pull_and_push_through_a_local_registry(svc, versions, registry):
 
     with pytest.raises(NotFoundError, match="not in the registry"):
         await svc.pull_image("admin", (), f"{registry}/{REPO}:no-such-tag-{uid}")
-    plain = f"{registry}/berthtest/notkernel:{uid}"
+    plain = f"{registry}/{NAMESPACE}/notkernel:{uid}"
     _build(client, f"FROM {versions['base']}\nLABEL io.jupyter.berth.kind=base\n", plain)
-    client.images.push(f"{registry}/berthtest/notkernel", tag=uid)
+    client.images.push(f"{registry}/{NAMESPACE}/notkernel", tag=uid)
     client.images.remove(plain)
     with pytest.raises(RequestError, match="not a Berth kernel image"):
         await svc.pull_image("admin", (), plain, tag=f"{REPO}:notkernel-{uid}")
@@ -520,7 +525,7 @@ def test_cli_retire_and_check(tmp_path, versions):
                 "images",
                 *args,
                 f"--data-dir={tmp_path}",
-                "--BerthService.offered_images=berthtest/*",
+                f"--BerthService.offered_images={OFFERED}",
                 f"--BerthService.default_image={CUR}",
             ],
             capture_output=True,

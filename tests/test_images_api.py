@@ -17,7 +17,7 @@ from jupyter_berth import catalog_state
 from jupyter_berth.kernels import backend
 from jupyter_berth.kernelspecs import image_kernel_name
 
-from .image_fixtures import CUR, EXTRA, LATEST, OLD, REPO, ROOT, versions  # noqa: F401  (versions: a fixture)
+from .image_fixtures import CUR, EXTRA, LATEST, OFFERED, OLD, REPO, ROOT, versions  # noqa: F401  (versions: a fixture)
 
 pytestmark = [pytest.mark.docker]
 
@@ -40,7 +40,7 @@ def jp_server_config(tmp_path, monkeypatch, versions, api_admins):
         "BerthService": {
             "data_dir": str(tmp_path / "berth-api"),
             "sample_interval": 0,
-            "offered_images": ["berthtest/*"],
+            "offered_images": [OFFERED],
             "default_image": CUR,
             "admin_users": api_admins,
             "pull_registries": ["127.0.0.1:5000"],

@@ -127,6 +127,13 @@ def test_declared_gpu_whole_only_devices_offer_no_fraction_of_themselves():
     assert "whole only" in _Form(render_form(context(only_b, max_gpu=1, total_gpu=1))).words
 
 
+def test_declared_gpu_mig_enabled_parent_is_offered_neither_whole_nor_in_fractions():
+    mig = (GpuDevice(index=0, uuid="GPU-declared-a", mig_mode=True, **T4), DECLARED[1])
+    bounds = gpu_bounds(offer(free=(1.0, 1.0), devices=mig), policy(max_gpu=2, total_gpu=2), None)
+    assert bounds.whole_max == 1 and bounds.choices()[-1] == 1.0  # only the plain GPU is offered whole
+    assert "1 device is entirely free" in bounds.reasons
+
+
 def test_declared_gpu_nothing_free_offers_no_gpu_and_says_why():
     form = _Form(render_form(context(offer(free=(0.0, 0.0)), max_gpu=1, total_gpu=1)))
     assert form.options == ["0"]
@@ -340,7 +347,8 @@ def test_spawn_form_declared_gpu_quarter_share_reaches_the_container(gpu_hub):
     env = dict(e.split("=", 1) for e in container.attrs["Config"]["Env"])
     assert env["NVIDIA_VISIBLE_DEVICES"] == DEVICE["uuid"]
     assert env["BERTH_GPU_SHARE"] == "0.25" and int(env["BERTH_GPU_MEMORY_BYTES"]) == 4 * GIB  # 0.25 × 16 GiB
-    assert env["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.25" and env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+    assert env["BERTH_JAX_MEMORY_FRACTION"] == "0.25" and env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+    assert "XLA_CLIENT_MEM_FRACTION" not in env  # never both JAX names: the startup file picks one
     assert env["TF_FORCE_GPU_ALLOW_GROWTH"] == "true" and env["BERTH_TORCH_MEMORY_FRACTION"] == "0.25"
     assert "0.25 GPU" in env["BERTH_LIMITS"]
     assert any(m["Destination"] == STARTUP_MOUNT and not m["RW"] for m in container.attrs["Mounts"])

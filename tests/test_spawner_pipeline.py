@@ -243,6 +243,28 @@ async def test_a_cancelled_spawn_leaves_the_queue(ledger):
     cid_task.cancel()
 
 
+def test_an_empty_spawn_the_form_accepts_is_one_admission_accepts(ledger):
+    """The form and admission ask the same policy check: a max_pids of 256 clamps the server's default
+    512 processes (the user asked for nothing), instead of passing the form and being refused by
+    admission with "pids: you asked for 512 processes per kernel"."""
+    ctx = context(max_pids=256)
+    options = resolve_options({}, ctx)
+    assert options.resources.pids == 256
+    alloc = Admission(ledger).reserve(
+        owner="alice",
+        groups=["class-a"],
+        policy=ctx.policy,
+        request=options.resources,
+        kind="server",
+        subject="alice/",
+        image=options.image,
+    )
+    assert alloc.resources.pids == 256
+    with pytest.raises(PolicyError) as e:  # an explicit ask over it is still refused, naming the limit
+        resolve_options({"pids": 512}, ctx)
+    assert e.value.limit == "max_pids" and "for your server" in e.value.message
+
+
 # ---- the single-user image's recipe inputs ---------------------------------------------------------
 def test_singleuser_image_is_built_from_this_source_tree():
     from jupyter_berth.errors import EngineError

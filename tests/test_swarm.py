@@ -116,6 +116,22 @@ def test_gpus_are_named_to_the_container_not_reserved_in_swarm():
     assert "GenericResources" not in whole["TaskTemplate"]["Resources"]["Reservations"]
 
 
+def test_declared_gpu_mps_plan_is_refused_on_swarm_which_has_no_ipc_mode():
+    from jupyter_berth.gpu import GpuDevice, GpuShare, plan
+
+    device = GpuDevice(index=0, uuid="GPU-declared-0", name="declared T4", memory_bytes=16 * GiB, declared=True)
+    mps = plan([GpuShare(device.uuid, 0.25)], [device], "mps")
+    spec = _spec(resources=Resources(cpu=1, mem=GiB, gpu=0.25), gpu_device_ids=mps.device_ids, ipc_mode=mps.ipc_mode)
+    with pytest.raises(RequestError) as e:
+        service_spec(spec, image="x")
+    assert e.value.field == "gpu_enforcement" and "no IPC mode" in e.value.message
+    # interception and framework caps need no IPC mode: they start
+    other = plan([GpuShare(device.uuid, 0.25)], [device], "none")
+    body = service_spec(_spec(gpu_device_ids=other.device_ids, ipc_mode=other.ipc_mode), image="x")
+    assert "NVIDIA_VISIBLE_DEVICES=GPU-declared-0" in body["TaskTemplate"]["ContainerSpec"]["Env"]
+    assert service_spec(_spec(ipc_mode="private"), image="x")["Name"] == "berth-kernel-k-1"
+
+
 def test_image_references_and_task_states():
     assert registry_ref("berth/python:3.11", "reg:5000") == "reg:5000/berth/python:3.11"
     assert registry_ref("other.example/x:1", "reg:5000") == "other.example/x:1"

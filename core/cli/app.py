@@ -18,6 +18,10 @@ from ..errors import BerthError
 def _subcommands() -> dict:
     # Imported lazily so `berth --help` stays fast and one broken area does not break all.
     return {
+        "info": (
+            "jupyter_berth.cli.info_cmd.InfoApp",
+            "Which config files and which ledger the commands use (run it first on a hub host).",
+        ),
         "engine": ("jupyter_berth.cli.engine_cmd.EngineApp", "Start or check the container engine (Docker)."),
         "images": ("jupyter_berth.cli.images_cmd.ImagesApp", "Build (offline) and list kernel images."),
         "db": ("jupyter_berth.cli.db_cmd.DbApp", "Create or upgrade the Berth ledger database."),
@@ -30,6 +34,10 @@ def _subcommands() -> dict:
             "Write Berth kernelspecs (one per image version and preset).",
         ),
         "folders": ("jupyter_berth.cli.folders_cmd.FoldersApp", "Group folders for classes and teams, folder quotas."),
+        "develop": (
+            "jupyter_berth.cli.develop_cmd.DevelopApp",
+            "After pip install -e .: link the lab extension and enable the server extension.",
+        ),
     }
 
 
@@ -44,6 +52,7 @@ class BerthApp(Application):
     berth engine up             # use the running Docker engine, or install and start one
     berth images bootstrap      # build the default kernel image without a registry
     berth db upgrade            # create or migrate the ledger database
+    berth info                  # which config files (jupyter_berth_config.py) and ledger are used
     """
     subcommands = _subcommands()
 

@@ -6,44 +6,32 @@ to the revision this version needs (an SQLite file is copied to
 yourself). ``current`` prints the database's revision and the one needed, and
 exits 1 when they differ.
 
-The database is ``--db-url``, else ``$BERTH_DB_URL``, else the SQLite file
+The database is the deployment's (``c.BerthService.db_url`` / ``data_dir`` in its config files, see
+:mod:`jupyter_berth.cli.command`), or ``--db-url``, else ``$BERTH_DB_URL``, else the SQLite file
 under ``--data-dir`` (``$BERTH_DATA_DIR`` or ``~/.local/share/jupyter-berth``).
 """
 
 from __future__ import annotations
 
-import os
-
-from traitlets import Unicode, default
 from traitlets.config import Application
 
 from .._version import __version__
 from ..ledger import db
+from ..service import BerthService
+from .command import BerthCommand, ledger_settings
 
 
-class DbCommand(Application):
-    """Shared options of the ``berth db`` subcommands."""
+class DbCommand(BerthCommand):
+    """Shared options of the ``berth db`` subcommands: the ledger the deployment's config names."""
 
-    version = __version__
+    classes = [BerthService]
+    aliases = {"db-url": "BerthService.db_url", "data-dir": "BerthService.data_dir"}
 
-    db_url = Unicode(
-        help="""The ledger's database URL, e.g. sqlite:////srv/berth/berth.sqlite or
-        postgresql+psycopg://berth:PASSWORD@db.example.org/berth. Default: $BERTH_DB_URL, else
-        berth.sqlite in the data directory.""",
-    ).tag(config=True)
-
-    @default("db_url")
-    def _default_db_url(self):
-        return os.environ.get("BERTH_DB_URL", "")
-
-    data_dir = Unicode(
-        help="Directory of the default SQLite ledger (default: $BERTH_DATA_DIR or ~/.local/share/jupyter-berth).",
-    ).tag(config=True)
-
-    aliases = {"db-url": "DbCommand.db_url", "data-dir": "DbCommand.data_dir"}
+    def ledger_url(self) -> str:
+        return ledger_settings(self)[0]
 
     def engine(self):
-        return db.make_engine(self.db_url or db.default_url(self.data_dir or None))
+        return db.make_engine(self.ledger_url())
 
 
 class DbUpgradeApp(DbCommand):

@@ -13,6 +13,7 @@ from traitlets.config import Application
 from .._version import __version__
 from ..engine import engine_address, engine_client, ensure_engine
 from ..imagebuild.baseimage import LABEL_PREFIX
+from .command import BerthCommand
 
 
 class BerthCommandApp(Application):
@@ -28,7 +29,7 @@ class BerthCommandApp(Application):
         return self.subapp.start()
 
 
-class EngineUpApp(Application):
+class EngineUpApp(BerthCommand):
     """Use the running Docker engine, or install and start one."""
 
     name = "berth engine up"
@@ -51,7 +52,7 @@ class EngineUpApp(Application):
             print(f"dockerd log: {status.log_path}")
 
 
-class EngineStatusApp(Application):
+class EngineStatusApp(BerthCommand):
     """Show whether the engine answers and what it holds for berth."""
 
     name = "berth engine status"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import os
 
 from traitlets import Bool, Integer, Unicode
 from traitlets.config import Application
@@ -24,27 +23,19 @@ from ..errors import RequestError
 from ..ledger import Ledger
 from ..resources import format_bytes
 from ..service import BerthService
+from .command import BerthCommand
 
 ADMIN = "berth-cli"
-_COMMON = {"data-dir": "BerthService.data_dir", "db-url": "BerthService.db_url", "config": "FolderCommand.config_file"}
+_COMMON = {"data-dir": "BerthService.data_dir", "db-url": "BerthService.db_url"}
 
 
-class FolderCommand(Application):
-    """Shared options: which ledger (``--data-dir``, ``--db-url``) and an optional config file."""
+class FolderCommand(BerthCommand):
+    """Shared options: which ledger (the deployment's config, or ``--data-dir``, ``--db-url``)."""
 
     classes = [BerthService]
-    config_file = Unicode(
-        "", config=True, help="A Python config file to load (e.g. the server's, for BerthService.* settings)."
-    )
     user = Unicode("", config=True, help="Act on this user's folder or quota.")
     group = Unicode("", config=True, help="Act on this group's folder or quota.")
     aliases = {**_COMMON, "user": "FolderCommand.user", "group": "FolderCommand.group"}
-
-    def initialize(self, argv=None):
-        super().initialize(argv)
-        if self.config_file:
-            path = os.path.abspath(self.config_file)
-            self.load_config_file(os.path.basename(path), os.path.dirname(path))
 
     def owner(self, required: bool = True) -> tuple[str, str] | None:
         if bool(self.user) == bool(self.group):

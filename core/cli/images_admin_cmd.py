@@ -1,8 +1,8 @@
 """``berth images offer|hide|default|alias|unalias|retire|pull|push|build|gc|check|history``: the catalog, for admins.
 
 Each subcommand opens the ledger and the engine the Berth service uses (same
-config: ``--db-url``, ``--data-dir``, ``jupyter_server_config.py`` /
-``berth_config.py`` settings of ``c.BerthService``) and calls the service's
+config files, ``jupyter_berth_config.py`` in the Jupyter config path, ``$BERTH_CONFIG`` or
+``--config``, see :mod:`jupyter_berth.cli.command`; ``--db-url``, ``--data-dir``) and calls the service's
 image methods as the local operator: whoever can run this with access to the
 engine is the host's admin, so the current user is added to ``admin_users``.
 Running servers see the change at once (kernel starts read the catalog); their
@@ -17,13 +17,14 @@ import json
 import os
 
 from traitlets import Bool, Unicode
-from traitlets.config import Application
 
 from .._version import __version__
+from ..environments.model import kernels_from_labels
 from ..errors import RequestError
 from ..ledger import Ledger
 from ..runtime.docker import DockerRuntime
 from ..service import BerthService
+from .command import BerthCommand
 
 
 def _print(line: str) -> None:
@@ -39,10 +40,17 @@ def _summary(entry: dict) -> str:
     if entry.get("replacement"):
         flags.append(f"replaced by {entry['replacement']}")
     digest = (entry.get("id") or entry.get("digest") or "")[:19]
-    return f"{entry['ref']}: {', '.join(flags)} ({digest})"
+    lines = [f"{entry['ref']}: {', '.join(flags)} ({digest})"]
+    for k in kernels_from_labels(entry.get("labels") or {}):  # what was found inside an inspected image
+        frameworks = ", ".join(f"{n} {v}" for n, v in sorted((k.get("frameworks") or {}).items()))
+        lines.append(
+            f"  kernel {k['name']}: {k.get('language', '?')} {k.get('language_version', '')}".rstrip()
+            + (f" ({frameworks})" if frameworks else "")
+        )
+    return "\n".join(lines)
 
 
-class CatalogCommand(Application):
+class CatalogCommand(BerthCommand):
     """Shared plumbing: a service on the configured ledger and engine, the operator as admin."""
 
     version = __version__

@@ -14,7 +14,6 @@ import json
 from datetime import datetime, timezone
 
 from traitlets import Bool, Enum, Unicode
-from traitlets.config import Application
 
 from .._version import __version__
 from ..engine import engine_client
@@ -25,11 +24,15 @@ from ..imagebuild.bootstrap import (
     DEFAULT_KERNEL_TAG,
     bootstrap_image,
 )
+from ..imagebuild.environments import ALL as ALL_ENVIRONMENTS
+from ..imagebuild.environments import RECIPES as ENVIRONMENT_RECIPES
+from ..imagebuild.environments import bootstrap_environment
+from .command import BerthCommand
 from .engine_cmd import BerthCommandApp
 from .images_admin_cmd import SUBCOMMANDS, CatalogCommand
 
 
-class ImagesBootstrapApp(Application):
+class ImagesBootstrapApp(BerthCommand):
     """Build the default kernel image without a registry."""
 
     name = "berth images bootstrap"
@@ -43,7 +46,8 @@ class ImagesBootstrapApp(Application):
     examples = """berth images bootstrap
 berth images bootstrap --force
 berth images bootstrap --recipe=singleuser   # the hub's user-server image
-berth images bootstrap --all                 # both
+berth images bootstrap --recipe=r            # an R environment (berth/r:4.2), offered with `berth images offer`
+berth images bootstrap --all                 # the kernel and server images and the test environments
 berth images bootstrap --extra-ca-dir=/etc/company/certs   # the build trusts these
 berth images bootstrap --extra-ca-dir=''     # the build trusts no extra CA
 berth images bootstrap --image-pip-conf=/etc/berth/kernel-pip.conf --image-ca-dir=/etc/berth/kernel-ca
@@ -75,12 +79,19 @@ berth images bootstrap --image-pip-conf=/etc/berth/kernel-pip.conf --image-ca-di
     repository = Unicode(DEFAULT_KERNEL_REPOSITORY, help="Repository name of the built image.").tag(config=True)
     tag = Unicode(DEFAULT_KERNEL_TAG, help="Tag of the built image.").tag(config=True)
     recipe = Enum(
-        ["python", "singleuser"],
+        ["python", "singleuser", *ENVIRONMENT_RECIPES],
         "python",
-        help="What to build: 'python', the kernel image (berth/python:3.11), or 'singleuser', the "
-        "image of a user's server in a hub (berth/singleuser:3.11, built on the kernel image).",
+        help="What to build: 'python', the kernel image (berth/python:3.11), 'singleuser', the "
+        "image of a user's server in a hub (berth/singleuser:3.11, built on the kernel image), or an "
+        "environment in another language or with an ML stack (plain images, offered with `berth images "
+        "offer`): " + ", ".join(f"'{r.name}' ({r.reference})" for r in ENVIRONMENT_RECIPES.values()) + ".",
     ).tag(config=True)
-    all = Bool(False, help="Build every recipe: the kernel image, then the single-user server image.").tag(config=True)
+    all = Bool(
+        False,
+        help="Build the kernel image, the single-user server image and the environments the tests use: "
+        + ", ".join(ALL_ENVIRONMENTS)
+        + ".",
+    ).tag(config=True)
 
     aliases = {
         "extra-ca-dir": "ImagesBootstrapApp.extra_ca_dir",
@@ -96,12 +107,26 @@ berth images bootstrap --image-pip-conf=/etc/berth/kernel-pip.conf --image-ca-di
             {"ImagesBootstrapApp": {"if_missing": True}},
             "Build only when no image exists under that name (any recipe).",
         ),
-        "all": ({"ImagesBootstrapApp": {"all": True}}, "Build the kernel image and the single-user server image."),
+        "all": (
+            {"ImagesBootstrapApp": {"all": True}},
+            "Build the kernel image, the single-user server image and the environments the tests use.",
+        ),
     }
 
     def start(self):
-        recipes = ["python", "singleuser"] if self.all else [self.recipe]
+        recipes = ["python", "singleuser", *ALL_ENVIRONMENTS] if self.all else [self.recipe]
         for recipe in recipes:
+            if recipe in ENVIRONMENT_RECIPES:
+                result = bootstrap_environment(
+                    recipe,
+                    force=self.force,
+                    progress=lambda line: print(line, flush=True),
+                    extra_ca_dir=self.extra_ca_dir or None,
+                    image_pip_conf=self.image_pip_conf or None,
+                    image_ca_dir=self.image_ca_dir or None,
+                )
+                print(f"{result.reference}: {'cached' if result.cached else 'built'} in {result.seconds:.1f} s")
+                continue
             # --all builds the default names; otherwise the singleuser recipe maps the default
             # kernel name to berth/singleuser:3.11 by itself
             result = bootstrap_image(

@@ -9,9 +9,10 @@ from traitlets.config import Application
 
 from ..runtime.docker import DockerRuntime
 from ..service import BerthService
+from .command import BerthCommand
 
 
-class KernelspecsSyncApp(Application):
+class KernelspecsSyncApp(BerthCommand):
     name = "berth kernelspecs sync"
     description = "Write one kernelspec per offered image version and per preset; remove stale Berth kernelspecs."
     kernels_dir = Unicode(

@@ -1,7 +1,7 @@
 """``berth usage``: the usage report on the command line (table, CSV or JSON).
 
-Reads the ledger directly (no engine needed): ``--db-url``, else ``$BERTH_DB_URL``,
-else the SQLite file under ``--data-dir``. The rows are the same as the admin
+Reads the deployment's ledger directly (no engine needed): the one its config files name,
+or ``--db-url``, else ``$BERTH_DB_URL``, else the SQLite file under ``--data-dir``. The rows are the same as the admin
 page's and its CSV/JSON exports (see :mod:`jupyter_berth.reports`).
 """
 
@@ -57,7 +57,7 @@ berth usage --since 7d --by image --format json"""
 
     def start(self):
         fmt = parse_format(self.output_format)
-        ledger = Ledger(self.db_url or None, data_dir=self.data_dir or None, auto_upgrade=False)
+        ledger = Ledger(self.ledger_url(), auto_upgrade=False)
         try:
             report = build_report(
                 ledger,

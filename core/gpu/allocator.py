@@ -13,7 +13,9 @@ share that still fits (partly used devices fill first, whole devices stay free
 for whole requests); ``spread`` picks the one with the *most* free share (less
 contention per kernel). Ties go to the lowest index. Whole requests prefer
 devices that are not shareable (they cannot serve fractions anyway), then low
-indices.
+indices. A MIG-enabled GPU is never granted whole: it runs work only in its MIG
+instances (NVIDIA's MIG user guide), so the kernel would get a device it cannot
+compute on; declare the instances (``MIG-…`` UUIDs) instead.
 
 Shares are counted in integer units of 1/10000 of a device, so repeated
 assign/release (0.1 + 0.2 …) never drifts past 1.0. Refusals raise
@@ -176,6 +178,11 @@ def is_shareable(device: GpuDevice, shareable: set[str] | None) -> bool:
     return device.uuid in shareable
 
 
+def takes_whole_grants(device: GpuDevice) -> bool:
+    """Whether ``device`` may be granted whole: not a MIG-enabled parent (its work runs only in its instances)."""
+    return not device.mig_mode
+
+
 def _assign_fraction(
     devices: list[GpuDevice],
     used: Mapping[str, float],
@@ -224,8 +231,15 @@ def _assign_whole(
     shareable: set[str] | None,
 ) -> list[GpuShare]:
     what = f"{count} whole GPU{'s' if count != 1 else ''}"
+    eligible = [d for d in devices if takes_whole_grants(d)]
+    if not eligible:
+        raise GpuCapacityError(
+            f"asked for {what} but every GPU on this host has MIG enabled, and a MIG-enabled GPU runs work only "
+            "in its MIG instances; ask the admin to declare the instances (MIG-… UUIDs) in c.BerthService.gpus",
+            never_fits=True,
+        )
     by_node: dict[str | None, list[GpuDevice]] = {}
-    for d in devices:
+    for d in eligible:
         by_node.setdefault(d.node, []).append(d)
     largest = max(len(group) for group in by_node.values())
     if count > largest:

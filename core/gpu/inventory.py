@@ -256,13 +256,43 @@ async def discover_async(declared: list[Mapping[str, Any]] | None = None, where:
 # live metrics
 
 
+#: NVML's two process lists: plain CUDA contexts, and the clients of an MPS server (which the
+#: first list does not show; NVML API reference, nvmlDeviceGetMPSComputeRunningProcesses).
+PROCESS_QUERIES = ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetMPSComputeRunningProcesses")
+
+
+def running_processes(pynvml: Any, handle: Any) -> list[dict]:
+    """Compute processes on a device from both NVML lists, merged by PID (host PID namespace).
+
+    A PID in both lists appears once, with the memory NVML could tell (the larger when both tell);
+    ``used_memory_bytes`` is None where neither could (older drivers under MPS). A list the driver
+    does not support is skipped.
+    """
+    merged: dict[int, int | None] = {}
+    for query in PROCESS_QUERIES:
+        function = getattr(pynvml, query, None)
+        if function is None:
+            continue
+        try:
+            found = function(handle)
+        except pynvml.NVMLError:
+            continue
+        for p in found:
+            pid = int(p.pid)
+            used = None if p.usedGpuMemory is None else int(p.usedGpuMemory)
+            known = merged.get(pid)
+            merged[pid] = used if known is None else (known if used is None else max(known, used))
+    return [{"pid": pid, "used_memory_bytes": used} for pid, used in merged.items()]
+
+
 def device_metrics(uuids: Iterable[str]) -> dict[str, dict]:
     """Live use of the named devices via NVML; ``{}`` where there is no NVML.
 
     Per device: ``utilization_percent`` (None if unsupported),
     ``memory_used_bytes``, ``memory_total_bytes`` and ``processes``
-    (``[{pid, used_memory_bytes}]``; PIDs are in the host's PID namespace,
-    ``used_memory_bytes`` is None where the driver cannot tell, e.g. under MPS).
+    (``[{pid, used_memory_bytes}]`` from NVML's compute *and* MPS-client lists,
+    merged by PID; PIDs are in the host's PID namespace, ``used_memory_bytes`` is
+    None where the driver cannot tell).
     A device NVML cannot find or read is left out. Never raises.
     """
     uuids = list(uuids)
@@ -289,13 +319,7 @@ def device_metrics(uuids: Iterable[str]) -> dict[str, dict]:
                 utilization = int(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
             except pynvml.NVMLError:
                 utilization = None
-            try:
-                processes = [
-                    {"pid": int(p.pid), "used_memory_bytes": None if p.usedGpuMemory is None else int(p.usedGpuMemory)}
-                    for p in pynvml.nvmlDeviceGetComputeRunningProcesses(handle)
-                ]
-            except pynvml.NVMLError:
-                processes = []
+            processes = running_processes(pynvml, handle)
             out[uuid] = {
                 "utilization_percent": utilization,
                 "memory_used_bytes": int(memory.used),

@@ -1,11 +1,13 @@
 """GPU memory per kernel, from NVML's list of processes on each device.
 
-NVML names the processes using a device by host PID (``nvmlDeviceGetComputeRunningProcesses``,
-collected by :func:`~jupyter_berth.gpu.inventory.device_metrics` as ``processes``). A process
+NVML names the processes using a device by host PID (``nvmlDeviceGetComputeRunningProcesses``, and
+``nvmlDeviceGetMPSComputeRunningProcesses`` for MPS clients, merged by PID in
+:func:`~jupyter_berth.gpu.inventory.running_processes`, collected by
+:func:`~jupyter_berth.gpu.inventory.device_metrics` as ``processes``). A process
 belongs to the container whose 64-hex id appears in its ``/proc/<pid>/cgroup`` (Docker's
 cgroupfs and systemd layouts, v1 and v2). Summing per container gives each kernel's GPU
-memory. Where the driver cannot tell a process's memory (MPS clients, some drivers) it is
-``None`` and that process counts as zero; where Berth cannot see the host's ``/proc`` (the
+memory. Where the driver cannot tell a process's memory (some drivers, MPS clients on older
+ones) it is ``None`` and that process counts as zero; where Berth cannot see the host's ``/proc`` (the
 service in a container of its own without ``pid: host``), nothing is attributed.
 """
 

@@ -4,16 +4,31 @@
 and ``BERTH_TF_MEMORY_LIMIT_MB`` for a fractional grant; neither framework reads
 them by itself. This file (installed as ``00-berth-gpu-caps.py``) does:
 
-* when PyTorch is imported and CUDA is available, it calls
+* when PyTorch is imported, it queues
   ``torch.cuda.set_per_process_memory_fraction(fraction, device)`` for every
-  visible device;
+  visible device with ``torch.cuda._lazy_call`` (PyTorch's own hook, which its
+  seeding uses too), so the cap is applied when PyTorch first starts CUDA in
+  that process, not at ``import torch``: setting the fraction itself starts
+  CUDA (it calls ``torch.cuda._lazy_init``), and starting CUDA at import would
+  make every torch kernel a CUDA (and, under MPS, an MPS) client and break
+  forked children (PyTorch refuses CUDA in a process forked after CUDA
+  started). A PyTorch without ``_lazy_call`` gets the cap at import;
 * when TensorFlow is imported, it gives every visible GPU one logical device
-  with ``memory_limit`` = the limit in MiB.
+  with ``memory_limit`` = the limit in MiB;
+* at kernel start (environment only, nothing imported), it turns
+  ``BERTH_JAX_MEMORY_FRACTION`` into exactly one of JAX's fraction variables:
+  ``XLA_CLIENT_MEM_FRACTION`` when the image set that name (the deprecated
+  ``XLA_PYTHON_CLIENT_MEM_FRACTION`` is then removed, since current jaxlib refuses
+  both), else ``XLA_PYTHON_CLIENT_MEM_FRACTION``. Processes the kernel starts
+  inherit the result.
 
-It applies the cap right after the user's ``import torch`` / ``import
+It installs the caps right after the user's ``import torch`` / ``import
 tensorflow`` (a post-import hook), not at kernel start: importing either
 framework takes seconds and creating a CUDA context takes device memory, costs
-a kernel that never touches them should not pay. When neither framework is
+a kernel that never touches them should not pay. TensorFlow's logical-device
+setting must be made before TensorFlow initialises its GPUs, so it stays at
+import (whether listing the physical GPUs touches the driver was not checked);
+PyTorch's cap waits for PyTorch's first CUDA use. When neither framework is
 installed, the file only looks for them (``importlib.util.find_spec``) and
 returns. It never stops a kernel from starting: failures become a warning.
 
@@ -28,12 +43,33 @@ Ways to run it in a kernel (the runtime picks one):
 from __future__ import annotations
 
 import os
+import posixpath
 from pathlib import Path
 
 #: Name of the startup file (IPython runs startup files in name order).
 STARTUP_FILENAME = "00-berth-gpu-caps.py"
 #: A suggested read-only mount point inside kernel containers.
 CONTAINER_PATH = "/opt/berth/gpu/" + STARTUP_FILENAME
+#: IPython's startup directory for HOME=/home/jovyan (IPYTHONDIR defaults to $HOME/.ipython).
+DEFAULT_STARTUP_DIR = "/home/jovyan/.ipython/profile_default/startup"
+
+
+def check_startup_dir(path: str) -> str:
+    """Refuse a startup directory that is not an absolute container path; return it normalised."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        from ..errors import RequestError
+
+        raise RequestError(
+            "gpu_caps_startup_dir",
+            f"{path!r} must be an absolute path inside the container, such as {DEFAULT_STARTUP_DIR}",
+        )
+    return posixpath.normpath(path)
+
+
+def startup_mount_target(startup_dir: str) -> str:
+    """Where the caps file is mounted for an IPython startup directory."""
+    return posixpath.join(check_startup_dir(startup_dir), STARTUP_FILENAME)
+
 
 STARTUP_CAPS_SOURCE = r'''"""jupyter-berth: apply this kernel's GPU memory cap to PyTorch and TensorFlow.
 
@@ -51,15 +87,37 @@ def _berth_gpu_caps():
     import sys
     import warnings
 
+    jax_fraction = os.environ.get("BERTH_JAX_MEMORY_FRACTION")
+    if jax_fraction:  # never both names: current jaxlib refuses to start its GPU client then
+        if "XLA_CLIENT_MEM_FRACTION" in os.environ:
+            os.environ["XLA_CLIENT_MEM_FRACTION"] = jax_fraction
+            os.environ.pop("XLA_PYTHON_CLIENT_MEM_FRACTION", None)
+        else:
+            os.environ["XLA_PYTHON_CLIENT_MEM_FRACTION"] = jax_fraction
+
     def warn(what, error):
         warnings.warn(f"jupyter-berth could not apply the {what} GPU memory cap: {error}", RuntimeWarning, stacklevel=2)
 
     def cap_torch(torch):
         fraction = float(os.environ["BERTH_TORCH_MEMORY_FRACTION"])
-        if not torch.cuda.is_available():
-            return
-        for device in range(torch.cuda.device_count()):
-            torch.cuda.set_per_process_memory_fraction(fraction, device)
+        cuda = torch.cuda
+
+        def apply():
+            try:
+                for device in range(cuda.device_count()):
+                    cuda.set_per_process_memory_fraction(fraction, device)
+            except Exception as error:  # raised inside torch's CUDA start it would fail the user's call
+                warn("PyTorch", error)
+
+        # set_per_process_memory_fraction starts CUDA (it calls torch.cuda._lazy_init): at import
+        # that would make every torch kernel a CUDA (and MPS) client and trip PyTorch's rule
+        # against CUDA in forked children. torch.cuda._lazy_call queues the cap to run inside
+        # PyTorch's own CUDA start (or at once if CUDA already started).
+        lazy_call = getattr(cuda, "_lazy_call", None)
+        if callable(lazy_call):
+            lazy_call(apply)
+        elif cuda.is_available():  # a PyTorch without the hook: the cap at import, as before
+            apply()
 
     def cap_tensorflow(tf):
         limit_mb = int(os.environ["BERTH_TF_MEMORY_LIMIT_MB"])

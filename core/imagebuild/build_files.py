@@ -8,7 +8,8 @@ So they are never in the context: :func:`served` serves them over HTTP on the ho
 loopback for the length of the build (builds run on the host network), under a path named
 by a digest of their content, and the one ``RUN`` step that installs packages fetches them
 into ``/tmp/berth-build`` with :data:`FETCH_SCRIPT`, points pip at them (``PIP_CONFIG_FILE``,
-``PIP_CERT``) and removes them before the step ends. No layer holds them.
+``PIP_CERT``) and apt at the CA bundle (``APT_CONFIG``, a config of its own in that folder), and
+removes them before the step ends. No layer holds them.
 
 What kernels use *at run time* (a site's package mirror, extra CA certificates for
 ``%pip install``) is a separate, explicit admin choice: ``berth images bootstrap
@@ -64,6 +65,10 @@ if certs:
             if os.path.exists(path):
                 out.write(open(path, "rb").read() + b"\n")
     env += [f"export PIP_CERT={bundle}", f"export SSL_CERT_FILE={bundle}", f"export REQUESTS_CA_BUNDLE={bundle}"]
+    # apt (a recipe installing Debian packages) trusts the bundle for this step only, through its own config
+    with open(os.path.join(dest, "apt.conf"), "w") as f:
+        f.write(f'Acquire::https::CAInfo "{bundle}";\n')
+    env.append(f"export APT_CONFIG={dest}/apt.conf")
 with open(os.path.join(dest, "env.sh"), "w") as f:
     f.write("\n".join(env) + "\n")
 '''

@@ -119,6 +119,11 @@ def describe_url(url: str | URL) -> str:
     return parsed.render_as_string(hide_password=True)
 
 
+def resolve_url(url: str | None = None, data_dir: str | None = None) -> str:
+    """The ledger a process uses: ``url``, else ``$BERTH_DB_URL``, else SQLite under ``data_dir``."""
+    return url or os.environ.get("BERTH_DB_URL") or default_url(data_dir)
+
+
 def make_engine(url: str | URL, **engine_kwargs: Any) -> Engine:
     """An engine set up for the ledger (see module doc). ``engine_kwargs`` go to ``create_engine``."""
     parsed = normalise_url(url)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
-from ..resources import Resources
+from ..resources import BUILTIN_KINDS, Resources, resource_kinds
 from .models import LIVE_STATES, AllocationRow, NodeRow, ProfileRow, UsageRecordRow, UsageSampleRow
 
 
@@ -69,6 +69,7 @@ class Allocation:
     mem_bytes: int | None
     mem_peak_bytes: int | None
     sampled_at: datetime | None
+    extra: tuple[tuple[str, float], ...] = ()  #: registered resource kinds beyond the built-ins with a column
 
     @property
     def live(self) -> bool:
@@ -77,15 +78,21 @@ class Allocation:
 
     @property
     def resources(self) -> Resources:
-        return Resources(cpu=self.cpu, mem=self.mem, pids=self.pids, shm=self.shm, gpu=self.gpu)
+        return Resources(cpu=self.cpu, mem=self.mem, pids=self.pids, shm=self.shm, gpu=self.gpu, extra=self.extra)
 
     @classmethod
     def from_row(cls, row: AllocationRow) -> Allocation:
+        extra = tuple(
+            (k.name, getattr(row, k.name))
+            for k in resource_kinds()
+            if k.name not in BUILTIN_KINDS and hasattr(AllocationRow, k.name)
+        )
         return snapshot(
             cls,
             row,
             groups=tuple(row.groups or ()),
             gpu_devices=None if row.gpu_devices is None else tuple(row.gpu_devices),
+            extra=tuple(sorted(extra)),
         )
 
 
@@ -159,6 +166,13 @@ class Usage:
     gpu: float = 0.0
     kernels: int = 0
     servers: int = 0
+    extra: tuple[tuple[str, float], ...] = ()  #: sums of registered resource kinds beyond cpu, mem and gpu
+
+    def get(self, kind: str) -> float:
+        """What is in use of a resource kind (0 for a kind the ledger does not total)."""
+        if kind in ("cpu", "mem", "gpu"):
+            return getattr(self, kind)
+        return dict(self.extra).get(kind, 0)
 
     @property
     def count(self) -> int:

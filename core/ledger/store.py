@@ -50,7 +50,7 @@ END_REASONS = ("shutdown", "oom", "lost", "culled", "failed", "lifetime")
 class Ledger:
     """The record of hosts, allocations, usage, policies and profiles.
 
-    ``url`` defaults to ``sqlite:///<data_dir>/berth.sqlite`` (``data_dir``
+    ``url`` defaults to ``$BERTH_DB_URL``, else ``sqlite:///<data_dir>/berth.sqlite`` (``data_dir``
     defaults to ``$BERTH_DATA_DIR`` or ``~/.local/share/jupyter-berth``). On
     start the schema revision is checked (see :func:`db.check_revision`):
     ``auto_upgrade`` creates an empty database and upgrades an SQLite one;
@@ -64,7 +64,7 @@ class Ledger:
         auto_upgrade: bool = True,
         engine_kwargs: Mapping[str, Any] | None = None,
     ):
-        self.engine = db.make_engine(url or db.default_url(data_dir), **dict(engine_kwargs or {}))
+        self.engine = db.make_engine(db.resolve_url(url, data_dir), **dict(engine_kwargs or {}))
         try:
             db.check_revision(self.engine, auto_upgrade=auto_upgrade)
         except BaseException:

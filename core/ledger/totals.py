@@ -8,28 +8,43 @@ for its read-only reports.
 from __future__ import annotations
 
 from sqlalchemy import case, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from .models import LIVE_STATES, AllocationRow
 from .records import Usage
 
 
+def totalled_kinds() -> list:
+    """The resource kinds with a policy total and a column in the allocations table (summed here)."""
+    from ..resources import resource_kinds
+
+    return [
+        k
+        for k in resource_kinds()
+        if k.total_limit and isinstance(getattr(AllocationRow, k.name, None), InstrumentedAttribute)
+    ]
+
+
 def live_usage(session: Session, *, owner: str | None = None, node: str | None = None) -> Usage:
-    """Sum the live allocations of ``owner`` and/or on ``node`` inside ``session``'s transaction."""
+    """Sum the live allocations of ``owner`` and/or on ``node`` inside ``session``'s transaction.
+
+    Every resource kind with a policy total (the registry's ``total_limit``) is summed.
+    """
+    kinds = totalled_kinds()
     is_kernel = case((AllocationRow.kind == "kernel", 1), else_=0)
     stmt = select(
-        func.coalesce(func.sum(AllocationRow.cpu), 0.0),
-        func.coalesce(func.sum(AllocationRow.mem), 0),
-        func.coalesce(func.sum(AllocationRow.gpu), 0.0),
         func.coalesce(func.sum(is_kernel), 0),
         func.count(),
+        *(func.coalesce(func.sum(getattr(AllocationRow, k.name)), 0) for k in kinds),
     ).where(AllocationRow.state.in_(LIVE_STATES))
     if owner is not None:
         stmt = stmt.where(AllocationRow.owner == owner)
     if node is not None:
         stmt = stmt.where(AllocationRow.node == node)
-    cpu, mem, gpu, kernels, count = session.execute(stmt).one()
-    return Usage(cpu=float(cpu), mem=int(mem), gpu=float(gpu), kernels=int(kernels), servers=int(count) - int(kernels))
+    kernels, count, *sums = session.execute(stmt).one()
+    totals = {k.name: (int(v) if k.whole else float(v)) for k, v in zip(kinds, sums)}
+    own = {n: totals.pop(n) for n in ("cpu", "mem", "gpu") if n in totals}
+    return Usage(**own, kernels=int(kernels), servers=int(count) - int(kernels), extra=tuple(sorted(totals.items())))
 
 
 def usage_by_node(session: Session, nodes: list[str] | None = None) -> dict[str, Usage]:

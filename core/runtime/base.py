@@ -81,6 +81,8 @@ class ContainerSpec:
     ip: str | None = None
     #: IPC namespace: ``None`` = a private one; ``"host"`` only for NVIDIA MPS clients (the GPU plan asks)
     ipc_mode: str | None = None
+    #: replaces the image's entrypoint (``None``: keep it); Berth's mounted launcher for images not built on its base
+    entrypoint: list[str] | None = None
 
 
 @dataclass

@@ -17,13 +17,9 @@ import re
 import docker.types
 
 from ..errors import RequestError
+from ..resources import resource_kinds
 from .base import ContainerSpec, Mount
 from .labels import IMAGE_REF, MANAGED, MANAGED_VALUE, key
-
-#: CFS period in microseconds; the quota is ``cpu × CPU_PERIOD``.
-CPU_PERIOD = 100_000
-#: Smallest quota the kernel accepts (1 ms).
-MIN_CPU_QUOTA = 1_000
 
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
 _USER_RE = re.compile(r"^(\d+)(?::(\d+))?$")
@@ -90,20 +86,13 @@ def docker_mount(mount: Mount) -> docker.types.Mount:
     return docker.types.Mount(target=mount.target, source=mount.source, type=kind, read_only=mount.read_only)
 
 
-def cpu_quota(cpu: float) -> int:
-    return max(MIN_CPU_QUOTA, int(round(cpu * CPU_PERIOD)))
-
-
 def host_config_kwargs(spec: ContainerSpec) -> dict:
     """Keyword arguments for docker-py's ``create_host_config`` (hardening included)."""
     res = spec.resources
-    kwargs = dict(
-        mem_limit=res.mem,
-        memswap_limit=res.mem,
-        cpu_period=CPU_PERIOD,
-        cpu_quota=cpu_quota(res.cpu),
-        pids_limit=res.pids,
-        shm_size=res.shm,
+    kwargs = {}
+    for kind in resource_kinds():  # each kind's limits, as the registry maps them to Docker
+        kwargs.update(kind.docker(getattr(res, kind.name)))
+    kwargs.update(
         security_opt=["no-new-privileges"],
         cap_drop=["ALL"],
         privileged=False,
@@ -140,6 +129,7 @@ def create_kwargs(spec: ContainerSpec) -> dict:
     return dict(
         image=spec.image,
         command=list(spec.command) if spec.command else None,
+        entrypoint=list(spec.entrypoint) if spec.entrypoint is not None else None,
         name=spec.name,
         user=validate_user(spec.user),
         environment={str(k): str(v) for k, v in spec.env.items()},
@@ -151,11 +141,9 @@ def create_kwargs(spec: ContainerSpec) -> dict:
 
 
 def update_body(resources) -> dict:
-    """JSON body of ``POST /containers/{id}/update`` for new limits (shm cannot change live)."""
-    return {
-        "CpuPeriod": CPU_PERIOD,
-        "CpuQuota": cpu_quota(resources.cpu),
-        "Memory": resources.mem,
-        "MemorySwap": resources.mem,
-        "PidsLimit": resources.pids,
-    }
+    """JSON body of ``POST /containers/{id}/update`` for new limits (of the kinds that can change live)."""
+    body = {}
+    for kind in resource_kinds():
+        if kind.live:
+            body.update(kind.docker_live(getattr(resources, kind.name)))
+    return body

@@ -32,13 +32,22 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from ..errors import EngineError
-from ..resources import Resources, format_bytes
+from ..resources import Resources, format_bytes, resource_kinds
 from . import cgroups
 
 GROUP = "berth-kernels"
 CPU_PERIOD = 100_000
-_V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids")
-_V2_CONTROLLERS = ("memory", "cpu", "pids")
+
+
+def _v2_controllers() -> tuple[str, ...]:
+    """The cgroup controllers that bound the registered resource kinds (the registry's ``cgroup_controller``)."""
+    return tuple(dict.fromkeys(k.cgroup_controller for k in resource_kinds() if k.cgroup_controller))
+
+
+def _v1_controllers() -> tuple[str, ...]:
+    return (*_v2_controllers(), "cpuacct")  # cpuacct: the usage counters on v1
+
+
 CPU_NOT_BOUNDED = (
     "not enforced: an rlimit cannot hold a process to a CPU share (RLIMIT_CPU only kills after N CPU-seconds)"
 )
@@ -82,7 +91,7 @@ def own_cgroup_paths() -> dict[str, str]:
 def _v1_dirs(layout: cgroups.CgroupLayout, parent: str | None, key: str) -> dict[str, str]:
     own = own_cgroup_paths()
     dirs: dict[str, str] = {}
-    for controller in _V1_CONTROLLERS:
+    for controller in _v1_controllers():
         mount = layout.mounts.get(controller)
         if mount is None:
             continue
@@ -145,7 +154,7 @@ def _v2_dir(layout: cgroups.CgroupLayout, parent: str | None, key: str) -> tuple
 
 def _prepare_v2(top: str) -> list[str]:
     try:
-        controllers = _enable_controllers(top, _V2_CONTROLLERS)
+        controllers = _enable_controllers(top, _v2_controllers())
     except OSError as e:
         if e.errno == errno.EBUSY:
             raise _NoCgroup(
@@ -157,7 +166,7 @@ def _prepare_v2(top: str) -> list[str]:
         raise _NoCgroup(f"cgroup v2: the memory controller is not available in {top}")
     group = os.path.join(top, GROUP)
     os.makedirs(group, exist_ok=True)
-    _enable_controllers(group, _V2_CONTROLLERS)
+    _enable_controllers(group, _v2_controllers())
     return controllers
 
 

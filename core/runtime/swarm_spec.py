@@ -19,6 +19,10 @@ Isolation (design decision 4) as far as the Swarm API of Docker 20.10 (API 1.41)
   ``dockerd`` with ``--no-new-privileges``), memory+swap = memory (Swarm leaves swap at
   the engine default: run nodes without swap) and the IPC mode (the engine default,
   ``private``, is what berth wants). docs/admin-scale-out.md lists these node settings.
+  A spec that needs another IPC mode (``host``: an NVIDIA MPS client, see
+  :mod:`jupyter_berth.gpu.enforcement`) is refused rather than started without it.
+* GPUs reach a Swarm container only through ``NVIDIA_VISIBLE_DEVICES`` (services have no
+  device requests), read by the ``nvidia`` runtime as the node's default runtime.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import RequestError
+from ..resources import resource_kinds
 from .base import ContainerSpec, parse_engine_time
 from .hardening import container_labels, create_kwargs, validate_mount
 from .labels import key
@@ -97,6 +102,13 @@ def service_spec(
     Raises :class:`RequestError` for a spec that breaks the isolation rules.
     """
     checked = create_kwargs(spec)  # validates name, user, image
+    if spec.ipc_mode not in (None, "", "private"):
+        raise RequestError(
+            "gpu_enforcement",
+            f"this container needs the {spec.ipc_mode!r} IPC namespace (an NVIDIA MPS client, gpu_enforcement='mps'), "
+            "which a Swarm service cannot ask for: Docker's service API has no IPC mode. On the Swarm runtime use "
+            "gpu_enforcement='interception' or 'none'",
+        )
     res = spec.resources
     labels = container_labels(spec)
     env = {str(k): str(v) for k, v in spec.env.items()}
@@ -117,16 +129,22 @@ def service_spec(
     }
     if spec.command:
         container["Args"] = list(spec.command)  # Args, not Command: the image's entrypoint (tini) stays
+    if spec.entrypoint is not None:
+        container["Command"] = list(spec.entrypoint)  # Berth's mounted launcher (the folder must exist on every node)
     if spec.working_dir:
         container["Dir"] = spec.working_dir
     if spec.hostname:
         container["Hostname"] = spec.hostname
-    limits = {"NanoCPUs": int(round(res.cpu * 1e9)), "MemoryBytes": int(res.mem), "Pids": int(res.pids)}
+    limits, reservations = {}, {}
+    for kind in resource_kinds():  # each kind's limits (and reservations), as the registry maps them to Swarm
+        limit = kind.swarm(getattr(res, kind.name))
+        limits.update(limit)
+        if kind.swarm_reserved:
+            reservations.update(limit)
     # No Swarm generic-resource reservation for GPUs: Berth's ledger assigns devices (whole or shares)
     # and pins the node. Docker 20.10's constraint enforcer also rejects a *running* task that
     # reserves generic resources whenever its node is updated (a label change, or the node joining
     # an overlay network for the first time) — measured on this project's test swarm.
-    reservations = {"NanoCPUs": limits["NanoCPUs"], "MemoryBytes": limits["MemoryBytes"]}
     placement = list(constraints or [])
     if node_id:
         placement.append(f"node.id=={node_id}")

@@ -51,22 +51,22 @@ SECTIONS = [
     (
         "jupyter_berth.hub",
         "JupyterHub: spawner and Berth service",
-        "``BerthSpawner`` in ``jupyterhub_config.py``; ``BerthHubService`` in the Berth service's config file "
-        "(``--config=berth_service_config.py``).",
+        "``BerthSpawner`` in ``jupyterhub_config.py``; ``BerthHubService`` in the deployment's "
+        "``jupyter_berth_config.py`` (see the configuration page).",
     ),
     (
         "jupyter_berth.cli",
         "Command line",
         "Options of the ``berth`` subcommands (``--name=value`` on the command line; see the CLI reference for which "
-        "command takes which).",
+        "command takes which). Every command also reads ``jupyter_berth_config.py`` (``berth info`` lists the files).",
     ),
     (
         "jupyter_berth",
         "The Berth service (core)",
         "``c.BerthService.…`` is read by every front end that embeds or runs the service: the server extension and "
-        "provisioner in a standalone JupyterLab (``jupyter_server_config.py``), the hub's Berth service "
-        "(``berth_service_config.py``) and the hub itself for the spawner's admission (``load_subconfig`` of the same "
-        "file). ``WarmPool`` and ``SwarmRuntime`` are read by the service too.",
+        "provisioner in a standalone JupyterLab, the hub's Berth service, the ``berth`` command and the hub itself "
+        "for the spawner's admission: all from ``jupyter_berth_config.py`` in the Jupyter config path (the hub through "
+        "``load_subconfig``). ``WarmPool`` and ``SwarmRuntime`` are read by the service too.",
     ),
 ]
 SECTION_ORDER = [

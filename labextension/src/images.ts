@@ -23,7 +23,43 @@ export interface IEnvironment {
   key: string;
   /** what people read: `Python` */
   label: string;
+  /** the language of its (first) kernel, as the catalog says: `python`, `R`, `bash` */
+  language: string;
   versions: IImageVersion[];
+}
+
+/** Environments of one language, as the sidebar's Environment list groups them. */
+export interface ILanguageGroup {
+  /** what people read: `Python`, `R`, `Bash` */
+  label: string;
+  environments: IEnvironment[];
+}
+
+/** An image's language: the catalog's `language` (found inside the image when it was offered), else its label. */
+export function imageLanguage(image: IImage): string {
+  return String(image.language ?? image.label_language ?? 'python') || 'python';
+}
+
+function languageLabel(language: string): string {
+  const known: Record<string, string> = { python: 'Python', r: 'R', bash: 'Bash', julia: 'Julia' };
+  return known[language.toLowerCase()] ?? language.charAt(0).toUpperCase() + language.slice(1);
+}
+
+/** Group environments by language (Python first, then by name), each keeping its order. */
+export function groupByLanguage(envs: IEnvironment[]): ILanguageGroup[] {
+  const byLanguage = new Map<string, ILanguageGroup>();
+  for (const env of envs) {
+    const label = languageLabel(env.language);
+    let group = byLanguage.get(label);
+    if (!group) {
+      group = { label, environments: [] };
+      byLanguage.set(label, group);
+    }
+    group.environments.push(env);
+  }
+  return [...byLanguage.values()].sort((a, b) =>
+    a.label === b.label ? 0 : a.label === 'Python' ? -1 : b.label === 'Python' ? 1 : a.label.localeCompare(b.label)
+  );
 }
 
 /** Split `name:tag` (a registry port is not a tag): `"host:5000/a/b:1.0"` → `["host:5000/a/b", "1.0"]`. */
@@ -42,10 +78,10 @@ export function groupImages(images: IImage[]): IEnvironment[] {
   const byKey = new Map<string, IEnvironment>();
   for (const image of offeredImages(images)) {
     const [key, tag] = splitRef(image.ref);
-    const version = String(image.label_version ?? tag);
+    const version = String(image.version ?? image.label_version ?? tag);
     let env = byKey.get(key);
     if (!env) {
-      env = { key, label: environmentLabel(image, version, key), versions: [] };
+      env = { key, label: environmentLabel(image, version, key), language: imageLanguage(image), versions: [] };
       byKey.set(key, env);
     }
     env.versions.push({ ref: image.ref, version, image });
@@ -88,15 +124,15 @@ export function imageFacts(image: IImage | undefined): { frameworks: string[]; s
   if (!image) {
     return { frameworks: [], size: '', gpu: false, digest: '' };
   }
-  const frameworks = String(image.label_frameworks ?? '')
-    .split(',')
+  // the catalog's list (`frameworks`: found inside the image, or its label), else the raw label
+  const frameworks = (Array.isArray(image.frameworks) ? image.frameworks.map(String) : String(image.label_frameworks ?? '').split(','))
     .map(s => s.trim())
     .filter(Boolean);
   const digest = String(image.digest ?? '');
   return {
     frameworks,
     size: image.size ? formatBytes(image.size) : '',
-    gpu: String(image.label_gpu ?? 'false').toLowerCase() === 'true',
+    gpu: image.gpu === true || String(image.label_gpu ?? 'false').toLowerCase() === 'true',
     digest: digest.replace(/^.*@/, '').slice(0, 19)
   };
 }

@@ -21,7 +21,7 @@ import {
   overQuota,
   parseSize
 } from '../src/format';
-import { compareVersions, groupImages, imageFacts, splitRef } from '../src/images';
+import { compareVersions, groupByLanguage, groupImages, imageFacts, splitRef } from '../src/images';
 import type { IGpus, IImage } from '../src/types';
 
 describe('formatBytes', () => {
@@ -170,6 +170,24 @@ describe('images', () => {
     expect(splitRef('localhost:5000/lab/torch:2.1')).toEqual(['localhost:5000/lab/torch', '2.1']);
     expect(splitRef('localhost:5000/lab/torch')).toEqual(['localhost:5000/lab/torch', 'latest']);
     expect(compareVersions('3.10', '3.9')).toBeGreaterThan(0);
+  });
+  it('groups environments by language, Python first, with the frameworks found inside each version', () => {
+    const catalog: IImage[] = [
+      ...IMAGES,
+      { ref: 'berth/r:4.2', display_name: 'R 4.2 (IRkernel)', language: 'R', frameworks: ['IRkernel 1.3.2'] },
+      { ref: 'berth/bash:5.2', display_name: 'Bash', language: 'bash', frameworks: ['bash_kernel 0.10.0'] },
+      { ref: 'berth/scipy:2024.1', display_name: 'SciPy stack 2024.1', language: 'python', version: '2024.1', gpu: false, frameworks: ['numpy 1.26.4'] },
+      { ref: 'berth/scipy:2025.1', display_name: 'SciPy stack 2025.1', language: 'python', frameworks: ['numpy 2.2.6'] }
+    ];
+    const groups = groupByLanguage(groupImages(catalog));
+    expect(groups.map(g => g.label)).toEqual(['Python', 'Bash', 'R']);
+    expect(groups[0].environments.map(e => e.label)).toEqual(['Python', 'PyTorch', 'SciPy stack']);
+    const scipy = groups[0].environments[2];
+    expect(scipy.versions.map(v => [v.version, imageFacts(v.image).frameworks])).toEqual([
+      ['2025.1', ['numpy 2.2.6']],
+      ['2024.1', ['numpy 1.26.4']]
+    ]);
+    expect(groups[2].environments[0].versions[0].ref).toBe('berth/r:4.2');
   });
   it('lists frameworks, size and GPU support', () => {
     expect(imageFacts(IMAGES[0])).toEqual({ frameworks: ['ipykernel 7.4.0', 'ipython 9.18.1'], size: '309 MiB', gpu: false, digest: 'sha256:0c220c57603f' });

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 
 from jupyter_berth.errors import RequestError
+from jupyter_berth.kernelspecs import kernelspec_for_answer
 
 from .base import BerthHandler, authorized, web
 
@@ -192,9 +193,13 @@ class ImageResolveHandler(ImagesBase):
     @web.authenticated
     @authorized
     async def post(self):
-        body = _fields(self.json_object(), {"image": str, "digest": str}, ("image",))
+        body = _fields(self.json_object(), {"image": str, "digest": str, "kernel": str, "language": str}, ("image",))
         service = await self.berth.service()
-        self.write_json(await service.resolve_environment(body["image"], body.get("digest")))
+        answer = await service.resolve_environment(body["image"], body.get("digest"))
+        if "kernel" in body or "language" in body:  # which kernelspec runs that kernel (or one in its language)
+            view = await service.images()
+            answer["kernelspec"] = kernelspec_for_answer(view, answer, body.get("kernel"), body.get("language"))
+        self.write_json(answer)
 
 
 class KernelEnvironmentHandler(ImagesBase):

@@ -6,7 +6,6 @@ service), so they stay in the user's server in hub mode too; the list is the ser
 
 from __future__ import annotations
 
-import json
 import posixpath
 import uuid
 
@@ -14,45 +13,16 @@ from jupyter_client.kernelspec import NoSuchKernel
 from jupyter_core.utils import ensure_async
 
 from jupyter_berth import catalog
-from jupyter_berth.errors import NotFoundError, RequestError
-from jupyter_berth.kernelspecs import image_kernel_name, preset_kernel_name
-from jupyter_berth.resources import Resources
+from jupyter_berth.errors import NotFoundError
+from jupyter_berth.kernelspecs import image_kernel_name, kernelspec_for, preset_kernel_name
+from jupyter_berth.start_request import StartRequest
 
 from .base import BerthHandler, authorized, web
 
-START_FIELDS = {"image", "resources", "folders", "preset", "path"}
 
-
-def parse_start(body: dict) -> dict:
-    """Validate a start request; every refusal names the field and the accepted form."""
-    unknown = set(body) - START_FIELDS
-    if unknown:
-        raise RequestError(sorted(unknown)[0], f"unknown field; a start request has {', '.join(sorted(START_FIELDS))}")
-    out = {}
-    image = body.get("image")
-    if image is not None:
-        out["image"] = catalog.validate_ref(image)
-    resources = body.get("resources")
-    if resources is not None:
-        if not isinstance(resources, dict):
-            raise RequestError("resources", 'expected an object such as {"cpu": 2, "mem": "4G", "gpu": 0.25}')
-        Resources.parse(resources)  # 400 naming the field, before anything starts
-        out["resources"] = resources
-    folders = body.get("folders")
-    if folders is not None:
-        if not isinstance(folders, list) or not all(isinstance(f, str) and f for f in folders):
-            raise RequestError("folders", "expected a list of folder names")
-        out["folders"] = folders
-    preset = body.get("preset")
-    if preset is not None:
-        if not isinstance(preset, str) or not preset:
-            raise RequestError("preset", "expected a preset name")
-        out["preset"] = preset
-    path = body.get("path", "")
-    if not isinstance(path, str) or "\x00" in path or any(part == ".." for part in path.split("/")):
-        raise RequestError("path", "expected a path inside the server's root such as 'project/analysis.ipynb'")
-    out["path"] = path
-    return out
+def parse_start(body) -> tuple[StartRequest, str]:
+    """The sidebar's start body → the request and the notebook's path (every refusal names the field)."""
+    return StartRequest.from_sidebar_json(body)
 
 
 class KernelsHandler(BerthHandler):
@@ -67,19 +37,11 @@ class KernelsHandler(BerthHandler):
     @web.authenticated
     @authorized
     async def post(self):
-        start = parse_start(self.json_object())
+        start, path = parse_start(self.json_object())
         kernel_name = await self.kernel_name(start)
-        env = {}
-        if "resources" in start:
-            env["BERTH_REQUEST"] = json.dumps(start["resources"])
-        if "image" in start:
-            env["BERTH_IMAGE"] = start["image"]
-        if "preset" in start:
-            env["BERTH_PRESET"] = start["preset"]
-        if "folders" in start:
-            env["BERTH_FOLDERS"] = json.dumps(start["folders"])
+        env = start.to_env()  # the provisioner reads it back with StartRequest.from_env
         km = self.berth.kernel_manager
-        directory = posixpath.dirname(start["path"]) if start["path"].endswith(".ipynb") else start["path"]
+        directory = posixpath.dirname(path) if path.endswith(".ipynb") else path
         kernel_id = str(uuid.uuid4())
         try:
             await ensure_async(km.start_kernel(kernel_id=kernel_id, kernel_name=kernel_name, path=directory, env=env))
@@ -101,32 +63,42 @@ class KernelsHandler(BerthHandler):
         self.set_header("Location", f"{self.base_url}api/kernels/{kernel_id}")
         self.write_json(model, status=201)
 
-    async def kernel_name(self, start: dict) -> str:
+    async def kernel_name(self, start: StartRequest) -> str:
         """The kernelspec a start runs under: the preset's, else the image's (the default image's when none).
 
         Standalone the embedded service checks the names first (404 naming what is offered); in
         hub mode the hub's service checks them when the provisioner starts the kernel.
         """
-        remote, image = self.berth.remote, None
-        if "preset" in start:
+        remote, image, info = self.berth.remote, None, None
+        if start.preset is not None:
+            name, what = preset_kernel_name(start.preset), f"preset {start.preset!r}"
             if remote is None:
-                (await self.berth.service()).preset(start["preset"])  # 404 naming the known presets
-            name, what = preset_kernel_name(start["preset"]), f"preset {start['preset']!r}"
+                service = await self.berth.service()
+                preset = service.preset(start.preset)  # 404 naming the known presets
+                info = next(
+                    (i for i in await service.images() if i.ref == (preset.image or service.default_image)), None
+                )
+                if info is not None:
+                    name = kernelspec_for(name, info.labels, start.kernel)
         else:
-            image = start.get("image")
+            image = start.image
             if remote is None:
                 service = await self.berth.service()
                 image = image or service.default_image
-                catalog.find(await service.images(), image)  # 404 naming the offered images
+                info = catalog.find(await service.images(), image)  # 404 naming the offered images
             elif image is None:
                 image = (await remote.call("GET", "berth/api/images", retry=False))["default"]
             name, what = image_kernel_name(image), f"image {image}"
+            if info is not None:
+                name = kernelspec_for(name, info.labels, start.kernel)
         ksm = self.berth.kernel_manager.kernel_spec_manager
+        if remote is not None and info is None:  # hub mode: an image with several kernels, from this server's specs
+            name = await self.kernel_inside(ksm, name, start.kernel)
         try:
             await ensure_async(ksm.get_kernel_spec(name))
         except NoSuchKernel:
             if remote is not None:
-                await self.check_with_hub(remote, start.get("preset"), image)
+                await self.check_with_hub(remote, start.preset, image)
             raise NotFoundError(
                 f"this server has no kernelspec {name!r} for {what}; "
                 + (
@@ -138,6 +110,25 @@ class KernelsHandler(BerthHandler):
                 )
             ) from None
         return name
+
+    @staticmethod
+    async def kernel_inside(ksm, name: str, kernel: str | None) -> str:
+        """``name`` itself, or the kernelspec ``<name>-<kernel>`` of an image inspected when offered (its
+        ``python3``, else its first kernel when none is asked), as the synced kernelspecs say."""
+        specs = await ensure_async(ksm.get_all_specs())
+        if name in specs:
+            return name
+        inside = {
+            (spec.get("spec", {}).get("metadata") or {}).get("jupyter_berth", {}).get("kernel"): n
+            for n, spec in sorted(specs.items())
+            if n.startswith(name + "-")
+        }
+        inside.pop(None, None)
+        if kernel:
+            if kernel not in inside:
+                raise NotFoundError(f"the image has no kernel {kernel!r}; it offers: {', '.join(inside) or 'none'}")
+            return inside[kernel]
+        return inside.get("python3") or next(iter(inside.values()), name)
 
     @staticmethod
     async def check_with_hub(remote, preset: str | None, image: str | None) -> None:

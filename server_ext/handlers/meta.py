@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import pathlib
 
-from jupyter_berth._version import __version__
+from jupyter_berth import __version__
 from jupyter_berth.errors import NotFoundError, RequestError
+from jupyter_berth.resources import kinds_json
 
 from .base import HTTP_METHODS, BerthHandler, authorized, web
 
@@ -71,24 +72,15 @@ class InfoHandler(BerthHandler):
     @authorized
     async def get(self):
         service = await self.berth.service()
-        engine = {"state": "up"}
-        try:
-            engine.update(await service.runtime.ping())
-        except Exception as e:  # noqa: BLE001 - report the engine's state, whatever it is
-            engine = {"state": "down", "message": getattr(e, "message", str(e))}
-        # runtime: "docker", "swarm" or "process"; isolation: "container", or "none" for process kernels (no
-        # container: limits only, as "limits" says: "cgroup v1", "cgroup v2" or "rlimit"; see docs/binder.md)
-        isolation = getattr(service.runtime, "isolation", "container")
         self.write_json(
             {
                 "mode": "hub" if self.berth.extra.get("hub") else "standalone",
                 "user": self.berth.user,
                 "groups": list(self.berth.groups),
                 "version": __version__,
-                "runtime": getattr(service.runtime, "name", None),
-                "isolation": isolation,
-                "limits": engine.get("limits") or ("container" if isolation == "container" else None),
-                "engine": {k: engine.get(k) for k in ("state", "message", "version", "ncpu", "mem")},
+                # runtime: "docker", "swarm" or "process"; isolation: "container", or "none" (process kernels)
+                **await service.engine_info(),
+                "resources": kinds_json(),  # the resource kinds a request may name (jupyter_berth.resources)
             }
         )
 

@@ -17,7 +17,7 @@ import {
   MiB,
   overQuota
 } from '../format';
-import { groupImages, imageFacts, splitRef } from '../images';
+import { groupByLanguage, groupImages, imageFacts, splitRef } from '../images';
 import { BerthModel } from '../model';
 import type { IChoice, IPreset, IResources } from '../types';
 import { Section, SliderField, useId } from './controls';
@@ -103,10 +103,14 @@ export function EnvironmentSection(props: IChoiceFormProps): JSX.Element {
           data-testid="berth-image-env"
         >
           {envs.length === 0 && <option value="">The server's default image</option>}
-          {envs.map(e => (
-            <option key={e.key} value={e.key}>
-              {e.label}
-            </option>
+          {groupByLanguage(envs).map(g => (
+            <optgroup key={g.label} label={g.label}>
+              {g.environments.map(e => (
+                <option key={e.key} value={e.key}>
+                  {e.label}
+                </option>
+              ))}
+            </optgroup>
           ))}
         </select>
       </div>
