@@ -7,6 +7,7 @@ server's orphans go through :func:`finish` too, so a kernel is released the same
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import secrets
 from datetime import datetime, timedelta, timezone
@@ -69,6 +70,7 @@ async def start_kernel(
         s, policy, lambda queue_id: reserve(queue_id=queue_id), owner=user, subject=kernel_id, request=resources,
         log=s.log,
     )  # fmt: skip
+    container = None
     try:
         connection = KernelConnection(key=key or secrets.token_hex(32))
         network = await s._user_network(user)
@@ -107,6 +109,9 @@ async def start_kernel(
         await s._db(s.ledger.mark_running, alloc.id, container.id, image_digest=info.digest)
     except BaseException as e:
         reason = "failed" if isinstance(e, Exception) else "cancelled"
+        if container is not None:  # e.g. stopped by its user while starting: no container without a grant
+            with contextlib.suppress(BerthError):
+                await s.runtime.remove(container.id)
         await s._db(s.ledger.release, alloc.id, reason, message=getattr(e, "message", str(e))[:500])
         raise
     s.log.info("Started kernel %s for %s: %s on %s (%s)", kernel_id, user, image, container.ip, resources.describe())
@@ -127,7 +132,20 @@ async def ended_message(s, user: str, kernel_id: str) -> str:
     records = [r for r in await s._db(s.ledger.usage_records, since=since, owner=user) if r.subject == kernel_id]
     if records and records[-1].end_reason in RULE_END_REASONS and records[-1].message:
         return f"kernel {kernel_id} is no longer running: {records[-1].message}"
+    if records and records[-1].message:  # e.g. released on the engine's word before the server asked
+        return f"no running kernel {kernel_id!r} of yours; it ended: {records[-1].message}"
     return f"no running kernel {kernel_id!r} of yours"
+
+
+async def recently_ended(s, user: str, kernel_id: str) -> tuple[str, str] | None:
+    """``(reason, message)`` of a kernel released in the last minutes (e.g. on the engine's word,
+    core/engine_events.py, before its server noticed), or None."""
+    since = datetime.now(timezone.utc) - timedelta(minutes=10)
+    records = await s._db(s.ledger.usage_records, since=since, owner=user)
+    ended = [r for r in records if r.subject == kernel_id and r.kind == "kernel"]
+    if not ended:
+        return None
+    return ended[-1].end_reason, ended[-1].message or f"the kernel ended ({ended[-1].end_reason})"
 
 
 async def finish(s, alloc, reason: str, *, stop: bool, now: bool = False, why: str | None = None) -> tuple[str, str]:

@@ -17,7 +17,8 @@ import fnmatch
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from .errors import BerthError
+from .errors import BerthError, EngineError
+from .runtime import site_scope
 from .runtime.base import ContainerInfo, ContainerSpec, Mount
 from .runtime.labels import make_labels
 
@@ -34,7 +35,7 @@ NOTICE_FOR = timedelta(hours=24)
 class ServerContainer:
     """What the spawner decides about a server's container (the rest is the allocation's)."""
 
-    name: str  #: container name (DockerSpawner's ``object_name``)
+    name: str  #: container name (DockerSpawner's ``object_name``; BerthService.server_container_name)
     image: str
     command: list[str]
     env: dict[str, str]
@@ -109,9 +110,16 @@ async def start_server(s, user: str, groups, alloc, container: ServerContainer, 
     """Run the admitted server's container (a leftover of the same name is removed first); mark it running."""
     leftover = await s.runtime.inspect(container.name)
     if leftover is not None:
+        if not site_scope.belongs_to(leftover.labels, s.site_id):  # another site's, or nobody's: keep it
+            raise EngineError(site_scope.foreign_message("container", container.name, leftover.labels, s.site_id))
         s.log.warning("Berth: removing leftover container %s before starting %s", leftover.id[:12], alloc.subject)
         await s.runtime.remove(leftover.id)
-    mounts = list(container.mounts)
+    mounts = []
+    for m in container.mounts:  # the user's named volume: made with this site's label (refused if another's)
+        source = m.source
+        if not source.startswith("/"):
+            source = await s.runtime.ensure_volume(source, {"owner": user, "site": s.site_id})
+        mounts.append(Mount(source=source, target=m.target, read_only=m.read_only))
     if container.folders:
         mounts += await s.folder_mounts(user, groups, list(container.folders))
     devices, gpu_env, gpu_mounts, gpu_plan = s._gpu_container(alloc.gpu_devices)

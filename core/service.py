@@ -18,11 +18,12 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from traitlets import Dict, Enum, Float, Instance, Integer, List, Unicode, default
+from traitlets import Bool, Dict, Enum, Float, Instance, Integer, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from . import catalog, kernel_lifecycle, policy_admin, reconcile, runtime_choice, servers, swarm_nodes
 from .admission import Admission
+from .engine_events import EngineEvents
 from .environments.manager import EnvironmentManager, store_dir
 from .errors import BerthError, NotFoundError, PolicyError
 from .jobs import Job, JobManager
@@ -30,7 +31,9 @@ from .kernel_launch import KernelLaunch, exit_message, user_network, user_subnet
 from .ledger import Ledger
 from .policies import PolicySpec
 from .resources import Preset, Resources, find_preset
+from .runtime import site_scope
 from .runtime.base import ContainerInfo, Mount, Runtime
+from .runtime.egress import EgressPolicy, ports_of
 from .service_folders import FoldersMixin
 from .service_gpus import GpuMixin
 from .service_images import ImagesMixin
@@ -121,11 +124,24 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         "'process' (local processes of this user: limits but NO isolation; c.ProcessRuntime.*, "
         "docs/binder.md) or 'auto': docker when an engine answers, else process.",
     )
+    follow_engine_events = Bool(
+        True,
+        config=True,
+        help="Follow the Docker engine's events, so that a kernel or server whose container dies, is killed "
+        "or removed outside Berth is released within seconds, with the reason in its usage record "
+        "(core/engine_events.py). Docker runtime only.",
+    )
     engine_probe_timeout = Float(
         2.0, config=True, help="Seconds runtime_kind='auto' waits for the Docker engine to answer."
     )
     runtime = Instance(Runtime, allow_none=True)
     ledger = Instance(Ledger, allow_none=True)
+    #: Where kernels and servers may connect to (c.EgressPolicy.*, core/runtime/egress.py).
+    egress = Instance(EgressPolicy)
+
+    @default("egress")
+    def _egress_default(self):
+        return EgressPolicy(parent=self)
 
     def __init__(self, **kw):
         super().__init__(**kw)
@@ -135,6 +151,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         self._started = False
         self._pool: WarmPool | None = None
         self.jobs = JobManager(self, parent=self)  #: batch jobs (c.JobManager.*; core/jobs)
+        self._events: EngineEvents | None = None
         self._presets = {name: Preset.parse(name, spec) for name, spec in self.presets.items()}
         #: any image with a Jupyter kernel: inspected when offered, started through Berth's mounted launcher
         self.environments = EnvironmentManager(
@@ -190,6 +207,9 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         result = await self.reconcile()
         if self._pool is not None:
             await self._pool.start()
+        if self.follow_engine_events and self.runtime.name == "docker":
+            self._events = EngineEvents(self)
+            self._events.start()
         if self.sample_interval > 0:
             self._sampler = asyncio.ensure_future(self._sample_loop())
         if self._multi_node and getattr(self.runtime, "refresh_interval", 0) > 0:
@@ -199,6 +219,9 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
 
     async def stop(self) -> None:
         """Stop background work. Running kernels keep running; a restart adopts them."""
+        if self._events is not None:
+            await self._events.stop()
+            self._events = None
         if self._sampler:
             self._sampler.cancel()
             self._sampler = None
@@ -292,9 +315,15 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
     def _subnets(self, user: str) -> list[str]:
         return user_subnets(user, self.user_subnets, self.user_subnet_prefix)
 
-    async def _user_network(self, user: str) -> str:
-        name = user_network(self.network_prefix, user)
-        await self.runtime.ensure_network(name, {"owner": user, "site": self.site_id}, subnets=self._subnets(user))
+    async def _user_network(self, user: str, ports: list[int] | None = None) -> str:
+        """The user's network on this site, made if missing and put under the egress policy, letting
+        ``ports`` on the host through (default: the hub API's and this service's)."""
+        name = user_network(self.network_prefix, user, self.site_id)
+        net = await self.runtime.ensure_network(
+            name, {"owner": user, "site": self.site_id}, subnets=self._subnets(user)
+        )
+        if self.runtime.name == "docker":
+            await self.egress.apply(net, self.site_id, self.egress.default_ports() if ports is None else ports)
         return name
 
     async def start_kernel(
@@ -379,8 +408,15 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         return await kernel_lifecycle.finish(self, alloc, reason, stop=stop, now=now, why=why)
 
     async def kernel_ended(self, user: str, kernel_id: str) -> tuple[str, str]:
-        """The kernel's container exited or vanished on its own: account and release."""
-        alloc = await self._own_allocation(user, kernel_id)
+        """The kernel's container exited or vanished on its own: account and release. Already released on
+        the engine's word (core/engine_events.py): the reason and message recorded then."""
+        try:
+            alloc = await self._own_allocation(user, kernel_id)
+        except NotFoundError:
+            ended = await kernel_lifecycle.recently_ended(self, user, kernel_id)
+            if ended is None:
+                raise
+            return ended
         return await self._finish(alloc, "exited", stop=False)
 
     async def list_kernels(self, user: str | None = None) -> list:
@@ -410,9 +446,14 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         """Why the user's previous server ``subject`` went away, if abnormally in the last day."""
         return await servers.server_notice(self, user, subject)
 
-    async def server_network(self, user: str) -> str:
-        """The user's network (shared with their kernels), made if missing; its name."""
-        return await self._user_network(user)
+    async def server_network(self, user: str, reach: list[str | None] = ()) -> str:
+        """The user's network (shared with their kernels), made if missing; its name. ``reach``: the URLs
+        (the hub's API, the Berth service) whose host ports the egress policy lets a server through to."""
+        return await self._user_network(user, ports_of(*reach) if reach else None)
+
+    def server_container_name(self, user: str, subject: str) -> str:
+        """The name of ``user``'s server container ``subject`` on this site (site-scoped, at most 63 chars)."""
+        return site_scope.container_name(self.site_id, "server", user, subject)
 
     async def reserve_server(self, user: str, groups=(), *, policy, subject: str, resources: Resources, image: str):
         """Check ``policy`` and reserve a server's allocation on this host; the allocation."""

@@ -19,9 +19,9 @@ import os
 import time
 from datetime import datetime, timezone
 
-from traitlets import Dict, Float, HasTraits, Integer, TraitError, Unicode, validate
+from traitlets import Dict, Enum, Float, HasTraits, Instance, Integer, TraitError, Unicode, validate
 
-from . import folder_fs, folder_ledger
+from . import folder_fs, folder_ledger, principals
 from .errors import ConflictError, NotFoundError, PolicyError, RequestError
 from .folders import (
     MODE_WORDS,
@@ -42,6 +42,7 @@ from .folders import (
     parse_reference,
 )
 from .kernel_launch import FOLDERS_ROOT
+from .principals import AnyPrincipal, HostAccounts, HubAccounts, PrincipalDirectory
 from .runtime.base import Mount
 from .runtime.labels import parse_labels
 
@@ -77,6 +78,26 @@ class FoldersMixin(HasTraits):
         "rename, delete, share; read-write access). Hub admins always do.",
     )
     folder_usage_ttl = Float(60.0, config=True, help="Seconds a measured folder size is reused before measuring again.")
+    share_check = Enum(
+        ["auto", "host", "none"],
+        "auto",
+        config=True,
+        help="Which user and group names a folder may be shared with (a share to a name nobody has would pass "
+        "to whoever gets it later). 'auto': the hub's users and groups in hub mode (also for `berth folders` where "
+        "JUPYTERHUB_API_URL and JUPYTERHUB_API_TOKEN are set), else as 'host'; 'host': "
+        "the host's accounts (getpwnam/getgrnam); 'none': no check.",
+    )
+    #: Set by a front end that knows the principals better than the host (the hub's service: the hub).
+    principals = Instance(PrincipalDirectory, allow_none=True)
+
+    def _principal_directory(self) -> PrincipalDirectory:
+        if self.share_check == "none":
+            return AnyPrincipal()
+        if self.share_check == "auto":
+            hub = self.principals or HubAccounts.from_environment()
+            if hub is not None:
+                return hub
+        return HostAccounts()
 
     @validate("folder_quota", "user_folder_quotas", "group_folder_quotas")
     def _check_quota(self, proposal):
@@ -359,6 +380,7 @@ class FoldersMixin(HasTraits):
         if (kind, name) == (f.owner_kind, f.owner):
             hint = "its owner has read-write access" if kind == "user" else "set the folder's member_mode instead"
             raise RequestError("name", f"{owner_words(kind, name)} owns folder {f.reference}; {hint}")
+        await principals.require(self._principal_directory(), kind, name)
         share = await self._db(folder_ledger.set_share, self.ledger, f.id, kind, name, mode, caller.user)
         self.log.info("Folder %s shared %s with %s %s by %s", f.reference, mode, kind, name, caller.user)
         return share

@@ -153,3 +153,19 @@ def test_start_with_a_preset(api):
     assert api("DELETE", f"kernels/{model['id']}")[0] == 204
     status, body = api("POST", "kernels", {"preset": "huge"})
     assert status == 404 and "known presets: small" in body["message"]
+
+
+def test_deep_and_huge_bodies_are_refused_naming_the_limit_never_a_500(api):
+    """Issue 20, item 5: 100,000 nested brackets answered 500; a 50 MB body took 12.8 s."""
+    from jupyter_berth.server.json_io import MAX_BODY_BYTES, MAX_DEPTH
+
+    for path, method in (("kernels", "POST"), ("profile", "PUT")):
+        status, body = api(method, path, "[" * 100_000 + "]" * 100_000)
+        assert status == 400 and body["field"] == "body" and f"{MAX_DEPTH} levels" in body["message"], body
+        status, body = api(method, path, '{"a":' * 50_000 + "1" + "}" * 50_000)
+        assert status == 400 and f"{MAX_DEPTH} levels" in body["message"], body
+    status, body = api("POST", "kernels", " " * (50 * 2**20))
+    assert status == 413 and f"limit of {MAX_BODY_BYTES} bytes" in body["message"], body
+    status, body = api("PUT", "gpus", '"' + "x" * (2 * MAX_BODY_BYTES) + '"')  # a route that reads no body
+    assert status == 413, body
+    assert api("GET", "kernels")[1] == {"kernels": []}  # nothing was started
