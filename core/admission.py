@@ -10,7 +10,14 @@ requests arriving together can never both take the last CPU:
    ``nodes`` rows in name order (a fixed order, so transactions cannot deadlock);
 2. sum the owner's live allocations and check the policy's totals
    (``total_cpu``, ``total_mem``, ``total_gpu``: kernels and servers together)
-   and ``max_kernels`` (kernels only) → :class:`PolicyError`;
+   and ``max_kernels`` (kernels only) → :class:`PolicyError`; then, for each of the
+   owner's groups whose policy sets ``group_totals``, take the group's advisory lock
+   (PostgreSQL, class ``group_admission.GROUP_LOCK_CLASS``, in name order) and check
+   the members' live use together against it → :class:`CapacityError` naming the
+   group (:mod:`jupyter_berth.group_admission`); then the user's ``budget`` and each
+   group's ``group_budget`` (those groups are locked too): a start that what is left
+   cannot pay for during the budget's ``min_run`` → :class:`PolicyError`
+   (:mod:`jupyter_berth.budget_use`);
 3. pick a host: the one asked for, or the first (by name) whose live
    allocations plus the request fit its CPU and memory → :class:`CapacityError`
    (``never_fits=True`` when no host could ever hold the request, so the hub
@@ -30,6 +37,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from . import fair_admission, start_queue
 from .errors import CapacityError, ConflictError, NotFoundError, PolicyError, RequestError
 from .ledger import Allocation, Ledger, Node, Usage, live_usage, usage_by_node
 from .ledger.models import KINDS, RESERVED, AllocationRow, NodeRow
@@ -133,6 +141,7 @@ class Admission:
         node: str | None = None,
         allocation_id: str | None = None,
         gpu_assigner: GpuAssigner | None = None,
+        queue_id: int | None = None,
     ) -> Allocation:
         """Reserve ``request`` for ``owner``'s ``kind`` (``"kernel"`` or ``"server"``) named ``subject``.
 
@@ -140,7 +149,8 @@ class Admission:
         ``max_kernels``), :class:`CapacityError` (no host has room; ``never_fits``
         tells "too large for any host" from "full right now"),
         :class:`NotFoundError` (unknown ``node``) or :class:`ConflictError`
-        (``allocation_id`` already used). Nothing is reserved when it raises.
+        (``allocation_id`` already used). Nothing is reserved when it raises. ``queue_id``: the
+        start-queue row this reservation is the turn of (``start_queue.gate``).
         """
         if kind not in KINDS:
             raise RequestError("kind", f"{kind!r} is not something to reserve for; expected one of {', '.join(KINDS)}")
@@ -153,6 +163,9 @@ class Admission:
             with self.ledger.transaction() as s:
                 nodes = self._lock(s, owner, node)
                 self._check_totals(s, owner, policy, request, kind)
+                fair_admission.check(s, policy, request, kind)  # group totals and budgets
+                if kind == "kernel":  # nobody jumps the kernel start queue (servers have the hub's queue)
+                    start_queue.gate(s, queue_id)
                 chosen, devices = self._place(s, nodes, request, kind, asked_node=node, gpu_assigner=gpu_assigner)
                 row = AllocationRow(
                     id=alloc_id,

@@ -41,6 +41,7 @@ MOVED_SETTINGS: dict[str, tuple[str, str, str]] = {
             "group_folder_quotas",
             "folder_admins",
             "folder_usage_ttl",
+            "share_check",
         )
     },
     **{name: ("images", "ImageCatalog", name) for name in ("admin_users", "admin_groups", "offer_new_images")},

@@ -15,10 +15,10 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
-import re
 from dataclasses import dataclass
 
 from .resources import Resources, format_bytes
+from .runtime import site_scope
 from .runtime.base import ContainerInfo, ContainerSpec, Mount
 from .runtime.labels import make_labels
 
@@ -28,15 +28,9 @@ KERNEL_COMMAND = ["berth-kernel"]
 FOLDERS_ROOT = "/home/jovyan/folders"
 
 
-def container_name(kind: str, subject: str) -> str:
-    """Stable, engine-safe name: ``berth-kernel-<id>``."""
-    safe = re.sub(r"[^a-zA-Z0-9_.-]", "-", subject)[:80]
-    return f"berth-{kind}-{safe}"
-
-
-def user_network(prefix: str, user: str) -> str:
-    safe = re.sub(r"[^a-z0-9_.-]", "-", user.lower())[:48]
-    return f"{prefix}{safe}"
+def user_network(prefix: str, user: str, site: str = "") -> str:
+    """The user's bridge network on this site (:func:`site_scope.network_name`)."""
+    return site_scope.network_name(prefix, site, user)
 
 
 def user_subnets(user: str, pool: str = "10.213.0.0/16", prefix: int = 24) -> list[str]:
@@ -106,7 +100,7 @@ def kernel_spec(
     }
     all_env.update(env or {})
     return ContainerSpec(
-        name=container_name(kind, kernel_id),
+        name=site_scope.container_name(site, kind, owner, kernel_id),
         image=image,
         command=list(KERNEL_COMMAND),
         resources=resources,

@@ -7,17 +7,23 @@ server's orphans go through :func:`finish` too, so a kernel is released the same
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import secrets
 from datetime import datetime, timedelta, timezone
 
+from . import start_queue
 from .environments import launch
 from .environments.launch import KERNEL_ENV
-from .errors import BerthError
+from .errors import BerthError, NotFoundError
 from .images import catalog
 from .kernel_launch import KernelConnection, KernelLaunch, exit_message, kernel_spec
 from .resources import Resources
 from .runtime.base import Mount
 from .runtime.swarm_spec import NODE_LABEL
+
+#: End reasons whose usage-record message tells the user why their kernel is gone.
+RULE_END_REASONS = ("lost", "budget", "culled")
 
 
 async def start_kernel(
@@ -50,7 +56,7 @@ async def start_kernel(
     mounts = list(mounts or [])
     if folders:
         mounts += await s.folders.folder_mounts(user, groups, folders)  # refuses folders the user may not mount
-    alloc = await s._db(
+    reserve = functools.partial(
         s.admission.reserve,
         owner=user,
         groups=list(groups),
@@ -62,6 +68,11 @@ async def start_kernel(
         node=None if s._multi_node else s.node_name,
         gpu_assigner=s.gpus.gpu_assigner(),
     )
+    alloc = await start_queue.reserve_in_turn(  # waits in line when the policy says so (on_full: queue)
+        s, policy, lambda queue_id: reserve(queue_id=queue_id), owner=user, subject=kernel_id, request=resources,
+        log=s.log,
+    )  # fmt: skip
+    container = None
     try:
         connection = KernelConnection(key=key or secrets.token_hex(32))
         network = await s._user_network(user)
@@ -100,6 +111,9 @@ async def start_kernel(
         await s._db(s.ledger.mark_running, alloc.id, container.id, image_digest=info.digest)
     except BaseException as e:
         reason = "failed" if isinstance(e, Exception) else "cancelled"
+        if container is not None:  # e.g. stopped by its user while starting: no container without a grant
+            with contextlib.suppress(BerthError):
+                await s.runtime.remove(container.id)
         await s._db(s.ledger.release, alloc.id, reason, message=getattr(e, "message", str(e))[:500])
         raise
     s.log.info("Started kernel %s for %s: %s on %s (%s)", kernel_id, user, image, container.ip, resources.describe())
@@ -118,12 +132,38 @@ async def ended_message(s, user: str, kernel_id: str) -> str:
     """Why ``kernel_id`` is not running: its latest usage record's message (e.g. its host left), if any."""
     since = datetime.now(timezone.utc) - timedelta(days=1)
     records = [r for r in await s._db(s.ledger.usage_records, since=since, owner=user) if r.subject == kernel_id]
-    if records and records[-1].end_reason == "lost" and records[-1].message:
+    if records and records[-1].end_reason in RULE_END_REASONS and records[-1].message:
         return f"kernel {kernel_id} is no longer running: {records[-1].message}"
+    if records and records[-1].message:  # e.g. released on the engine's word before the server asked
+        return f"no running kernel {kernel_id!r} of yours; it ended: {records[-1].message}"
     return f"no running kernel {kernel_id!r} of yours"
 
 
-async def finish(s, alloc, reason: str, *, stop: bool, now: bool = False) -> tuple[str, str]:
+async def kernel_ended(s, user: str, kernel_id: str) -> tuple[str, str]:
+    """The kernel's container exited or vanished on its own: finish it, or, if the engine's events already
+    released it, the reason and message recorded then (see :meth:`BerthService.kernel_ended`)."""
+    try:
+        alloc = await s._own_allocation(user, kernel_id)
+    except NotFoundError:
+        ended = await recently_ended(s, user, kernel_id)
+        if ended is None:
+            raise
+        return ended
+    return await s._finish(alloc, "exited", stop=False)
+
+
+async def recently_ended(s, user: str, kernel_id: str) -> tuple[str, str] | None:
+    """``(reason, message)`` of a kernel released in the last minutes (e.g. on the engine's word,
+    core/engine_events.py, before its server noticed), or None."""
+    since = datetime.now(timezone.utc) - timedelta(minutes=10)
+    records = await s._db(s.ledger.usage_records, since=since, owner=user)
+    ended = [r for r in records if r.subject == kernel_id and r.kind == "kernel"]
+    if not ended:
+        return None
+    return ended[-1].end_reason, ended[-1].message or f"the kernel ended ({ended[-1].end_reason})"
+
+
+async def finish(s, alloc, reason: str, *, stop: bool, now: bool = False, why: str | None = None) -> tuple[str, str]:
     """Stop (if ``stop``) and remove a kernel's container, then release its allocation with a usage record."""
     info = await s.runtime.inspect(alloc.container_id) if alloc.container_id else None
     usage = await s.usage.sample_one(alloc, info)
@@ -132,7 +172,7 @@ async def finish(s, alloc, reason: str, *, stop: bool, now: bool = False) -> tup
         info = await s.runtime.inspect(info.id)
     end_reason, message = exit_message(info, alloc.resources)
     if info is not None and not info.oom_killed and reason != "exited":
-        end_reason, message = reason, f"the kernel was stopped ({reason})"
+        end_reason, message = reason, why or f"the kernel was stopped ({reason})"
     if info is not None:
         await s.runtime.remove(info.id)
     await s._db(

@@ -23,13 +23,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .budgets import Budget
 from .errors import PolicyError, RequestError
+from .group_totals import GroupTotals
+from .idle_rules import IdleRule
 from .resources import KINDS, ResourceKind, Resources, resource_kinds
 
 UNLIMITED = math.inf
 
 #: Policy fields that are whole numbers of something other than a resource (counts, seconds).
-COUNT_FIELDS = ("max_kernels", "idle_timeout", "max_lifetime")
+COUNT_FIELDS = ("max_kernels", "idle_timeout", "max_lifetime", "queue_timeout")
+#: Fields each group keeps for itself (never merged across groups; group policies only).
+PER_GROUP_FIELDS = ("group_totals", "group_budget")
 
 
 def limit_kind(name: str) -> ResourceKind | None:
@@ -81,6 +86,14 @@ class PolicySpec:
     idle_timeout: float | None = None  #: seconds; 0 or unlimited = never culled
     max_lifetime: float | None = None  #: seconds
     default: Mapping[str, Any] | None = None  #: default request (partial, e.g. {"cpu": 1})
+    #: what the group's members may hold together (group policies only; see ``group_totals``)
+    group_totals: GroupTotals | None = None
+    budget: Budget | None = None  #: per member (or this user) and period; see ``budgets``
+    group_budget: Budget | None = None  #: for the group's members together (group policies only)
+    idle_cpu: IdleRule | None = None  #: cull below this CPU use for a period; see ``idle_rules``
+    idle_gpu: IdleRule | None = None  #: cull below this GPU utilization for a period
+    on_full: str | None = None  #: a kernel start when there is no room right now: "refuse" or "queue"
+    queue_timeout: float | None = None  #: seconds a queued start may wait (default 300)
     #: ``((field, value), …)``: the limits of registered resource kinds beyond the fields above
     limits: tuple[tuple[str, float | None], ...] = ()
 
@@ -112,6 +125,21 @@ class PolicySpec:
                 if value is not None:
                     Resources.parse(value)  # validate now, so a bad config fails at start
                     values[name] = dict(value)
+            elif name in PER_GROUP_FIELDS:
+                if where.startswith(("default", "user")):
+                    raise RequestError(
+                        f"{where}.{name}", f"only a group policy may set {name} (it applies to the group as a whole)"
+                    )
+                parse = GroupTotals.parse if name == "group_totals" else Budget.parse
+                values[name] = parse(value, f"{where}.{name}")
+            elif name == "budget":
+                values[name] = Budget.parse(value, f"{where}.budget")
+            elif name == "on_full":
+                if value not in (None, "refuse", "queue"):
+                    raise RequestError(f"{where}.on_full", f"{value!r} is not a choice; expected 'refuse' or 'queue'")
+                values[name] = value
+            elif name in ("idle_cpu", "idle_gpu"):
+                values[name] = IdleRule.parse(value, f"{where}.{name}")
             else:
                 try:
                     values[name] = _parse_limit(name, value)
@@ -136,6 +164,8 @@ class PolicySpec:
                 v = "unlimited"
             elif isinstance(v, tuple):
                 v = list(v)
+            elif isinstance(v, (GroupTotals, Budget, IdleRule)):
+                v = v.to_json()
             out[name] = v
         return out
 
@@ -174,6 +204,10 @@ def _more_generous(name: str, a: Any, b: Any) -> Any:
         return a
     if name == "allowed_images":
         return tuple(dict.fromkeys(a + b))
+    if name in ("budget", "idle_cpu", "idle_gpu"):
+        return a.merged(b)
+    if name == "on_full":
+        return "queue" if "queue" in (a, b) else a
     if name == "default":
         merged = dict(a)
         for key, value in b.items():
@@ -207,6 +241,10 @@ class EffectivePolicy:
     groups: tuple[str, ...]
     spec: PolicySpec
     sources: Mapping[str, str] = field(default_factory=dict)  #: field → "user", "group:NAME", "default", "builtin"
+    #: ``{group: GroupTotals}`` of the user's groups that cap their members together (admission checks them)
+    group_totals: Mapping[str, GroupTotals] = field(default_factory=dict)
+    #: ``{group: Budget}`` of the user's groups with a ``group_budget`` (shared by the members)
+    group_budgets: Mapping[str, Budget] = field(default_factory=dict)
 
     def __getattr__(self, name):  # delegate fields to spec
         if not name.startswith("_") and name in policy_fields():
@@ -269,7 +307,12 @@ class EffectivePolicy:
         )
 
     def to_json(self) -> dict:
-        return {"user": self.user, "groups": list(self.groups), **self.spec.to_json(), "sources": dict(self.sources)}
+        out = {"user": self.user, "groups": list(self.groups), **self.spec.to_json(), "sources": dict(self.sources)}
+        if self.group_totals:
+            out["group_totals"] = {g: t.to_json() for g, t in self.group_totals.items()}
+        if self.group_budgets:
+            out["group_budgets"] = {g: b.to_json() for g, b in self.group_budgets.items()}
+        return out
 
 
 def resolve(
@@ -285,7 +328,7 @@ def resolve(
     user_specs = user_specs or {}
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
-    for name in policy_fields():
+    for name in (n for n in policy_fields() if n not in PER_GROUP_FIELDS):
         v = builtin_value(name)
         values[name], sources[name] = v, "builtin"
         if default is not None and getattr(default, name) is not None:
@@ -304,4 +347,13 @@ def resolve(
         uspec = user_specs.get(user)
         if uspec is not None and getattr(uspec, name) is not None:
             values[name], sources[name] = getattr(uspec, name), f"user {user}"
-    return EffectivePolicy(user=user, groups=groups, spec=PolicySpec.make(values), sources=sources)
+    totals = {g: group_specs[g].group_totals for g in groups if g in group_specs and group_specs[g].group_totals}
+    budgets = {g: group_specs[g].group_budget for g in groups if g in group_specs and group_specs[g].group_budget}
+    return EffectivePolicy(
+        user=user,
+        groups=groups,
+        spec=PolicySpec.make(values),
+        sources=sources,
+        group_totals=totals,
+        group_budgets=budgets,
+    )

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import math
 
+from . import group_admission
 from .images import catalog
 from .policies import PolicySpec, resolve
 from .resources import Resources, resource_kinds
+from .usage.manager import quota_json
 
 
 async def policy_for(s, user: str, groups=()):
@@ -66,12 +68,22 @@ async def policy_summary(s, user: str, groups=()) -> dict:
     """The effective policy, what is in use and what is left (for the sidebar's bounds)."""
     policy = await s.policy_for(user, groups)
     used = await s.user_usage(user)
+    groups_left = await s._db(group_admission.totals_summary, s.ledger, policy.group_totals)
     return {
         "policy": policy.to_json(),
         "usage": {**{k.name: used.get(k.name) for k in resource_kinds() if k.total_limit}, "kernels": used.kernels},
-        "remaining": remaining(policy, used),
+        "remaining": group_admission.narrow(remaining(policy, used), groups_left),  # the groups' totals bound it
+        "group_totals": groups_left,
         "default_request": policy.default_request().to_dict(),
     }
+
+
+async def my_usage(s, user: str, since=None, until=None, *, groups=(), by="day") -> dict:
+    """``{"user", "window", "by", "rows", "totals", "quota": {"limits", "in_use", "remaining"}, ...}``;
+    memory in bytes, ``None`` where the policy sets no limit (as ``policy_summary``)."""
+    report = await s.usage.usage_report(since, until, by, user=user)
+    summary = await s.policy_summary(user, groups)
+    return {"user": user, **report.to_json(), "quota": quota_json(summary)}
 
 
 def config_policies(s) -> dict:

@@ -17,7 +17,10 @@ import fnmatch
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from .errors import BerthError
+from .errors import BerthError, EngineError
+from .kernel_launch import user_network as user_network_name
+from .kernel_launch import user_subnets
+from .runtime import site_scope
 from .runtime.base import ContainerInfo, ContainerSpec, Mount
 from .runtime.labels import make_labels
 
@@ -34,7 +37,7 @@ NOTICE_FOR = timedelta(hours=24)
 class ServerContainer:
     """What the spawner decides about a server's container (the rest is the allocation's)."""
 
-    name: str  #: container name (DockerSpawner's ``object_name``)
+    name: str  #: container name (DockerSpawner's ``object_name``; BerthService.server_container_name)
     image: str
     command: list[str]
     env: dict[str, str]
@@ -44,6 +47,17 @@ class ServerContainer:
     boot_cpu: float = 0.0  #: CPU quota while the server boots (0: the allocation's from the start)
     gpu_device_request: bool = True  #: hand granted GPUs over as a device request (else environment only)
     server_name: str | None = None  #: a named server's name
+
+
+async def user_network(s, user: str, ports: list[int] | None = None) -> str:
+    """The user's network on this site, shared by their server, kernels and jobs: made if missing and put
+    under the egress policy, letting ``ports`` on the host through (default: the hub API's and the service's)."""
+    name = user_network_name(s.network_prefix, user, s.site_id)
+    subnets = user_subnets(user, s.user_subnets, s.user_subnet_prefix)
+    net = await s.runtime.ensure_network(name, {"owner": user, "site": s.site_id}, subnets=subnets)
+    if s.runtime.name == "docker":
+        await s.egress.apply(net, s.site_id, s.egress.default_ports() if ports is None else ports)
+    return name
 
 
 async def open_for_servers(s) -> None:
@@ -109,9 +123,16 @@ async def start_server(s, user: str, groups, alloc, container: ServerContainer, 
     """Run the admitted server's container (a leftover of the same name is removed first); mark it running."""
     leftover = await s.runtime.inspect(container.name)
     if leftover is not None:
+        if not site_scope.belongs_to(leftover.labels, s.site_id):  # another site's, or nobody's: keep it
+            raise EngineError(site_scope.foreign_message("container", container.name, leftover.labels, s.site_id))
         s.log.warning("Berth: removing leftover container %s before starting %s", leftover.id[:12], alloc.subject)
         await s.runtime.remove(leftover.id)
-    mounts = list(container.mounts)
+    mounts = []
+    for m in container.mounts:  # the user's named volume: made with this site's label (refused if another's)
+        source = m.source
+        if not source.startswith("/"):
+            source = await s.runtime.ensure_volume(source, {"owner": user, "site": s.site_id})
+        mounts.append(Mount(source=source, target=m.target, read_only=m.read_only))
     if container.folders:
         mounts += await s.folders.folder_mounts(user, groups, list(container.folders))
     devices, gpu_env, gpu_mounts, gpu_plan = s.gpus.gpu_container(alloc.gpu_devices)

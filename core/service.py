@@ -19,25 +19,29 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from traitlets import Dict, Enum, Float, Instance, Integer, List, Unicode, default, directional_link, link
+from traitlets import Bool, Dict, Enum, Float, Instance, Integer, List, Unicode, default, directional_link, link
 
 from . import kernel_lifecycle, policy_admin, reconcile, servers, swarm_nodes
 from .admission import Admission
 from .area import MOVED_SETTINGS, ManagerHost, apply_moved
+from .engine_events import EngineEvents
 from .environments.manager import EnvironmentManager
 from .errors import NotFoundError, PolicyError
+from .fair_share import FairShare
 from .folders.manager import FolderManager
 from .gpu.manager import GpuManager
 from .images.manager import ImageCatalog
 from .jobs import JobManager
-from .kernel_launch import KernelLaunch, exit_message, user_network, user_subnets
+from .kernel_launch import KernelLaunch, exit_message
 from .ledger import Ledger
 from .policies import PolicySpec
 from .pool.warm_pool import WarmPool
 from .resources import Preset, Resources, find_preset
 from .runtime import choice as runtime_choice
-from .runtime.base import ContainerInfo, Mount, Runtime
-from .usage.manager import UsageTracker, quota_json
+from .runtime import site_scope
+from .runtime.base import ContainerInfo, Runtime
+from .runtime.egress import EgressPolicy, ports_of
+from .usage.manager import UsageTracker
 
 
 class BerthService(ManagerHost):
@@ -49,7 +53,8 @@ class BerthService(ManagerHost):
     (:class:`~jupyter_berth.usage.manager.UsageTracker`), ``gpus``
     (:class:`~jupyter_berth.gpu.manager.GpuManager`) and ``environments``
     (:class:`~jupyter_berth.environments.manager.EnvironmentManager`); batch jobs are ``jobs``
-    (:class:`~jupyter_berth.jobs.manager.JobManager`), admitted through the service like kernels.
+    (:class:`~jupyter_berth.jobs.manager.JobManager`), admitted through the service like kernels, and
+    budgets, the start queue and idle rules ``fair`` (:class:`~jupyter_berth.fair_share.FairShare`).
     """
 
     db_url = Unicode(
@@ -131,11 +136,19 @@ class BerthService(ManagerHost):
         "'process' (local processes of this user: limits but NO isolation; c.ProcessRuntime.*, "
         "docs/binder.md) or 'auto': docker when an engine answers, else process.",
     )
+    follow_engine_events = Bool(
+        True,
+        config=True,
+        help="Follow the Docker engine's events, so that a kernel or server whose container dies, is killed "
+        "or removed outside Berth is released within seconds, with the reason in its usage record "
+        "(core/engine_events.py). Docker runtime only.",
+    )
     engine_probe_timeout = Float(
         2.0, config=True, help="Seconds runtime_kind='auto' waits for the Docker engine to answer."
     )
     runtime = Instance(Runtime, allow_none=True)
     ledger = Instance(Ledger, allow_none=True)
+    egress = Instance(EgressPolicy, help="Where kernels and servers may connect to (c.EgressPolicy.*).")
 
     images = Instance(ImageCatalog, help="The image catalog (c.ImageCatalog.*; pull and build: images.versions).")
     folders = Instance(FolderManager, help="Virtual folders (c.FolderManager.*).")
@@ -143,15 +156,23 @@ class BerthService(ManagerHost):
     gpus = Instance(GpuManager, help="GPU devices and shares (c.GpuManager.*).")
     environments = Instance(EnvironmentManager, help="Images with their own Jupyter kernels (c.EnvironmentManager.*).")
     jobs = Instance(JobManager, help="Notebooks run as batch jobs (c.JobManager.*): submit, get, list, cancel, wait.")
+    fair = Instance(FairShare, help="Budgets, the start queue, idle rules: my_budget, my_queue, overview.")
 
     def __init__(self, **kw):
         moved = {old: kw.pop(old) for old in list(kw) if old in MOVED_SETTINGS}
         super().__init__(**kw)
         self._db_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="berth-ledger")
         shared = {"parent": self, "executor": self._db_executor}
+        self.egress = EgressPolicy(parent=self)
+        self.fair = FairShare(self)  # budgets, the start queue, idle rules: through the service's own lifecycle
         self.images = ImageCatalog(**shared, default_image=self.default_image, offered_images=list(self.offered_images))
         self.folders = FolderManager(**shared, data_dir=self.data_dir)
-        self.usage = UsageTracker(**shared, live_allocations=self._live_here)
+        self.usage = UsageTracker(
+            **shared,
+            live_allocations=self._live_here,
+            after_round=self.fair.apply_usage_rules,
+            extra_metrics=self.fair.budget_metrics,
+        )
         self.gpus = GpuManager(**shared, data_dir=self.data_dir)
         #: any image with a Jupyter kernel: inspected when offered, started through Berth's mounted launcher
         self.environments = EnvironmentManager(**shared, data_dir=self.data_dir, engine_call=self.images.engine_call)
@@ -170,6 +191,7 @@ class BerthService(ManagerHost):
         self._started = False
         self._pool: WarmPool | None = None
         self.jobs = JobManager(self, parent=self)  # admitted like kernels: it calls the service's own lifecycle
+        self._events: EngineEvents | None = None
         self._presets = {name: Preset.parse(name, spec) for name, spec in self.presets.items()}
         self._policy_specs = (
             PolicySpec.parse(self.default_policy, "default_policy"),
@@ -232,6 +254,9 @@ class BerthService(ManagerHost):
         result = await self.reconcile()
         if self._pool is not None:
             await self._pool.start()
+        if self.follow_engine_events and self.runtime.name == "docker":
+            self._events = EngineEvents(self)
+            self._events.start()
         self.usage.start_sampling()
         if self._multi_node and getattr(self.runtime, "refresh_interval", 0) > 0:
             self._node_watch = asyncio.ensure_future(swarm_nodes.watch(self, self.runtime.refresh_interval))
@@ -240,6 +265,9 @@ class BerthService(ManagerHost):
 
     async def stop(self) -> None:
         """Stop background work. Running kernels keep running; a restart adopts them."""
+        if self._events is not None:
+            await self._events.stop()
+            self._events = None
         self.usage.stop_sampling()
         if self._node_watch:
             self._node_watch.cancel()
@@ -308,53 +336,18 @@ class BerthService(ManagerHost):
         return await policy_admin.resolve_request(self, user, groups, request=request, preset=preset, image=image)
 
     # ---- kernels ----------------------------------------------------------------------------
-    def _subnets(self, user: str) -> list[str]:
-        return user_subnets(user, self.user_subnets, self.user_subnet_prefix)
+    async def _user_network(self, user: str, ports: list[int] | None = None) -> str:
+        return await servers.user_network(self, user, ports)
 
-    async def _user_network(self, user: str) -> str:
-        name = user_network(self.network_prefix, user)
-        await self.runtime.ensure_network(name, {"owner": user, "site": self.site_id}, subnets=self._subnets(user))
-        return name
-
-    async def start_kernel(
-        self,
-        user: str,
-        groups=(),
-        *,
-        kernel_id: str,
-        request: dict | None = None,
-        preset: str | None = None,
-        image: str | None = None,
-        cwd: str | None = None,
-        mounts: list[Mount] | None = None,
-        env: dict | None = None,
-        resources: Resources | None = None,
-        ip: str | None = None,
-        key: str | None = None,
-        folders: list[str] | None = None,
-    ) -> KernelLaunch:
+    async def start_kernel(self, user: str, groups=(), *, kernel_id: str, **options) -> KernelLaunch:
         """Reserve, then start one kernel container. Nothing stays reserved if the start fails.
 
-        ``resources`` + ``image`` given together skip the resolution (a restart keeps its grant);
-        ``ip`` asks for the address the kernel had before a restart; ``key`` is the session's
-        signing key (the kernel manager's own, so clients keep signing with it across restarts).
+        ``options`` (:func:`.kernel_lifecycle.start_kernel`): ``request``, ``preset``, ``image``, ``cwd``,
+        ``mounts``, ``env``, ``folders``; ``resources`` + ``image`` given together skip the resolution (a
+        restart keeps its grant); ``ip`` asks for the address the kernel had before a restart; ``key`` is the
+        session's signing key (the kernel manager's own, so clients keep signing with it across restarts).
         """
-        return await kernel_lifecycle.start_kernel(
-            self,
-            user,
-            groups,
-            kernel_id=kernel_id,
-            request=request,
-            preset=preset,
-            image=image,
-            cwd=cwd,
-            mounts=mounts,
-            env=env,
-            resources=resources,
-            ip=ip,
-            key=key,
-            folders=folders,
-        )
+        return await kernel_lifecycle.start_kernel(self, user, groups, kernel_id=kernel_id, **options)
 
     async def _own_allocation(self, user: str, kernel_id: str):
         for a in await self._db(self.ledger.live_allocations, owner=user, kind="kernel"):
@@ -381,21 +374,26 @@ class BerthService(ManagerHost):
         alloc = await self._own_allocation(user, kernel_id)
         await self.runtime.signal(alloc.container_id, signum)
 
-    async def stop_kernel(self, user: str, kernel_id: str, reason: str = "shutdown", *, now: bool = False):
+    async def stop_kernel(
+        self, user: str, kernel_id: str, reason: str = "shutdown", *, now: bool = False, message: str | None = None
+    ):
         """Stop and remove a kernel's container; release its allocation with a usage record.
 
+        ``message`` (optional) is why, in the user's words, for the usage record (a budget or idle rule).
         Returns ``(reason, message)``: why it ended, in words a user can read (OOM named as such).
         """
         alloc = await self._own_allocation(user, kernel_id)
-        return await self._finish(alloc, reason, stop=True, now=now)
+        return await self._finish(alloc, reason, stop=True, now=now, why=message)
 
-    async def _finish(self, alloc, reason: str, *, stop: bool, now: bool = False) -> tuple[str, str]:
-        return await kernel_lifecycle.finish(self, alloc, reason, stop=stop, now=now)
+    async def _finish(
+        self, alloc, reason: str, *, stop: bool, now: bool = False, why: str | None = None
+    ) -> tuple[str, str]:
+        return await kernel_lifecycle.finish(self, alloc, reason, stop=stop, now=now, why=why)
 
     async def kernel_ended(self, user: str, kernel_id: str) -> tuple[str, str]:
-        """The kernel's container exited or vanished on its own: account and release."""
-        alloc = await self._own_allocation(user, kernel_id)
-        return await self._finish(alloc, "exited", stop=False)
+        """The kernel's container exited or vanished on its own: account and release (already released on
+        the engine's word, core/engine_events.py: the reason and message recorded then)."""
+        return await kernel_lifecycle.kernel_ended(self, user, kernel_id)
 
     async def list_kernels(self, user: str | None = None) -> list:
         return await self._db(self.ledger.live_allocations, owner=user, kind="kernel")
@@ -405,14 +403,8 @@ class BerthService(ManagerHost):
         return await kernel_lifecycle.my_kernels(self, user)
 
     async def my_usage(self, user: str, since=None, until=None, *, groups=(), by="day") -> dict:
-        """``user``'s own usage (never anyone else's) and what is left of their quota.
-
-        ``{"user", "window", "by", "rows", "totals", "quota": {"limits", "in_use", "remaining"}, ...}``;
-        memory in bytes, ``None`` where the policy sets no limit (as ``policy_summary``).
-        """
-        report = await self.usage.usage_report(since, until, by, user=user)
-        summary = await self.policy_summary(user, groups)
-        return {"user": user, **report.to_json(), "quota": quota_json(summary)}
+        """``user``'s own usage (never anyone else's) and what is left of their quota (see :mod:`.policy_admin`)."""
+        return await policy_admin.my_usage(self, user, since, until, groups=groups, by=by)
 
     async def kernel_environment(self, user: str, kernel_id: str) -> dict:
         """The environment a notebook records from one of ``user``'s running kernels: image, digest, resources,
@@ -439,9 +431,14 @@ class BerthService(ManagerHost):
         """Why the user's previous server ``subject`` went away, if abnormally in the last day."""
         return await servers.server_notice(self, user, subject)
 
-    async def server_network(self, user: str) -> str:
-        """The user's network (shared with their kernels), made if missing; its name."""
-        return await self._user_network(user)
+    async def server_network(self, user: str, reach: list[str | None] = ()) -> str:
+        """The user's network (shared with their kernels), made if missing; its name. ``reach``: the URLs
+        (the hub's API, the Berth service) whose host ports the egress policy lets a server through to."""
+        return await self._user_network(user, ports_of(*reach) if reach else None)
+
+    def server_container_name(self, user: str, subject: str) -> str:
+        """The name of ``user``'s server container ``subject`` on this site (site-scoped, at most 63 chars)."""
+        return site_scope.container_name(self.site_id, "server", user, subject)
 
     async def reserve_server(self, user: str, groups=(), *, policy, subject: str, resources: Resources, image: str):
         """Check ``policy`` and reserve a server's allocation on this host; the allocation."""

@@ -153,6 +153,8 @@ def configure(
     ]
     roles = [
         {"name": "user", "scopes": ["self", f"access:services!service={SERVICE_NAME}"]},
+        # the service checks that a folder is shared with a user or group that exists
+        {"name": "berth-service", "services": [SERVICE_NAME], "scopes": ["read:users:name", "read:groups:name"]},
         {
             "name": "server",
             "scopes": [

@@ -40,6 +40,7 @@ from traitlets.config import Application
 from jupyter_berth import __version__
 from jupyter_berth.config_files import load_berth_config
 from jupyter_berth.errors import BerthError
+from jupyter_berth.principals import HubAccounts
 from jupyter_berth.service import BerthService
 
 from . import service_handlers, service_user_api
@@ -85,11 +86,11 @@ class BerthHubService(Application):
         config=True, help="URL prefix of every route. Default: $JUPYTERHUB_SERVICE_PREFIX, else /services/berth/."
     )
     user_volume = Unicode(
-        "jupyterhub-user-{username}",
+        "berth-{site}-user-{username}",
         config=True,
         help="Named volume holding a user's files, mounted into each of the user's kernels (the same "
-        "volume the user's server has; DockerSpawner's default). {username} is escaped as "
-        "DockerSpawner escapes it, {raw_username} is not. Empty: kernels get no user volume.",
+        "volume the user's server has, c.BerthSpawner.user_volume). {site} is the Berth site id, {username} "
+        "is escaped as DockerSpawner escapes it, {raw_username} is not. Empty: kernels get no user volume.",
     )
     hub_admins_are_image_admins = Bool(
         True,
@@ -138,10 +139,11 @@ class BerthHubService(Application):
         if not self.service_prefix.endswith("/"):
             self.service_prefix += "/"
 
-    def user_volume_for(self, user: str) -> UserVolume | None:
+    def user_volume_for(self, user: str, site: str = "") -> UserVolume | None:
         if not self.user_volume:
             return None
-        return UserVolume(source=volume_name(self.user_volume, user), target=self.user_volume_target)
+        source = volume_name(self.user_volume, user, site=site)
+        return UserVolume(source=source, target=self.user_volume_target)
 
     def templates(self):
         """The admin pages' Jinja2 environment: template_paths first, then Berth's templates."""
@@ -190,7 +192,7 @@ class BerthHubService(Application):
             self.routes(),
             berth_service=service,
             berth_log=self.log,
-            berth_user_volume=self.user_volume_for,
+            berth_user_volume=lambda user: self.user_volume_for(user, service.site_id),
             berth_prefix=self.service_prefix,
             berth_hub_admins_are_image_admins=self.hub_admins_are_image_admins,
             berth_templates=self.templates(),
@@ -213,6 +215,7 @@ class BerthHubService(Application):
                 "docs/hub-service.md) or set JUPYTERHUB_API_TOKEN and JUPYTERHUB_API_URL"
             )
         service = BerthService(parent=self)
+        service.folders.principals = HubAccounts(hub_auth.api_url, hub_auth.api_token)  # shares: hub users/groups only
         if "runtime_kind" not in self.config.get("BerthService", {}):
             # a hub's kernels are containers: an engine that is down is an error to see at start, never a
             # reason to fall back to process mode (one user's processes, no isolation)

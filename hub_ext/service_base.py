@@ -30,7 +30,7 @@ from jupyterhub.services.auth import HubOAuth, HubOAuthCallbackHandler, HubOAuth
 from tornado import web
 
 from jupyter_berth.errors import BerthError
-from jupyter_berth.server.json_io import JSONIOMixin
+from jupyter_berth.server.json_io import JSONIOMixin, check_size
 from jupyter_berth.wire import error_to_json
 
 #: A scope (declared in ``c.JupyterHub.custom_scopes``) that grants the admin routes without hub admin rights.
@@ -54,7 +54,9 @@ class BerthServiceHandler(JSONIOMixin, HubOAuthenticated, web.RequestHandler):
         return self.settings["berth_service"]
 
     async def prepare(self):
-        """Ask the hub who owns the token (or cookie), without blocking the loop."""
+        """Refuse a body over the size limit, then ask the hub who owns the token (or cookie), without
+        blocking the loop."""
+        check_size(len(self.request.body or b""))
         self._hub_auth_user_cache = None
         self._berth_refused = None
         model = await self.hub_auth.get_user(self, sync=False)

@@ -45,6 +45,7 @@ from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default
 
 from jupyter_berth.errors import BerthError, CapacityError, EngineError, PolicyError
 from jupyter_berth.imagebuild.singleuser import DEFAULT_SERVER_IMAGE
+from jupyter_berth.runtime import site_scope
 from jupyter_berth.runtime.base import Mount
 from jupyter_berth.servers import ServerContainer
 
@@ -121,11 +122,19 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
         "long without activity is explained to its user as culled. 0: no idle culling.",
     )
     user_volume = Unicode(
-        "jupyterhub-user-{username}",
+        "berth-{site}-user-{username}",
         config=True,
-        help="Named volume with the user's files, mounted at notebook_dir (DockerSpawner's naming; the "
-        "Berth service mounts the same volume into the user's kernels).",
+        help="Named volume with the user's files, mounted at notebook_dir (the Berth service mounts the same "
+        "volume into the user's kernels). {site} is this Berth site's id, so two sites on one engine never "
+        "share a user's files; a site upgrading from 'jupyterhub-user-{username}' sets that to keep its volumes.",
     )
+
+    def template_namespace(self):
+        ns = super().template_namespace()
+        core = type(self)._core
+        ns["site"] = site_scope.site_tag(core.service.site_id if core is not None else "")
+        return ns
+
     container_user = Unicode("1000:100", config=True, help="Numeric uid:gid the server runs as (never root).")
     boot_cpu = Float(
         1.0,
@@ -333,8 +342,11 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
         )
 
     async def _ensure_network(self, s) -> str:
-        """The user's bridge network, shared with their kernels (the service's name and subnets)."""
-        return await s.server_network(self.user.name)
+        """The user's bridge network, shared with their kernels (the service's name and subnets); the server
+        reaches the hub's API and the Berth service on the host, nothing else there."""
+        return await s.server_network(
+            self.user.name, reach=[self.get_env().get("JUPYTERHUB_API_URL"), self.service_url]
+        )
 
     async def start(self):
         s = await self.core.open()
@@ -346,6 +358,7 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
         started = time.monotonic()
         try:
             network = await (self._network or self._ensure_network(s))
+            self.object_name = s.server_container_name(self.user.name, self.subject)
             info = await s.start_server(self.user.name, self.groups, alloc, await self._container(), network)
             self.object_id = info.id
             self._phase = "booting"

@@ -24,15 +24,19 @@ from escapism import escape
 
 from jupyter_berth.errors import PolicyError
 from jupyter_berth.runtime.base import Mount
+from jupyter_berth.runtime.site_scope import site_tag
 from jupyter_berth.start_request import KERNEL_ID_RE, StartRequest
 
 #: DockerSpawner's escaping of user names in volume names (``{username}``).
 _SAFE_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789")
 
 
-def volume_name(template: str, user: str) -> str:
-    """The user's server volume: ``{username}`` escaped as DockerSpawner does, ``{raw_username}`` as is."""
-    return template.format(username=escape(user, _SAFE_CHARS, escape_char="-").lower(), raw_username=user)
+def volume_name(template: str, user: str, site: str = "") -> str:
+    """The user's server volume: ``{username}`` escaped as DockerSpawner does, ``{raw_username}`` as is,
+    ``{site}`` the site as it appears in names."""
+    return template.format(
+        username=escape(user, _SAFE_CHARS, escape_char="-").lower(), raw_username=user, site=site_tag(site)
+    )
 
 
 @dataclass(frozen=True)

@@ -89,11 +89,12 @@ class UsagePageMixin(UsageHandlerMixin):
         p = self.usage_params(PAGE_PARAMS)
         since, until, by, group = p["since"] or "30d", p["until"] or "now", p["by"] or "user", p["group"] or None
         svc = self.berth_service
-        table, per_group, per_day, users = await asyncio.gather(
+        table, per_group, per_day, users, fair_share = await asyncio.gather(
             svc.usage.usage_report(since, until, by, group=group),
             svc.usage.usage_report(since, until, "group,day"),  # every group: the filter's choices too
             svc.usage.usage_report(since, until, "day", group=group),
             svc.usage.usage_report(since, until, "user", group=group),
+            svc.fair.overview(),  # group totals and budgets, now (not over the window)
         )
         first, last = day_number(table.window.since), day_number(table.window.until - timedelta(microseconds=1))
         days = [day_label(n) for n in range(first, last + 1)]
@@ -115,6 +116,7 @@ class UsagePageMixin(UsageHandlerMixin):
                 top_users=top,
                 groupings=PAGE_GROUPINGS,
                 generated_at=iso(table.generated_at.replace(microsecond=0)),
+                fair_share=fair_share,
             )
         )
 

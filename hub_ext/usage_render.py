@@ -13,6 +13,8 @@ from urllib.parse import urlencode
 
 from jinja2 import Environment
 
+from jupyter_berth.resources import format_bytes
+
 from . import usage_charts
 from .usage_templates import default_environment
 
@@ -52,6 +54,13 @@ def fmt(value) -> str:
     return str(value)
 
 
+def fmt_resource(kind: str, value) -> str:
+    """A group total's cell: memory as a size, the rest as :func:`fmt`."""
+    if kind == "mem" and value is not None:
+        return format_bytes(int(value))
+    return fmt(value)
+
+
 def page_context(
     *,
     path: str,
@@ -65,6 +74,7 @@ def page_context(
     top_users: Sequence[dict],
     groupings: Sequence[str],
     generated_at: str,
+    fair_share: dict | None = None,
 ) -> dict:
     """What templates/usage.html gets: filters, totals, export links, three plots, the table of ``report``."""
     by_day = {r["day"]: r for r in day_rows}
@@ -74,6 +84,7 @@ def page_context(
     scope = f" — group {params['group']}" if params.get("group") else ""
     totals = report.totals
     return {
+        "fair_share": fair_share or {"group_totals": {}, "budgets": []},
         "path": path,
         "base": path.rsplit("/", 1)[0],
         "query": urlencode({k: v for k, v in params.items() if v}),
@@ -103,6 +114,7 @@ def page_context(
         "keys": KEYS,
         "titles": TITLES,
         "fmt": fmt,
+        "fmt_resource": fmt_resource,
     }
 
 
@@ -115,4 +127,4 @@ def error_page(status: int, message: str, env: Environment | None = None) -> str
     return (env or default_environment()).get_template("usage_error.html").render(status=status, message=message)
 
 
-__all__ = ["KEYS", "TITLES", "error_page", "fmt", "page_context", "usage_page"]
+__all__ = ["KEYS", "TITLES", "error_page", "fmt", "fmt_resource", "page_context", "usage_page"]

@@ -137,8 +137,7 @@ class BerthProvisioner(KernelProvisionerBase):
             # token) says nothing about the kernel: keep it as alive.
             if e.status != 404:
                 return None
-            self._ended = ("lost", e.message)
-            self._notice = e.message
+            await self._record_end()  # released on the engine's word: the service recorded why
             return 1
         if info is not None and info.running:
             return None

@@ -12,9 +12,13 @@ provisioner cannot tell them apart.
 Errors come back as the :mod:`jupyter_berth.errors` class the service raised, with
 the service's own message (``{"message", "error", "field"|"limit"|...}`` bodies).
 A service that does not answer is an :class:`EngineError` naming its URL: 503 when
-nothing listens (restarting, hub down; calls other than ``kernel_state`` retry for a
-while first, because the hub restarts its managed services by itself), 502 when a
-request got no answer. The server extension forwards its REST API in hub mode through
+nothing listens (restarting, hub down), 502 when a request got no answer. Calls other
+than the read-only ones the sidebar polls wait and retry first, for ``retry_seconds``
+(90 s: the hub notices a dead managed service within about 30 s and starts it again, and
+the service listens once it has reconciled), so that no start fails across a service
+restart (issue 20, item 3): a refused connection is retried, a request cut off mid-way is
+retried when repeating it is harmless (GET, PUT, DELETE), and a start cut off mid-way is
+undone (whatever half of it the restarted service adopted is stopped) and made again. The server extension forwards its REST API in hub mode through
 the same client (:meth:`RemoteBackend.fetch`).
 
 The wire format both ends share (``*_to_json`` / ``*_from_json``) is :mod:`jupyter_berth.wire`.
@@ -23,6 +27,7 @@ The wire format both ends share (``*_to_json`` / ``*_from_json``) is :mod:`jupyt
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from typing import Any
@@ -38,6 +43,15 @@ from jupyter_berth.service import KernelLaunch
 from jupyter_berth.start_request import StartRequest
 from jupyter_berth.wire import container_from_json, error_from_json, launch_from_json
 
+#: Methods that are harmless to repeat when a request was cut off before its answer.
+IDEMPOTENT = ("GET", "PUT", "DELETE")
+
+
+class ServiceInterrupted(EngineError):
+    """A request that may have reached the service got no answer (the service died or restarted)."""
+
+    status = 502
+
 
 # ---- the client ------------------------------------------------------------------------------
 class RemoteBackend:
@@ -48,7 +62,7 @@ class RemoteBackend:
     token of the user (in a user server: ``JUPYTERHUB_API_TOKEN``).
     """
 
-    def __init__(self, url: str, token: str, *, timeout: float = 120.0, retry_seconds: float = 20.0):
+    def __init__(self, url: str, token: str, *, timeout: float = 120.0, retry_seconds: float = 90.0):
         if not url:
             raise errors.RequestError("BERTH_SERVICE_URL", "the Berth service URL is empty")
         self.url = url if url.endswith("/") else url + "/"
@@ -88,7 +102,8 @@ class RemoteBackend:
             connect_timeout=min(self.timeout, 20.0),
             follow_redirects=False,
         )
-        deadline = time.monotonic() + (self.retry_seconds if retry else 0)
+        started = time.monotonic()
+        deadline = started + (self.retry_seconds if retry else 0)
         delay = 0.25
         while True:
             try:
@@ -98,12 +113,18 @@ class RemoteBackend:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
                     continue
+                waited = f"; retried for {time.monotonic() - started:.1f} s" if retry else ""
                 raise EngineError(
-                    f"the Berth service at {self.url} does not answer ({e}); it may be restarting — "
-                    "try again in a minute, and ask the hub's admin if it persists"
+                    f"the Berth service at {self.url} does not answer ({e}{waited}); it may be restarting (the hub "
+                    "starts it again by itself): nothing was done, try again in a minute, and ask the hub's admin "
+                    "if it persists"
                 ) from None
             except (OSError, HTTPClientError) as e:  # timeout, reset, unreachable: the request may have arrived
-                raise EngineError(
+                if method in IDEMPOTENT and time.monotonic() + delay < deadline:  # harmless to repeat
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+                    continue
+                raise ServiceInterrupted(
                     f"the Berth service at {self.url} did not answer {method} {path}: {e}", status=502
                 ) from None
 
@@ -164,7 +185,14 @@ class RemoteBackend:
             resources=resources,
         )
         body = start.to_json()  # the hub's service reads it with StartRequest.from_json
-        return launch_from_json(await self.call("POST", "api/kernels", body))
+        try:
+            return launch_from_json(await self.call("POST", "api/kernels", body))
+        except ServiceInterrupted:
+            # The service went away with the start in flight (killed, restarting). Whatever half of it the
+            # restarted service adopted is stopped (waiting for it to be back), then the start is made again.
+            with contextlib.suppress(errors.NotFoundError):
+                await self.stop_kernel(kernel_id, reason="restart", now=True)
+            return launch_from_json(await self.call("POST", "api/kernels", body))
 
     async def kernel_state(self, kernel_id: str) -> ContainerInfo | None:
         data = await self.call("GET", self._kernel_path(kernel_id), retry=False)

@@ -32,6 +32,19 @@ def service_config(data_dir: str, **policy) -> Config:
     return c
 
 
+def remove_site_networks(site: str) -> None:
+    """Remove the networks this test's site made (its egress rules go with them: tests/conftest.py)."""
+    import docker
+
+    client = docker.from_env()
+    for network in client.networks.list(filters={"label": f"io.jupyter.berth.site={site}"}):
+        try:
+            network.remove()
+        except docker.errors.APIError as e:  # still in use: reported, left
+            print(f"network {network.name} of site {site} left: {e}")
+    client.close()
+
+
 @pytest.fixture
 def workdir(tmp_path):
     """A notebook directory the kernel's uid (1000) can write to."""
@@ -62,6 +75,7 @@ async def berth_service(tmp_path):
                 print(f"cleanup of {alloc.subject} failed: {e}")
         for c in await service.runtime.list({"site": service.site_id}):
             await service.runtime.remove(c.id)
+        remove_site_networks(service.site_id)
         await service.stop()
 
 

@@ -64,6 +64,7 @@ class HubProcess:
         cpu_overcommit: float = 4.0,
         policies: dict | None = None,
         network_prefix: str | None = None,
+        site: str | None = None,
     ):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -71,7 +72,9 @@ class HubProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.api = f"{self.url}/hub/api"
         self.admin_token = secrets.token_hex(16)
-        self.network_prefix = network_prefix or f"berth-t{secrets.token_hex(2)}-"
+        self.network_prefix = network_prefix or f"berth-t{secrets.token_hex(3)}-"
+        #: This run's Berth site: everything the run creates carries it, and cleanup removes only that.
+        self.site = site or f"t{secrets.token_hex(5)}"
         self.users = list(users)
         self.log_path = self.root / "hub.log"
         berth_config = self.root / "jupyter_berth_config.py"
@@ -80,6 +83,7 @@ class HubProcess:
             from jupyter_berth.hub.demo_config import configure_berth
             configure_berth(c, state_dir={str(self.root)!r}, cpu_overcommit={cpu_overcommit!r}, policies={policies!r})
             c.BerthService.network_prefix = {self.network_prefix!r}
+            c.BerthService.site_id = {self.site!r}
             c.UsageTracker.sample_interval = 0
             c.BerthService.stop_timeout = 2
             c.BerthHubService.user_volume = {self.network_prefix + "user-{username}"!r}
@@ -159,25 +163,34 @@ class HubProcess:
         self.cleanup_engine()
 
     def cleanup_engine(self) -> None:
-        """Remove the containers, networks and volumes of this run (named with its prefix or on its networks)."""
+        """Remove what this run created, and nothing else: what carries its site label, the plain
+        spawner's containers on this run's own network, volumes named with this run's prefix."""
         client = docker.from_env()
-        prefixes = (self.network_prefix,)
-        for c in client.containers.list(all=True):
-            networks = (c.attrs.get("NetworkSettings") or {}).get("Networks") or {}
-            if any(n.startswith(prefixes) for n in networks):
+        site_label = {"label": f"io.jupyter.berth.site={self.site}"}
+        plain = self.network_prefix + "plain"
+        doomed = client.containers.list(all=True, filters=site_label)
+        if self.spawner == "docker":
+            doomed += client.containers.list(all=True, filters={"network": plain})
+        for c in doomed:
+            with contextlib.suppress(docker.errors.NotFound):
                 c.remove(force=True)
-        for n in client.networks.list():
-            if n.name.startswith(prefixes):
-                try:
+        for n in client.networks.list(filters=site_label) + client.networks.list(names=[plain]):
+            if n.name == plain or n.attrs.get("Labels", {}).get("io.jupyter.berth.site") == self.site:
+                with contextlib.suppress(docker.errors.APIError):
                     n.remove()
-                except docker.errors.APIError:
-                    pass
-        for v in client.volumes.list():
-            if v.name.startswith(prefixes):
-                try:
+        for v in client.volumes.list(filters=site_label) + client.volumes.list():
+            if (
+                v.name.startswith(self.network_prefix)
+                or (v.attrs.get("Labels") or {}).get("io.jupyter.berth.site") == self.site
+            ):
+                with contextlib.suppress(docker.errors.APIError):
                     v.remove(force=True)
-                except docker.errors.APIError:
-                    pass
+        client.close()
+
+    @property
+    def site_label(self) -> str:
+        """The engine filter for what this run's Berth made."""
+        return f"io.jupyter.berth.site={self.site}"
 
     @property
     def headers(self) -> dict:

@@ -87,7 +87,7 @@ def test_front_ends_use_the_facades_public_methods_only():
 
 def test_the_check_catches_each_kind_of_violation():
     core_private = core_private_names()
-    assert {"_db", "_finish", "_own_allocation", "_subnets"} <= core_private
+    assert {"_db", "_finish", "_own_allocation", "_user_network"} <= core_private
     source = """
 from jupyter_berth._version import __version__
 from jupyter_berth.service import _helper

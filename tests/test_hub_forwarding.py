@@ -120,6 +120,13 @@ def test_a_users_token_lists_images_creates_and_shares_a_folder(hub):
     code, folder = call(hub, "alice", "POST", "folders", {"name": "data"})
     assert code == 201, folder
     assert folder["owner"] == {"kind": "user", "name": "alice"} and folder["role"] == "owner"
+    # only to the hub's real users and groups (issue 20, item 8): a future "mallory" inherits nothing
+    for kind, name in (("user", "mallory"), ("group", "no-such-group")):
+        code, answer = call(hub, "alice", "PUT", f"folders/{folder['id']}/shares/{kind}/{name}", {"mode": "ro"})
+        assert code == 400 and f"no {kind} {name!r} on this hub" in answer["message"], answer
+    code, share = call(hub, "alice", "PUT", f"folders/{folder['id']}/shares/group/class-a", {"mode": "ro"})
+    assert code == 200 and share["name"] == "class-a", share
+    assert call(hub, "alice", "DELETE", f"folders/{folder['id']}/shares/group/class-a")[0] == 204
     code, share = call(hub, "alice", "PUT", f"folders/{folder['id']}/shares/user/bob", {"mode": "ro"})
     assert code == 200 and (share["kind"], share["name"], share["mode"]) == ("user", "bob", "ro")
     code, bobs = call(hub, "bob", "GET", "folders")

@@ -10,6 +10,7 @@ alice's kernel is started once and must survive the restarts at the end).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import queue
@@ -29,7 +30,7 @@ import pytest
 import pytest_asyncio
 from jupyter_client.asynchronous import AsyncKernelClient
 
-from jupyter_berth.errors import ConflictError, NotFoundError, PolicyError
+from jupyter_berth.errors import NotFoundError, PolicyError
 from jupyter_berth.kernels.remote import RemoteBackend
 from jupyter_berth.ledger import Ledger
 from jupyter_berth.runtime.base import Mount
@@ -90,6 +91,7 @@ class Hub:
                 # every user may call the Berth service (docs/hub-service.md)
                 {{"name": "user", "scopes": ["self", "access:services!service={SERVICE}"]}},
                 {{"name": "test-admin", "scopes": ["admin:users", "tokens", "access:services"], "services": ["test-admin"]}},
+                {{"name": "berth-service", "scopes": ["read:users:name", "read:groups:name"], "services": ["{SERVICE}"]}},
             ]
             c.JupyterHub.services = [
                 {{"name": "{SERVICE}", "url": "http://127.0.0.1:{self.service_port}",
@@ -377,9 +379,10 @@ async def test_another_user_cannot_reach_the_kernel_through_any_route(hub, alice
     assert await bob.list_kernels() == []
     r = httpx.get(hub.service_url + "api/kernels?all=1", headers=hub.auth("bob"), timeout=10)
     assert r.status_code == 403 and "admin" in r.json()["message"]
-    # starting a kernel under alice's kernel id neither touches nor reveals hers
-    with pytest.raises(ConflictError):
-        await bob.start_kernel(kernel_id=kid, image=IMAGE)
+    # starting a kernel under alice's kernel id neither touches nor reveals hers: bob gets his own
+    bobs = await bob.start_kernel(kernel_id=kid, image=IMAGE, request={"cpu": 0.25, "mem": "128M"})
+    assert bobs.kernel_id == kid and bobs.container_id != alice_kernel.container_id
+    await bob.stop_kernel(kid, now=True)
     with pytest.raises(PolicyError, match="only your own server's work directory") as e:
         await bob.start_kernel(kernel_id=str(uuid.uuid4()), mounts=[Mount("/home/alice", "/var/lib/docker")])
     assert e.value.limit == "mounts"
@@ -422,6 +425,15 @@ async def test_bad_input_is_refused_naming_the_field_and_reserves_nothing(hub, a
                 assert data["field"] == field and data["error"] == "RequestError", data
             else:
                 assert data["limit"] == field and "1 GiB" in data["message"] and "default" in data["message"], data
+        # issue 20, item 5: deep bodies were a 500, huge ones took seconds; now the limit is named
+        for method, path in (("POST", "api/kernels"), ("PUT", "berth/api/profile")):
+            for raw in ("[" * 100_000 + "]" * 100_000, '{"a":' * 50_000 + "1" + "}" * 50_000):
+                r = await client.request(method, path, content=raw)
+                assert r.status_code == 400 and "levels of arrays and objects" in r.json()["message"], r.text
+        r = await client.post("api/kernels", content=" " * (50 * 2**20))
+        assert r.status_code == 413 and "request size limit" in r.json()["message"], r.text
+        r = await client.put("api/policies/groups/students", content=" " * (2 * 2**20))  # before any auth check
+        assert r.status_code == 413, r.text
         r = await client.delete(f"api/kernels/{alice_kernel.kernel_id}?reason=because")
         assert r.status_code == 400 and r.json()["field"] == "reason"
         r = await client.post(f"api/kernels/{alice_kernel.kernel_id}/signal", json={"signal": "SIGSTOP"})
@@ -515,6 +527,48 @@ async def test_service_stopped_with_sigterm_is_restarted_by_the_hub_and_adopts_t
     print(f"the hub restarted the Berth service {time.monotonic() - started:.1f} s after it exited")
     assert new != old
     await assert_adopted(hub, alice_kernel)
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_burst_of_starts_across_a_service_sigkill_fails_none_and_leaks_nothing(hub, alice_kernel):
+    """Issue 20, item 3: every start while the service was down failed at once with 503."""
+    alice = hub.backend("alice")
+    old = hub.service_pid()
+    ids = [str(uuid.uuid4()) for _ in range(4)]
+
+    async def start(i: int, kernel_id: str):
+        await asyncio.sleep(0.4 * i)  # spread over the kill: before it, in flight, while nothing listens
+        return await alice.start_kernel(kernel_id=kernel_id, image=IMAGE, request={"cpu": 0.1, "mem": "128M"})
+
+    async def kill():
+        await asyncio.sleep(0.5)
+        os.kill(old, signal.SIGKILL)
+
+    results = await asyncio.gather(*(start(i, k) for i, k in enumerate(ids)), kill(), return_exceptions=True)
+    failed = [r for r in results[:-1] if isinstance(r, BaseException)]
+    assert failed == [], failed  # 0 failed starts
+    assert hub.service_pid() != old
+    try:
+        for launch in results[:-1]:
+            status, out = await run_cell(launch.connection, "print(1 + 1)")
+            assert (status, out.strip()) == ("ok", "2")
+        # 0 leaked: the ledger's live allocations are exactly the running containers, one per kernel
+        listed = {k["kernel_id"]: k["container_id"] for k in await alice.list_kernels()}
+        assert sorted(listed) == sorted([alice_kernel.kernel_id, *ids])
+        client = docker.from_env()
+        running = {
+            c.id
+            for c in client.containers.list(
+                filters={"label": [f"io.jupyter.berth.site={SITE}", "io.jupyter.berth.owner=alice"]}
+            )
+        }
+        assert running == set(listed.values())
+    finally:
+        for kernel_id in ids:
+            with contextlib.suppress(NotFoundError):
+                await alice.stop_kernel(kernel_id, now=True)
 
 
 @pytest.mark.docker

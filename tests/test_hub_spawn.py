@@ -131,8 +131,8 @@ def test_spawn_with_options_and_a_berth_kernel_reads_its_limits(hub):
     client = docker.from_env()
     (container,) = [
         c
-        for c in client.containers.list(filters={"label": "io.jupyter.berth.kind=server"})
-        if c.labels.get("io.jupyter.berth.owner") == "alice" and c.name.startswith("jupyter-alice")
+        for c in client.containers.list(filters={"label": ["io.jupyter.berth.kind=server", hub.site_label]})
+        if c.labels.get("io.jupyter.berth.owner") == "alice" and c.name.startswith(f"berth-{hub.site}-server-alice")
     ]
     hc = container.attrs["HostConfig"]
     assert (hc["Memory"], hc["MemorySwap"], hc["CpuQuota"], hc["CpuPeriod"]) == (
@@ -144,7 +144,7 @@ def test_spawn_with_options_and_a_berth_kernel_reads_its_limits(hub):
     assert hc["CapDrop"] == ["ALL"] and "no-new-privileges" in hc["SecurityOpt"] and hc["PidsLimit"] > 0
     assert container.attrs["Config"]["User"] == "1000:100"
     assert not any("docker.sock" in (m.get("Source") or "") for m in container.attrs["Mounts"])
-    assert list(container.attrs["NetworkSettings"]["Networks"]) == [hub.network_prefix + "alice"]
+    assert list(container.attrs["NetworkSettings"]["Networks"]) == [f"{hub.network_prefix}{hub.site}-alice"]
     env = dict(e.split("=", 1) for e in container.attrs["Config"]["Env"])
     assert env["BERTH_SERVICE_URL"].endswith("/services/berth/") and env["BERTH_KERNEL_IDLE_TIMEOUT"] == "600"
 
@@ -165,10 +165,11 @@ def test_spawn_with_options_and_a_berth_kernel_reads_its_limits(hub):
     assert limits["uid"] == 1000 and limits["cwd"] == "/home/jovyan/work"
     kernels = [
         c
-        for c in client.containers.list(filters={"label": "io.jupyter.berth.kind=kernel"})
+        for c in client.containers.list(filters={"label": ["io.jupyter.berth.kind=kernel", hub.site_label]})
         if c.labels.get("io.jupyter.berth.owner") == "alice"
     ]
-    assert len(kernels) == 1 and list(kernels[0].attrs["NetworkSettings"]["Networks"]) == [hub.network_prefix + "alice"]
+    networks = list(kernels[0].attrs["NetworkSettings"]["Networks"])
+    assert len(kernels) == 1 and networks == [f"{hub.network_prefix}{hub.site}-alice"]
 
 
 def test_a_full_host_queues_spawns_with_their_place(hub):

@@ -13,7 +13,7 @@ from jupyter_berth.kernels import backend
 
 pytestmark = [pytest.mark.docker]
 
-ROUTES = ["openapi.json", "info", "presets", "profile", "policy", "gpus", "kernels"]
+ROUTES = ["openapi.json", "info", "presets", "profile", "policy", "gpus", "kernels", "budget", "queue"]
 
 
 @pytest.fixture
@@ -23,7 +23,13 @@ def jp_server_config(tmp_path):
         "BerthService": {
             "data_dir": str(tmp_path / "berth-data"),
             "presets": {"small": {"cpu": 0.5, "mem": "256M", "display_name": "Small"}},
-            "default_policy": {"max_cpu": 1, "max_mem": "1G", "total_cpu": 1.0, "default": {"cpu": 0.5, "mem": "512M"}},
+            "default_policy": {
+                "max_cpu": 1,
+                "max_mem": "1G",
+                "total_cpu": 1.0,
+                "default": {"cpu": 0.5, "mem": "512M"},
+                "budget": {"cpu_hours": 20, "period": {"name": "autumn", "start": "2026-09-01", "end": "2100-01-01"}},
+            },
         },
         "UsageTracker": {"sample_interval": 0},
     }
@@ -86,6 +92,18 @@ def test_read_routes(api):
     assert gpus["devices"] == [] and "no NVIDIA GPU" in gpus["message"]
 
 
+def test_my_budget(api):
+    status, body = api("GET", "budget")
+    assert status == 200 and body["notices"] == []
+    (budget,) = body["budgets"]
+    assert budget["scope"] == "user" and budget["period"] == "autumn" and budget["set_by"] == "default"
+    assert budget["limits"] == {"cpu_hours": 20} and budget["remaining"] == {"cpu_hours": 20}
+    assert budget["resets_at"].startswith("2100-01-01")
+    assert api("GET", "queue") == (200, {"waiting": []})
+    status, body = api("DELETE", "queue/no-such-kernel")
+    assert status == 404 and "no start of kernel 'no-such-kernel' of yours is waiting" in body["message"]
+
+
 def test_profile_validation_changes_nothing_when_refused(api):
     assert api("GET", "profile") == (200, {"request": {}, "image": None})
     status, body = api("PUT", "profile", {"request": {"mem": "lots"}})
@@ -135,3 +153,19 @@ def test_start_with_a_preset(api):
     assert api("DELETE", f"kernels/{model['id']}")[0] == 204
     status, body = api("POST", "kernels", {"preset": "huge"})
     assert status == 404 and "known presets: small" in body["message"]
+
+
+def test_deep_and_huge_bodies_are_refused_naming_the_limit_never_a_500(api):
+    """Issue 20, item 5: 100,000 nested brackets answered 500; a 50 MB body took 12.8 s."""
+    from jupyter_berth.server.json_io import MAX_BODY_BYTES, MAX_DEPTH
+
+    for path, method in (("kernels", "POST"), ("profile", "PUT")):
+        status, body = api(method, path, "[" * 100_000 + "]" * 100_000)
+        assert status == 400 and body["field"] == "body" and f"{MAX_DEPTH} levels" in body["message"], body
+        status, body = api(method, path, '{"a":' * 50_000 + "1" + "}" * 50_000)
+        assert status == 400 and f"{MAX_DEPTH} levels" in body["message"], body
+    status, body = api("POST", "kernels", " " * (50 * 2**20))
+    assert status == 413 and f"limit of {MAX_BODY_BYTES} bytes" in body["message"], body
+    status, body = api("PUT", "gpus", '"' + "x" * (2 * MAX_BODY_BYTES) + '"')  # a route that reads no body
+    assert status == 413, body
+    assert api("GET", "kernels")[1] == {"kernels": []}  # nothing was started

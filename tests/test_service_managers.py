@@ -45,6 +45,14 @@ def test_the_environments_manager_is_composed_like_the_others():
     assert environments.store.directory == "/srv/other/environments" and environments.site_id == "s2"
 
 
+def test_the_usage_tracker_runs_the_fair_share_rules_after_each_round_and_adds_the_budgets_to_its_metrics():
+    service = BerthService()
+    assert service.fair.service is service and service.jobs.service is service
+    assert service.usage.after_round == service.fair.apply_usage_rules
+    assert service.usage.extra_metrics == service.fair.budget_metrics
+    assert UsageTracker().after_round is None and UsageTracker().extra_metrics is None  # alone: sampling only
+
+
 def test_each_manager_reads_its_own_section():
     config = Config(
         {

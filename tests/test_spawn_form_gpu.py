@@ -341,7 +341,7 @@ def test_spawn_form_declared_gpu_quarter_share_reaches_the_container(gpu_hub):
     client = docker.from_env()
     (container,) = [
         c
-        for c in client.containers.list(filters={"label": "io.jupyter.berth.kind=server"})
+        for c in client.containers.list(filters={"label": ["io.jupyter.berth.kind=server", gpu_hub.site_label]})
         if c.labels.get("io.jupyter.berth.owner") == "alice"
     ]
     env = dict(e.split("=", 1) for e in container.attrs["Config"]["Env"])

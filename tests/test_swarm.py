@@ -417,7 +417,7 @@ async def test_a_user_server_on_the_manager_reaches_a_kernel_on_the_worker(swarm
                     ["python", "-c", STAND_IN],
                     detach=True,
                     user="1000:1000",
-                    network=user_network(service.network_prefix, user),
+                    network=user_network(service.network_prefix, user, service.site_id),
                     environment={"BERTH_TEST_CONNECTION": json.dumps(launch.to_json()["connection"])},
                     volumes={shared: {"bind": "/shared", "mode": "ro"}},
                     labels={"io.jupyter.berth.test": RUN},

@@ -65,8 +65,8 @@ class Served:
         return await self.client.fetch(url, headers={"X-Test-User": user}, raise_error=False)
 
 
-async def serve(ledger, **settings) -> Served:
-    service = BerthService(config=Config(), ledger=ledger)
+async def serve(ledger, config: Config | None = None, **settings) -> Served:
+    service = BerthService(config=config or Config(), ledger=ledger)
     app = web.Application(
         [(PREFIX + p, h) for p, h in usage_routes(FakeHubIdentityHandler)], berth_service=service, **settings
     )
@@ -100,6 +100,34 @@ async def test_the_page_shows_the_table_and_three_plots(served):
     assert f'href="{PREFIX}usage.csv?since={SINCE}&amp;until={UNTIL}&amp;by=group"' in page
     filtered = (await served.get("usage", since=SINCE, until=UNTIL, group="ml")).body.decode()
     assert "— group ml" in filtered and ">ada<" in filtered and ">bob<" not in filtered
+
+
+async def test_the_page_shows_group_totals_and_budgets_against_use(tmp_path):
+    from jupyter_berth.admission import Admission
+    from jupyter_berth.policies import PolicySpec, resolve
+    from jupyter_berth.resources import Resources
+
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger' / 'berth.sqlite'}")
+    ledger.set_node_capacity("n1", 8, 64 * 1024**3)
+    policy = {"group_totals": {"cpu": 16, "mem": "32G"}, "group_budget": {"cpu_hours": 800}}
+    config = Config()
+    config.BerthService.group_policies = {"class-a": policy}
+    pol = resolve("ada", ("class-a",), None, {"class-a": PolicySpec.parse(policy, "group class-a")})
+    Admission(ledger).reserve("ada", ["class-a"], pol, Resources(cpu=2, mem=4 * 1024**3), "kernel", "k", "img")
+    s = await serve(ledger, config)
+    try:
+        page = (await s.get("usage")).body.decode()
+        assert "<h2>Group totals now</h2>" in page and "<h2>Budgets this period</h2>" in page
+        assert (
+            '<tr><td>class-a</td><td>cpu</td><td class="num">2.00</td><td class="num">16.00</td>'
+            '<td class="num">14.00</td></tr>' in page
+        )
+        assert '<td class="num">4 GiB</td><td class="num">32 GiB</td><td class="num">28 GiB</td>' in page
+        assert "<tr><td>group class-a</td>" in page and '<td>cpu_hours</td><td class="num">800.00</td>' in page
+    finally:
+        s.server.stop()
+        s.service._db_executor.shutdown(wait=False)
+        ledger.close()
 
 
 @pytest.mark.parametrize("path", ["usage", "usage.csv", "usage.json", "metrics"])

@@ -20,6 +20,7 @@ from jupyter_berth.resources import Resources
 from jupyter_berth.runtime.base import Mount
 from jupyter_berth.runtime.docker import DockerRuntime
 from jupyter_berth.runtime.labels import make_labels
+from jupyter_berth.runtime.site_scope import container_name
 from jupyter_berth.service import BerthService
 from tests.pool_fixtures import (  # noqa: F401 - fixtures
     KERNEL_VIEW,
@@ -72,13 +73,15 @@ async def test_start_adopts_a_pool_container_with_the_requested_limits(pool_serv
         (alloc,) = await pool_service.list_kernels()
         assert alloc.container_id == launch.container_id and alloc.state == "running" and alloc.image_digest
         # on the user's network, off the pool network, named after the kernel
-        user_net = user_network(pool_service.network_prefix, alloc.owner)
+        user_net = user_network(pool_service.network_prefix, alloc.owner, pool_service.site_id)
         assert ipaddress.ip_address(launch.connection["ip"]) in ipaddress.ip_network(pool_service.user_subnets)
 
         async def settled():
             info = await pool_service.runtime.inspect(launch.container_id)
             on = await networks_of(pool_service, launch.container_id)
-            return on == {user_net} and info.name == f"berth-kernel-{km.kernel_id}"
+            return on == {user_net} and info.name == container_name(
+                pool_service.site_id, "kernel", alloc.owner, km.kernel_id
+            )
 
         assert await eventually(settled), await networks_of(pool_service, launch.container_id)
 
@@ -122,7 +125,7 @@ async def test_learned_pool_waits_on_the_users_network(tmp_path, workdir, monkey
         pool = service._pool
         await pool.wait_full(timeout=90)
         (alloc,) = await service.list_kernels()
-        user_net = user_network(service.network_prefix, alloc.owner)
+        user_net = user_network(service.network_prefix, alloc.owner, service.site_id)
         waiting = ready_ids(pool)
         for cid in waiting:
             assert await networks_of(service, cid) == {user_net}

@@ -29,6 +29,10 @@ def _subcommands() -> dict:
             "jupyter_berth.cli.usage_cmd.UsageApp",
             "Usage report by user, group, image or day (table, CSV, JSON).",
         ),
+        "budgets": (
+            "jupyter_berth.cli.budgets_cmd.BudgetsApp",
+            "Budgets per period (CPU-, memory-, GPU-hours) per user and group against use.",
+        ),
         "kernelspecs": (
             "jupyter_berth.cli.kernelspecs_cmd.KernelspecsApp",
             "Write Berth kernelspecs (one per image version and preset).",

@@ -44,14 +44,28 @@ berth images bootstrap --force
 berth images bootstrap --recipe=singleuser   # the hub's user-server image
 berth images bootstrap --recipe=r            # an R environment (berth/r:4.2), offered with `berth images offer`
 berth images bootstrap --all                 # the kernel and server images and the test environments
-berth images bootstrap --extra-ca-dir=/etc/company/certs
-berth images bootstrap --extra-ca-dir=''     # trust no extra CA"""
+berth images bootstrap --extra-ca-dir=/etc/company/certs   # the build trusts these
+berth images bootstrap --extra-ca-dir=''     # the build trusts no extra CA
+berth images bootstrap --image-pip-conf=/etc/berth/kernel-pip.conf --image-ca-dir=/etc/berth/kernel-ca
+                                             # what kernels use at run time (in the image)"""
 
     force = Bool(False, help="Rebuild the base and the image even when the recipe is unchanged.").tag(config=True)
     extra_ca_dir = Unicode(
         DEFAULT_EXTRA_CA_DIR,
-        help="Folder of PEM *.crt CA certificates to trust inside the image (a proxy's or a "
-        "company's), so pip and apt work there; empty for none.",
+        help="Folder of PEM *.crt CA certificates the build trusts (a proxy's or a company's), so that "
+        "pip reaches the index while building; like the host's /etc/pip.conf, they serve the build "
+        "only and are in no layer of the image. Empty for none.",
+    ).tag(config=True)
+    image_pip_conf = Unicode(
+        "",
+        help="A pip configuration to install as the image's /etc/pip.conf, for `%%pip install` in "
+        "kernels (a site's package mirror). Every user of the image can read it: no credentials. "
+        "Empty (the default): the image has none; the host's /etc/pip.conf never goes in.",
+    ).tag(config=True)
+    image_ca_dir = Unicode(
+        "",
+        help="Folder of PEM *.crt CA certificates the image trusts at run time (added to its system "
+        "trust store). Empty (the default): only Debian's.",
     ).tag(config=True)
     if_missing = Bool(
         False,
@@ -77,6 +91,8 @@ berth images bootstrap --extra-ca-dir=''     # trust no extra CA"""
 
     aliases = {
         "extra-ca-dir": "ImagesBootstrapApp.extra_ca_dir",
+        "image-pip-conf": "ImagesBootstrapApp.image_pip_conf",
+        "image-ca-dir": "ImagesBootstrapApp.image_ca_dir",
         "repository": "ImagesBootstrapApp.repository",
         "tag": "ImagesBootstrapApp.tag",
         "recipe": "ImagesBootstrapApp.recipe",
@@ -102,6 +118,8 @@ berth images bootstrap --extra-ca-dir=''     # trust no extra CA"""
                     force=self.force,
                     progress=lambda line: print(line, flush=True),
                     extra_ca_dir=self.extra_ca_dir or None,
+                    image_pip_conf=self.image_pip_conf or None,
+                    image_ca_dir=self.image_ca_dir or None,
                 )
                 print(f"{result.reference}: {'cached' if result.cached else 'built'} in {result.seconds:.1f} s")
                 continue
@@ -115,6 +133,8 @@ berth images bootstrap --extra-ca-dir=''     # trust no extra CA"""
                 progress=lambda line: print(line, flush=True),
                 extra_ca_dir=self.extra_ca_dir or None,
                 if_missing=self.if_missing,
+                image_pip_conf=self.image_pip_conf or None,
+                image_ca_dir=self.image_ca_dir or None,
             )
             state = "cached" if result.cached else "built"
             print(f"{result.reference}: {state} in {result.seconds:.1f} s ({result.image_id[:19]})")

@@ -20,11 +20,13 @@ import os
 import time
 from datetime import datetime, timezone
 
-from traitlets import Dict, Float, Integer, TraitError, Unicode, validate
+from traitlets import Dict, Enum, Float, Instance, Integer, TraitError, Unicode, validate
 
+from .. import principals
 from ..area import AreaManager
 from ..errors import ConflictError, NotFoundError, PolicyError, RequestError
 from ..kernel_launch import FOLDERS_ROOT
+from ..principals import AnyPrincipal, HostAccounts, HubAccounts, PrincipalDirectory
 from ..runtime.base import Mount
 from ..runtime.labels import parse_labels
 from . import fs as folder_fs
@@ -82,6 +84,26 @@ class FolderManager(AreaManager):
         "rename, delete, share; read-write access). Hub admins always do.",
     )
     folder_usage_ttl = Float(60.0, config=True, help="Seconds a measured folder size is reused before measuring again.")
+    share_check = Enum(
+        ["auto", "host", "none"],
+        "auto",
+        config=True,
+        help="Which user and group names a folder may be shared with (a share to a name nobody has would pass "
+        "to whoever gets it later). 'auto': the hub's users and groups in hub mode (also for `berth folders` where "
+        "JUPYTERHUB_API_URL and JUPYTERHUB_API_TOKEN are set), else as 'host'; 'host': "
+        "the host's accounts (getpwnam/getgrnam); 'none': no check.",
+    )
+    #: Set by a front end that knows the principals better than the host (the hub's service: the hub).
+    principals = Instance(PrincipalDirectory, allow_none=True)
+
+    def _principal_directory(self) -> PrincipalDirectory:
+        if self.share_check == "none":
+            return AnyPrincipal()
+        if self.share_check == "auto":
+            hub = self.principals or HubAccounts.from_environment()
+            if hub is not None:
+                return hub
+        return HostAccounts()
 
     @validate("folder_quota", "user_folder_quotas", "group_folder_quotas")
     def _check_quota(self, proposal):
@@ -372,6 +394,7 @@ class FolderManager(AreaManager):
         if (kind, name) == (f.owner_kind, f.owner):
             hint = "its owner has read-write access" if kind == "user" else "set the folder's member_mode instead"
             raise RequestError("name", f"{owner_words(kind, name)} owns folder {f.reference}; {hint}")
+        await principals.require(self._principal_directory(), kind, name)
         share = await self._db(folder_ledger.set_share, self.ledger, f.id, kind, name, mode, caller.user)
         self.log.info("Folder %s shared %s with %s %s by %s", f.reference, mode, kind, name, caller.user)
         return share

@@ -35,7 +35,7 @@ from ..resources import format_bytes, parse_memory
 log = logging.getLogger(__name__)
 
 #: What a declared device entry may hold (used in error messages).
-DECLARED_FIELDS = ("uuid", "name", "memory", "index", "node")
+DECLARED_FIELDS = ("uuid", "name", "memory", "index", "node", "utilization")
 #: A UUID goes into ``NVIDIA_VISIBLE_DEVICES`` (comma-separated) and MPS limit
 #: strings (``key=value``), so commas, ``=`` and spaces are refused.
 _UUID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,127}$")
@@ -55,9 +55,14 @@ class GpuDevice:
     mig_mode: bool = False  #: MIG is enabled on this GPU (hand out its instances, not shares of it)
     declared: bool = False  #: listed in config rather than detected by NVML
     node: str | None = None  #: Swarm node name the device sits on (None: this host)
+    #: a declared device's fixed utilization reading in percent (NVML cannot read a declared device);
+    #: the utilization idle rule reads it, None = unknown (that rule then never fires)
+    declared_utilization: float | None = None
 
     def to_json(self) -> dict:
         out = asdict(self)
+        if out["declared_utilization"] is None:
+            del out["declared_utilization"]
         out["memory"] = format_bytes(self.memory_bytes)
         return out
 
@@ -134,9 +139,24 @@ def parse_declared(entries: Iterable[Mapping[str, Any]], where: str = "gpus") ->
         node = entry.get("node")
         if node is not None and (not isinstance(node, str) or not node):
             raise RequestError(f"{at}.node", f"{node!r} is not a node name; expected the Swarm node's hostname")
+        utilization = entry.get("utilization")
+        if utilization is not None and (
+            isinstance(utilization, bool) or not isinstance(utilization, (int, float)) or not 0 <= utilization <= 100
+        ):
+            raise RequestError(f"{at}.utilization", f"{utilization!r} is not a percentage; expected 0 to 100")
         seen_uuids[uuid] = position
         seen_indices[index] = position
-        devices.append(GpuDevice(index=index, uuid=uuid, name=name, memory_bytes=memory, declared=True, node=node))
+        devices.append(
+            GpuDevice(
+                index=index,
+                uuid=uuid,
+                name=name,
+                memory_bytes=memory,
+                declared=True,
+                node=node,
+                declared_utilization=None if utilization is None else float(utilization),
+            )
+        )
     return sorted(devices, key=lambda d: (d.node or "", d.index))
 
 

@@ -33,6 +33,7 @@ import docker.errors
 
 from ..engine import engine_client
 from ..errors import EngineError
+from . import build_files
 from .baseimage import LABEL_PREFIX, BaseSpec, build_base, host_apt_sources
 
 DEFAULT_KERNEL_REPOSITORY = "berth/python"
@@ -91,9 +92,17 @@ def _certificate_files(extra_ca_dir: str | None) -> list[str]:
 
 
 def recipe_hash(
-    recipe_path: str, certs: list[str], pip_conf: str | None, base: BaseSpec, extra_ca_dir: str | None
+    recipe_path: str,
+    certs: list[str],
+    pip_conf: str | None,
+    base: BaseSpec,
+    extra_ca_dir: str | None,
+    *,
+    image_pip_conf: str | None = None,
+    image_ca_dir: str | None = None,
 ) -> str:
-    """A digest of everything that decides the image's content."""
+    """A digest of everything that decides the image's content (the build-only files too: another
+    index can install other packages)."""
     h = hashlib.sha256()
     h.update(f"base={base.reference}\n".encode())
     for root, dirs, files in sorted(os.walk(recipe_path)):
@@ -111,23 +120,29 @@ def recipe_hash(
         h.update(b"pip.conf\n")
         with open(pip_conf, "rb") as f:
             h.update(f.read())
+    if image_pip_conf:
+        h.update(b"image pip.conf\n")
+        with open(image_pip_conf, "rb") as f:
+            h.update(f.read())
+    for path in _certificate_files(image_ca_dir):
+        h.update(f"image ca={os.path.relpath(path, image_ca_dir)}\n".encode())
+        with open(path, "rb") as f:
+            h.update(f.read())
     return h.hexdigest()[:16]
 
 
 def _stage_context(
-    recipe_path: str, certs: list[str], extra_ca_dir: str | None, pip_conf: str | None, dest: str
+    recipe_path: str,
+    dest: str,
+    *,
+    image_pip_conf: str | None = None,
+    image_ca_dir: str | None = None,
 ) -> None:
-    """Copy the recipe, the CA certificates and pip.conf into a build context."""
+    """Copy the recipe into a build context, with the build files' fetch script and the run-time
+    settings an admin asked for (never the host's build-only files: :mod:`.build_files`)."""
     shutil.copytree(recipe_path, dest, dirs_exist_ok=True)
-    ca_dest = os.path.join(dest, "context", "ca-certificates")
-    os.makedirs(ca_dest, exist_ok=True)
-    for path in certs:
-        target = os.path.join(ca_dest, "berth-" + os.path.relpath(path, extra_ca_dir).replace(os.sep, "-"))
-        shutil.copyfile(path, target)
-    pip_dest = os.path.join(dest, "context", "pip")
-    os.makedirs(pip_dest, exist_ok=True)
-    if pip_conf:
-        shutil.copyfile(pip_conf, os.path.join(pip_dest, "pip.conf"))
+    build_files.write_fetch_script(dest)
+    build_files.stage_runtime(dest, image_pip_conf, image_ca_dir)
 
 
 def _cached_image(client: docker.DockerClient, reference: str, digest: str | None):
@@ -223,14 +238,17 @@ def bootstrap_image(
     base: BaseSpec | None = None,
     pip_conf: str | None = HOST_PIP_CONF,
     if_missing: bool = False,
+    image_pip_conf: str | None = None,
+    image_ca_dir: str | None = None,
 ) -> ImageResult:
     """Build ``name:tag`` from the ``recipe`` without any registry.
 
     Returns at once with ``cached=True`` when the image already carries the
-    current recipe hash, unless ``force``. ``extra_ca_dir`` is a folder of
-    ``*.crt`` files trusted inside the image (``None``/``""`` for none);
-    ``pip_conf`` a pip configuration copied to ``/etc/pip.conf`` (skipped if
-    the file does not exist). ``if_missing`` accepts any existing ``name:tag``
+    current recipe hash, unless ``force``. ``extra_ca_dir`` (a folder of ``*.crt``
+    files, ``None``/``""`` for none) and ``pip_conf`` (skipped if the file does not
+    exist) serve the build only and are in no layer of the image (:mod:`.build_files`);
+    ``image_pip_conf`` and ``image_ca_dir`` are what the admin wants kernels to use at
+    run time: the image's ``/etc/pip.conf`` and extra trusted CA certificates. ``if_missing`` accepts any existing ``name:tag``
     whatever its recipe hash (an image brought in with ``docker load`` on an
     air-gapped host). The user-server image is built on this one by
     :func:`.singleuser.bootstrap_singleuser` (:func:`.by_recipe.bootstrap` picks by recipe
@@ -243,7 +261,9 @@ def bootstrap_image(
     certs = _certificate_files(extra_ca_dir)
     client = engine_client()
     pip_conf = pip_conf if pip_conf and os.path.isfile(pip_conf) else None
-    digest = recipe_hash(path, certs, pip_conf, base, extra_ca_dir)
+    digest = recipe_hash(
+        path, certs, pip_conf, base, extra_ca_dir, image_pip_conf=image_pip_conf, image_ca_dir=image_ca_dir
+    )
 
     if if_missing and not force:
         image = _cached_image(client, reference, None)
@@ -288,16 +308,17 @@ def bootstrap_image(
     build_started = time.monotonic()
     progress(f"docker build {recipe} on {base_ref} (host network for pip)")
     with tempfile.TemporaryDirectory(prefix="berth-build-") as ctx:
-        _stage_context(path, certs, extra_ca_dir, pip_conf, ctx)
-        stage_id = _run_build(
-            client,
-            progress,
-            path=ctx,
-            buildargs={"BASE_IMAGE": base_ref},
-            network_mode="host",
-            nocache=force,
-            pull=False,
-        )
+        _stage_context(path, ctx, image_pip_conf=image_pip_conf, image_ca_dir=image_ca_dir)
+        with build_files.served(certs, extra_ca_dir, pip_conf) as build_args:
+            stage_id = _run_build(
+                client,
+                progress,
+                path=ctx,
+                buildargs={"BASE_IMAGE": base_ref, **build_args},
+                network_mode="host",
+                nocache=force,
+                pull=False,
+            )
     versions = _installed_versions(client, stage_id)
     labels = _image_labels(digest, tag, versions)
     if not labels[LABEL_PREFIX + "display_name"].endswith(tag.split("-")[0]) and tag[:1].isdigit():

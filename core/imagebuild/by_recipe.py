@@ -32,6 +32,8 @@ def bootstrap(
     extra_ca_dir: str | None = DEFAULT_EXTRA_CA_DIR,
     pip_conf: str | None = HOST_PIP_CONF,
     if_missing: bool = False,
+    image_pip_conf: str | None = None,
+    image_ca_dir: str | None = None,
 ) -> ImageResult:
     """Build ``name:tag`` from ``recipe`` (see :func:`.bootstrap.bootstrap_image` for the options).
 
@@ -49,6 +51,8 @@ def bootstrap(
             extra_ca_dir=extra_ca_dir,
             pip_conf=pip_conf,
             if_missing=if_missing,
+            image_pip_conf=image_pip_conf,
+            image_ca_dir=image_ca_dir,
         )
     return bootstrap_image(
         name,
@@ -59,6 +63,8 @@ def bootstrap(
         recipe=recipe,
         pip_conf=pip_conf,
         if_missing=if_missing,
+        image_pip_conf=image_pip_conf,
+        image_ca_dir=image_ca_dir,
     )
 
 

@@ -2,7 +2,10 @@
 
 Each recipe is a Dockerfile (``recipes/<folder>/``) on the same Debian base that
 ``berth images bootstrap`` makes without any registry (:mod:`.baseimage`), built with the host's
-network for apt and pip (and its proxy's CA certificates). The images are plain: nothing of
+network for apt and pip. The host's pip.conf and its proxy's CA certificates serve the build only:
+served on the host's loopback while it runs and fetched, used and removed in one step, so that no
+layer holds them (:mod:`.build_files`; what kernels use at run time is the admin's explicit
+``--image-pip-conf``/``--image-ca-dir``). The images are plain: nothing of
 Berth's inside, no ``berth-kernel``; they run kernels the way any image does, through the launcher
 Berth mounts (:mod:`jupyter_berth.environments`). They carry ``io.jupyter.berth.kind=environment``
 (so the catalog does not offer them before an admin does, which inspects them) and the recipe hash,
@@ -31,6 +34,7 @@ from dataclasses import dataclass, field
 
 from ..engine import engine_client
 from ..errors import RequestError
+from . import build_files
 from .baseimage import LABEL_PREFIX, BaseSpec, build_base, host_apt_sources
 from .bootstrap import (
     DEFAULT_EXTRA_CA_DIR,
@@ -95,6 +99,8 @@ def build_on_base(
     progress: Callable[[str], None] = _print,
     extra_ca_dir: str | None = DEFAULT_EXTRA_CA_DIR,
     pip_conf: str | None = HOST_PIP_CONF,
+    image_pip_conf: str | None = None,
+    image_ca_dir: str | None = None,
 ) -> ImageResult:
     """Build the Dockerfile in ``folder`` on Berth's Debian base as ``reference``, unless it is up to date.
 
@@ -107,7 +113,7 @@ def build_on_base(
     base = BaseSpec(sources=host_apt_sources())
     certs = _certificate_files(extra_ca_dir)
     pip_conf = pip_conf if pip_conf and os.path.isfile(pip_conf) else None
-    digest = folder_hash(folder, buildargs, certs, pip_conf, base, extra_ca_dir)
+    digest = folder_hash(folder, buildargs, certs, pip_conf, base, extra_ca_dir, image_pip_conf, image_ca_dir)
     if not force:
         try:
             image = client.images.get(reference)
@@ -134,17 +140,18 @@ def build_on_base(
     base_ref, _ = build_base(client, base, progress, force=False)
     progress(f"docker build {os.path.basename(folder)} on {base_ref} as {reference} (host network for apt and pip)")
     with tempfile.TemporaryDirectory(prefix="berth-build-") as ctx:
-        _stage_context(folder, certs, extra_ca_dir, pip_conf, ctx)
-        image_id = _run_build(
-            client,
-            progress,
-            path=ctx,
-            buildargs={"BASE_IMAGE": base_ref, **(buildargs or {})},
-            network_mode="host",
-            nocache=force,
-            pull=False,
-            tag=None if labels else reference,
-        )
+        _stage_context(folder, ctx, image_pip_conf=image_pip_conf, image_ca_dir=image_ca_dir)
+        with build_files.served(certs, extra_ca_dir, pip_conf) as build_args:
+            image_id = _run_build(
+                client,
+                progress,
+                path=ctx,
+                buildargs={"BASE_IMAGE": base_ref, **build_args, **(buildargs or {})},
+                network_mode="host",
+                nocache=force,
+                pull=False,
+                tag=None if labels else reference,
+            )
     if labels:
         image_id = _run_build(
             client,
@@ -169,10 +176,21 @@ def folder_hash(
     pip_conf: str | None = None,
     base: BaseSpec | None = None,
     extra_ca_dir: str | None = None,
+    image_pip_conf: str | None = None,
+    image_ca_dir: str | None = None,
 ) -> str:
     """The recipe hash of ``folder`` with these build arguments (as :func:`.bootstrap.recipe_hash`)."""
     base = base or BaseSpec(sources=host_apt_sources())
-    h = hashlib.sha256(recipe_hash(folder, list(certs or []), pip_conf, base, extra_ca_dir).encode())
+    digest = recipe_hash(
+        folder,
+        list(certs or []),
+        pip_conf,
+        base,
+        extra_ca_dir,
+        image_pip_conf=image_pip_conf,
+        image_ca_dir=image_ca_dir,
+    )
+    h = hashlib.sha256(digest.encode())
     for k, v in sorted((buildargs or {}).items()):
         h.update(f"arg={k}={v}\n".encode())
     return h.hexdigest()[:16]
@@ -185,6 +203,8 @@ def bootstrap_environment(
     progress: Callable[[str], None] = _print,
     extra_ca_dir: str | None = DEFAULT_EXTRA_CA_DIR,
     pip_conf: str | None = HOST_PIP_CONF,
+    image_pip_conf: str | None = None,
+    image_ca_dir: str | None = None,
 ) -> ImageResult:
     """Build the environment recipe ``name`` (see the table above) without any registry."""
     r = recipe(name)
@@ -203,4 +223,6 @@ def bootstrap_environment(
         progress=progress,
         extra_ca_dir=extra_ca_dir,
         pip_conf=pip_conf,
+        image_pip_conf=image_pip_conf,
+        image_ca_dir=image_ca_dir,
     )

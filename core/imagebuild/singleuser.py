@@ -30,6 +30,7 @@ from collections.abc import Callable
 from ..engine import engine_client
 from ..errors import EngineError
 from ..images.catalog import image_info_from_docker
+from . import build_files
 from .baseimage import LABEL_PREFIX
 from .bootstrap import (
     DEFAULT_EXTRA_CA_DIR,
@@ -192,8 +193,12 @@ def bootstrap_singleuser(
     source: str | None = None,
     pip_conf: str | None = HOST_PIP_CONF,
     if_missing: bool = False,
+    image_pip_conf: str | None = None,
+    image_ca_dir: str | None = None,
 ) -> ImageResult:
-    """Build ``name:tag`` (the single-user server image) on ``kernel_image``; see the module doc."""
+    """Build ``name:tag`` (the single-user server image) on ``kernel_image``; see the module doc.
+    ``extra_ca_dir`` and ``pip_conf`` serve the build only; ``image_pip_conf`` and ``image_ca_dir``
+    go into the image (see :func:`~.bootstrap.bootstrap_image`)."""
     started = time.monotonic()
     reference = f"{name}:{tag}"
     client = engine_client()
@@ -212,7 +217,16 @@ def bootstrap_singleuser(
                 image.attrs.get("Size", 0),
             )
     repo, _, ktag = kernel_image.rpartition(":")
-    base = bootstrap_image(repo, ktag, force=False, progress=progress, extra_ca_dir=extra_ca_dir, pip_conf=pip_conf)
+    base = bootstrap_image(
+        repo,
+        ktag,
+        force=False,
+        progress=progress,
+        extra_ca_dir=extra_ca_dir,
+        pip_conf=pip_conf,
+        image_pip_conf=image_pip_conf,
+        image_ca_dir=image_ca_dir,
+    )
     root = source_root(source)
     path = recipe_dir("singleuser")
     certs = _certificate_files(extra_ca_dir)
@@ -220,7 +234,17 @@ def bootstrap_singleuser(
     hub_version = _hub_version()
     images = kernel_images(client)
     h = hashlib.sha256()
-    h.update(recipe_hash(path, certs, pip_conf, _KernelBase(base.image_id), extra_ca_dir).encode())
+    h.update(
+        recipe_hash(
+            path,
+            certs,
+            pip_conf,
+            _KernelBase(base.image_id),
+            extra_ca_dir,
+            image_pip_conf=image_pip_conf,
+            image_ca_dir=image_ca_dir,
+        ).encode()
+    )
     h.update(f"jupyterhub={hub_version}\n".encode())
     h.update(("kernels=" + ",".join(f"{i.ref}@{i.id}" for i in images) + "\n").encode())
     for rel in _source_files(root):
@@ -249,18 +273,19 @@ def bootstrap_singleuser(
     progress(f"building {reference} (recipe {digest}) on {kernel_image} with no registry")
     replaced = _image_id(client, reference)
     with tempfile.TemporaryDirectory(prefix="berth-build-") as ctx:
-        _stage_context(path, certs, extra_ca_dir, pip_conf, ctx)
+        _stage_context(path, ctx, image_pip_conf=image_pip_conf, image_ca_dir=image_ca_dir)
         build_wheel(root, os.path.join(ctx, "context", "wheels"), progress)
         _stage_kernelspecs(images, kernel_image, os.path.join(ctx, "context", "kernels"))
-        stage_id = _run_build(
-            client,
-            progress,
-            path=ctx,
-            network_mode="host",
-            nocache=force,
-            pull=False,
-            buildargs={"BASE_IMAGE": base.image_id, "JUPYTERHUB_VERSION": hub_version},
-        )
+        with build_files.served(certs, extra_ca_dir, pip_conf) as build_args:
+            stage_id = _run_build(
+                client,
+                progress,
+                path=ctx,
+                network_mode="host",
+                nocache=force,
+                pull=False,
+                buildargs={"BASE_IMAGE": base.image_id, "JUPYTERHUB_VERSION": hub_version, **build_args},
+            )
     versions = _versions(client, stage_id)
     labels = server_labels(digest, tag, versions, kernel_image)
     image_id = _run_build(

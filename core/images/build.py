@@ -16,8 +16,8 @@ Three sources, one of them per build:
 The build is ``docker build`` with ``pull=False`` (nothing is fetched from a
 registry: the base is already on the host), ``FROM`` the base's image id (the
 exact image that was offered), on the host network so that pip reaches the
-package index. The extra CA certificates and ``/etc/pip.conf`` go into the
-build context and the image, as in ``berth images bootstrap``. Every line the
+package index. The extra CA certificates and ``/etc/pip.conf`` serve the build and
+stay out of the image, as in ``berth images bootstrap`` (:mod:`.imagebuild.build_files`). Every line the
 build prints is passed to ``progress``.
 """
 
@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 import docker.errors
 
 from ..errors import EngineError, RequestError
+from ..imagebuild import build_files
 from ..imagebuild.bootstrap import DEFAULT_EXTRA_CA_DIR, HOST_PIP_CONF, _certificate_files, _stage_context
 from ..runtime.labels import PREFIX
 
@@ -45,15 +46,15 @@ _DIST_RE = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 _CONDA_SPEC_RE = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:(==|>=|<=|>|<|=)\s*([A-Za-z0-9.*+!_-]+))?\s*$")
 
 _PIP_STEPS = """USER root
-COPY context/ca-certificates/ /usr/local/share/ca-certificates/
-COPY context/pip/ /tmp/berth-pip/
+COPY context/berth-build-files.py /tmp/berth-build-files.py
 COPY requirements.txt /tmp/berth-pip/requirements.txt
+ARG BERTH_BUILD_FILES=""
 RUN set -eux; \\
-    update-ca-certificates >/dev/null; \\
-    if [ -f /tmp/berth-pip/pip.conf ]; then cp /tmp/berth-pip/pip.conf /etc/pip.conf; fi; \\
+    python3 /tmp/berth-build-files.py "$BERTH_BUILD_FILES" /tmp/berth-build; \\
+    . /tmp/berth-build/env.sh; \\
     /opt/venv/bin/pip install --no-cache-dir -r /tmp/berth-pip/requirements.txt; \\
     /opt/venv/bin/pip freeze > /opt/venv/berth-freeze.txt; \\
-    rm -rf /tmp/berth-pip /root/.cache
+    rm -rf /tmp/berth-build /tmp/berth-build-files.py /tmp/berth-pip /root/.cache
 USER 1000
 """
 
@@ -244,29 +245,31 @@ def run_build(
         for name, text in plan.files.items():
             with open(os.path.join(recipe, name), "w") as f:
                 f.write(text)
-        _stage_context(recipe, certs, extra_ca_dir, pip_conf, ctx)
+        _stage_context(recipe, ctx)
         image_id, last = None, []
         try:
-            stream = api.build(
-                path=ctx,
-                tag=tag,
-                pull=False,
-                rm=True,
-                forcerm=True,
-                decode=True,
-                network_mode="host" if network else "none",
-            )
-            for chunk in stream:
-                for line in (chunk.get("stream") or "").splitlines():
-                    if line.strip():
-                        last = (last + [line])[-20:]
-                        progress(f"  {line.rstrip()}")
-                if "aux" in chunk and "ID" in (chunk["aux"] or {}):
-                    image_id = chunk["aux"]["ID"]
-                if "error" in chunk:
-                    raise EngineError(
-                        f"docker build of {tag} failed: {chunk['error'].strip()}", log_message="\n".join(last)
-                    )
+            with build_files.served(certs, extra_ca_dir, pip_conf) as build_args:
+                stream = api.build(
+                    path=ctx,
+                    tag=tag,
+                    pull=False,
+                    rm=True,
+                    forcerm=True,
+                    decode=True,
+                    network_mode="host" if network else "none",
+                    buildargs=build_args,
+                )
+                for chunk in stream:  # the build runs while the stream is read: inside served()
+                    for line in (chunk.get("stream") or "").splitlines():
+                        if line.strip():
+                            last = (last + [line])[-20:]
+                            progress(f"  {line.rstrip()}")
+                    if "aux" in chunk and "ID" in (chunk["aux"] or {}):
+                        image_id = chunk["aux"]["ID"]
+                    if "error" in chunk:
+                        raise EngineError(
+                            f"docker build of {tag} failed: {chunk['error'].strip()}", log_message="\n".join(last)
+                        )
         except docker.errors.APIError as e:
             raise EngineError(f"docker build of {tag} failed: {e.explanation or e}", log_message=str(e)) from e
     if image_id is None:

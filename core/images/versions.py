@@ -70,8 +70,8 @@ class ImageVersions(AreaManager):
     build_extra_ca_dir = Unicode(
         DEFAULT_EXTRA_CA_DIR,
         config=True,
-        help="Folder of PEM *.crt CA certificates trusted inside images built with `berth images "
-        "build` (a proxy's or a company's), so that pip works there; empty for none.",
+        help="Folder of PEM *.crt CA certificates the builds of `berth images build` trust (a proxy's or a "
+        "company's), so that pip reaches the index; for the build only, not copied into the image. Empty for none.",
     )
     build_network = Bool(
         True,

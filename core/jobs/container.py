@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ..kernel_launch import container_name
 from ..resources import Resources, format_bytes
+from ..runtime import site_scope
 from ..runtime.base import ContainerInfo, ContainerSpec, Mount
 from ..runtime.labels import make_labels
 
@@ -46,7 +46,7 @@ def job_spec(
     }
     all_env.update(env or {})
     return ContainerSpec(
-        name=container_name("job", job_id),
+        name=site_scope.container_name(site, "job", owner, job_id),
         image=image,
         command=["python3", RUNNER_TARGET, JOB_TARGET],
         resources=resources,

@@ -205,5 +205,6 @@ class ProfileRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
 
 
-# The folders (migration 0002), image catalog (0003) and jobs (0005) tables join this metadata.
-from . import models_folders, models_images, models_jobs  # noqa: E402,F401
+# The folders (migration 0002), image catalog (0003), jobs (0005), budget notices and start queue (0006)
+# tables join this metadata.
+from . import models_budgets, models_folders, models_images, models_jobs, models_queue  # noqa: E402,F401

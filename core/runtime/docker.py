@@ -28,7 +28,7 @@ import requests.exceptions
 
 from ..errors import BerthError, ConflictError, EngineError, NotFoundError
 from ..resources import Resources
-from . import cgroups, networks
+from . import cgroups, networks, site_scope
 from .base import ContainerInfo, ContainerSpec, ContainerUsage, Runtime, parse_engine_time
 from .hardening import create_kwargs, host_config_kwargs, update_body, validate_name
 from .labels import MANAGED, MANAGED_VALUE, full_labels, key
@@ -467,6 +467,24 @@ class DockerRuntime(Runtime):
             await self.docker("rename", container_id, name)
         except EngineObjectGone as e:
             raise NotFoundError(f"container {container_id} is gone; it cannot be renamed") from e
+
+    async def ensure_volume(self, name: str, labels: dict[str, str] | None = None) -> str:
+        """Create the named volume with ``labels`` unless it exists; refuse one of another site."""
+        validate_name(name, "volume")
+        vol_labels = full_labels(labels)
+        vol_labels[key(MANAGED)] = MANAGED_VALUE
+        site = vol_labels.get(key(site_scope.SITE))
+
+        def ensure(api):
+            try:
+                found = api.inspect_volume(name)
+            except docker.errors.NotFound:
+                return api.create_volume(name, labels=vol_labels)["Name"]
+            if site and found.get("Labels") and not site_scope.belongs_to(found.get("Labels"), site):
+                raise EngineError(site_scope.foreign_message("volume", name, found.get("Labels"), site))
+            return found["Name"]  # unlabelled: a volume from before sites (DockerSpawner made it); used as is
+
+        return await self._docker(ensure)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -26,6 +26,8 @@ import docker.types
 
 from ..errors import EngineError
 from .base import parse_engine_time
+from .labels import key
+from .site_scope import SITE, belongs_to, foreign_message
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,14 @@ def _create(api, name: str, labels: dict[str, str], subnets: list[str] | None, k
     raise EngineError(f"no free subnet for {what} {name}: every candidate overlaps another network ({last})")
 
 
+def _ours(network: dict, name: str, labels: dict[str, str]) -> str:
+    """The network's id when it belongs to the site in ``labels``; else refuse (never join another site's)."""
+    site = labels.get(key(SITE))
+    if site and not belongs_to(network.get("Labels"), site):
+        raise EngineError(foreign_message("network", name, network.get("Labels"), site))
+    return network["Id"]
+
+
 def ensure_network_sync(
     api, name: str, labels: dict[str, str], subnets: list[str] | None = None, kind: str = "bridge"
 ) -> str:
@@ -106,11 +116,11 @@ def ensure_network_sync(
     """
     existing = networks_named(api, name)
     if existing:
-        return existing[0]["Id"]
+        return _ours(existing[0], name, labels)
     with host_lock("networks"):
         existing = networks_named(api, name)
         if existing:
-            return existing[0]["Id"]
+            return _ours(existing[0], name, labels)
         mine = None
         try:
             mine = _create(api, name, labels, subnets, kind)

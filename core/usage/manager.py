@@ -42,6 +42,17 @@ class UsageTracker(AreaManager):
     live_allocations = CallableTrait(
         help="async () → the live allocations the service runs (on this host, or on every Swarm host): what is sampled."
     )
+    after_round = CallableTrait(
+        None,
+        allow_none=True,
+        help="async () → anything: run after every sampling round (the service's budget and idle rules, "
+        ":meth:`~jupyter_berth.fair_share.FairShare.apply_usage_rules`).",
+    )
+    extra_metrics = CallableTrait(
+        None,
+        allow_none=True,
+        help="async () → Prometheus text appended to :meth:`metrics_text` (the service's budgets).",
+    )
     queue_length = Any(
         None,
         allow_none=True,
@@ -108,6 +119,8 @@ class UsageTracker(AreaManager):
             await asyncio.sleep(self.sample_interval)
             try:
                 await self.sample_all()
+                if self.after_round is not None:
+                    await self.after_round()  # idle by utilization, budgets
             except Exception:  # keep sampling whatever one round did
                 self.log.exception("Usage sampling failed")
 
@@ -141,7 +154,8 @@ class UsageTracker(AreaManager):
         if self._usage_totals is None:
             self._usage_totals = metrics.UsageTotals()
         snap = await self._db(metrics.snapshot, self.ledger, self._usage_totals)
-        return metrics.exposition(snap, int(waiting or 0))
+        extra = await self.extra_metrics() if self.extra_metrics is not None else ""
+        return metrics.exposition(snap, int(waiting or 0)) + extra
 
 
 __all__ = ["UsageTracker", "quota_json"]

@@ -1,4 +1,5 @@
-"""``GET /berth/api/usage``: the user's own usage and what is left of their quota.
+"""``GET /berth/api/usage``: the user's own usage and what is left of their quota;
+``GET /berth/api/budget``: the user's budgets per period and what is left of them.
 
 Always the authenticated user's records (identity from the server, never from the
 request); there is no parameter that names another user. Query parameters:
@@ -42,4 +43,44 @@ class UsageHandler(BerthHandler):
         )
 
 
-ROUTES = [(r"/berth/api/usage", UsageHandler)]
+class BudgetHandler(BerthHandler):
+    """``GET /berth/api/budget``: the user's budgets (own and their groups'), use, what is left,
+    when each resets, and the warnings and stops their kernels got. No parameters."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        for name in self.request.query_arguments:
+            raise RequestError(name, "unknown parameter; this endpoint takes none (it always reports your own budget)")
+        service = await self.berth.service()
+        self.write_json(await service.fair.my_budget(self.berth.user, groups=self.berth.groups))
+
+
+class QueueHandler(BerthHandler):
+    """``GET /berth/api/queue``: the user's kernel starts waiting for room, with how many wait ahead."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        service = await self.berth.service()
+        self.write_json(await service.fair.my_queue(self.berth.user))
+
+
+class QueuedStartHandler(BerthHandler):
+    """``DELETE /berth/api/queue/<kernel_id>``: cancel a waiting start (the start then fails, saying so)."""
+
+    @web.authenticated
+    @authorized
+    async def delete(self, kernel_id):
+        service = await self.berth.service()
+        await service.fair.cancel_queued_start(self.berth.user, kernel_id)
+        self.set_status(204)
+        self.finish()
+
+
+ROUTES = [
+    (r"/berth/api/usage", UsageHandler),
+    (r"/berth/api/budget", BudgetHandler),
+    (r"/berth/api/queue", QueueHandler),
+    (r"/berth/api/queue/(?P<kernel_id>[\w-]+)", QueuedStartHandler),
+]
