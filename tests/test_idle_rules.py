@@ -67,7 +67,7 @@ async def test_a_kernel_with_no_cpu_use_is_culled_by_the_idle_cpu_rule(tmp_path)
             exec_id = api.exec_create(busy.container_id, ["python3", "-c", "while True: pass"], user="1000")
             api.exec_start(exec_id, detach=True)
 
-        await service.runtime._docker(spin)
+        await service.runtime.docker(spin)
         await asyncio.sleep(2)  # let the kernels finish starting up
         await service.usage.sample_all()
         assert await enforce(service) == []  # younger than the rule's period in samples: left alone

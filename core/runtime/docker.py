@@ -484,7 +484,7 @@ class DockerRuntime(Runtime):
                 raise EngineError(site_scope.foreign_message("volume", name, found.get("Labels"), site))
             return found["Name"]  # unlabelled: a volume from before sites (DockerSpawner made it); used as is
 
-        return await self._docker(ensure)
+        return await self.docker(ensure)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
