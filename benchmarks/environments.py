@@ -96,9 +96,9 @@ async def main(n: int, inspect_n: int) -> dict:
     shutil.copytree(os.path.join(tmp, "prefix", "share", "jupyter", "kernels"), os.path.join(jupyter, "kernels"))
     c = Config()
     c.BerthService.data_dir = os.path.join(tmp, "data")
-    c.BerthService.sample_interval = 0
-    c.BerthService.offer_new_images = False
-    c.BerthService.admin_users = {"bench"}
+    c.UsageTracker.sample_interval = 0
+    c.ImageCatalog.offer_new_images = False
+    c.ImageCatalog.admin_users = {"bench"}
     c.BerthService.default_policy = {"max_cpu": 2, "max_mem": "4G", "default": REQUEST}
     service = BerthService(config=c, runtime=DockerRuntime())
     await service.start()
@@ -115,8 +115,8 @@ async def main(n: int, inspect_n: int) -> dict:
             out["inspect"][lang] = {"image": image, **summary(times)}
             k = found.kernel(kernel)
             out["versions"][lang] = k.describe()
-            await service.offer_image("bench", (), image)
-        specs = plan(await service.images(), service.preset_list, service.default_image)
+            await service.images.offer_image("bench", (), image)
+        specs = plan(await service.images.catalog_view(), service.preset_list, service.default_image)
         sync(specs, os.path.join(jupyter, "kernels"))
         berth_names = {
             lang: f"berth-{image.replace('berth/', '').replace(':', '-')}-{kernel}"

@@ -119,7 +119,7 @@ def admin_checklist(mechanism: str, pipe_directory: str, image: str | None) -> l
         ]
     elif mechanism == "interception":
         steps += [
-            "ls -ld /tmp/vgpulock  # HAMi-core's lock directory, shared via c.BerthService.gpu_interception_mounts",
+            "ls -ld /tmp/vgpulock  # HAMi-core's lock directory, shared via c.GpuManager.gpu_interception_mounts",
         ]
     steps += [
         f"python benchmarks/gpu_enforcement_check.py --image {image} --mechanism {mechanism} --share 0.25"

@@ -167,7 +167,7 @@ class Bench:
             os.makedirs(data)
             c = Config()
             c.BerthService.data_dir = data
-            c.BerthService.sample_interval = 0
+            c.UsageTracker.sample_interval = 0
             c.BerthService.stop_timeout = 1
             c.BerthService.cpu_overcommit = 10.0  # 40 idle kernels × 0.5 CPU on 2 cores (idle kernels use ~0 CPU)
             c.BerthService.default_policy = {"max_cpu": 2, "max_mem": "2G", "default": START_REQUEST}
@@ -182,7 +182,7 @@ class Bench:
         await self.moved.start()
         backend._service = self.service
         kdir = os.path.join(self.tmp, "jupyter-data", "kernels")
-        sync(plan(await self.service.images(), self.service.preset_list, self.service.default_image), kdir)
+        sync(plan(await self.service.images.catalog_view(), self.service.preset_list, self.service.default_image), kdir)
         os.environ["JUPYTER_PATH"] = os.path.join(self.tmp, "jupyter-data")
         self.ksm = KernelSpecManager()
         self._last = {}
@@ -359,7 +359,7 @@ class Bench:
 
     async def kernel_memory(self, container_id: str) -> dict:
         usage = await self.service.runtime.usage(container_id)
-        attrs = await self.service.runtime._docker("inspect_container", container_id)
+        attrs = await self.service.runtime.docker("inspect_container", container_id)
         tini = (attrs.get("State") or {}).get("Pid")
         kernel = children(tini)[0] if tini and children(tini) else None
         shim = parent(tini) if tini else None

@@ -11,7 +11,7 @@ a whole-year report by group and day. A check recomputes one month's figures in
 Python from the generated records and compares them with the report.
 
 **Sampler.** Starts ``--kernels`` real Berth kernels (0.1 CPU, 128 MiB each)
-and runs ``BerthService.sample_all()`` every ``--interval`` seconds for
+and runs ``service.usage.sample_all()`` every ``--interval`` seconds for
 ``--seconds`` seconds; the benchmark process's own CPU time
 (``resource.getrusage``: every thread, the engine calls and the ledger writes
 included) over that time is the sampler's cost, as a share of one core.
@@ -182,7 +182,7 @@ def fill_postgres(ledger, records: list[tuple]) -> float:
 
 def expected_month(records: list[tuple], month: str) -> dict:
     """One month's figures per user, computed in Python from the generated records (the check)."""
-    from jupyter_berth.report_window import parse_window
+    from jupyter_berth.usage.window import parse_window
 
     w = parse_window(month, month)
     out: dict[str, dict] = {}
@@ -201,7 +201,7 @@ def expected_month(records: list[tuple], month: str) -> dict:
 
 
 def time_reports(ledger, runs: int, records: list[tuple]) -> dict:
-    from jupyter_berth.reports import build_report
+    from jupyter_berth.usage.reports import build_report
 
     out: dict = {"monthly_by_user": {}}
     for month in MONTHS:
@@ -294,7 +294,7 @@ async def per_kernel_round(service) -> int:
     """The sampler before batching, for comparison: one engine call and one ledger transaction per kernel."""
     n = 0
     for alloc in await service._db(service.ledger.live_allocations, node=service.node_name):
-        if await service._sample_one(alloc):
+        if await service.usage.sample_one(alloc):
             n += 1
     return n
 
@@ -333,7 +333,7 @@ async def bench_sampler(kernels: int, interval: float, seconds: float) -> dict:
     tmp = tempfile.mkdtemp(prefix="berth-bench-sampler-")
     c = Config()
     c.BerthService.data_dir = tmp
-    c.BerthService.sample_interval = 0  # the benchmark drives sample_all itself, on the same schedule
+    c.UsageTracker.sample_interval = 0  # the benchmark drives sample_all itself, on the same schedule
     c.BerthService.cpu_overcommit = 10.0
     c.BerthService.default_policy = {"max_cpu": 1, "max_mem": "1G"}
     service = BerthService(config=c, runtime=DockerRuntime())
@@ -354,9 +354,9 @@ async def bench_sampler(kernels: int, interval: float, seconds: float) -> dict:
         start_s = time.perf_counter() - t0
         print(f"sampler: {len(started)} kernels started in {start_s:.0f} s; settling", flush=True)
         await asyncio.sleep(10)
-        await service.sample_all()  # first round finds every container's cgroup (not part of the steady state)
+        await service.usage.sample_all()  # first round finds every container's cgroup (not part of the steady state)
         load0 = os.getloadavg()[0]
-        batched = await measure_rounds(interval, seconds, service.sample_all)
+        batched = await measure_rounds(interval, seconds, service.usage.sample_all)
         unbatched = await measure_rounds(interval, min(seconds, 4 * interval), lambda: per_kernel_round(service))
         return {
             "kernels": len(started),

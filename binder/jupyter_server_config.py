@@ -10,7 +10,7 @@ c.BerthService.runtime_kind = "process"
 # Kept back for the Jupyter server and JupyterLab; the rest (capacity = the Binder's own
 # memory limit, read from its cgroup) is what kernels may be given.
 c.BerthService.mem_reserved = "512M"
-c.BerthService.sample_interval = 10.0
+c.UsageTracker.sample_interval = 10.0
 c.BerthService.stop_timeout = 3.0
 
 c.BerthService.default_policy = {

@@ -57,7 +57,9 @@ async def gpu_utilization(service, devices) -> float | None:
     if not uuids:
         return None
     declared = {
-        u: d for u, d in (service.gpu_inventory.by_uuid() if service.gpu_inventory else {}).items() if d.declared
+        u: d
+        for u, d in (service.gpus.gpu_inventory.by_uuid() if service.gpus.gpu_inventory else {}).items()
+        if d.declared
     }
     readings = []
     measured = await inventory.device_metrics_async([u for u in uuids if u not in declared])

@@ -1,7 +1,7 @@
 """A kernel's life in a container: reserve and start, finish (stop, account, release), list.
 
 Functions of a :class:`~jupyter_berth.service.BerthService` (``s``); the facade's ``start_kernel``,
-``stop_kernel``, ``kernel_ended`` and ``my_kernels`` call them, and reconcile and a stopped
+``stop_kernel``, ``kernel_ended``, ``my_kernels`` and ``kernel_environment`` call them, and reconcile and a stopped
 server's orphans go through :func:`finish` too, so a kernel is released the same way whatever ended it.
 """
 
@@ -12,9 +12,11 @@ import functools
 import secrets
 from datetime import datetime, timedelta, timezone
 
-from . import catalog, start_queue
+from . import start_queue
+from .environments import launch
 from .environments.launch import KERNEL_ENV
-from .errors import BerthError
+from .errors import BerthError, NotFoundError
+from .images import catalog
 from .kernel_launch import KernelConnection, KernelLaunch, exit_message, kernel_spec
 from .resources import Resources
 from .runtime.base import Mount
@@ -47,13 +49,13 @@ async def start_kernel(
         resources, image, policy = await s.resolve_request(user, groups, request=request, preset=preset, image=image)
     else:
         policy = await s.policy_for(user, groups)
-    view = await s.images()
+    view = await s.images.catalog_view()
     restart = ip is not None  # a restart of a running kernel: a retired image keeps serving it
     entry = view.get(catalog.normalise_ref(image)) if restart and isinstance(view, catalog.CatalogView) else None
     info = entry if entry is not None and entry.state == "retired" else catalog.find(view, image)
     mounts = list(mounts or [])
     if folders:
-        mounts += await s.folder_mounts(user, groups, folders)  # refuses folders the user may not mount
+        mounts += await s.folders.folder_mounts(user, groups, folders)  # refuses folders the user may not mount
     reserve = functools.partial(
         s.admission.reserve,
         owner=user,
@@ -64,7 +66,7 @@ async def start_kernel(
         subject=kernel_id,
         image=image,
         node=None if s._multi_node else s.node_name,
-        gpu_assigner=s._gpu_assigner(),
+        gpu_assigner=s.gpus.gpu_assigner(),
     )
     alloc = await start_queue.reserve_in_turn(  # waits in line when the policy says so (on_full: queue)
         s, policy, lambda queue_id: reserve(queue_id=queue_id), owner=user, subject=kernel_id, request=resources,
@@ -90,7 +92,7 @@ async def start_kernel(
         spec.ip = ip
         if s._multi_node:
             spec.labels[NODE_LABEL] = alloc.node  # the runtime pins the container to admission's choice
-        spec.gpu_device_ids, gpu_env, gpu_mounts, gpu_plan = s._gpu_container(alloc.gpu_devices)
+        spec.gpu_device_ids, gpu_env, gpu_mounts, gpu_plan = s.gpus.gpu_container(alloc.gpu_devices)
         spec.ipc_mode = gpu_plan.ipc_mode  # "host" for MPS clients; None (private) without a share
         spec.env.update(gpu_env)
         spec.mounts.extend(gpu_mounts)
@@ -137,6 +139,19 @@ async def ended_message(s, user: str, kernel_id: str) -> str:
     return f"no running kernel {kernel_id!r} of yours"
 
 
+async def kernel_ended(s, user: str, kernel_id: str) -> tuple[str, str]:
+    """The kernel's container exited or vanished on its own: finish it, or, if the engine's events already
+    released it, the reason and message recorded then (see :meth:`BerthService.kernel_ended`)."""
+    try:
+        alloc = await s._own_allocation(user, kernel_id)
+    except NotFoundError:
+        ended = await recently_ended(s, user, kernel_id)
+        if ended is None:
+            raise
+        return ended
+    return await s._finish(alloc, "exited", stop=False)
+
+
 async def recently_ended(s, user: str, kernel_id: str) -> tuple[str, str] | None:
     """``(reason, message)`` of a kernel released in the last minutes (e.g. on the engine's word,
     core/engine_events.py, before its server noticed), or None."""
@@ -151,7 +166,7 @@ async def recently_ended(s, user: str, kernel_id: str) -> tuple[str, str] | None
 async def finish(s, alloc, reason: str, *, stop: bool, now: bool = False, why: str | None = None) -> tuple[str, str]:
     """Stop (if ``stop``) and remove a kernel's container, then release its allocation with a usage record."""
     info = await s.runtime.inspect(alloc.container_id) if alloc.container_id else None
-    usage = await s._sample_one(alloc, info)
+    usage = await s.usage.sample_one(alloc, info)
     if info is not None and info.running and stop:
         await s.runtime.stop(info.id, timeout=0 if now else s.stop_timeout)
         info = await s.runtime.inspect(info.id)
@@ -176,7 +191,7 @@ async def my_kernels(s, user: str) -> list[dict]:
     """The user's live kernels with a fresh usage sample each (for the sidebar)."""
     out = []
     allocs = await s.list_kernels(user)
-    gpu_memory = await s.gpu_memory_of(allocs)  # NVML's per-process memory, where there is NVML
+    gpu_memory = await s.gpus.gpu_memory_of(allocs)  # NVML's per-process memory, where there is NVML
     for alloc in allocs:
         usage = await s.runtime.usage(alloc.container_id) if alloc.container_id else None
         out.append(
@@ -202,3 +217,18 @@ async def my_kernels(s, user: str) -> list[dict]:
             }
         )
     return out
+
+
+async def kernel_environment(s, user: str, kernel_id: str) -> dict:
+    """The environment a notebook records from one of ``user``'s running kernels: image, digest, resources,
+    language, the kernel inside the image and its Berth kernelspec."""
+    alloc = await s._own_allocation(user, kernel_id)
+    entry = (await s.images.catalog_view()).get(alloc.image)
+    container = await s.runtime.inspect(alloc.container_id) if alloc.container_id else None
+    return {
+        "image": alloc.image,
+        "digest": alloc.image_digest,
+        "resources": alloc.resources.to_dict(),
+        "display_name": entry.display_name if entry is not None else alloc.image,
+        **launch.identity(container.labels if container else {}, alloc.image, entry.labels if entry else None),
+    }

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 
 from jupyter_core.paths import jupyter_data_dir
 
-from jupyter_berth.catalog import ImageInfo
-from jupyter_berth.environments.launch import KERNEL_ENV
-from jupyter_berth.environments.model import kernels_from_labels
+from jupyter_berth.environments.model import KERNEL_ENV, kernels_from_labels
+from jupyter_berth.images.catalog import ImageInfo
 from jupyter_berth.resources import Preset
 
 PREFIX = "berth-"
@@ -209,7 +208,7 @@ def sync(plans: list[SpecPlan], kernels_dir: str | None = None) -> dict:
 
 
 async def sync_from_service(service, kernels_dir: str | None = None) -> dict:
-    images = await service.images()
+    images = await service.images.catalog_view()
     return sync(plan(images, service.preset_list, service.default_image), kernels_dir)
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from .ledger.models import LIVE_STATES
 from .ledger.totals import KERNEL_KINDS
-from .report_sql import Dialect
+from .usage.sql import Dialect
 
 _STATES = ", ".join(f"'{state}'" for state in LIVE_STATES)
 _KERNELS = ", ".join(f"'{kind}'" for kind in KERNEL_KINDS)  # a batch job runs a kernel too

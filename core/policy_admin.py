@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import math
 
-from . import catalog, group_admission
+from . import group_admission
+from .images import catalog
 from .policies import PolicySpec, resolve
 from .resources import Resources, resource_kinds
+from .usage.manager import quota_json
 
 
 async def policy_for(s, user: str, groups=()):
@@ -24,6 +26,31 @@ async def policy_for(s, user: str, groups=()):
     groups_cfg = {**groups_cfg, **{g: PolicySpec.parse(v, f"group {g}") for g, v in stored_groups.items()}}
     users_cfg = {**users_cfg, **{u: PolicySpec.parse(v, f"user {u}") for u, v in stored_users.items()}}
     return resolve(user, groups, default, groups_cfg, users_cfg)
+
+
+async def resolve_request(
+    s, user: str, groups=(), *, request: dict | None = None, preset: str | None = None, image: str | None = None
+):
+    """A kernel's resources, image and policy: explicit > preset > profile > policy default (see
+    :meth:`BerthService.resolve_request`); a derived request is clamped to the policy's limits."""
+    policy = await s.policy_for(user, groups)
+    base = policy.default_request()
+    explicit = bool(request)
+    chosen_image = image
+    if preset:
+        p = s.preset(preset)
+        base = p.resources
+        chosen_image = chosen_image or p.image
+    elif not request:
+        profile = await s._db(s.ledger.get_profile, user)
+        if profile is not None:
+            base = Resources.parse(profile.request or {}, base=base)
+            chosen_image = chosen_image or profile.image
+    resources = Resources.parse(request or {}, base=base)
+    chosen_image = chosen_image or await s.images.default_image_ref()
+    if not explicit:  # a derived request is clamped to the limits; admission refuses an explicit one over them
+        resources = policy.check(resources, explicit=False)
+    return resources, chosen_image, policy
 
 
 def remaining(policy, used) -> dict:
@@ -49,6 +76,14 @@ async def policy_summary(s, user: str, groups=()) -> dict:
         "group_totals": groups_left,
         "default_request": policy.default_request().to_dict(),
     }
+
+
+async def my_usage(s, user: str, since=None, until=None, *, groups=(), by="day") -> dict:
+    """``{"user", "window", "by", "rows", "totals", "quota": {"limits", "in_use", "remaining"}, ...}``;
+    memory in bytes, ``None`` where the policy sets no limit (as ``policy_summary``)."""
+    report = await s.usage.usage_report(since, until, by, user=user)
+    summary = await s.policy_summary(user, groups)
+    return {"user": user, **report.to_json(), "quota": quota_json(summary)}
 
 
 def config_policies(s) -> dict:
@@ -92,6 +127,6 @@ async def set_profile(s, user: str, groups=(), *, request: dict | None, image: s
     policy = await s.policy_for(user, groups)
     policy.check(resources, explicit=True, image=image or s.default_image)
     if image:
-        catalog.find(await s.images(), image)
+        catalog.find(await s.images.catalog_view(), image)
     await s._db(s.ledger.set_profile, user, request or {}, image=image)
     return await get_profile(s, user)

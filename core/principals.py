@@ -7,7 +7,7 @@ is later given that name, so a share is accepted only for a principal the direct
   ``GET users/<name>`` / ``groups/<name>``, with the service's token, which needs the scopes
   :data:`HUB_SCOPES`; the ``berth folders`` command does the same where
   ``JUPYTERHUB_API_URL`` and ``JUPYTERHUB_API_TOKEN`` are set);
-* **standalone** (``c.BerthService.share_check = "auto"`` or ``"host"``): the host's
+* **standalone** (``c.FolderManager.share_check = "auto"`` or ``"host"``): the host's
   accounts, ``getpwnam`` for users and ``getgrnam`` for groups (so LDAP/SSSD accounts count
   where the host resolves them), because standalone users are the host's users;
 * ``"none"``: no check (an admin's explicit choice, e.g. names managed elsewhere).

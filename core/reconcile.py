@@ -17,8 +17,8 @@ knows which allocation it serves. An unadopted pool container belongs to the
 running pool when ``pool_keeps(container)`` says so, and is a stray of an earlier
 run otherwise.
 
-:func:`plan` is pure so it can be tested without an engine; the service applies
-the plan.
+:func:`plan` is pure so it can be tested without an engine; :func:`run` applies it
+for a service.
 """
 
 from __future__ import annotations
@@ -89,4 +89,21 @@ def plan(
     for alloc_id, c in by_alloc.items():
         if alloc_id not in live_ids:
             result.stop.append(c)
+    return result
+
+
+async def run(s) -> ReconcilePlan:
+    """Plan against ``s``'s live allocations and labelled containers, then adopt, release and remove."""
+    allocations = await s._live_here()
+    containers = await s.runtime.list({"site": s.site_id})
+    result = plan(allocations, containers, pool_keeps=s._pool.keeps if s._pool is not None else None)
+    for alloc, container in result.adopt:
+        if alloc.state != "running":
+            await s._db(s.ledger.mark_running, alloc.id, container.id)
+    for alloc, why in result.release:
+        await s._finish(alloc, why, stop=True, now=True)
+    for container in result.stop:
+        s.log.warning("Removing stray Berth container %s (%s): no live allocation", container.name, container.id[:12])
+        await s.runtime.remove(container.id)
+    s.log.info("Reconciled with the engine: %s", result.summary())
     return result

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from .errors import BerthError, EngineError
+from .kernel_launch import user_network as user_network_name
+from .kernel_launch import user_subnets
 from .runtime import site_scope
 from .runtime.base import ContainerInfo, ContainerSpec, Mount
 from .runtime.labels import make_labels
@@ -47,14 +49,25 @@ class ServerContainer:
     server_name: str | None = None  #: a named server's name
 
 
+async def user_network(s, user: str, ports: list[int] | None = None) -> str:
+    """The user's network on this site, shared by their server, kernels and jobs: made if missing and put
+    under the egress policy, letting ``ports`` on the host through (default: the hub API's and the service's)."""
+    name = user_network_name(s.network_prefix, user, s.site_id)
+    subnets = user_subnets(user, s.user_subnets, s.user_subnet_prefix)
+    net = await s.runtime.ensure_network(name, {"owner": user, "site": s.site_id}, subnets=subnets)
+    if s.runtime.name == "docker":
+        await s.egress.apply(net, s.site_id, s.egress.default_ports() if ports is None else ports)
+    return name
+
+
 async def open_for_servers(s) -> None:
     """Open the ledger and this host's engine; register this host if the service has not yet."""
     if s.runtime is None:
         from .runtime.docker import DockerRuntime
 
         s.runtime = DockerRuntime()
-    await s._open_ledger()
-    await s._discover_gpus()
+    await s.open()
+    await s.gpus.discover_gpus()
     if await s._db(s.ledger.get_node, s.node_name) is None:
         capacity = await s.refresh_capacity()
         s.log.info(
@@ -102,7 +115,7 @@ async def reserve_server(s, user: str, groups, *, policy, subject: str, resource
         subject=subject,
         image=image,
         node=s.node_name,
-        gpu_assigner=s._gpu_assigner(),
+        gpu_assigner=s.gpus.gpu_assigner(),
     )
 
 
@@ -121,8 +134,8 @@ async def start_server(s, user: str, groups, alloc, container: ServerContainer, 
             source = await s.runtime.ensure_volume(source, {"owner": user, "site": s.site_id})
         mounts.append(Mount(source=source, target=m.target, read_only=m.read_only))
     if container.folders:
-        mounts += await s.folder_mounts(user, groups, list(container.folders))
-    devices, gpu_env, gpu_mounts, gpu_plan = s._gpu_container(alloc.gpu_devices)
+        mounts += await s.folders.folder_mounts(user, groups, list(container.folders))
+    devices, gpu_env, gpu_mounts, gpu_plan = s.gpus.gpu_container(alloc.gpu_devices)
     labels = make_labels(
         owner=user,
         kind="server",

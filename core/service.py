@@ -1,7 +1,8 @@
 """``BerthService``: the one facade every front end calls.
 
-It owns the ledger, admission, the runtime and the image catalog, and offers
-them as async methods. The kernel provisioner (standalone), the Berth hub
+It owns the ledger, admission and the runtime, composes one manager per area
+(``images``, ``folders``, ``usage``, ``gpus``, ``environments``), and offers them
+as async methods. The kernel provisioner (standalone), the Berth hub
 service (hub mode), the server extension and the CLI all go through it; none
 re-implements admission or talks to the engine on its own.
 
@@ -18,31 +19,43 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from traitlets import Bool, Dict, Enum, Float, Instance, Integer, List, Unicode, default
-from traitlets.config import LoggingConfigurable
+from traitlets import Bool, Dict, Enum, Float, Instance, Integer, List, Unicode, default, directional_link, link
 
-from . import catalog, kernel_lifecycle, policy_admin, reconcile, runtime_choice, servers, swarm_nodes
+from . import kernel_lifecycle, policy_admin, reconcile, servers, swarm_nodes
 from .admission import Admission
+from .area import MOVED_SETTINGS, ManagerHost, apply_moved
 from .engine_events import EngineEvents
-from .environments.manager import EnvironmentManager, store_dir
-from .errors import BerthError, NotFoundError, PolicyError
-from .jobs import Job, JobManager
-from .kernel_launch import KernelLaunch, exit_message, user_network, user_subnets
+from .environments.manager import EnvironmentManager
+from .errors import NotFoundError, PolicyError
+from .fair_share import FairShare
+from .folders.manager import FolderManager
+from .gpu.manager import GpuManager
+from .images.manager import ImageCatalog
+from .jobs import JobManager
+from .kernel_launch import KernelLaunch, exit_message
 from .ledger import Ledger
 from .policies import PolicySpec
+from .pool.warm_pool import WarmPool
 from .resources import Preset, Resources, find_preset
+from .runtime import choice as runtime_choice
 from .runtime import site_scope
-from .runtime.base import ContainerInfo, Mount, Runtime
+from .runtime.base import ContainerInfo, Runtime
 from .runtime.egress import EgressPolicy, ports_of
-from .service_folders import FoldersMixin
-from .service_gpus import GpuMixin
-from .service_images import ImagesMixin
-from .service_usage import UsageMixin
-from .warm_pool import WarmPool
+from .usage.manager import UsageTracker
 
 
-class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfigurable):
-    """Admission, containers and accounting for kernels and servers."""
+class BerthService(ManagerHost):
+    """Admission, containers and accounting for kernels and servers.
+
+    Composed of one manager per area, each a configurable with its own section: ``images``
+    (:class:`~jupyter_berth.images.manager.ImageCatalog`, ``c.ImageCatalog.*``), ``folders``
+    (:class:`~jupyter_berth.folders.manager.FolderManager`), ``usage``
+    (:class:`~jupyter_berth.usage.manager.UsageTracker`), ``gpus``
+    (:class:`~jupyter_berth.gpu.manager.GpuManager`) and ``environments``
+    (:class:`~jupyter_berth.environments.manager.EnvironmentManager`); batch jobs are ``jobs``
+    (:class:`~jupyter_berth.jobs.manager.JobManager`), admitted through the service like kernels, and
+    budgets, the start queue and idle rules ``fair`` (:class:`~jupyter_berth.fair_share.FairShare`).
+    """
 
     db_url = Unicode(
         None,
@@ -86,7 +99,6 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         "address and connected clients reconnect by themselves). Pick a range no other network uses.",
     )
     user_subnet_prefix = Integer(24, config=True, help="Size of each user's subnet (24: 253 kernels per user).")
-    sample_interval = Float(15.0, config=True, help="Seconds between usage samples of running containers (0 disables).")
     stop_timeout = Float(
         5.0, config=True, help="Seconds a kernel container gets to exit after SIGTERM before it is killed."
     )
@@ -136,27 +148,51 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
     )
     runtime = Instance(Runtime, allow_none=True)
     ledger = Instance(Ledger, allow_none=True)
-    #: Where kernels and servers may connect to (c.EgressPolicy.*, core/runtime/egress.py).
-    egress = Instance(EgressPolicy)
+    egress = Instance(EgressPolicy, help="Where kernels and servers may connect to (c.EgressPolicy.*).")
 
-    @default("egress")
-    def _egress_default(self):
-        return EgressPolicy(parent=self)
+    images = Instance(ImageCatalog, help="The image catalog (c.ImageCatalog.*; pull and build: images.versions).")
+    folders = Instance(FolderManager, help="Virtual folders (c.FolderManager.*).")
+    usage = Instance(UsageTracker, help="Usage sampling, reports and metrics (c.UsageTracker.*).")
+    gpus = Instance(GpuManager, help="GPU devices and shares (c.GpuManager.*).")
+    environments = Instance(EnvironmentManager, help="Images with their own Jupyter kernels (c.EnvironmentManager.*).")
+    jobs = Instance(JobManager, help="Notebooks run as batch jobs (c.JobManager.*): submit, get, list, cancel, wait.")
+    fair = Instance(FairShare, help="Budgets, the start queue, idle rules: my_budget, my_queue, overview.")
 
     def __init__(self, **kw):
+        moved = {old: kw.pop(old) for old in list(kw) if old in MOVED_SETTINGS}
         super().__init__(**kw)
         self._db_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="berth-ledger")
-        self._sampler: asyncio.Task | None = None
+        shared = {"parent": self, "executor": self._db_executor}
+        self.egress = EgressPolicy(parent=self)
+        self.fair = FairShare(self)  # budgets, the start queue, idle rules: through the service's own lifecycle
+        self.images = ImageCatalog(**shared, default_image=self.default_image, offered_images=list(self.offered_images))
+        self.folders = FolderManager(**shared, data_dir=self.data_dir)
+        self.usage = UsageTracker(
+            **shared,
+            live_allocations=self._live_here,
+            after_round=self.fair.apply_usage_rules,
+            extra_metrics=self.fair.budget_metrics,
+        )
+        self.gpus = GpuManager(**shared, data_dir=self.data_dir)
+        #: any image with a Jupyter kernel: inspected when offered, started through Berth's mounted launcher
+        self.environments = EnvironmentManager(**shared, data_dir=self.data_dir, engine_call=self.images.engine_call)
+        self.images.environments = self.environments
+        for manager in (self.images, self.folders, self.usage, self.gpus, self.environments):
+            directional_link((self, "ledger"), (manager, "ledger"))
+            directional_link((self, "runtime"), (manager, "runtime"))
+        for name in ("default_image", "offered_images"):
+            link((self, name), (self.images, name))
+        for manager in (self.folders, self.gpus, self.environments):
+            directional_link((self, "data_dir"), (manager, "data_dir"))
+        directional_link((self, "site_id"), (self.environments, "site_id"))
+        apply_moved(self, {**self.__dict__.pop("_moved_config", {}), **moved}, self.config)
+        self.__dict__["_composed"] = True
         self._node_watch: asyncio.Task | None = None
         self._started = False
         self._pool: WarmPool | None = None
-        self.jobs = JobManager(self, parent=self)  #: batch jobs (c.JobManager.*; core/jobs)
+        self.jobs = JobManager(self, parent=self)  # admitted like kernels: it calls the service's own lifecycle
         self._events: EngineEvents | None = None
         self._presets = {name: Preset.parse(name, spec) for name, spec in self.presets.items()}
-        #: any image with a Jupyter kernel: inspected when offered, started through Berth's mounted launcher
-        self.environments = EnvironmentManager(
-            parent=self, engine=self._engine, directory=store_dir(self.data_dir), site=lambda: self.site_id
-        )
         self._policy_specs = (
             PolicySpec.parse(self.default_policy, "default_policy"),
             {g: PolicySpec.parse(s, f"group_policies.{g}") for g, s in self.group_policies.items()},
@@ -168,13 +204,24 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._db_executor, lambda: fn(*args, **kw))
 
-    async def _open_ledger(self) -> None:
-        """The ledger, admission on it, and the site id (derived from the ledger's URL unless configured)."""
+    async def open(self) -> None:
+        """Open the ledger (created and migrated on first use), admission on it, and name the site (from the
+        ledger's URL unless configured); nothing else (no reconcile, sampling or pool). For commands next to a
+        running server (``berth images …``, ``berth folders …``); :meth:`start` and :meth:`open_for_servers`
+        begin with it, :meth:`close` undoes it."""
         if self.ledger is None:
             self.ledger = await self._db(Ledger, self.db_url, data_dir=self.data_dir)
+            self._owns_ledger = True
         self.admission = Admission(self.ledger)
         if not self.site_id:
             self.site_id = hashlib.sha256(self.ledger.url.encode()).hexdigest()[:12]
+
+    async def close(self) -> None:
+        """:meth:`stop`, then close the ledger if :meth:`open` opened it (one given to the service stays open)."""
+        await self.stop()
+        if self.ledger is not None and getattr(self, "_owns_ledger", False):
+            self.ledger.close()
+            self._owns_ledger = False
 
     @property
     def ledger_url(self) -> str | None:
@@ -193,8 +240,8 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         if self.runtime is None:
             self.runtime = await runtime_choice.choose(self)
         runtime_choice.offer_local_image(self)
-        await self._open_ledger()
-        await self._discover_gpus()
+        await self.open()
+        await self.gpus.discover_gpus()
         await self.refresh_capacity()
         if not adopt:
             self._started = True
@@ -210,8 +257,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         if self.follow_engine_events and self.runtime.name == "docker":
             self._events = EngineEvents(self)
             self._events.start()
-        if self.sample_interval > 0:
-            self._sampler = asyncio.ensure_future(self._sample_loop())
+        self.usage.start_sampling()
         if self._multi_node and getattr(self.runtime, "refresh_interval", 0) > 0:
             self._node_watch = asyncio.ensure_future(swarm_nodes.watch(self, self.runtime.refresh_interval))
         self._started = True
@@ -222,9 +268,7 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         if self._events is not None:
             await self._events.stop()
             self._events = None
-        if self._sampler:
-            self._sampler.cancel()
-            self._sampler = None
+        self.usage.stop_sampling()
         if self._node_watch:
             self._node_watch.cancel()
             self._node_watch = None
@@ -244,7 +288,8 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
             return await swarm_nodes.refresh(self, cap)
         cpu = round(cap["cpu"] * self.cpu_overcommit, 3)
         mem = max(0, cap["mem"] - parse_memory(self.mem_reserved, "mem_reserved"))
-        gpus = [d.to_json() for d in self.gpu_inventory.devices] if self.gpu_inventory else []
+        inventory = self.gpus.gpu_inventory
+        gpus = [d.to_json() for d in inventory.devices] if inventory else []
         await self._db(self.ledger.set_node_capacity, self.node_name, cpu=cpu, mem=mem, gpu=gpus or None)
         return {"node": self.node_name, "cpu": cpu, "mem": mem, "gpus": len(gpus)}
 
@@ -280,10 +325,6 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
     def preset_list(self) -> list[Preset]:
         return list(self._presets.values())
 
-    async def images(self) -> list[catalog.ImageInfo]:
-        """The offered images (a :class:`catalog.CatalogView`: it also knows the hidden and retired ones)."""
-        return await self.catalog_view()
-
     async def resolve_request(
         self, user: str, groups=(), *, request: dict | None = None, preset: str | None = None, image: str | None = None
     ) -> tuple[Resources, str, Any]:
@@ -292,79 +333,21 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         The policy's refusals (an explicit request over a limit, an image it does not allow) are
         admission's, when the allocation is reserved: one check.
         """
-        policy = await self.policy_for(user, groups)
-        base = policy.default_request()
-        explicit = bool(request)
-        chosen_image = image
-        if preset:
-            p = self.preset(preset)
-            base = p.resources
-            chosen_image = chosen_image or p.image
-        elif not request:
-            profile = await self._db(self.ledger.get_profile, user)
-            if profile is not None:
-                base = Resources.parse(profile.request or {}, base=base)
-                chosen_image = chosen_image or profile.image
-        resources = Resources.parse(request or {}, base=base)
-        chosen_image = chosen_image or await self.default_image_ref()
-        if not explicit:  # a derived request is clamped to the limits; admission refuses an explicit one over them
-            resources = policy.check(resources, explicit=False)
-        return resources, chosen_image, policy
+        return await policy_admin.resolve_request(self, user, groups, request=request, preset=preset, image=image)
 
     # ---- kernels ----------------------------------------------------------------------------
-    def _subnets(self, user: str) -> list[str]:
-        return user_subnets(user, self.user_subnets, self.user_subnet_prefix)
-
     async def _user_network(self, user: str, ports: list[int] | None = None) -> str:
-        """The user's network on this site, made if missing and put under the egress policy, letting
-        ``ports`` on the host through (default: the hub API's and this service's)."""
-        name = user_network(self.network_prefix, user, self.site_id)
-        net = await self.runtime.ensure_network(
-            name, {"owner": user, "site": self.site_id}, subnets=self._subnets(user)
-        )
-        if self.runtime.name == "docker":
-            await self.egress.apply(net, self.site_id, self.egress.default_ports() if ports is None else ports)
-        return name
+        return await servers.user_network(self, user, ports)
 
-    async def start_kernel(
-        self,
-        user: str,
-        groups=(),
-        *,
-        kernel_id: str,
-        request: dict | None = None,
-        preset: str | None = None,
-        image: str | None = None,
-        cwd: str | None = None,
-        mounts: list[Mount] | None = None,
-        env: dict | None = None,
-        resources: Resources | None = None,
-        ip: str | None = None,
-        key: str | None = None,
-        folders: list[str] | None = None,
-    ) -> KernelLaunch:
+    async def start_kernel(self, user: str, groups=(), *, kernel_id: str, **options) -> KernelLaunch:
         """Reserve, then start one kernel container. Nothing stays reserved if the start fails.
 
-        ``resources`` + ``image`` given together skip the resolution (a restart keeps its grant);
-        ``ip`` asks for the address the kernel had before a restart; ``key`` is the session's
-        signing key (the kernel manager's own, so clients keep signing with it across restarts).
+        ``options`` (:func:`.kernel_lifecycle.start_kernel`): ``request``, ``preset``, ``image``, ``cwd``,
+        ``mounts``, ``env``, ``folders``; ``resources`` + ``image`` given together skip the resolution (a
+        restart keeps its grant); ``ip`` asks for the address the kernel had before a restart; ``key`` is the
+        session's signing key (the kernel manager's own, so clients keep signing with it across restarts).
         """
-        return await kernel_lifecycle.start_kernel(
-            self,
-            user,
-            groups,
-            kernel_id=kernel_id,
-            request=request,
-            preset=preset,
-            image=image,
-            cwd=cwd,
-            mounts=mounts,
-            env=env,
-            resources=resources,
-            ip=ip,
-            key=key,
-            folders=folders,
-        )
+        return await kernel_lifecycle.start_kernel(self, user, groups, kernel_id=kernel_id, **options)
 
     async def _own_allocation(self, user: str, kernel_id: str):
         for a in await self._db(self.ledger.live_allocations, owner=user, kind="kernel"):
@@ -408,16 +391,9 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         return await kernel_lifecycle.finish(self, alloc, reason, stop=stop, now=now, why=why)
 
     async def kernel_ended(self, user: str, kernel_id: str) -> tuple[str, str]:
-        """The kernel's container exited or vanished on its own: account and release. Already released on
-        the engine's word (core/engine_events.py): the reason and message recorded then."""
-        try:
-            alloc = await self._own_allocation(user, kernel_id)
-        except NotFoundError:
-            ended = await kernel_lifecycle.recently_ended(self, user, kernel_id)
-            if ended is None:
-                raise
-            return ended
-        return await self._finish(alloc, "exited", stop=False)
+        """The kernel's container exited or vanished on its own: account and release (already released on
+        the engine's word, core/engine_events.py: the reason and message recorded then)."""
+        return await kernel_lifecycle.kernel_ended(self, user, kernel_id)
 
     async def list_kernels(self, user: str | None = None) -> list:
         return await self._db(self.ledger.live_allocations, owner=user, kind="kernel")
@@ -425,6 +401,15 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
     async def my_kernels(self, user: str) -> list[dict]:
         """The user's live kernels with a fresh usage sample each (for the sidebar)."""
         return await kernel_lifecycle.my_kernels(self, user)
+
+    async def my_usage(self, user: str, since=None, until=None, *, groups=(), by="day") -> dict:
+        """``user``'s own usage (never anyone else's) and what is left of their quota (see :mod:`.policy_admin`)."""
+        return await policy_admin.my_usage(self, user, since, until, groups=groups, by=by)
+
+    async def kernel_environment(self, user: str, kernel_id: str) -> dict:
+        """The environment a notebook records from one of ``user``'s running kernels: image, digest, resources,
+        language, the kernel inside the image and its Berth kernelspec."""
+        return await kernel_lifecycle.kernel_environment(self, user, kernel_id)
 
     async def get_profile(self, user: str) -> dict:
         return await policy_admin.get_profile(self, user)
@@ -488,89 +473,10 @@ class BerthService(ImagesMixin, FoldersMixin, UsageMixin, GpuMixin, LoggingConfi
         """Stop the user's kernels on this host if the user has no server left; the kernel ids stopped."""
         return await servers.stop_orphan_kernels(self, user)
 
-    # ---- batch jobs (core/jobs) ------------------------------------------------------------
-    async def submit_job(self, user: str, groups=(), **request) -> Job:
-        """Run a notebook as a batch job; admitted like a kernel (see ``JobManager.submit``)."""
-        return await self.jobs.submit(user, groups, **request)
-
-    async def get_job(self, user: str, job_id: str) -> Job:
-        return await self.jobs.get(user, job_id)
-
-    async def list_jobs(self, user: str, status: str | None = None) -> list[Job]:
-        return await self.jobs.list(user, status)
-
-    async def cancel_job(self, user: str, job_id: str) -> Job:
-        return await self.jobs.cancel(user, job_id)
-
-    async def wait_job(self, user: str, job_id: str, timeout: float | None = None) -> Job:
-        return await self.jobs.wait(user, job_id, timeout)
-
-    async def job_log(self, user: str, job_id: str, offset: int = 0) -> tuple[str, int]:
-        return await self.jobs.read_log(user, job_id, offset)
-
     # ---- reconcile and usage ----------------------------------------------------------------
     async def reconcile(self) -> reconcile.ReconcilePlan:
-        allocations = await self._live_here()
-        containers = await self.runtime.list({"site": self.site_id})
-        plan = reconcile.plan(allocations, containers, pool_keeps=self._pool.keeps if self._pool is not None else None)
-        for alloc, container in plan.adopt:
-            if alloc.state != "running":
-                await self._db(self.ledger.mark_running, alloc.id, container.id)
-        for alloc, why in plan.release:
-            await self._finish(alloc, why, stop=True, now=True)
-        for container in plan.stop:
-            self.log.warning(
-                "Removing stray Berth container %s (%s): no live allocation", container.name, container.id[:12]
-            )
-            await self.runtime.remove(container.id)
-        self.log.info("Reconciled with the engine: %s", plan.summary())
-        return plan
-
-    async def _sample_one(self, alloc, info: ContainerInfo | None = None):
-        if not alloc.container_id:
-            return None
-        usage = await self.runtime.usage(alloc.container_id)
-        if usage is not None:
-            await self._db(
-                self.ledger.record_sample,
-                alloc.id,
-                usage.cpu_seconds,
-                usage.mem_bytes,
-                usage.pids,
-                at=usage.at,
-                mem_peak_bytes=usage.mem_peak_bytes or None,
-            )
-        return usage
-
-    async def sample_all(self) -> int:
-        """Sample every running container once; returns how many were sampled.
-
-        The counters are read concurrently (cgroup files, not the engine's stats stream) and the
-        round is written in one ledger transaction (``usage_sampling.record_samples``).
-        """
-        from .usage_sampling import record_samples
-
-        allocs = [a for a in await self._live_here() if a.container_id]
-        results = await asyncio.gather(*(self.runtime.usage(a.container_id) for a in allocs), return_exceptions=True)
-        batch = []
-        for alloc, usage in zip(allocs, results):
-            if isinstance(usage, BerthError):
-                self.log.debug("Could not sample %s: %s", alloc.id, usage.message)
-            elif isinstance(usage, BaseException):
-                raise usage
-            elif usage is not None:
-                batch.append((alloc.id, usage))
-        await self._db(record_samples, self.ledger, batch)
-        return len(batch)
-
-    async def _sample_loop(self):
-        while True:
-            await asyncio.sleep(self.sample_interval)
-            try:
-                await self.sample_all()
-                await self.apply_usage_rules()  # idle by utilization, budgets
-            except Exception:  # keep sampling whatever one round did
-                self.log.exception("Usage sampling failed")
+        """Adopt, release and remove until the ledger and the engine agree (see :mod:`.reconcile`)."""
+        return await reconcile.run(self)
 
 
 def standalone_user() -> tuple[str, tuple[str, ...]]:

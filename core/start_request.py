@@ -27,8 +27,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .catalog import validate_ref
 from .errors import RequestError
+from .images.catalog import validate_ref
 from .resources import Resources
 from .runtime.base import Mount
 

@@ -96,7 +96,7 @@ class BerthHubService(Application):
         True,
         config=True,
         help="Hub admins (and tokens with the custom:berth:admin scope) may change the image "
-        "catalog, besides c.BerthService.admin_users / admin_groups. False: only those.",
+        "catalog, besides c.ImageCatalog.admin_users / admin_groups. False: only those.",
     )
     template_paths = List(
         Unicode(),
@@ -215,7 +215,7 @@ class BerthHubService(Application):
                 "docs/hub-service.md) or set JUPYTERHUB_API_TOKEN and JUPYTERHUB_API_URL"
             )
         service = BerthService(parent=self)
-        service.principals = HubAccounts(hub_auth.api_url, hub_auth.api_token)  # shares: hub users/groups only
+        service.folders.principals = HubAccounts(hub_auth.api_url, hub_auth.api_token)  # shares: hub users/groups only
         if "runtime_kind" not in self.config.get("BerthService", {}):
             # a hub's kernels are containers: an engine that is down is an error to see at start, never a
             # reason to fall back to process mode (one user's processes, no isolation)

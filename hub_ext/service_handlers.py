@@ -14,8 +14,9 @@ import signal as signal_module
 
 from tornado import web
 
-from jupyter_berth import __version__, catalog
+from jupyter_berth import __version__
 from jupyter_berth.errors import NotFoundError, RequestError
+from jupyter_berth.images import catalog
 from jupyter_berth.resources import resource_kinds
 from jupyter_berth.wire import container_to_json
 
@@ -105,11 +106,11 @@ class KernelsHandler(BerthAPIHandler):
                 raise RequestError("preset", e.message) from None
         if kw.get("image"):
             try:
-                catalog.find(await self.service.images(), kw["image"])
+                catalog.find(await self.service.images.catalog_view(), kw["image"])
             except NotFoundError as e:
                 raise RequestError("image", e.message + "; ask for one of those") from None
         if kw.get("folders"):  # before anything is reserved: 404 for a folder the caller may not see, as elsewhere
-            await self.service.folder_mounts(who["name"], who["groups"], kw["folders"])
+            await self.service.folders.folder_mounts(who["name"], who["groups"], kw["folders"])
         try:
             launch = await self.service.start_kernel(who["name"], who["groups"], **kw)
         except NotFoundError as e:  # a name in the body (default image, folder) that does not exist: bad input

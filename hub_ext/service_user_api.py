@@ -9,7 +9,7 @@ identity the core sees — name, groups, admin (a hub admin or the ``custom:bert
 scope) — comes from the hub's answer about the token, never from the request.
 
 Served: info, presets, profile, policy, GPUs, the user's kernels (list), images (with the
-admin routes: image admins are ``c.BerthService.admin_users`` / ``admin_groups`` and, unless
+admin routes: image admins are ``c.ImageCatalog.admin_users`` / ``admin_groups`` and, unless
 ``c.BerthHubService.hub_admins_are_image_admins`` is off, hub admins),
 folders and their shares, usage. Not served: what acts on one server's kernel manager
 (starting and stopping a kernel through ``berth/api/kernels``; the provisioner uses
@@ -37,7 +37,7 @@ class UserAPIBinding:
             who = self.require_user()
             service = self.settings["berth_service"]
             if self.settings.get("berth_hub_admins_are_image_admins", True):
-                service.note_hub_admin(who["name"], bool(who["admin"]))
+                service.images.note_hub_admin(who["name"], bool(who["admin"]))
 
             async def get_service():
                 return service

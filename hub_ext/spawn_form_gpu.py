@@ -67,7 +67,7 @@ class GpuOffer:
     def from_summary(
         cls, summary: Mapping[str, Any], *, shareable: Iterable[str] | None = None, node: str | None = None
     ) -> GpuOffer:
-        """From ``BerthService.gpu_summary()`` (the shape of ``GET berth/api/gpus``)."""
+        """From ``service.gpus.gpu_summary()`` (the shape of ``GET berth/api/gpus``)."""
         devices = tuple(
             GpuDevice(**{k: v for k, v in d.items() if k in _DEVICE_FIELDS}) for d in summary.get("devices") or ()
         )

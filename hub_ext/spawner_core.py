@@ -61,11 +61,8 @@ class HubCore:
         return sorted(choices, key=lambda c: (c.ref != default, c.ref))
 
     async def folder_choices(self, user: str, groups) -> list[FolderChoice]:
-        lister = getattr(self.service, "list_folders", None)
-        if lister is None:
-            return []
         try:
-            views = await lister(user, groups, usage=False)
+            views = await self.service.folders.list_folders(user, groups, usage=False)
         except BerthError as e:
             self.log.warning("Berth: cannot list %s's folders: %s", user, e.message)
             return []
@@ -78,10 +75,10 @@ class HubCore:
     async def gpu_offer(self) -> GpuOffer:
         """This host's GPUs and their free shares, as the service reports them (``gpu_summary``)."""
         s = await self.open()
-        inventory = s.gpu_inventory
+        inventory = s.gpus.gpu_inventory
         if inventory is None or not inventory.devices:  # no GPU: nothing to ask (and NVML is not asked again)
             return GpuOffer(message=inventory.message) if inventory is not None else GpuOffer()
-        return GpuOffer.from_summary(await s.gpu_summary(), shareable=s.gpu_shareable, node=s.node_name)
+        return GpuOffer.from_summary(await s.gpus.gpu_summary(), shareable=s.gpus.gpu_shareable, node=s.node_name)
 
     async def form_context(
         self,

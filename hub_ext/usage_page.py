@@ -10,7 +10,7 @@ Routes (under the service's prefix, e.g. ``/services/berth/``):
     the table's rows (parameters ``since``, ``until``, ``by``, ``group``, ``user``,
     ``image``); CSV cells cannot start a spreadsheet formula. Admins only.
 ``metrics``
-    Prometheus text exposition (see ``jupyter_berth.metrics``). Admins (a hub
+    Prometheus text exposition (see ``jupyter_berth.usage.metrics``). Admins (a hub
     admin, or a token with the ``custom:berth:admin`` scope, which is what a
     Prometheus server should scrape with) unless the service's tornado setting
     ``berth_metrics_public`` is true.
@@ -36,8 +36,8 @@ from typing import Any
 from tornado import web
 
 from jupyter_berth.errors import BerthError, RequestError
-from jupyter_berth.metrics import CONTENT_TYPE
-from jupyter_berth.report_window import day_label, day_number, iso
+from jupyter_berth.usage.metrics import CONTENT_TYPE
+from jupyter_berth.usage.window import day_label, day_number, iso
 
 from . import usage_charts, usage_render
 
@@ -90,11 +90,11 @@ class UsagePageMixin(UsageHandlerMixin):
         since, until, by, group = p["since"] or "30d", p["until"] or "now", p["by"] or "user", p["group"] or None
         svc = self.berth_service
         table, per_group, per_day, users, fair_share = await asyncio.gather(
-            svc.usage_report(since, until, by, group=group),
-            svc.usage_report(since, until, "group,day"),  # every group: the filter's choices too
-            svc.usage_report(since, until, "day", group=group),
-            svc.usage_report(since, until, "user", group=group),
-            svc.fair_share_overview(),  # group totals and budgets, now (not over the window)
+            svc.usage.usage_report(since, until, by, group=group),
+            svc.usage.usage_report(since, until, "group,day"),  # every group: the filter's choices too
+            svc.usage.usage_report(since, until, "day", group=group),
+            svc.usage.usage_report(since, until, "user", group=group),
+            svc.fair.overview(),  # group totals and budgets, now (not over the window)
         )
         first, last = day_number(table.window.since), day_number(table.window.until - timedelta(microseconds=1))
         days = [day_label(n) for n in range(first, last + 1)]
@@ -139,7 +139,7 @@ class UsageExportMixin(UsageHandlerMixin):
     async def get(self):
         self.require_usage_admin()
         p = self.usage_params(EXPORT_PARAMS)
-        report = await self.berth_service.usage_report(
+        report = await self.berth_service.usage.usage_report(
             p["since"] or "30d",
             p["until"] or "now",
             p["by"] or "user",
@@ -165,7 +165,7 @@ class MetricsMixin(UsageHandlerMixin):
     async def get(self):
         if not self.settings.get("berth_metrics_public"):
             self.require_usage_admin()
-        text = await self.berth_service.metrics_text()
+        text = await self.berth_service.usage.metrics_text()
         self.set_header("Content-Type", CONTENT_TYPE)
         self.finish(text)
 

@@ -9,7 +9,7 @@ queries live in one list (tests/test_grafana_dashboard.py runs each against Prom
     python scripts/grafana_dashboard.py          # rewrite the JSON
     python scripts/grafana_dashboard.py --check  # exit 1 if the JSON is not what this writes
 
-Sources: the Berth service's ``/services/berth/metrics`` (jupyter_berth.metrics) and the hub's
+Sources: the Berth service's ``/services/berth/metrics`` (jupyter_berth.usage.metrics) and the hub's
 ``/hub/metrics`` (the spawn queue, jupyter_berth.hub.queue_metrics, and JupyterHub's own
 ``jupyterhub_server_spawn_duration_seconds``).
 """

@@ -49,13 +49,15 @@ cat > "$tmp/config/jupyter_server_config.json" <<EOF
     "site_id": "$site",
     "network_prefix": "berth-ui-",
     "user_subnets": "10.217.0.0/16",
-    "sample_interval": 0,
     "stop_timeout": 2,
     "presets": {"small": {"cpu": 0.5, "mem": "256M", "display_name": "Small (½ CPU, 256 MiB)"},
                 "standard": {"cpu": 1, "mem": "1G", "display_name": "Standard (1 CPU, 1 GiB)"}},
     "default_policy": {"max_cpu": 2, "max_mem": "2G", "total_cpu": 3, "total_mem": "1G", "max_kernels": 4,
-                       "max_gpu": 0.5, "total_gpu": 1, "default": {"cpu": 1, "mem": "1G"}},
-    "gpus": [{"uuid": "GPU-declared-ui-0", "name": "Declared 16 GiB GPU", "memory": "16G", "index": 0}],
+                       "max_gpu": 0.5, "total_gpu": 1, "default": {"cpu": 1, "mem": "1G"}}
+  },
+  "UsageTracker": {"sample_interval": 0},
+  "GpuManager": {
+    "devices": [{"uuid": "GPU-declared-ui-0", "name": "Declared 16 GiB GPU", "memory": "16G", "index": 0}],
     "gpu_quantum": 0.25
   }
 }

@@ -22,7 +22,7 @@ IMAGE = "berth/python:3.11"
 def service_config(data_dir: str, **policy) -> Config:
     c = Config()
     c.BerthService.data_dir = data_dir
-    c.BerthService.sample_interval = 0
+    c.UsageTracker.sample_interval = 0
     c.BerthService.stop_timeout = 2
     c.BerthService.presets = {
         "small": {"cpu": 0.5, "mem": "256M", "display_name": "Small"},
@@ -83,7 +83,7 @@ async def berth_service(tmp_path):
 async def berth_kernelspecs(tmp_path, berth_service, monkeypatch):
     """Berth kernelspecs written to a temporary Jupyter data dir, found by KernelSpecManager."""
     kdir = tmp_path / "jupyter-data" / "kernels"
-    images = await berth_service.images()
+    images = await berth_service.images.catalog_view()
     result = sync(plan(images, berth_service.preset_list, berth_service.default_image), str(kdir))
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter-data"))
     return result

@@ -91,7 +91,7 @@ class Chaos:
         c = Config()
         c.BerthService.data_dir = self.data_dir
         c.BerthService.site_id = self.site
-        c.BerthService.sample_interval = 0
+        c.UsageTracker.sample_interval = 0
         c.BerthService.stop_timeout = 1
         c.BerthService.default_policy = POLICY
         c.EgressPolicy.enabled = False  # not what this run is about; leaves no firewall chains

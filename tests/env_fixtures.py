@@ -123,11 +123,11 @@ def environment_image(name: str) -> str:
 def env_service_config(data_dir, **traits) -> Config:
     c = Config()
     c.BerthService.data_dir = str(data_dir)
-    c.BerthService.sample_interval = 0
+    c.UsageTracker.sample_interval = 0
     c.BerthService.stop_timeout = 2
     c.BerthService.offered_images = [f"{REPO}/*", "berth/*"]
-    c.BerthService.offer_new_images = False  # only what a test offers
-    c.BerthService.admin_users = {"admin"}
+    c.ImageCatalog.offer_new_images = False  # only what a test offers
+    c.ImageCatalog.admin_users = {"admin"}
     c.BerthService.presets = {"small": {"cpu": 0.5, "mem": "256M", "display_name": "Small"}}
     c.BerthService.default_policy = {"max_cpu": 2, "max_mem": "2G", "default": {"cpu": 0.5, "mem": "512M"}}
     for k, v in traits.items():

@@ -84,7 +84,7 @@ class HubProcess:
             configure_berth(c, state_dir={str(self.root)!r}, cpu_overcommit={cpu_overcommit!r}, policies={policies!r})
             c.BerthService.network_prefix = {self.network_prefix!r}
             c.BerthService.site_id = {self.site!r}
-            c.BerthService.sample_interval = 0
+            c.UsageTracker.sample_interval = 0
             c.BerthService.stop_timeout = 2
             c.BerthHubService.user_volume = {self.network_prefix + "user-{username}"!r}
             """)

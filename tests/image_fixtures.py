@@ -70,11 +70,11 @@ def versions():
 def service_config(data_dir, **traits) -> Config:
     c = Config()
     c.BerthService.data_dir = str(data_dir)
-    c.BerthService.sample_interval = 0
+    c.UsageTracker.sample_interval = 0
     c.BerthService.stop_timeout = 1
     c.BerthService.offered_images = [OFFERED]
     c.BerthService.default_image = CUR
-    c.BerthService.admin_users = {"admin"}
+    c.ImageCatalog.admin_users = {"admin"}
     c.BerthService.default_policy = {"max_cpu": 2, "max_mem": "2G", "default": SMALL}
     for k, v in traits.items():
         setattr(c.BerthService, k, v)

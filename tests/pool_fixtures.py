@@ -65,7 +65,7 @@ async def pool_service(tmp_path, workdir):
 async def write_kernelspecs(service: BerthService, tmp_path, monkeypatch) -> dict:
     """The service's kernelspecs in a temporary Jupyter data dir that KernelSpecManager reads."""
     kdir = tmp_path / "jupyter-data" / "kernels"
-    images = await service.images()
+    images = await service.images.catalog_view()
     result = sync(plan(images, service.preset_list, service.default_image), str(kdir))
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter-data"))
     return result

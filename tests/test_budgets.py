@@ -138,12 +138,12 @@ async def test_a_budget_runs_out_mid_kernel_the_kernel_is_warned_then_stopped(tm
         first = await enforce(service)
         assert first == [("warned", kid, "user:dora:cpu_hours")]
         assert await enforce(service) == []  # warned once
-        mine = await service.my_budget("dora")
+        mine = await service.fair.my_budget("dora")
         (budget,) = mine["budgets"]
         assert budget["scope"] == "user" and budget["limits"] == {"cpu_hours": pytest.approx(1 / 60)}
         assert 0 < budget["remaining"]["cpu_hours"] < 1 / 60 and budget["rate_per_hour"] == {"cpu_hours": 0.5}
         assert mine["notices"][0]["action"] == "warned" and "runs out in about" in mine["notices"][0]["message"]
-        metrics = await service.metrics_text()
+        metrics = await service.usage.metrics_text()
         assert 'berth_budget_remaining{kind="cpu_hours",name="dora",period="' in metrics
         # three minutes on, the budget is used up: the kernel is stopped and the record says why
         later = datetime.now(timezone.utc) + timedelta(minutes=3)

@@ -115,10 +115,10 @@ def jp_server_config(jp_config_dir, tmp_path, monkeypatch):
     (jp_config_dir / "jupyter_berth_config.py").write_text(
         textwrap.dedent(f"""\
         c.BerthService.data_dir = {str(tmp_path / "deployment")!r}
-        c.BerthService.sample_interval = 0
+        c.UsageTracker.sample_interval = 0
         c.BerthService.offered_images = ["berth/python:*"]
         c.BerthService.default_image = {IMAGE!r}
-        c.BerthService.admin_users = ["ann"]
+        c.ImageCatalog.admin_users = ["ann"]
         """)
     )
     return {"ServerApp": {"jpserver_extensions": {"jupyter_berth.server": True}}}

@@ -347,3 +347,32 @@ def test_gpu_devices_become_a_device_request():
     assert "device_requests" not in host_config_kwargs(
         ContainerSpec(name="g", image="x", command=[], resources=Resources(), labels={})
     )
+
+
+async def test_an_engine_given_by_address_is_named_by_it_in_errors():
+    """A runtime on another engine (a Swarm manager's or node's) says which one does not answer:
+    the address is the runtime's own setting, not a patched method."""
+
+    def unreachable():
+        raise docker.errors.DockerException("connection refused")
+
+    runtime = DockerRuntime(unreachable, address="tcp://127.0.0.1:9")
+    try:
+        with pytest.raises(EngineError, match=r"the Docker engine at tcp://127\.0\.0\.1:9 does not answer"):
+            await runtime.ping()
+    finally:
+        runtime.close()
+
+
+async def test_runtimes_are_configurables_and_only_docker_ones_run_docker_calls(tmp_path):
+    from traitlets.config import Config, LoggingConfigurable
+
+    from jupyter_berth.runtime import ProcessRuntime, Runtime
+
+    config = Config({"ProcessRuntime": {"limits": "rlimit", "state_dir": str(tmp_path)}})
+    process = ProcessRuntime(config=config)
+    assert isinstance(process, Runtime) and isinstance(process, LoggingConfigurable) and process.limits == "rlimit"
+    assert DockerRuntime.has_docker_api and not process.has_docker_api
+    with pytest.raises(EngineError, match="the process runtime has none"):
+        await process.docker("info")
+    process.close()

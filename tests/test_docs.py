@@ -107,6 +107,11 @@ def test_configuration_reference_has_every_option(site):
     names = {doc.name for doc in docs}
     assert {
         "BerthService",
+        "ImageCatalog",
+        "ImageVersions",
+        "FolderManager",
+        "UsageTracker",
+        "GpuManager",
         "WarmPool",
         "SwarmRuntime",
         "BerthProvisioner",
@@ -121,11 +126,15 @@ def test_configuration_reference_has_every_option(site):
                 assert f'id="confval-{doc.name}.{trait.name}"' in page, f"{doc.name}.{trait.name}"
                 listed += 1
     # spot checks against the code: name, type, default and help of one option
+    from jupyter_berth.area import MOVED_SETTINGS
     from jupyter_berth.service import BerthService
+    from jupyter_berth.usage.manager import UsageTracker
 
-    help_text = BerthService.class_traits()["sample_interval"].help
+    help_text = UsageTracker.class_traits()["sample_interval"].help
     text = _text(site, "reference/configuration.html")
-    assert "BerthService.sample_interval" in text and help_text in " ".join(text.split())
+    assert "UsageTracker.sample_interval" in text and help_text in " ".join(text.split())
+    for old, (_, cls, new) in MOVED_SETTINGS.items():  # each old name, and where it went
+        assert f"c.BerthService.{old}" in text and f"c.{cls}.{new}" in text, old
     assert set(BerthService.class_traits(config=True)) <= {
         t.name for d in docs if d.name == "BerthService" for t in d.traits
     }

@@ -66,8 +66,8 @@ class BerthIRkernelConformance(jupyter_kernel_test.KernelTests):
 
         async def prepare():
             await cls._service.start()
-            await cls._service.offer_image("admin", (), image)
-            images = await cls._service.images()
+            await cls._service.images.offer_image("admin", (), image)
+            images = await cls._service.images.catalog_view()
             sync(
                 plan(images, cls._service.preset_list, cls._service.default_image),
                 os.path.join(cls._tmp, "jupyter", "kernels"),
@@ -110,7 +110,7 @@ class BerthIRkernelConformance(jupyter_kernel_test.KernelTests):
 
 async def test_the_bash_kernel_runs_beside_the_python_kernel_of_its_image(env_service, workdir, tmp_path, monkeypatch):
     image = await asyncio.to_thread(environment_image, "bash")
-    entry = await env_service.offer_image("admin", (), image)
+    entry = await env_service.images.offer_image("admin", (), image)
     kernels = {k["name"]: k for k in json.loads(entry["labels"]["kernels"])}
     assert kernels["bash"]["language"] == "bash" and kernels["bash"]["language_version"].startswith("5.")
     assert "bash_kernel" in kernels["bash"]["frameworks"] and kernels["python3"]["language"] == "python"
@@ -138,7 +138,7 @@ async def test_two_versions_of_one_stack_run_side_by_side(env_service, foreign_i
     refs = await asyncio.to_thread(stack_images, foreign_images["good"])
     found = {}
     for numpy, ref in refs.items():
-        entry = await env_service.offer_image("admin", (), ref)
+        entry = await env_service.images.offer_image("admin", (), ref)
         (k,) = json.loads(entry["labels"]["kernels"])
         assert k["frameworks"]["numpy"] == numpy and f"numpy {numpy}" in entry["frameworks"]
         found[numpy] = image_kernel_name(ref) + "-python3"

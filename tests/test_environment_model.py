@@ -10,7 +10,6 @@ import subprocess
 
 import pytest
 
-from jupyter_berth.catalog import ImageInfo
 from jupyter_berth.environments import launch
 from jupyter_berth.environments.inspection import LAUNCHER_DIR
 from jupyter_berth.environments.model import (
@@ -20,6 +19,7 @@ from jupyter_berth.environments.model import (
     kernels_from_labels,
     parse_discovery,
 )
+from jupyter_berth.images.catalog import ImageInfo
 from jupyter_berth.kernelspecs import kernelspec_for, kernelspec_for_answer, plan
 from jupyter_berth.resources import Preset, Resources
 from jupyter_berth.runtime.base import ContainerSpec

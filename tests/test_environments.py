@@ -22,12 +22,12 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]  # a fresh machine b
 
 
 async def offer(service, ref):
-    return await service.offer_image("admin", (), ref)
+    return await service.images.offer_image("admin", (), ref)
 
 
 async def kernelspecs(service, tmp_path, monkeypatch) -> dict:
     kdir = tmp_path / "jupyter-data" / "kernels"
-    result = sync(plan(await service.images(), service.preset_list, service.default_image), str(kdir))
+    result = sync(plan(await service.images.catalog_view(), service.preset_list, service.default_image), str(kdir))
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter-data"))
     return {name: json.loads((kdir / name / "kernel.json").read_text()) for name in result["written"]}
 
@@ -57,7 +57,7 @@ async def test_a_foreign_image_is_inspected_when_offered(env_service, foreign_im
     image = docker.from_env().images.get(ref)
     assert not any(k.startswith("io.jupyter.berth.") for k in (image.labels or {}))  # nothing of Berth's
     assert image.attrs["Config"].get("User", "") in ("", "root", "0")  # default user: root
-    assert ref not in [i.ref for i in await env_service.images()]
+    assert ref not in [i.ref for i in await env_service.images.catalog_view()]
     entry = await offer(env_service, ref)
     assert entry["state"] == "offered" and entry["language"] == "python"
     assert entry["language_version"].startswith("3.")
@@ -140,7 +140,7 @@ async def test_an_image_that_cannot_serve_is_refused_with_the_reason(env_service
         await offer(env_service, ref)
     assert words in e.value.message and ref.split(":")[0] in e.value.message
     assert time.monotonic() - t0 < 30  # a kernel that dies fails its smoke start at once (no 60 s wait)
-    assert ref not in (await env_service.images()).entries  # nothing recorded
+    assert ref not in (await env_service.images.catalog_view()).entries  # nothing recorded
     assert leftovers(env_service) == []
     if which == "crash":
         assert "exited with code" in e.value.message
@@ -161,6 +161,6 @@ async def test_berth_kernels_still_start_from_berths_own_image(env_service, work
 
 async def test_offering_is_an_admin_decision(env_service, foreign_images):
     with pytest.raises(BerthError) as e:
-        await env_service.offer_image("mallory", (), foreign_images["good"])
+        await env_service.images.offer_image("mallory", (), foreign_images["good"])
     assert e.value.status == 403
     assert leftovers(env_service) == []  # refused before anything was inspected

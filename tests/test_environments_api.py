@@ -30,12 +30,11 @@ def jp_server_config(tmp_path, monkeypatch, foreign_images):
         "ServerApp": {"jpserver_extensions": {"jupyter_berth.server": True}},
         "BerthService": {
             "data_dir": str(tmp_path / "berth-env-api"),
-            "sample_interval": 0,
             "offered_images": [f"{REPO}/*"],
-            "offer_new_images": False,
-            "admin_users": ["ann"],
             "default_policy": {"max_cpu": 1, "max_mem": "1G", "default": {"cpu": 0.5, "mem": "512M"}},
         },
+        "UsageTracker": {"sample_interval": 0},
+        "ImageCatalog": {"offer_new_images": False, "admin_users": ["ann"]},
     }
 
 

@@ -87,7 +87,7 @@ def test_front_ends_use_the_facades_public_methods_only():
 
 def test_the_check_catches_each_kind_of_violation():
     core_private = core_private_names()
-    assert {"_db", "_finish", "_gpu_container", "_subnets"} <= core_private
+    assert {"_db", "_finish", "_own_allocation", "_user_network"} <= core_private
     source = """
 from jupyter_berth._version import __version__
 from jupyter_berth.service import _helper
@@ -99,7 +99,7 @@ class Spawner:
 
     async def start(self, s):
         await s._db(s.ledger.release, "a1", "failed")
-        s._gpu_container([])
+        s._own_allocation("ann", "k1")
         await self.core.service.runtime.run(None)
         s.admission.reserve()
         return Spawner._mine, self.handler._hub_auth_user_cache  # own class; not a core name
@@ -112,7 +112,7 @@ class Spawner:
         "hub_ext/example.py:4 imports the private module jupyter_berth._version",
         "hub_ext/example.py:11 uses the private _db of a core object",
         "hub_ext/example.py:11 reaches .ledger (call a BerthService method instead)",
-        "hub_ext/example.py:12 uses the private _gpu_container of a core object",
+        "hub_ext/example.py:12 uses the private _own_allocation of a core object",
         "hub_ext/example.py:13 reaches .runtime (call a BerthService method instead)",
         "hub_ext/example.py:14 reaches .admission (call a BerthService method instead)",
     ]

@@ -21,7 +21,7 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from jupyter_berth import kernelspecs
-from jupyter_berth.catalog import ImageInfo
+from jupyter_berth.images.catalog import ImageInfo
 from tests.hub_process import HubProcess, free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -54,7 +54,7 @@ def hub(tmp_path_factory, work_dir):
     h = HubProcess(
         tmp_path_factory.mktemp("hubfwd"),
         berth_extra=f"""
-        c.BerthService.admin_users = {{"teacher"}}
+        c.ImageCatalog.admin_users = {{"teacher"}}
         c.BerthHubService.user_volume_target = {str(work_dir)!r}
         """,
     )

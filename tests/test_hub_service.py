@@ -66,7 +66,7 @@ class Hub:
             c.BerthService.data_dir = {str(self.data_dir)!r}
             c.BerthService.site_id = {SITE!r}
             c.BerthService.network_prefix = "berth-ht-"
-            c.BerthService.sample_interval = 0
+            c.UsageTracker.sample_interval = 0
             c.BerthService.stop_timeout = 2
             c.BerthService.default_policy = {{"max_cpu": 1, "max_mem": "1G", "default": {{"cpu": 0.5, "mem": "256M"}}}}
             c.BerthHubService.user_volume = "{VOLUME_PREFIX}{{username}}"

@@ -67,13 +67,13 @@ async def test_a_kernel_with_no_cpu_use_is_culled_by_the_idle_cpu_rule(tmp_path)
             exec_id = api.exec_create(busy.container_id, ["python3", "-c", "while True: pass"], user="1000")
             api.exec_start(exec_id, detach=True)
 
-        await service.runtime._docker(spin)
+        await service.runtime.docker(spin)
         await asyncio.sleep(2)  # let the kernels finish starting up
-        await service.sample_all()
+        await service.usage.sample_all()
         assert await enforce(service) == []  # younger than the rule's period in samples: left alone
         await asyncio.sleep(3.5)
-        await service.sample_all()
-        culled = await service.apply_usage_rules()
+        await service.usage.sample_all()
+        culled = await service.fair.apply_usage_rules()
         assert culled == [("culled", idle, "idle_cpu")]
         assert [a.subject for a in await service.list_kernels("erin")] == [busy.kernel_id]
         (record,) = await asyncio.to_thread(service.ledger.usage_records, None, None)
@@ -106,7 +106,7 @@ async def test_declared_gpu_kernel_with_zero_utilization_is_culled_by_the_idle_g
         for name in ("gpu-idle", "gpu-busy"):  # 1.0 share each: one per device, in device order
             alloc = await asyncio.to_thread(
                 service.admission.reserve, "finn", [], pol, Resources.parse({"gpu": 1, "mem": "128M"}), "kernel",
-                name, IMAGE, node=service.node_name, gpu_assigner=service._gpu_assigner(),
+                name, IMAGE, node=service.node_name, gpu_assigner=service.gpus.gpu_assigner(),
             )  # fmt: skip
             # No NVIDIA runtime here: the container runs without the device, under the GPU allocation.
             info = await service.runtime.run(

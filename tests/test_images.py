@@ -19,9 +19,11 @@ import uuid
 import docker
 import pytest
 
-from jupyter_berth import catalog, catalog_state, image_build
-from jupyter_berth.catalog import ImageRetiredError
 from jupyter_berth.errors import ConflictError, NotFoundError, PolicyError, RequestError
+from jupyter_berth.images import build as image_build
+from jupyter_berth.images import catalog
+from jupyter_berth.images import state as catalog_state
+from jupyter_berth.images.catalog import ImageRetiredError
 from jupyter_berth.kernelspecs import image_kernel_name, plan
 
 from .image_fixtures import (  # noqa: F401  (versions, svc: fixtures)
@@ -209,7 +211,7 @@ def test_build_plans_check_their_source():
 
 
 async def test_catalog_lists_versions_with_their_labels(svc, versions):
-    view = await svc.images()
+    view = await svc.images.catalog_view()
     assert [i.ref for i in view] == [CUR, EXTRA]
     cur, extra = (i.to_json() for i in view)
     assert cur["default"] and not extra["default"] and svc.default_image == CUR
@@ -251,7 +253,7 @@ async def test_two_versions_run_side_by_side(svc, versions):
         "kernel": None,
         "kernelspec": image_kernel_name(EXTRA),
     }
-    again = await svc.resolve_environment(env["image"], env["digest"])
+    again = await svc.images.resolve_environment(env["image"], env["digest"])
     assert again["status"] == "available" and again["image"] == EXTRA
     with pytest.raises(NotFoundError):
         await svc.kernel_environment("bob", b.kernel_id)  # not bob's
@@ -267,8 +269,8 @@ async def test_retire_keeps_running_kernels_refuses_new_ones_and_gc_spares_what_
     )
     running = await svc.start_kernel("ann", kernel_id=kid(), image=OLD, request=SMALL)
     with pytest.raises(ConflictError, match="is the default image"):
-        await svc.retire_image("admin", (), CUR)
-    await svc.retire_image("admin", (), OLD, note="end of life")
+        await svc.images.retire_image("admin", (), CUR)
+    await svc.images.retire_image("admin", (), OLD, note="end of life")
     with pytest.raises(ImageRetiredError) as info:
         await svc.start_kernel("ann", kernel_id=kid(), image=OLD, request=SMALL)
     assert info.value.message == f"{OLD} is retired; use {CUR}"
@@ -277,10 +279,10 @@ async def test_retire_keeps_running_kernels_refuses_new_ones_and_gc_spares_what_
     ]  # nothing reserved
     assert (await svc.kernel_state("ann", running.kernel_id)).running  # running ones keep going
     assert "old" in await run_code(running, "print(open('/etc/berth-old').read())")
-    assert OLD not in [i.ref for i in await svc.images()]
-    assert image_kernel_name(OLD) not in {p.name for p in plan(await svc.images(), [], svc.default_image)}
+    assert OLD not in [i.ref for i in await svc.images.catalog_view()]
+    assert image_kernel_name(OLD) not in {p.name for p in plan(await svc.images.catalog_view(), [], svc.default_image)}
 
-    kept = await svc.gc_images("admin", ())
+    kept = await svc.images.gc_images("admin", ())
     assert kept == [
         {
             "ref": OLD,
@@ -296,78 +298,80 @@ async def test_retire_keeps_running_kernels_refuses_new_ones_and_gc_spares_what_
         old_id, ["true"], labels={"purpose": "berth-images-test"}
     )  # not a Berth container
     try:
-        assert (await svc.gc_images("admin", ()))[0]["reason"].startswith("containers use it")
+        assert (await svc.images.gc_images("admin", ()))[0]["reason"].startswith("containers use it")
     finally:
         outsider.remove(force=True)
-    assert (await svc.gc_images("admin", (), dry_run=True))[0]["action"] == "would-remove"
+    assert (await svc.images.gc_images("admin", (), dry_run=True))[0]["action"] == "would-remove"
     assert client.images.get(OLD).id == old_id  # a dry run removes nothing
-    removed = await svc.gc_images("admin", ())
+    removed = await svc.images.gc_images("admin", ())
     assert removed[0]["action"] == "removed"
     with pytest.raises(docker.errors.ImageNotFound):
         client.images.get(old_id)
     # The catalog remembers: notebooks still learn it is retired, starts still name the nearest.
-    entry = (await svc.catalog_view()).get(OLD)
+    entry = (await svc.images.catalog_view()).get(OLD)
     assert entry.state == "retired" and not entry.present and entry.digest == old_id
-    answer = await svc.resolve_environment(OLD, old_id)
+    answer = await svc.images.resolve_environment(OLD, old_id)
     assert answer["status"] == "retired" and answer["nearest"]["image"] == CUR
     with pytest.raises(ImageRetiredError, match=f"use {CUR}"):
         await svc.start_kernel("ann", kernel_id=kid(), image=OLD)
     with pytest.raises(NotFoundError, match="no longer on this host"):
-        await svc.offer_image("admin", (), OLD)
-    history = await svc.image_events("admin", (), OLD)
+        await svc.images.offer_image("admin", (), OLD)
+    history = await svc.images.image_events("admin", (), OLD)
     assert [e["action"] for e in history] == ["remove", "retire"] and history[1]["by"] == "admin"
     assert history[1]["detail"]["note"] == "end of life"
 
 
 async def test_default_hide_offer_and_pinned_alias(svc, versions):
     client = docker.from_env()
-    await svc.set_default_image("admin", (), EXTRA)
+    await svc.images.set_default_image("admin", (), EXTRA)
     assert svc.default_image == EXTRA
     _, image, _ = await svc.resolve_request("ann")
     assert image == EXTRA  # kernels that name no image get the new default
     with pytest.raises(ConflictError, match="make another one the default"):
-        await svc.hide_image("admin", (), EXTRA)
-    await svc.set_default_image("admin", (), CUR)
-    hidden = await svc.hide_image("admin", (), EXTRA)
-    assert hidden["state"] == "hidden" and EXTRA not in [i.ref for i in await svc.images()]
+        await svc.images.hide_image("admin", (), EXTRA)
+    await svc.images.set_default_image("admin", (), CUR)
+    hidden = await svc.images.hide_image("admin", (), EXTRA)
+    assert hidden["state"] == "hidden" and EXTRA not in [i.ref for i in await svc.images.catalog_view()]
     with pytest.raises(NotFoundError, match="not offered on this host"):
         await svc.start_kernel("ann", kernel_id=kid(), image=EXTRA)
     with pytest.raises(NotFoundError):
-        await svc.set_default_image("admin", (), EXTRA)  # only an offered version can be the default
-    assert (await svc.offer_image("admin", (), EXTRA))["state"] == "offered"
+        await svc.images.set_default_image("admin", (), EXTRA)  # only an offered version can be the default
+    assert (await svc.images.offer_image("admin", (), EXTRA))["state"] == "offered"
 
-    pinned = await svc.alias_image("admin", (), LATEST, CUR)
+    pinned = await svc.images.alias_image("admin", (), LATEST, CUR)
     assert (
         pinned["alias_of"] == CUR
         and pinned["id"] == versions["base"]
         and client.images.get(LATEST).id == versions["base"]
     )
     client.images.get(versions["extra"]).tag(REPO, "latest")  # someone moves the tag by hand
-    svc.engine_list_ttl = 0  # (the service would see it within a second anyway)
-    view = await svc.catalog_view()
+    svc.images.engine_list_ttl = 0  # (the service would see it within a second anyway)
+    view = await svc.images.catalog_view()
     assert view.get(LATEST).id == versions["base"] and client.images.get(LATEST).id == versions["base"]  # re-pinned
     assert catalog.find(view, LATEST).id == versions["base"]
-    moved = await svc.alias_image("admin", (), LATEST, versions["extra"])  # re-pin by digest
+    moved = await svc.images.alias_image("admin", (), LATEST, versions["extra"])  # re-pin by digest
     assert moved["id"] == versions["extra"] and client.images.get(LATEST).id == versions["extra"]
     with pytest.raises(ConflictError, match="is an image version, not an alias"):
-        await svc.alias_image("admin", (), EXTRA, CUR)
+        await svc.images.alias_image("admin", (), EXTRA, CUR)
     with pytest.raises(RequestError, match="offered_images patterns"):
-        await svc.alias_image("admin", (), "berth/python:latest", CUR)  # never touches other namespaces
-    await svc.unalias_image("admin", (), LATEST)
+        await svc.images.alias_image("admin", (), "berth/python:latest", CUR)  # never touches other namespaces
+    await svc.images.unalias_image("admin", (), LATEST)
     with pytest.raises(docker.errors.ImageNotFound):
         client.images.get(LATEST)
-    assert LATEST not in (await svc.catalog_view()).entries
-    actions = [e["action"] for e in await svc.image_events("admin", ())]
+    assert LATEST not in (await svc.images.catalog_view()).entries
+    actions = [e["action"] for e in await svc.images.image_events("admin", ())]
     assert actions[:4] == ["unalias", "alias", "alias", "offer"] and "default" in actions and "hide" in actions
 
 
 async def test_build_from_dockerfile_and_requirements_streams_progress(svc, versions):
     built, lines = f"{REPO}:3.11-built", []
     with pytest.raises(RequestError, match="must name the base"):
-        await svc.build_image("admin", (), base=CUR, tag=built, dockerfile="FROM debian:12\nRUN true\n")
+        await svc.images.versions.build_image("admin", (), base=CUR, tag=built, dockerfile="FROM debian:12\nRUN true\n")
     with pytest.raises(NotFoundError, match="not offered"):
-        await svc.build_image("admin", (), base=BASE, tag=built, dockerfile="RUN true\n")  # outside this catalog
-    out = await svc.build_image(
+        await svc.images.versions.build_image(
+            "admin", (), base=BASE, tag=built, dockerfile="RUN true\n"
+        )  # outside this catalog
+    out = await svc.images.versions.build_image(
         "admin",
         (),
         base=CUR,
@@ -389,10 +393,10 @@ async def test_build_from_dockerfile_and_requirements_streams_progress(svc, vers
     with pytest.raises(NotFoundError, match="not offered"):
         await svc.start_kernel("ann", kernel_id=kid(), image=built)  # hidden until offered
     with pytest.raises(ConflictError, match="already exists"):
-        await svc.build_image("admin", (), base=CUR, tag=built, dockerfile="RUN true\n")
+        await svc.images.versions.build_image("admin", (), base=CUR, tag=built, dockerfile="RUN true\n")
 
     # requirements.txt, in the background as the REST API runs it; pip finds it installed, so no network is needed.
-    op = await svc.start_image_operation(
+    op = await svc.images.versions.start_image_operation(
         "admin", (), "build", {"base": CUR, "tag": f"{REPO}:3.11-req", "requirements": "traitlets\n", "offer": True}
     )
     await asyncio.wait_for(op.task, 120)
@@ -401,8 +405,8 @@ async def test_build_from_dockerfile_and_requirements_streams_progress(svc, vers
     assert any("pip install" in line for line in op.lines()[1]) and op.to_json(since=op.to_json()["next"])["log"] == []
 
     for ref in (built, f"{REPO}:3.11-req"):
-        await svc.retire_image("admin", (), ref)
-    assert {r["ref"]: r["action"] for r in await svc.gc_images("admin", ())} == {
+        await svc.images.retire_image("admin", (), ref)
+    assert {r["ref"]: r["action"] for r in await svc.images.gc_images("admin", ())} == {
         built: "removed",
         f"{REPO}:3.11-req": "removed",
     }
@@ -412,32 +416,32 @@ async def test_a_non_admin_is_refused_everything_and_nothing_changes(svc, versio
     before = await asyncio.to_thread(catalog_state.load, svc.ledger)
     tags = sorted(t for i in docker.from_env().images.list(name=REPO) for t in i.tags)
     calls = [
-        svc.offer_image("eve", ("students",), EXTRA),
-        svc.hide_image("eve", (), EXTRA),
-        svc.retire_image("eve", (), EXTRA),
-        svc.set_default_image("eve", (), EXTRA),
-        svc.alias_image("eve", (), LATEST, CUR),
-        svc.unalias_image("eve", (), LATEST),
-        svc.pull_image("eve", (), f"127.0.0.1:5000/{EXTRA}"),
-        svc.push_image("eve", (), EXTRA, f"127.0.0.1:5000/{EXTRA}"),
-        svc.build_image("eve", (), base=CUR, tag=f"{REPO}:evil", dockerfile="RUN true"),
-        svc.gc_images("eve", ()),
-        svc.image_events("eve", ()),
-        svc.image_catalog("eve", (), include_all=True),
-        svc.start_image_operation("eve", (), "pull", {"source": f"127.0.0.1:5000/{EXTRA}"}),
+        svc.images.offer_image("eve", ("students",), EXTRA),
+        svc.images.hide_image("eve", (), EXTRA),
+        svc.images.retire_image("eve", (), EXTRA),
+        svc.images.set_default_image("eve", (), EXTRA),
+        svc.images.alias_image("eve", (), LATEST, CUR),
+        svc.images.unalias_image("eve", (), LATEST),
+        svc.images.versions.pull_image("eve", (), f"127.0.0.1:5000/{EXTRA}"),
+        svc.images.versions.push_image("eve", (), EXTRA, f"127.0.0.1:5000/{EXTRA}"),
+        svc.images.versions.build_image("eve", (), base=CUR, tag=f"{REPO}:evil", dockerfile="RUN true"),
+        svc.images.gc_images("eve", ()),
+        svc.images.image_events("eve", ()),
+        svc.images.image_catalog("eve", (), include_all=True),
+        svc.images.versions.start_image_operation("eve", (), "pull", {"source": f"127.0.0.1:5000/{EXTRA}"}),
     ]
     for call in calls:
         with pytest.raises(PolicyError) as info:
             await call
         assert info.value.status == 403 and "needs an image admin" in info.value.message
     with pytest.raises(PolicyError):
-        svc.image_operations("eve", ())
+        svc.images.versions.image_operations("eve", ())
     assert await asyncio.to_thread(catalog_state.load, svc.ledger) == before
-    assert await svc.image_events("admin", ()) == []
+    assert await svc.images.image_events("admin", ()) == []
     assert sorted(t for i in docker.from_env().images.list(name=REPO) for t in i.tags) == tags
     # Group membership makes an admin.
-    svc.admin_groups = {"staff"}
-    assert (await svc.hide_image("carol", ("staff",), EXTRA))["state"] == "hidden"
+    svc.images.admin_groups = {"staff"}
+    assert (await svc.images.hide_image("carol", ("staff",), EXTRA))["state"] == "hidden"
 
 
 # -- a real registry ------------------------------------------------------------------------------------
@@ -468,49 +472,78 @@ async def test_pull_and_push_through_a_local_registry(svc, versions, registry):
     )
     remote = f"{registry}/{local}"
     lines: list[str] = []
-    pushed = await svc.push_image("admin", (), local, remote, progress=lines.append)
+    pushed = await svc.images.versions.push_image("admin", (), local, remote, progress=lines.append)
     assert pushed["digest"].startswith("sha256:") and any("pushing" in line for line in lines)
     client.images.remove(remote)
     client.images.remove(local)  # the image (and its own layer) is gone from the engine
     with pytest.raises(docker.errors.ImageNotFound):
         client.images.get(image_id)
 
-    svc.pull_registries = [registry]
+    svc.images.versions.pull_registries = [registry]
     lines.clear()
-    out = await svc.pull_image("admin", (), remote, progress=lines.append)
+    out = await svc.images.versions.pull_image("admin", (), remote, progress=lines.append)
     assert out["ref"] == local and out["id"] == image_id and out["state"] == "hidden" and out["source"] == remote
     assert out["digest"] == f"{registry}/{REPO}@{pushed['digest']}" and lines[0] == f"pulling {remote}"
     assert out["display_name"] == "Python 3.11 (pushed)"
-    again = await svc.pull_image("admin", (), remote, offer=True)  # idempotent; now offered
+    again = await svc.images.versions.pull_image("admin", (), remote, offer=True)  # idempotent; now offered
     assert again["id"] == image_id and again["state"] == "offered"
     launch = await svc.start_kernel("ann", kernel_id=kid(), image=local, request=SMALL)
     assert launch.image_digest == out["digest"] and uid in await run_code(
         launch, "print(open('/etc/berth-pushed').read())"
     )
     env = await svc.kernel_environment("ann", launch.kernel_id)
-    assert (await svc.resolve_environment(env["image"], env["digest"]))["status"] == "available"
+    assert (await svc.images.resolve_environment(env["image"], env["digest"]))["status"] == "available"
 
     with pytest.raises(NotFoundError, match="not in the registry"):
-        await svc.pull_image("admin", (), f"{registry}/{REPO}:no-such-tag-{uid}")
+        await svc.images.versions.pull_image("admin", (), f"{registry}/{REPO}:no-such-tag-{uid}")
     plain = f"{registry}/{NAMESPACE}/notkernel:{uid}"
     _build(client, f"FROM {versions['base']}\nLABEL io.jupyter.berth.kind=base\n", plain)
     client.images.push(f"{registry}/{NAMESPACE}/notkernel", tag=uid)
     client.images.remove(plain)
     with pytest.raises(RequestError, match="not a Berth kernel image"):
-        await svc.pull_image("admin", (), plain, tag=f"{REPO}:notkernel-{uid}")
+        await svc.images.versions.pull_image("admin", (), plain, tag=f"{REPO}:notkernel-{uid}")
     with pytest.raises(docker.errors.ImageNotFound):
         client.images.get(plain)  # a refused pull leaves nothing behind
     with pytest.raises(PolicyError, match="pulling from docker.io is not allowed"):
-        await svc.pull_image("admin", (), "library/python:3.12")  # never reaches the network
+        await svc.images.versions.pull_image("admin", (), "library/python:3.12")  # never reaches the network
 
     await svc.stop_kernel("ann", launch.kernel_id, now=True)
-    await svc.retire_image("admin", (), local)
-    assert [(r["ref"], r["action"]) for r in await svc.gc_images("admin", ())] == [(local, "removed")]  # both tags
+    await svc.images.retire_image("admin", (), local)
+    assert [(r["ref"], r["action"]) for r in await svc.images.gc_images("admin", ())] == [
+        (local, "removed")
+    ]  # both tags
     with pytest.raises(docker.errors.ImageNotFound):
         client.images.get(image_id)
 
 
 # -- the REST API (jupyter_server with the berth extension) ------------------------------------------
+
+
+def test_cli_kernelspecs_sync_on_a_fresh_install(tmp_path, versions):
+    """`berth kernelspecs sync` on a new standalone install (no ledger yet, empty Jupyter data dir) opens
+    the ledger itself and writes one kernelspec per offered version, the default marked as such."""
+    jupyter_data = tmp_path / "jupyter"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jupyter_berth.cli.app",
+            "kernelspecs",
+            "sync",
+            f"--BerthService.offered_images={OFFERED}",
+            f"--BerthService.default_image={CUR}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "BERTH_DATA_DIR": str(tmp_path / "berth"), "JUPYTER_DATA_DIR": str(jupyter_data)},
+    )
+    assert done.returncode == 0, done.stderr
+    kernels = jupyter_data / "kernels"
+    written = {name: json.loads((kernels / name / "kernel.json").read_text()) for name in os.listdir(kernels)}
+    assert {image_kernel_name(CUR), image_kernel_name(EXTRA)} <= set(written), done.stdout
+    assert f"{len(written)} written, 0 unchanged, 0 removed" in done.stdout
+    assert written[image_kernel_name(CUR)]["metadata"]["jupyter_berth"].get("default") is True
 
 
 def test_cli_retire_and_check(tmp_path, versions):

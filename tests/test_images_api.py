@@ -13,7 +13,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from jupyter_berth import catalog_state
+from jupyter_berth.images import state as catalog_state
 from jupyter_berth.kernels import backend
 from jupyter_berth.kernelspecs import image_kernel_name
 
@@ -39,13 +39,12 @@ def jp_server_config(tmp_path, monkeypatch, versions, api_admins):
         "ServerApp": {"jpserver_extensions": {"jupyter_berth.server": True}},
         "BerthService": {
             "data_dir": str(tmp_path / "berth-api"),
-            "sample_interval": 0,
             "offered_images": [OFFERED],
             "default_image": CUR,
-            "admin_users": api_admins,
-            "pull_registries": ["127.0.0.1:5000"],
-            "build_network": False,
         },
+        "UsageTracker": {"sample_interval": 0},
+        "ImageCatalog": {"admin_users": api_admins},
+        "ImageVersions": {"pull_registries": ["127.0.0.1:5000"], "build_network": False},
     }
 
 
@@ -103,7 +102,7 @@ def test_rest_admin_routes_refuse_a_non_admin_and_change_nothing(jp_asyncio_loop
         assert await asyncio.to_thread(catalog_state.load, service.ledger) == ({}, {})
         assert await asyncio.to_thread(catalog_state.events, service.ledger) == []
         assert sorted(t for i in docker.from_env().images.list(name=REPO) for t in i.tags) == tags
-        assert service._image_operations().list() == []  # no pull or build was started
+        assert service.images.versions.operations.list() == []  # no pull or build was started
         code, after = await _call(jp_fetch, "GET", "images")
         assert after == before
         # Every user may ask what a notebook's environment gets.

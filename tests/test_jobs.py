@@ -107,12 +107,12 @@ async def test_parameterised_job_runs_in_its_limits_and_is_accounted(berth_servi
         code(LIMITS_CELL),
         code("result = alpha * 10\nprint('RESULT', result, label)\nopen('side.txt', 'w').write(str(result))"),
     )
-    job = await berth_service.submit_job(
+    job = await berth_service.jobs.submit(
         "alice", notebook=nb, parameters={"alpha": 0.5, "label": "tuned"}, request={"cpu": 0.5, "mem": "512M"}
     )
     assert job.status == "running" and job.job_dir.startswith(str(workdir / "berth-jobs"))
     assert [a.kind for a in await berth_service._db(berth_service.ledger.live_allocations, owner="alice")] == ["job"]
-    done = await berth_service.wait_job("alice", job.id, timeout=120)
+    done = await berth_service.jobs.wait("alice", job.id, timeout=120)
     assert (done.status, done.reason, done.exit_code) == ("completed", "completed", 0), done.message
 
     out = json.loads((workdir / "berth-jobs" / os.path.basename(job.job_dir) / "output.ipynb").read_text())
@@ -123,7 +123,7 @@ async def test_parameterised_job_runs_in_its_limits_and_is_accounted(berth_servi
     assert limits["mem"] == str(512 * 1024 * 1024)
     assert limits["cpu_quota"] in ("50000", "50000 100000")
     assert open(os.path.join(job.job_dir, "side.txt")).read() == "5.0"
-    text, offset = await berth_service.job_log("alice", job.id)
+    text, offset = await berth_service.jobs.read_log("alice", job.id)
     assert "RESULT 5.0 tuned" in text and "[berth] completed" in text and offset == len(text.encode())
 
     records = [
@@ -133,7 +133,7 @@ async def test_parameterised_job_runs_in_its_limits_and_is_accounted(berth_servi
         ("job", "completed", 0, 0.5, 512 * 1024 * 1024)
     ]
     assert not await berth_service.runtime.list({"site": berth_service.site_id, "kind": "job"})
-    report = await berth_service.usage_report(since="2000-01-01", by="user", user="alice")
+    report = await berth_service.usage.usage_report(since="2000-01-01", by="user", user="alice")
     assert (report.totals["jobs"], report.totals["kernels"]) == (1, 0) and report.totals["job_hours"] > 0
     assert report.totals["cpu_core_hours_allotted"] == pytest.approx(0.5 * report.totals["job_hours"], abs=2e-6)
 
@@ -145,8 +145,8 @@ async def test_job_over_its_memory_ends_with_the_oom_reason_and_keeps_partial_ou
         code("hog = bytearray(400 * 1024 * 1024)\nfor i in range(0, len(hog), 4096): hog[i] = 1"),
         code("print('never')"),
     )
-    job = await berth_service.submit_job("alice", notebook=nb, request={"cpu": 0.5, "mem": "192M"})
-    done = await berth_service.wait_job("alice", job.id, timeout=120)
+    job = await berth_service.jobs.submit("alice", notebook=nb, request={"cpu": 0.5, "mem": "192M"})
+    done = await berth_service.jobs.wait("alice", job.id, timeout=120)
     assert (done.status, done.reason) == ("failed", "out of memory")
     assert "192" in done.message and "memory limit" in done.message
     out = json.loads(open(os.path.join(job.job_dir, "output.ipynb")).read())
@@ -159,30 +159,30 @@ async def test_job_over_its_memory_ends_with_the_oom_reason_and_keeps_partial_ou
 
 async def test_a_cell_error_fails_the_job_with_the_cell_named(berth_service, workdir):
     nb = write_notebook(workdir / "broken.ipynb", code("x = 1"), code("raise ValueError('bad input')"))
-    job = await berth_service.submit_job("alice", notebook=nb, request={"cpu": 0.25, "mem": "256M"})
-    done = await berth_service.wait_job("alice", job.id, timeout=120)
+    job = await berth_service.jobs.submit("alice", notebook=nb, request={"cpu": 0.25, "mem": "256M"})
+    done = await berth_service.jobs.wait("alice", job.id, timeout=120)
     assert (done.status, done.reason, done.exit_code) == ("failed", "error", 1)
     assert done.message.startswith("cell 2 raised ValueError: bad input")
 
 
 async def test_foreign_user_cannot_see_or_cancel_and_owner_cancels(berth_service, workdir):
     nb = write_notebook(workdir / "long.ipynb", code("import time\ntime.sleep(120)"))
-    job = await berth_service.submit_job("alice", notebook=nb, request={"cpu": 0.25, "mem": "256M"})
+    job = await berth_service.jobs.submit("alice", notebook=nb, request={"cpu": 0.25, "mem": "256M"})
     with pytest.raises(NotFoundError, match="no job"):
-        await berth_service.get_job("mallory", job.id)
+        await berth_service.jobs.get("mallory", job.id)
     with pytest.raises(NotFoundError, match="no job"):
-        await berth_service.cancel_job("mallory", job.id)
-    assert await berth_service.list_jobs("mallory") == []
-    assert [j.id for j in await berth_service.list_jobs("alice")] == [job.id]
-    assert (await berth_service.get_job("alice", job.id)).running
-    done = await berth_service.cancel_job("alice", job.id)
+        await berth_service.jobs.cancel("mallory", job.id)
+    assert await berth_service.jobs.list("mallory") == []
+    assert [j.id for j in await berth_service.jobs.list("alice")] == [job.id]
+    assert (await berth_service.jobs.get("alice", job.id)).running
+    done = await berth_service.jobs.cancel("alice", job.id)
     assert (done.status, done.reason) == ("cancelled", "cancelled")
 
 
 async def test_time_limit_stops_a_job_with_a_clear_reason(berth_service, workdir):
     nb = write_notebook(workdir / "slow.ipynb", code("print('start')"), code("import time\ntime.sleep(120)"))
-    job = await berth_service.submit_job("alice", notebook=nb, request={"cpu": 0.25, "mem": "256M"}, time_limit=6)
-    done = await berth_service.wait_job("alice", job.id, timeout=60)
+    job = await berth_service.jobs.submit("alice", notebook=nb, request={"cpu": 0.25, "mem": "256M"}, time_limit=6)
+    done = await berth_service.jobs.wait("alice", job.id, timeout=60)
     assert (done.status, done.reason) == ("failed", "time limit") and "6 s" in done.message
     records = [
         r for r in await berth_service._db(berth_service.ledger.usage_records, owner="alice") if r.subject == job.id
@@ -193,34 +193,34 @@ async def test_time_limit_stops_a_job_with_a_clear_reason(berth_service, workdir
 async def test_jobs_are_admitted_like_kernels_with_the_same_refusal(berth_service, workdir):
     nb = write_notebook(workdir / "big.ipynb", code("pass"))
     with pytest.raises(PolicyError) as as_job:
-        await berth_service.submit_job("alice", notebook=nb, request={"cpu": 4})
+        await berth_service.jobs.submit("alice", notebook=nb, request={"cpu": 4})
     with pytest.raises(PolicyError) as as_kernel:
         await berth_service.start_kernel("alice", kernel_id="k-refused", request={"cpu": 4})
     # the same check and wording; admission names what was asked for (a job, a kernel)
     assert as_job.value.message == as_kernel.value.message.replace("per kernel", "per job")
-    assert await berth_service.list_jobs("alice") == []
+    assert await berth_service.jobs.list("alice") == []
     assert await berth_service._db(berth_service.ledger.live_allocations, owner="alice") == []
 
 
 async def test_a_running_job_counts_as_a_kernel_and_a_refused_job_leaves_no_files(berth_service, workdir):
     await berth_service._db(berth_service.ledger.set_policy, "user", "bob", {"max_kernels": 1})
     long = write_notebook(workdir / "long.ipynb", code("import time\ntime.sleep(60)"))
-    first = await berth_service.submit_job("bob", notebook=long, request={"cpu": 0.25, "mem": "256M"})
+    first = await berth_service.jobs.submit("bob", notebook=long, request={"cpu": 0.25, "mem": "256M"})
     with pytest.raises(PolicyError, match="max_kernels limit of 1") as refused_job:
-        await berth_service.submit_job("bob", notebook=long, request={"cpu": 0.25, "mem": "256M"})
+        await berth_service.jobs.submit("bob", notebook=long, request={"cpu": 0.25, "mem": "256M"})
     with pytest.raises(PolicyError) as refused_kernel:
         await berth_service.start_kernel("bob", kernel_id="k-over", request={"cpu": 0.25, "mem": "256M"})
     assert refused_job.value.message == refused_kernel.value.message
     assert os.listdir(workdir / "berth-jobs") == [os.path.basename(first.job_dir)]
-    assert [j.id for j in await berth_service.list_jobs("bob")] == [first.id]
-    await berth_service.cancel_job("bob", first.id)
+    assert [j.id for j in await berth_service.jobs.list("bob")] == [first.id]
+    await berth_service.jobs.cancel("bob", first.id)
 
 
 async def test_job_survives_the_service_restarting(tmp_path, berth_service, workdir):
     nb = write_notebook(workdir / "overnight.ipynb", code("import time\ntime.sleep(8)\nprint('finished overnight')"))
     quick = write_notebook(workdir / "quick.ipynb", code("print('done while away')"))
-    job = await berth_service.submit_job("alice", notebook=nb, request={"cpu": 0.25, "mem": "256M"})
-    fast = await berth_service.submit_job("alice", notebook=quick, request={"cpu": 0.25, "mem": "256M"})
+    job = await berth_service.jobs.submit("alice", notebook=nb, request={"cpu": 0.25, "mem": "256M"})
+    fast = await berth_service.jobs.submit("alice", notebook=quick, request={"cpu": 0.25, "mem": "256M"})
     await berth_service.jobs.stop()  # the service goes away (its followers with it); containers keep running
     containers = await berth_service.runtime.list({"site": berth_service.site_id, "kind": "job"})
     assert {c.berth_labels["subject"] for c in containers} == {job.id, fast.id}
@@ -230,12 +230,12 @@ async def test_job_survives_the_service_restarting(tmp_path, berth_service, work
     try:
         plan = await again.start()
         assert {a.subject for a, _c in plan.adopt} == {job.id}
-        assert (await again.get_job("alice", fast.id)).status == "completed"
+        assert (await again.jobs.get("alice", fast.id)).status == "completed"
         records = await again._db(again.ledger.usage_records, owner="alice")
         assert [(r.subject, r.end_reason, r.exit_code) for r in records] == [(fast.id, "completed", 0)]
-        done = await again.wait_job("alice", job.id, timeout=60)
+        done = await again.jobs.wait("alice", job.id, timeout=60)
         assert (done.status, done.reason) == ("completed", "completed")
-        text, _ = await again.job_log("alice", job.id)
+        text, _ = await again.jobs.read_log("alice", job.id)
         assert "finished overnight" in text
     finally:
         await again.stop()

@@ -68,7 +68,7 @@ def lab(tmp_path):
     config.write_text(
         "c.ServerApp.jpserver_extensions = {'jupyter_berth.server': True, 'jupyter_scheduler': True}\n"
         f"c.BerthService.data_dir = {str(tmp_path / 'berth-data')!r}\n"
-        "c.BerthService.sample_interval = 0\n"
+        "c.UsageTracker.sample_interval = 0\n"
         "c.BerthService.presets = {'small': {'cpu': 0.5, 'mem': '256M', 'display_name': 'Small'},\n"
         "                          'huge': {'cpu': 8, 'mem': '1G', 'display_name': 'Huge'}}\n"
         "c.BerthService.default_policy = {'max_cpu': 2, 'max_mem': '2G', 'default': {'cpu': 1, 'mem': '512M'}}\n"

@@ -53,7 +53,6 @@ def jp_server_config(tmp_path):
         "ServerApp": {"jpserver_extensions": {"jupyter_berth.server": True, "jupyter_scheduler": True}},
         "BerthService": {
             "data_dir": str(tmp_path / "berth-data"),
-            "sample_interval": 0,
             "stop_timeout": 2,
             "presets": {
                 "small": {"cpu": 0.5, "mem": "256M", "display_name": "Small"},
@@ -61,6 +60,7 @@ def jp_server_config(tmp_path):
             },
             "default_policy": {"max_cpu": 2, "max_mem": "2G", "default": {"cpu": 1, "mem": "512M"}},
         },
+        "UsageTracker": {"sample_interval": 0},
         "BerthExtensionApp": {"sync_kernelspecs": False},
         "SchedulerApp": {
             "db_url": f"sqlite:///{tmp_path / 'scheduler.sqlite'}",
@@ -150,7 +150,7 @@ def test_a_job_from_the_dialog_runs_as_a_berth_job_with_its_limits(
         r = await jp_fetch("scheduler", "jobs", method="POST", body=json.dumps(body))
         job_id = json.loads(r.body)["job_id"]
         service = await backend.embedded_service()
-        berth = await service.get_job(service_user(), job_id)
+        berth = await service.jobs.get(service_user(), job_id)
         assert berth.running and berth.resources["cpu"] == 0.5
         done = await wait_for_status(jp_fetch, job_id, {"COMPLETED", "FAILED"})
         records = await asyncio.to_thread(service.ledger.usage_records, None, None)
@@ -183,7 +183,7 @@ def test_stop_from_the_job_list_cancels_the_berth_job(jp_asyncio_loop, jp_server
         await jp_fetch("scheduler", "jobs", job_id, method="PATCH", body=json.dumps({"status": "STOPPED"}))
         job = json.loads((await jp_fetch("scheduler", "jobs", job_id)).body)
         service = await backend.embedded_service()
-        return job, await service.get_job(service_user(), job_id)
+        return job, await service.jobs.get(service_user(), job_id)
 
     job, berth = run(jp_asyncio_loop, jp_serverapp, check())
     assert job["status"] == "STOPPED" and (berth.status, berth.reason) == ("cancelled", "cancelled")
@@ -231,7 +231,7 @@ def test_a_scheduled_job_runs_twice(jp_asyncio_loop, jp_serverapp, jp_fetch, jp_
             await asyncio.sleep(1)
         await jp_fetch("scheduler", "job_definitions", definition, method="PATCH", body=json.dumps({"active": False}))
         service = await backend.embedded_service()
-        berth = [await service.get_job(service_user(), j["job_id"]) for j in done]
+        berth = [await service.jobs.get(service_user(), j["job_id"]) for j in done]
         return done, berth
 
     done, berth = run(jp_asyncio_loop, jp_serverapp, check())
@@ -258,7 +258,7 @@ def test_a_job_outlives_its_server_and_shows_its_end_at_the_next_look(
                 "compute_type": "small", "output_formats": ["ipynb"]}  # fmt: skip
         job_id = json.loads((await jp_fetch("scheduler", "jobs", method="POST", body=json.dumps(body))).body)["job_id"]
         service = await backend.embedded_service()
-        container = (await service.get_job(service_user(), job_id)).container_id
+        container = (await service.jobs.get(service_user(), job_id)).container_id
         # The server stops: its scheduler stops following, its embedded Berth service stops.
         for task in list(scheduler._followers.values()):
             task.cancel()

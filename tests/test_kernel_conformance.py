@@ -59,7 +59,7 @@ class BerthKernelConformance(jupyter_kernel_test.KernelTests):
 
         async def prepare():
             await cls._service.start()
-            images = await cls._service.images()
+            images = await cls._service.images.catalog_view()
             sync(
                 plan(images, cls._service.preset_list, cls._service.default_image),
                 os.path.join(cls._tmp, "jupyter", "kernels"),
@@ -127,7 +127,7 @@ async def _nbclient_flow(tmp_path, jp_data_dir, jp_serverapp, jp_root_dir, jp_fe
 
 async def _run_notebook(berth_service, jp_data_dir, jp_serverapp, jp_root_dir, jp_fetch, NotebookClient):
     sync(
-        plan(await berth_service.images(), berth_service.preset_list, berth_service.default_image),
+        plan(await berth_service.images.catalog_view(), berth_service.preset_list, berth_service.default_image),
         str(jp_data_dir / "kernels"),
     )
     os.chmod(jp_root_dir, 0o777)  # the kernel writes next to the notebook as uid 1000

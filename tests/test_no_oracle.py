@@ -48,12 +48,12 @@ async def test_another_users_ids_are_answered_like_unknown_ones_on_every_route(b
             (await _answer(route(unknown)))[2].replace(unknown, "ID"),
         ), name
 
-    folder = await service.create_folder("alice", name="secret")
+    folder = await service.folders.create_folder("alice", name="secret")
     unknown_folder = uuid.uuid4().hex
     for route in (
-        lambda f: service.folder_shares("bob", folder=f),
-        lambda f: service.share_folder("bob", folder=f, kind="user", name="carol"),
-        lambda f: service.folder_mounts("bob", names=[f]),
+        lambda f: service.folders.folder_shares("bob", folder=f),
+        lambda f: service.folders.share_folder("bob", folder=f, kind="user", name="carol"),
+        lambda f: service.folders.folder_mounts("bob", names=[f]),
     ):
         kind, status, message = await _answer(route(folder.folder.id))
         other = await _answer(route(unknown_folder))
@@ -67,7 +67,7 @@ async def test_another_users_ids_are_answered_like_unknown_ones_on_every_route(b
     refusals = set()
     for op_id in ("0" * 12, uuid.uuid4().hex[:12]):
         with pytest.raises(BerthError) as e:
-            service.image_operation("bob", (), op_id)
+            service.images.versions.image_operation("bob", (), op_id)
         refusals.add((type(e.value), e.value.status, e.value.message))
     assert len(refusals) == 1
 

@@ -35,7 +35,6 @@ def jp_server_config(tmp_path, monkeypatch):
         "ServerApp": {"jpserver_extensions": {"jupyter_berth.server": True}},
         "BerthService": {
             "data_dir": str(tmp_path / "berth-data"),
-            "sample_interval": 0,
             "presets": {"small": {"cpu": 0.25, "mem": "256M", "display_name": "Small"}},
             "default_policy": {
                 "max_cpu": 1,
@@ -45,6 +44,7 @@ def jp_server_config(tmp_path, monkeypatch):
                 "default": {"cpu": 0.25, "mem": "256M"},
             },
         },
+        "UsageTracker": {"sample_interval": 0},
     }
 
 

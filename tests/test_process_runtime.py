@@ -331,7 +331,7 @@ async def test_service_restart_adopts_running_kernels_and_releases_gone_ones(tmp
         released = await asyncio.to_thread(second.ledger.get_allocation, gone.allocation_id)
         assert released.state == "released" and released.release_reason == "exited"
         assert await second.runtime.inspect(gone.container_id) is None
-        assert await second.sample_all() == 1
+        assert await second.usage.sample_all() == 1
         reason, _ = await second.stop_kernel(USER, keep.kernel_id)
         assert reason == "shutdown" and await second.runtime.list({"site": second.site_id}) == []
     finally:
@@ -367,7 +367,7 @@ async def test_auto_picks_process_when_no_engine_answers_and_docker_is_not_force
     try:
         assert service.runtime.name == "process"
         assert "Berth runtime: process, because no Docker engine answers" in caplog.text
-        assert [i.ref for i in await service.images()] == [service.runtime.image_ref]
+        assert [i.ref for i in await service.images.catalog_view()] == [service.runtime.image_ref]
     finally:
         await service.stop()
     config = service_config(str(tmp_path / "docker"))
@@ -399,10 +399,10 @@ def jp_server_config(tmp_path):
         "ServerApp": {"jpserver_extensions": {"jupyter_berth.server": True}},
         "BerthService": {
             "data_dir": str(tmp_path / "berth-data"),
-            "sample_interval": 0,
             "runtime_kind": "process",
             "default_policy": {"max_mem": "1G", "default": {"cpu": 0.5, "mem": "256M"}},
         },
+        "UsageTracker": {"sample_interval": 0},
     }
 
 

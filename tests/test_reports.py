@@ -15,9 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from jupyter_berth.errors import RequestError
 from jupyter_berth.ledger.models import UsageRecordRow
-from jupyter_berth.metrics import UsageTotals, exposition, snapshot
-from jupyter_berth.report_window import parse_window
-from jupyter_berth.reports import FIGURES, build_report, csv_cell
+from jupyter_berth.usage.metrics import UsageTotals, exposition, snapshot
+from jupyter_berth.usage.reports import FIGURES, build_report, csv_cell
+from jupyter_berth.usage.window import parse_window
 
 from .usage_fixtures import DAY1, DAY2, EXPECTED_BY_USER, NOW, SINCE, UNTIL, fill_known_history, h
 
@@ -232,7 +232,7 @@ async def test_a_kernel_under_known_load_is_reported_within_ten_percent(tmp_path
         ledger = service.ledger
 
         async def last_sample():
-            await service.sample_all()
+            await service.usage.sample_all()
             return (await asyncio.to_thread(ledger.samples, launch.allocation_id))[-1]
 
         previous = await last_sample()  # wait for ipykernel to finish starting: its CPU counter settles
@@ -254,10 +254,10 @@ async def test_a_kernel_under_known_load_is_reported_within_ten_percent(tmp_path
             exec_id = api.exec_create(launch.container_id, ["python3", "-c", code], user="1000")
             return api.exec_start(exec_id)
 
-        busy = asyncio.ensure_future(service.runtime._docker(burn))
+        busy = asyncio.ensure_future(service.runtime.docker(burn))
         while not busy.done():
             await asyncio.sleep(1.0)
-            await service.sample_all()
+            await service.usage.sample_all()
         spent = float((await busy).decode().strip().splitlines()[-1])
         assert 1.95 < spent < 2.2, spent
         await service.stop_kernel("loadtest", kernel_id, now=True)
@@ -265,7 +265,7 @@ async def test_a_kernel_under_known_load_is_reported_within_ten_percent(tmp_path
         until = datetime.now(timezone.utc)
 
         # the window that starts at the baseline sample: the load, and nothing of the kernel's start-up
-        report = await service.usage_report(baseline.at, until, "user")
+        report = await service.usage.usage_report(baseline.at, until, "user")
         row = by_key(report)["loadtest"]
         print(
             f"busy loop spent {spent:.3f} CPU-s; report: {row['cpu_core_hours_used'] * 3600:.3f} CPU-s used, "
@@ -278,7 +278,7 @@ async def test_a_kernel_under_known_load_is_reported_within_ten_percent(tmp_path
         assert row["mem_peak_gib"] * GiB == pytest.approx(baseline.mem_bytes + 150 * 2**20, rel=0.10)
 
         # the kernel's whole life: allotted memory × lifetime, and its groups at the time of use
-        whole = by_key(await service.usage_report("1h", "now", "group"), "group")["lab"]
+        whole = by_key(await service.usage.usage_report("1h", "now", "group"), "group")["lab"]
         assert whole["kernel_hours"] == pytest.approx(record.seconds / 3600, rel=0.01)
         assert whole["mem_gib_hours_allotted"] == pytest.approx(0.25 * record.seconds / 3600, rel=0.01)
         assert whole["cpu_core_hours_used"] == pytest.approx(record.cpu_seconds / 3600, abs=1e-4)
@@ -304,9 +304,9 @@ def jp_server_config(tmp_path, monkeypatch):
         "BerthExtensionApp": {"sync_kernelspecs": False},
         "BerthService": {
             "data_dir": str(tmp_path / "berth-data"),
-            "sample_interval": 0,
             "default_policy": {"total_cpu": 4, "total_mem": "8G", "max_kernels": 3},
         },
+        "UsageTracker": {"sample_interval": 0},
     }
 
 

@@ -20,6 +20,7 @@ from jupyter_berth.hub.spawn_form import OPTION_FIELDS, FormContext, ImageChoice
 from jupyter_berth.ledger import Usage
 from jupyter_berth.policies import PolicySpec, resolve
 from jupyter_berth.policy_admin import remaining
+from jupyter_berth.pool.warm_pool import WarmPool
 from jupyter_berth.resources import (
     ResourceKind,
     Resources,
@@ -33,7 +34,6 @@ from jupyter_berth.runtime import process_limits
 from jupyter_berth.runtime.base import ContainerSpec
 from jupyter_berth.runtime.hardening import host_config_kwargs, update_body
 from jupyter_berth.runtime.swarm_spec import service_spec
-from jupyter_berth.warm_pool import WarmPool
 
 GIB = 2**30
 

@@ -22,7 +22,6 @@ def jp_server_config(tmp_path):
         "ServerApp": {"jpserver_extensions": {"jupyter_berth.server": True}},
         "BerthService": {
             "data_dir": str(tmp_path / "berth-data"),
-            "sample_interval": 0,
             "presets": {"small": {"cpu": 0.5, "mem": "256M", "display_name": "Small"}},
             "default_policy": {
                 "max_cpu": 1,
@@ -32,6 +31,7 @@ def jp_server_config(tmp_path):
                 "budget": {"cpu_hours": 20, "period": {"name": "autumn", "start": "2026-09-01", "end": "2100-01-01"}},
             },
         },
+        "UsageTracker": {"sample_interval": 0},
     }
 
 

@@ -17,9 +17,9 @@ def jp_server_config(tmp_path):
         "ServerApp": {"jpserver_extensions": {"jupyter_berth.server": True}},
         "BerthService": {
             "data_dir": str(tmp_path / "berth-data"),
-            "sample_interval": 0,
             "presets": {"small": {"cpu": 0.5, "mem": "256M", "display_name": "Small"}},
         },
+        "UsageTracker": {"sample_interval": 0},
     }
 
 

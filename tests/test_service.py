@@ -21,8 +21,9 @@ pytestmark = [pytest.mark.docker]
 
 async def new_service(data_dir, **traits):
     config = service_config(str(data_dir))
-    for k, v in traits.items():
-        setattr(config.BerthService, k, v)
+    for k, v in traits.items():  # "Class.name" for another section, else BerthService's
+        section, _, name = k.rpartition(".")
+        setattr(config[section or "BerthService"], name, v)
     service = BerthService(config=config, runtime=DockerRuntime())
     await service.start()
     return service
@@ -85,7 +86,7 @@ async def test_restart_adopts_running_releases_vanished_and_stops_strays(tmp_pat
 
 
 async def test_usage_is_sampled_while_running_so_a_crash_leaves_a_record(tmp_path):
-    service = await new_service(tmp_path / "data", sample_interval=0.5)
+    service = await new_service(tmp_path / "data", **{"UsageTracker.sample_interval": 0.5})
     try:
         launch = await service.start_kernel(
             "carol", kernel_id=f"busy-{uuid.uuid4().hex[:6]}", request={"cpu": 0.5, "mem": "256M"}
@@ -101,7 +102,7 @@ async def test_usage_is_sampled_while_running_so_a_crash_leaves_a_record(tmp_pat
             )
             api.exec_start(exec_id)
 
-        await service.runtime._docker(burn)
+        await service.runtime.docker(burn)
         for _ in range(60):  # the next sampling rounds record it (bounded: 30 s)
             alloc = await asyncio.to_thread(service.ledger.get_allocation, launch.allocation_id)
             if alloc.cpu_seconds is not None and alloc.cpu_seconds > 1.0:

@@ -27,36 +27,37 @@ HOST_GROUP = grp.getgrall()[0].gr_name
 
 
 @pytest.fixture
-async def service(tmp_path, monkeypatch):
+async def folders(tmp_path, monkeypatch):
+    """The folder manager of a service on its own ledger (not started)."""
     monkeypatch.delenv("JUPYTERHUB_API_URL", raising=False)  # standalone: no hub to ask
     data = tmp_path / "data"
     s = BerthService(config=service_config(str(data)), runtime=DockerRuntime())
     s.ledger = await s._db(Ledger, None, data_dir=str(data))
     try:
-        yield s
+        yield s.folders
     finally:
         s.ledger.close()
 
 
-async def test_standalone_shares_only_with_the_hosts_accounts(service):
+async def test_standalone_shares_only_with_the_hosts_accounts(folders):
     owner = getpass.getuser()
-    await service.create_folder(owner, name="data")
+    await folders.create_folder(owner, name="data")
     ghost_user, ghost_group = f"ghost-{uuid.uuid4().hex[:6]}", f"nogroup-{uuid.uuid4().hex[:6]}"
     for kind, name in (("user", ghost_user), ("group", ghost_group)):
         with pytest.raises(RequestError) as e:
-            await service.share_folder(owner, folder="data", kind=kind, name=name, mode="ro")
+            await folders.share_folder(owner, folder="data", kind=kind, name=name, mode="ro")
         assert e.value.status == 400 and e.value.field == "name"
         assert f"no {kind} {name!r} among this host's accounts" in e.value.message
-    assert await service.folder_shares(owner, folder="data") == []  # nothing recorded
-    await service.share_folder(owner, folder="data", kind="user", name=HOST_USER, mode="ro")
-    await service.share_folder(owner, folder="data", kind="group", name=HOST_GROUP, mode="rw")
-    shares = await service.folder_shares(owner, folder="data")
+    assert await folders.folder_shares(owner, folder="data") == []  # nothing recorded
+    await folders.share_folder(owner, folder="data", kind="user", name=HOST_USER, mode="ro")
+    await folders.share_folder(owner, folder="data", kind="group", name=HOST_GROUP, mode="rw")
+    shares = await folders.folder_shares(owner, folder="data")
     assert sorted((s.kind, s.name) for s in shares) == [("group", HOST_GROUP), ("user", HOST_USER)]
 
 
-async def test_an_admin_may_turn_the_check_off(service):
-    service.share_check = "none"
+async def test_an_admin_may_turn_the_check_off(folders):
+    folders.share_check = "none"
     owner = getpass.getuser()
-    await service.create_folder(owner, name="data")
-    share = await service.share_folder(owner, folder="data", kind="user", name="managed-elsewhere", mode="ro")
+    await folders.create_folder(owner, name="data")
+    share = await folders.share_folder(owner, folder="data", kind="user", name="managed-elsewhere", mode="ro")
     assert share.name == "managed-elsewhere"

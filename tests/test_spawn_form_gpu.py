@@ -1,6 +1,6 @@
 """The spawn form's GPU control and the GPU checks of the options pipeline.
 
-This host has no GPU: the devices are *declared* (as ``c.BerthService.gpus`` declares
+This host has no GPU: the devices are *declared* (as ``c.GpuManager.devices`` declares
 them), and the tests that use them say so by name. The first part is pure (the form and
 the pipeline, without a hub); the second runs a real JupyterHub with the Berth service and
 real containers (tests/hub_process.py); the last checks the usage page's GPU share-hours.
@@ -18,12 +18,12 @@ import pytest
 
 from jupyter_berth.errors import CapacityError, PolicyError, RequestError
 from jupyter_berth.gpu.inventory import GpuDevice
+from jupyter_berth.gpu.manager import STARTUP_MOUNT
 from jupyter_berth.hub.spawn_form import FormContext, ImageChoice, options_from_form, render_form, resolve_options
 from jupyter_berth.hub.spawn_form_gpu import GpuOffer, check_gpu, gpu_bounds, share_words
 from jupyter_berth.ledger import Ledger
 from jupyter_berth.policies import PolicySpec, resolve
 from jupyter_berth.resources import Resources
-from jupyter_berth.service_gpus import STARTUP_MOUNT
 
 from .hub_process import HubProcess, running
 from .test_hub_spawn import _image_or_skip, api, wait_ready
@@ -260,7 +260,7 @@ def gpu_hub(tmp_path_factory):
         users=("alice", "bob", "teacher", "carol"),
         policies=HUB_POLICIES,
         extra=HUB_EXTRA,
-        berth_extra=f"c.BerthService.gpus = [{DEVICE!r}]\nc.BerthService.gpu_quantum = 0.25\n",
+        berth_extra=f"c.GpuManager.devices = [{DEVICE!r}]\nc.GpuManager.gpu_quantum = 0.25\n",
     )
     with running(hub) as h:
         yield h

@@ -90,9 +90,11 @@ async def test_a_queued_start_proceeds_when_room_frees_and_is_refused_at_its_tim
             if line:
                 break
         assert [(w["owner"], w["subject"]) for w in line] == [("hal", second_id)] and not waiter.done()
-        (mine,) = (await service.my_queue("hal"))["waiting"]
+        (mine,) = (await service.fair.my_queue("hal"))["waiting"]
         assert (
-            mine["kernel_id"] == second_id and mine["ahead"] == 0 and (await service.my_queue("gus")) == {"waiting": []}
+            mine["kernel_id"] == second_id
+            and mine["ahead"] == 0
+            and (await service.fair.my_queue("gus")) == {"waiting": []}
         )
         # a third user's small start does not jump the line
         with pytest.raises(CapacityError, match="waiting for room ahead of you"):
@@ -107,9 +109,9 @@ async def test_a_queued_start_proceeds_when_room_frees_and_is_refused_at_its_tim
         third = asyncio.create_task(service.start_kernel("hal", kernel_id="q-cancel", request=big))
         for _ in range(40):
             await asyncio.sleep(0.25)
-            if (await service.my_queue("hal"))["waiting"]:
+            if (await service.fair.my_queue("hal"))["waiting"]:
                 break
-        await service.cancel_queued_start("hal", "q-cancel")
+        await service.fair.cancel_queued_start("hal", "q-cancel")
         with pytest.raises(CapacityError, match="the start of kernel q-cancel was cancelled while it waited"):
             await asyncio.wait_for(third, 30)
         # with a short timeout the start is refused and says why

@@ -178,8 +178,9 @@ def swarm_config(data_dir: str, cluster: SwarmCluster, service: dict | None = No
     c = service_config(data_dir)
     c.BerthService.runtime_kind = "swarm"
     c.BerthService.default_policy = {"max_cpu": 2, "max_mem": "2G", "default": {"cpu": 0.5, "mem": "256M"}}
-    for name, value in (service or {}).items():
-        setattr(c.BerthService, name, value)
+    for name, value in (service or {}).items():  # "Class.name" for another section, else BerthService's
+        section, _, name = name.rpartition(".")
+        setattr(c[section or "BerthService"], name, value)
     c.SwarmRuntime.manager_url = cluster.manager.url
     c.SwarmRuntime.node_engines = cluster.node_engines()
     c.SwarmRuntime.registry = REGISTRY
@@ -230,7 +231,7 @@ async def test_capacity_is_per_node_from_swarm_with_images_reported_per_node(swa
         for name in (MGR, W1):
             present = {i["ref"]: i["id"] for i in report[name].images}
             assert present[IMAGE] == swarm_cluster.image_id, (name, report[name].images)
-        assert IMAGE in [i.ref for i in await service.images()]  # the catalog shows the name users know
+        assert IMAGE in [i.ref for i in await service.images.catalog_view()]  # the catalog shows the name users know
 
 
 @pytest.mark.swarm
@@ -330,11 +331,11 @@ async def test_kernels_go_to_the_worker_when_the_manager_is_full_and_nothing_is_
 @pytest.mark.docker
 async def test_a_gpu_kernel_goes_to_the_node_that_has_the_gpu(swarm_cluster, tmp_path):
     """The worker advertises GPU-declared-berth-sw-w1-0 to Swarm; Berth declares the device on that node
-    (c.BerthService.gpus with "node") and places and accounts it in its ledger."""
+    (c.GpuManager.devices with "node") and places and accounts it in its ledger."""
     user = f"gus-{RUN}"
     gpu = f"GPU-declared-{W1}-0"
     settings = {
-        "gpus": [{"uuid": gpu, "name": "declared test GPU", "memory": "16G", "node": W1}],
+        "GpuManager.devices": [{"uuid": gpu, "name": "declared test GPU", "memory": "16G", "node": W1}],
         "default_policy": {
             "max_cpu": 2,
             "max_mem": "2G",

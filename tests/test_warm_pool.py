@@ -15,13 +15,13 @@ from jupyter_berth import reconcile
 from jupyter_berth.errors import RequestError
 from jupyter_berth.kernel_launch import KernelConnection, kernel_spec, user_network
 from jupyter_berth.kernels import backend
+from jupyter_berth.pool.warm_pool import PoolKey, WarmPool, parse_mount, pool_request
 from jupyter_berth.resources import Resources
 from jupyter_berth.runtime.base import Mount
 from jupyter_berth.runtime.docker import DockerRuntime
 from jupyter_berth.runtime.labels import make_labels
 from jupyter_berth.runtime.site_scope import container_name
 from jupyter_berth.service import BerthService
-from jupyter_berth.warm_pool import PoolKey, WarmPool, parse_mount, pool_request
 from tests.pool_fixtures import (  # noqa: F401 - fixtures
     KERNEL_VIEW,
     POOL_SIZE,

@@ -18,9 +18,7 @@ import getpass
 from traitlets import Bool, Integer, Unicode
 from traitlets.config import Application
 
-from .. import folder_ledger
 from ..errors import RequestError
-from ..ledger import Ledger
 from ..resources import format_bytes
 from ..service import BerthService
 from .command import BerthCommand
@@ -47,12 +45,11 @@ class FolderCommand(BerthCommand):
     def run(self, work):
         async def go():
             service = BerthService(parent=self)
-            service.ledger = await service._db(Ledger, service.db_url, data_dir=service.data_dir)
+            await service.open()
             try:
                 return await work(service)
             finally:
-                service.ledger.close()
-                await service.stop()
+                await service.close()
 
         return asyncio.run(go())
 
@@ -73,8 +70,8 @@ class FoldersListApp(FolderCommand):
         owner = self.owner(required=False)
 
         async def work(service):
-            found = await service._db(folder_ledger.owned_by, service.ledger, *(owner or (None, None)))
-            return [(f, await service.folder_usage(f)) for f in found]
+            found = await service.folders.owned_folders(*(owner or (None, None)))
+            return [(f, await service.folders.folder_usage(f)) for f in found]
 
         for f, usage in self.run(work):
             shares = ", ".join(f"{s.kind} {s.name} {s.mode}" for s in f.shares) or "not shared"
@@ -94,7 +91,7 @@ class FoldersCreateApp(FolderCommand):
                 "--group", "berth folders create makes group folders; users create their own in JupyterLab"
             )
         view = self.run(
-            lambda s: s.create_folder(
+            lambda s: s.folders.create_folder(
                 **self.admin(), name=self.reference(), group=self.group, member_mode=self.member_mode
             )
         )
@@ -112,11 +109,13 @@ class FoldersShareApp(FolderCommand):
     def start(self):
         kind, name = self.owner()
         if self.remove:
-            self.run(lambda s: s.unshare_folder(**self.admin(), folder=self.reference(), kind=kind, name=name))
+            self.run(lambda s: s.folders.unshare_folder(**self.admin(), folder=self.reference(), kind=kind, name=name))
             print(f"{self.reference()}: no longer shared with {kind} {name}")
             return
         share = self.run(
-            lambda s: s.share_folder(**self.admin(), folder=self.reference(), kind=kind, name=name, mode=self.mode)
+            lambda s: s.folders.share_folder(
+                **self.admin(), folder=self.reference(), kind=kind, name=name, mode=self.mode
+            )
         )
         print(f"{self.reference()}: shared {share.mode} with {kind} {name}")
 
@@ -130,7 +129,7 @@ class FoldersDeleteApp(FolderCommand):
 
         async def work(service):
             service.runtime = DockerRuntime()
-            await service.delete_folder(**self.admin(), folder=self.reference())
+            await service.folders.delete_folder(**self.admin(), folder=self.reference())
 
         self.run(work)
         print(f"deleted {self.reference()}")
@@ -165,11 +164,11 @@ class FoldersQuotaApp(FolderCommand):
 
         async def work(service):
             if self.clear or spec:
-                stored = (await service._db(folder_ledger.quota_overrides, service.ledger)).get((kind, owner), {})
-                await service.set_folder_quota(
+                stored = await service.folders.stored_folder_quota(kind, owner)
+                await service.folders.set_folder_quota(
                     kind, owner, None if self.clear else {**stored, **spec}, by=self.admin()["user"]
                 )
-            return await service.folder_quota_for(kind, owner), await service.owner_usage(kind, owner)
+            return await service.folders.folder_quota_for(kind, owner), await service.folders.owner_usage(kind, owner)
 
         quota, usage = self.run(work)
         limit = lambda v, f=str: "unlimited" if v is None else f(v)  # noqa: E731

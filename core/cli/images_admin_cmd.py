@@ -21,7 +21,6 @@ from traitlets import Bool, Unicode
 from .._version import __version__
 from ..environments.model import kernels_from_labels
 from ..errors import RequestError
-from ..ledger import Ledger
 from ..runtime.docker import DockerRuntime
 from ..service import BerthService
 from .command import BerthCommand
@@ -71,15 +70,13 @@ class CatalogCommand(BerthCommand):
         user = os.environ.get("BERTH_USER") or getpass.getuser()
 
         async def go():
-            service = BerthService(parent=self, runtime=DockerRuntime(), sample_interval=0)
-            service.admin_users = set(service.admin_users) | {user}
-            service.ledger = await service._db(Ledger, service.db_url, data_dir=service.data_dir)
+            service = BerthService(parent=self, runtime=DockerRuntime())
+            service.images.admin_users = set(service.images.admin_users) | {user}
+            await service.open()
             try:
                 return await work(service, user)
             finally:
-                service.ledger.close()
-                service.runtime.close()
-                service._db_executor.shutdown(wait=False)
+                await service.close()
 
         return asyncio.run(go())
 
@@ -91,7 +88,7 @@ class OfferApp(CatalogCommand):
 
     def start(self):
         (ref,) = self.args()
-        print(_summary(self.run(lambda s, u: s.offer_image(u, (), ref))))
+        print(_summary(self.run(lambda s, u: s.images.offer_image(u, (), ref))))
 
 
 class HideApp(CatalogCommand):
@@ -103,7 +100,7 @@ class HideApp(CatalogCommand):
 
     def start(self):
         (ref,) = self.args()
-        print(_summary(self.run(lambda s, u: s.hide_image(u, (), ref))))
+        print(_summary(self.run(lambda s, u: s.images.hide_image(u, (), ref))))
 
 
 class DefaultApp(CatalogCommand):
@@ -113,7 +110,7 @@ class DefaultApp(CatalogCommand):
 
     def start(self):
         (ref,) = self.args()
-        print(_summary(self.run(lambda s, u: s.set_default_image(u, (), ref))))
+        print(_summary(self.run(lambda s, u: s.images.set_default_image(u, (), ref))))
 
 
 class AliasApp(CatalogCommand):
@@ -128,7 +125,7 @@ class AliasApp(CatalogCommand):
 
     def start(self):
         alias, target = self.args()
-        print(_summary(self.run(lambda s, u: s.alias_image(u, (), alias, target))))
+        print(_summary(self.run(lambda s, u: s.images.alias_image(u, (), alias, target))))
 
 
 class UnaliasApp(CatalogCommand):
@@ -138,7 +135,7 @@ class UnaliasApp(CatalogCommand):
 
     def start(self):
         (alias,) = self.args()
-        self.run(lambda s, u: s.unalias_image(u, (), alias))
+        self.run(lambda s, u: s.images.unalias_image(u, (), alias))
         print(f"{alias}: alias removed")
 
 
@@ -157,7 +154,11 @@ class RetireApp(CatalogCommand):
 
     def start(self):
         (ref,) = self.args()
-        print(_summary(self.run(lambda s, u: s.retire_image(u, (), ref, replacement=self.replacement, note=self.note))))
+        print(
+            _summary(
+                self.run(lambda s, u: s.images.retire_image(u, (), ref, replacement=self.replacement, note=self.note))
+            )
+        )
 
 
 class PullApp(CatalogCommand):
@@ -175,7 +176,9 @@ class PullApp(CatalogCommand):
 
     def start(self):
         (source,) = self.args()
-        out = self.run(lambda s, u: s.pull_image(u, (), source, tag=self.tag, offer=self.offer, progress=_print))
+        out = self.run(
+            lambda s, u: s.images.versions.pull_image(u, (), source, tag=self.tag, offer=self.offer, progress=_print)
+        )
         print(f"{_summary(out)} in {out['seconds']} s")
 
 
@@ -187,7 +190,7 @@ class PushApp(CatalogCommand):
 
     def start(self):
         ref, to = self.args()
-        out = self.run(lambda s, u: s.push_image(u, (), ref, to, progress=_print))
+        out = self.run(lambda s, u: s.images.versions.push_image(u, (), ref, to, progress=_print))
         print(f"{ref} → {out['to']} ({out['digest']})")
 
 
@@ -236,7 +239,7 @@ class BuildApp(CatalogCommand):
                 except OSError as e:
                     raise RequestError(key, f"cannot read {path}: {e.strerror}") from None
         out = self.run(
-            lambda s, u: s.build_image(
+            lambda s, u: s.images.versions.build_image(
                 u,
                 (),
                 base=self.base,
@@ -266,7 +269,9 @@ class GcApp(CatalogCommand):
 
     def start(self):
         self.args(0)
-        lines = self.run(lambda s, u: s.gc_images(u, (), dry_run=self.dry_run, include_hidden=self.include_hidden))
+        lines = self.run(
+            lambda s, u: s.images.gc_images(u, (), dry_run=self.dry_run, include_hidden=self.include_hidden)
+        )
         for line in lines:
             print(f"{line['action']:>12}  {line['ref']}  ({line['size'] / 2**20:.0f} MiB): {line['reason']}")
         if not lines:
@@ -280,7 +285,7 @@ class CheckApp(CatalogCommand):
 
     def start(self):
         args = self.args(1)
-        out = self.run(lambda s, u: s.resolve_environment(args[0], args[1] if len(args) > 1 else None))
+        out = self.run(lambda s, u: s.images.resolve_environment(args[0], args[1] if len(args) > 1 else None))
         print(json.dumps(out, indent=2))
 
 
@@ -291,7 +296,7 @@ class HistoryApp(CatalogCommand):
 
     def start(self):
         args = self.args(0)
-        for e in self.run(lambda s, u: s.image_events(u, (), args[0] if args else None)):
+        for e in self.run(lambda s, u: s.images.image_events(u, (), args[0] if args else None)):
             detail = ", ".join(f"{k}={v}" for k, v in e["detail"].items())
             print(f"{e['at'][:19]}  {e['by'] or '?':<12} {e['action']:<8} {e['ref']}  {detail}".rstrip())
 

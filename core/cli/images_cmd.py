@@ -18,12 +18,8 @@ from traitlets import Bool, Enum, Unicode
 from .._version import __version__
 from ..engine import engine_client
 from ..imagebuild.baseimage import LABEL_PREFIX
-from ..imagebuild.bootstrap import (
-    DEFAULT_EXTRA_CA_DIR,
-    DEFAULT_KERNEL_REPOSITORY,
-    DEFAULT_KERNEL_TAG,
-    bootstrap_image,
-)
+from ..imagebuild.bootstrap import DEFAULT_EXTRA_CA_DIR, DEFAULT_KERNEL_REPOSITORY, DEFAULT_KERNEL_TAG
+from ..imagebuild.by_recipe import bootstrap
 from ..imagebuild.environments import ALL as ALL_ENVIRONMENTS
 from ..imagebuild.environments import RECIPES as ENVIRONMENT_RECIPES
 from ..imagebuild.environments import bootstrap_environment
@@ -129,14 +125,14 @@ berth images bootstrap --image-pip-conf=/etc/berth/kernel-pip.conf --image-ca-di
                 continue
             # --all builds the default names; otherwise the singleuser recipe maps the default
             # kernel name to berth/singleuser:3.11 by itself
-            result = bootstrap_image(
+            result = bootstrap(
+                recipe,
                 name=DEFAULT_KERNEL_REPOSITORY if self.all else self.repository,
                 tag=DEFAULT_KERNEL_TAG if self.all else self.tag,
                 force=self.force,
                 progress=lambda line: print(line, flush=True),
                 extra_ca_dir=self.extra_ca_dir or None,
                 if_missing=self.if_missing,
-                recipe=recipe,
                 image_pip_conf=self.image_pip_conf or None,
                 image_ca_dir=self.image_ca_dir or None,
             )
@@ -204,7 +200,7 @@ class ImagesListApp(CatalogCommand):
 
     def start(self):
         rows = _image_rows(engine_client(timeout=30))
-        catalog = {e["ref"]: e for e in self.run(lambda s, u: s.image_catalog(u, (), include_all=True))}
+        catalog = {e["ref"]: e for e in self.run(lambda s, u: s.images.image_catalog(u, (), include_all=True))}
         for r in rows:
             r["catalog"] = catalog.get(r["reference"])
         rows += [

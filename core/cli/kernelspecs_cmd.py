@@ -26,10 +26,11 @@ class KernelspecsSyncApp(BerthCommand):
 
         async def run():
             service = BerthService(parent=self, runtime=DockerRuntime())
+            await service.open()  # the catalog's decisions are in the ledger (created here on a fresh install)
             try:
                 return await sync_from_service(service, self.kernels_dir)
             finally:
-                service.runtime.close()
+                await service.close()
 
         result = asyncio.run(run())
         for key in ("written", "unchanged", "removed"):

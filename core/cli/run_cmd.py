@@ -120,21 +120,21 @@ class RunApp(BerthCommand):
         try:
             if self.list_jobs:
                 await service.jobs.resume(user, follow=False)  # record the end of jobs nobody followed
-                for job in await service.list_jobs(user):
+                for job in await service.jobs.list(user):
                     print(f"{job.id}  {job.created_at:%Y-%m-%d %H:%M}  {job.status:9}  {job.name}  {job.reason or ''}")
                 return 0
             if self.cancel:
-                job = await service.cancel_job(user, self.cancel)
+                job = await service.jobs.cancel(user, self.cancel)
                 print(f"job {job.id}: {job.status} ({job.message or job.reason})")
                 return 0
             if self.attach:
-                job = await service.get_job(user, self.attach)
+                job = await service.jobs.get(user, self.attach)
                 if job.running:
                     service.jobs.follow(job)
             else:
                 if len(self.extra_args) != 1:
                     raise RequestError("notebook", "name one notebook: berth run NOTEBOOK.ipynb [options]")
-                job = await service.submit_job(
+                job = await service.jobs.submit(
                     user,
                     groups,
                     notebook=self.extra_args[0],
@@ -155,7 +155,7 @@ class RunApp(BerthCommand):
             try:
                 job = await follow(service, user, job.id)
             except (KeyboardInterrupt, asyncio.CancelledError):
-                job = await service.cancel_job(user, job.id)
+                job = await service.jobs.cancel(user, job.id)
             print(
                 f"[berth] job {job.id} {job.status}: {job.message}; output: {job.job_dir}/output.ipynb", file=sys.stderr
             )
@@ -169,8 +169,8 @@ async def follow(service: BerthService, user: str, job_id: str, interval: float 
     out = out or sys.stdout
     offset = 0
     while True:
-        job = await service.get_job(user, job_id)
-        text, offset = await service.job_log(user, job_id, offset)
+        job = await service.jobs.get(user, job_id)
+        text, offset = await service.jobs.read_log(user, job_id, offset)
         if text:
             out.write(text)
             out.flush()

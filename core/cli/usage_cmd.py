@@ -2,7 +2,7 @@
 
 Reads the deployment's ledger directly (no engine needed): the one its config files name,
 or ``--db-url``, else ``$BERTH_DB_URL``, else the SQLite file under ``--data-dir``. The rows are the same as the admin
-page's and its CSV/JSON exports (see :mod:`jupyter_berth.reports`).
+page's and its CSV/JSON exports (see :mod:`jupyter_berth.usage.reports`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import sys
 from traitlets import Unicode
 
 from ..ledger import Ledger
-from ..report_window import ACCEPTED_FORMS
-from ..reports import GROUPINGS, build_report, parse_format
+from ..usage.reports import GROUPINGS, build_report, parse_format
+from ..usage.window import ACCEPTED_FORMS
 from .db_cmd import DbCommand
 
 

@@ -14,11 +14,7 @@ from ..errors import NotFoundError
 from ..runtime.base import ContainerSpec, Mount
 from ..runtime.labels import key
 from .inspection import LAUNCHER_DIR
-from .model import LAUNCHER_TARGET, KernelEnvironment
-
-#: The start request's environment variable naming the kernelspec inside the image (a Berth
-#: kernelspec sets it; ``KERNEL_*`` variables pass every front end's allowlist, as in Enterprise Gateway).
-KERNEL_ENV = "KERNEL_BERTH_KERNELSPEC"
+from .model import KERNEL_ENV, LAUNCHER_TARGET, KernelEnvironment
 
 
 def launcher_mount() -> Mount:

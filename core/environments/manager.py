@@ -1,7 +1,7 @@
 """``EnvironmentManager``: any image with a Jupyter kernel as a Berth environment.
 
-Composed into the service (``service.environments``), with its own ``c.EnvironmentManager.*``
-section. It inspects an image when an admin offers it (:mod:`.inspection`), keeps what it found
+Composed into the service (``service.environments``) like the other area managers
+(:class:`~jupyter_berth.area.AreaManager`), with its own ``c.EnvironmentManager.*`` section. It inspects an image when an admin offers it (:mod:`.inspection`), keeps what it found
 (:mod:`.store`), lets the catalog list offered images that carry no Berth labels (with labels made
 from what was found), and points a kernel's container spec at the image's own kernel (:mod:`.launch`).
 """
@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 
-from traitlets import Float, Integer
-from traitlets.config import LoggingConfigurable
+from traitlets import Callable, Float, Integer, Unicode, observe
 
+from ..area import AreaManager
 from ..errors import EngineError, NotFoundError
 from ..runtime.base import ContainerSpec
 from ..runtime.labels import PREFIX
@@ -25,8 +25,12 @@ from .model import ImageEnvironment, KernelEnvironment
 from .store import EnvironmentStore
 
 
-class EnvironmentManager(LoggingConfigurable):
+class EnvironmentManager(AreaManager):
     """Finds what an image offers Jupyter at offer time and starts its kernels through Berth's launcher."""
+
+    data_dir = Unicode(help="The service's data_dir (linked): found environments are kept under it.")
+    site_id = Unicode(help="The service's site_id (linked): labels the inspection container.")
+    engine_call = Callable(help="Runs a docker-py call off the loop (the image catalog's engine_call).")
 
     smoke_seconds = Integer(
         60,
@@ -39,18 +43,20 @@ class EnvironmentManager(LoggingConfigurable):
     )
     listing_ttl = Float(1.0, config=True, help="Seconds the engine's answer about an offered foreign image is reused.")
 
-    def __init__(self, *, engine: Callable[..., Awaitable], directory: str, site: Callable[[], str], **kw):
+    def __init__(self, **kw):
         super().__init__(**kw)
-        self._engine = engine
-        self._site = site
-        self.store = EnvironmentStore(directory)
+        self.store = EnvironmentStore(store_dir(self.data_dir))
         self._seen: dict[str, tuple[float, dict | None]] = {}
+
+    @observe("data_dir")
+    def _data_dir_changed(self, change):
+        self.store = EnvironmentStore(store_dir(change["new"]))
 
     # ---- offer ----------------------------------------------------------------------------
     async def discover(self, ref: str) -> ImageEnvironment:
         """Inspect ``ref`` (refusing, with the reason, an image that cannot serve) and keep the result."""
-        env = await self._engine(
-            inspect_image, ref, site=self._site(), smoke_seconds=self.smoke_seconds, mem=self.inspect_memory
+        env = await self.engine_call(
+            inspect_image, ref, site=self.site_id, smoke_seconds=self.smoke_seconds, mem=self.inspect_memory
         )
         await asyncio.to_thread(self.store.put, env)
         self._seen.pop(ref, None)
@@ -66,13 +72,13 @@ class EnvironmentManager(LoggingConfigurable):
 
     # ---- catalog --------------------------------------------------------------------------
     async def _attrs(self, ref: str) -> dict | None:
-        from ..image_ops import inspect as inspect_ref
+        from ..images.engine_ops import inspect as inspect_ref
 
         now = time.monotonic()
         hit = self._seen.get(ref)
         if hit is not None and now - hit[0] < self.listing_ttl:
             return hit[1]
-        attrs = await self._engine(inspect_ref, ref)
+        attrs = await self.engine_call(inspect_ref, ref)
         self._seen[ref] = (now, attrs)
         return attrs
 

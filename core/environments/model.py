@@ -16,6 +16,11 @@ from dataclasses import asdict, dataclass, field
 
 #: Where Berth's launcher folder is mounted (read-only) in every kernel container it starts.
 LAUNCHER_TARGET = "/opt/berth/launcher"
+#: The start request's environment variable naming the kernelspec inside the image (a Berth
+#: kernelspec sets it; ``KERNEL_*`` variables pass every front end's allowlist, as in Enterprise Gateway).
+#: Here, not in :mod:`.launch`, so that :mod:`jupyter_berth.kernelspecs` (which :mod:`.launch` uses) reads it
+#: without an import circle.
+KERNEL_ENV = "KERNEL_BERTH_KERNELSPEC"
 #: Interpreter names that jupyter_client replaces with "the Python that runs the kernel".
 _PYTHON_RE = re.compile(r"^python(\d(\.\d+)?)?$")
 #: Packages the catalog lists as frameworks (the kernel machinery itself is not one).

@@ -235,7 +235,7 @@ def _assign_whole(
     if not eligible:
         raise GpuCapacityError(
             f"asked for {what} but every GPU on this host has MIG enabled, and a MIG-enabled GPU runs work only "
-            "in its MIG instances; ask the admin to declare the instances (MIG-… UUIDs) in c.BerthService.gpus",
+            "in its MIG instances; ask the admin to declare the instances (MIG-… UUIDs) in c.GpuManager.devices",
             never_fits=True,
         )
     by_node: dict[str | None, list[GpuDevice]] = {}

@@ -250,26 +250,10 @@ def bootstrap_image(
     ``image_pip_conf`` and ``image_ca_dir`` are what the admin wants kernels to use at
     run time: the image's ``/etc/pip.conf`` and extra trusted CA certificates. ``if_missing`` accepts any existing ``name:tag``
     whatever its recipe hash (an image brought in with ``docker load`` on an
-    air-gapped host). ``recipe="singleuser"`` builds the user-server image instead
-    (``berth/singleuser:3.11`` unless named; see :mod:`.singleuser`). Raises
-    :class:`EngineError` on failure.
+    air-gapped host). The user-server image is built on this one by
+    :func:`.singleuser.bootstrap_singleuser` (:func:`.by_recipe.bootstrap` picks by recipe
+    name). Raises :class:`EngineError` on failure.
     """
-    if recipe == "singleuser":  # the user-server image: built on the kernel image, see .singleuser
-        from .singleuser import DEFAULT_SERVER_REPOSITORY, DEFAULT_SERVER_TAG, bootstrap_singleuser
-
-        if name == DEFAULT_KERNEL_REPOSITORY and tag == DEFAULT_KERNEL_TAG:
-            name, tag = DEFAULT_SERVER_REPOSITORY, DEFAULT_SERVER_TAG
-        return bootstrap_singleuser(
-            name,
-            tag,
-            force=force,
-            progress=progress,
-            extra_ca_dir=extra_ca_dir,
-            pip_conf=pip_conf,
-            if_missing=if_missing,
-            image_pip_conf=image_pip_conf,
-            image_ca_dir=image_ca_dir,
-        )
     started = time.monotonic()
     reference = f"{name}:{tag}"
     base = base or BaseSpec(sources=host_apt_sources())

@@ -27,9 +27,9 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from ..catalog import image_info_from_docker
 from ..engine import engine_client
 from ..errors import EngineError
+from ..images.catalog import image_info_from_docker
 from . import build_files
 from .baseimage import LABEL_PREFIX
 from .bootstrap import (

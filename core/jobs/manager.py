@@ -27,8 +27,8 @@ from datetime import datetime, timezone
 from traitlets import Float, Unicode
 from traitlets.config import LoggingConfigurable
 
-from .. import catalog
 from ..errors import NotFoundError, RequestError
+from ..images import catalog
 from ..resources import Resources
 from ..runtime.swarm_spec import NODE_LABEL
 from . import store
@@ -148,8 +148,8 @@ class JobManager(LoggingConfigurable):
         parameters = check_parameters(dict(parameters or {}))
         limit = self._time_limit(time_limit)
         resources, image, policy = await s.resolve_request(user, groups, request=request, preset=preset, image=image)
-        info = catalog.find(await s.images(), image)
-        mounts = await s.folder_mounts(user, groups, folders) if folders else []
+        info = catalog.find(await s.images.catalog_view(), image)
+        mounts = await s.folders.folder_mounts(user, groups, folders) if folders else []
         job_id = _job_id(job_id)
         job_dir = self._job_dir(notebook, output_dir, job_id)
         injected = inject_parameters(nb, parameters)
@@ -165,7 +165,7 @@ class JobManager(LoggingConfigurable):
             subject=job_id,
             image=image,
             node=None if s._multi_node else s.node_name,
-            gpu_assigner=s._gpu_assigner(),
+            gpu_assigner=s.gpus.gpu_assigner(),
         )
         job = None
         made_dir = False
@@ -184,7 +184,7 @@ class JobManager(LoggingConfigurable):
             )
             if s._multi_node:
                 spec.labels[NODE_LABEL] = alloc.node
-            spec.gpu_device_ids, gpu_env, gpu_mounts, gpu_plan = s._gpu_container(alloc.gpu_devices)
+            spec.gpu_device_ids, gpu_env, gpu_mounts, gpu_plan = s.gpus.gpu_container(alloc.gpu_devices)
             spec.ipc_mode = gpu_plan.ipc_mode
             spec.env.update(gpu_env)
             spec.mounts.extend(gpu_mounts)
@@ -264,7 +264,7 @@ class JobManager(LoggingConfigurable):
         info = await s.runtime.inspect(job.container_id) if job.container_id else None
         resources = Resources.parse(job.resources)
         if alloc is not None:
-            usage = await s._sample_one(alloc, info)
+            usage = await s.usage.sample_one(alloc, info)
             out = outcome_from_info(info, result, resources, stopped=stopped, time_limit=job.time_limit)
             await s._db(
                 s.ledger.release,

@@ -29,38 +29,30 @@ Six tables, created and changed only by the Alembic migrations in
 
 Timestamps are stored as naive UTC (``TIMESTAMP WITHOUT TIME ZONE`` on
 PostgreSQL, ISO text on SQLite) through :class:`UTCDateTime`, and always come
-back as timezone-aware UTC datetimes.
+back as timezone-aware UTC datetimes. The declarative base and those helpers are in
+:mod:`.base`, which the folder and image tables (:mod:`.models_folders`,
+:mod:`.models_images`) build on too.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     CheckConstraint,
-    DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     String,
     Text,
-    TypeDecorator,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
-#: Constraint names are predictable, so later migrations can name them (jupyterhub/orm.py habit).
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
+from .base import Base, UTCDateTime, utcnow
 
 #: Allocation states; ``reserved`` and ``running`` are live.
 RESERVED, RUNNING, RELEASED = "reserved", "running", "released"
@@ -71,38 +63,6 @@ KINDS = ("kernel", "server", "job")
 NODE_STATES = ("ready", "draining", "down")
 #: Policy scopes.
 POLICY_SCOPES = ("default", "group", "user")
-
-
-def utcnow() -> datetime:
-    """Now, timezone-aware UTC."""
-    return datetime.now(timezone.utc)
-
-
-class UTCDateTime(TypeDecorator):
-    """A datetime stored as naive UTC and returned as aware UTC.
-
-    Aware values are converted to UTC before storing; naive values are taken to
-    be UTC already. The same on SQLite and PostgreSQL.
-    """
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is not None:
-            value = value.astimezone(timezone.utc).replace(tzinfo=None)
-        return value
-
-    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=timezone.utc)
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
 class NodeRow(Base):

@@ -19,7 +19,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .models import Base, UTCDateTime, utcnow
+from .base import Base, UTCDateTime, utcnow
 
 
 class BudgetNoticeRow(Base):

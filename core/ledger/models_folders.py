@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .models import Base, UTCDateTime, utcnow
+from .base import Base, UTCDateTime, utcnow
 
 
 class FolderRow(Base):

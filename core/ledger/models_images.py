@@ -8,7 +8,7 @@
     At most one row is the ``is_default``. ``digest`` is the image id the
     reference held when the decision was made; ``source`` the registry
     reference it was pulled from, if any. An image with no row is offered or
-    hidden as ``BerthService.offer_new_images`` says.
+    hidden as ``ImageCatalog.offer_new_images`` says.
 ``image_aliases``
     A pinned alias: ``berth/python:latest`` → one image id (``digest``), kept
     as a tag on the engine too; ``target`` is the reference it was pinned from.
@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, CheckConstraint, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .models import Base, UTCDateTime, utcnow
+from .base import Base, UTCDateTime, utcnow
 
 #: What an admin can make of an image reference.
 IMAGE_STATES = ("offered", "hidden", "retired")

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import JSON, CheckConstraint, Float, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .models import Base, UTCDateTime, utcnow
+from .base import Base, UTCDateTime, utcnow
 
 #: A job's states: ``running`` until its container ends, then one of the other three.
 JOB_STATES = ("running", "completed", "failed", "cancelled")

@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, CheckConstraint, Float, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .models import Base, UTCDateTime, utcnow
+from .base import Base, UTCDateTime, utcnow
 
 
 class StartQueueRow(Base):

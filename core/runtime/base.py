@@ -19,6 +19,9 @@ import abc
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Any
+
+from traitlets.config import LoggingConfigurable
 
 from ..resources import Resources
 from .labels import parse_labels
@@ -136,11 +139,31 @@ class ContainerUsage:
     at: datetime
 
 
-class Runtime(abc.ABC):
-    """A container engine as the berth service uses it."""
+class RuntimeMeta(abc.ABCMeta, type(LoggingConfigurable)):
+    """Lets :class:`Runtime`, an ABC, be a traitlets configurable too (jupyter_client's provisioner base
+    does the same): a runtime's settings are ``c.<RuntimeClass>.*`` and abstract methods are enforced."""
+
+
+class Runtime(abc.ABC, LoggingConfigurable, metaclass=RuntimeMeta):
+    """A container engine as the berth service uses it.
+
+    A ``LoggingConfigurable``: subclasses declare their settings as traits (``config=True``) and
+    take ``parent``/``config``/``log`` keyword arguments; an ``__init__`` of their own must pass
+    its other keyword arguments on to ``super().__init__``.
+    """
 
     #: short name shown in logs and ``berth engine status`` (``"docker"``...)
     name: str = "abstract"
+    #: True for runtimes on a Docker engine: :meth:`docker` runs docker-py calls there (image
+    #: operations and bind-mount lookups need it; other runtimes have no such engine).
+    has_docker_api: bool = False
+
+    async def docker(self, method: Any, *args, **kwargs) -> Any:
+        """Run a docker-py ``APIClient`` method (by name) or ``callable(api, ...)`` off the event loop, with
+        Docker's errors translated into :mod:`jupyter_berth.errors`. Only where :attr:`has_docker_api`."""
+        from ..errors import EngineError
+
+        raise EngineError(f"this needs a Docker engine, and the {self.name} runtime has none")
 
     @abc.abstractmethod
     async def ping(self) -> dict:
@@ -187,9 +210,18 @@ class Runtime(abc.ABC):
         """Wait until the container is no longer running; ``TimeoutError`` after ``timeout``."""
 
     async def _poll_until(
-        self, container_id: str, timeout: float | None, done, *, what: str, interval: float
+        self,
+        container_id: str,
+        timeout: float | None,
+        done,
+        *,
+        what: str,
+        interval: float,
+        backoff: float = 1.0,
+        max_interval: float | None = None,
     ) -> ContainerInfo:
-        """:meth:`wait` for runtimes with nothing to block on: inspect every ``interval`` s until ``done(info)``.
+        """:meth:`wait` for runtimes with nothing to block on: inspect every ``interval`` s until ``done(info)``
+        (the pause grows by ``backoff`` each round, up to ``max_interval``; no thread is held meanwhile).
 
         ``NotFoundError`` when it is gone, ``TimeoutError`` (naming ``what`` and its status) after ``timeout``.
         """
@@ -199,6 +231,7 @@ class Runtime(abc.ABC):
 
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
+        pause = interval
         while True:
             info = await self.inspect(container_id)
             if info is None:
@@ -207,7 +240,8 @@ class Runtime(abc.ABC):
                 return info
             if deadline is not None and loop.time() >= deadline:
                 raise TimeoutError(f"{what} {info.name} still {info.status} after {timeout} s")
-            await asyncio.sleep(interval if deadline is None else max(0.0, min(interval, deadline - loop.time())))
+            await asyncio.sleep(pause if deadline is None else max(0.0, min(pause, deadline - loop.time())))
+            pause = min(pause * backoff, max_interval or pause * backoff)
 
     @abc.abstractmethod
     async def list_images(self, label: str | None = None) -> list[tuple[str, dict]]:

@@ -1,7 +1,7 @@
 """The Docker runtime: berth containers on one Docker engine.
 
 Every blocking docker-py call goes through one executor wrapper,
-``await self._docker("method", *args)`` (the low-level ``APIClient`` method of
+``await self.docker("method", *args)`` (the low-level ``APIClient`` method of
 that name, or a callable run with the client), as dockerspawner does. Docker's
 exceptions are translated there into :mod:`jupyter_berth.errors`:
 unreachable engine → ``EngineError`` saying to run ``berth engine up``; missing
@@ -39,8 +39,9 @@ _FULL_ID_RE = re.compile(r"^[0-9a-f]{64}$")
 _DONE = ("exited", "dead")
 
 
-class _Gone(NotFoundError):
-    """The container or network asked about does not exist (handled inside this module)."""
+class EngineObjectGone(NotFoundError):
+    """The engine has no such container, service or network (Docker's 404). The Docker-engine runtimes
+    (this one and Swarm's) turn it into their "already gone is fine" answers; it never reaches the service."""
 
 
 def default_client_factory() -> docker.DockerClient:
@@ -61,17 +62,24 @@ class DockerRuntime(Runtime):
     """Containers on the Docker engine that ``DOCKER_HOST`` (or the default socket) names."""
 
     name = "docker"
+    has_docker_api = True
 
     def __init__(
         self,
         client_factory: Callable[[], docker.DockerClient] | None = None,
         max_workers: int = 8,
         read_cgroups: bool = True,
+        address: str | None = None,
+        **kwargs,
     ):
         """``client_factory`` makes the docker-py client (default: :func:`default_client_factory`);
         ``max_workers`` bounds concurrent engine calls; ``read_cgroups=False`` makes
-        :meth:`usage` always ask the engine (``docker stats``) instead of reading cgroup files.
+        :meth:`usage` always ask the engine (``docker stats``) instead of reading cgroup files;
+        ``address`` names the engine in errors when the client is not the default one (a Swarm
+        manager's or node's engine). Other keyword arguments: the configurable's (``parent``, ``log``).
         """
+        super().__init__(**kwargs)
+        self.address = address
         self._client_factory = client_factory or default_client_factory
         self._client: docker.DockerClient | None = None
         self._client_lock = threading.Lock()
@@ -108,7 +116,7 @@ class DockerRuntime(Runtime):
                 log_message=str(e),
             ) from e
         except docker.errors.NotFound as e:
-            raise _Gone(str(e.explanation or e)) from e
+            raise EngineObjectGone(str(e.explanation or e)) from e
         except docker.errors.APIError as e:
             explanation = str(e.explanation or e)
             if e.status_code == 409:
@@ -116,20 +124,20 @@ class DockerRuntime(Runtime):
             raise EngineError(f"the Docker engine refused {what}: {explanation}", log_message=str(e)) from e
         except (requests.exceptions.RequestException, docker.errors.DockerException, ConnectionError) as e:
             raise EngineError(
-                f"the Docker engine at {self._address()} does not answer ({type(e).__name__}); run `berth engine up`",
+                f"the Docker engine at {self.engine_address()} does not answer ({type(e).__name__}); run `berth engine up`",
                 log_message=f"docker {what}: {e!r}",
             ) from e
 
     def _submit(self, method: str | Callable, *args, **kwargs) -> Future:
         return self._executor.submit(self._call, method, args, kwargs)
 
-    async def _docker(self, method: str | Callable, *args, **kwargs) -> Any:
+    async def docker(self, method: str | Callable, *args, **kwargs) -> Any:
         """Run a docker-py ``APIClient`` method (by name) or ``callable(api, ...)`` off the loop."""
         return await asyncio.wrap_future(self._submit(method, *args, **kwargs))
 
-    @staticmethod
-    def _address() -> str:
-        return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    def engine_address(self) -> str:
+        """The engine this runtime talks to, as errors name it."""
+        return self.address or os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
     # -- engine ----------------------------------------------------------------------------
 
@@ -137,7 +145,7 @@ class DockerRuntime(Runtime):
         def version_and_info(api):
             return api.version(), api.info()
 
-        version, info = await self._docker(version_and_info)
+        version, info = await self.docker(version_and_info)
         self._node = info.get("Name")
         return {
             "engine": "docker",
@@ -151,11 +159,11 @@ class DockerRuntime(Runtime):
             "ncpu": info.get("NCPU"),
             "mem": info.get("MemTotal"),
             "node": self._node,
-            "address": self._address(),
+            "address": self.engine_address(),
         }
 
     async def capacity(self) -> dict:
-        info = await self._docker("info")
+        info = await self.docker("info")
         self._node = info.get("Name")
         return {"cpu": info.get("NCPU"), "mem": info.get("MemTotal"), "node": self._node}
 
@@ -220,8 +228,8 @@ class DockerRuntime(Runtime):
             created.add_done_callback(lambda f: f.exception() is None and self._remove_quietly(f.result()))
             raise
         try:
-            await self._docker("start", container_id)
-            attrs = await self._docker(self._inspect_sync, container_id)
+            await self.docker("start", container_id)
+            attrs = await self.docker(self._inspect_sync, container_id)
         except BaseException as e:
             cleanup = self._executor.submit(self._remove_quietly, container_id)
             if not isinstance(e, asyncio.CancelledError):
@@ -235,8 +243,8 @@ class DockerRuntime(Runtime):
 
     async def inspect(self, container_id: str) -> ContainerInfo | None:
         try:
-            return self._info(await self._docker(self._inspect_sync, container_id))
-        except _Gone:
+            return self._info(await self.docker(self._inspect_sync, container_id))
+        except EngineObjectGone:
             return None
 
     def _inspect_sync(self, api, container_id: str) -> dict:
@@ -260,26 +268,26 @@ class DockerRuntime(Runtime):
         wanted = full_labels(labels)
         wanted[key(MANAGED)] = MANAGED_VALUE
         filters = {"label": [f"{k}={v}" for k, v in sorted(wanted.items())]}
-        return [self._info(a) for a in await self._docker(self._list_sync, filters, all)]
+        return [self._info(a) for a in await self.docker(self._list_sync, filters, all)]
 
     async def signal(self, container_id: str, signum: int) -> bool:
         try:
-            await self._docker("kill", container_id, signal=int(signum))
-        except (_Gone, ConflictError):  # gone, or not running
+            await self.docker("kill", container_id, signal=int(signum))
+        except (EngineObjectGone, ConflictError):  # gone, or not running
             return False
         return True
 
     async def stop(self, container_id: str, timeout: float = 5) -> None:
         try:
-            await self._docker("stop", container_id, timeout=max(0, int(round(timeout))))
-        except _Gone:
+            await self.docker("stop", container_id, timeout=max(0, int(round(timeout))))
+        except EngineObjectGone:
             pass
         self._cgroups.pop(container_id, None)
 
     async def remove(self, container_id: str, force: bool = True) -> None:
         try:
-            await self._docker("remove_container", container_id, force=force, v=True)
-        except _Gone:
+            await self.docker("remove_container", container_id, force=force, v=True)
+        except EngineObjectGone:
             pass
         except ConflictError as e:
             if "already in progress" not in e.message:
@@ -300,31 +308,26 @@ class DockerRuntime(Runtime):
                     out.extend((tag, attrs) for tag in tags)
             return out
 
-        return await self._docker(images)
+        return await self.docker(images)
 
     async def logs(self, container_id: str, tail: int | None = 50) -> str:
         try:
-            data = await self._docker("logs", container_id, stdout=True, stderr=True, tail=tail if tail else "all")
-        except _Gone:
+            data = await self.docker("logs", container_id, stdout=True, stderr=True, tail=tail if tail else "all")
+        except EngineObjectGone:
             return ""
         return data.decode("utf-8", "replace")
 
     async def wait(self, container_id: str, timeout: float | None = None) -> ContainerInfo:
         """Poll (no thread held while waiting) until the container has exited."""
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        delay = 0.05
-        while True:
-            info = await self.inspect(container_id)
-            if info is None:
-                raise NotFoundError(f"container {container_id} is gone")
-            if info.status in _DONE:
-                return info
-            if deadline is not None and loop.time() >= deadline:
-                raise TimeoutError(f"container {info.name} still {info.status} after {timeout} s")
-            pause = delay if deadline is None else max(0.0, min(delay, deadline - loop.time()))
-            await asyncio.sleep(pause)
-            delay = min(delay * 1.5, 0.5)
+        return await self._poll_until(
+            container_id,
+            timeout,
+            lambda info: info.status in _DONE,
+            what="container",
+            interval=0.05,
+            backoff=1.5,
+            max_interval=0.5,
+        )
 
     # -- usage and limits ------------------------------------------------------------------
 
@@ -370,8 +373,8 @@ class DockerRuntime(Runtime):
 
     async def usage(self, container_id: str) -> ContainerUsage | None:
         try:
-            sample = await self._docker(self._usage_sync, container_id)
-        except _Gone:
+            sample = await self.docker(self._usage_sync, container_id)
+        except EngineObjectGone:
             self._cgroups.pop(container_id, None)
             return None
         return ContainerUsage(**sample) if sample else None
@@ -383,8 +386,8 @@ class DockerRuntime(Runtime):
                 log.warning("docker update %s: %s", cid[:12], warning)
 
         try:
-            await self._docker(update, container_id, update_body(resources))
-        except _Gone as e:
+            await self.docker(update, container_id, update_body(resources))
+        except EngineObjectGone as e:
             raise NotFoundError(f"container {container_id} is gone; its limits cannot be changed") from e
 
     # -- networks --------------------------------------------------------------------------
@@ -400,12 +403,12 @@ class DockerRuntime(Runtime):
         locks = self._network_locks.setdefault(asyncio.get_running_loop(), {})
         lock = locks.setdefault(name, asyncio.Lock())
         async with lock:
-            return await self._docker(networks.ensure_network_sync, name, net_labels, subnets)
+            return await self.docker(networks.ensure_network_sync, name, net_labels, subnets)
 
     async def remove_network(self, name: str) -> None:
         try:
-            await self._docker(networks.remove_network_sync, name)
-        except _Gone:
+            await self.docker(networks.remove_network_sync, name)
+        except EngineObjectGone:
             pass
         except EngineError as e:
             if "active endpoints" in e.message:
@@ -437,7 +440,7 @@ class DockerRuntime(Runtime):
 
         locks = self._network_locks.setdefault(asyncio.get_running_loop(), {})
         async with locks.setdefault(name, asyncio.Lock()):
-            return await self._docker(ensure)
+            return await self.docker(ensure)
 
     async def connect_network(self, container_id: str, network: str, ip: str | None = None) -> str | None:
         def connect(api):
@@ -448,21 +451,21 @@ class DockerRuntime(Runtime):
             ) or None
 
         try:
-            return await self._docker(connect)
-        except _Gone as e:
+            return await self.docker(connect)
+        except EngineObjectGone as e:
             raise NotFoundError(f"container {container_id} or network {network} is gone", log_message=str(e)) from e
 
     async def disconnect_network(self, container_id: str, network: str) -> None:
         try:
-            await self._docker("disconnect_container_from_network", container_id, network)
-        except _Gone:
+            await self.docker("disconnect_container_from_network", container_id, network)
+        except EngineObjectGone:
             pass
 
     async def rename(self, container_id: str, name: str) -> None:
         validate_name(name)
         try:
-            await self._docker("rename", container_id, name)
-        except _Gone as e:
+            await self.docker("rename", container_id, name)
+        except EngineObjectGone as e:
             raise NotFoundError(f"container {container_id} is gone; it cannot be renamed") from e
 
     async def ensure_volume(self, name: str, labels: dict[str, str] | None = None) -> str:
@@ -481,7 +484,7 @@ class DockerRuntime(Runtime):
                 raise EngineError(site_scope.foreign_message("volume", name, found.get("Labels"), site))
             return found["Name"]  # unlabelled: a volume from before sites (DockerSpawner made it); used as is
 
-        return await self._docker(ensure)
+        return await self.docker(ensure)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -491,4 +494,4 @@ class DockerRuntime(Runtime):
                 self._client = None
 
 
-__all__ = ["DockerRuntime", "default_client_factory"]
+__all__ = ["DockerRuntime", "EngineObjectGone", "default_client_factory"]

@@ -26,7 +26,6 @@ What it keeps of the container model, behind the same :class:`Runtime` interface
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import getpass
 import json
@@ -44,8 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from traitlets import Bool, Enum, MetaHasTraits, Unicode
-from traitlets.config import LoggingConfigurable
+from traitlets import Bool, Enum, Unicode
 
 from ..errors import ConflictError, EngineError, NotFoundError, PolicyError, RequestError
 from ..resources import Resources, parse_memory
@@ -53,7 +51,7 @@ from . import process_limits
 from .base import ContainerInfo, ContainerSpec, ContainerUsage, Runtime
 from .hardening import validate_name
 from .labels import MANAGED, MANAGED_VALUE, OWNER, full_labels, key
-from .process_launch import EXEC_SHIM, ProcessLaunchMixin
+from .process_launch import EXEC_SHIM, ProcessLaunchMixin, wait_for_exec
 from .process_state import UNKNOWN_EXIT, ProcessRecord, StateDir, boot_id, is_alive, now_iso, proc_stat
 
 log = logging.getLogger(__name__)
@@ -72,10 +70,6 @@ class ProcessInfo(ContainerInfo):
     pid: int | None = None
 
 
-class _ConfigurableRuntimeMeta(MetaHasTraits, abc.ABCMeta):
-    """Lets a :class:`Runtime` (an ABC) also be a traitlets ``Configurable``."""
-
-
 def _local_user() -> str:
     return os.environ.get("BERTH_USER") or getpass.getuser()
 
@@ -88,7 +82,7 @@ def _time(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
-class ProcessRuntime(ProcessLaunchMixin, Runtime, LoggingConfigurable, metaclass=_ConfigurableRuntimeMeta):
+class ProcessRuntime(ProcessLaunchMixin, Runtime):
     """Kernels as local processes of the server's user: limits, no isolation."""
 
     name = "process"
@@ -130,7 +124,7 @@ class ProcessRuntime(ProcessLaunchMixin, Runtime, LoggingConfigurable, metaclass
     )
 
     def __init__(self, **kwargs):
-        LoggingConfigurable.__init__(self, **kwargs)
+        super().__init__(**kwargs)
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="berth-process")
         self._state: StateDir | None = None
         self._mechanism: str | None = None
@@ -220,19 +214,6 @@ class ProcessRuntime(ProcessLaunchMixin, Runtime, LoggingConfigurable, metaclass
         if not spec.command:
             raise RequestError("command", "a process kernel needs a command")
 
-    @staticmethod
-    def _await_exec(proc: subprocess.Popen, timeout: float = 10) -> None:
-        """Wait until the shim has applied the limits and exec'd the kernel (or ended)."""
-        deadline = time.monotonic() + timeout
-        while proc.poll() is None and time.monotonic() < deadline:
-            try:
-                with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
-                    if EXEC_SHIM.encode() not in f.read():
-                        return
-            except OSError:
-                return
-            time.sleep(0.005)
-
     def _start_sync(self, spec: ContainerSpec) -> ProcessRecord:
         self.state.ensure()
         taken = [r for r in self.state.all() if r.name == spec.name]
@@ -277,7 +258,7 @@ class ProcessRuntime(ProcessLaunchMixin, Runtime, LoggingConfigurable, metaclass
                 raise EngineError(f"could not start {spec.name}: {e}") from e
             raise
         _CHILDREN[proc.pid] = proc
-        self._await_exec(proc)
+        wait_for_exec(proc)
         stat = proc_stat(proc.pid)
         report = {"mechanism": plan.mechanism, **plan.report}
         record = ProcessRecord(

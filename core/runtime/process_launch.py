@@ -17,7 +17,9 @@ import json
 import os
 import platform
 import socket
+import subprocess
 import sys
+import time
 
 from traitlets import HasTraits, List, Unicode, default
 
@@ -51,6 +53,19 @@ _SERVER_ONLY = {
 }
 #: Kernel variables that only mean something inside a container.
 _CONTAINER_ONLY = {"HOME", "BERTH_CONNECTION"}
+
+
+def wait_for_exec(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """Wait until the :data:`EXEC_SHIM` has applied the limits and exec'd the kernel (or ended). Blocking."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
+                if EXEC_SHIM.encode() not in f.read():
+                    return
+        except OSError:
+            return
+        time.sleep(0.005)
 
 
 class ProcessLaunchMixin(HasTraits):

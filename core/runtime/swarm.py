@@ -18,12 +18,12 @@ Image reports and distribution live in :mod:`.swarm_images`, the service spec in
 :mod:`.swarm_spec`, nodes and overlay networks in :mod:`.swarm_topology`.
 
 Blocking docker-py calls run through the manager's :class:`DockerRuntime` executor wrapper
-(``_docker``), which also translates Docker's errors into :mod:`jupyter_berth.errors`.
+(:meth:`docker`), which also translates Docker's errors into :mod:`jupyter_berth.errors`; the
+service calls docker-py lacks, and a service's state as a container's, are in :mod:`.swarm_services`.
 """
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import ipaddress
 import time
@@ -31,42 +31,35 @@ import weakref
 from collections.abc import Callable
 
 import docker
-from traitlets import Dict, Float, Integer, MetaHasTraits, Unicode
-from traitlets.config import LoggingConfigurable
+from traitlets import Dict, Float, Integer, Unicode
 
 from ..errors import BerthError, CapacityError, ConflictError, EngineError, NotFoundError
 from ..kernel_launch import user_subnets
 from ..resources import Resources
 from . import networks
 from .base import ContainerInfo, ContainerSpec, ContainerUsage, Runtime
-from .docker import DockerRuntime, _Gone, default_client_factory
+from .docker import DockerRuntime, EngineObjectGone, default_client_factory
 from .hardening import validate_name
-from .labels import IMAGE_REF, MANAGED, MANAGED_VALUE, OWNER, full_labels, key
+from .labels import MANAGED, MANAGED_VALUE, OWNER, full_labels, key
 from .swarm_images import SwarmImagesMixin
-from .swarm_spec import (
-    FINAL_STATES,
-    NODE_LABEL,
-    TaskView,
-    label_constraints,
-    network_of,
-    newest_task,
-    service_spec,
-    task_view,
-    user_facing_ref,
+from .swarm_services import (
+    DONE,
+    container_info,
+    create_service_sync,
+    scale_to_zero_sync,
+    service_and_task_sync,
+    service_logs_sync,
+    services_with_tasks_sync,
 )
+from .swarm_spec import FINAL_STATES, NODE_LABEL, TaskView, label_constraints, service_spec, task_view
 from .swarm_topology import SwarmNode, ensure_overlay_sync, swarm_nodes
 
-_DONE = ("exited", "dead")
 
-
-class _ConfigurableRuntimeMeta(MetaHasTraits, abc.ABCMeta):
-    """Lets a :class:`Runtime` (an ABC) also be a traitlets ``Configurable``."""
-
-
-class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_ConfigurableRuntimeMeta):
+class SwarmRuntime(SwarmImagesMixin, Runtime):
     """Berth containers as services on the Docker Swarm that ``manager_url`` manages."""
 
     name = "swarm"
+    has_docker_api = True  # the manager's engine
     #: admission picks the node (the service passes ``node=None`` and labels the spec with it)
     multi_node = True
 
@@ -132,12 +125,13 @@ class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_Co
 
     def __init__(self, client_factory: Callable[[], docker.DockerClient] | None = None, **kwargs):
         """``client_factory`` makes the manager's docker-py client (default: from ``manager_url``)."""
-        LoggingConfigurable.__init__(self, **kwargs)
+        super().__init__(**kwargs)
         if client_factory is None and self.manager_url:
             url = self.manager_url
             client_factory = lambda: docker.DockerClient(base_url=url, version="auto", timeout=30)  # noqa: E731
-        self._mgr = DockerRuntime(client_factory or default_client_factory, read_cgroups=False)
-        self._mgr._address = lambda: self.manager_url or DockerRuntime._address()  # errors name the manager
+        self._mgr = DockerRuntime(
+            client_factory or default_client_factory, read_cgroups=False, address=self.manager_url or None, log=self.log
+        )
         self._engines: dict[str, DockerRuntime] = {}
         self._nodes: dict[str, SwarmNode] = {}
         self._nodes_at = 0.0
@@ -147,8 +141,9 @@ class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_Co
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    async def _docker(self, method, *args, **kwargs):
-        return await self._mgr._docker(method, *args, **kwargs)
+    async def docker(self, method, *args, **kwargs):
+        """docker-py calls on the manager's engine (see :meth:`DockerRuntime.docker`)."""
+        return await self._mgr.docker(method, *args, **kwargs)
 
     async def _node_map(self, max_age: float = 2.0) -> dict[str, SwarmNode]:
         if time.monotonic() - self._nodes_at > max_age or not self._nodes:
@@ -160,7 +155,7 @@ class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_Co
             info = api.info()
             return (info.get("Swarm") or {}).get("NodeID"), swarm_nodes(api, dict(self.node_labels))
 
-        self._self_node, found = await self._docker(read)
+        self._self_node, found = await self.docker(read)
         self._nodes = {n.id: n for n in found}
         self._nodes_at = time.monotonic()
         return found
@@ -181,8 +176,9 @@ class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_Co
                 lambda: docker.DockerClient(base_url=url, version="auto", timeout=timeout),
                 max_workers=4,
                 read_cgroups=False,
+                address=url,
+                log=self.log,
             )
-            self._engines[url]._address = lambda: url
         return self._engines[url]
 
     # -- engine and nodes ----------------------------------------------------------------------
@@ -217,47 +213,20 @@ class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_Co
     # -- containers (services) ---------------------------------------------------------------
 
     async def _service_and_task(self, service_id: str) -> tuple[dict, TaskView]:
-        def read(api):
-            service = api.inspect_service(service_id)
-            tasks = [t for t in api.tasks(filters={"service": service["ID"]}) if t.get("ServiceID") == service["ID"]]
-            return service, newest_task(tasks)
-
-        service, task = await self._docker(read)
+        service, task = await self.docker(service_and_task_sync, service_id)
         return service, task_view(task)
 
     def _info(self, service: dict, view: TaskView) -> ContainerInfo:
-        """The service's state as a container's. ``id`` is the service id; ``image_id`` the registry
-        digest the task runs (the pinned version; empty when the image was not pulled by digest)."""
-        spec = service.get("Spec") or {}
-        labels = dict(spec.get("Labels") or {})
-        image = ((spec.get("TaskTemplate") or {}).get("ContainerSpec") or {}).get("Image", "")
-        net = network_of(service)
-        ip = view.addresses.get(net) if net else None
-        if ip is None:
-            ip = next((a for n, a in view.addresses.items() if n and n != "ingress"), None)
+        """The service's state as a container's (see :func:`.swarm_services.container_info`)."""
         node = self._nodes.get(view.node_id) if view.node_id else None
-        status = view.status
-        return ContainerInfo(
-            id=service["ID"],
-            name=spec.get("Name", ""),
-            status=status,
-            labels=labels,
-            image=labels.get(key(IMAGE_REF)) or user_facing_ref(image.split("@")[0], self.registry),
-            image_id=image.split("@", 1)[1] if "@" in image else "",
-            exit_code=view.exit_code if status == "exited" else None,
-            oom_killed=False,
-            started_at=view.timestamp if status == "running" else None,
-            finished_at=view.timestamp if status in _DONE else None,
-            ip=ip,
-            node=node.name if node else view.node_id,
-        )
+        return container_info(service, view, node.name if node else view.node_id, self.registry)
 
     async def _full_info(self, service: dict, view: TaskView) -> ContainerInfo:
         """:meth:`_info`, plus the node engine's verdict (OOM, image id) for a task that ended."""
         await self._node_map()
         info = self._info(service, view)
         engine = self._engine(view.node_id)
-        if engine is not None and view.container_id and info.status in _DONE:
+        if engine is not None and view.container_id and info.status in DONE:
             try:
                 local = await engine.inspect(view.container_id)
             except BerthError as e:
@@ -295,11 +264,8 @@ class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_Co
             stop_grace=self.stop_grace,
         )
 
-        def create(api):
-            return api._result(api._post_json(api._url("/services/create"), data=body), True)["ID"]
-
         try:
-            service_id = await self._docker(create)
+            service_id = await self.docker(create_service_sync, body)
         except ConflictError as e:
             raise ConflictError(
                 f"a Swarm service named {body['Name']} already exists; stop or remove it first",
@@ -354,7 +320,7 @@ class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_Co
     async def inspect(self, container_id: str) -> ContainerInfo | None:
         try:
             service, view = await self._service_and_task(container_id)
-        except _Gone:
+        except EngineObjectGone:
             return None
         return await self._full_info(service, view)
 
@@ -363,16 +329,7 @@ class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_Co
         wanted[key(MANAGED)] = MANAGED_VALUE
         filters = {"label": [f"{k}={v}" for k, v in sorted(wanted.items())]}
 
-        def read(api):
-            services = api.services(filters=filters)
-            ids = [s["ID"] for s in services]
-            tasks = api.tasks(filters={"service": ids}) if ids else []
-            by_service: dict[str, list] = {}
-            for t in tasks:
-                by_service.setdefault(t.get("ServiceID"), []).append(t)
-            return [(s, newest_task(by_service.get(s["ID"], []))) for s in services]
-
-        found = await self._docker(read)
+        found = await self.docker(services_with_tasks_sync, filters)
         await self._node_map()
         infos = [self._info(s, task_view(t)) for s, t in found]
         return [i for i in infos if all or i.running]
@@ -380,7 +337,7 @@ class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_Co
     async def signal(self, container_id: str, signum: int) -> bool:
         try:
             service, view = await self._service_and_task(container_id)
-        except _Gone:
+        except EngineObjectGone:
             return False
         if view.state != "running" or not view.container_id:
             return False
@@ -399,7 +356,7 @@ class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_Co
         """Stop the task: through its node's engine (``timeout`` honoured) or by scaling the service to 0."""
         try:
             service, view = await self._service_and_task(container_id)
-        except _Gone:
+        except EngineObjectGone:
             return
         if view.state in FINAL_STATES:
             return
@@ -414,7 +371,7 @@ class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_Co
         while loop.time() < deadline:
             try:
                 _, view = await self._service_and_task(container_id)
-            except _Gone:
+            except EngineObjectGone:
                 return
             if view.state in FINAL_STATES or view.state == "none":
                 return
@@ -422,41 +379,22 @@ class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_Co
         self.log.warning("Swarm: %s still %s after stop; removing it", container_id, view.state)
 
     async def _scale_to_zero(self, service_id: str) -> None:
-        def scale(api):
-            for _attempt in range(3):
-                service = api.inspect_service(service_id)
-                spec = service["Spec"]
-                spec["Mode"] = {"Replicated": {"Replicas": 0}}
-                try:
-                    api._result(
-                        api._post_json(
-                            api._url("/services/{0}/update", service_id),
-                            data=spec,
-                            params={"version": service["Version"]["Index"]},
-                        ),
-                        True,
-                    )
-                    return
-                except docker.errors.APIError as e:
-                    if "out of sequence" not in str(e):
-                        raise
-
         try:
-            await self._docker(scale)
-        except _Gone:
+            await self.docker(scale_to_zero_sync, service_id)
+        except EngineObjectGone:
             pass
 
     async def remove(self, container_id: str, force: bool = True) -> None:
         try:
-            await self._docker("remove_service", container_id)
-        except _Gone:
+            await self.docker("remove_service", container_id)
+        except EngineObjectGone:
             pass
 
     async def usage(self, container_id: str) -> ContainerUsage | None:
         """``docker stats`` of the task's container through its node's engine; ``None`` without one."""
         try:
             _, view = await self._service_and_task(container_id)
-        except _Gone:
+        except EngineObjectGone:
             return None
         if view.state != "running" or not view.container_id:
             return None
@@ -478,28 +416,22 @@ class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_Co
 
     async def wait(self, container_id: str, timeout: float | None = None) -> ContainerInfo:
         return await self._poll_until(
-            container_id, timeout, lambda info: info.status in _DONE, what="service", interval=0.25
+            container_id, timeout, lambda info: info.status in DONE, what="service", interval=0.25
         )
 
     async def logs(self, container_id: str, tail: int | None = 50) -> str:
         try:
             _, view = await self._service_and_task(container_id)
-        except _Gone:
+        except EngineObjectGone:
             return ""
         await self._node_map()
         engine = self._engine(view.node_id)
         if engine is not None and view.container_id:
             return await engine.logs(view.container_id, tail=tail)
 
-        def service_logs(api):
-            chunks = api.service_logs(
-                container_id, stdout=True, stderr=True, follow=False, tail=tail if tail else "all"
-            )
-            return b"".join(chunks)
-
         try:
-            return (await self._docker(service_logs)).decode("utf-8", "replace")
-        except _Gone:
+            return (await self.docker(service_logs_sync, container_id, tail)).decode("utf-8", "replace")
+        except EngineObjectGone:
             return ""
 
     # -- networks ----------------------------------------------------------------------------
@@ -526,12 +458,12 @@ class SwarmRuntime(SwarmImagesMixin, Runtime, LoggingConfigurable, metaclass=_Co
             subnets = self.overlay_subnets(owner, prefix)
         locks = self._net_locks.setdefault(asyncio.get_running_loop(), {})
         async with locks.setdefault(name, asyncio.Lock()):
-            return await self._docker(ensure_overlay_sync, name, net_labels, subnets)
+            return await self.docker(ensure_overlay_sync, name, net_labels, subnets)
 
     async def remove_network(self, name: str) -> None:
         try:
-            await self._docker(networks.remove_network_sync, name)
-        except _Gone:
+            await self.docker(networks.remove_network_sync, name)
+        except EngineObjectGone:
             pass
         except EngineError as e:
             if "active endpoints" in e.message or "in use" in e.message:

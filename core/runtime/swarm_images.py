@@ -84,7 +84,7 @@ class SwarmImagesMixin:
             if engine is None:
                 return node.name, f"not pulled: {node.images_error or 'engine not reachable'}"
             try:
-                await engine._docker(_pull_sync, ref)
+                await engine.docker(_pull_sync, ref)
             except BerthError as e:
                 return node.name, f"pull of {ref} failed: {e.message}"
             return node.name, "pulled"
@@ -111,7 +111,7 @@ class SwarmImagesMixin:
                 self.log.warning("Swarm: cannot resolve %s to a digest (%s); nodes pull the tag", ref, e)
                 return None
 
-        found = await self._docker(digest)
+        found = await self.docker(digest)
         return f"{ref}@{found}" if found else ref
 
     async def list_images(self, label: str | None = None) -> list[tuple[str, dict]]:

@@ -3,8 +3,10 @@
 Every module of ``jupyter_berth`` (and its ``kernels``, ``server`` and ``hub`` subpackages) is
 imported; every ``traitlets.config.Configurable`` subclass defined there that has configurable
 traits of its own is listed with each trait's name, type, default and help. Traits come from
-the class and from the Berth mixins it is made of (``BerthService`` gathers the images,
-folders, usage and GPU mixins); traits inherited from other projects (``DockerSpawner``,
+the class and from the Berth mixins it is made of; the service's area managers (``ImageCatalog``,
+``ImageVersions``, ``FolderManager``, ``UsageTracker``, ``GpuManager``, ``EnvironmentManager``) are
+classes of their own, and the ``c.BerthService.*`` names their settings had are listed under ``BerthService`` with
+where each went; traits inherited from other projects (``DockerSpawner``,
 ``ExtensionApp``, ``Application``) are left to those projects' documentation, except the ones
 whose default Berth changes, which are listed with Berth's default.
 
@@ -66,7 +68,9 @@ SECTIONS = [
         "``c.BerthService.…`` is read by every front end that embeds or runs the service: the server extension and "
         "provisioner in a standalone JupyterLab, the hub's Berth service, the ``berth`` command and the hub itself "
         "for the spawner's admission: all from ``jupyter_berth_config.py`` in the Jupyter config path (the hub through "
-        "``load_subconfig``). ``WarmPool`` and ``SwarmRuntime`` are read by the service too.",
+        "``load_subconfig``). The service's area managers (``ImageCatalog``, ``ImageVersions``, ``FolderManager``, "
+        "``UsageTracker``, ``GpuManager``, ``EnvironmentManager``), ``WarmPool`` and ``SwarmRuntime`` are read from "
+        "the same files.",
     ),
 ]
 SECTION_ORDER = [
@@ -79,6 +83,12 @@ SECTION_ORDER = [
 #: Classes listed first in their section (the rest follow by name).
 CLASS_ORDER = [
     "BerthService",
+    "ImageCatalog",
+    "ImageVersions",
+    "FolderManager",
+    "UsageTracker",
+    "GpuManager",
+    "EnvironmentManager",
     "WarmPool",
     "SwarmRuntime",
     "BerthProvisioner",
@@ -90,11 +100,6 @@ CLASS_ORDER = [
 
 #: Sub-headings for the options a class gets from one of Berth's mixins (else the mixin's name, split).
 MIXIN_TITLES = {
-    "FoldersMixin": "folders",
-    "GpuMixin": "GPUs",
-    "ImagesMixin": "the image catalog",
-    "ImageVersionsMixin": "building and pulling image versions",
-    "UsageMixin": "usage",
     "ProcessLaunchMixin": "process kernels",
 }
 
@@ -310,6 +315,8 @@ def render(docs: list[ClassDoc]) -> list[str]:
                 lines += [f"From ``{mixin.__module__}.{owner}``" + (": " + escape(about) if about else "."), ""]
             for t in traits:
                 lines += render_trait(doc.name, t)
+        if doc.name == "BerthService":
+            lines += moved_settings()
         foreign = [t for t in doc.traits if t.foreign]
         if foreign:
             lines += [
@@ -342,6 +349,24 @@ class BerthConfigurationDirective(SphinxDirective):
         if "summary" in self.options:
             return self.parse_text_to_nodes("\n".join(summary(docs)))
         return self.parse_text_to_nodes("\n".join(render(docs)), allow_section_headings=True)
+
+
+def moved_settings() -> list[str]:
+    """The table of ``c.BerthService.*`` names that moved to an area manager (still read, with a warning)."""
+    from jupyter_berth.area import MOVED_IN, MOVED_SETTINGS
+
+    lines = heading("BerthService: settings that moved", "~")
+    lines += [
+        f"These ``c.BerthService.…`` names moved to the service's area managers in jupyter-berth {MOVED_IN}. "
+        "The old names still work until the next release, with a ``DeprecationWarning`` (and a log line) naming "
+        "the new setting; where both are set, the new one wins.",
+        "",
+    ]
+    rows = [
+        [literal(f"c.BerthService.{old}"), f":ref:`c.{cls}.{new} <{class_label(cls)}>`", literal(f"service.{path}")]
+        for old, (path, cls, new) in sorted(MOVED_SETTINGS.items())
+    ]
+    return lines + list_table(["old name", "set instead", "the manager"], rows, widths=[35, 40, 25])
 
 
 def class_label(name: str) -> str:

@@ -35,7 +35,7 @@ class FoldersHandler(FolderBase):
     @authorized
     async def get(self):
         service = await self.berth.service()
-        views = await service.list_folders(**self.identity())
+        views = await service.folders.list_folders(**self.identity())
         self.write_json({"folders": [v.to_json() for v in views]})
 
     @web.authenticated
@@ -45,7 +45,7 @@ class FoldersHandler(FolderBase):
         if "name" not in body:
             raise RequestError("name", "a new folder needs a name")
         service = await self.berth.service()
-        view = await service.create_folder(
+        view = await service.folders.create_folder(
             **self.identity(), name=body["name"], group=body.get("group"), member_mode=body.get("member_mode")
         )
         self.write_json(view.to_json(), status=201)
@@ -56,7 +56,7 @@ class QuotaHandler(FolderBase):
     @authorized
     async def get(self):
         service = await self.berth.service()
-        self.write_json({"quotas": await service.folder_quotas(**self.identity())})
+        self.write_json({"quotas": await service.folders.folder_quotas(**self.identity())})
 
 
 class FolderHandler(FolderBase):
@@ -64,7 +64,7 @@ class FolderHandler(FolderBase):
     @authorized
     async def get(self, folder_id):
         service = await self.berth.service()
-        view = await service.get_folder(**self.identity(), folder=folder_id)
+        view = await service.folders.get_folder(**self.identity(), folder=folder_id)
         self.write_json({**view.to_json(), "mounted_by": view.mounted_by})
 
     @web.authenticated
@@ -72,7 +72,7 @@ class FolderHandler(FolderBase):
     async def patch(self, folder_id):
         body = self.body_with({"name", "member_mode"}, "a folder change")
         service = await self.berth.service()
-        view = await service.update_folder(
+        view = await service.folders.update_folder(
             **self.identity(), folder=folder_id, name=body.get("name"), member_mode=body.get("member_mode")
         )
         self.write_json(view.to_json())
@@ -81,7 +81,7 @@ class FolderHandler(FolderBase):
     @authorized
     async def delete(self, folder_id):
         service = await self.berth.service()
-        await service.delete_folder(**self.identity(), folder=folder_id)
+        await service.folders.delete_folder(**self.identity(), folder=folder_id)
         self.set_status(204)
         self.finish()
 
@@ -91,7 +91,7 @@ class SharesHandler(FolderBase):
     @authorized
     async def get(self, folder_id):
         service = await self.berth.service()
-        shares = await service.folder_shares(**self.identity(), folder=folder_id)
+        shares = await service.folders.folder_shares(**self.identity(), folder=folder_id)
         self.write_json({"shares": [s.to_json() for s in shares]})
 
 
@@ -101,7 +101,7 @@ class ShareHandler(FolderBase):
     async def put(self, folder_id, kind, name):
         body = self.body_with({"mode"}, "a share")
         service = await self.berth.service()
-        share = await service.share_folder(
+        share = await service.folders.share_folder(
             **self.identity(), folder=folder_id, kind=kind, name=name, mode=body.get("mode", "ro")
         )
         self.write_json(share.to_json())
@@ -110,7 +110,7 @@ class ShareHandler(FolderBase):
     @authorized
     async def delete(self, folder_id, kind, name):
         service = await self.berth.service()
-        await service.unshare_folder(**self.identity(), folder=folder_id, kind=kind, name=name)
+        await service.folders.unshare_folder(**self.identity(), folder=folder_id, kind=kind, name=name)
         self.set_status(204)
         self.finish()
 

@@ -2,7 +2,7 @@
 
 Every route needs an authenticated user; the admin routes (offer, hide, retire, default,
 alias, unalias, pull, build, gc, operations, history, ``?all=1``) also need an image admin
-(``c.BerthService.admin_users`` / ``admin_groups``): the core refuses others with 403 before
+(``c.ImageCatalog.admin_users`` / ``admin_groups``): the core refuses others with 403 before
 it changes anything. Pull and build answer ``202`` with an operation to poll; the rest answer
 at once. After a change (and on every listing) the server's Berth kernelspecs follow the
 offered images, standalone.
@@ -51,7 +51,9 @@ class ImagesBase(BerthHandler):
         if not isinstance(service, BerthService) or not self.berth.extra.get("sync_kernelspecs", True):
             return
         specs = plan(
-            images if images is not None else await service.images(), service.preset_list, service.default_image
+            images if images is not None else await service.images.catalog_view(),
+            service.preset_list,
+            service.default_image,
         )
         await asyncio.to_thread(sync, specs)
 
@@ -66,15 +68,15 @@ class ImagesHandler(ImagesBase):
                 "all", "expected 1 or true (admins: also hidden, retired and removed versions), or 0 or false"
             )
         service = await self.berth.service()
-        images = await service.image_catalog(
+        images = await service.images.image_catalog(
             self.berth.user, self.berth.groups, include_all=include_all in ("1", "true")
         )
-        await self.sync_kernelspecs(service, await service.images())
+        await self.sync_kernelspecs(service, await service.images.catalog_view())
         self.write_json(
             {
                 "images": images,
                 "default": service.default_image,
-                "admin": service.is_image_admin(self.berth.user, self.berth.groups),
+                "admin": service.images.is_image_admin(self.berth.user, self.berth.groups),
             }
         )
 
@@ -99,18 +101,20 @@ class ImageActionHandler(ImagesBase):
         method, allowed, required = ACTIONS[action]
         service = await self.berth.service()
         user, groups = self.berth.user, self.berth.groups
-        service.require_image_admin(user, groups, f"{action} (image catalog)")  # before the body: refused is refused
+        service.images.require_image_admin(
+            user, groups, f"{action} (image catalog)"
+        )  # before the body: refused is refused
         body = _fields(self.json_object(), allowed, required)
         if action == "alias":
-            result = await service.alias_image(user, groups, body["alias"], body["target"])
+            result = await service.images.alias_image(user, groups, body["alias"], body["target"])
         elif action == "unalias":
-            result = await service.unalias_image(user, groups, body["alias"])
+            result = await service.images.unalias_image(user, groups, body["alias"])
         elif action == "retire":
-            result = await service.retire_image(
+            result = await service.images.retire_image(
                 user, groups, body["image"], replacement=body.get("replacement"), note=body.get("note")
             )
         else:
-            result = await getattr(service, method)(user, groups, body["image"])
+            result = await getattr(service.images, method)(user, groups, body["image"])
         await self.sync_kernelspecs(service)
         self.write_json(result)
 
@@ -141,9 +145,9 @@ class ImageOperationStartHandler(ImagesBase):
         allowed, required = self.FIELDS[kind]
         service = await self.berth.service()
         # The admin check comes before the body is read, so a refused request learns nothing else.
-        service.require_image_admin(self.berth.user, self.berth.groups, f"image {kind}")
+        service.images.require_image_admin(self.berth.user, self.berth.groups, f"image {kind}")
         body = _fields(self.json_object(), allowed, required)
-        op = await service.start_image_operation(self.berth.user, self.berth.groups, kind, body)
+        op = await service.images.versions.start_image_operation(self.berth.user, self.berth.groups, kind, body)
         self.set_header("Location", f"{self.base_url}berth/api/images/operations/{op.id}")
         self.write_json(op.to_json(), status=202)
 
@@ -153,7 +157,7 @@ class ImageOperationsHandler(ImagesBase):
     @authorized
     async def get(self):
         service = await self.berth.service()
-        ops = service.image_operations(self.berth.user, self.berth.groups)
+        ops = service.images.versions.image_operations(self.berth.user, self.berth.groups)
         self.write_json({"operations": [{k: v for k, v in op.to_json().items() if k != "log"} for op in ops]})
 
 
@@ -165,7 +169,7 @@ class ImageOperationHandler(ImagesBase):
         if not (since.isascii() and since.isdigit()) or len(since) > 9:
             raise RequestError("since", "expected the number of log lines already read (0 or more)")
         service = await self.berth.service()
-        op = service.image_operation(self.berth.user, self.berth.groups, op_id)
+        op = service.images.versions.image_operation(self.berth.user, self.berth.groups, op_id)
         if op.done and op.state == "succeeded":
             await self.sync_kernelspecs(service)
         self.write_json(op.to_json(int(since)))
@@ -176,9 +180,9 @@ class ImageGcHandler(ImagesBase):
     @authorized
     async def post(self):
         service = await self.berth.service()
-        service.require_image_admin(self.berth.user, self.berth.groups, "removing unused images")
+        service.images.require_image_admin(self.berth.user, self.berth.groups, "removing unused images")
         body = _fields(self.json_object(), {"dry_run": bool, "include_hidden": bool})
-        results = await service.gc_images(
+        results = await service.images.gc_images(
             self.berth.user,
             self.berth.groups,
             dry_run=body.get("dry_run", False),
@@ -195,9 +199,9 @@ class ImageResolveHandler(ImagesBase):
     async def post(self):
         body = _fields(self.json_object(), {"image": str, "digest": str, "kernel": str, "language": str}, ("image",))
         service = await self.berth.service()
-        answer = await service.resolve_environment(body["image"], body.get("digest"))
+        answer = await service.images.resolve_environment(body["image"], body.get("digest"))
         if "kernel" in body or "language" in body:  # which kernelspec runs that kernel (or one in its language)
-            view = await service.images()
+            view = await service.images.catalog_view()
             answer["kernelspec"] = kernelspec_for_answer(view, answer, body.get("kernel"), body.get("language"))
         self.write_json(answer)
 
@@ -218,7 +222,7 @@ class ImageHistoryHandler(ImagesBase):
     async def get(self):
         image = self.get_query_argument("image", None)
         service = await self.berth.service()
-        self.write_json({"events": await service.image_events(self.berth.user, self.berth.groups, image)})
+        self.write_json({"events": await service.images.image_events(self.berth.user, self.berth.groups, image)})
 
 
 ROUTES = [

@@ -12,8 +12,8 @@ import uuid
 from jupyter_client.kernelspec import NoSuchKernel
 from jupyter_core.utils import ensure_async
 
-from jupyter_berth import catalog
 from jupyter_berth.errors import NotFoundError
+from jupyter_berth.images import catalog
 from jupyter_berth.kernelspecs import image_kernel_name, kernelspec_for, preset_kernel_name
 from jupyter_berth.start_request import StartRequest
 
@@ -76,7 +76,12 @@ class KernelsHandler(BerthHandler):
                 service = await self.berth.service()
                 preset = service.preset(start.preset)  # 404 naming the known presets
                 info = next(
-                    (i for i in await service.images() if i.ref == (preset.image or service.default_image)), None
+                    (
+                        i
+                        for i in await service.images.catalog_view()
+                        if i.ref == (preset.image or service.default_image)
+                    ),
+                    None,
                 )
                 if info is not None:
                     name = kernelspec_for(name, info.labels, start.kernel)
@@ -85,7 +90,7 @@ class KernelsHandler(BerthHandler):
             if remote is None:
                 service = await self.berth.service()
                 image = image or service.default_image
-                info = catalog.find(await service.images(), image)  # 404 naming the offered images
+                info = catalog.find(await service.images.catalog_view(), image)  # 404 naming the offered images
             elif image is None:
                 image = (await remote.call("GET", "berth/api/images", retry=False))["default"]
             name, what = image_kernel_name(image), f"image {image}"

@@ -142,7 +142,7 @@ class GpusHandler(BerthHandler):
     @authorized
     async def get(self):
         service = await self.berth.service()
-        self.write_json(await service.gpu_summary())
+        self.write_json(await service.gpus.gpu_summary())
 
 
 class UnknownRouteHandler(BerthHandler):

@@ -3,7 +3,7 @@
 
 Always the authenticated user's records (identity from the server, never from the
 request); there is no parameter that names another user. Query parameters:
-``since`` / ``until`` (see ``jupyter_berth.report_window``; default the last 30
+``since`` / ``until`` (see ``jupyter_berth.usage.window``; default the last 30
 days) and ``by`` (default ``day``; ``image``, ``day``, ``image,day``...).
 """
 
@@ -53,7 +53,7 @@ class BudgetHandler(BerthHandler):
         for name in self.request.query_arguments:
             raise RequestError(name, "unknown parameter; this endpoint takes none (it always reports your own budget)")
         service = await self.berth.service()
-        self.write_json(await service.my_budget(self.berth.user, groups=self.berth.groups))
+        self.write_json(await service.fair.my_budget(self.berth.user, groups=self.berth.groups))
 
 
 class QueueHandler(BerthHandler):
@@ -63,7 +63,7 @@ class QueueHandler(BerthHandler):
     @authorized
     async def get(self):
         service = await self.berth.service()
-        self.write_json(await service.my_queue(self.berth.user))
+        self.write_json(await service.fair.my_queue(self.berth.user))
 
 
 class QueuedStartHandler(BerthHandler):
@@ -73,7 +73,7 @@ class QueuedStartHandler(BerthHandler):
     @authorized
     async def delete(self, kernel_id):
         service = await self.berth.service()
-        await service.cancel_queued_start(self.berth.user, kernel_id)
+        await service.fair.cancel_queued_start(self.berth.user, kernel_id)
         self.set_status(204)
         self.finish()
 

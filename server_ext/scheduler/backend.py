@@ -23,22 +23,22 @@ class EmbeddedJobs:
         self.groups = tuple(groups)
 
     async def submit(self, **request) -> dict:
-        return (await self.service.submit_job(self.user, self.groups, **request)).to_json()
+        return (await self.service.jobs.submit(self.user, self.groups, **request)).to_json()
 
     async def get(self, job_id: str) -> dict:
-        return (await self.service.get_job(self.user, job_id)).to_json()
+        return (await self.service.jobs.get(self.user, job_id)).to_json()
 
     async def cancel(self, job_id: str) -> dict:
-        return (await self.service.cancel_job(self.user, job_id)).to_json()
+        return (await self.service.jobs.cancel(self.user, job_id)).to_json()
 
     async def wait(self, job_id: str, timeout: float | None = None) -> dict:
-        return (await self.service.wait_job(self.user, job_id, timeout)).to_json()
+        return (await self.service.jobs.wait(self.user, job_id, timeout)).to_json()
 
     async def offer(self) -> dict:
         """What the user may run: ``{"images": [...], "presets": [...], "default_request": {...}}``."""
         policy = await self.service.policy_for(self.user, self.groups)
         images = []
-        for info in await self.service.images():
+        for info in await self.service.images.catalog_view():
             if policy.image_allowed(info.ref):
                 images.append(
                     {

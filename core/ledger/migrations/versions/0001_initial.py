@@ -5,7 +5,7 @@ Revises:
 Create Date: 2026-11-22
 
 Timestamps are naive UTC (the models" ``UTCDateTime`` wraps ``sa.DateTime``).
-Constraint and index names follow ``models.NAMING_CONVENTION``.
+Constraint and index names follow ``base.NAMING_CONVENTION``.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-22
 
-See ``models_folders``. Constraint and index names follow ``models.NAMING_CONVENTION``.
+See ``models_folders``. Constraint and index names follow ``base.NAMING_CONVENTION``.
 """
 
 from __future__ import annotations

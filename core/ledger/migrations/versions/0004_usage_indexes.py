@@ -7,9 +7,9 @@ Create Date: 2026-11-22
 A report reads the records that overlap its window (``ended_at > since AND
 started_at < until``). The two composite indexes let the database answer that
 inside an index whichever end of the history the window lies at (see
-``jupyter_berth.report_sql``). The samples index finds, for a culled kernel, the
+``jupyter_berth.usage.sql``). The samples index finds, for a culled kernel, the
 sample from which it used (almost) no more CPU: counters only grow, so that is a
-seek on ``(allocation_id, cpu_seconds)``. Names follow ``models.NAMING_CONVENTION``.
+seek on ``(allocation_id, cpu_seconds)``. Names follow ``base.NAMING_CONVENTION``.
 """
 
 from __future__ import annotations

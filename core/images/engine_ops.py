@@ -2,7 +2,7 @@
 
 Each function takes docker-py's low-level ``APIClient`` as its first argument,
 so that the service runs it through the runtime's one executor wrapper
-(``await runtime._docker(fn, ...)``). They block; never call them on the event
+(``await runtime.docker(fn, ...)``). They block; never call them on the event
 loop. Docker's refusals become :mod:`jupyter_berth.errors` types that say what
 was asked and what to do. ``progress`` callbacks are called from the worker
 thread with one line of text each.
@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import docker.errors
 
+from ..errors import ConflictError, EngineError, NotFoundError
 from .catalog import Ref, parse_ref
-from .errors import ConflictError, EngineError, NotFoundError
 
 Progress = Callable[[str], None]
 #: Seconds between two byte-count lines of the same pull or push.

@@ -24,8 +24,8 @@ import uuid
 from datetime import datetime, timezone
 from urllib.parse import quote
 
-from .errors import BerthError
-from .folders import ID_RE, OWNER_KINDS, FolderUsage
+from ..errors import BerthError
+from .model import ID_RE, OWNER_KINDS, FolderUsage
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from .errors import ConflictError, NotFoundError, PolicyError
-from .folders import Folder, Share
-from .ledger import Ledger
-from .ledger.models import utcnow
-from .ledger.models_folders import FolderQuotaRow, FolderRow, FolderShareRow
+from ..errors import ConflictError, NotFoundError, PolicyError
+from ..ledger import Ledger
+from ..ledger.base import utcnow
+from ..ledger.models_folders import FolderQuotaRow, FolderRow, FolderShareRow
+from .model import Folder, Share
 
 
 def _share(row: FolderShareRow) -> Share:

@@ -18,7 +18,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 
-from .errors import BerthError, NotFoundError
+from ..errors import BerthError, NotFoundError
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
-from .errors import RequestError
+from ..errors import RequestError
 
 #: Shown in every error about a window value.
 ACCEPTED_FORMS = (

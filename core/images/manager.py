@@ -1,15 +1,14 @@
-"""The image catalog operations of BerthService (offer, hide, default, alias, retire, pull, build, GC).
+"""The image catalog: the service's image manager (offer, hide, default, alias, retire, GC).
 
-A mixin of :class:`~jupyter_berth.service.BerthService`: it uses the service's
-``ledger``, ``runtime``, ``_db`` and ``log``, and adds the service's async
-methods for this area. Users see the offered images; admins (``admin_users``,
-``admin_groups``) change what is offered. Every admin method checks the caller
-first, so a refused request changes nothing.
+:class:`ImageCatalog` is composed into :class:`~jupyter_berth.service.BerthService` as
+``service.images`` (settings: ``c.ImageCatalog.*``); it is given the ledger and the runtime,
+and follows the service's ``default_image`` and ``offered_images``. Users see the offered
+images; admins (``admin_users``, ``admin_groups``) change what is offered. Every admin method
+checks the caller first, so a refused request changes nothing.
 
-The catalog is the engine's kernel images joined with the admin's decisions in
-the ledger (:mod:`jupyter_berth.catalog_state`); :meth:`catalog_view` builds it,
-``BerthService.images()`` returns it. Pull and build live in
-:mod:`jupyter_berth.service_image_versions`.
+The catalog is the engine's kernel images joined with the admin's decisions in the ledger
+(:mod:`jupyter_berth.images.state`); :meth:`ImageCatalog.catalog_view` builds it. Pull, push
+and build are its ``versions`` (:class:`~jupyter_berth.images.versions.ImageVersions`).
 """
 
 from __future__ import annotations
@@ -17,21 +16,36 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from traitlets import Bool, HasTraits, Set, Unicode
+from traitlets import Bool, Instance, List, Set, Unicode, directional_link
 
-from . import catalog, catalog_state, image_build, image_ops
+from ..area import AreaManager
+from ..errors import ConflictError, EngineError, NotFoundError, PolicyError, RequestError
+from ..runtime.labels import PREFIX
+from . import build as image_build
+from . import catalog
+from . import engine_ops as image_ops
+from . import state as catalog_state
 from .catalog import CatalogView, ImageInfo
-from .environments import launch
-from .errors import ConflictError, EngineError, NotFoundError, PolicyError, RequestError
-from .runtime.labels import PREFIX
-from .service_image_versions import ImageVersionsMixin
+from .versions import ImageVersions
 
 #: Engine calls that change no image.
 _READ_ONLY = (image_ops.inspect, image_ops.containers_by_image, image_build.probe_versions)
 
 
-class ImagesMixin(ImageVersionsMixin, HasTraits):
-    """The image catalog operations of BerthService (offer, hide, default, alias, retire, pull, build, GC)."""
+class ImageCatalog(AreaManager):
+    """The image catalog (``service.images``): what is offered, the default, aliases, retirement, GC."""
+
+    default_image = Unicode(
+        help="The image of kernels that name none: BerthService.default_image, kept in step both ways "
+        "(the catalog sets it to the admin's choice)."
+    )
+    offered_images = List(Unicode(), help="Glob patterns of offered references: BerthService.offered_images.")
+    environments = Instance(
+        "jupyter_berth.environments.manager.EnvironmentManager",
+        allow_none=True,
+        help="What images with no Berth labels offer (the service's environments manager): "
+        "inspected at offer, listed with the offered images.",
+    )
 
     admin_users = Set(
         Unicode(),
@@ -54,14 +68,24 @@ class ImagesMixin(ImageVersionsMixin, HasTraits):
     #: refresh it at once, changes made behind its back (``docker tag``) are seen this much later.
     engine_list_ttl = 1.0
 
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.versions = ImageVersions(parent=self, catalog=self, executor=self.executor)
+        for name in ("ledger", "runtime"):
+            directional_link((self, name), (self.versions, name))
+        self._engine_images = None
+        self._hub_image_admins: set[str] = set()
+        self._synced_default_image: str | None = None  # the default_image the last catalog_view set
+        self._configured_default_image = self.default_image
+        self._aliases_gone: set[tuple[str, str]] = set()  # (alias, digest) that cannot be re-pinned: told once
+
     # ---- plumbing ------------------------------------------------------------------------
-    async def _engine(self, fn, *args, **kw):
+    async def engine_call(self, fn, *args, **kw):
         """Run ``fn(api, ...)`` (docker-py's low-level client) off the loop, through the runtime."""
-        call = getattr(self.runtime, "_docker", None)
-        if call is None:
+        if not self.runtime.has_docker_api:
             raise EngineError(f"image operations need the Docker runtime; this service runs on {self.runtime.name}")
         try:
-            return await call(fn, *args, **kw)
+            return await self.runtime.docker(fn, *args, **kw)
         finally:
             if fn not in _READ_ONLY:
                 self._engine_images = None  # the engine's images may have changed: list them again
@@ -69,7 +93,7 @@ class ImagesMixin(ImageVersionsMixin, HasTraits):
     async def _kernel_images(self) -> list[tuple[str, dict]]:
         """The engine's kernel images, listed at most every ``engine_list_ttl`` seconds (the admin's
         decisions are read from the ledger every time, so retiring takes effect at once)."""
-        cached = getattr(self, "_engine_images", None)
+        cached = self._engine_images
         now = time.monotonic()
         if cached is not None and now - cached[0] < self.engine_list_ttl:
             return cached[1]
@@ -78,41 +102,35 @@ class ImagesMixin(ImageVersionsMixin, HasTraits):
         return found
 
     def is_image_admin(self, user: str, groups=()) -> bool:
-        return (
-            user in self.admin_users
-            or bool(set(groups) & set(self.admin_groups))
-            or user in getattr(self, "_hub_image_admins", ())
-        )
+        return user in self.admin_users or bool(set(groups) & set(self.admin_groups)) or user in self._hub_image_admins
 
     def note_hub_admin(self, user: str, is_admin: bool) -> None:
         """A front end that knows who administers it (the hub's service, from the token) says so per request:
         while ``is_admin`` holds, ``user`` is an image admin too (``BerthHubService.hub_admins_are_image_admins``)."""
-        admins = set(getattr(self, "_hub_image_admins", ()))
-        (admins.add if is_admin else admins.discard)(user)
-        self._hub_image_admins = admins
+        (self._hub_image_admins.add if is_admin else self._hub_image_admins.discard)(user)
 
     def require_image_admin(self, user: str, groups, action: str) -> None:
         if not self.is_image_admin(user, groups):
             action = action if len(action) <= 120 else action[:117] + "..."
             raise PolicyError(
                 f"{action} needs an image admin, and {user} is not one; ask an admin, who is listed in "
-                "c.BerthService.admin_users or admin_groups (on a hub, hub admins are image admins too)",
+                "c.ImageCatalog.admin_users or admin_groups (on a hub, hub admins are image admins too)",
                 limit="admin_users",
             )
 
     async def catalog_view(self) -> CatalogView:
         """The engine's kernel images joined with the admin's decisions; aliases that drifted are re-pinned."""
-        if getattr(self, "_synced_default_image", None) != self.default_image:
+        if self._synced_default_image != self.default_image:
             self._configured_default_image = self.default_image  # from config, or set by hand since the last sync
         states, aliases = await self._db(catalog_state.load, self.ledger)
         found = await self._kernel_images()
         ids = {ref: attrs.get("Id") for ref, attrs in found}
-        gone = self.__dict__.setdefault("_aliases_gone", set())  # (alias, digest) that cannot be re-pinned: told once
+        gone = self._aliases_gone
         drifted = [a for a in aliases.values() if ids.get(a.alias) != a.digest and (a.alias, a.digest) not in gone]
         repaired = False
         for alias in drifted:
             try:
-                await self._engine(image_ops.tag, alias.digest, alias.alias)
+                await self.engine_call(image_ops.tag, alias.digest, alias.alias)
                 self.log.warning("Image alias %s was not on %s; re-pinned", alias.alias, alias.digest[:19])
                 repaired = True
             except (NotFoundError, EngineError) as e:
@@ -165,20 +183,6 @@ class ImagesMixin(ImageVersionsMixin, HasTraits):
     async def resolve_environment(self, image: str, digest: str | None = None) -> dict:
         """What a notebook's stored environment ``{image, digest}`` gets here (see :func:`catalog.resolve_environment`)."""
         return catalog.resolve_environment(await self.catalog_view(), image, digest)
-
-    async def kernel_environment(self, user: str, kernel_id: str) -> dict:
-        """The environment a notebook records from one of ``user``'s running kernels: image, digest, resources,
-        language, the kernel inside the image and its Berth kernelspec."""
-        alloc = await self._own_allocation(user, kernel_id)
-        entry = (await self.catalog_view()).get(alloc.image)
-        container = await self.runtime.inspect(alloc.container_id) if alloc.container_id else None
-        return {
-            "image": alloc.image,
-            "digest": alloc.image_digest,
-            "resources": alloc.resources.to_dict(),
-            "display_name": entry.display_name if entry is not None else alloc.image,
-            **launch.identity(container.labels if container else {}, alloc.image, entry.labels if entry else None),
-        }
 
     # ---- admin: decisions ----------------------------------------------------------------
     async def _known(self, view: CatalogView, ref: str, field_name: str = "image") -> ImageInfo:
@@ -297,14 +301,14 @@ class ImagesMixin(ImageVersionsMixin, HasTraits):
         else:
             catalog.validate_ref(target, "target", tag_required=True)
             catalog.find(view, target)  # an alias of something not offered would offer it by the back door
-        attrs = await self._engine(image_ops.inspect, target)
+        attrs = await self.engine_call(image_ops.inspect, target)
         if attrs is None:
             raise NotFoundError(f"no image {target} on this host")
         labels = (attrs.get("Config") or {}).get("Labels") or {}
         if labels.get(f"{PREFIX}kind") != "kernel":
             raise RequestError("target", f"{target} is not a kernel image (no {PREFIX}kind=kernel label)")
         image_id = attrs["Id"]
-        await self._engine(image_ops.tag, image_id, alias)
+        await self.engine_call(image_ops.tag, image_id, alias)
         await self._db(
             catalog_state.set_alias,
             self.ledger,
@@ -325,7 +329,7 @@ class ImagesMixin(ImageVersionsMixin, HasTraits):
             raise NotFoundError(f"{alias} is not an alias")
         self._not_default(view, alias, "removing")
         if entry.present:
-            await self._engine(image_ops.remove, alias)
+            await self.engine_call(image_ops.remove, alias)
         await self._db(catalog_state.delete_alias, self.ledger, alias, by=user)
         return {"alias": alias, "removed": True}
 
@@ -350,7 +354,7 @@ class ImagesMixin(ImageVersionsMixin, HasTraits):
             if e.present and e.state in states and e.ref != view.default_ref and not e.alias_of
         ]  # aliases: unalias
         live = await self._live_use()
-        containers = await self._engine(image_ops.containers_by_image)
+        containers = await self.engine_call(image_ops.containers_by_image)
         out: list[dict[str, Any]] = []
         for e in candidates:
             line: dict[str, Any] = {"ref": e.ref, "state": e.state, "id": e.id, "size": e.size}
@@ -366,13 +370,13 @@ class ImagesMixin(ImageVersionsMixin, HasTraits):
                 out.append({**line, "action": "would-remove", "reason": f"{e.state} and unused"})
                 continue
             try:
-                answer = await self._engine(image_ops.remove, e.ref)
+                answer = await self.engine_call(image_ops.remove, e.ref)
                 if (
                     e.source
                     and e.source != e.ref
-                    and (await self._engine(image_ops.inspect, e.source) or {}).get("Id") == e.id
+                    and (await self.engine_call(image_ops.inspect, e.source) or {}).get("Id") == e.id
                 ):
-                    answer += await self._engine(image_ops.remove, e.source)
+                    answer += await self.engine_call(image_ops.remove, e.source)
             except ConflictError as err:
                 out.append({**line, "action": "kept", "reason": err.message})
                 continue

@@ -18,10 +18,10 @@ from __future__ import annotations
 import asyncio
 import os
 
-from . import catalog
-from .engine import probe_engine
-from .runtime.base import Runtime
-from .runtime.process import ProcessRuntime
+from ..engine import probe_engine
+from ..images import catalog
+from .base import Runtime
+from .process import ProcessRuntime
 
 
 async def choose(service) -> Runtime:
@@ -40,7 +40,7 @@ async def choose(service) -> Runtime:
                 why,
             )
     if kind == "swarm":
-        from .runtime.swarm import SwarmRuntime
+        from .swarm import SwarmRuntime
 
         return SwarmRuntime(parent=service)
     if kind == "process":
@@ -48,9 +48,9 @@ async def choose(service) -> Runtime:
         if not runtime.state_dir:
             runtime.state_dir = os.path.join(service.data_dir, "process-runtime")
         return runtime
-    from .runtime.docker import DockerRuntime
+    from .docker import DockerRuntime
 
-    return DockerRuntime()
+    return DockerRuntime(parent=service)
 
 
 def offer_local_image(service) -> None:

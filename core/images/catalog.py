@@ -6,7 +6,7 @@ whose reference matches the admin's ``offered_images`` patterns. Its other label
 describe it (display name, language, version, frameworks, minimum resources, GPU).
 
 What an admin decided about each reference lives in the ledger (see
-:mod:`jupyter_berth.catalog_state`): ``offered``, ``hidden`` or ``retired``, the
+:mod:`jupyter_berth.images.state`): ``offered``, ``hidden`` or ``retired``, the
 default, pinned aliases. :func:`build_view` joins the two into a
 :class:`CatalogView`: the list of offered images (what users may start) that
 also knows the hidden, retired and absent ones, so that :func:`find` can say
@@ -24,9 +24,9 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from .errors import NotFoundError, RequestError
-from .resources import parse_memory
-from .runtime.labels import PREFIX
+from ..errors import NotFoundError, RequestError
+from ..resources import parse_memory
+from ..runtime.labels import PREFIX
 
 # Docker's reference grammar (distribution/reference), slightly simplified.
 _DOMAIN = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]{1,5})?"

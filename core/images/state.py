@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import delete, select, update
 
-from .errors import RequestError
-from .ledger.models import utcnow
-from .ledger.models_images import IMAGE_STATES, ImageAliasRow, ImageEventRow, ImageStateRow
+from ..errors import RequestError
+from ..ledger.base import utcnow
+from ..ledger.models_images import IMAGE_STATES, ImageAliasRow, ImageEventRow, ImageStateRow
 
 
 @dataclass(frozen=True)

@@ -32,8 +32,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from sqlalchemy import text
 
-from .ledger.models import LIVE_STATES
-from .report_sql import Dialect
+from ..ledger.models import LIVE_STATES
+from .sql import Dialect
 
 #: The content type a ``/metrics`` endpoint answers with.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -1,7 +1,7 @@
 """Virtual folders: names, references, rights and quotas (pure functions, no I/O).
 
 A folder belongs to a user or to a group and lives on the host under
-``<data_dir>/folders/<owner kind>/<owner>/<id>`` (see :mod:`.folder_fs`); kernels see
+``<data_dir>/folders/<owner kind>/<owner>/<id>`` (see :mod:`.fs`); kernels see
 it at ``/home/jovyan/folders/<name>``. The host path is always computed from the
 ledger's id and owner, never from anything a user typed.
 
@@ -11,7 +11,7 @@ Who may do what (see ``docs/folders.md``):
   share, unshare);
 * a **group folder**: members of the group get the folder's ``member_mode`` (``ro``
   or ``rw``); the group's *folder admins* (hub admins, and the users or ``@groups``
-  listed for the group in ``BerthService.folder_admins``) have read-write access and
+  listed for the group in ``FolderManager.folder_admins``) have read-write access and
   manage it;
 * a **share** gives a user, or every member of a group, ``ro`` or ``rw`` access. Only
   managers share, so nobody can raise their own right.
@@ -30,9 +30,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .errors import RequestError
-from .kernel_launch import FOLDERS_ROOT
-from .resources import format_bytes, parse_memory
+from ..errors import RequestError
+from ..kernel_launch import FOLDERS_ROOT
+from ..resources import format_bytes, parse_memory
 
 #: Longest folder name.
 NAME_MAX = 64

@@ -42,12 +42,12 @@ from dataclasses import dataclass, field
 from traitlets import Float, Integer, List, Unicode
 from traitlets.config import LoggingConfigurable
 
-from .errors import BerthError
-from .kernel_launch import KERNEL_COMMAND
-from .pool_activation import POOL_COMMAND, POOL_PORT, POOL_USER, PoolContainer, PoolKey, parse_mount, pool_request
-from .resources import Resources, parse_memory, resource_kinds
-from .runtime.base import ContainerInfo, ContainerSpec, Runtime
-from .runtime.labels import make_labels, parse_labels
+from ..errors import BerthError
+from ..kernel_launch import KERNEL_COMMAND
+from ..resources import Resources, parse_memory, resource_kinds
+from ..runtime.base import ContainerInfo, ContainerSpec, Runtime
+from ..runtime.labels import make_labels, parse_labels
+from .activation import POOL_COMMAND, POOL_PORT, POOL_USER, PoolContainer, PoolKey, parse_mount, pool_request
 
 
 @dataclass

@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 
 import docker.errors
 
-from .errors import EngineError, RequestError
-from .imagebuild import build_files
-from .imagebuild.bootstrap import DEFAULT_EXTRA_CA_DIR, HOST_PIP_CONF, _certificate_files, _stage_context
-from .runtime.labels import PREFIX
+from ..errors import EngineError, RequestError
+from ..imagebuild import build_files
+from ..imagebuild.bootstrap import DEFAULT_EXTRA_CA_DIR, HOST_PIP_CONF, _certificate_files, _stage_context
+from ..runtime.labels import PREFIX
 
 #: Largest Dockerfile, requirements or environment file accepted.
 MAX_SOURCE_BYTES = 64 * 1024

@@ -13,8 +13,8 @@ import asyncio
 import json
 from dataclasses import dataclass
 
-from .errors import RequestError
-from .runtime.base import ContainerInfo, Mount
+from ..errors import RequestError
+from ..runtime.base import ContainerInfo, Mount
 
 #: Port the pool kernel listens on for its activation (inside its own network namespace).
 POOL_PORT = 50000

@@ -38,7 +38,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, text
 from sqlalchemy.sql.elements import TextClause
 
-from .ledger.models import UTCDateTime
+from ..ledger.base import UTCDateTime
 
 #: A culled kernel was idle from its first sample with less than this many CPU-seconds still to use.
 IDLE_CPU_SECONDS = 1.0

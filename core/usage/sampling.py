@@ -1,6 +1,6 @@
 """Writing a round of usage samples to the ledger in one transaction.
 
-The sampler (:meth:`BerthService.sample_all`) reads every running container's
+The sampler (:meth:`UsageTracker.sample_all`) reads every running container's
 cgroup counters, then hands the whole round to :func:`record_samples`: one
 transaction updates each allocation's running figures (CPU seconds, memory, its
 peak, when sampled) and inserts the sample rows in one ``executemany``. One
@@ -14,8 +14,8 @@ from collections.abc import Iterable
 
 from sqlalchemy import insert, select
 
-from .ledger.models import RELEASED, AllocationRow, UsageSampleRow
-from .runtime.base import ContainerUsage
+from ..ledger.models import RELEASED, AllocationRow, UsageSampleRow
+from ..runtime.base import ContainerUsage
 
 
 def record_samples(ledger, samples: Iterable[tuple[str, ContainerUsage]]) -> int:

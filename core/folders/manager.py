@@ -1,10 +1,11 @@
-"""Virtual folders of BerthService: create, list, rename, delete, share, quotas, and mounts for kernels.
+"""Virtual folders: the service's folder manager (create, list, rename, delete, share, quotas, mounts).
 
-A mixin of :class:`~jupyter_berth.service.BerthService`: it uses the service's ``ledger``,
-``runtime``, ``data_dir``, ``_db`` and ``log``. Rules (who may do what, why a foreign
-folder is "not found") are in :mod:`jupyter_berth.folders`; the host side (paths,
-measuring and deleting without following links) in :mod:`jupyter_berth.folder_fs`;
-rows in :mod:`jupyter_berth.folder_ledger`. See ``docs/folders.md``.
+:class:`FolderManager` is composed into :class:`~jupyter_berth.service.BerthService` as
+``service.folders`` (settings: ``c.FolderManager.*``); it is given the ledger, the runtime and
+the service's data directory (see :mod:`jupyter_berth.area`). Rules (who may do what, why a
+foreign folder is "not found") are in :mod:`jupyter_berth.folders.model`; the host side (paths,
+measuring and deleting without following links) in :mod:`jupyter_berth.folders.fs`; rows in
+:mod:`jupyter_berth.folders.store`. See ``docs/folders.md``.
 
 Quotas are *measured and soft*: usage is measured by walking the folders (off the event
 loop, cached for ``folder_usage_ttl`` seconds), and an owner at or over a limit gets no
@@ -19,11 +20,18 @@ import os
 import time
 from datetime import datetime, timezone
 
-from traitlets import Dict, Enum, Float, HasTraits, Instance, Integer, TraitError, Unicode, validate
+from traitlets import Dict, Enum, Float, Instance, Integer, TraitError, Unicode, validate
 
-from . import folder_fs, folder_ledger, principals
-from .errors import ConflictError, NotFoundError, PolicyError, RequestError
-from .folders import (
+from .. import principals
+from ..area import AreaManager
+from ..errors import ConflictError, NotFoundError, PolicyError, RequestError
+from ..kernel_launch import FOLDERS_ROOT
+from ..principals import AnyPrincipal, HostAccounts, HubAccounts, PrincipalDirectory
+from ..runtime.base import Mount
+from ..runtime.labels import parse_labels
+from . import fs as folder_fs
+from . import store as folder_ledger
+from .model import (
     MODE_WORDS,
     Access,
     Caller,
@@ -41,21 +49,19 @@ from .folders import (
     owner_words,
     parse_reference,
 )
-from .kernel_launch import FOLDERS_ROOT
-from .principals import AnyPrincipal, HostAccounts, HubAccounts, PrincipalDirectory
-from .runtime.base import Mount
-from .runtime.labels import parse_labels
 
 #: How quotas are enforced, as the API reports it.
 ENFORCEMENT = "measured (soft): new folders and new read-write mounts are refused at or over a limit"
 
 
-class FoldersMixin(HasTraits):
-    """Virtual folders of BerthService (create, share, quota, mounts for kernels)."""
+class FolderManager(AreaManager):
+    """Virtual folders (``service.folders``): create, share, quota, and mounts for kernels."""
+
+    data_dir = Unicode(help="The service's data directory (BerthService.data_dir); folders live under it by default.")
 
     folders_dir = Unicode(
         config=True,
-        help="Where folders live on the host (default: <data_dir>/folders). In hub mode the "
+        help="Where folders live on the host (default: <BerthService.data_dir>/folders). In hub mode the "
         "container engine must see this path too.",
     )
     folder_uid = Integer(
@@ -196,6 +202,14 @@ class FoldersMixin(HasTraits):
             total.add(await self.folder_usage(f, fresh=fresh))
         return total
 
+    async def owned_folders(self, kind: str | None = None, owner: str | None = None) -> list[Folder]:
+        """Every folder, or those of one owner (``kind`` user or group): for admins' tools, no rights applied."""
+        return await self._db(folder_ledger.owned_by, self.ledger, kind, owner)
+
+    async def stored_folder_quota(self, kind: str, owner: str) -> dict:
+        """The override stored at run time for one owner (``berth folders quota``), ``{}`` if none."""
+        return (await self._db(folder_ledger.quota_overrides, self.ledger)).get((kind, owner), {})
+
     async def folder_quota_for(self, kind: str, owner: str) -> FolderQuota:
         """Configured quota, then the owner's configured override, then one stored at run time (``berth folders quota``)."""
         quota = FolderQuota.parse(self.folder_quota, "folder_quota")
@@ -233,7 +247,7 @@ class FoldersMixin(HasTraits):
             )
         return out
 
-    async def _check_quota(self, f_kind: str, owner: str, what: str, *, adding_folder: bool = False) -> None:
+    async def _refuse_over_quota(self, f_kind: str, owner: str, what: str, *, adding_folder: bool = False) -> None:
         quota = await self.folder_quota_for(f_kind, owner)
         usage = await self.owner_usage(f_kind, owner)
         over = over_quota(quota, usage, adding_folder=adding_folder)
@@ -283,11 +297,11 @@ class FoldersMixin(HasTraits):
             if not caller.administers(owner):
                 raise PolicyError(
                     f"you cannot create a folder of group {owner}: only hub admins and the admins of its "
-                    "folders (BerthService.folder_admins) can",
+                    "folders (FolderManager.folder_admins) can",
                     limit="folder rights",
                 )
         quota = await self.folder_quota_for(kind, owner)
-        await self._check_quota(kind, owner, f"cannot create folder {name!r}", adding_folder=True)
+        await self._refuse_over_quota(kind, owner, f"cannot create folder {name!r}", adding_folder=True)
         f = await self._db(
             folder_ledger.create,
             self.ledger,
@@ -427,7 +441,9 @@ class FoldersMixin(HasTraits):
         mounts = []
         for f, a in chosen.values():
             if a.mode == "rw":
-                await self._check_quota(f.owner_kind, f.owner, f"folder {f.reference} cannot be mounted read-write")
+                await self._refuse_over_quota(
+                    f.owner_kind, f.owner, f"folder {f.reference} cannot be mounted read-write"
+                )
             source = await self._fs(
                 folder_fs.mount_source, self._folders_root, self._path(f), self.folder_uid, self.folder_gid
             )
@@ -436,13 +452,12 @@ class FoldersMixin(HasTraits):
 
     async def folder_mounted_by(self, f: Folder) -> list[str]:
         """Running containers that mount the folder, in words (``kernel K of alice``); asks the engine."""
-        docker_call = getattr(self.runtime, "_docker", None)
-        if docker_call is None:
+        if self.runtime is None or not self.runtime.has_docker_api:
             return []  # a runtime without bind mounts (or none yet) mounts nothing
         path = self._path(f)
         sources = {path, os.path.realpath(path)}
         found = []
-        for c in await docker_call("containers", all=False):
+        for c in await self.runtime.docker("containers", all=False):
             if not any(m.get("Type") == "bind" and m.get("Source") in sources for m in c.get("Mounts") or ()):
                 continue
             labels = parse_labels(c.get("Labels") or {})
@@ -461,4 +476,4 @@ class FoldersMixin(HasTraits):
             )
 
 
-__all__ = ["ENFORCEMENT", "FoldersMixin"]
+__all__ = ["ENFORCEMENT", "FolderManager"]

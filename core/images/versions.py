@@ -1,13 +1,14 @@
-"""New image versions for BerthService: pull from a registry, push to one, build on an offered base.
+"""New image versions: pull from a registry, push to one, build on an offered base.
 
-Part of :class:`~jupyter_berth.service_images.ImagesMixin` (which provides
-``_engine``, ``_require_admin`` and ``catalog_view``). Each operation is checked
+:class:`ImageVersions` is composed into the image catalog as ``service.images.versions``
+(settings: ``c.ImageVersions.*``); it is given the catalog it adds versions to (which
+checks admins, lists what is offered and runs engine calls). Each operation is checked
 first (admin, names, patterns, conflicts: fast, nothing changed), then run
 (slow: the engine works, ``progress`` gets its lines). A pulled or built version
 is hidden until an admin offers it, unless ``offer=True``.
 
 ``start_image_operation`` runs the slow part in the background and returns an
-:class:`~jupyter_berth.image_operations.Operation` to poll (the REST API).
+:class:`~jupyter_berth.images.operations.Operation` to poll (the REST API).
 """
 
 from __future__ import annotations
@@ -18,14 +19,18 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from traitlets import Bool, HasTraits, List, Unicode
+from traitlets import Bool, Instance, List, Unicode
 
-from . import catalog, catalog_state, image_build, image_ops
+from ..area import AreaManager
+from ..errors import ConflictError, EngineError, PolicyError, RequestError
+from ..imagebuild.bootstrap import DEFAULT_EXTRA_CA_DIR
+from ..runtime.labels import PREFIX
+from . import build as image_build
+from . import catalog
+from . import engine_ops as image_ops
+from . import state as catalog_state
 from .catalog import Ref
-from .errors import ConflictError, EngineError, PolicyError, RequestError
-from .image_operations import Operation, Operations
-from .imagebuild.bootstrap import DEFAULT_EXTRA_CA_DIR
-from .runtime.labels import PREFIX
+from .operations import Operation, Operations
 
 Progress = Callable[[str], None]
 
@@ -55,8 +60,12 @@ def _label_image(api, image_id: str, tag: str, labels: dict[str, str]) -> str:
     return image_id_out or image_id
 
 
-class ImageVersionsMixin(HasTraits):
-    """Pull, push and build image versions (see module doc)."""
+class ImageVersions(AreaManager):
+    """New image versions (``service.images.versions``): pull, push and build (see module doc)."""
+
+    catalog = Instance(
+        "jupyter_berth.images.manager.ImageCatalog", help="The catalog the new versions join (it checks admins)."
+    )
 
     build_extra_ca_dir = Unicode(
         DEFAULT_EXTRA_CA_DIR,
@@ -78,22 +87,21 @@ class ImageVersionsMixin(HasTraits):
         "registry.example.org; Docker Hub is docker.io). Empty: any registry.",
     )
 
-    def _image_operations(self) -> Operations:
-        ops = getattr(self, "_image_ops", None)
-        if ops is None:
-            ops = self._image_ops = Operations()
-        return ops
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        #: The pulls and builds started in the background (:meth:`start_image_operation`).
+        self.operations = Operations()
 
     async def _local_target(self, ref: str, field_name: str, *, replace: bool = False) -> str | None:
         """Check a new version's name; returns the image id it holds now (None: free)."""
         catalog.validate_ref(ref, field_name, tag_required=True)
-        if not catalog.matches(ref, self.offered_images):
+        if not catalog.matches(ref, self.catalog.offered_images):
             raise RequestError(
                 field_name,
-                f"{ref} does not match the offered_images patterns ({', '.join(self.offered_images)}), "
+                f"{ref} does not match the offered_images patterns ({', '.join(self.catalog.offered_images)}), "
                 "so it could never be offered; pick a name such as berth/python:3.11-extra",
             )
-        entry = (await self.catalog_view()).get(ref)
+        entry = (await self.catalog.catalog_view()).get(ref)
         if entry is not None and entry.state == "retired":
             raise ConflictError(
                 f"{ref} is retired and its name is not reused (notebooks that ran it are told it is retired); "
@@ -101,7 +109,7 @@ class ImageVersionsMixin(HasTraits):
             )
         if entry is not None and entry.alias_of is not None:
             raise ConflictError(f"{ref} is an alias; pick another name for a new version")
-        attrs = await self._engine(image_ops.inspect, ref)
+        attrs = await self.catalog.engine_call(image_ops.inspect, ref)
         if attrs is not None and not replace:
             raise ConflictError(
                 f"{ref} already exists ({attrs['Id'][:19]}); versions are not overwritten: pick a new tag, "
@@ -112,23 +120,23 @@ class ImageVersionsMixin(HasTraits):
     async def _record_new_version(
         self, ref: str, image_id: str, *, by: str, offer: bool, action: str, **detail
     ) -> dict:
-        view = await self.catalog_view()
+        view = await self.catalog.catalog_view()
         entry = view.get(ref)
         state = "offered" if offer else (entry.state if entry is not None and entry.updated_by else "hidden")
         await self._db(
             catalog_state.set_state, self.ledger, ref, state, by=by, digest=image_id, action=action, **detail
         )
-        return (await self.catalog_view()).entries[ref].to_json()
+        return (await self.catalog.catalog_view()).entries[ref].to_json()
 
     # ---- pull and push ---------------------------------------------------------------------
     async def _check_pull(self, user: str, groups, source: str, tag: str | None, offer: bool) -> _Checked:
-        self.require_image_admin(user, groups, f"pulling {source}")
+        self.catalog.require_image_admin(user, groups, f"pulling {source}")
         src: Ref = catalog.parse_ref(source, "source")
         registry = src.domain or "docker.io"
         if self.pull_registries and registry not in self.pull_registries:
             raise PolicyError(
                 f"pulling from {registry} is not allowed on this host; allowed registries: "
-                f"{', '.join(self.pull_registries)} (c.BerthService.pull_registries)",
+                f"{', '.join(self.pull_registries)} (c.ImageVersions.pull_registries)",
                 limit="pull_registries",
             )
         local = tag or src.local
@@ -136,12 +144,12 @@ class ImageVersionsMixin(HasTraits):
 
         async def run(progress: Progress) -> dict:
             started = time.monotonic()
-            had = await self._engine(image_ops.inspect, str(src))
-            attrs = await self._engine(image_ops.pull, src, progress)
+            had = await self.catalog.engine_call(image_ops.inspect, str(src))
+            attrs = await self.catalog.engine_call(image_ops.pull, src, progress)
             labels = (attrs.get("Config") or {}).get("Labels") or {}
             if labels.get(f"{PREFIX}kind") != "kernel":
                 if had is None:  # leave nothing behind that nobody asked for
-                    await self._engine(image_ops.remove, str(src))
+                    await self.catalog.engine_call(image_ops.remove, str(src))
                 raise RequestError(
                     "source",
                     f"{source} is not a Berth kernel image (no {PREFIX}kind=kernel label); "
@@ -152,7 +160,7 @@ class ImageVersionsMixin(HasTraits):
                     f"{local} already names another image ({previous[:19]}); pull it under another "
                     "tag, or remove the old one first"
                 )
-            await self._engine(image_ops.tag, attrs["Id"], local)
+            await self.catalog.engine_call(image_ops.tag, attrs["Id"], local)
             progress(f"tagged {local}")
             out = await self._record_new_version(
                 local, attrs["Id"], by=user, offer=offer, action="pull", source=str(src)
@@ -177,18 +185,18 @@ class ImageVersionsMixin(HasTraits):
 
     async def push_image(self, user: str, groups, ref: str, to: str, *, progress: Progress = _quiet) -> dict:
         """Push the catalog's ``ref`` to the registry reference ``to`` (``127.0.0.1:5000/berth/python:3.11``)."""
-        self.require_image_admin(user, groups, f"pushing {ref}")
+        self.catalog.require_image_admin(user, groups, f"pushing {ref}")
         catalog.validate_ref(ref, "image", tag_required=True)
         dest = catalog.parse_ref(to, "to")
         if dest.domain is None or dest.digest is not None:
             raise RequestError(
                 "to", f"{to!r} names no registry; expected REGISTRY/NAME:TAG such as 127.0.0.1:5000/{ref}"
             )
-        entry = (await self.catalog_view()).get(ref)
+        entry = (await self.catalog.catalog_view()).get(ref)
         if entry is None or not entry.present:
             raise RequestError("image", f"{ref} is not a kernel image on this host; see `berth images list`")
-        await self._engine(image_ops.tag, entry.id, to)
-        digest = await self._engine(image_ops.push, to, progress)
+        await self.catalog.engine_call(image_ops.tag, entry.id, to)
+        digest = await self.catalog.engine_call(image_ops.push, to, progress)
         await self._db(catalog_state.record_event, self.ledger, "push", ref, by=user, to=to, digest=digest)
         return {"image": ref, "to": to, "digest": digest, "id": entry.id}
 
@@ -207,9 +215,9 @@ class ImageVersionsMixin(HasTraits):
         offer: bool = False,
         replace: bool = False,
     ) -> _Checked:
-        self.require_image_admin(user, groups, f"building {tag}")
+        self.catalog.require_image_admin(user, groups, f"building {tag}")
         catalog.validate_ref(base, "base", tag_required=True)
-        base_info = catalog.find(await self.catalog_view(), base)  # offered (a retired base names the nearest)
+        base_info = catalog.find(await self.catalog.catalog_view(), base)  # offered (a retired base names the nearest)
         await self._local_target(tag, "tag", replace=replace)
         if display_name is not None and (
             not isinstance(display_name, str)
@@ -242,7 +250,7 @@ class ImageVersionsMixin(HasTraits):
             progress(f"building {tag} on {base_info.ref} ({base_info.id[:19]}) from {plan.source}, no registry")
             for note in plan.notes:
                 progress(f"note: {note}")
-            image_id = await self._engine(
+            image_id = await self.catalog.engine_call(
                 image_build.run_build,
                 plan,
                 tag=tag,
@@ -252,9 +260,9 @@ class ImageVersionsMixin(HasTraits):
                 extra_ca_dir=self.build_extra_ca_dir or None,
             )
             if plan.dists:
-                versions = await self._engine(image_build.probe_versions, image_id, plan.dists)
+                versions = await self.catalog.engine_call(image_build.probe_versions, image_id, plan.dists)
                 frameworks = image_build.frameworks_label(base_info.labels.get("frameworks", ""), versions)
-                image_id = await self._engine(
+                image_id = await self.catalog.engine_call(
                     _label_image, image_id, tag, {**labels, f"{PREFIX}frameworks": frameworks}
                 )
                 progress(f"frameworks: {frameworks}")
@@ -307,12 +315,12 @@ class ImageVersionsMixin(HasTraits):
             checked = await self._check_build(user, groups, **params)
         else:
             raise RequestError("kind", f"{kind!r} is not an image operation; expected pull or build")
-        return self._image_operations().start(checked.kind, checked.ref, user, checked.run)
+        return self.operations.start(checked.kind, checked.ref, user, checked.run)
 
     def image_operation(self, user: str, groups, op_id: str) -> Operation:
-        self.require_image_admin(user, groups, "reading an image operation")
-        return self._image_operations().get(op_id)
+        self.catalog.require_image_admin(user, groups, "reading an image operation")
+        return self.operations.get(op_id)
 
     def image_operations(self, user: str, groups) -> list[Operation]:
-        self.require_image_admin(user, groups, "listing image operations")
-        return self._image_operations().list()
+        self.catalog.require_image_admin(user, groups, "listing image operations")
+        return self.operations.list()

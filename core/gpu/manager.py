@@ -1,5 +1,6 @@
-"""GPU shares in BerthService: inventory at start, the allocator inside admission, and the
-enforcement plan applied to each kernel container (design decision 5).
+"""GPU shares: the service's GPU manager (``service.gpus``, settings ``c.GpuManager.*``): inventory at
+start, the allocator inside admission, and the enforcement plan applied to each kernel container
+(design decision 5).
 
 Without a driver the inventory is empty ("no NVIDIA GPU on this host") and a GPU request is
 refused with that message; devices may also be declared in config (labelled declared).
@@ -10,19 +11,23 @@ from __future__ import annotations
 import asyncio
 import os
 
-from traitlets import Dict, Enum, Float, HasTraits, List, Unicode, validate
+from traitlets import Dict, Enum, Float, List, Unicode, validate
 
-from .admission import share_assigner
-from .gpu import allocator, enforcement, inventory, process_memory, startup_caps
-from .runtime.base import Mount
+from ..admission import share_assigner
+from ..area import AreaManager
+from ..runtime.base import Mount
+from . import allocator, enforcement, inventory, process_memory, startup_caps
 
 #: Where the framework-caps startup file is mounted by default (IPython runs it): the IPython
 #: startup directory for HOME=/home/jovyan, which Berth sets in every kernel container.
 STARTUP_MOUNT = startup_caps.startup_mount_target(startup_caps.DEFAULT_STARTUP_DIR)
 
 
-class GpuMixin(HasTraits):
-    gpus = List(
+class GpuManager(AreaManager):
+    """GPU devices and shares (``service.gpus``): what the host has, who holds which share, how a share is enforced."""
+
+    data_dir = Unicode(help="The service's data directory (BerthService.data_dir): the framework-caps file goes there.")
+    devices = List(
         Dict(),
         config=True,
         help="Declared GPU devices, for hosts NVML cannot see (and tests): "
@@ -92,8 +97,8 @@ class GpuMixin(HasTraits):
 
     gpu_inventory: inventory.GpuInventory | None = None
 
-    async def _discover_gpus(self) -> inventory.GpuInventory:
-        self.gpu_inventory = await inventory.discover_async(self.gpus or None)
+    async def discover_gpus(self) -> inventory.GpuInventory:
+        self.gpu_inventory = await inventory.discover_async(self.devices or None)
         if not self.gpu_inventory.devices:
             self.log.info("Berth GPUs: %s", self.gpu_inventory.message)
         else:
@@ -109,7 +114,7 @@ class GpuMixin(HasTraits):
         self._caps_file = startup_caps.write_startup_file(os.path.join(self.data_dir, "gpu"))
         return self.gpu_inventory
 
-    def _gpu_assigner(self):
+    def gpu_assigner(self):
         """The admission hook for this host's devices (None: no GPU, a GPU request is refused)."""
         devices = list(self.gpu_inventory.devices) if self.gpu_inventory else []
         if not devices:
@@ -117,7 +122,7 @@ class GpuMixin(HasTraits):
         shareable = set(self.gpu_shareable) if self.gpu_shareable is not None else None
         return share_assigner(allocator.make_gpu_assigner(devices, self.gpu_policy, self.gpu_quantum, shareable))
 
-    def _gpu_container(self, gpu_devices) -> tuple[list[str], dict, list[Mount], enforcement.GpuPlan]:
+    def gpu_container(self, gpu_devices) -> tuple[list[str], dict, list[Mount], enforcement.GpuPlan]:
         """Device ids, environment and mounts that enforce a grant (an empty grant hides all GPUs)."""
         devices = list(self.gpu_inventory.devices) if self.gpu_inventory else []
         plan = enforcement.plan(
@@ -149,7 +154,7 @@ class GpuMixin(HasTraits):
 
     async def gpu_summary(self) -> dict:
         """Devices, their free shares (from the ledger's live grants) and NVML metrics where there are any."""
-        inv = self.gpu_inventory or await self._discover_gpus()
+        inv = self.gpu_inventory or await self.discover_gpus()
         live = await self._db(self.ledger.live_allocations)
         used = allocator.used_by_device(a.gpu_devices or () for a in live)
         free = allocator.free_shares(inv.devices, used)

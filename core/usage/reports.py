@@ -1,7 +1,7 @@
 """Usage reports: who used what, over any window, grouped by user, group, image and day.
 
 :func:`build_report` runs one aggregate query in the database (see
-:mod:`.report_sql`) and returns a :class:`Report`: rows of the figures below,
+:mod:`.sql`) and returns a :class:`Report`: rows of the figures below,
 the totals, and the window. The same rows feed the admin page, the CSV and JSON
 exports, the ``berth usage`` command and the sidebar's "my usage".
 
@@ -49,10 +49,10 @@ from typing import Any
 
 from sqlalchemy import column, text
 
-from .errors import RequestError
-from .ledger.models import UTCDateTime
-from .report_sql import KEY_SQL, pick_index, query_params, report_query
-from .report_window import MAX_DAYS, Window, day_label, iso, parse_window
+from ..errors import RequestError
+from ..ledger.base import UTCDateTime
+from .sql import KEY_SQL, pick_index, query_params, report_query
+from .window import MAX_DAYS, Window, day_label, iso, parse_window
 
 #: Groupings a report accepts (combine with commas: ``user,day``).
 GROUPINGS = tuple(KEY_SQL)
