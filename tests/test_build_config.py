@@ -177,7 +177,8 @@ def test_an_environment_recipe_holds_no_copy_of_the_hosts_pip_conf_or_ca(tmp_pat
         assert _layers_containing(image, needles) == {n: [] for n in needles}
         out = client.containers.run(
             result.image_id,
-            ["sh", "-c", f"ls /etc/pip.conf /tmp/berth-build 2>&1; cat {ENVIRONMENT_CHECKS[name]}; true"],
+            # echo: the kernelspec ends without a newline, and the engine may drop an unterminated last line
+            ["sh", "-c", f"ls /etc/pip.conf /tmp/berth-build 2>&1; cat {ENVIRONMENT_CHECKS[name]}; echo; true"],
             remove=True,
             entrypoint=[],
         )
