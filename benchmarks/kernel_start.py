@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import shutil
 import signal
 import statistics
@@ -42,6 +41,7 @@ import tempfile
 import time
 
 from doc_sections import replace_section  # benchmarks/doc_sections.py (scripts run from this folder)
+from kernel_start_probes import children, machine_facts, mem_available, parent, proc_kib, summary
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -55,76 +55,6 @@ TARGETS = {"cold": 1.2, "warm": 0.25, "warm-moved": 0.25}
 #: the request of every Berth kernel in the latency runs (the policy default) and in the concurrent run
 START_REQUEST = {"cpu": 1, "mem": "512M"}
 IDLE_REQUEST = {"cpu": 0.5, "mem": "256M"}
-
-
-# -- small helpers ------------------------------------------------------------------------------
-def summary(values: list[float]) -> dict:
-    values = sorted(values)
-    p95 = statistics.quantiles(values, n=20, method="inclusive")[18] if len(values) > 1 else values[0]
-    return {
-        "n": len(values),
-        "p50": statistics.median(values),
-        "p95": p95,
-        "min": values[0],
-        "max": values[-1],
-        "mean": statistics.fmean(values),
-    }
-
-
-def proc_kib(pid: int, field: str, path: str = "status") -> int | None:
-    """A ``kB`` field of /proc/<pid>/status (VmRSS) or smaps_rollup (Pss), in KiB."""
-    try:
-        with open(f"/proc/{pid}/{path}") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
-
-
-def parent(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def mem_available() -> int:
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def machine_facts(engine: dict) -> dict:
-    with open("/proc/meminfo") as f:
-        total = int(f.readline().split()[1]) * 1024
-    import ipykernel
-    import jupyter_client
-
-    return {
-        "cores": os.cpu_count(),
-        "mem_gib": round(total / 2**30, 1),
-        "docker": engine.get("version"),
-        "cgroup": f"v{engine.get('cgroup_version')} ({engine.get('cgroup_driver')})",
-        "os": engine.get("os"),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "ipykernel_local": ipykernel.__version__,
-        "jupyter_client": jupyter_client.__version__,
-        "loadavg_start": os.getloadavg(),
-    }
 
 
 # -- one start -----------------------------------------------------------------------------------

@@ -8,11 +8,10 @@ server's orphans go through :func:`finish` too, so a kernel is released the same
 from __future__ import annotations
 
 import contextlib
-import functools
 import secrets
 from datetime import datetime, timedelta, timezone
 
-from . import start_queue
+from . import allocation_plan, start_queue
 from .environments import launch
 from .environments.launch import KERNEL_ENV
 from .errors import BerthError, NotFoundError
@@ -20,7 +19,6 @@ from .images import catalog
 from .kernel_launch import KernelConnection, KernelLaunch, exit_message, kernel_spec
 from .resources import Resources
 from .runtime.base import Mount
-from .runtime.swarm_spec import NODE_LABEL
 
 #: End reasons whose usage-record message tells the user why their kernel is gone.
 RULE_END_REASONS = ("lost", "budget", "culled")
@@ -56,17 +54,8 @@ async def start_kernel(
     mounts = list(mounts or [])
     if folders:
         mounts += await s.folders.folder_mounts(user, groups, folders)  # refuses folders the user may not mount
-    reserve = functools.partial(
-        s.admission.reserve,
-        owner=user,
-        groups=list(groups),
-        policy=policy,
-        request=resources,
-        kind="kernel",
-        subject=kernel_id,
-        image=image,
-        node=None if s._multi_node else s.node_name,
-        gpu_assigner=s.gpus.gpu_assigner(),
+    reserve = allocation_plan.reserve_call(
+        s, owner=user, groups=groups, policy=policy, request=resources, kind="kernel", subject=kernel_id, image=image
     )
     alloc = await start_queue.reserve_in_turn(  # waits in line when the policy says so (on_full: queue)
         s, policy, lambda queue_id: reserve(queue_id=queue_id), owner=user, subject=kernel_id, request=resources,
@@ -90,12 +79,7 @@ async def start_kernel(
             site=s.site_id,
         )
         spec.ip = ip
-        if s._multi_node:
-            spec.labels[NODE_LABEL] = alloc.node  # the runtime pins the container to admission's choice
-        spec.gpu_device_ids, gpu_env, gpu_mounts, gpu_plan = s.gpus.gpu_container(alloc.gpu_devices)
-        spec.ipc_mode = gpu_plan.ipc_mode  # "host" for MPS clients; None (private) without a share
-        spec.env.update(gpu_env)
-        spec.mounts.extend(gpu_mounts)
+        allocation_plan.place(s, spec, alloc)
         await s.environments.prepare(spec, info.id, info.labels, (env or {}).get(KERNEL_ENV))
         container = await s._pool.adopt(spec, image_id=info.id) if s._pool is not None else None
         try:

@@ -17,6 +17,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
+from . import allocation_plan
 from .errors import BerthError, EngineError
 from .kernel_launch import user_network as user_network_name
 from .kernel_launch import user_subnets
@@ -105,17 +106,16 @@ async def server_notice(s, user: str, subject: str) -> str | None:
 
 async def reserve_server(s, user: str, groups, *, policy, subject: str, resources, image: str):
     """Check the policy and reserve the server's allocation on this host (atomically, as a kernel's)."""
-    return await s._db(
-        s.admission.reserve,
+    return await allocation_plan.reserve(  # on this host even on a multi-node site (the hub's host)
+        s,
         owner=user,
-        groups=list(groups),
+        groups=groups,
         policy=policy,
         request=resources,
         kind="server",
         subject=subject,
         image=image,
-        node=s.node_name,
-        gpu_assigner=s.gpus.gpu_assigner(),
+        this_host=True,
     )
 
 
@@ -135,6 +135,8 @@ async def start_server(s, user: str, groups, alloc, container: ServerContainer, 
         mounts.append(Mount(source=source, target=m.target, read_only=m.read_only))
     if container.folders:
         mounts += await s.folders.folder_mounts(user, groups, list(container.folders))
+    # Not allocation_plan.place: a server is never pinned by node label (reserved on this host) and
+    # passes its GPU devices only when its container asks for them (gpu_device_request).
     devices, gpu_env, gpu_mounts, gpu_plan = s.gpus.gpu_container(alloc.gpu_devices)
     labels = make_labels(
         owner=user,

@@ -159,6 +159,26 @@ def _cached_image(client: docker.DockerClient, reference: str, digest: str | Non
     return None
 
 
+def present_result(image, reference: str, recipe: str, base_reference: str, seconds: float) -> ImageResult:
+    """The result for an image already on the engine (nothing built)."""
+    return ImageResult(
+        reference, image.id, recipe, True, seconds, base_reference, dict(image.labels or {}), image.attrs.get("Size", 0)
+    )
+
+
+def up_to_date(
+    image, reference: str, digest: str, base_reference: str, started: float, progress, hint: str = ""
+) -> ImageResult:
+    """Report that ``reference`` is up to date (recipe ``digest``) and return it as the result."""
+    seconds = time.monotonic() - started
+    progress(f"{reference} is up to date (recipe {digest}); nothing to do ({seconds:.2f} s){hint}")
+    return present_result(image, reference, digest, base_reference, seconds)
+
+
+#: The hint after "nothing to do" where ``--force`` is the way to rebuild.
+FORCE_HINT = ". Use --force to rebuild."
+
+
 def _image_id(client: docker.DockerClient, reference: str) -> str | None:
     try:
         return client.images.get(reference).id
@@ -273,33 +293,13 @@ def bootstrap_image(
                 f"{reference} is present (recipe {image.labels.get(LABEL_PREFIX + 'recipe_hash', '?')}); "
                 f"--if-missing: nothing to do ({seconds:.2f} s)"
             )
-            return ImageResult(
-                reference,
-                image.id,
-                image.labels.get(LABEL_PREFIX + "recipe_hash", ""),
-                True,
-                seconds,
-                base.reference,
-                dict(image.labels or {}),
-                image.attrs.get("Size", 0),
+            return present_result(
+                image, reference, image.labels.get(LABEL_PREFIX + "recipe_hash", ""), base.reference, seconds
             )
     if not force:
         image = _cached_image(client, reference, digest)
         if image is not None:
-            seconds = time.monotonic() - started
-            progress(
-                f"{reference} is up to date (recipe {digest}); nothing to do ({seconds:.2f} s). Use --force to rebuild."
-            )
-            return ImageResult(
-                reference,
-                image.id,
-                digest,
-                True,
-                seconds,
-                base.reference,
-                dict(image.labels or {}),
-                image.attrs.get("Size", 0),
-            )
+            return up_to_date(image, reference, digest, base.reference, started, progress, FORCE_HINT)
 
     progress(f"building {reference} (recipe {digest}) with no registry")
     replaced = [_image_id(client, reference), _image_id(client, base.reference) if force else None]

@@ -47,6 +47,7 @@ from .bootstrap import (
     _run_build,
     _stage_context,
     recipe_hash,
+    up_to_date,
 )
 
 
@@ -120,18 +121,7 @@ def build_on_base(
         except Exception:  # noqa: BLE001 - ImageNotFound, or an engine error the build will report
             image = None
         if image is not None and (labels is None or (image.labels or {}).get(LABEL_PREFIX + "recipe_hash") == digest):
-            seconds = time.monotonic() - started
-            progress(f"{reference} is up to date (recipe {digest}); nothing to do ({seconds:.2f} s)")
-            return ImageResult(
-                reference,
-                image.id,
-                digest,
-                True,
-                seconds,
-                base.reference,
-                dict(image.labels or {}),
-                image.attrs["Size"],
-            )
+            return up_to_date(image, reference, digest, base.reference, started, progress)
     replaced = []
     try:
         replaced.append(client.images.get(reference).id)

@@ -35,6 +35,7 @@ from .baseimage import LABEL_PREFIX
 from .bootstrap import (
     DEFAULT_EXTRA_CA_DIR,
     DEFAULT_KERNEL_IMAGE,
+    FORCE_HINT,
     HOST_PIP_CONF,
     ImageResult,
     _cached_image,
@@ -47,6 +48,7 @@ from .bootstrap import (
     bootstrap_image,
     recipe_dir,
     recipe_hash,
+    up_to_date,
 )
 
 DEFAULT_SERVER_REPOSITORY = "berth/singleuser"
@@ -255,20 +257,7 @@ def bootstrap_singleuser(
     if not force:
         image = _cached_image(client, reference, digest)
         if image is not None:
-            seconds = time.monotonic() - started
-            progress(
-                f"{reference} is up to date (recipe {digest}); nothing to do ({seconds:.2f} s). Use --force to rebuild."
-            )
-            return ImageResult(
-                reference,
-                image.id,
-                digest,
-                True,
-                seconds,
-                kernel_image,
-                dict(image.labels or {}),
-                image.attrs.get("Size", 0),
-            )
+            return up_to_date(image, reference, digest, kernel_image, started, progress, FORCE_HINT)
 
     progress(f"building {reference} (recipe {digest}) on {kernel_image} with no registry")
     replaced = _image_id(client, reference)

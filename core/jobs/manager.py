@@ -27,10 +27,10 @@ from datetime import datetime, timezone
 from traitlets import Float, Unicode
 from traitlets.config import LoggingConfigurable
 
+from .. import allocation_plan
 from ..errors import NotFoundError, RequestError
 from ..images import catalog
 from ..resources import Resources
-from ..runtime.swarm_spec import NODE_LABEL
 from . import store
 from .container import job_spec, outcome, outcome_from_info
 from .notebook import check_parameters, inject_parameters, read_notebook
@@ -155,17 +155,8 @@ class JobManager(LoggingConfigurable):
         injected = inject_parameters(nb, parameters)
         if output_dir:
             await asyncio.to_thread(self._check_empty, job_dir)
-        alloc = await s._db(
-            s.admission.reserve,
-            owner=user,
-            groups=list(groups),
-            policy=policy,
-            request=resources,
-            kind="job",
-            subject=job_id,
-            image=image,
-            node=None if s._multi_node else s.node_name,
-            gpu_assigner=s.gpus.gpu_assigner(),
+        alloc = await allocation_plan.reserve(
+            s, owner=user, groups=groups, policy=policy, request=resources, kind="job", subject=job_id, image=image
         )
         job = None
         made_dir = False
@@ -182,12 +173,7 @@ class JobManager(LoggingConfigurable):
                 mounts=mounts,
                 site=s.site_id,
             )
-            if s._multi_node:
-                spec.labels[NODE_LABEL] = alloc.node
-            spec.gpu_device_ids, gpu_env, gpu_mounts, gpu_plan = s.gpus.gpu_container(alloc.gpu_devices)
-            spec.ipc_mode = gpu_plan.ipc_mode
-            spec.env.update(gpu_env)
-            spec.mounts.extend(gpu_mounts)
+            allocation_plan.place(s, spec, alloc)
             job = await s._db(
                 store.add,
                 s.ledger,
