@@ -68,15 +68,20 @@ async def berth_service(tmp_path):
         yield service
     finally:
         backend._service = None
-        for alloc in await service.list_kernels():
-            try:
-                await service.stop_kernel(alloc.owner, alloc.subject, now=True)
-            except Exception as e:  # noqa: BLE001 - best-effort cleanup, report and go on
-                print(f"cleanup of {alloc.subject} failed: {e}")
-        for c in await service.runtime.list({"site": service.site_id}):
-            await service.runtime.remove(c.id)
-        remove_site_networks(service.site_id)
-        await service.stop()
+        await close_test_service(service)
+
+
+async def close_test_service(service: BerthService) -> None:
+    """Stop a test's embedded service and remove what its site made: kernels, containers, networks."""
+    for alloc in await service.list_kernels():
+        try:
+            await service.stop_kernel(alloc.owner, alloc.subject, now=True)
+        except Exception as e:  # noqa: BLE001 - best-effort cleanup, report and go on
+            print(f"cleanup of {alloc.subject} failed: {e}")
+    for c in await service.runtime.list({"site": service.site_id}):
+        await service.runtime.remove(c.id)
+    remove_site_networks(service.site_id)
+    await service.stop()
 
 
 @pytest.fixture

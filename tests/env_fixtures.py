@@ -23,6 +23,8 @@ from jupyter_berth.imagebuild.environments import bootstrap_environment, build_o
 from jupyter_berth.runtime.docker import DockerRuntime
 from jupyter_berth.service import BerthService
 
+from .berth_fixtures import close_test_service
+
 HERE = Path(__file__).resolve().parent
 REPO = "berthenv"  #: every image these tests make is under this name (and offered_images = berthenv/*)
 
@@ -149,11 +151,4 @@ async def env_service(tmp_path):
         yield service
     finally:
         backend._service = None
-        for alloc in await service.list_kernels():
-            try:
-                await service.stop_kernel(alloc.owner, alloc.subject, now=True)
-            except Exception as e:  # noqa: BLE001 - best-effort cleanup, report and go on
-                print(f"cleanup of {alloc.subject} failed: {e}")
-        for c in await service.runtime.list({"site": service.site_id}):
-            await service.runtime.remove(c.id)
-        await service.stop()
+        await close_test_service(service)  # its user networks too, which this fixture used to leave behind
