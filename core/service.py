@@ -98,7 +98,12 @@ class BerthService(ManagerHost):
         help="Address range carved into one subnet per user network (so a restarted kernel keeps its "
         "address and connected clients reconnect by themselves). Pick a range no other network uses.",
     )
-    user_subnet_prefix = Integer(24, config=True, help="Size of each user's subnet (24: 253 kernels per user).")
+    user_subnet_prefix = Integer(
+        26,
+        config=True,
+        help="Size of each user's subnet: 26 gives 61 kernels per user and 1,024 users in a /16 pool; "
+        "24 gives 253 kernels per user but only 256 users.",
+    )
     stop_timeout = Float(
         5.0, config=True, help="Seconds a kernel container gets to exit after SIGTERM before it is killed."
     )

@@ -1,6 +1,7 @@
 pytest_plugins = ["tests.db_fixtures", "tests.berth_fixtures", "pytest_jupyter.jupyter_server"]
 
 import os
+import uuid
 
 
 def pytest_sessionstart(session):
@@ -16,6 +17,10 @@ def pytest_sessionstart(session):
 
 _egress_chains_before: set[str] = set()
 
+#: This run's label on everything Berth creates during it (core/runtime/labels.py EXTRA_LABELS_ENV),
+#: inherited by the hubs and servers the tests start: the run removes exactly what carries it.
+SESSION_LABEL = ("io.jupyter.berth.test_session", uuid.uuid4().hex[:12])
+
 
 def _egress():
     import shutil
@@ -29,13 +34,43 @@ def _egress():
 
 def pytest_configure(config):
     """Remember the Berth egress chains that exist before the run (a live hub's: never touched)."""
+    extra = os.environ.get("BERTH_EXTRA_LABELS", "")
+    os.environ["BERTH_EXTRA_LABELS"] = ",".join(filter(None, [extra, f"test_session={SESSION_LABEL[1]}"]))
     egress = _egress()
     if egress is not None:
         _egress_chains_before.update(egress.berth_chains())
 
 
+def _remove_session_objects() -> None:
+    """Containers, then networks, then volumes carrying this run's label: removed; nothing else."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=60)
+        client.ping()
+    except Exception:  # no engine: nothing was made on one
+        return
+    wanted = {"label": "=".join(SESSION_LABEL)}
+    left = []
+    for kind, remove in (
+        (client.containers, lambda c: c.remove(force=True, v=True)),
+        (client.networks, lambda n: n.remove()),
+        (client.volumes, lambda v: v.remove(force=True)),
+    ):
+        listed = kind.list(all=True, filters=wanted) if kind is client.containers else kind.list(filters=wanted)
+        for obj in listed:
+            try:
+                remove(obj)
+            except Exception as e:
+                left.append(f"{obj.name}: {e}")
+    if left:
+        print(f"\nleft behind by test session {SESSION_LABEL[1]}:", *left, sep="\n  ")
+
+
 def pytest_unconfigure(config):
-    """The test sites' egress chains whose networks are gone: removed (core/runtime/egress.py sweep)."""
+    """What this run made on the engine: removed (by its label); then the test sites' egress chains
+    whose networks are gone (core/runtime/egress.py sweep)."""
+    _remove_session_objects()
     egress = _egress()
     if egress is not None:
         egress.sweep(keep=_egress_chains_before)

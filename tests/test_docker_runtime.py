@@ -286,6 +286,30 @@ async def test_per_user_network(runtime, images):
     await runtime.remove_network(f"berth-test-{RUN}-net2")
 
 
+async def test_extra_labels_mark_every_container_network_and_volume(runtime, images, monkeypatch):
+    _, shell = images
+    monkeypatch.setenv("BERTH_EXTRA_LABELS", f"{os.environ.get('BERTH_EXTRA_LABELS', '')},cost_centre=physics-{RUN}")
+    mark = {"io.jupyter.berth.cost_centre": f"physics-{RUN}"}
+    net, vol = f"berth-test-{RUN}-marked", f"berth-test-{RUN}-marked"
+    await runtime.ensure_network(net, {"test_run": RUN})
+    await runtime.ensure_volume(vol, {"test_run": RUN})
+    info = await runtime.run(spec("marked", shell, "sleep 60"))
+    try:
+        net_labels = (await asyncio.to_thread(runtime.client.api.inspect_network, net))["Labels"]
+        vol_labels = (await asyncio.to_thread(runtime.client.api.inspect_volume, vol))["Labels"]
+        ctr_labels = (await asyncio.to_thread(runtime.client.api.inspect_container, info.id))["Config"]["Labels"]
+        for labels in (net_labels, vol_labels, ctr_labels):
+            assert mark.items() <= labels.items() and labels["io.jupyter.berth.managed"] == "1"
+        assert ctr_labels["io.jupyter.berth.test_run"] == RUN  # the request's own labels win over extra ones
+    finally:
+        await runtime.remove(info.id)
+        await runtime.remove_network(net)
+        await asyncio.to_thread(runtime.client.api.remove_volume, vol)
+    monkeypatch.setenv("BERTH_EXTRA_LABELS", "team")
+    with pytest.raises(RequestError, match="BERTH_EXTRA_LABELS"):
+        make_labels("ann", "kernel", "k")
+
+
 async def test_refusals_create_nothing(runtime, images):
     main, _ = images
     for source in ("/var/run/docker.sock", "/run/docker.sock", "/var/run", "/"):

@@ -31,7 +31,7 @@ from ..resources import Resources
 from . import cgroups, networks, site_scope
 from .base import ContainerInfo, ContainerSpec, ContainerUsage, Runtime, parse_engine_time
 from .hardening import create_kwargs, host_config_kwargs, update_body, validate_name
-from .labels import MANAGED, MANAGED_VALUE, full_labels, key
+from .labels import MANAGED, MANAGED_VALUE, creation_labels, full_labels, key
 
 log = logging.getLogger(__name__)
 
@@ -398,8 +398,7 @@ class DockerRuntime(Runtime):
         """Create the bridge network unless it exists. ``subnets``: candidates tried in order
         (a network with its own subnet lets a restarted kernel keep its address)."""
         validate_name(name, "network")
-        net_labels = full_labels(labels)
-        net_labels[key(MANAGED)] = MANAGED_VALUE
+        net_labels = creation_labels(labels)
         locks = self._network_locks.setdefault(asyncio.get_running_loop(), {})
         lock = locks.setdefault(name, asyncio.Lock())
         async with lock:
@@ -422,8 +421,7 @@ class DockerRuntime(Runtime):
     async def ensure_isolated_network(self, name: str, labels: dict[str, str] | None = None) -> str:
         """A bridge network with inter-container traffic off: only the host reaches its containers."""
         validate_name(name, "network")
-        net_labels = full_labels(labels)
-        net_labels[key(MANAGED)] = MANAGED_VALUE
+        net_labels = creation_labels(labels)
 
         def ensure(api):
             with networks.host_lock("networks"):
@@ -471,8 +469,7 @@ class DockerRuntime(Runtime):
     async def ensure_volume(self, name: str, labels: dict[str, str] | None = None) -> str:
         """Create the named volume with ``labels`` unless it exists; refuse one of another site."""
         validate_name(name, "volume")
-        vol_labels = full_labels(labels)
-        vol_labels[key(MANAGED)] = MANAGED_VALUE
+        vol_labels = creation_labels(labels)
         site = vol_labels.get(key(site_scope.SITE))
 
         def ensure(api):

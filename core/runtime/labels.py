@@ -9,6 +9,7 @@ reconciles. Every key lives under :data:`PREFIX`; callers use the short names
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -29,6 +30,11 @@ IMAGE_REF = "image_ref"
 MANAGED_VALUE = "1"
 #: What a container is for.
 KINDS = ("kernel", "server", "pool", "job")
+
+#: Environment variable naming labels added to everything berth creates (containers, networks,
+#: volumes): ``BERTH_EXTRA_LABELS="cost_centre=physics,deployment=blue"`` (short names, under
+#: :data:`PREFIX`). A test run sets one of its own so that it can remove exactly what it made.
+EXTRA_LABELS_ENV = "BERTH_EXTRA_LABELS"
 
 _KEY_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
@@ -75,6 +81,7 @@ def make_labels(owner: str, kind: str, subject: str, allocation: Any = None, **e
     if not owner:
         raise RequestError("owner", "a container must have an owner")
     labels = {
+        **extra_labels(),
         key(MANAGED): MANAGED_VALUE,
         key(OWNER): sanitize_value(owner),
         key(KIND): kind,
@@ -95,6 +102,27 @@ def full_labels(labels: Mapping[str, Any] | None) -> dict[str, str]:
     ``{"io.jupyter.berth.owner": "ann"}``.
     """
     return {key(name): sanitize_value(value) for name, value in (labels or {}).items()}
+
+
+def extra_labels() -> dict[str, str]:
+    """The labels of :data:`EXTRA_LABELS_ENV` (``name=value`` pairs separated by commas), prefixed.
+
+    A malformed pair is an error naming the variable, so a typo never silently drops a label.
+    """
+    text = os.environ.get(EXTRA_LABELS_ENV, "").strip()
+    labels = {}
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise RequestError(EXTRA_LABELS_ENV, f"{pair!r} is not name=value (in ${EXTRA_LABELS_ENV}={text!r})")
+        labels[key(name.strip())] = sanitize_value(value.strip())
+    return labels
+
+
+def creation_labels(labels: Mapping[str, Any] | None) -> dict[str, str]:
+    """The labels of a network or volume berth creates: ``labels`` prefixed, marked managed, plus
+    the :func:`extra_labels`."""
+    return {**extra_labels(), **full_labels(labels), key(MANAGED): MANAGED_VALUE}
 
 
 def parse_labels(labels: Mapping[str, str] | None) -> dict[str, str]:

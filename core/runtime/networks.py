@@ -93,8 +93,17 @@ def _create(api, name: str, labels: dict[str, str], subnets: list[str] | None, k
             if "overlap" not in str(e.explanation or e).lower():
                 raise
             last = e
-    what = "overlay network" if kind == "overlay" else "network"
-    raise EngineError(f"no free subnet for {what} {name}: every candidate overlaps another network ({last})")
+    what, setting = (
+        ("overlay network", "c.SwarmRuntime.subnet_pool / subnet_prefix")
+        if kind == "overlay"
+        else ("network", "c.BerthService.user_subnets / user_subnet_prefix")
+    )
+    raise EngineError(
+        f"no free subnet for {what} {name}: all {len(subnets)} candidate subnets ({subnets[0]} …) overlap "
+        f"other networks. Remove the networks of users who left (docker network ls --filter "
+        f"label=io.jupyter.berth.managed=1), or give the pool more room ({setting})",
+        log_message=f"{name}: {last}",
+    )
 
 
 def _ours(network: dict, name: str, labels: dict[str, str]) -> str:

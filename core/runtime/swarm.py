@@ -40,7 +40,7 @@ from . import networks
 from .base import ContainerInfo, ContainerSpec, ContainerUsage, Runtime
 from .docker import DockerRuntime, EngineObjectGone, default_client_factory
 from .hardening import validate_name
-from .labels import MANAGED, MANAGED_VALUE, OWNER, full_labels, key
+from .labels import MANAGED, MANAGED_VALUE, OWNER, creation_labels, full_labels, key
 from .swarm_images import SwarmImagesMixin
 from .swarm_services import (
     DONE,
@@ -96,7 +96,9 @@ class SwarmRuntime(SwarmImagesMixin, Runtime):
         "subnets are cluster-wide: pick a range no node uses for anything else (it must differ from "
         "c.BerthService.user_subnets, which the single-host bridge networks use).",
     )
-    subnet_prefix = Integer(24, config=True, help="Size of each user's overlay subnet.")
+    subnet_prefix = Integer(
+        26, config=True, help="Size of each user's overlay subnet (26: 61 kernels per user, 1,024 users in a /16)."
+    )
     start_timeout = Float(
         120.0,
         config=True,
@@ -450,8 +452,7 @@ class SwarmRuntime(SwarmImagesMixin, Runtime):
         same prefix length).
         """
         validate_name(name, "network")
-        net_labels = full_labels(labels)
-        net_labels[key(MANAGED)] = MANAGED_VALUE
+        net_labels = creation_labels(labels)
         owner = (labels or {}).get("owner")
         if owner:
             prefix = ipaddress.ip_network(subnets[0]).prefixlen if subnets else None
