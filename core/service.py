@@ -35,6 +35,7 @@ from .jobs import JobManager
 from .kernel_launch import KernelLaunch, exit_message
 from .ledger import Ledger
 from .policies import PolicySpec
+from .pool.server_pool import ServerPool
 from .pool.warm_pool import WarmPool
 from .resources import Preset, Resources, find_preset
 from .runtime import choice as runtime_choice
@@ -162,6 +163,7 @@ class BerthService(ManagerHost):
     environments = Instance(EnvironmentManager, help="Images with their own Jupyter kernels (c.EnvironmentManager.*).")
     jobs = Instance(JobManager, help="Notebooks run as batch jobs (c.JobManager.*): submit, get, list, cancel, wait.")
     fair = Instance(FairShare, help="Budgets, the start queue, idle rules: my_budget, my_queue, overview.")
+    server_pool = Instance(ServerPool, allow_none=True, help="The hub process's server pool (c.ServerPool.*).")
 
     def __init__(self, **kw):
         moved = {old: kw.pop(old) for old in list(kw) if old in MOVED_SETTINGS}

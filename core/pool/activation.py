@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass
 
 from ..errors import RequestError
-from ..runtime.base import ContainerInfo, Mount
+from ..resources import Resources, resource_kinds
+from ..runtime.base import ContainerInfo, Mount, Runtime
 
 #: Port the pool kernel listens on for its activation (inside its own network namespace).
 POOL_PORT = 50000
@@ -79,4 +81,51 @@ async def pool_request(ip: str, message: dict, timeout: float) -> dict:
     return json.loads(line)
 
 
-__all__ = ["POOL_COMMAND", "POOL_PORT", "POOL_USER", "PoolContainer", "PoolKey", "parse_mount", "pool_request"]
+def fixed_kinds_unfit(asked: Resources, held: Resources, whose: str = "the pool's") -> str | None:
+    """What cannot change on a running container (e.g. shm) must fit what a pool container has:
+    why ``asked`` does not, or ``None``."""
+    for kind in resource_kinds():
+        want, have = getattr(asked, kind.name), getattr(held, kind.name)
+        if not kind.live and want > have:
+            return f"{kind.word} {kind.format(want)} is more than {whose} {kind.format(have)}"
+    return None
+
+
+async def wait_until_ready(runtime: Runtime, info: ContainerInfo, token: str, timeout: float) -> None:
+    """Poll a new pool container's activation port until its imports are done (``ping`` → ``ready``);
+    fail at once when the container stops, with its last log lines."""
+    if not info.ip:
+        raise ValueError(f"pool container {info.name} has no address")
+    deadline = time.monotonic() + timeout
+    checked = time.monotonic()
+    while True:
+        try:
+            reply = await pool_request(info.ip, {"token": token, "op": "ping"}, 2.0)
+            if reply.get("status") == "ready":
+                return
+            raise ValueError(f"unexpected answer {reply}")
+        except (ConnectionError, OSError, asyncio.TimeoutError):
+            pass
+        now = time.monotonic()
+        if now > deadline:
+            raise asyncio.TimeoutError(f"pool container {info.name} not ready after {timeout:.0f} s")
+        if now - checked > 1.0:
+            checked = now
+            state = await runtime.inspect(info.id)
+            if state is None or not state.running:
+                logs = (await runtime.logs(info.id, tail=5)).strip() if state else ""
+                raise ValueError(f"pool container {info.name} stopped ({logs or 'no output'})")
+        await asyncio.sleep(0.1)
+
+
+__all__ = [
+    "POOL_COMMAND",
+    "POOL_PORT",
+    "POOL_USER",
+    "PoolContainer",
+    "PoolKey",
+    "fixed_kinds_unfit",
+    "parse_mount",
+    "pool_request",
+    "wait_until_ready",
+]
