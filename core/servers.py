@@ -71,7 +71,7 @@ async def open_for_servers(s) -> None:
     await s.open()
     await s.gpus.discover_gpus()
     if s.server_pool is None and s.runtime.name == "docker":  # servers started ahead, adopted by spawns
-        s.server_pool = ServerPool(s.runtime, s.site_id, parent=s)
+        s.server_pool = ServerPool(s.runtime, s.site_id, s.data_dir, parent=s)
         await s.server_pool.start()
     if await s._db(s.ledger.get_node, s.node_name) is None:
         capacity = await s.refresh_capacity()
@@ -203,6 +203,8 @@ async def release_server(
         if remove:
             await s.runtime.stop(container_id, timeout=0 if now else 5)
             await s.runtime.remove(container_id)
+        if s.server_pool is not None:  # an adopted server: unmount the user's files handed over to it
+            await s.server_pool.release(container_id)
     if alloc is not None:
         await s._db(
             s.ledger.release,

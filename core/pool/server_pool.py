@@ -46,8 +46,9 @@ from traitlets.config import LoggingConfigurable
 from ..errors import BerthError
 from ..resources import Resources, parse_memory
 from ..runtime.base import ContainerInfo, ContainerSpec, Mount, Runtime
-from ..runtime.labels import make_labels
-from .activation import POOL_PORT, PoolContainer, PoolKey, fixed_kinds_unfit, pool_request, wait_until_ready
+from ..runtime.labels import make_labels, parse_labels
+from .activation import POOL_PORT, PoolContainer, PoolKey, fixed_kinds_unfit, pool_request, wait_ready
+from .pool_mounts import PoolMounts
 
 #: Berth's launcher folder, mounted read-only into pool containers at :data:`LAUNCHER_TARGET`.
 LAUNCHER_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "server_launcher")
@@ -57,6 +58,31 @@ SERVER_COMMAND = "jupyterhub-singleuser"
 #: Environment that decides, at import, which server jupyterhub-singleuser runs: a spawn setting it starts cold.
 IMPORT_TIME_ENV = ("JUPYTERHUB_SINGLEUSER_APP", "JUPYTERHUB_SINGLEUSER_EXTENSION")
 POOL_LABEL = "server_pool"
+
+
+class ServerMounts(PoolMounts):
+    """Hand-over slots of the server pool, under a root of their own (``<site>-servers``), so that the
+    kernel pool's clean-up and this one's never release each other's."""
+
+    def __init__(self, runtime, site: str, base: str, log):
+        super().__init__(runtime, f"{site}-servers", base, log)
+        self.site = site
+
+    async def setup(self) -> None:
+        """Prepare the root; release the slots of server containers that are gone (after a hub restart)."""
+        if self.unavailable:
+            return
+        try:
+            await asyncio.to_thread(self.handover.setup)
+            live = await self.runtime.list({"site": self.site, POOL_LABEL: "1"})
+        except (OSError, BerthError) as e:
+            self.unavailable = f"the hand-over directory could not be prepared: {getattr(e, 'message', e)}"
+            return
+        for c in live:  # waiting or adopted: their slot directory is named after the pool name (subject)
+            self._names[c.id] = parse_labels(c.labels).get("subject") or c.name
+        gone = await asyncio.to_thread(self.handover.clean, set(self._names.values()))
+        if gone:
+            self.log.info("Berth: released the hand-over slots of %d server(s) that are gone", len(gone))
 
 
 class ServerPool(LoggingConfigurable):
@@ -81,6 +107,14 @@ class ServerPool(LoggingConfigurable):
         help="Host memory the waiting servers may hold in all (each is limited to idle_mem): the pool keeps at "
         "most memory_reserve / idle_mem servers per image, whatever `size` says.",
     )
+    handover_targets = List(
+        Unicode(),
+        ["/home/jovyan/work", "/home/jovyan/folders"],
+        config=True,
+        help="Where a pooled server has empty hand-over slots: a spawn whose mounts (the user's volume at "
+        "BerthSpawner.notebook_dir, folders under /home/jovyan/folders) are at or under them gets them bound in "
+        "at adoption (mount propagation, docs/warm-pool.md); other mounts start cold.",
+    )
     user = Unicode("1000:100", config=True, help="uid:gid of pool containers; a spawn as another user starts cold.")
     idle_cpu = Float(1.0, config=True, help="CPU limit of a waiting server (its imports run under it).")
     idle_mem = Unicode("384M", config=True, help="Memory limit of a waiting server (at least its shm).")
@@ -101,10 +135,13 @@ class ServerPool(LoggingConfigurable):
     activation_timeout = Float(10.0, config=True, help="Seconds an adopted container gets to answer its activation.")
     retry_delay = Float(30.0, config=True, help="Seconds before a pool whose last container failed tries again.")
 
-    def __init__(self, runtime: Runtime, site: str, **kw):
+    def __init__(self, runtime: Runtime, site: str, data_dir: str | None = None, **kw):
         super().__init__(**kw)
         self.runtime = runtime
         self.site = site
+        #: the user's volume and folders, handed over into slots of their own (never the kernel pool's)
+        self.handover = ServerMounts(runtime, site, os.path.join(data_dir or ".", "handover"), self.log)
+        self._targets = tuple(t for t in self.handover_targets if t.startswith("/") and t.rstrip("/"))
         self.run_id = secrets.token_hex(6)
         self.network = f"berth-servers-{site}"
         self._shm = parse_memory(self.shm, "ServerPool.shm")
@@ -137,6 +174,13 @@ class ServerPool(LoggingConfigurable):
             return
         try:
             await self.runtime.ensure_isolated_network(self.network, {"site": self.site, "kind": "pool"})
+            await self.handover.setup()
+            if self.handover.unavailable:
+                self._targets = ()
+                self.log.warning(
+                    "Berth: server pool without mount hand-over (%s): spawns with mounts start cold",
+                    self.handover.unavailable,
+                )
             await self._take_back()
         except BerthError as e:
             self.log.warning("Berth: no server pool: %s", e.message)
@@ -158,7 +202,16 @@ class ServerPool(LoggingConfigurable):
         ids = [pc.id for ready in self._ready.values() for pc in ready]
         for ready in self._ready.values():
             ready.clear()
-        await asyncio.gather(*(self.runtime.remove(cid) for cid in ids), return_exceptions=True)
+        await asyncio.gather(*(self._discard(cid) for cid in ids), return_exceptions=True)
+
+    async def _discard(self, container_id: str) -> None:
+        await self.runtime.remove(container_id)
+        await self.handover.release(container_id)
+
+    async def release(self, container_id: str) -> None:
+        """An adopted server is gone: unmount what it was handed (nothing for a cold one)."""
+        if self.handover.holds(container_id):
+            await self.handover.release(container_id)
 
     async def _take_back(self) -> None:
         """After a hub restart: an earlier run's waiting servers join this pool if they still answer."""
@@ -178,9 +231,10 @@ class ServerPool(LoggingConfigurable):
                     raise ValueError(f"it answered {reply}")
             except (OSError, ValueError, asyncio.TimeoutError) as e:
                 self.log.info("Berth: removing server-pool container %s of an earlier run (%s)", c.name, e)
-                await self.runtime.remove(c.id)
+                await self._discard(c.id)
                 continue
-            self._ready[c.image].append(PoolContainer(info=c, key=PoolKey(c.image), token=token, ip=c.ip))
+            self.handover.remember(c.id, c.name)
+            self._ready[c.image].append(PoolContainer(info=c, key=self._key(c.image), token=token, ip=c.ip))
             self.log.info("Berth: server-pool container %s of an earlier run is ready again", c.name)
 
     # -- state --------------------------------------------------------------------------------
@@ -208,7 +262,9 @@ class ServerPool(LoggingConfigurable):
         if spec.gpu_device_ids or spec.ipc_mode:
             return "GPU devices cannot be added to a running container"
         if spec.mounts:
-            return "mounts cannot be added to a running container"
+            why = self.handover.unfit_reason(self._targets, spec.mounts) if self._targets else "no hand-over slots"
+            if why:
+                return f"its mounts cannot be handed over: {why}"
         if not spec.command or os.path.basename(spec.command[0]) != SERVER_COMMAND or spec.entrypoint is not None:
             return f"its command is not {SERVER_COMMAND}"
         if spec.user != self.user:
@@ -237,10 +293,10 @@ class ServerPool(LoggingConfigurable):
         except Exception as e:  # whatever went wrong, the spawn goes on cold
             why = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
             self.log.warning("Berth: server-pool container %s not adopted (%s); starting cold", pc.info.name, why)
-            self._background(self.runtime.remove(pc.id))
+            self._background(self._discard(pc.id))
             return None
         except BaseException:
-            self._background(self.runtime.remove(pc.id))
+            self._background(self._discard(pc.id))
             raise
         finally:
             self._later(self.refill_delay, self._fill, spec.image)
@@ -263,7 +319,7 @@ class ServerPool(LoggingConfigurable):
                 current = (await self.runtime.docker("inspect_image", image)).get("Id")
             if pc.info.image_id and current and pc.info.image_id != current:
                 self.log.info("Berth: discarding server-pool container %s: built from an older %s", pc.info.name, image)
-                self._background(self.runtime.remove(pc.id))
+                self._background(self._discard(pc.id))
                 continue
             return pc
         return None
@@ -271,6 +327,8 @@ class ServerPool(LoggingConfigurable):
     async def _activate(self, pc: PoolContainer, spec: ContainerSpec) -> str:
         """The server's limits and network, and its activation, at once; then off the pool network and
         renamed. Returns its address on the user's network."""
+        if pc.key.targets:  # the user's files first: the server starts in its working directory
+            await self.handover.hand_over(pc.id, pc.info.name, pc.key.targets, spec.mounts)
         message = {"token": pc.token, "argv": list(spec.command[1:]), "env": dict(spec.env), "cwd": spec.working_dir}
         updated = asyncio.ensure_future(self.runtime.update_resources(pc.id, spec.resources))
         joined = asyncio.ensure_future(self.runtime.connect_network(pc.id, spec.network))
@@ -320,8 +378,12 @@ class ServerPool(LoggingConfigurable):
         if not task.cancelled() and task.exception() is not None:
             self.log.warning("Berth: server-pool background task failed: %s", task.exception())
 
+    def _key(self, image: str) -> PoolKey:
+        return PoolKey(image, targets=self._targets)
+
     def _spec(self, image: str, token: str) -> ContainerSpec:
         name = f"berth-spool-{self.site}-{secrets.token_hex(4)}"
+        slots = self.handover.slots(name, self._targets)  # empty directories the user's files are bound into
         return ContainerSpec(
             name=name,
             image=image,
@@ -341,7 +403,7 @@ class ServerPool(LoggingConfigurable):
                 **{POOL_LABEL: "1"},
             ),
             env={"BERTH_POOL_TOKEN": token, "BERTH_POOL_PORT": str(POOL_PORT)},
-            mounts=[Mount(source=LAUNCHER_DIR, target=LAUNCHER_TARGET, read_only=True)],
+            mounts=[Mount(source=LAUNCHER_DIR, target=LAUNCHER_TARGET, read_only=True), *slots],
             network=self.network,
             user=self.user,
             hostname=name[:63],
@@ -350,10 +412,12 @@ class ServerPool(LoggingConfigurable):
     async def _start_one(self, image: str) -> None:
         token = secrets.token_urlsafe(32)
         info = None
+        spec = self._spec(image, token)
         try:
-            info = await self.runtime.run(self._spec(image, token))
-            await wait_until_ready(self.runtime, info, token, self.ready_timeout)
-            pc = PoolContainer(info=info, key=PoolKey(image), token=token, ip=info.ip)
+            info = await self.runtime.run(spec)
+            self.handover.remember(info.id, spec.name)
+            await wait_ready(self.runtime, info, token, self.ready_timeout)
+            pc = PoolContainer(info=info, key=self._key(image), token=token, ip=info.ip)
         except (BerthError, OSError, ValueError, asyncio.TimeoutError) as e:
             why = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
             self.log.warning(
@@ -363,21 +427,19 @@ class ServerPool(LoggingConfigurable):
                 self.retry_delay,
             )
             self._retry_at[image] = time.monotonic() + self.retry_delay
-            if info is not None:
-                await self.runtime.remove(info.id)
+            await (self._discard(info.id) if info is not None else self.handover.release("", spec.name))
             self._later(self.retry_delay, self._fill, image)
             return
         except BaseException:
-            if info is not None:
-                await asyncio.shield(self.runtime.remove(info.id))
+            await asyncio.shield(self._discard(info.id) if info is not None else self.handover.release("", spec.name))
             raise
         finally:
             self._starting[image] -= 1
         if self._closed:
-            await self.runtime.remove(pc.id)
+            await self._discard(pc.id)
             return
         self._ready[image].append(pc)
         self._changed.set()
 
 
-__all__ = ["LAUNCHER_DIR", "ServerPool"]
+__all__ = ["LAUNCHER_DIR", "ServerMounts", "ServerPool"]

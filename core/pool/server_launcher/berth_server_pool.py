@@ -127,8 +127,8 @@ def main():
         argv = [str(a) for a in message.get("argv") or []]
         env = {str(k): str(v) for k, v in (message.get("env") or {}).items()}
         os.environ.update(env)
-        if message.get("cwd"):
-            os.chdir(message["cwd"])
+        # again by path: the user's volume was just mounted over the directory the launcher waited in
+        os.chdir(message.get("cwd") or os.getcwd())
         singleuser_main = importlib.import_module("jupyterhub.singleuser").main
     except Exception as e:  # tell the hub, which falls back to a cold spawn
         _reply(conn, status="error", message=f"{type(e).__name__}: {e}")
