@@ -186,6 +186,18 @@ class HubProcess:
                 with contextlib.suppress(docker.errors.APIError):
                     v.remove(force=True)
         client.close()
+        self._unmount_handover()
+
+    def _unmount_handover(self) -> None:
+        """Undo the mount hand-over roots of this run's pools (their containers are gone by now)."""
+        from jupyter_berth.pool.mount_handover import MountHandover
+
+        base = self.root / "berth" / "handover"
+        for site in (self.site, f"{self.site}-servers"):
+            handover = MountHandover(str(base), site)
+            with contextlib.suppress(OSError):
+                handover.clean(keep=())
+                handover.teardown()
 
     @property
     def site_label(self) -> str:

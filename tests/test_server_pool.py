@@ -1,11 +1,12 @@
 """The server pool with real parts: a JupyterHub subprocess (tests/hub_process.py), the single-user
 image, real containers and the hub's proxy.
 
-The hub keeps one server waiting (``c.ServerPool.size = 1``) with no user volume (the pool hands
-over no mounts yet: a spawn with mounts starts cold, see the pure test at the end). The tests build
-on each other in order: alice's spawn adopts the waiting server and she reaches it through the proxy
-with her token, bob's token is refused there; the pool refills; a spawn of another image starts cold;
-a hub restart takes the waiting server back; nothing is left behind.
+The hub keeps one server waiting (``c.ServerPool.size = 1``); each user's files are a named volume
+at /home/jovyan/work, handed over to the adopted server by mount propagation. The tests build on
+each other in order: alice's spawn adopts the waiting server, finds her files there and reaches it
+through the proxy with her token, bob's token is refused there; the pool refills; bob's adopted
+server sees his files and not alice's; a spawn of another image starts cold; a hub restart takes
+the waiting server back; nothing is left running or mounted.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from jupyter_berth.pool.activation import POOL_PORT, pool_request
 from jupyter_berth.pool.server_pool import ServerPool
 from jupyter_berth.resources import Resources
 from jupyter_berth.runtime.base import ContainerSpec, Mount
+from jupyter_berth.runtime.labels import creation_labels
 from tests.hub_process import HubProcess, running
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -54,8 +56,7 @@ def hub(tmp_path_factory):
         users=("alice", "bob", "teacher"),
         cpu_overcommit=4.0,
         policies=POLICIES,
-        extra='c.Spawner.poll_interval = 1\nc.BerthSpawner.user_volume = ""\nc.ServerPool.size = 1\n'
-        "c.ServerPool.refill_delay = 0.2\n",
+        extra="c.Spawner.poll_interval = 1\nc.ServerPool.size = 1\nc.ServerPool.refill_delay = 0.2\n",
     )
     with running(hub) as h:
         yield h
@@ -127,6 +128,28 @@ def server_container(hub, user: str):
     return container
 
 
+def volume_dir(hub, user: str) -> str:
+    """Where the engine keeps the user's volume (made here first, as the spawn would)."""
+    client = docker.from_env()
+    name = f"{hub.network_prefix}user-{user}"
+    try:
+        volume = client.volumes.get(name)
+    except docker.errors.NotFound:
+        volume = client.volumes.create(name, labels=creation_labels({"owner": user, "site": hub.site}))
+    return volume.attrs["Mountpoint"]
+
+
+def host_mounts_under(path: str) -> list[str]:
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(path.rstrip("/") + "/")]
+
+
+def contents(hub, user: str, token: str, path: str = "") -> httpx.Response:
+    return httpx.get(
+        f"{hub.url}/user/{user}/api/contents/{path}", headers={"Authorization": f"token {token}"}, timeout=30
+    )
+
+
 def test_the_pool_fills_at_hub_start_and_refuses_a_wrong_token(hub):
     pool = wait_pool_ready(hub)
     ((ip, token),) = pool.values()
@@ -144,6 +167,11 @@ def test_the_pool_fills_at_hub_start_and_refuses_a_wrong_token(hub):
 
 def test_a_spawn_adopts_the_waiting_server_and_only_its_user_reaches_it(hub):
     (pooled,) = wait_pool_ready(hub)
+    home = volume_dir(hub, "alice")  # as an earlier (cold) server left it: alice's files, owned by her uid
+    with open(os.path.join(home, "alice-notes.txt"), "w") as f:
+        f.write("mine")
+    for path in (home, os.path.join(home, "alice-notes.txt")):
+        os.chown(path, 1000, 100)
     r = api(hub, "POST", "/users/alice/server", json={"cpu": 0.5, "mem": "512M"})
     assert r.status_code in (201, 202), r.text
     wait_ready(hub, "alice")
@@ -165,11 +193,48 @@ def test_a_spawn_adopts_the_waiting_server_and_only_its_user_reaches_it(hub):
     assert me.json()["identity"]["name"] == "alice"
     refused = httpx.get(f"{hub.url}/user/alice/api/me", headers={"Authorization": f"token {bob}"}, timeout=30)
     assert refused.status_code == 403, refused.text
+    # her volume, handed over into the running container: she reads her file and writes a new one
+    listing = contents(hub, "alice", alice).json()
+    assert "alice-notes.txt" in [item["name"] for item in listing["content"]], listing
+    r = httpx.put(
+        f"{hub.url}/user/alice/api/contents/written.txt",
+        headers={"Authorization": f"token {alice}"},
+        json={"type": "file", "format": "text", "content": "from the server"},
+        timeout=30,
+    )
+    assert r.status_code in (200, 201), r.text
+    with open(os.path.join(volume_dir(hub, "alice"), "written.txt")) as f:
+        assert f.read() == "from the server"
 
 
 def test_the_pool_refills_after_an_adoption(hub):
     refilled = wait_pool_ready(hub)
     assert server_container(hub, "alice").id not in refilled
+
+
+def test_another_users_adopted_server_sees_only_their_own_files(hub):
+    (pooled,) = wait_pool_ready(hub)
+    name = docker.from_env().containers.get(pooled).name
+    r = api(hub, "POST", "/users/bob/server", json={"cpu": 0.25, "mem": "512M"})
+    assert r.status_code in (201, 202), r.text
+    wait_ready(hub, "bob")
+    assert server_container(hub, "bob").id == pooled
+    bob = hub.new_token("bob")
+    names = [item["name"] for item in contents(hub, "bob", bob).json()["content"]]
+    assert "alice-notes.txt" not in names and "written.txt" not in names
+    # a new user's volume (made empty by the spawn) is his to write, as a cold server's would be
+    r = httpx.put(
+        f"{hub.url}/user/bob/api/contents/first.txt",
+        headers={"Authorization": f"token {bob}"},
+        json={"type": "file", "format": "text", "content": "hello"},
+        timeout=30,
+    )
+    assert r.status_code in (200, 201), r.text
+    assert os.path.exists(os.path.join(volume_dir(hub, "bob"), "first.txt"))
+    slots = str(hub.root / "berth" / "handover" / f"{hub.site}-servers" / name)
+    assert host_mounts_under(slots) == [slots + "/0"]  # bob's volume, and only while his server runs
+    stop(hub, "bob")
+    assert host_mounts_under(slots) == []
 
 
 def test_a_spawn_of_another_image_starts_cold(hub):
@@ -210,12 +275,14 @@ def test_a_hub_restart_takes_the_waiting_server_back(hub):
     stop(hub, "alice")
 
 
-def test_nothing_is_left_but_the_waiting_server(hub):
+def test_nothing_is_left_but_the_waiting_servers_and_kernels(hub):
     from jupyter_berth.ledger import Ledger
 
     wait_pool_ready(hub)
     left = docker.from_env().containers.list(all=True, filters={"label": hub.site_label})
-    assert [c.name for c in left if not c.name.startswith(f"berth-spool-{hub.site}-")] == []
+    waiting_ones = (f"berth-spool-{hub.site}-", f"berth-pool-{hub.site}-")  # the server and kernel pools'
+    assert [c.name for c in left if not c.name.startswith(waiting_ones)] == []
+    assert host_mounts_under(str(hub.root / "berth" / "handover" / f"{hub.site}-servers")) == []
     ledger = Ledger(data_dir=str(hub.root / "berth"))
     try:
         assert [a for a in ledger.live_allocations() if a.kind == "server"] == []

@@ -84,6 +84,22 @@ class ServerMounts(PoolMounts):
         if gone:
             self.log.info("Berth: released the hand-over slots of %d server(s) that are gone", len(gone))
 
+    async def hand_over(self, container_id: str, name: str, targets, mounts, owner: str = "1000:100") -> None:
+        """As the kernel pool's, and a volume that is still empty and root's is given to ``owner`` first:
+        what the engine's copy-up does for a cold server (the image's notebook_dir belongs to the user)."""
+        uid, _, gid = owner.partition(":")
+        for m in mounts:
+            if not m.source.startswith("/"):
+                path = (await self._host_path(m)).source
+                await asyncio.to_thread(_give_if_new, path, int(uid), int(gid or uid))
+        await super().hand_over(container_id, name, targets, mounts)
+
+
+def _give_if_new(path: str, uid: int, gid: int) -> None:
+    st = os.stat(path)
+    if st.st_uid == 0 and not os.listdir(path):
+        os.chown(path, uid, gid)
+
 
 class ServerPool(LoggingConfigurable):
     """Ready single-user servers per image, adopted by :func:`jupyter_berth.servers.start_server`."""
@@ -328,7 +344,7 @@ class ServerPool(LoggingConfigurable):
         """The server's limits and network, and its activation, at once; then off the pool network and
         renamed. Returns its address on the user's network."""
         if pc.key.targets:  # the user's files first: the server starts in its working directory
-            await self.handover.hand_over(pc.id, pc.info.name, pc.key.targets, spec.mounts)
+            await self.handover.hand_over(pc.id, pc.info.name, pc.key.targets, spec.mounts, owner=spec.user)
         message = {"token": pc.token, "argv": list(spec.command[1:]), "env": dict(spec.env), "cwd": spec.working_dir}
         updated = asyncio.ensure_future(self.runtime.update_resources(pc.id, spec.resources))
         joined = asyncio.ensure_future(self.runtime.connect_network(pc.id, spec.network))
