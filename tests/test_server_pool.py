@@ -11,7 +11,6 @@ the waiting server back; nothing is left running or mounted.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import signal
@@ -86,15 +85,7 @@ def stop(hub, user: str) -> None:
 
 
 def waiting(hub) -> dict[str, tuple[str, str]]:
-    """The pool's waiting containers: ``{id: (address, token)}`` (the token read as the engine's holder can)."""
-    client = docker.from_env()
-    found = {}
-    for c in client.containers.list(filters={"label": [hub.site_label, "io.jupyter.berth.server_pool=1"]}):
-        if c.name.startswith(f"berth-spool-{hub.site}-"):
-            env = dict(e.split("=", 1) for e in c.attrs["Config"]["Env"])
-            ip = next(iter(c.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
-            found[c.id] = (ip, env["BERTH_POOL_TOKEN"])
-    return found
+    return hub.server_pool()
 
 
 def ping(ip: str, token: str) -> dict:
@@ -104,18 +95,7 @@ def ping(ip: str, token: str) -> dict:
 
 
 def wait_pool_ready(hub, n: int = 1, timeout: float = 90) -> dict[str, tuple[str, str]]:
-    """Until ``n`` waiting containers answer their token's ping with ``ready``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready = {}
-        for cid, (ip, token) in waiting(hub).items():
-            with contextlib.suppress(OSError, ValueError, TimeoutError):
-                if ping(ip, token).get("status") == "ready":
-                    ready[cid] = (ip, token)
-        if len(ready) >= n:
-            return ready
-        time.sleep(0.3)
-    raise AssertionError(f"the server pool has no {n} ready container(s) after {timeout} s\n{hub.log_tail()}")
+    return hub.wait_server_pool(n, timeout)
 
 
 def server_container(hub, user: str):
