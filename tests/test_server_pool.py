@@ -11,6 +11,7 @@ the waiting server back; nothing is left running or mounted.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import signal
@@ -26,7 +27,7 @@ from jupyter_berth.pool.server_pool import ServerPool
 from jupyter_berth.resources import Resources
 from jupyter_berth.runtime.base import ContainerSpec, Mount
 from jupyter_berth.runtime.labels import creation_labels
-from tests.hub_process import HubProcess, running
+from tests.hub_process import HubProcess, run_cell, running
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -89,8 +90,6 @@ def waiting(hub) -> dict[str, tuple[str, str]]:
 
 
 def ping(ip: str, token: str) -> dict:
-    import asyncio
-
     return asyncio.run(pool_request(ip, {"token": token, "op": "ping"}, 2.0))
 
 
@@ -185,6 +184,16 @@ def test_a_spawn_adopts_the_waiting_server_and_only_its_user_reaches_it(hub):
     assert r.status_code in (200, 201), r.text
     with open(os.path.join(volume_dir(hub, "alice"), "written.txt")) as f:
         assert f.read() == "from the server"
+    # the handed-over environment reaches the Berth service: a Berth kernel for a notebook, one cell
+    r = httpx.post(
+        f"{hub.url}/user/alice/api/sessions",
+        headers={"Authorization": f"token {alice}"},
+        timeout=120,
+        json={"path": "lab.ipynb", "type": "notebook", "name": "lab.ipynb", "kernel": {"name": "berth-python-3.11"}},
+    )
+    assert r.status_code == 201, f"{r.status_code} {r.text}\n{hub.log_tail()}\n{container.logs(tail=30).decode()}"
+    out = asyncio.run(run_cell(hub, "alice", r.json()["kernel"]["id"], "import os; print(sorted(os.listdir('.')))"))
+    assert "alice-notes.txt" in out and "written.txt" in out
 
 
 def test_the_pool_refills_after_an_adoption(hub):
