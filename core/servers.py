@@ -71,7 +71,10 @@ async def open_for_servers(s) -> None:
     await s.open()
     await s.gpus.discover_gpus()
     if s.server_pool is None and s.runtime.name == "docker":  # servers started ahead, adopted by spawns
-        s.server_pool = ServerPool(s.runtime, s.site_id, s.data_dir, parent=s)
+        image = (s.config.get("BerthSpawner") or {}).get("image")  # the hub's config: its spawner's default
+        s.server_pool = ServerPool(
+            s.runtime, s.site_id, s.data_dir, **({"default_image": image} if image else {}), parent=s
+        )
         await s.server_pool.start()
     if await s._db(s.ledger.get_node, s.node_name) is None:
         capacity = await s.refresh_capacity()

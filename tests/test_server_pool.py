@@ -198,7 +198,13 @@ def test_a_spawn_adopts_the_waiting_server_and_only_its_user_reaches_it(hub):
 
 def test_the_pool_refills_after_an_adoption(hub):
     refilled = wait_pool_ready(hub)
-    assert server_container(hub, "alice").id not in refilled
+    alice = server_container(hub, "alice")
+    assert alice.id not in refilled
+    # a user's container cannot reach a waiting server's activation port (another network, no route)
+    ((ip, _),) = refilled.values()
+    probe = f"import socket; socket.create_connection(({ip!r}, {POOL_PORT}), timeout=3); print('connected')"
+    result = alice.exec_run(["python3", "-c", probe], user="1000")
+    assert result.exit_code != 0 and b"connected" not in result.output, result.output
 
 
 def test_another_users_adopted_server_sees_only_their_own_files(hub):
@@ -305,3 +311,5 @@ def test_what_cannot_be_handed_over_starts_cold():
     assert "environment" in pool.unfit_reason(_spec(env={"JUPYTERHUB_SINGLEUSER_APP": "notebook"}))
     # the pool stays within its memory reserve
     assert ServerPool(runtime=None, site="x", size=10, idle_mem="512M", memory_reserve="1G").target == 2
+    two = ServerPool(runtime=None, site="x", size=10, idle_mem="256M", memory_reserve="1G", images=["a", "b"])
+    assert two.target == 2  # the reserve is shared among the images

@@ -58,6 +58,8 @@ SERVER_COMMAND = "jupyterhub-singleuser"
 #: Environment that decides, at import, which server jupyterhub-singleuser runs: a spawn setting it starts cold.
 IMPORT_TIME_ENV = ("JUPYTERHUB_SINGLEUSER_APP", "JUPYTERHUB_SINGLEUSER_EXTENSION")
 POOL_LABEL = "server_pool"
+#: The image pooled when neither c.ServerPool.images nor c.BerthSpawner.image says otherwise.
+DEFAULT_IMAGE = "berth/singleuser:3.11"
 
 
 class ServerMounts(PoolMounts):
@@ -113,15 +115,16 @@ class ServerPool(LoggingConfigurable):
     )
     images = List(
         Unicode(),
-        ["berth/singleuser:3.11"],
         config=True,
-        help="Server images that get a pool (a spawn with another image starts cold).",
+        help="Server images that get a pool (a spawn with another image starts cold). Default: the hub's "
+        "BerthSpawner.image (berth/singleuser:3.11 unless set).",
     )
     memory_reserve = Unicode(
         "1G",
         config=True,
         help="Host memory the waiting servers may hold in all (each is limited to idle_mem): the pool keeps at "
-        "most memory_reserve / idle_mem servers per image, whatever `size` says.",
+        "most memory_reserve / idle_mem servers, shared among its images, whatever `size` says. It is outside "
+        "the ledger: on a host sized to its limit, add it to BerthService.mem_reserved.",
     )
     handover_targets = List(
         Unicode(),
@@ -151,10 +154,13 @@ class ServerPool(LoggingConfigurable):
     activation_timeout = Float(10.0, config=True, help="Seconds an adopted container gets to answer its activation.")
     retry_delay = Float(30.0, config=True, help="Seconds before a pool whose last container failed tries again.")
 
-    def __init__(self, runtime: Runtime, site: str, data_dir: str | None = None, **kw):
+    def __init__(
+        self, runtime: Runtime, site: str, data_dir: str | None = None, default_image: str = DEFAULT_IMAGE, **kw
+    ):
         super().__init__(**kw)
         self.runtime = runtime
         self.site = site
+        self.images = list(dict.fromkeys(self.images or [default_image]))
         #: the user's volume and folders, handed over into slots of their own (never the kernel pool's)
         self.handover = ServerMounts(runtime, site, os.path.join(data_dir or ".", "handover"), self.log)
         self._targets = tuple(t for t in self.handover_targets if t.startswith("/") and t.rstrip("/"))
@@ -169,7 +175,7 @@ class ServerPool(LoggingConfigurable):
         )
         reserve = parse_memory(self.memory_reserve, "ServerPool.memory_reserve")
         #: ready containers kept per image: `size`, within the memory reserve
-        self.target = max(0, min(self.size, reserve // self._idle.mem))
+        self.target = max(0, min(self.size, reserve // (self._idle.mem * len(self.images))))
         self._ready: dict[str, deque[PoolContainer]] = {image: deque() for image in self.images}
         self._starting: dict[str, int] = dict.fromkeys(self.images, 0)
         self._retry_at: dict[str, float] = dict.fromkeys(self.images, 0.0)
