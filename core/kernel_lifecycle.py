@@ -159,6 +159,8 @@ async def finish(s, alloc, reason: str, *, stop: bool, now: bool = False, why: s
         end_reason, message = reason, why or f"the kernel was stopped ({reason})"
     if info is not None:
         await s.runtime.remove(info.id)
+        if s._pool is not None:  # an adopted pool container: unmount the files handed over to it
+            await s._pool.released(info.id)
     await s._db(
         s.ledger.release,
         alloc.id,

@@ -21,6 +21,7 @@ from . import allocation_plan
 from .errors import BerthError, EngineError
 from .kernel_launch import user_network as user_network_name
 from .kernel_launch import user_subnets
+from .pool.server_pool import ServerPool
 from .runtime import site_scope
 from .runtime.base import ContainerInfo, ContainerSpec, Mount
 from .runtime.labels import make_labels
@@ -69,6 +70,12 @@ async def open_for_servers(s) -> None:
         s.runtime = DockerRuntime()
     await s.open()
     await s.gpus.discover_gpus()
+    if s.server_pool is None and s.runtime.name == "docker":  # servers started ahead, adopted by spawns
+        image = (s.config.get("BerthSpawner") or {}).get("image")  # the hub's config: its spawner's default
+        s.server_pool = ServerPool(
+            s.runtime, s.site_id, s.data_dir, **({"default_image": image} if image else {}), parent=s
+        )
+        await s.server_pool.start()
     if await s._db(s.ledger.get_node, s.node_name) is None:
         capacity = await s.refresh_capacity()
         s.log.info(
@@ -161,7 +168,9 @@ async def start_server(s, user: str, groups, alloc, container: ServerContainer, 
         gpu_device_ids=list(devices) if container.gpu_device_request else [],
         ipc_mode=gpu_plan.ipc_mode,
     )
-    info = await s.runtime.run(spec)
+    info = await s.server_pool.adopt(spec) if s.server_pool is not None else None  # None: a cold start
+    if info is None:
+        info = await s.runtime.run(spec)
     await s._db(s.ledger.mark_running, alloc.id, info.id, image_digest=info.image_id)
     return info
 
@@ -197,6 +206,8 @@ async def release_server(
         if remove:
             await s.runtime.stop(container_id, timeout=0 if now else 5)
             await s.runtime.remove(container_id)
+        if s.server_pool is not None:  # an adopted server: unmount the user's files handed over to it
+            await s.server_pool.release(container_id)
     if alloc is not None:
         await s._db(
             s.ledger.release,

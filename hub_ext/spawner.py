@@ -125,7 +125,8 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
         config=True,
         help="Named volume with the user's files, mounted at notebook_dir (the Berth service mounts the same "
         "volume into the user's kernels). {site} is this Berth site's id, so two sites on one engine never "
-        "share a user's files; a site upgrading from 'jupyterhub-user-{username}' sets that to keep its volumes.",
+        "share a user's files; a site upgrading from 'jupyterhub-user-{username}' sets that to keep its volumes. "
+        "Empty: no volume (the server's files live and die with its container).",
     )
 
     def template_namespace(self):
@@ -332,7 +333,9 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
             image=options.image,
             command=await self.get_command(),
             env={**self.get_env(), **self._berth_env()},
-            mounts=[Mount(source=self.format_volume_name(self.user_volume, self), target=self.notebook_dir)],
+            mounts=[Mount(source=self.format_volume_name(self.user_volume, self), target=self.notebook_dir)]
+            if self.user_volume
+            else [],
             user=self.container_user,
             folders=list(options.folders or ()),
             boot_cpu=self.boot_cpu,
@@ -421,4 +424,26 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
                 await asyncio.sleep(0.2)
 
 
-__all__ = ["BerthSpawner"]
+def open_when_hub_starts() -> None:
+    """Open the Berth core as soon as the hub runs, so that the server pool fills before the first spawn.
+
+    Call it from jupyterhub_config.py (JupyterHub reads its config inside its event loop); without it the
+    core opens, and the pool starts filling, at the first spawn form or spawn.
+    """
+
+    async def opener():
+        from jupyterhub.app import JupyterHub
+
+        app = JupyterHub.instance()
+        if not (isinstance(app.spawner_class, type) and issubclass(app.spawner_class, BerthSpawner)):
+            return
+        try:
+            await app.spawner_class(config=app.config, log=app.log).core.open()
+        except BerthError as e:
+            app.log.warning("Berth: could not open the core at hub start (%s); it opens at the first spawn", e.message)
+
+    loop = asyncio.get_running_loop()
+    loop.call_soon(lambda: asyncio.ensure_future(opener()))
+
+
+__all__ = ["BerthSpawner", "open_when_hub_starts"]

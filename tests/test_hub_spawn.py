@@ -18,6 +18,7 @@ import docker
 import httpx
 import pytest
 
+from jupyter_berth.runtime.site_scope import container_name
 from tests.hub_process import HubProcess, run_cell, running
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -62,7 +63,8 @@ def hub(tmp_path_factory):
         users=("alice", "bob", "teacher", "carol"),
         cpu_overcommit=CPU_OVERCOMMIT,
         policies=POLICIES,
-        extra="c.Spawner.poll_interval = 1\n",
+        # the cold path: these tests read the container's own config (tests/test_server_pool.py: the pool)
+        extra="c.Spawner.poll_interval = 1\nc.ServerPool.size = 0\n",
     )
     with running(hub) as h:
         yield h
@@ -163,12 +165,11 @@ def test_spawn_with_options_and_a_berth_kernel_reads_its_limits(hub):
     # the class policy's default kernel request: 0.25 CPU, 256 MiB
     assert limits["mem"] == str(256 * 2**20) and limits["quota"] in ("25000", "25000 100000")
     assert limits["uid"] == 1000 and limits["cwd"] == "/home/jovyan/work"
-    kernels = [
-        c
-        for c in client.containers.list(filters={"label": ["io.jupyter.berth.kind=kernel", hub.site_label]})
-        if c.labels.get("io.jupyter.berth.owner") == "alice"
-    ]
-    networks = list(kernels[0].attrs["NetworkSettings"]["Networks"])
+    # by name: a kernel adopted from the warm pool (on by default) keeps its pool labels
+    name = container_name(hub.site, "kernel", "alice", kernel_id)
+    prefix = name.split("-kernel-")[0] + "-kernel-"
+    kernels = [c for c in client.containers.list(filters={"label": hub.site_label}) if c.name.startswith(prefix)]
+    networks = list(client.containers.get(name).attrs["NetworkSettings"]["Networks"])
     assert len(kernels) == 1 and networks == [f"{hub.network_prefix}{hub.site}-alice"]
 
 

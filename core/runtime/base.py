@@ -54,6 +54,9 @@ class Mount:
     source: str
     target: str
     read_only: bool = False
+    #: bind propagation (``"rslave"``: host mounts made under the source later appear inside; see
+    #: :mod:`jupyter_berth.pool.mount_handover`); ``None``: the engine's default (private)
+    propagation: str | None = None
 
 
 @dataclass

@@ -83,7 +83,10 @@ def validate_mount(mount: Mount) -> Mount:
 def docker_mount(mount: Mount) -> docker.types.Mount:
     """A host path (absolute source) becomes a bind mount, anything else a named volume."""
     kind = "bind" if mount.source.startswith("/") else "volume"
-    return docker.types.Mount(target=mount.target, source=mount.source, type=kind, read_only=mount.read_only)
+    propagation = mount.propagation if kind == "bind" else None
+    return docker.types.Mount(
+        target=mount.target, source=mount.source, type=kind, read_only=mount.read_only, propagation=propagation
+    )
 
 
 def host_config_kwargs(spec: ContainerSpec) -> dict:
