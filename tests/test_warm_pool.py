@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from jupyter_berth import reconcile
-from jupyter_berth.errors import RequestError
+from jupyter_berth.errors import ConflictError, RequestError
 from jupyter_berth.kernel_launch import FOLDERS_ROOT, KernelConnection, kernel_spec, user_network
 from jupyter_berth.kernels import backend
 from jupyter_berth.pool.warm_pool import PoolKey, WarmPool, parse_mount, pool_request
@@ -483,3 +483,50 @@ def test_a_fresh_install_starts_its_default_kernel_warm_through_the_sync_kernel_
 
             run_sync(cleanup)(service)
         backend._service = None
+
+
+@pytest.mark.docker
+async def test_users_volumes_and_folders_adopt_and_a_handed_over_folder_cannot_be_deleted(tmp_path, workdir):
+    """Hub-like pool (shared pool network, hand-over at the work directory and the folders): two users'
+    kernels adopt with their own mounts and folders; a folder handed to a running kernel is refused
+    deletion like a mounted one; after the kernel stops it can be deleted."""
+    data = tmp_path / "berth-data"
+    data.mkdir()
+    config = pool_config(str(data), None)
+    config.WarmPool.handover_targets = ["/home/jovyan/work", FOLDERS_ROOT]
+    service = BerthService(config=config, runtime=DockerRuntime())
+    await service.start()
+    try:
+        pool = service._pool
+        if pool.handover.unavailable:
+            pytest.skip(f"no mount hand-over here: {pool.handover.unavailable}")
+        await pool.wait_full(timeout=90)
+        waiting = ready_ids(pool)
+        view = await service.folders.create_folder("ann", (), "data")
+        homes = {}
+        for user in ("ann", "bob"):
+            homes[user] = tmp_path / f"home-{user}"
+            homes[user].mkdir()
+            os.chown(homes[user], 1000, 100)
+        launches = {}
+        for user in ("ann", "bob"):
+            launches[user] = await service.start_kernel(
+                user,
+                kernel_id=f"k-{user}",
+                request={"cpu": 0.25, "mem": "256M"},
+                cwd="/home/jovyan/work",
+                mounts=[Mount(str(homes[user]), "/home/jovyan/work")],
+                folders=["data"] if user == "ann" else [],
+            )
+            assert launches[user].container_id in waiting  # adopted, whoever the user
+            waiting = ready_ids(pool) | waiting
+        with pytest.raises(ConflictError, match="a kernel in container"):
+            await service.folders.delete_folder("ann", (), view.folder.reference)
+        await service.stop_kernel("ann", "k-ann", now=True)
+        await service.folders.delete_folder("ann", (), view.folder.reference)  # released: nothing holds it now
+        handed = pool.handover.handover
+        assert [n for n in handed.names() if handed.mounted(n)] != []  # bob's kernel still has its files
+        await service.stop_kernel("bob", "k-bob", now=True)
+        assert [n for n in handed.names() if handed.mounted(n)] == []
+    finally:
+        await cleanup(service)
