@@ -250,7 +250,7 @@ class BerthService(ManagerHost):
         runtime_choice.offer_local_image(self)
         await self.open()
         await self.gpus.discover_gpus()
-        if adopt and self.pool_size > 0:  # before the capacity: admission gives out the host less its reserve
+        if adopt and self.pool_size > 0 and self.runtime.name == "docker":  # before the capacity (less its reserve)
             self._pool = WarmPool(
                 self.runtime, self.site_id, self.data_dir, self._user_network, parent=self, size=self.pool_size,
                 images=list(self.pool_images),

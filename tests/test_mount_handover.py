@@ -17,7 +17,7 @@ import uuid
 import pytest
 
 from jupyter_berth.errors import EngineError
-from jupyter_berth.pool.mount_handover import HandoverError, MountHandover
+from jupyter_berth.pool.mount_handover import HandoverError, MountHandover, holders
 from jupyter_berth.resources import Resources
 from jupyter_berth.runtime import ContainerSpec, DockerRuntime, Mount, make_labels
 
@@ -133,7 +133,9 @@ async def test_an_adopted_container_sees_its_users_files_only_read_only_stays_re
     with pytest.raises(HandoverError, match="not at or under"):
         h.hand_over(names[1], TARGETS, [Mount(course, "/opt/elsewhere")])
 
+    assert holders(base, course) == [names[0]] and holders(base, bob_home) == [names[1]]  # who holds a folder
     h.release(names[0])
+    assert holders(base, course) == []
     assert h.mounted(names[0]) == [] and not os.path.exists(os.path.join(h.root, names[0]))
     code, out = await _sh(runtime, a.id, f"ls -A {WORK}; grep -c ' {WORK}\\| {FOLDERS}/' /proc/self/mountinfo")
     assert "notes.txt" not in out and "syllabus" not in out

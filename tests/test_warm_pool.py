@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import os
 from datetime import datetime, timezone
 from types import SimpleNamespace
@@ -12,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from jupyter_berth import reconcile
-from jupyter_berth.errors import RequestError
+from jupyter_berth.errors import ConflictError, RequestError
 from jupyter_berth.kernel_launch import FOLDERS_ROOT, KernelConnection, kernel_spec, user_network
 from jupyter_berth.kernels import backend
 from jupyter_berth.pool.warm_pool import PoolKey, WarmPool, parse_mount, pool_request
@@ -413,3 +414,119 @@ def test_parse_mount():
     assert parse_mount("/a") == Mount("/a", "/a")
     with pytest.raises(RequestError, match="source:target"):
         parse_mount("/a:/b:rx")
+
+
+@pytest.mark.docker
+def test_a_fresh_install_starts_its_default_kernel_warm_through_the_sync_kernel_manager(tmp_path, workdir, monkeypatch):
+    """Default settings (only where the data lives): the embedded service's pool is on, hands the working
+    directory over, and serves the plain synchronous KernelManager (as nbclient uses it), whose calls are the
+    only time the service's loop runs (the pool creates its containers on a thread of its own,
+    core/pool/filler.py, so that refills go on between the calls). Every start after the first adopts."""
+    import time as clock
+
+    from jupyter_client.manager import KernelManager
+    from traitlets.config import Config
+
+    kernels = tmp_path / "jupyter" / "kernels" / "berth-default"
+    kernels.mkdir(parents=True)
+    (kernels / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": ["berth-kernel", "-f", "{connection_file}"],
+                "display_name": "Berth default",
+                "language": "python",
+                "metadata": {"kernel_provisioner": {"provisioner_name": "berth", "config": {}}},
+            }
+        )
+    )
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.chdir(workdir)
+    (workdir / "hello.txt").write_text("from the host")
+    config = Config()
+    config.BerthService.data_dir = str(tmp_path / "berth-data")
+    config.UsageTracker.sample_interval = 0
+    backend._service = None
+    kinds, texts, service = [], [], None
+    try:
+        running = []
+        for i in range(4):
+            km = KernelManager(kernel_name="berth-default", config=config)
+            km.start_kernel(cwd=str(workdir), env={"BERTH_REQUEST": '{"cpu": 0.5, "mem": "256M"}'})  # as nbclient
+            service = backend._service
+            if i == 0:
+                assert service.pool_size == 2 and service._pool is not None  # on by default
+                if service._pool.handover.unavailable:
+                    pytest.skip(f"no mount hand-over here: {service._pool.handover.unavailable}")
+            launch = km.provisioner.launch
+            labels = service.runtime.client.api.inspect_container(launch.container_id)["Config"]["Labels"]
+            kinds.append(labels["io.jupyter.berth.kind"])  # an adopted container keeps its pool labels
+            running.append(km)
+            if i == 2:
+                for km in running:
+                    km.shutdown_kernel(now=True)
+            clock.sleep(4)  # the client does something else; no Berth call runs the service's loop
+        kc = km.client()  # the last one: the working directory was handed over
+        kc.start_channels()
+        kc.wait_for_ready(timeout=60)
+        reply = kc.execute_interactive("print(open('hello.txt').read())", output_hook=texts.append)
+        assert reply["content"]["status"] == "ok"
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+        assert any("from the host" in m["content"].get("text", "") for m in texts)
+        # the first start met a pool that had just begun to fill; every later one adopted
+        assert kinds == ["kernel", "pool", "pool", "pool"], kinds
+        handed = service._pool.handover.handover
+        assert [n for n in handed.names() if handed.mounted(n)] == []  # released kernels keep nothing mounted
+    finally:
+        if service is not None:
+            from jupyter_core.utils import run_sync
+
+            run_sync(cleanup)(service)
+        backend._service = None
+
+
+@pytest.mark.docker
+async def test_users_volumes_and_folders_adopt_and_a_handed_over_folder_cannot_be_deleted(tmp_path, workdir):
+    """Hub-like pool (shared pool network, hand-over at the work directory and the folders): two users'
+    kernels adopt with their own mounts and folders; a folder handed to a running kernel is refused
+    deletion like a mounted one; after the kernel stops it can be deleted."""
+    data = tmp_path / "berth-data"
+    data.mkdir()
+    config = pool_config(str(data), None)
+    config.WarmPool.handover_targets = ["/home/jovyan/work", FOLDERS_ROOT]
+    service = BerthService(config=config, runtime=DockerRuntime())
+    await service.start()
+    try:
+        pool = service._pool
+        if pool.handover.unavailable:
+            pytest.skip(f"no mount hand-over here: {pool.handover.unavailable}")
+        await pool.wait_full(timeout=90)
+        waiting = ready_ids(pool)
+        view = await service.folders.create_folder("ann", (), "data")
+        homes = {}
+        for user in ("ann", "bob"):
+            homes[user] = tmp_path / f"home-{user}"
+            homes[user].mkdir()
+            os.chown(homes[user], 1000, 100)
+        launches = {}
+        for user in ("ann", "bob"):
+            launches[user] = await service.start_kernel(
+                user,
+                kernel_id=f"k-{user}",
+                request={"cpu": 0.25, "mem": "256M"},
+                cwd="/home/jovyan/work",
+                mounts=[Mount(str(homes[user]), "/home/jovyan/work")],
+                folders=["data"] if user == "ann" else [],
+            )
+            assert launches[user].container_id in waiting  # adopted, whoever the user
+            waiting = ready_ids(pool) | waiting
+        with pytest.raises(ConflictError, match="a kernel in container"):
+            await service.folders.delete_folder("ann", (), view.folder.reference)
+        await service.stop_kernel("ann", "k-ann", now=True)
+        await service.folders.delete_folder("ann", (), view.folder.reference)  # released: nothing holds it now
+        handed = pool.handover.handover
+        assert [n for n in handed.names() if handed.mounted(n)] != []  # bob's kernel still has its files
+        await service.stop_kernel("bob", "k-bob", now=True)
+        assert [n for n in handed.names() if handed.mounted(n)] == []
+    finally:
+        await cleanup(service)

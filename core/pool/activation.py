@@ -96,6 +96,19 @@ def fixed_kinds_unfit(asked: Resources, held: Resources, whose: str = "the pool'
     return None
 
 
+async def create_ready(runtime, spec: ContainerSpec, token: str, timeout: float) -> ContainerInfo:
+    """Start a pool container and wait until its imports are done; on any failure it is removed."""
+    info = None
+    try:
+        info = await runtime.run(spec)
+        await wait_ready(runtime, info, token, timeout)
+        return info
+    except BaseException:
+        if info is not None:
+            await asyncio.shield(runtime.remove(info.id))
+        raise
+
+
 async def wait_ready(runtime, info: ContainerInfo, token: str, timeout: float) -> None:
     """Poll the activation port until the pool kernel has finished its imports."""
     if not info.ip:
@@ -185,6 +198,7 @@ __all__ = [
     "POOL_USER",
     "PoolContainer",
     "PoolKey",
+    "create_ready",
     "fixed_kinds_unfit",
     "parse_mount",
     "pool_request",

@@ -31,6 +31,7 @@ API (all blocking, fast syscalls; call them off the event loop)::
     h.clean(keep)                        # after a restart: release every container not in keep
     h.teardown()                         # a stopping service: undo setup() if no container has slots
     h.mounted(name)                      # mount points still under that container's slots
+    holders(base, path)                  # which containers (any site under base) were handed ``path``
 
 Needs: ``CAP_SYS_ADMIN`` in the engine's mount namespace (the service runs as root on the
 engine's host, as here), and the engine on the same host and mount namespace. A service that
@@ -86,6 +87,28 @@ def _mountinfo() -> list[tuple[str, str]]:
             left = line.split(" - ", 1)[0].split()
             point = left[4].replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
             out.append((point, " ".join(left[6:])))
+    return out
+
+
+def holders(base: str, path: str) -> list[str]:
+    """Containers (by slot directory name), of any site under ``base``, that were handed the directory
+    ``path`` (the same directory: device and inode), e.g. a folder someone wants to delete."""
+    try:
+        want = os.stat(path)
+    except OSError:
+        return []
+    prefix = os.path.abspath(base) + "/"
+    out = []
+    for point, _ in _mountinfo():
+        parts = point[len(prefix) :].split("/") if point.startswith(prefix) else []
+        if len(parts) < 3 or parts[0].startswith(".") or parts[1] in out:
+            continue
+        try:
+            st = os.stat(point)
+        except OSError:
+            continue
+        if (st.st_dev, st.st_ino) == (want.st_dev, want.st_ino):
+            out.append(parts[1])
     return out
 
 
@@ -250,4 +273,4 @@ class MountHandover:
         return gone
 
 
-__all__ = ["HandoverError", "MountHandover"]
+__all__ = ["HandoverError", "MountHandover", "holders"]

@@ -1,10 +1,9 @@
 """The warm pool: kernel containers started ahead of demand, adopted by a start request.
 
-A pool container runs ``berth-kernel-pool`` (baked into Berth kernel images): an
-interpreter that has already imported ipykernel, IPython and debugpy — most of a
-kernel's start — and waits on POOL_PORT for one activation. A start request that fits
-a pool (same image, same mounts, no GPU, shared memory within the pool's) takes a ready
-container instead of creating one: ``docker update`` gives it the request's CPU, memory
+A pool container runs ``berth-kernel-pool`` (in Berth kernel images): an interpreter that
+has imported ipykernel, IPython and debugpy (most of a kernel's start) and waits on POOL_PORT
+for one activation. A start that fits a pool (same image, mounts it can hand over, no GPU,
+shared memory within the pool's) takes a ready container instead of creating one: ``docker update`` gives it the request's CPU, memory
 (= memory+swap) and pids limits while the activation — the connection info (the session
 key), the working directory and the environment, authenticated with a per-container
 random token — reaches it; the kernel binds its sockets in the same process and answers.
@@ -52,11 +51,12 @@ from .activation import (
     PoolContainer,
     PoolKey,
     activate,
+    create_ready,
     parse_mount,
     pool_request,
     settle,
-    wait_ready,
 )
+from .filler import Filler
 from .pool_mounts import PoolMounts
 
 
@@ -157,6 +157,7 @@ class WarmPool(LoggingConfigurable):
         self._settling: set[asyncio.Task] = set()
         self._timers: set[asyncio.TimerHandle] = set()
         self._slots = asyncio.Semaphore(max(1, self.fill_concurrency))
+        self._filler = Filler(f"berth-pool-{site}")
         self._changed = asyncio.Event()
         self._closed = False
         self._shm = parse_memory(self.shm, "WarmPool.shm")
@@ -213,6 +214,7 @@ class WarmPool(LoggingConfigurable):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.to_thread(self._filler.close)
         ids = [pc.id for state in self._keys.values() for pc in state.ready]
         for state in self._keys.values():
             state.ready.clear()
@@ -244,9 +246,6 @@ class WarmPool(LoggingConfigurable):
     def status(self) -> dict[str, dict[str, int]]:
         """``{pool description: {"ready": n, "starting": m}}``."""
         return {k.describe(): {"ready": len(s.ready), "starting": s.starting} for k, s in self._keys.items()}
-
-    def ready_count(self) -> int:
-        return sum(len(s.ready) for s in self._keys.values())
 
     async def wait_full(self, timeout: float = 120.0) -> None:
         """Wait until every pool holds ``size`` ready containers (for tests and benchmarks)."""
@@ -466,13 +465,11 @@ class WarmPool(LoggingConfigurable):
 
     async def _start_one(self, key: PoolKey, state: _KeyState) -> None:
         token = secrets.token_urlsafe(32)
-        info = None
         spec = self._spec(key, token)
         try:
-            async with self._slots:
-                info = await self.runtime.run(spec)
-                self.handover.remember(info.id, spec.name)
-                await wait_ready(self.runtime, info, token, self.ready_timeout)
+            async with self._slots:  # created on the filler's thread: it goes on between a sync client's calls
+                info = await self._filler.run(create_ready(self.runtime, spec, token, self.ready_timeout))
+            self.handover.remember(info.id, spec.name)
             pc = PoolContainer(info=info, key=key, token=token, ip=info.ip)
         except (BerthError, OSError, ValueError, asyncio.TimeoutError) as e:
             why = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
@@ -484,14 +481,11 @@ class WarmPool(LoggingConfigurable):
                 self.retry_delay,
             )
             state.retry_at = time.monotonic() + self.retry_delay
-            if info is not None:
-                await self._discard(info.id)
-            else:
-                await self.handover.release("", spec.name)
+            await self.handover.release("", spec.name)  # (the container itself is removed already)
             self._later(self.retry_delay, self._schedule_fill, key)
             return
         except BaseException:
-            await asyncio.shield(self._discard(info.id) if info else self.handover.release("", spec.name))
+            await asyncio.shield(self.handover.release("", spec.name))
             raise
         finally:
             state.starting -= 1
