@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
 import tempfile
 import time
 import uuid
+from types import SimpleNamespace
 
 import docker
 import docker.errors
@@ -29,6 +31,8 @@ import pytest
 from traitlets.config import Config
 
 from jupyter_berth.errors import CapacityError, NotFoundError, RequestError
+from jupyter_berth.hub.spawner import BerthSpawner
+from jupyter_berth.hub.spawner_core import HubCore
 from jupyter_berth.imagebuild.singleuser import DEFAULT_SERVER_IMAGE
 from jupyter_berth.kernel_launch import user_network
 from jupyter_berth.resources import Resources
@@ -50,6 +54,7 @@ from jupyter_berth.swarm_nodes import lost_message, node_capacity
 
 from .berth_fixtures import service_config
 from .swarm_cluster import IMAGE, NODE_LABELS, REGISTRY, SwarmCluster, cluster_available
+from .swarm_hub import SPAWN_AND_RUN, SwarmHub
 
 MiB = 1024**2
 GiB = 1024**3
@@ -640,10 +645,17 @@ async def test_user_servers_are_placed_across_the_swarm_reached_over_the_overlay
         async with swarm_service(
             tmp_path, swarm_cluster, attach_containers=[proxy_name], refresh_interval=1
         ) as service:
-            # The hub process's own facade: configured like the service, opened for servers, never started.
-            hub = BerthService(config=swarm_config(service.data_dir, swarm_cluster, attach_containers=[proxy_name]))
-            await hub.open_for_servers()
+            # The hub process's core (what every BerthSpawner shares): configured like the service, opened for
+            # servers, never started.
+            core = HubCore(
+                swarm_config(service.data_dir, swarm_cluster, attach_containers=[proxy_name]),
+                logging.getLogger("hub"),
+                max_starting=4,
+                retry_interval=1,
+            )
+            hub = await core.open()
             assert isinstance(hub.runtime, SwarmRuntime) and hub.site_id == service.site_id
+            BerthSpawner._core = core
             ann_srv, ann_info, ann_url = await _spawn(hub, ann, 0.25)  # first fit: the manager (0.5 for Berth)
             ann_k1 = await service.start_kernel(ann, kernel_id=f"a1-{RUN}", request={"cpu": 0.25, "mem": "256M"})
             bob_srv, bob_info, bob_url = await _spawn(hub, bob, 0.5)  # the manager is full: the worker
@@ -658,6 +670,11 @@ async def test_user_servers_are_placed_across_the_swarm_reached_over_the_overlay
                 ann_k2.kernel_id: W1,
             }
             assert (ann_info.node, bob_info.node) == (MGR, W1)  # Swarm ran each server where admission put it
+            # The hub's poll sees bob's server running on the worker (DockerSpawner's own poll asks the hub's engine
+            # for a container of that name, finds none, and would report the server stopped).
+            bob_spawner = BerthSpawner(user=SimpleNamespace(name=bob, groups=[]), config=Config(), name="")
+            bob_spawner.object_name, bob_spawner.object_id = hub.server_container_name(bob, f"{bob}/"), bob_info.id
+            assert await bob_spawner.poll() is None
             with contextlib.closing(mgr_node.client()) as mgr:
                 task = mgr.api.tasks(filters={"service": bob_info.id})[0]
                 assert task["Spec"]["Resources"]["Limits"]["NanoCPUs"] == 500_000_000  # no boot boost on Swarm
@@ -699,6 +716,7 @@ async def test_user_servers_are_placed_across_the_swarm_reached_over_the_overlay
             assert notice and W1 in notice and "lost" in notice, notice
             assert await hub.live_server_allocation(bob_srv.id) is None
             assert await hub.server_alive(bob_info.id) is not True
+            assert await bob_spawner.poll() == 0  # the hub learns the server is gone
             live = {a.subject for a in await service._db(service.ledger.live_allocations)}
             assert live == {f"{ann}/", ann_k1.kernel_id}
             assert await hub.server_alive(ann_info.id) is True
@@ -711,6 +729,7 @@ async def test_user_servers_are_placed_across_the_swarm_reached_over_the_overlay
             assert not await service._db(service.ledger.live_allocations)
             await hub.close()
     finally:
+        BerthSpawner._core = None
         with contextlib.closing(mgr_node.client()) as mgr, contextlib.suppress(docker.errors.APIError):
             mgr.api.remove_container(proxy.id, force=True)
         if not swarm_cluster._answers(worker):  # the next tests need the worker back, its lost tasks removed
@@ -721,6 +740,78 @@ async def test_user_servers_are_placed_across_the_swarm_reached_over_the_overlay
             while w1.api.containers(all=True, filters={"label": "io.jupyter.berth.managed=1"}):
                 assert time.monotonic() < deadline, "Swarm did not remove the lost server's and kernels' containers"
                 await asyncio.sleep(0.5)
+
+
+HUB_POLICY = {"max_cpu": 2, "max_mem": "2G", "max_kernels": 4, "default": {"cpu": 0.25, "mem": "256M"}}
+
+
+def _live(data_dir: str) -> dict:
+    """``{(owner, kind): node}`` of the live allocations in the hub's ledger."""
+    from jupyter_berth.ledger import Ledger
+
+    ledger = Ledger(None, data_dir=data_dir)
+    try:
+        return {(a.owner, a.kind): a.node for a in ledger.live_allocations()}
+    finally:
+        ledger.close()
+
+
+@pytest.mark.swarm
+@pytest.mark.docker
+@pytest.mark.timeout(900)
+def test_a_real_jupyterhub_runs_two_users_servers_on_different_nodes_and_loses_one_with_its_node(
+    swarm_cluster, tmp_path
+):
+    """JupyterHub, its proxy and the Berth service (this checkout) in a container's network namespace on the
+    manager (tests/swarm_hub.py); users' servers and kernels on the swarm, cells run through the proxy."""
+    if DEFAULT_SERVER_IMAGE not in swarm_cluster.image_ids:
+        pytest.skip(f"{DEFAULT_SERVER_IMAGE} is not built on this host (berth images bootstrap --recipe singleuser)")
+    ann, bob = f"ann{RUN}", f"bob{RUN}"
+    worker = swarm_cluster.workers[0]
+    hub = SwarmHub(tmp_path / "hub", swarm_cluster, run=RUN, users=(ann, bob), policy=HUB_POLICY)
+    data_dir = str(tmp_path / "hub" / "berth")
+    hub.start()
+    try:
+        ran = {user: hub.client(SPAWN_AND_RUN.format(user=user, port=hub.port)) for user in (ann, bob)}
+        for user, result in ran.items():
+            assert result["status"] == 200 and result["cell"].startswith("42 "), (user, result)
+        # Each server where admission put it (the manager has 0.5 CPU for Berth: ann's server and kernel), the
+        # kernels beside them.
+        assert _live(data_dir) == {(ann, "server"): MGR, (ann, "kernel"): MGR, (bob, "server"): W1, (bob, "kernel"): W1}
+        swarm_cluster.crash(worker)
+        swarm_cluster.wait_node_state(worker, "down", timeout=60)
+        gone = hub.client(
+            f"""
+            deadline = time.monotonic() + 60
+            while (httpx.get(API + "/users/{bob}", headers=H, timeout=30).json().get("servers") or {{}}):
+                assert time.monotonic() < deadline, "the hub still lists bob's server"
+                time.sleep(1)
+            ann = httpx.get(URL + "/user/{ann}/api/status", headers=H, timeout=30)
+            print(json.dumps({{"ann_status": ann.status_code}}))
+            """
+        )
+        assert gone == {"ann_status": 200}  # bob's server is gone from the hub; ann's still answers
+        assert _live(data_dir) == {(ann, "server"): MGR, (ann, "kernel"): MGR}
+        from jupyter_berth.ledger import Ledger
+
+        ledger = Ledger(None, data_dir=data_dir)
+        try:
+            lost = {r.kind: r for r in ledger.usage_records(owner=bob)}
+        finally:
+            ledger.close()
+        for kind in ("server", "kernel"):
+            assert lost[kind].end_reason == "lost" and W1 in lost[kind].message, (kind, lost[kind].message)
+    finally:
+        print(hub.log_tail(60))
+        hub.stop()
+        if not swarm_cluster._answers(worker):
+            swarm_cluster.start_daemon(worker)
+        swarm_cluster.wait_node_state(worker, "ready", timeout=60)
+        with contextlib.closing(worker.client()) as w1:
+            deadline = time.monotonic() + 60
+            while w1.api.containers(all=True, filters={"label": "io.jupyter.berth.managed=1"}):
+                assert time.monotonic() < deadline, "Swarm did not remove the lost server's and kernel's containers"
+                time.sleep(0.5)
 
 
 @pytest.mark.swarm
