@@ -171,6 +171,14 @@ def test_named_volumes_carry_their_labels_and_the_shared_driver_to_whichever_nod
         asyncio.run(runtime.ensure_volume("bad/name"))
 
 
+def test_overlay_candidates_skip_subnets_other_networks_hold():
+    from jupyter_berth.runtime.networks import free_subnets
+
+    candidates = ["10.214.1.0/26", "10.214.2.0/26", "10.214.3.0/26"]
+    assert free_subnets(candidates, ["10.214.1.0/26", "10.214.2.0/24"]) == ["10.214.3.0/26"]
+    assert free_subnets(candidates, []) == candidates
+
+
 def test_node_labels_cap_what_berth_may_allot():
     node = {"cpu": 8.0, "mem": 32 * GiB, "labels": {"berth.cpu": "6", "berth.mem": "16G"}}
     assert node_capacity(node, cpu_overcommit=1.0, mem_reserved=512 * MiB) == (6.0, 16 * GiB)
@@ -558,6 +566,25 @@ async def test_a_worker_that_stops_mid_run_turns_its_kernels_lost_and_releases_t
                 assert time.monotonic() < deadline, "Swarm did not remove the lost kernel's container"
                 await asyncio.sleep(0.5)
         await service.stop_kernel(user, on_manager.kernel_id, now=True)
+
+
+@pytest.mark.swarm
+@pytest.mark.docker
+async def test_one_user_name_on_two_sites_gets_two_overlay_subnets(swarm_cluster):
+    """Swarm accepts an overlapping overlay network and never allocates it (the allocator finds the overlap
+    later): the same user on two sites (same first candidate subnet) must get two subnets."""
+    runtime = SwarmRuntime(manager_url=swarm_cluster.manager.url)
+    owner = f"dee-{RUN}"
+    names = [f"berth-u-s{i}{RUN}-dee" for i in (1, 2)]
+    try:
+        ids = [await runtime.ensure_network(n, {"owner": owner, "site": f"s{i}{RUN}"}) for i, n in zip((1, 2), names)]
+        with contextlib.closing(swarm_cluster.manager.client()) as mgr:
+            subnets = [mgr.api.inspect_network(i)["IPAM"]["Config"][0]["Subnet"] for i in ids]
+        assert subnets[0] != subnets[1] and subnets[0] == runtime.overlay_subnets(owner)[0], subnets
+    finally:
+        for n in names:
+            await runtime.remove_network(n)
+        runtime.close()
 
 
 SERVER_PORT = 8888

@@ -34,7 +34,7 @@ from .labels import creation_labels
 
 log = logging.getLogger(__name__)
 #: Tries of one attachment when the manager misses its deadline.
-ATTACH_ATTEMPTS = 3
+ATTACH_ATTEMPTS = 6
 
 
 def attach_sync(api, network_id: str, containers: list[str]) -> list[str]:
@@ -59,12 +59,14 @@ def attach_sync(api, network_id: str, containers: list[str]) -> list[str]:
             except docker.errors.APIError as e:
                 if "already exists" in str(e):  # a concurrent attach of the same container
                     break
-                # The manager allocates a network attachment for a standalone container; on a loaded manager
-                # that can miss the engine's own deadline ("context deadline exceeded"): try again.
-                if "deadline exceeded" not in str(e) or attempt == ATTACH_ATTEMPTS:
+                # The manager allocates a network attachment for a standalone container. On a loaded manager that
+                # can miss the engine's own deadline ("context deadline exceeded"), and a network made a moment
+                # ago can still be unknown to the engine's network controller ("not found"): try again.
+                transient = "deadline exceeded" in str(e) or isinstance(e, docker.errors.NotFound)
+                if not transient or attempt == ATTACH_ATTEMPTS:
                     raise
-                log.info("attaching %s to network %s timed out (attempt %d); retrying", name, network_id, attempt)
-                time.sleep(1.0)
+                log.info("attaching %s to network %s failed (attempt %d: %s); retrying", name, network_id, attempt, e)
+                time.sleep(0.5 * attempt)
         done.append(name)
     return done
 
