@@ -699,7 +699,7 @@ async def test_user_servers_are_placed_across_the_swarm_reached_over_the_overlay
             assert (ann_info.node, bob_info.node) == (MGR, W1)  # Swarm ran each server where admission put it
             # The hub's poll sees bob's server running on the worker (DockerSpawner's own poll asks the hub's engine
             # for a container of that name, finds none, and would report the server stopped).
-            bob_spawner = BerthSpawner(user=SimpleNamespace(name=bob, groups=[]), config=Config(), name="")
+            bob_spawner = BerthSpawner(user=SimpleNamespace(name=bob, groups=[]), config=Config())
             bob_spawner.object_name, bob_spawner.object_id = hub.server_container_name(bob, f"{bob}/"), bob_info.id
             assert await bob_spawner.poll() is None
             with contextlib.closing(mgr_node.client()) as mgr:
