@@ -7,8 +7,11 @@ admission or the engine itself. A server is admitted like a kernel (an allocatio
 the same totals), runs with the same isolation on the user's own network, and is released once,
 with a last usage sample and a reason the user reads on the next spawn form.
 
-The hub process opens the service with :func:`open_for_servers` (the ledger, the local engine,
-this host's GPUs) but never *starts* it: reconcile and sampling are the hub's Berth service's job.
+The hub process opens the service with :func:`open_for_servers` (the ledger, the local engine or
+the swarm, this host's GPUs) but never *starts* it: reconcile and sampling are the hub's Berth
+service's job. On Swarm a server is placed like a kernel (admission picks the node, the service
+is pinned to it) and the hub reaches it over the user's overlay network
+(:mod:`.runtime.swarm_access`).
 """
 
 from __future__ import annotations
@@ -22,9 +25,11 @@ from .errors import BerthError, EngineError
 from .kernel_launch import user_network as user_network_name
 from .kernel_launch import user_subnets
 from .pool.server_pool import ServerPool
+from .runtime import choice as runtime_choice
 from .runtime import site_scope
 from .runtime.base import ContainerInfo, ContainerSpec, Mount
 from .runtime.labels import make_labels
+from .runtime.swarm_spec import NODE_LABEL
 
 #: Image label that marks single-user server images (``kind=server``).
 SERVER_KIND_LABEL = "io.jupyter.berth.kind=server"
@@ -63,11 +68,12 @@ async def user_network(s, user: str, ports: list[int] | None = None) -> str:
 
 
 async def open_for_servers(s) -> None:
-    """Open the ledger and this host's engine; register this host if the service has not yet."""
+    """Open the ledger and the engine (``runtime_kind`` "swarm": the swarm, whose nodes are recorded now);
+    register this host if the service has not yet."""
     if s.runtime is None:
         from .runtime.docker import DockerRuntime
 
-        s.runtime = DockerRuntime()
+        s.runtime = await runtime_choice.choose(s) if s.runtime_kind == "swarm" else DockerRuntime()
     await s.open()
     await s.gpus.discover_gpus()
     if s.server_pool is None and s.runtime.name == "docker":  # servers started ahead, adopted by spawns
@@ -76,7 +82,7 @@ async def open_for_servers(s) -> None:
             s.runtime, s.site_id, s.data_dir, **({"default_image": image} if image else {}), parent=s
         )
         await s.server_pool.start()
-    if await s._db(s.ledger.get_node, s.node_name) is None:
+    if s._multi_node or await s._db(s.ledger.get_node, s.node_name) is None:
         capacity = await s.refresh_capacity()
         s.log.info(
             "Berth: registered host %s (%s CPU, %s bytes) before the service did",
@@ -112,8 +118,9 @@ async def server_notice(s, user: str, subject: str) -> str | None:
 
 
 async def reserve_server(s, user: str, groups, *, policy, subject: str, resources, image: str):
-    """Check the policy and reserve the server's allocation on this host (atomically, as a kernel's)."""
-    return await allocation_plan.reserve(  # on this host even on a multi-node site (the hub's host)
+    """Check the policy and reserve the server's allocation (atomically, as a kernel's): on this host, or on
+    the node admission picks on a multi-node site (Swarm), like a kernel."""
+    return await allocation_plan.reserve(
         s,
         owner=user,
         groups=groups,
@@ -122,7 +129,7 @@ async def reserve_server(s, user: str, groups, *, policy, subject: str, resource
         kind="server",
         subject=subject,
         image=image,
-        this_host=True,
+        this_host=False,
     )
 
 
@@ -142,8 +149,8 @@ async def start_server(s, user: str, groups, alloc, container: ServerContainer, 
         mounts.append(Mount(source=source, target=m.target, read_only=m.read_only))
     if container.folders:
         mounts += await s.folders.folder_mounts(user, groups, list(container.folders))
-    # Not allocation_plan.place: a server is never pinned by node label (reserved on this host) and
-    # passes its GPU devices only when its container asks for them (gpu_device_request).
+    # Not allocation_plan.place: a server passes its GPU devices only when its container asks for them
+    # (gpu_device_request); on a multi-node site it is pinned to admission's node below, like a kernel.
     devices, gpu_env, gpu_mounts, gpu_plan = s.gpus.gpu_container(alloc.gpu_devices)
     labels = make_labels(
         owner=user,
@@ -154,11 +161,13 @@ async def start_server(s, user: str, groups, alloc, container: ServerContainer, 
         image_ref=container.image,
         server_name=container.server_name,
     )
+    if s._multi_node:
+        labels[NODE_LABEL] = alloc.node
     spec = ContainerSpec(
         name=container.name,
         image=container.image,
         command=list(container.command),
-        resources=alloc.resources.replace(cpu=max(alloc.resources.cpu, container.boot_cpu)),
+        resources=alloc.resources.replace(cpu=max(alloc.resources.cpu, _boot_cpu(s, container))),
         labels=labels,
         env={**container.env, **gpu_env},
         mounts=mounts + gpu_mounts,
@@ -180,9 +189,16 @@ async def server_state(s, container: str) -> ContainerInfo | None:
     return await s.runtime.inspect(container) if s.runtime is not None else None
 
 
+def _boot_cpu(s, container: ServerContainer) -> float:
+    """The boot boost: none on a multi-node site (Swarm reserves a task's limits and would replace the task to
+    lower them, restarting the server)."""
+    return 0.0 if s._multi_node else container.boot_cpu
+
+
 async def end_server_boost(s, alloc, container_id: str) -> None:
-    """The server answers: its CPU quota drops from the boot boost to its allocation's."""
-    await s.runtime.update_resources(container_id, alloc.resources)
+    """The server answers: its CPU quota drops from the boot boost to its allocation's (none given on Swarm)."""
+    if not s._multi_node:
+        await s.runtime.update_resources(container_id, alloc.resources)
 
 
 async def server_alive(s, container_id: str | None) -> bool | str:
@@ -233,7 +249,7 @@ async def stop_orphan_kernels(s, user: str) -> list[str]:
     if any(a.kind == "server" for a in live):
         return []
     stopped = []
-    for alloc in (a for a in live if a.kind == "kernel" and a.node == s.node_name):
+    for alloc in (a for a in live if a.kind == "kernel" and (s._multi_node or a.node == s.node_name)):
         try:
             await s._finish(alloc, "server_stopped", stop=True, now=True)
             stopped.append(alloc.subject)

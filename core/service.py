@@ -451,7 +451,7 @@ class BerthService(ManagerHost):
         return site_scope.container_name(self.site_id, "server", user, subject)
 
     async def reserve_server(self, user: str, groups=(), *, policy, subject: str, resources: Resources, image: str):
-        """Check ``policy`` and reserve a server's allocation on this host; the allocation."""
+        """Check ``policy`` and reserve a server's allocation (this host, or the Swarm node admission picks); the allocation."""
         return await servers.reserve_server(
             self, user, groups, policy=policy, subject=subject, resources=resources, image=image
         )
@@ -480,7 +480,7 @@ class BerthService(ManagerHost):
         return await servers.live_server_allocation(self, alloc_id)
 
     async def stop_orphan_kernels(self, user: str) -> list[str]:
-        """Stop the user's kernels on this host if the user has no server left; the kernel ids stopped."""
+        """Stop the user's kernels (on this host, or anywhere on Swarm) if the user has no server left; the kernel ids stopped."""
         return await servers.stop_orphan_kernels(self, user)
 
     # ---- reconcile and usage ----------------------------------------------------------------
