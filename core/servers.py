@@ -48,6 +48,11 @@ class ServerContainer:
     boot_cpu: float = 0.0  #: CPU quota while the server boots (0: the allocation's from the start)
     gpu_device_request: bool = True  #: hand granted GPUs over as a device request (else environment only)
     server_name: str | None = None  #: a named server's name
+    #: DockerSpawner's extra_host_config / extra_create_kwargs, merged after the hardening (runtime/extra_config.py)
+    extra_host_config: dict = field(default_factory=dict)
+    extra_create: dict = field(default_factory=dict)
+    networks: list[str] = field(default_factory=list)  #: networks joined besides the user's (network_name)
+    post_start_cmd: list[str] | str | None = None  #: run in the container once it started (DockerSpawner's)
 
 
 async def user_network(s, user: str, ports: list[int] | None = None) -> str:
@@ -160,10 +165,26 @@ async def start_server(s, user: str, groups, alloc, container: ServerContainer, 
         hostname=container.name[:63],
         gpu_device_ids=list(devices) if container.gpu_device_request else [],
         ipc_mode=gpu_plan.ipc_mode,
+        extra_host_config=dict(container.extra_host_config),
+        extra_create=dict(container.extra_create),
     )
     info = await s.runtime.run(spec)
     await s._db(s.ledger.mark_running, alloc.id, info.id, image_digest=info.image_id)
+    for extra in container.networks:  # an admin's network (DockerSpawner's network_name), besides the user's
+        await s.runtime.connect_network(info.id, extra)
+    if container.post_start_cmd:
+        await _post_start(s, info.id, container)
     return info
+
+
+async def _post_start(s, container_id: str, container: ServerContainer) -> None:
+    """DockerSpawner's ``post_start_cmd``: run in the started container as its user; its output is logged."""
+    try:
+        exec_id = await s.runtime.docker("exec_create", container_id, container.post_start_cmd, user=container.user)
+        out = await s.runtime.docker("exec_start", exec_id)
+        s.log.info("Berth: post_start_cmd in %s: %s", container.name, (out or b"").decode(errors="replace")[-400:])
+    except BerthError as e:
+        s.log.warning("Berth: post_start_cmd in %s failed: %s", container.name, e.log_message or e.message)
 
 
 async def server_state(s, container: str) -> ContainerInfo | None:
@@ -194,8 +215,8 @@ async def release_server(
     usage = None
     if container_id and s.runtime is not None:
         usage = await s.runtime.usage(container_id)
-        if remove:
-            await s.runtime.stop(container_id, timeout=0 if now else 5)
+        await s.runtime.stop(container_id, timeout=0 if now else 5)
+        if remove:  # else kept, stopped, until the server starts again (DockerSpawner's remove=False)
             await s.runtime.remove(container_id)
     if alloc is not None:
         await s._db(

@@ -76,7 +76,7 @@ class ServerLifecycleMixin:
     async def stop(self, now=False):
         await self._restore()
         reason, message = self._why_stopped()
-        await self._release(reason, message, remove=True, now=now)
+        await self._release(reason, message, remove=self.remove, now=now)
         await self._stop_orphan_kernels()
         self.object_id = ""
         self.clear_state()
