@@ -229,21 +229,25 @@ async def release_server(
         )
 
 
-async def stop_orphan_kernels(s, user: str) -> list[str]:
-    """Stop the user's kernels on this host once the user has no server left; the kernel ids stopped.
+async def stop_orphan_kernels(s, user: str, server: str | None = None) -> list[str]:
+    """Stop the kernels of ``user``'s stopped hub server ``server`` ("" the default one) on this host.
 
     The server shuts its kernels down itself when it gets SIGTERM, through the Berth service; this
-    catches what remains (a server killed at the timeout, a service that was down). Only when the
-    user has no other server running (named servers share their kernels' owner, and the ledger
-    cannot tell whose kernel is whose).
+    catches what remains (a server killed at the timeout, a service that was down). A kernel belongs
+    to the server that started it (``server_scope``); kernels recorded without a server are stopped
+    only once the user has no server left. ``server=None``: every kernel, once no server is left.
     """
     if s.ledger is None:
         return []
     live = await s._db(s.ledger.live_allocations, owner=user)
-    if any(a.kind == "server" for a in live):
-        return []
+    none_left = not any(a.kind == "server" for a in live)
     stopped = []
     for alloc in (a for a in live if a.kind == "kernel" and a.node == s.node_name):
+        if not (
+            (server is not None and alloc.server is not None and alloc.server == server)
+            or (none_left and (server is None or alloc.server is None))
+        ):
+            continue
         try:
             await s._finish(alloc, "server_stopped", stop=True, now=True)
             stopped.append(alloc.subject)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 
+from jupyter_berth import server_scope
 from jupyter_berth.service import BerthService, standalone_user
 
 _service: BerthService | None = None
@@ -74,6 +75,7 @@ def hub_service_backend(**kw):
         return None
     from jupyter_berth.kernels.remote import RemoteBackend
 
+    kw.setdefault("server", server_scope.from_env(os.environ))  # JUPYTERHUB_SERVER_NAME: whose kernels
     return RemoteBackend(url, token=os.environ.get("JUPYTERHUB_API_TOKEN", ""), **kw)
 
 
