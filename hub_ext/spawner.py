@@ -54,6 +54,7 @@ from .spawn_form import ServerOptions, options_from_form, render_form, resolve_o
 from .spawn_queue import QueueTimeout, Ticket
 from .spawner_core import HubCore, wait_for_http
 from .spawner_lifecycle import ServerLifecycleMixin
+from .usage_templates import cached_environment
 
 
 def _refusal(e: BerthError, reason: str) -> SpawnException:
@@ -278,7 +279,9 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
     async def get_options_form(self):
         if self.options_form:  # an admin's own form wins
             return await super().get_options_form()
-        return render_form(await self._context())
+        # c.BerthHubService.template_paths (the Berth config the hub loads): the usage pages' override path
+        paths = tuple(self.config.get("BerthHubService", {}).get("template_paths", None) or ())
+        return render_form(await self._context(), cached_environment(paths))
 
     @staticmethod
     async def _apply_berth_options(spawner: BerthSpawner, user_options: dict) -> None:

@@ -117,6 +117,7 @@ class HubCore:
             gpu=await self.gpu_offer(),
             hide_missing_gpu=hide_missing_gpu,
             notice=await self.last_notice(user, subject),
+            profiles=tuple(s.profiles.for_user(groups, "server")),
         )
 
 
