@@ -145,11 +145,6 @@ def test_a_chosen_profile_decides_image_and_resources_and_is_checked_like_a_requ
     with pytest.raises(PolicyError, match="max_cpu"):
         resolve_options({"profile": "huge"}, _ctx())  # chosen over a limit: refused, naming it
     greedy = _ctx(
-        profiles=tuple(
-            p if p.slug != "small" else p.__class__(**{**p.__dict__, "default": False}) for p in _ctx().profiles
-        )
-    )
-    greedy = _ctx(
         profiles=tuple(parse_profile_list([{"display_name": "G", "default": True, "resources": {"mem": "8G"}}]))
     )
     assert resolve_options({}, greedy).resources.mem == 2 * 2**30  # an implied default over a limit: clamped
