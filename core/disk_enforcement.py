@@ -2,8 +2,11 @@
 
 :func:`enforce` runs after every usage-sampling round (``FairShare.apply_usage_rules``), and does
 its work at most every ``c.UsageTracker.disk_interval`` seconds (measuring a writable layer walks
-its files). Only when the runtime's disk mode is ``measured`` (``runtime/disk_quota.py``): an engine
-that enforces the limit makes a write over it fail in the kernel, and there is nothing to stop.
+its files), on every runtime that can measure a container's layer (``runtime/disk_quota.py``). In
+``measured`` mode this is what holds kernels to their limit. In ``enforced`` mode the engine makes a
+write over the container's quota fail, and the measurement only catches a container whose quota is
+larger than its grant (a warm-pool container made with the default limit, adopted by a kernel granted
+less).
 
 For each running kernel and server on this service's hosts:
 
@@ -26,7 +29,7 @@ from .budget_enforcement import record_notice
 from .errors import NotFoundError
 from .ledger.models import RUNNING
 from .resources import format_bytes
-from .runtime.disk_quota import MEASURED
+from .runtime.disk_quota import NONE
 
 #: End reason of a kernel or server stopped for writing more than its disk limit.
 DISK_REASON = "disk"
@@ -41,7 +44,7 @@ def over_message(written: int, limit: int) -> str:
 
 async def enforce(service, now: float | None = None) -> list[tuple[str, str, str]]:
     """Measure, warn and stop as the module doc says; ``[(action, subject, rule), ...]`` for this round."""
-    if (await service.runtime.disk_mode()).mode != MEASURED:
+    if (await service.runtime.disk_mode()).mode == NONE:
         return []
     now = time.monotonic() if now is None else now
     state = service.__dict__.setdefault("_disk_rounds", {"last": None, "over_since": {}})

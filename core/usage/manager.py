@@ -90,15 +90,13 @@ class UsageTracker(AreaManager):
         if self.sample_interval > 0 and self._sampler is None:
             self._sampler = asyncio.ensure_future(self._sample_loop())
         if self.runtime is not None:  # how disk limits hold here: detected (and logged) at start, not at first use
-            self._disk_probe = asyncio.ensure_future(self._log_disk_mode())
+            self._disk_probe = asyncio.ensure_future(self._detect_disk_mode())
 
-    async def _log_disk_mode(self) -> None:
+    async def _detect_disk_mode(self) -> None:
         try:
-            mode = await self.runtime.disk_mode()
+            await self.runtime.disk_mode()  # logs "Berth disk limits: <mode>, because …" (runtime/disk_quota.py)
         except BerthError as e:
             self.log.warning("Berth disk limits: unknown, the engine did not answer (%s)", e.message)
-            return
-        self.log.info("Berth disk limits: %s (%s)", mode.mode, mode.why)
 
     def stop_sampling(self) -> None:
         if self._sampler is not None:
