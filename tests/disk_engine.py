@@ -25,10 +25,11 @@ import time
 import docker
 
 IMAGE = "berth/python:3.11"
-#: file system → (mkfs command, mount options, storage driver)
+#: file system → (mkfs command, mount options, storage driver, command after mounting)
 FILESYSTEMS = {
-    "xfs": (["mkfs.xfs", "-q", "-f"], "loop,pquota", "overlay2"),
-    "btrfs": (["mkfs.btrfs", "-q", "-f"], "loop", "btrfs"),
+    "xfs": (["mkfs.xfs", "-q", "-f"], "loop,pquota", "overlay2", "true"),
+    # quotas on before the engine writes anything: enabled later, btrfs rescans and does not hold limits meanwhile
+    "btrfs": (["mkfs.btrfs", "-q", "-f"], "loop", "btrfs", "btrfs quota enable"),
 }
 
 
@@ -67,7 +68,7 @@ class QuotaEngine:
         return ""
 
     def start(self, size: str = "3G", timeout: float = 30) -> None:
-        mkfs, options, driver = FILESYSTEMS[self.fs]
+        mkfs, options, driver, after = FILESYSTEMS[self.fs]
         os.makedirs(f"{self.dir}/root", exist_ok=True)
         image = f"{self.dir}/fs.img"
         subprocess.run(["truncate", "-s", size, image], check=True)
@@ -75,7 +76,8 @@ class QuotaEngine:
         with open(f"{self.dir}/daemon.json", "w") as f:
             f.write("{}")  # never the host's /etc/docker/daemon.json
         script = (
-            f'mount -o {options} "{image}" "{self.dir}/root" || {{ echo "MOUNT FAILED: $(dmesg | tail -n 2)"; exit 3; }}\n'
+            f'mount -o {options} "{image}" "{self.dir}/root" || {{ echo "MOUNT FAILED: $(dmesg | tail -n 5 | grep -iE "xfs|btrfs" | tail -n 1)"; exit 3; }}\n'
+            f'{after} "{self.dir}/root"\n'
             f'exec dockerd --config-file "{self.dir}/daemon.json" --data-root "{self.dir}/root/docker" '
             f'--exec-root "{self.dir}/exec" --pidfile "{self.dir}/docker.pid" -H "{self.url}" '
             f"--storage-driver {driver} --log-level warn\n"

@@ -21,7 +21,7 @@ from jupyter_berth.errors import PolicyError, RequestError
 from jupyter_berth.policies import PolicySpec, resolve
 from jupyter_berth.resources import MIN_DISK, Resources, kinds_json
 from jupyter_berth.runtime.base import ContainerSpec
-from jupyter_berth.runtime.disk_quota import DISK_QUOTA, MEASURED, UNBOUNDED, detect
+from jupyter_berth.runtime.disk_quota import DISK_QUOTA, ENFORCED, MEASURED, UNBOUNDED, detect
 from jupyter_berth.runtime.hardening import host_config_kwargs
 
 from .image_fixtures import run_code
@@ -152,3 +152,76 @@ async def test_a_kernel_writing_over_its_limit_is_warned_then_stopped_when_measu
         assert "the kernel is stopped in 2 s unless it frees" in notices[1]["message"]
     finally:
         await close_test_service(service)
+
+
+FILL = """
+import errno, os
+mib = b'x' * 2**20
+n = 0
+try:
+    with open('/tmp/fill', 'wb') as f:
+        for n in range(1, 201):
+            f.write(mib)
+            f.flush()
+            os.fsync(f.fileno())
+            if n == 32:
+                print('wrote 32 MiB', flush=True)
+    print('no error after', n, 'MiB', flush=True)
+except OSError as e:
+    print('refused at', n, 'MiB:', errno.errorcode.get(e.errno, e.errno), flush=True)
+"""
+
+
+@pytest.fixture(params=["xfs", "btrfs"])
+def quota_engine(request):
+    """An engine of this test's own on a loop file system with quotas (tests/disk_engine.py)."""
+    from .disk_engine import FILESYSTEMS, EngineDidNotStart, QuotaEngine, unsupported
+
+    fs = request.param
+    why = unsupported(fs)
+    if why:
+        pytest.skip(f"{fs}: {why}")
+    engine = QuotaEngine(fs)
+    try:
+        try:
+            engine.start()
+        except EngineDidNotStart as e:
+            if "MOUNT FAILED" in str(e):
+                line = next(x for x in str(e).splitlines() if "MOUNT FAILED" in x)
+                pytest.skip(f"{fs} with quotas cannot be mounted on this kernel: {line}")
+            raise
+        engine.load_image(IMAGE)
+        engine.driver = FILESYSTEMS[fs][2]
+        yield engine
+    finally:
+        engine.close()
+
+
+async def test_an_engine_with_quotas_enforces_the_limit_a_write_over_it_fails(quota_engine):
+    from jupyter_berth.runtime.docker import DockerRuntime
+
+    runtime = DockerRuntime(client_factory=quota_engine.client, read_cgroups=False, address=quota_engine.url)
+    try:
+        mode = await runtime.disk_mode()
+        assert mode.mode == ENFORCED and mode.driver == quota_engine.driver, mode
+        assert mode.features == frozenset({DISK_QUOTA})
+        spec = _spec(disk="64M")
+        spec = ContainerSpec(**{**spec.__dict__, "command": ["python", "-c", FILL]})
+        info = await runtime.run(spec)
+        done = await runtime.wait(info.id, timeout=180)
+        out = await runtime.logs(info.id, tail=None)
+        attrs = await runtime.docker("inspect_container", info.id)
+        size = int(attrs["HostConfig"]["StorageOpt"]["size"])
+        if mode.image_counted:  # btrfs counts the image's files: Berth adds the image's size
+            image_size = (await runtime.docker("inspect_image", IMAGE))["Size"]
+            assert size == 64 * MIB + image_size
+        else:
+            assert size == 64 * MIB
+        assert done.exit_code == 0, out
+        assert "wrote 32 MiB" in out, out  # under the limit: written
+        refused = re.search(r"refused at (\d+) MiB: (ENOSPC|EDQUOT)", out)
+        assert refused, out  # over it: the write fails in the container (XFS: ENOSPC, btrfs: EDQUOT)
+        assert 33 <= int(refused.group(1)) <= 66, out
+        await runtime.remove(info.id)
+    finally:
+        runtime.close()
