@@ -225,3 +225,49 @@ async def test_an_engine_with_quotas_enforces_the_limit_a_write_over_it_fails(qu
         await runtime.remove(info.id)
     finally:
         runtime.close()
+
+
+async def test_a_server_over_its_limit_is_stopped_and_its_next_start_says_why_when_measured(tmp_path):
+    from jupyter_berth.runtime.docker import DockerRuntime
+    from jupyter_berth.servers import ServerContainer
+    from jupyter_berth.service import BerthService
+
+    from .berth_fixtures import close_test_service, service_config
+
+    data = tmp_path / "data"
+    data.mkdir()
+    config = service_config(str(data))
+    config.UsageTracker.disk_interval = 0
+    config.UsageTracker.disk_grace = 1
+    service = BerthService(config=config, runtime=DockerRuntime())
+    await service.start()
+    try:
+        if (await service.runtime.disk_mode()).mode != MEASURED:
+            pytest.skip("the shared engine enforces disk limits itself: nothing to measure")
+        user, subject = "erin", f"erin/{uuid.uuid4().hex[:4]}"
+        resources = Resources.parse({"cpu": 0.5, "mem": "256M", "disk": "64M"})
+        alloc = await service.reserve_server(
+            user, policy=await service.policy_for(user), subject=subject, resources=resources, image=IMAGE
+        )
+        write = (
+            "import time; open('/tmp/fill', 'wb').write(b'x' * 80 * 2**20); print('ok', flush=True); time.sleep(600)"
+        )
+        container = ServerContainer(
+            name=service.server_container_name(user, subject), image=IMAGE, command=["python", "-c", write], env={}
+        )
+        info = await service.start_server(user, (), alloc, container, await service.server_network(user))
+        for _ in range(100):  # until the server has written it
+            if "ok" in await service.runtime.logs(info.id):
+                break
+            await asyncio.sleep(0.2)
+        assert await service.fair.apply_usage_rules() == [("warned", subject, "disk")]
+        await asyncio.sleep(1.2)
+        assert await service.fair.apply_usage_rules() == [("stopped", subject, "disk")]
+        assert await service.runtime.inspect(info.id) is None  # stopped and removed
+        assert await service.live_server_allocation(alloc.id) is None
+        notice = await service.server_notice(user, subject)
+        assert re.search(
+            r"was stopped at \d\d:\d\d UTC: disk: 80(\.\d+)? MiB written, limit 64 MiB, so the server", notice
+        )
+    finally:
+        await close_test_service(service)

@@ -67,11 +67,12 @@ UNBOUNDED = DiskMode(NONE, "this runtime bounds no disk use (no container layer 
 def _probe(api) -> str | None:
     """Create (never start) a container with a size limit, then remove it; ``None`` if the engine took it,
     else its refusal."""
-    images = [i for i in api.images() if i.get("RepoTags") or i.get("Id")]
+    images = api.images()
     if not images:
         return "no image on the engine to probe with"
-    image = (images[0].get("RepoTags") or [images[0]["Id"]])[0]
-    size = int(images[0].get("Size") or 0) + 256 * 1024**2
+    tags = [t for t in images[0].get("RepoTags") or () if t != "<none>:<none>"]
+    image = tags[0] if tags else images[0]["Id"]
+    size = int(images[0].get("Size") or 0) + 256 * 1024**2  # btrfs counts the image: leave room beyond it
     try:
         created = api.create_container(
             image,
