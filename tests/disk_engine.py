@@ -76,7 +76,7 @@ class QuotaEngine:
         with open(f"{self.dir}/daemon.json", "w") as f:
             f.write("{}")  # never the host's /etc/docker/daemon.json
         script = (
-            f'mount -o {options} "{image}" "{self.dir}/root" || {{ echo "MOUNT FAILED: $(dmesg | tail -n 5 | grep -iE "xfs|btrfs" | tail -n 1)"; exit 3; }}\n'
+            f'mount -o {options} "{image}" "{self.dir}/root" || {{ echo "MOUNT FAILED: $(dmesg | grep -iE "xfs|btrfs" | tail -n 1)"; exit 3; }}\n'
             f'{after} "{self.dir}/root"\n'
             f'exec dockerd --config-file "{self.dir}/daemon.json" --data-root "{self.dir}/root/docker" '
             f'--exec-root "{self.dir}/exec" --pidfile "{self.dir}/docker.pid" -H "{self.url}" '
