@@ -58,6 +58,49 @@ def test_disk_is_asked_for_bounded_by_policy_and_listed():
     assert (listed["max_limit"], listed["total_limit"], listed["live"]) == ("max_disk", "total_disk", False)
 
 
+def test_admission_stores_the_grant_and_totals_it_against_total_disk(tmp_path):
+    from jupyter_berth.admission import Admission
+    from jupyter_berth.ledger import Ledger
+
+    ledger = Ledger(None, data_dir=str(tmp_path))
+    try:
+        ledger.set_node_capacity(ledger_node := "host", 8, 16 * GIB)
+        policy = resolve("ada", [], PolicySpec.parse({"total_disk": "5G"}))
+        admission = Admission(ledger)
+        for subject in ("k1", "k2"):
+            request = Resources.parse({"cpu": 1, "mem": "1G", "disk": "2G"})
+            admission.reserve("ada", [], policy, request, "kernel", subject, IMAGE, node=ledger_node)
+        assert [a.resources.disk for a in ledger.live_allocations(owner="ada")] == [2 * GIB, 2 * GIB]
+        assert ledger.user_usage("ada").get("disk") == 4 * GIB
+        with pytest.raises(PolicyError, match="would bring your total to 6 GiB, over your total_disk limit of 5 GiB"):
+            request = Resources.parse({"cpu": 1, "mem": "1G", "disk": "2G"})
+            admission.reserve("ada", [], policy, request, "kernel", "k3", IMAGE, node=ledger_node)
+    finally:
+        ledger.close()
+
+
+def test_an_allocation_made_before_migration_0007_reads_the_default_disk(tmp_path):
+    from sqlalchemy import text
+
+    from jupyter_berth.admission import Admission
+    from jupyter_berth.ledger import Ledger, db
+
+    ledger = Ledger(f"sqlite:///{tmp_path / 'berth.sqlite'}")
+    try:
+        ledger.set_node_capacity("host", 8, 16 * GIB)
+        policy = resolve("ada", [], PolicySpec.parse({}))
+        request = Resources.parse({"cpu": 1, "mem": "1G", "disk": "2G"})
+        Admission(ledger).reserve("ada", [], policy, request, "kernel", "k1", IMAGE, node="host")
+        db.downgrade(ledger.engine, "0006")  # the column goes, the allocation stays
+        db.upgrade(ledger.engine)
+        with ledger.engine.connect() as conn:
+            assert conn.execute(text("SELECT disk FROM allocations")).scalar() is None
+        (alloc,) = ledger.live_allocations(owner="ada")
+        assert alloc.resources.disk == 10 * GIB and ledger.user_usage("ada").get("disk") == 0  # nothing summed
+    finally:
+        ledger.close()
+
+
 def test_the_size_limit_goes_to_the_engine_only_when_it_has_quotas():
     spec = _spec(disk="2G")
     assert "storage_opt" not in host_config_kwargs(spec)  # an engine without quotas would refuse the create
