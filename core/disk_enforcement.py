@@ -59,7 +59,8 @@ async def enforce(service, now: float | None = None) -> list[tuple[str, str, str
     over_since: dict[str, float] = state["over_since"]
     for gone in set(over_since) - {a.id for a in live}:
         del over_since[gone]
-    sizes = await asyncio.gather(*(service.runtime.disk_written(a.container_id) for a in live))
+    at_once = asyncio.Semaphore(MEASURE_AT_ONCE)
+    sizes = await asyncio.gather(*(_measure(service.runtime, a.container_id, at_once) for a in live))
     grace = service.usage.disk_grace
     done: list[tuple[str, str, str]] = []
     for a, written in zip(live, sizes):
@@ -104,6 +105,16 @@ async def enforce(service, now: float | None = None) -> list[tuple[str, str, str
         service.log.warning("Stopped %s %s of %s: %s", what, a.subject, a.owner, message)
         done.append(("stopped", a.subject, DISK_REASON))
     return done
+
+
+#: Measurements at once: each holds one of the runtime's engine threads while the engine walks a layer
+#: (about half a second for 50,000 files, docs/benchmarks.md), and kernel starts need them too.
+MEASURE_AT_ONCE = 2
+
+
+async def _measure(runtime, container_id: str, at_once: asyncio.Semaphore) -> int | None:
+    async with at_once:
+        return await runtime.disk_written(container_id)
 
 
 async def _notice(service, alloc, rule: str, action: str, message: str) -> bool:
