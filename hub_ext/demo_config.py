@@ -149,6 +149,8 @@ def configure(
             "url": f"http://{host_ip}:{service_port}",
             "command": [sys.executable, "-m", "jupyter_berth.hub.service", f"--config={service_config}"],
             "oauth_no_confirm": True,
+            # a managed service gets only the environment it is given: pass on the labels for what Berth creates
+            "environment": {k: os.environ[k] for k in ("BERTH_EXTRA_LABELS",) if k in os.environ},
         }
     ]
     roles = [

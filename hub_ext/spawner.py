@@ -45,9 +45,8 @@ from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default
 
 from jupyter_berth.errors import BerthError, CapacityError, EngineError, PolicyError
 from jupyter_berth.imagebuild.singleuser import DEFAULT_SERVER_IMAGE
-from jupyter_berth.runtime import site_scope
-from jupyter_berth.runtime.base import Mount
 from jupyter_berth.servers import ServerContainer
+from jupyter_berth.start_request import Mount, site_tag
 
 from .spawn_form import ServerOptions, options_from_form, render_form, resolve_options
 from .spawn_queue import QueueTimeout, Ticket
@@ -132,7 +131,7 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
     def template_namespace(self):
         ns = super().template_namespace()
         core = type(self)._core
-        ns["site"] = site_scope.site_tag(core.service.site_id if core is not None else "")
+        ns["site"] = site_tag(core.service.site_id if core is not None else "")
         return ns
 
     container_user = Unicode("1000:100", config=True, help="Numeric uid:gid the server runs as (never root).")

@@ -372,7 +372,7 @@ from jupyter_client import BlockingKernelClient
 client = BlockingKernelClient()
 client.load_connection_info(json.loads(os.environ["BERTH_TEST_CONNECTION"]))
 client.start_channels()
-client.wait_for_ready(timeout=60)
+client.wait_for_ready(timeout=120)
 
 def run(code, timeout=60):
     out = []
