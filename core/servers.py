@@ -24,6 +24,7 @@ from . import allocation_plan
 from .errors import BerthError, EngineError
 from .kernel_launch import user_network as user_network_name
 from .kernel_launch import user_subnets
+from .pool.server_pool import ServerPool
 from .runtime import choice as runtime_choice
 from .runtime import site_scope
 from .runtime.base import ContainerInfo, ContainerSpec, Mount
@@ -53,6 +54,11 @@ class ServerContainer:
     boot_cpu: float = 0.0  #: CPU quota while the server boots (0: the allocation's from the start)
     gpu_device_request: bool = True  #: hand granted GPUs over as a device request (else environment only)
     server_name: str | None = None  #: a named server's name
+    #: DockerSpawner's extra_host_config / extra_create_kwargs, merged after the hardening (runtime/extra_config.py)
+    extra_host_config: dict = field(default_factory=dict)
+    extra_create: dict = field(default_factory=dict)
+    networks: list[str] = field(default_factory=list)  #: networks joined besides the user's (network_name)
+    post_start_cmd: list[str] | str | None = None  #: run in the container once it started (DockerSpawner's)
 
 
 async def user_network(s, user: str, ports: list[int] | None = None) -> str:
@@ -75,6 +81,12 @@ async def open_for_servers(s) -> None:
         s.runtime = await runtime_choice.choose(s) if s.runtime_kind == "swarm" else DockerRuntime()
     await s.open()
     await s.gpus.discover_gpus()
+    if s.server_pool is None and s.runtime.name == "docker":  # servers started ahead, adopted by spawns
+        image = (s.config.get("BerthSpawner") or {}).get("image")  # the hub's config: its spawner's default
+        s.server_pool = ServerPool(
+            s.runtime, s.site_id, s.data_dir, **({"default_image": image} if image else {}), parent=s
+        )
+        await s.server_pool.start()
     if s._multi_node or await s._db(s.ledger.get_node, s.node_name) is None:
         capacity = await s.refresh_capacity()
         s.log.info(
@@ -169,10 +181,28 @@ async def start_server(s, user: str, groups, alloc, container: ServerContainer, 
         hostname=container.name[:63],
         gpu_device_ids=list(devices) if container.gpu_device_request else [],
         ipc_mode=gpu_plan.ipc_mode,
+        extra_host_config=dict(container.extra_host_config),
+        extra_create=dict(container.extra_create),
     )
-    info = await s.runtime.run(spec)
+    info = await s.server_pool.adopt(spec) if s.server_pool is not None else None  # None: a cold start
+    if info is None:
+        info = await s.runtime.run(spec)
     await s._db(s.ledger.mark_running, alloc.id, info.id, image_digest=info.image_id)
+    for extra in container.networks:  # an admin's network (DockerSpawner's network_name), besides the user's
+        await s.runtime.connect_network(info.id, extra)
+    if container.post_start_cmd:
+        await _post_start(s, info.id, container)
     return info
+
+
+async def _post_start(s, container_id: str, container: ServerContainer) -> None:
+    """DockerSpawner's ``post_start_cmd``: run in the started container as its user; its output is logged."""
+    try:
+        exec_id = await s.runtime.docker("exec_create", container_id, container.post_start_cmd, user=container.user)
+        out = await s.runtime.docker("exec_start", exec_id)
+        s.log.info("Berth: post_start_cmd in %s: %s", container.name, (out or b"").decode(errors="replace")[-400:])
+    except BerthError as e:
+        s.log.warning("Berth: post_start_cmd in %s failed: %s", container.name, e.log_message or e.message)
 
 
 async def server_state(s, container: str) -> ContainerInfo | None:
@@ -210,9 +240,11 @@ async def release_server(
     usage = None
     if container_id and s.runtime is not None:
         usage = await s.runtime.usage(container_id)
-        if remove:
-            await s.runtime.stop(container_id, timeout=0 if now else 5)
+        await s.runtime.stop(container_id, timeout=0 if now else 5)
+        if remove:  # else kept, stopped, until the server starts again (DockerSpawner's remove=False)
             await s.runtime.remove(container_id)
+        if s.server_pool is not None:  # an adopted server: unmount the user's files handed over to it
+            await s.server_pool.release(container_id)
     if alloc is not None:
         await s._db(
             s.ledger.release,
@@ -224,21 +256,25 @@ async def release_server(
         )
 
 
-async def stop_orphan_kernels(s, user: str) -> list[str]:
-    """Stop the user's kernels on this host once the user has no server left; the kernel ids stopped.
+async def stop_orphan_kernels(s, user: str, server: str | None = None) -> list[str]:
+    """Stop the kernels of ``user``'s stopped hub server ``server`` ("" the default one) on this host.
 
     The server shuts its kernels down itself when it gets SIGTERM, through the Berth service; this
-    catches what remains (a server killed at the timeout, a service that was down). Only when the
-    user has no other server running (named servers share their kernels' owner, and the ledger
-    cannot tell whose kernel is whose).
+    catches what remains (a server killed at the timeout, a service that was down). A kernel belongs
+    to the server that started it (``server_scope``); kernels recorded without a server are stopped
+    only once the user has no server left. ``server=None``: every kernel, once no server is left.
     """
     if s.ledger is None:
         return []
     live = await s._db(s.ledger.live_allocations, owner=user)
-    if any(a.kind == "server" for a in live):
-        return []
+    none_left = not any(a.kind == "server" for a in live)
     stopped = []
     for alloc in (a for a in live if a.kind == "kernel" and (s._multi_node or a.node == s.node_name)):
+        if not (
+            (server is not None and alloc.server is not None and alloc.server == server)
+            or (none_left and (server is None or alloc.server is None))
+        ):
+            continue
         try:
             await s._finish(alloc, "server_stopped", stop=True, now=True)
             stopped.append(alloc.subject)

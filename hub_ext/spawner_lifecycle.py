@@ -92,14 +92,14 @@ class ServerLifecycleMixin:
     async def stop(self, now=False):
         await self._restore()
         reason, message = self._why_stopped()
-        await self._release(reason, message, remove=True, now=now)
+        await self._release(reason, message, remove=self.remove, now=now)
         await self._stop_orphan_kernels()
         self.object_id = ""
         self.clear_state()
 
     async def _stop_orphan_kernels(self) -> None:
         """Kernels outlive a stopped server only as orphans nobody can reach or cull: the service stops them."""
-        await self.core.service.stop_orphan_kernels(self.user.name)
+        await self.core.service.stop_orphan_kernels(self.user.name, self.name or "")
 
     async def _release(self, reason: str, message: str, *, remove: bool, now: bool = True) -> None:
         """Stop and remove the container (with a last usage sample), then release the allocation once."""
@@ -113,6 +113,7 @@ class ServerLifecycleMixin:
     async def run_post_stop_hook(self):
         if self._allocation is not None:  # stop() was skipped (the hub saw the container gone): release now
             await self._release("lost", "your server's container was gone", remove=True)
+        await self._stop_orphan_kernels()  # also when stop() was skipped: this server's kernels end with it
         result = super().run_post_stop_hook()
         if inspect.isawaitable(result):
             await result

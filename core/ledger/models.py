@@ -111,6 +111,8 @@ class AllocationRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     released_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     release_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: the hub server (its name; "" the default one) whose kernel this is; None: not started from a hub server
+    server: Mapped[str | None] = mapped_column(String(255), nullable=True)
     # last sampled figures
     cpu_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     mem_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -54,6 +54,9 @@ class Mount:
     source: str
     target: str
     read_only: bool = False
+    #: bind propagation (``"rslave"``: host mounts made under the source later appear inside; see
+    #: :mod:`jupyter_berth.pool.mount_handover`); ``None``: the engine's default (private)
+    propagation: str | None = None
 
 
 @dataclass
@@ -86,6 +89,10 @@ class ContainerSpec:
     ipc_mode: str | None = None
     #: replaces the image's entrypoint (``None``: keep it); Berth's mounted launcher for images not built on its base
     entrypoint: list[str] | None = None
+    #: an admin's extra ``create_host_config`` / ``create_container`` arguments, merged after the hardening
+    #: from an allowlist (:mod:`.extra_config`; DockerSpawner's ``extra_host_config`` / ``extra_create_kwargs``)
+    extra_host_config: dict = field(default_factory=dict)
+    extra_create: dict = field(default_factory=dict)
 
 
 @dataclass

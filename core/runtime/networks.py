@@ -138,6 +138,11 @@ def _ours(network: dict, name: str, labels: dict[str, str]) -> str:
     return network["Id"]
 
 
+#: Seconds a runtime trusts a network it found or made to still exist (it forgets it when it removes it, or
+#: when a container cannot be created on it): a kernel start looks its user's network up once, not twice.
+KNOWN_TTL = 30.0
+
+
 def ensure_network_sync(
     api, name: str, labels: dict[str, str], subnets: list[str] | None = None, kind: str = "bridge"
 ) -> str:
