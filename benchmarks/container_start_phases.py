@@ -115,6 +115,15 @@ async def main() -> None:
     if args.no_doc:
         return
     lines = [
+        BEGIN,
+        "## A cold start's container path, phase by phase",
+        "",
+        "`BerthService.start_kernel` with the warm pool off (until the container runs; the kernel inside has not "
+        "started), interleaved with `docker run --rm IMAGE true`; the first round is not counted. **catalog**: the "
+        "image catalog view; **network**: the user's network and its egress rules; **run**: create, start and "
+        "inspect the container; **record**: marking the allocation running; **rest**: the policy, admission and "
+        "the environment's preparation.",
+        "",
         f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores, Linux {platform.release()} with "
         f"`python benchmarks/container_start_phases.py --n {args.n}`; 1-minute load average {load:.2f} at the end.",
         "",
@@ -122,6 +131,7 @@ async def main() -> None:
         "|---|---|",
         f"| `docker run --rm {IMAGE} true` (CLI: create, start, wait, remove) | {1000 * true:.0f} ms |",
         *(f"| {p} | {1000 * med[p]:.0f} ms |" for p in PHASES),
+        END,
     ]
     replace_section(DOC, BEGIN, END, "\n".join(lines))
 

@@ -192,12 +192,24 @@ def render(r: dict) -> str:
         )
     return "\n".join(
         [
+            BEGIN,
+            "## Kernel start as a user meets it: the synchronous KernelManager by kernelspec name",
+            "",
+            "Start → first `kernel_info_reply` with `jupyter_client.KernelManager(kernel_name=...)`, each kind in "
+            "its own long-lived worker process, interleaved round by round, one second between starts: **local** is "
+            "ipykernel from a lean virtualenv (only ipykernel), **berth** Berth's default kernelspec with default "
+            "settings (the warm pool on; each worker's first start also starts the embedded service), **cold** the "
+            "same with `c.BerthService.pool_size = 0`. Berth kernels get the policy's default request.",
+            "",
             f"Measured {r['date']} on {r['machine']} with `{r['command']}`; 1-minute load average "
             f"{r['load_1min']['min']:.2f}–{r['load_1min']['max']:.2f} during the run (a shared machine).",
             "",
             "| kind | median | min | max | median / local | target |",
             "|---|---|---|---|---|---|",
             *rows,
+            "",
+            "Raw figures: `benchmarks/results/kernel_start_sync.json`.",
+            END,
         ]
     )
 

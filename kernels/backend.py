@@ -13,8 +13,9 @@ import asyncio
 import copy
 import os
 
-from traitlets.config import Config
+from traitlets.config import Application, Config
 
+from jupyter_berth.config_files import load_berth_config
 from jupyter_berth.kernel_launch import FOLDERS_ROOT
 from jupyter_berth.service import BerthService, standalone_user
 
@@ -47,14 +48,23 @@ class EmbeddedBackend:
 
 
 def standalone_pool_config(config, parent):
-    """Standalone: the warm pool waits on the one user's network, with a hand-over slot at the server's
-    root directory (the directory every kernel mounts; a plain KernelManager's is its working directory)."""
-    config = copy.deepcopy(config) if config is not None else Config()
+    """Standalone: the embedded service's configuration. Without a server (a plain KernelManager, as
+    nbclient uses it), the deployment's Berth config files are read here (the given config wins). The warm
+    pool waits on the one user's network, with a hand-over slot at the server's root directory (the
+    directory every kernel mounts; a plain KernelManager's is its working directory)."""
+    given = copy.deepcopy(config) if config is not None else Config()
+    app = getattr(parent, "serverapp", None) or getattr(getattr(parent, "parent", None), "parent", None)
+    if app is None:
+        loader = Application()
+        load_berth_config(loader)
+        config = copy.deepcopy(loader.config)
+        config.merge(given)
+    else:  # the server's extension loaded them
+        config = given
     pool = config.WarmPool
     if "user" not in pool:
         pool.user = standalone_user()[0]
     if "handover_targets" not in pool:
-        app = getattr(parent, "serverapp", None) or getattr(getattr(parent, "parent", None), "parent", None)
         root = getattr(app, "root_dir", None) or os.getcwd()
         pool.handover_targets = [os.path.abspath(os.path.expanduser(root)), FOLDERS_ROOT]
     return config

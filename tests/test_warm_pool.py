@@ -419,12 +419,10 @@ def test_parse_mount():
 @pytest.mark.docker
 def test_a_fresh_install_starts_its_default_kernel_warm_through_the_sync_kernel_manager(tmp_path, workdir, monkeypatch):
     """Default settings (only where the data lives): the embedded service's pool is on, hands the working
-    directory over, and serves the plain synchronous KernelManager (as nbclient uses it), whose calls are the
-    only time the service's loop runs (the pool creates its containers on a thread of its own,
-    core/pool/filler.py, so that refills go on between the calls). Every start after the first adopts."""
-    import time as clock
-
+    directory over, and serves the plain synchronous KernelManager (as nbclient uses it), which reads the
+    deployment's config file ($BERTH_CONFIG). Every start after the first adopts."""
     from jupyter_client.manager import KernelManager
+    from jupyter_core.utils import run_sync
     from traitlets.config import Config
 
     kernels = tmp_path / "jupyter" / "kernels" / "berth-default"
@@ -442,9 +440,13 @@ def test_a_fresh_install_starts_its_default_kernel_warm_through_the_sync_kernel_
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     monkeypatch.chdir(workdir)
     (workdir / "hello.txt").write_text("from the host")
+    # the deployment's config file, as a plain KernelManager's embedded service reads it ($BERTH_CONFIG)
+    settings = tmp_path / "jupyter_berth_config.py"
+    settings.write_text(
+        f"c.BerthService.data_dir = {str(tmp_path / 'berth-data')!r}\nc.UsageTracker.sample_interval = 0\n"
+    )
+    monkeypatch.setenv("BERTH_CONFIG", str(settings))
     config = Config()
-    config.BerthService.data_dir = str(tmp_path / "berth-data")
-    config.UsageTracker.sample_interval = 0
     backend._service = None
     kinds, texts, service = [], [], None
     try:
@@ -455,6 +457,7 @@ def test_a_fresh_install_starts_its_default_kernel_warm_through_the_sync_kernel_
             service = backend._service
             if i == 0:
                 assert service.pool_size == 2 and service._pool is not None  # on by default
+                assert service.data_dir == str(tmp_path / "berth-data")  # the config file was read
                 if service._pool.handover.unavailable:
                     pytest.skip(f"no mount hand-over here: {service._pool.handover.unavailable}")
             launch = km.provisioner.launch
@@ -464,7 +467,7 @@ def test_a_fresh_install_starts_its_default_kernel_warm_through_the_sync_kernel_
             if i == 2:
                 for km in running:
                     km.shutdown_kernel(now=True)
-            clock.sleep(4)  # the client does something else; no Berth call runs the service's loop
+            run_sync(service._pool.wait_full)(timeout=180)  # a loaded machine: wait for the refill, not a guess
         kc = km.client()  # the last one: the working directory was handed over
         kc.start_channels()
         kc.wait_for_ready(timeout=60)
@@ -479,8 +482,6 @@ def test_a_fresh_install_starts_its_default_kernel_warm_through_the_sync_kernel_
         assert [n for n in handed.names() if handed.mounted(n)] == []  # released kernels keep nothing mounted
     finally:
         if service is not None:
-            from jupyter_core.utils import run_sync
-
             run_sync(cleanup)(service)
         backend._service = None
 

@@ -119,7 +119,7 @@ class WarmPool(LoggingConfigurable):
         "still count against their memory limit).",
     )
     idle_cpu = Float(
-        0.25, config=True, help="CPU limit of a pool container until it is adopted (its imports run under it)."
+        0.5, config=True, help="CPU limit of a pool container until it is adopted (its imports run under it)."
     )
     idle_mem = Unicode(
         "256M", config=True, help="Memory limit of a pool container until it is adopted (at least the pool's shm)."
