@@ -382,6 +382,12 @@ def test_which_requests_fit_the_pool():
     handing._add_key = lambda key: handing._keys.setdefault(key, object())  # record what it learns
     handing._learn(spec(mounts=[Mount("/elsewhere", "/elsewhere"), folder]))
     assert PoolKey("berth/python:3.11", (), None, ("/elsewhere", FOLDERS_ROOT)) in handing._keys
+    # a start that could never adopt (here: more shared memory) teaches nothing, whatever its mounts
+    big_shm = spec(mounts=[Mount("/other", "/other")], resources=Resources(cpu=1, mem=512 * MiB, shm=128 * MiB))
+    assert asyncio.run(handing.adopt(big_shm)) is None
+    assert not any("/other" in k.targets for k in handing._keys)
+    assert asyncio.run(handing.adopt(spec(mounts=[Mount("/other", "/other")]))) is None  # mounts only: learned
+    assert any("/other" in k.targets for k in handing._keys)
     # standalone: the pool waits on the one user's network; a kernel on another network starts cold
     handing._keys = {PoolKey("berth/python:3.11", (), "n", ("/srv/nb", FOLDERS_ROOT)): object()}
     assert handing.unfit_reason(spec()) is None
