@@ -234,6 +234,10 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 w.kill()
         remove_labelled(run)
+        with open("/proc/self/mountinfo") as f:  # the workers' services ended with their processes: their
+            points = [line.split()[4] for line in f]  # mount hand-over roots are still mounted
+        for point in reversed([p for p in points if p.startswith(tmp + "/")]):
+            subprocess.run(["umount", "-l", point], capture_output=True)
         if "gateway" in kinds and not args.keep_image:
             subprocess.run(["docker", "rmi", GATEWAY_IMAGE], capture_output=True)
         shutil.rmtree(tmp, ignore_errors=True)
