@@ -10,6 +10,7 @@ over HTTP with the user's token (see ``jupyter_berth.hub``).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import copy
 import os
 
@@ -80,7 +81,24 @@ async def embedded_service(config=None, parent=None) -> BerthService:
             service = BerthService(config=standalone_pool_config(config, parent), parent=parent)
             await service.start()
             _service = service
+            if getattr(parent, "serverapp", None) is None and _server_of(parent) is None:
+                atexit.register(_stop_at_exit, service)  # no server will stop it: drain its warm pool at exit
     return _service
+
+
+def _server_of(parent):
+    return getattr(getattr(parent, "parent", None), "parent", None)
+
+
+def _stop_at_exit(service: BerthService) -> None:
+    """A process without a server (nbclient, a plain KernelManager) ends without stopping its embedded
+    service: its warm pool's containers must not outlive it (running kernels are left alone)."""
+    if _service is not service:
+        return
+    try:  # (the loop may be closed and thread pools shut: blocking calls only)
+        service.stop_at_exit()
+    except Exception as e:  # noqa: BLE001 - at exit: the next service's reconcile removes what is left
+        service.log.warning("Berth: the warm pool was not emptied at exit: %s", e)
 
 
 async def shutdown_embedded_service() -> None:

@@ -537,3 +537,52 @@ async def test_users_volumes_and_folders_adopt_and_a_handed_over_folder_cannot_b
         assert [n for n in handed.names() if handed.mounted(n)] == []
     finally:
         await cleanup(service)
+
+
+@pytest.mark.docker
+def test_a_plain_kernel_manager_process_leaves_no_pool_containers_behind(tmp_path, workdir):
+    """A process without a server (nbclient) never stops its embedded service itself: at exit the service
+    is stopped, so its warm pool's containers (and their hand-over slots) do not outlive the process."""
+    import subprocess
+    import sys
+
+    import docker
+
+    kernels = tmp_path / "jupyter" / "kernels" / "berth-default"
+    kernels.mkdir(parents=True)
+    (kernels / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": ["berth-kernel", "-f", "{connection_file}"],
+                "display_name": "Berth default",
+                "language": "python",
+                "metadata": {"kernel_provisioner": {"provisioner_name": "berth", "config": {}}},
+            }
+        )
+    )
+    settings = tmp_path / "jupyter_berth_config.py"
+    settings.write_text(
+        f"c.BerthService.data_dir = {str(tmp_path / 'berth-data')!r}\nc.UsageTracker.sample_interval = 0\n"
+    )
+    script = (
+        "from jupyter_client.manager import KernelManager\n"
+        "from jupyter_berth.kernels import backend\n"
+        "km = KernelManager(kernel_name='berth-default')\n"
+        f"km.start_kernel(cwd={str(workdir)!r})\n"
+        "km.shutdown_kernel(now=True)\n"
+        "print('site', backend._service.site_id, flush=True)\n"
+    )
+    env = dict(os.environ, JUPYTER_PATH=str(tmp_path / "jupyter"), BERTH_CONFIG=str(settings))
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=workdir, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    site = done.stdout.split("site ", 1)[1].split()[0]
+    client = docker.from_env()
+    try:
+        left = client.containers.list(all=True, filters={"label": f"io.jupyter.berth.site={site}"})
+        assert [c.name for c in left] == []
+    finally:
+        client.close()
+    with open("/proc/self/mountinfo") as f:
+        assert [line for line in f if str(tmp_path / "berth-data") in line] == []
