@@ -174,7 +174,8 @@ def test_a_spawn_adopts_the_waiting_server_and_only_its_user_reaches_it(hub):
     assert refused.status_code == 403, refused.text
     # her volume, handed over into the running container: she reads her file and writes a new one
     listing = contents(hub, "alice", alice).json()
-    assert "alice-notes.txt" in [item["name"] for item in listing["content"]], listing
+    inside = container.exec_run(["sh", "-c", "ls -la /home/jovyan/work; grep jovyan /proc/self/mountinfo"]).output
+    assert "alice-notes.txt" in [item["name"] for item in listing["content"]], (listing, inside.decode())
     r = httpx.put(
         f"{hub.url}/user/alice/api/contents/written.txt",
         headers={"Authorization": f"token {alice}"},
