@@ -22,7 +22,7 @@ from .runtime import labels as label_keys
 from .runtime.base import Mount
 
 #: End reasons whose usage-record message tells the user why their kernel is gone.
-RULE_END_REASONS = ("lost", "budget", "culled")
+RULE_END_REASONS = ("lost", "budget", "culled", "disk")
 
 
 async def start_kernel(

@@ -36,7 +36,7 @@ SERVER_KIND_LABEL = "io.jupyter.berth.kind=server"
 #: Label of a server image's display name.
 DISPLAY_NAME_LABEL = "io.jupyter.berth.display_name"
 #: End reasons worth telling the user about on the next spawn form, and for how long.
-NOTICE_REASONS = ("culled", "lifetime", "oom", "lost", "exited", "failed")
+NOTICE_REASONS = ("culled", "lifetime", "oom", "lost", "exited", "failed", "disk")
 NOTICE_FOR = timedelta(hours=24)
 
 
