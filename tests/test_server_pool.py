@@ -14,9 +14,12 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import signal
 import socket
+import tempfile
 import time
+from pathlib import Path
 
 import docker
 import httpx
@@ -49,17 +52,22 @@ def _image_or_skip():
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory):
+def hub():
     _image_or_skip()
+    # outside pytest's temporary directories: another session's clean-up may unmount hand-over roots there
+    state = Path(tempfile.mkdtemp(prefix="berth-serverpool-"))
     hub = HubProcess(
-        tmp_path_factory.mktemp("serverpool"),
+        state,
         users=("alice", "bob", "teacher"),
         cpu_overcommit=4.0,
         policies=POLICIES,
         extra="c.Spawner.poll_interval = 1\nc.ServerPool.size = 1\nc.ServerPool.refill_delay = 0.2\n",
     )
-    with running(hub) as h:
-        yield h
+    try:
+        with running(hub) as h:
+            yield h
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def api(hub, method: str, path: str, **kw) -> httpx.Response:
