@@ -22,6 +22,7 @@ generated from the same list (``test_docs`` checks it).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -321,6 +322,10 @@ def check_spawner(spawner) -> None:
         value = getattr(spawner, name, None)
         if callable(value):
             value = value(spawner)
+        if inspect.isawaitable(value):  # an async callable: its value is checked by the runtime at start
+            if hasattr(value, "close"):
+                value.close()
+            continue
         values[name] = ("BerthSpawner", value)
     check_values(values)
 
