@@ -16,8 +16,8 @@ refused by name, always (the rule itself is :mod:`jupyter_berth.runtime.extra_co
 
 :func:`check_config` runs when JupyterHub loads ``BerthSpawner`` for ``c.JupyterHub.spawner_class``
 (after reading its whole configuration; the entry point goes through ``jupyter_berth.hub.__getattr__``),
-and again for each spawn on the spawner's own values (callables evaluated). docs/admin-hub.md's table is
-generated from the same list (``test_docs`` checks it).
+and again for each spawn on the spawner's own values (callables evaluated). docs/admin-hub.md's table lists the
+same settings with the same verdicts (tests/test_dockerspawner_settings.py checks it).
 """
 
 from __future__ import annotations
