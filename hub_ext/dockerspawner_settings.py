@@ -139,7 +139,11 @@ SETTINGS: tuple[Setting, ...] = (
         refuse_if=lambda v: str(v).lower() == "host" or str(v).startswith("container:"),
     ),
     Setting("post_start_cmd", "honoured", "run in the server's container once it started, as its user"),
-    Setting("name_template", "honoured", "the container's name ({site} is this Berth site's id)"),
+    Setting(
+        "name_template",
+        "honoured",
+        "the container's name ({site} is this Berth site's id; a named server's gets --<name> when it has no {servername})",
+    ),
     Setting("container_name_template", "honoured", "old name of name_template"),
     Setting("prefix", "honoured", "{prefix} in name_template"),
     Setting("container_prefix", "honoured", "old name of prefix"),
