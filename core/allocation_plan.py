@@ -18,8 +18,8 @@ def reserve_call(
 ):
     """Admission's reservation bound for one allocation (blocking; call it with ``queue_id=`` or via :func:`reserve`).
 
-    The node: this host on a single-node site, admission's choice on a multi-node one, unless
-    ``this_host`` (a server always runs on the hub's host).
+    The node: this host on a single-node site, admission's choice on a multi-node one (kernels, jobs
+    and servers alike), unless ``this_host``.
     """
     return functools.partial(
         s.admission.reserve,

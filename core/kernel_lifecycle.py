@@ -22,7 +22,7 @@ from .runtime import labels as label_keys
 from .runtime.base import Mount
 
 #: End reasons whose usage-record message tells the user why their kernel is gone.
-RULE_END_REASONS = ("lost", "budget", "culled")
+RULE_END_REASONS = ("lost", "budget", "culled", "disk")
 
 
 async def start_kernel(
@@ -172,6 +172,8 @@ async def finish(s, alloc, reason: str, *, stop: bool, now: bool = False, why: s
         end_reason, message = reason, why or f"the kernel was stopped ({reason})"
     if info is not None:
         await s.runtime.remove(info.id)
+        if s._pool is not None:  # an adopted pool container: unmount the files handed over to it
+            await s._pool.released(info.id)
     await s._db(
         s.ledger.release,
         alloc.id,

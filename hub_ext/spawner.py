@@ -45,9 +45,8 @@ from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default
 
 from jupyter_berth.errors import BerthError, CapacityError, EngineError, PolicyError
 from jupyter_berth.imagebuild.singleuser import DEFAULT_SERVER_IMAGE
-from jupyter_berth.runtime import site_scope
-from jupyter_berth.runtime.base import Mount
 from jupyter_berth.servers import ServerContainer
+from jupyter_berth.start_request import Mount, site_tag
 
 from . import dockerspawner_settings
 from .spawn_form import ServerOptions, options_from_form, render_form, resolve_options
@@ -128,13 +127,14 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
         config=True,
         help="Named volume with the user's files, mounted at notebook_dir (the Berth service mounts the same "
         "volume into the user's kernels). {site} is this Berth site's id, so two sites on one engine never "
-        "share a user's files; a site upgrading from 'jupyterhub-user-{username}' sets that to keep its volumes.",
+        "share a user's files; a site upgrading from 'jupyterhub-user-{username}' sets that to keep its volumes. "
+        "Empty: no volume (the server's files live and die with its container).",
     )
 
     def template_namespace(self):
         ns = super().template_namespace()
         core = type(self)._core
-        ns["site"] = site_scope.site_tag(core.service.site_id if core is not None else "")
+        ns["site"] = site_tag(core.service.site_id if core is not None else "")
         return ns
 
     container_user = Unicode("1000:100", config=True, help="Numeric uid:gid the server runs as (never root).")
@@ -354,7 +354,9 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
         the allocation's part."""
         options = self.berth_options
         mounts = [Mount(source=k, target=v["bind"], read_only=v["mode"] == "ro") for k, v in self.volume_binds.items()]
-        if not any(m.target == self.notebook_dir for m in mounts):  # an admin's volume there replaces user_volume
+        if self.user_volume and not any(
+            m.target == self.notebook_dir for m in mounts
+        ):  # an admin's volume there replaces user_volume
             mounts.insert(0, Mount(source=self.format_volume_name(self.user_volume, self), target=self.notebook_dir))
         _, host_config = dockerspawner_settings.gpu_device_request(await self._extra("extra_host_config"))
         return ServerContainer(
@@ -465,4 +467,26 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
                 await asyncio.sleep(0.2)
 
 
-__all__ = ["BerthSpawner"]
+def open_when_hub_starts() -> None:
+    """Open the Berth core as soon as the hub runs, so that the server pool fills before the first spawn.
+
+    Call it from jupyterhub_config.py (JupyterHub reads its config inside its event loop); without it the
+    core opens, and the pool starts filling, at the first spawn form or spawn.
+    """
+
+    async def opener():
+        from jupyterhub.app import JupyterHub
+
+        app = JupyterHub.instance()
+        if not (isinstance(app.spawner_class, type) and issubclass(app.spawner_class, BerthSpawner)):
+            return
+        try:
+            await app.spawner_class(config=app.config, log=app.log).core.open()
+        except BerthError as e:
+            app.log.warning("Berth: could not open the core at hub start (%s); it opens at the first spawn", e.message)
+
+    loop = asyncio.get_running_loop()
+    loop.call_soon(lambda: asyncio.ensure_future(opener()))
+
+
+__all__ = ["BerthSpawner", "open_when_hub_starts"]

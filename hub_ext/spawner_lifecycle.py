@@ -28,12 +28,28 @@ class ServerLifecycleMixin:
     """poll / stop / release for BerthSpawner (see the module doc)."""
 
     # ---- poll, stop, release -------------------------------------------------------------------
+    async def _server_status(self):
+        """DockerSpawner.poll's answer from Berth's view of the server (a container on one host, a one-replica
+        service on Swarm, which DockerSpawner's own engine client cannot see): ``None`` while it runs, 0 when it
+        is gone, else how it ended; and the server's state."""
+        s = await self.core.open()
+        info = await s.server_state(self.object_id or self.object_name)
+        if info is None and self.object_id:
+            info = await s.server_state(self.object_name)
+        if info is None:
+            self.log.warning("Berth: the server container %s is gone", self.object_name)
+            self.object_id = ""
+            return 0, None
+        if info.running:
+            return None, info
+        ended = info.finished_at.isoformat() if info.finished_at else ""
+        return f"ExitCode={info.exit_code}, Error='{'OOMKilled' if info.oom_killed else ''}', FinishedAt={ended}", info
+
     async def poll(self):
         await self._restore()
-        status = await super().poll()
+        status, info = await self._server_status()
         if status is not None:
             if self._allocation is not None:
-                info = await self.core.service.server_state(self.object_name)
                 reason, message = (
                     ("oom", "it used more than its memory limit")
                     if info and info.oom_killed

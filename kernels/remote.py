@@ -6,7 +6,7 @@ with the user's JupyterHub token, and the service derives who is asking from tha
 token alone. :class:`RemoteBackend` offers the same five coroutines as
 :class:`~jupyter_berth.kernels.backend.EmbeddedBackend` and returns the same
 objects (:class:`~jupyter_berth.service.KernelLaunch`,
-:class:`~jupyter_berth.runtime.base.ContainerInfo`, ``(reason, message)``), so the
+:class:`~jupyter_berth.wire.ContainerInfo`, ``(reason, message)``), so the
 provisioner cannot tell them apart.
 
 Errors come back as the :mod:`jupyter_berth.errors` class the service raised, with
@@ -38,10 +38,9 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HT
 from jupyter_berth import errors, server_scope
 from jupyter_berth.errors import EngineError
 from jupyter_berth.resources import Resources
-from jupyter_berth.runtime.base import ContainerInfo
 from jupyter_berth.service import KernelLaunch
 from jupyter_berth.start_request import StartRequest
-from jupyter_berth.wire import container_from_json, error_from_json, launch_from_json
+from jupyter_berth.wire import ContainerInfo, container_from_json, error_from_json, launch_from_json
 
 #: Methods that are harmless to repeat when a request was cut off before its answer.
 IDEMPOTENT = ("GET", "PUT", "DELETE")

@@ -103,6 +103,8 @@ class AllocationRow(Base):
     pids: Mapped[int] = mapped_column(Integer, nullable=False)
     shm: Mapped[int] = mapped_column(BigInteger, nullable=False)
     gpu: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    #: bytes the container may write outside its volumes and folders (``None``: made before migration 0008_disk)
+    disk: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     #: ``[{"uuid": "GPU-…", "share": 0.25}]`` or ``None``
     gpu_devices: Mapped[Any | None] = mapped_column(JSON, nullable=True)
     state: Mapped[str] = mapped_column(String(16), nullable=False, default=RESERVED)

@@ -86,7 +86,7 @@ class Allocation:
         extra = tuple(
             (k.name, getattr(row, k.name))
             for k in resource_kinds()
-            if k.name not in BUILTIN_KINDS and hasattr(AllocationRow, k.name)
+            if k.name not in BUILTIN_KINDS and hasattr(AllocationRow, k.name) and getattr(row, k.name) is not None
         )
         return snapshot(
             cls,

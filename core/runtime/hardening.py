@@ -84,15 +84,23 @@ def validate_mount(mount: Mount) -> Mount:
 def docker_mount(mount: Mount) -> docker.types.Mount:
     """A host path (absolute source) becomes a bind mount, anything else a named volume."""
     kind = "bind" if mount.source.startswith("/") else "volume"
-    return docker.types.Mount(target=mount.target, source=mount.source, type=kind, read_only=mount.read_only)
+    propagation = mount.propagation if kind == "bind" else None
+    return docker.types.Mount(
+        target=mount.target, source=mount.source, type=kind, read_only=mount.read_only, propagation=propagation
+    )
 
 
-def host_config_kwargs(spec: ContainerSpec) -> dict:
-    """Keyword arguments for docker-py's ``create_host_config`` (hardening included)."""
+def host_config_kwargs(spec: ContainerSpec, features: frozenset[str] | set[str] = frozenset()) -> dict:
+    """Keyword arguments for docker-py's ``create_host_config`` (hardening included).
+
+    ``features``: what the engine supports of the kinds' ``engine_feature`` (``disk_quota``); a kind
+    whose mapping needs a feature the engine lacks is left out (the disk limit is then measured).
+    """
     res = spec.resources
     kwargs = {}
     for kind in resource_kinds():  # each kind's limits, as the registry maps them to Docker
-        kwargs.update(kind.docker(getattr(res, kind.name)))
+        if kind.engine_feature is None or kind.engine_feature in features:
+            kwargs.update(kind.docker(getattr(res, kind.name)))
     kwargs.update(
         security_opt=["no-new-privileges"],
         cap_drop=["ALL"],
