@@ -35,8 +35,8 @@ from .jobs import JobManager
 from .kernel_launch import KernelLaunch, exit_message
 from .ledger import Ledger
 from .policies import PolicySpec
-from .pool.server_pool import ServerPool
 from .pool import exit_cleanup
+from .pool.server_pool import ServerPool
 from .pool.warm_pool import WarmPool
 from .profiles import ProfileCatalog
 from .resources import Preset, Resources, find_preset
