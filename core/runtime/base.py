@@ -24,6 +24,7 @@ from typing import Any
 from traitlets.config import LoggingConfigurable
 
 from ..resources import Resources
+from .disk_mode import UNBOUNDED
 from .labels import parse_labels
 
 #: Container states as Docker names them.
@@ -210,8 +211,6 @@ class Runtime(abc.ABC, LoggingConfigurable, metaclass=RuntimeMeta):
 
     async def disk_mode(self):
         """How containers are held to their ``disk`` limit (``runtime/disk_quota.py``); here: not at all."""
-        from .disk_quota import UNBOUNDED
-
         return UNBOUNDED
 
     async def disk_written(self, container_id: str) -> int | None:

@@ -23,45 +23,20 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
 
 from ..errors import BerthError
 from .base import ContainerSpec
+from .disk_mode import DISK_QUOTA, ENFORCED, MEASURED, NONE, UNBOUNDED, DiskMode  # noqa: F401 (re-exported)
 from .hardening import host_config_kwargs
 
 log = logging.getLogger("jupyter_berth.disk")
 
-ENFORCED, MEASURED, NONE = "enforced", "measured", "none"
-#: The engine feature a kind's ``engine_feature`` names for a writable-layer quota.
-DISK_QUOTA = "disk_quota"
 #: Storage drivers that bound a container's size without further conditions.
 _QUOTA_DRIVERS = ("btrfs", "zfs")
 _HOW_TO = (
     "for the engine to enforce it, give Docker a data-root on XFS mounted with project quotas "
     "(mount -o pquota, storage driver overlay2) or on btrfs (docs/disk-limits.md)"
 )
-
-
-@dataclass(frozen=True)
-class DiskMode:
-    """How a runtime holds containers to their ``disk`` limit."""
-
-    mode: str  #: ``enforced``, ``measured`` or ``none``
-    why: str  #: in words: what was found, and what an admin can change
-    driver: str | None = None
-    backing: str | None = None
-    image_counted: bool = False  #: the engine counts the image's files in the size (btrfs)
-
-    @property
-    def features(self) -> frozenset[str]:
-        return frozenset({DISK_QUOTA}) if self.mode == ENFORCED else frozenset()
-
-    def to_json(self) -> dict:
-        return {"mode": self.mode, "why": self.why, "driver": self.driver, "backing_filesystem": self.backing}
-
-
-#: Runtimes that cannot bound or measure a container's disk (process kernels; Swarm tasks).
-UNBOUNDED = DiskMode(NONE, "this runtime bounds no disk use (no container layer Berth can measure or limit)")
 
 
 def _probe(api) -> str | None:
