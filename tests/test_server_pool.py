@@ -14,9 +14,12 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 import signal
 import socket
+import tempfile
 import time
+from pathlib import Path
 
 import docker
 import httpx
@@ -49,17 +52,22 @@ def _image_or_skip():
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory):
+def hub():
     _image_or_skip()
+    # outside pytest's temporary directories: another session's clean-up may unmount hand-over roots there
+    state = Path(tempfile.mkdtemp(prefix="berth-serverpool-"))
     hub = HubProcess(
-        tmp_path_factory.mktemp("serverpool"),
+        state,
         users=("alice", "bob", "teacher"),
         cpu_overcommit=4.0,
         policies=POLICIES,
         extra="c.Spawner.poll_interval = 1\nc.ServerPool.size = 1\nc.ServerPool.refill_delay = 0.2\n",
     )
-    with running(hub) as h:
-        yield h
+    try:
+        with running(hub) as h:
+            yield h
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
 
 
 def api(hub, method: str, path: str, **kw) -> httpx.Response:
@@ -174,7 +182,8 @@ def test_a_spawn_adopts_the_waiting_server_and_only_its_user_reaches_it(hub):
     assert refused.status_code == 403, refused.text
     # her volume, handed over into the running container: she reads her file and writes a new one
     listing = contents(hub, "alice", alice).json()
-    assert "alice-notes.txt" in [item["name"] for item in listing["content"]], listing
+    inside = container.exec_run(["sh", "-c", "ls -la /home/jovyan/work; grep jovyan /proc/self/mountinfo"]).output
+    assert "alice-notes.txt" in [item["name"] for item in listing["content"]], (listing, inside.decode())
     r = httpx.put(
         f"{hub.url}/user/alice/api/contents/written.txt",
         headers={"Authorization": f"token {alice}"},
@@ -311,6 +320,7 @@ def test_what_cannot_be_handed_over_starts_cold():
     assert "runs as 0:0" in pool.unfit_reason(_spec(user="0:0"))
     assert "shared memory" in pool.unfit_reason(_spec(resources=Resources(mem=2**30, shm=256 * 2**20)))
     assert "environment" in pool.unfit_reason(_spec(env={"JUPYTERHUB_SINGLEUSER_APP": "notebook"}))
+    assert "extra_host_config" in pool.unfit_reason(_spec(extra_host_config={"cap_add": ["NET_RAW"]}))
     # the pool stays within its memory reserve
     assert ServerPool(runtime=None, site="x", size=10, idle_mem="512M", memory_reserve="1G").target == 2
     two = ServerPool(runtime=None, site="x", size=10, idle_mem="256M", memory_reserve="1G", images=["a", "b"])
