@@ -12,13 +12,14 @@ import { Dialog, ISessionContext, showDialog } from '@jupyterlab/apputils';
 import { PathExt, URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 import { IDocumentManager } from '@jupyterlab/docmanager';
+import type { TranslationBundle } from '@jupyterlab/translation';
 import { Widget } from '@lumino/widgets';
 
 import { BerthAPI } from './api';
 import { choiceResources, describeLimits, IBounds, overQuota } from './format';
 import { BerthModel } from './model';
 import { BerthRequestError, messageFromResponse } from './request';
-import type { IChoice, IResources, IStartedKernel } from './types';
+import type { IBerthJob, IChoice, IResources, IStartedKernel } from './types';
 
 /** A main-area widget with a kernel session (a notebook or a console). */
 export interface IKernelWidget extends Widget {
@@ -160,6 +161,33 @@ export class BerthActions {
       return false;
     }
     await this.api.stopKernel(kernelId);
+    await this.options.model.refreshLive();
+    return true;
+  }
+
+  /** Take one of the user's waiting starts out of the start queue (its start then fails, saying so). */
+  async cancelQueuedStart(kernelId: string): Promise<void> {
+    await this.api.cancelQueuedStart(kernelId);
+    await this.options.model.refreshLive();
+  }
+
+  /**
+   * Cancel one of the user's jobs: a queued one leaves the line at once; a running one is stopped after
+   * asking (the output of the cells that finished is kept). `false` when the user changed their mind.
+   */
+  async cancelJob(job: IBerthJob, trans: TranslationBundle): Promise<boolean> {
+    if (job.status === 'running') {
+      const result = await showDialog({
+        title: trans.__('Stop this job?'),
+        body: trans.__('%1 will be stopped; the output of the cells that finished is kept.', job.name),
+        buttons: [Dialog.cancelButton({ label: trans.__('Keep running') }), Dialog.warnButton({ label: trans.__('Stop job') })],
+        defaultButton: 0
+      });
+      if (!result.button.accept) {
+        return false;
+      }
+    }
+    await this.api.cancelJob(job.id);
     await this.options.model.refreshLive();
     return true;
   }
