@@ -12,7 +12,7 @@ import { Dialog, ISessionContext, showDialog } from '@jupyterlab/apputils';
 import { PathExt, URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 import { IDocumentManager } from '@jupyterlab/docmanager';
-import type { TranslationBundle } from '@jupyterlab/translation';
+import { nullTranslator, TranslationBundle } from '@jupyterlab/translation';
 import { Widget } from '@lumino/widgets';
 
 import { BerthAPI } from './api';
@@ -37,10 +37,16 @@ export interface IActionsOptions {
   model: BerthModel;
   /** the folder new notebooks go to (the file browser's current folder) */
   currentDirectory: () => string;
+  /** the dialogs' strings (JupyterLab's translator, domain `jupyter-berth`); English when absent */
+  trans?: TranslationBundle;
 }
 
 export class BerthActions {
-  constructor(private options: IActionsOptions) {}
+  constructor(private options: IActionsOptions) {
+    this.trans = options.trans ?? nullTranslator.load('jupyter-berth');
+  }
+
+  readonly trans: TranslationBundle;
 
   get api(): BerthAPI {
     return this.options.model.api;
@@ -114,12 +120,16 @@ export class BerthActions {
     const name = widget.title.label || session.path;
     const what = describeLimits(choiceResources(choice), choice.image);
     const result = await showDialog({
-      title: 'Restart with new resources?',
-      body:
-        `The kernel of ${name} will restart in a new container with ${what}. ` +
-        'Its state will be lost: variables, imported modules and running work. ' +
-        'Outputs already in the notebook stay.',
-      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Restart with new resources' })],
+      title: this.trans.__('Restart with new resources?'),
+      body: this.trans.__(
+        'The kernel of %1 will restart in a new container with %2. Its state will be lost: variables, imported modules and running work. Outputs already in the notebook stay.',
+        name,
+        what
+      ),
+      buttons: [
+        Dialog.cancelButton({ label: this.trans.__('Cancel') }),
+        Dialog.warnButton({ label: this.trans.__('Restart with new resources') })
+      ],
       defaultButton: 0
     });
     if (!result.button.accept) {
@@ -152,9 +162,9 @@ export class BerthActions {
   /** Stop one of the user's kernels (after asking). */
   async stopKernel(kernelId: string, label: string): Promise<boolean> {
     const result = await showDialog({
-      title: 'Stop this kernel?',
-      body: `${label} will be shut down and its container removed. Notebooks using it lose their state.`,
-      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Stop kernel' })],
+      title: this.trans.__('Stop this kernel?'),
+      body: this.trans.__('%1 will be shut down and its container removed. Notebooks using it lose their state.', label),
+      buttons: [Dialog.cancelButton({ label: this.trans.__('Cancel') }), Dialog.warnButton({ label: this.trans.__('Stop kernel') })],
       defaultButton: 0
     });
     if (!result.button.accept) {
@@ -175,7 +185,8 @@ export class BerthActions {
    * Cancel one of the user's jobs: a queued one leaves the line at once; a running one is stopped after
    * asking (the output of the cells that finished is kept). `false` when the user changed their mind.
    */
-  async cancelJob(job: IBerthJob, trans: TranslationBundle): Promise<boolean> {
+  async cancelJob(job: IBerthJob): Promise<boolean> {
+    const trans = this.trans;
     if (job.status === 'running') {
       const result = await showDialog({
         title: trans.__('Stop this job?'),

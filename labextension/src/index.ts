@@ -67,7 +67,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       app,
       docManager,
       model,
-      currentDirectory: () => fileBrowser?.model.path ?? ''
+      currentDirectory: () => fileBrowser?.model.path ?? '',
+      trans
     });
     const sessionPath = (kernelId: string): string | null => {
       for (const s of app.serviceManager.sessions.running()) {
@@ -85,7 +86,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     let status: KernelLimitsStatus | null = null;
     if (statusBar) {
-      status = new KernelLimitsStatus(model);
+      status = new KernelLimitsStatus(model, trans);
       statusBar.registerStatusItem('jupyter-berth:kernel-limits', {
         item: status,
         align: 'left',

@@ -123,16 +123,18 @@ export function SidebarView(props: ISidebarViewProps): JSX.Element {
           api={model.api}
           current={props.current}
           onUse={(image, env) => setChoice(clampChoice(applyEnvironment(effective, image, env), bounds))}
+          trans={trans}
         />
-        <EnvironmentSection model={model} choice={effective} bounds={bounds} onChange={setChoice} />
+        <EnvironmentSection model={model} choice={effective} bounds={bounds} onChange={setChoice} trans={trans} />
         <ResourcesSection
           model={model}
           choice={effective}
           bounds={bounds}
           replacing={null}
           onChange={setChoice}
+          trans={trans}
         />
-        <FoldersSection model={model} choice={effective} bounds={bounds} onChange={setChoice} />
+        <FoldersSection model={model} choice={effective} bounds={bounds} onChange={setChoice} trans={trans} />
         <div className="jp-BerthActions" role="group" aria-label={trans.__('Start')}>
           <div className="jp-BerthSummary" data-testid="berth-summary">
             {summary}
@@ -209,6 +211,7 @@ export function SidebarView(props: ISidebarViewProps): JSX.Element {
         model={model}
         kernelLabel={props.kernelLabel}
         currentKernelId={currentKernelId}
+        trans={trans}
         onStop={(k, label) =>
           void run('stop', async () => {
             const stopped = await actions.stopKernel(k.kernel_id, label);
@@ -232,12 +235,12 @@ export function SidebarView(props: ISidebarViewProps): JSX.Element {
         trans={trans}
         onCancel={job =>
           void run('cancel-job', async () => {
-            const cancelled = await actions.cancelJob(job, trans);
+            const cancelled = await actions.cancelJob(job);
             return cancelled ? trans.__('Cancelled job %1.', job.name) : null;
           })
         }
       />
-      <GpusSection model={model} />
+      <GpusSection model={model} trans={trans} />
     </div>
   );
 }
