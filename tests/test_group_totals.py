@@ -176,3 +176,23 @@ def test_the_sidebar_summary_shows_the_groups_use_and_narrows_what_is_left(ledge
         "gpu": 0.0,
         "kernels": 17,
     }
+
+
+def test_group_totals_name_what_the_registry_totals(ledger):
+    """The resource kinds a group may cap are the registry's totalled kinds (a policy total and a ledger
+    column), not a list of their own; the summary reports each of them and the counts."""
+    from jupyter_berth.group_admission import totals_summary
+    from jupyter_berth.group_totals import total_names
+    from jupyter_berth.ledger.totals import totalled_kinds
+
+    assert total_names() == (*(k.name for k in totalled_kinds()), "kernels", "servers")
+    assert set(total_names()) >= {"cpu", "mem", "gpu"}
+    with pytest.raises(RequestError, match="known: " + ", ".join(total_names())):
+        GroupTotals.parse({"pids": 4}, "group x")  # a kind with no policy total cannot be capped per group
+    caps = GroupTotals.parse({"mem": "2G", "kernels": 3})
+    assert (caps.mem, caps.cpu, caps.get("kernels")) == (2 * GiB, None, 3) and caps == GroupTotals(
+        mem=2 * GiB, kernels=3
+    )
+    (summary,) = totals_summary(ledger, {"g": caps}).values()
+    assert list(summary["in_use"]) == list(total_names())
+    assert summary["remaining"] == {**{n: None for n in total_names()}, "mem": 2 * GiB, "kernels": 3}
