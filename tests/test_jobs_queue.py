@@ -124,3 +124,26 @@ async def test_a_queued_job_is_cancelled_by_its_owner_only(tmp_path):
         assert await service._db(service.ledger.live_allocations, owner="hal") == []
     finally:
         await close_test_service(service)
+
+
+async def test_berth_run_follows_a_queued_job_until_it_has_run(tmp_path):
+    import io
+
+    from jupyter_berth.cli.run_cmd import follow
+
+    service = await _service(tmp_path / "data")
+    host_cpu = (await asyncio.to_thread(service.ledger.get_node, service.node_name)).cpu
+    big = {"cpu": min(host_cpu * 0.75, 2), "mem": "256M"}
+    try:
+        kernel = await service.start_kernel("gus", kernel_id="fills-the-host", request=big)
+        job = await service.jobs.submit("hal", notebook="f.ipynb", content=notebook("print('FOLLOWED')"), request=big)
+        assert job.status == "queued"
+        out = io.StringIO()
+        following = asyncio.ensure_future(follow(service, "hal", job.id, interval=0.2, out=out))
+        await asyncio.sleep(1.5)
+        assert not following.done()  # a queued job has not ended: berth run keeps waiting
+        await service.stop_kernel("gus", kernel.kernel_id)
+        done = await asyncio.wait_for(following, 120)
+        assert done.status == "completed" and "FOLLOWED" in out.getvalue()
+    finally:
+        await close_test_service(service)

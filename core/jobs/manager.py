@@ -235,6 +235,8 @@ class JobManager(LoggingConfigurable):
         except asyncio.CancelledError:
             raise  # the service stops: the job keeps its place for the restarted service
         except Exception as e:  # cancelled by its owner, its queue_timeout, or it can no longer be admitted
+            if not (await self.get(None, job.id)).queued:
+                return  # another process took this job's turn (its row was admitted there)
             cancelled = isinstance(e, start_queue.StartCancelled)
             message = getattr(e, "message", str(e))[:500]
             await s._db(
@@ -368,6 +370,10 @@ class JobManager(LoggingConfigurable):
             else:
                 await self._end(job)
         return count
+
+    async def take_turn(self, job: Job) -> bool:
+        """Wait for a queued job's turn in this process (``berth run --attach``), then start it."""
+        return bool(await self._resume_queued(job))
 
     async def _resume_queued(self, job: Job) -> int:
         try:
