@@ -19,6 +19,10 @@ reconnects with back-off, asks for the events it missed (``since``), and release
 allocation lost its container meanwhile. Docker engines only: Swarm tasks and the process
 runtime have no such stream here (their kernels are covered by reconcile on start and by the
 servers' reports).
+
+A second stream, of image events (tag, untag, delete, pull, load, import), tells the image
+catalog when the engine's images changed, so it lists them again only then (and at most every
+:data:`IMAGE_LIST_TTL_FOLLOWED` seconds otherwise) instead of before nearly every start.
 """
 
 from __future__ import annotations
@@ -35,6 +39,10 @@ log = logging.getLogger(__name__)
 
 #: Engine actions that end a container's life (``kill`` is followed by ``die``).
 ENDING_ACTIONS = ("die", "oom", "destroy")
+#: Image actions that change what the catalog lists.
+IMAGE_ACTIONS = ("tag", "untag", "delete", "pull", "load", "import", "push")
+#: How long the catalog reuses its listing of the engine's images while image events are followed.
+IMAGE_LIST_TTL_FOLLOWED = 60.0
 
 
 class EngineEvents:
@@ -55,6 +63,7 @@ class EngineEvents:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stream = None
+        self._images_stream = None
         self._stopping = threading.Event()
         self._handling: set[str] = set()
         self._tasks: set[asyncio.Task] = set()
@@ -67,6 +76,8 @@ class EngineEvents:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.Thread(target=self._follow, name="berth-engine-events", daemon=True)
         self._thread.start()
+        self._images_thread = threading.Thread(target=self._follow_images, name="berth-image-events", daemon=True)
+        self._images_thread.start()
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -75,6 +86,32 @@ class EngineEvents:
             task.cancel()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 5)
+        self.service.images.engine_list_ttl = type(self.service.images).engine_list_ttl
+        if self._images_stream is not None:
+            self._images_stream.close()
+
+    def _follow_images(self) -> None:
+        """Image events: the catalog's listing of the engine's images is dropped when they changed."""
+        images = self.service.images
+        while not self._stopping.is_set():
+            client = None
+            try:
+                client = self._client()
+                self._images_stream = client.events(decode=True, filters={"type": "image"})
+                images.engine_list_ttl = IMAGE_LIST_TTL_FOLLOWED
+                self._loop.call_soon_threadsafe(images.forget_engine_images)  # what changed while not following
+                for event in self._images_stream:
+                    if event.get("Action") in IMAGE_ACTIONS:
+                        self._loop.call_soon_threadsafe(images.forget_engine_images)
+            except Exception as e:  # noqa: BLE001 - any failure of the stream: list as often as before, reconnect
+                images.engine_list_ttl = type(images).engine_list_ttl
+                if not self._stopping.is_set():
+                    log.debug("Berth: the engine's image event stream broke (%s); reconnecting", e)
+            finally:
+                if client is not None:
+                    client.close()
+            if self._stopping.wait(self.backoff[1]):
+                break
 
     def _close_stream(self) -> None:
         stream, self._stream = self._stream, None

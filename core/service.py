@@ -35,7 +35,9 @@ from .jobs import JobManager
 from .kernel_launch import KernelLaunch, exit_message
 from .ledger import Ledger
 from .policies import PolicySpec
+from .pool.server_pool import ServerPool
 from .pool.warm_pool import WarmPool
+from .profiles import ProfileCatalog
 from .resources import Preset, Resources, find_preset
 from .runtime import choice as runtime_choice
 from .runtime import site_scope
@@ -108,11 +110,12 @@ class BerthService(ManagerHost):
         5.0, config=True, help="Seconds a kernel container gets to exit after SIGTERM before it is killed."
     )
     pool_size = Integer(
-        0,
+        2,
         config=True,
         help="Kernel containers kept started and waiting per image in pool_images, so that a start adopts one "
-        "(about 0.1 s) instead of creating a container. 0 disables the warm pool. Pool containers count "
-        "against no user until adopted; finer settings: c.WarmPool.* (docs/warm-pool.md).",
+        "(about 0.1 s) instead of creating a container; the user's files are handed over at adoption. 0 disables "
+        "the warm pool. Pool containers count against no user; their memory reserve (c.WarmPool.memory) is kept "
+        "out of what admission gives out. Finer settings: c.WarmPool.* (docs/warm-pool.md).",
     )
     pool_images = List(Unicode(), config=True, help="Images that get a warm pool (default: [default_image]).")
 
@@ -160,8 +163,10 @@ class BerthService(ManagerHost):
     usage = Instance(UsageTracker, help="Usage sampling, reports and metrics (c.UsageTracker.*).")
     gpus = Instance(GpuManager, help="GPU devices and shares (c.GpuManager.*).")
     environments = Instance(EnvironmentManager, help="Images with their own Jupyter kernels (c.EnvironmentManager.*).")
+    profiles = Instance(ProfileCatalog, help="Profiles for the spawn form and the sidebar (c.ProfileCatalog.*).")
     jobs = Instance(JobManager, help="Notebooks run as batch jobs (c.JobManager.*): submit, get, list, cancel, wait.")
     fair = Instance(FairShare, help="Budgets, the start queue, idle rules: my_budget, my_queue, overview.")
+    server_pool = Instance(ServerPool, allow_none=True, help="The hub process's server pool (c.ServerPool.*).")
 
     def __init__(self, **kw):
         moved = {old: kw.pop(old) for old in list(kw) if old in MOVED_SETTINGS}
@@ -197,7 +202,8 @@ class BerthService(ManagerHost):
         self._pool: WarmPool | None = None
         self.jobs = JobManager(self, parent=self)  # admitted like kernels: it calls the service's own lifecycle
         self._events: EngineEvents | None = None
-        self._presets = {name: Preset.parse(name, spec) for name, spec in self.presets.items()}
+        self.profiles = ProfileCatalog(parent=self)  # its kernel profiles are presets (an explicit preset wins)
+        self._presets = {**self.profiles.kernel_presets(), **{n: Preset.parse(n, s) for n, s in self.presets.items()}}
         self._policy_specs = (
             PolicySpec.parse(self.default_policy, "default_policy"),
             {g: PolicySpec.parse(s, f"group_policies.{g}") for g, s in self.group_policies.items()},
@@ -247,14 +253,15 @@ class BerthService(ManagerHost):
         runtime_choice.offer_local_image(self)
         await self.open()
         await self.gpus.discover_gpus()
+        if adopt and self.pool_size > 0 and self.runtime.name == "docker":  # before the capacity (less its reserve)
+            self._pool = WarmPool(
+                self.runtime, self.site_id, self.data_dir, self._user_network, parent=self, size=self.pool_size,
+                images=list(self.pool_images),
+            )  # fmt: skip
         await self.refresh_capacity()
         if not adopt:
             self._started = True
             return reconcile.ReconcilePlan()
-        if self.pool_size > 0:
-            self._pool = WarmPool(
-                self.runtime, self.site_id, parent=self, size=self.pool_size, images=list(self.pool_images)
-            )
         await self.jobs.resume()  # before reconcile: a job that ended while nobody watched gets its own reason
         result = await self.reconcile()
         if self._pool is not None:
@@ -292,7 +299,8 @@ class BerthService(ManagerHost):
         if "nodes" in cap:  # several hosts (Swarm): one ledger host each, down hosts' kernels lost
             return await swarm_nodes.refresh(self, cap)
         cpu = round(cap["cpu"] * self.cpu_overcommit, 3)
-        mem = max(0, cap["mem"] - parse_memory(self.mem_reserved, "mem_reserved"))
+        pool = self._pool.reserve if self._pool is not None else 0
+        mem = max(0, cap["mem"] - parse_memory(self.mem_reserved, "mem_reserved") - pool)
         inventory = self.gpus.gpu_inventory
         gpus = [d.to_json() for d in inventory.devices] if inventory else []
         await self._db(self.ledger.set_node_capacity, self.node_name, cpu=cpu, mem=mem, gpu=gpus or None)
@@ -403,9 +411,9 @@ class BerthService(ManagerHost):
     async def list_kernels(self, user: str | None = None) -> list:
         return await self._db(self.ledger.live_allocations, owner=user, kind="kernel")
 
-    async def my_kernels(self, user: str) -> list[dict]:
-        """The user's live kernels with a fresh usage sample each (for the sidebar)."""
-        return await kernel_lifecycle.my_kernels(self, user)
+    async def my_kernels(self, user: str, server: str | None = None) -> list[dict]:
+        """The user's live kernels (of hub server ``server`` only, when given) with a fresh usage sample each."""
+        return await kernel_lifecycle.my_kernels(self, user, server)
 
     async def my_usage(self, user: str, since=None, until=None, *, groups=(), by="day") -> dict:
         """``user``'s own usage (never anyone else's) and what is left of their quota (see :mod:`.policy_admin`)."""
@@ -446,7 +454,7 @@ class BerthService(ManagerHost):
         return site_scope.container_name(self.site_id, "server", user, subject)
 
     async def reserve_server(self, user: str, groups=(), *, policy, subject: str, resources: Resources, image: str):
-        """Check ``policy`` and reserve a server's allocation on this host; the allocation."""
+        """Check ``policy`` and reserve a server's allocation (this host, or the Swarm node admission picks); the allocation."""
         return await servers.reserve_server(
             self, user, groups, policy=policy, subject=subject, resources=resources, image=image
         )
@@ -474,9 +482,9 @@ class BerthService(ManagerHost):
         """The allocation ``alloc_id`` if still live (a spawner's state after a hub restart), else ``None``."""
         return await servers.live_server_allocation(self, alloc_id)
 
-    async def stop_orphan_kernels(self, user: str) -> list[str]:
-        """Stop the user's kernels on this host if the user has no server left; the kernel ids stopped."""
-        return await servers.stop_orphan_kernels(self, user)
+    async def stop_orphan_kernels(self, user: str, server: str | None = None) -> list[str]:
+        """Stop the kernels of ``user``'s stopped hub server ``server`` (on this host, or anywhere on Swarm); the kernel ids stopped."""
+        return await servers.stop_orphan_kernels(self, user, server)
 
     # ---- reconcile and usage ----------------------------------------------------------------
     async def reconcile(self) -> reconcile.ReconcilePlan:

@@ -31,6 +31,7 @@ from .errors import RequestError
 from .images.catalog import validate_ref
 from .resources import Resources
 from .runtime.base import Mount
+from .runtime.site_scope import site_tag
 
 KERNEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 #: The start environment's variables that carry a parameterized start (StartRequest field → variable).
@@ -301,4 +302,14 @@ def _json(env: Mapping[str, str], name: str) -> Any:
         raise RequestError(name, f"not valid JSON ({e})") from None
 
 
-__all__ = ["ENV_DENIED", "ENV_PREFIXES", "KERNEL_ID_RE", "REQUEST_ENV", "StartRequest", "kernel_env"]
+#: ``Mount`` and ``site_tag`` are re-exported for the front ends, which build requests and names from them.
+__all__ = [
+    "ENV_DENIED",
+    "ENV_PREFIXES",
+    "KERNEL_ID_RE",
+    "REQUEST_ENV",
+    "Mount",
+    "StartRequest",
+    "kernel_env",
+    "site_tag",
+]

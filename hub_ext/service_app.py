@@ -40,6 +40,7 @@ from traitlets.config import Application
 from jupyter_berth import __version__
 from jupyter_berth.config_files import load_berth_config
 from jupyter_berth.errors import BerthError
+from jupyter_berth.kernel_launch import FOLDERS_ROOT
 from jupyter_berth.principals import HubAccounts
 from jupyter_berth.service import BerthService
 
@@ -214,6 +215,8 @@ class BerthHubService(Application):
                 "no JupyterHub API token: run this as a hub service (c.JupyterHub.services, see "
                 "docs/hub-service.md) or set JUPYTERHUB_API_TOKEN and JUPYTERHUB_API_URL"
             )
+        if self.user_volume and "handover_targets" not in self.config.WarmPool:  # the warm pool hands it over
+            self.config.WarmPool.handover_targets = [self.user_volume_target, FOLDERS_ROOT]
         service = BerthService(parent=self)
         service.folders.principals = HubAccounts(hub_auth.api_url, hub_auth.api_token)  # shares: hub users/groups only
         if "runtime_kind" not in self.config.get("BerthService", {}):

@@ -10,8 +10,13 @@ over HTTP with the user's token (see ``jupyter_berth.hub``).
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 
+from traitlets.config import Config
+
+from jupyter_berth import server_scope
+from jupyter_berth.kernel_launch import FOLDERS_ROOT
 from jupyter_berth.service import BerthService, standalone_user
 
 _service: BerthService | None = None
@@ -42,6 +47,20 @@ class EmbeddedBackend:
         return await self.service.kernel_ended(self.user, kernel_id)
 
 
+def standalone_pool_config(config, parent):
+    """Standalone: the warm pool waits on the one user's network, with a hand-over slot at the server's
+    root directory (the directory every kernel mounts; a plain KernelManager's is its working directory)."""
+    config = copy.deepcopy(config) if config is not None else Config()
+    pool = config.WarmPool
+    if "user" not in pool:
+        pool.user = standalone_user()[0]
+    if "handover_targets" not in pool:
+        app = getattr(parent, "serverapp", None) or getattr(getattr(parent, "parent", None), "parent", None)
+        root = getattr(app, "root_dir", None) or os.getcwd()
+        pool.handover_targets = [os.path.abspath(os.path.expanduser(root)), FOLDERS_ROOT]
+    return config
+
+
 async def embedded_service(config=None, parent=None) -> BerthService:
     """The process-wide embedded service, started once (reconciles with the engine)."""
     global _service, _lock
@@ -49,7 +68,7 @@ async def embedded_service(config=None, parent=None) -> BerthService:
         _lock = asyncio.Lock()
     async with _lock:
         if _service is None:
-            service = BerthService(config=config, parent=parent)
+            service = BerthService(config=standalone_pool_config(config, parent), parent=parent)
             await service.start()
             _service = service
     return _service
@@ -74,6 +93,7 @@ def hub_service_backend(**kw):
         return None
     from jupyter_berth.kernels.remote import RemoteBackend
 
+    kw.setdefault("server", server_scope.from_env(os.environ))  # JUPYTERHUB_SERVER_NAME: whose kernels
     return RemoteBackend(url, token=os.environ.get("JUPYTERHUB_API_TOKEN", ""), **kw)
 
 

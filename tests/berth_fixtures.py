@@ -24,6 +24,9 @@ def service_config(data_dir: str, **policy) -> Config:
     c.BerthService.data_dir = data_dir
     c.UsageTracker.sample_interval = 0
     c.BerthService.stop_timeout = 2
+    # The warm pool is on by default; tests of other things run without it (fewer containers to count and
+    # to wait for on a loaded machine). tests/test_warm_pool.py covers the default.
+    c.BerthService.pool_size = 0
     c.BerthService.presets = {
         "small": {"cpu": 0.5, "mem": "256M", "display_name": "Small"},
         "tiny": {"cpu": 0.25, "mem": "128M", "display_name": "Tiny"},

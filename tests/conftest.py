@@ -67,10 +67,28 @@ def _remove_session_objects() -> None:
         print(f"\nleft behind by test session {SESSION_LABEL[1]}:", *left, sep="\n  ")
 
 
+def _unmount_test_handover_roots() -> None:
+    """Mount hand-over roots the test services left (a service stopped with kernels still adopted keeps
+    its root mounted, as a live one must): unmounted when they lie in pytest's temporary directories."""
+    import ctypes
+    import tempfile
+
+    if os.geteuid() != 0 or not os.path.exists("/proc/self/mountinfo"):
+        return
+    prefix = os.path.join(tempfile.gettempdir(), "pytest-of-")
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4] for line in f]
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    for point in reversed(points):
+        if point.startswith(prefix) and "/handover/" in point:
+            libc.umount2(point.encode(), 2)  # MNT_DETACH
+
+
 def pytest_unconfigure(config):
     """What this run made on the engine: removed (by its label); then the test sites' egress chains
     whose networks are gone (core/runtime/egress.py sweep)."""
     _remove_session_objects()
+    _unmount_test_handover_roots()
     egress = _egress()
     if egress is not None:
         egress.sweep(keep=_egress_chains_before)

@@ -84,3 +84,29 @@ async def test_after_the_stream_breaks_it_reconnects_and_releases_what_it_missed
     await asyncio.to_thread(lambda: client.containers.get(later_container).kill())  # the new stream works
     assert await _released_within(service, later)
     assert (await _record(service, missed)).end_reason == "exited"
+
+
+async def test_image_events_drop_the_catalogs_listing_of_engine_images(berth_service):  # noqa: F811
+    """While image events are followed the catalog reuses its listing of the engine's images (no listing
+    per start), and a tag made behind the service's back drops it: the next listing has the new tag."""
+    images = berth_service.images
+    events = berth_service._events
+    assert events is not None
+    deadline = time.monotonic() + 10
+    while images.engine_list_ttl < 60 and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert images.engine_list_ttl == 60  # following image events
+    await images.catalog_view()
+    assert images._engine_images is not None  # listed once, then reused
+    tag = f"berth-test-events/{uuid.uuid4().hex[:8]}:1"
+    client = docker.from_env()
+    try:
+        await asyncio.to_thread(client.api.tag, "berth/python:3.11", *tag.split(":"))
+        deadline = time.monotonic() + 10
+        while images._engine_images is not None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert images._engine_images is None  # the tag event dropped the listing
+        assert tag in {ref for ref, _ in await images._kernel_images()}  # listed again, with the new tag
+    finally:
+        await asyncio.to_thread(client.api.remove_image, tag)
+        client.close()

@@ -62,7 +62,8 @@ def hub(tmp_path_factory):
         users=("alice", "bob", "teacher", "carol"),
         cpu_overcommit=CPU_OVERCOMMIT,
         policies=POLICIES,
-        extra="c.Spawner.poll_interval = 1\n",
+        # the cold path: these tests read the container's own config (tests/test_server_pool.py: the pool)
+        extra="c.Spawner.poll_interval = 1\nc.ServerPool.size = 0\n",
     )
     with running(hub) as h:
         yield h
@@ -148,6 +149,15 @@ def test_spawn_with_options_and_a_berth_kernel_reads_its_limits(hub):
     env = dict(e.split("=", 1) for e in container.attrs["Config"]["Env"])
     assert env["BERTH_SERVICE_URL"].endswith("/services/berth/") and env["BERTH_KERNEL_IDLE_TIMEOUT"] == "600"
 
+    # The hub's Berth service keeps a warm pool by default (with user_volume, hand-over at its target):
+    # wait until it holds a ready container, so the kernel below adopts one.
+    alice_net = f"{hub.network_prefix}{hub.site}-alice"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        pool = client.containers.list(filters={"label": ["io.jupyter.berth.kind=pool", hub.site_label]})
+        if any(list(c.attrs["NetworkSettings"]["Networks"]) == [f"berth-pool-{hub.site}"] for c in pool):
+            break
+        time.sleep(0.5)
     # A Berth kernel for a notebook, started as JupyterLab does: a session through the user
     # server's own REST API (via the hub's proxy).
     r = httpx.post(
@@ -163,13 +173,20 @@ def test_spawn_with_options_and_a_berth_kernel_reads_its_limits(hub):
     # the class policy's default kernel request: 0.25 CPU, 256 MiB
     assert limits["mem"] == str(256 * 2**20) and limits["quota"] in ("25000", "25000 100000")
     assert limits["uid"] == 1000 and limits["cwd"] == "/home/jovyan/work"
-    kernels = [
-        c
-        for c in client.containers.list(filters={"label": ["io.jupyter.berth.kind=kernel", hub.site_label]})
-        if c.labels.get("io.jupyter.berth.owner") == "alice"
-    ]
-    networks = list(kernels[0].attrs["NetworkSettings"]["Networks"])
-    assert len(kernels) == 1 and networks == [f"{hub.network_prefix}{hub.site}-alice"]
+    # the kernel is an adopted pool container (its labels stay the pool's; the ledger knows it is alice's):
+    # alice's volume was handed over (cwd above), it joined alice's network and left the pool's
+    deadline = time.monotonic() + 10
+    while True:
+        kernels = [
+            c
+            for c in client.containers.list(filters={"label": [hub.site_label], "network": alice_net})
+            if c.labels.get("io.jupyter.berth.kind") in ("kernel", "pool")
+        ]
+        networks = [list(c.attrs["NetworkSettings"]["Networks"]) for c in kernels]
+        if networks == [[alice_net]] or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert networks == [[alice_net]] and kernels[0].labels["io.jupyter.berth.kind"] == "pool"
 
 
 def test_a_full_host_queues_spawns_with_their_place(hub):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import os
 from datetime import datetime, timezone
 from types import SimpleNamespace
@@ -12,8 +13,8 @@ from types import SimpleNamespace
 import pytest
 
 from jupyter_berth import reconcile
-from jupyter_berth.errors import RequestError
-from jupyter_berth.kernel_launch import KernelConnection, kernel_spec, user_network
+from jupyter_berth.errors import ConflictError, RequestError
+from jupyter_berth.kernel_launch import FOLDERS_ROOT, KernelConnection, kernel_spec, user_network
 from jupyter_berth.kernels import backend
 from jupyter_berth.pool.warm_pool import PoolKey, WarmPool, parse_mount, pool_request
 from jupyter_berth.resources import Resources
@@ -21,7 +22,7 @@ from jupyter_berth.runtime.base import Mount
 from jupyter_berth.runtime.docker import DockerRuntime
 from jupyter_berth.runtime.labels import make_labels
 from jupyter_berth.runtime.site_scope import container_name
-from jupyter_berth.service import BerthService
+from jupyter_berth.service import BerthService, standalone_user
 from tests.pool_fixtures import (  # noqa: F401 - fixtures
     KERNEL_VIEW,
     POOL_SIZE,
@@ -93,7 +94,7 @@ async def test_start_adopts_a_pool_container_with_the_requested_limits(pool_serv
 
         # a restart is warm too, keeps the grant and the address (clients reconnect by themselves)
         await km.restart_kernel(now=True)
-        await kc.wait_for_ready(timeout=30)
+        await kc.wait_for_ready(timeout=120)
         again = km.provisioner.launch
         assert again.container_id in refilled
         assert again.connection["ip"] == launch.connection["ip"]
@@ -106,29 +107,41 @@ async def test_start_adopts_a_pool_container_with_the_requested_limits(pool_serv
 
 
 @pytest.mark.docker
-async def test_learned_pool_waits_on_the_users_network(tmp_path, workdir, monkeypatch):
-    """Standalone: the first start is cold and teaches the pool its mounts and network; later
-    starts adopt containers that already wait on the user's network (nothing to move)."""
+async def test_standalone_pool_hands_over_the_work_directory_and_waits_on_the_users_network(
+    tmp_path, workdir, monkeypatch
+):
+    """Standalone, as the embedded service configures it (the one user, the server's root as hand-over
+    target): the pool fills at start, on the user's own network, so even the first start adopts; the
+    kernel sees the user's files, writes land on the host, and after release nothing stays mounted.
+    (Replaces the pool that learned its mounts from a cold first start and served only its first user.)"""
     data = tmp_path / "berth-data"
     data.mkdir()
-    service = BerthService(config=pool_config(str(data), None), runtime=DockerRuntime())
+    (workdir / "hello.txt").write_text("from the host")
+    config = pool_config(str(data), None)
+    config.WarmPool.user = standalone_user()[0]
+    config.WarmPool.handover_targets = [str(workdir), FOLDERS_ROOT]
+    service = BerthService(config=config, runtime=DockerRuntime())
     await service.start()
     backend._service = service
     kernels = []
     try:
         await write_kernelspecs(service, tmp_path, monkeypatch)
-        assert service._pool.status() == {}  # nothing learned yet
-        kernels.append(await start(workdir, request={"cpu": 0.25, "mem": "256M"}))
-        first = kernels[0][0].provisioner.launch
-        assert (await service.runtime.inspect(first.container_id)).berth_labels["kind"] == "kernel"  # cold
-
         pool = service._pool
+        if pool.handover.unavailable:
+            pytest.skip(f"no mount hand-over here: {pool.handover.unavailable}")
         await pool.wait_full(timeout=90)
-        (alloc,) = await service.list_kernels()
-        user_net = user_network(service.network_prefix, alloc.owner, service.site_id)
+        user_net = user_network(service.network_prefix, standalone_user()[0], service.site_id)
         waiting = ready_ids(pool)
         for cid in waiting:
             assert await networks_of(service, cid) == {user_net}
+
+        kernels.append(await start(workdir, request={"cpu": 0.25, "mem": "256M"}))
+        first = kernels[0][0].provisioner.launch
+        assert first.container_id in waiting  # the first start is warm
+        view = await run_json(kernels[0][1], FILES_VIEW.format(path=str(workdir)))
+        assert view["hello"] == "from the host" and view["cwd"] == str(workdir)
+        assert (workdir / "written.txt").read_text() == "by the kernel"
+        waiting = ready_ids(pool)
 
         kernels.append(await start(workdir, request={"cpu": 0.5, "mem": "300M"}))
         km, kc = kernels[1]
@@ -141,15 +154,27 @@ async def test_learned_pool_waits_on_the_users_network(tmp_path, workdir, monkey
         await pool.wait_full(timeout=90)
         refilled = ready_ids(pool)
         await km.restart_kernel(now=True)
-        await kc.wait_for_ready(timeout=30)
+        await kc.wait_for_ready(timeout=120)
         third = km.provisioner.launch
         assert third.container_id in refilled and third.connection["ip"] == second.connection["ip"]
         assert (await run_json(kc, KERNEL_VIEW))["cwd"] == str(workdir)
+        for km, kc in kernels:
+            await stop(km, kc)
+        kernels = []
+        handed = pool.handover.handover
+        assert [n for n in handed.names() if handed.mounted(n)] == []  # released kernels keep nothing mounted
     finally:
         for km, kc in kernels:
             await stop(km, kc)
         backend._service = None
         await cleanup(service)
+
+
+FILES_VIEW = r"""
+import json, os
+open("written.txt", "w").write("by the kernel")
+print(json.dumps({{"hello": open(os.path.join("{path}", "hello.txt")).read(), "cwd": os.getcwd()}}))
+"""
 
 
 @pytest.mark.docker
@@ -344,13 +369,43 @@ def test_which_requests_fit_the_pool():
         spec(resources=Resources(cpu=1, mem=512 * MiB, shm=128 * MiB))
     )
 
-    learning = WarmPool(None, "site", size=2, images=["berth/python:3.11"])  # mounts learned from requests
-    assert learning.unfit_reason(spec()) is None
-    learning._learned_images.add("berth/python:3.11")
-    learning._keys[PoolKey("berth/python:3.11", tuple(nb), "n")] = object()  # learned from a kernel on network n
-    assert learning.unfit_reason(spec()) is None
-    assert "mounts or its user's network differ" in learning.unfit_reason(spec(mounts=[]))
-    assert "mounts or its user's network differ" in learning.unfit_reason(spec(network="berth-u-bob"))
+    # mount hand-over (the default): a pool per set of targets; the user's mounts must lie at or under them
+    handing = WarmPool(None, "site", size=2, images=["berth/python:3.11"])
+    handing.handover.unavailable = None  # what fits is decided without an engine
+    folder = Mount("/srv/folders/data", f"{FOLDERS_ROOT}/data", read_only=True)
+    assert "no pool for image" in handing.unfit_reason(spec())  # no pool yet
+    handing._keys[PoolKey("berth/python:3.11", (), None, ("/srv/nb", FOLDERS_ROOT))] = object()
+    assert handing.unfit_reason(spec()) is None
+    assert handing.unfit_reason(spec(mounts=nb + [folder], network="berth-u-bob")) is None  # any user's network
+    assert handing.unfit_reason(spec(mounts=[])) is None
+    assert "not at or under" in handing.unfit_reason(spec(mounts=[Mount("/elsewhere", "/elsewhere")]))
+    handing._add_key = lambda key: handing._keys.setdefault(key, object())  # record what it learns
+    handing._learn(spec(mounts=[Mount("/elsewhere", "/elsewhere"), folder]))
+    assert PoolKey("berth/python:3.11", (), None, ("/elsewhere", FOLDERS_ROOT)) in handing._keys
+    # standalone: the pool waits on the one user's network; a kernel on another network starts cold
+    handing._keys = {PoolKey("berth/python:3.11", (), "n", ("/srv/nb", FOLDERS_ROOT)): object()}
+    assert handing.unfit_reason(spec()) is None
+    assert "waits on n" in handing.unfit_reason(spec(network="berth-u-bob"))
+    # without hand-over (a service that is not root) only requests without mounts fit
+    handing.handover.unavailable = "the service does not run as root"
+    assert "cannot be handed over here" in handing.unfit_reason(spec())
+    assert handing.unfit_reason(spec(mounts=[])) is None
+
+
+def test_pool_size_follows_demand_within_its_memory_reserve():
+    from collections import deque
+
+    from jupyter_berth.pool import pool_sizing
+
+    now = 1000.0
+    assert pool_sizing.target(None, 2, 4, 60, now) == 2
+    assert pool_sizing.target(deque([now - 1] * 3), 2, 4, 60, now) == 3  # a burst: more wait
+    assert pool_sizing.target(deque([now - 1] * 9), 2, 4, 60, now) == 4  # at most max_size
+    assert pool_sizing.target(deque([now - 120] * 9), 2, 4, 60, now) == 2  # old demand is forgotten
+    states = [SimpleNamespace(ready=[1, 2], starting=1)]
+    assert pool_sizing.room(1024 * MiB, 256 * MiB, states) == 1  # 1G holds 4 at 256M; 3 are held
+    assert pool_sizing.room(512 * MiB, 256 * MiB, states) == 0
+    assert pool_sizing.least_wanted(["a", "b", "c"], {"a": deque([5.0]), "c": deque([1.0])}) == ["b", "c", "a"]
 
 
 def test_parse_mount():
@@ -359,3 +414,119 @@ def test_parse_mount():
     assert parse_mount("/a") == Mount("/a", "/a")
     with pytest.raises(RequestError, match="source:target"):
         parse_mount("/a:/b:rx")
+
+
+@pytest.mark.docker
+def test_a_fresh_install_starts_its_default_kernel_warm_through_the_sync_kernel_manager(tmp_path, workdir, monkeypatch):
+    """Default settings (only where the data lives): the embedded service's pool is on, hands the working
+    directory over, and serves the plain synchronous KernelManager (as nbclient uses it), whose calls are the
+    only time the service's loop runs (the pool creates its containers on a thread of its own,
+    core/pool/filler.py, so that refills go on between the calls). Every start after the first adopts."""
+    import time as clock
+
+    from jupyter_client.manager import KernelManager
+    from traitlets.config import Config
+
+    kernels = tmp_path / "jupyter" / "kernels" / "berth-default"
+    kernels.mkdir(parents=True)
+    (kernels / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": ["berth-kernel", "-f", "{connection_file}"],
+                "display_name": "Berth default",
+                "language": "python",
+                "metadata": {"kernel_provisioner": {"provisioner_name": "berth", "config": {}}},
+            }
+        )
+    )
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.chdir(workdir)
+    (workdir / "hello.txt").write_text("from the host")
+    config = Config()
+    config.BerthService.data_dir = str(tmp_path / "berth-data")
+    config.UsageTracker.sample_interval = 0
+    backend._service = None
+    kinds, texts, service = [], [], None
+    try:
+        running = []
+        for i in range(4):
+            km = KernelManager(kernel_name="berth-default", config=config)
+            km.start_kernel(cwd=str(workdir), env={"BERTH_REQUEST": '{"cpu": 0.5, "mem": "256M"}'})  # as nbclient
+            service = backend._service
+            if i == 0:
+                assert service.pool_size == 2 and service._pool is not None  # on by default
+                if service._pool.handover.unavailable:
+                    pytest.skip(f"no mount hand-over here: {service._pool.handover.unavailable}")
+            launch = km.provisioner.launch
+            labels = service.runtime.client.api.inspect_container(launch.container_id)["Config"]["Labels"]
+            kinds.append(labels["io.jupyter.berth.kind"])  # an adopted container keeps its pool labels
+            running.append(km)
+            if i == 2:
+                for km in running:
+                    km.shutdown_kernel(now=True)
+            clock.sleep(4)  # the client does something else; no Berth call runs the service's loop
+        kc = km.client()  # the last one: the working directory was handed over
+        kc.start_channels()
+        kc.wait_for_ready(timeout=60)
+        reply = kc.execute_interactive("print(open('hello.txt').read())", output_hook=texts.append)
+        assert reply["content"]["status"] == "ok"
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+        assert any("from the host" in m["content"].get("text", "") for m in texts)
+        # the first start met a pool that had just begun to fill; every later one adopted
+        assert kinds == ["kernel", "pool", "pool", "pool"], kinds
+        handed = service._pool.handover.handover
+        assert [n for n in handed.names() if handed.mounted(n)] == []  # released kernels keep nothing mounted
+    finally:
+        if service is not None:
+            from jupyter_core.utils import run_sync
+
+            run_sync(cleanup)(service)
+        backend._service = None
+
+
+@pytest.mark.docker
+async def test_users_volumes_and_folders_adopt_and_a_handed_over_folder_cannot_be_deleted(tmp_path, workdir):
+    """Hub-like pool (shared pool network, hand-over at the work directory and the folders): two users'
+    kernels adopt with their own mounts and folders; a folder handed to a running kernel is refused
+    deletion like a mounted one; after the kernel stops it can be deleted."""
+    data = tmp_path / "berth-data"
+    data.mkdir()
+    config = pool_config(str(data), None)
+    config.WarmPool.handover_targets = ["/home/jovyan/work", FOLDERS_ROOT]
+    service = BerthService(config=config, runtime=DockerRuntime())
+    await service.start()
+    try:
+        pool = service._pool
+        if pool.handover.unavailable:
+            pytest.skip(f"no mount hand-over here: {pool.handover.unavailable}")
+        await pool.wait_full(timeout=90)
+        waiting = ready_ids(pool)
+        view = await service.folders.create_folder("ann", (), "data")
+        homes = {}
+        for user in ("ann", "bob"):
+            homes[user] = tmp_path / f"home-{user}"
+            homes[user].mkdir()
+            os.chown(homes[user], 1000, 100)
+        launches = {}
+        for user in ("ann", "bob"):
+            launches[user] = await service.start_kernel(
+                user,
+                kernel_id=f"k-{user}",
+                request={"cpu": 0.25, "mem": "256M"},
+                cwd="/home/jovyan/work",
+                mounts=[Mount(str(homes[user]), "/home/jovyan/work")],
+                folders=["data"] if user == "ann" else [],
+            )
+            assert launches[user].container_id in waiting  # adopted, whoever the user
+            waiting = ready_ids(pool) | waiting
+        with pytest.raises(ConflictError, match="a kernel in container"):
+            await service.folders.delete_folder("ann", (), view.folder.reference)
+        await service.stop_kernel("ann", "k-ann", now=True)
+        await service.folders.delete_folder("ann", (), view.folder.reference)  # released: nothing holds it now
+        handed = pool.handover.handover
+        assert [n for n in handed.names() if handed.mounted(n)] != []  # bob's kernel still has its files
+        await service.stop_kernel("bob", "k-bob", now=True)
+        assert [n for n in handed.names() if handed.mounted(n)] == []
+    finally:
+        await cleanup(service)

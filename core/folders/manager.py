@@ -26,6 +26,7 @@ from .. import principals
 from ..area import AreaManager
 from ..errors import ConflictError, NotFoundError, PolicyError, RequestError
 from ..kernel_launch import FOLDERS_ROOT
+from ..pool import mount_handover
 from ..principals import AnyPrincipal, HostAccounts, HubAccounts, PrincipalDirectory
 from ..runtime.base import Mount
 from ..runtime.labels import parse_labels
@@ -457,8 +458,14 @@ class FolderManager(AreaManager):
         path = self._path(f)
         sources = {path, os.path.realpath(path)}
         found = []
+        # a warm-pool kernel got its folders by mount hand-over: not in its Mounts, but under the hand-over root
+        handed = set(await self._fs(mount_handover.holders, os.path.join(self.data_dir, "handover"), path))
         for c in await self.runtime.docker("containers", all=False):
-            if not any(m.get("Type") == "bind" and m.get("Source") in sources for m in c.get("Mounts") or ()):
+            mounts = c.get("Mounts") or ()
+            if parse_labels(c.get("Labels") or {}).get("subject") in handed:
+                found.append(f"a kernel in container {(c.get('Names') or ['?'])[0].lstrip('/')}")
+                continue
+            if not any(m.get("Type") == "bind" and m.get("Source") in sources for m in mounts):
                 continue
             labels = parse_labels(c.get("Labels") or {})
             if labels.get("subject"):

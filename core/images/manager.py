@@ -65,7 +65,8 @@ class ImageCatalog(AreaManager):
     )
 
     #: Seconds a listing of the engine's kernel images is reused; changes made through this service
-    #: refresh it at once, changes made behind its back (``docker tag``) are seen this much later.
+    #: refresh it at once, changes made behind its back (``docker tag``) are seen this much later. While the
+    #: service follows the engine's image events (engine_events.py), it is longer: an event drops the listing.
     engine_list_ttl = 1.0
 
     def __init__(self, **kw):
@@ -89,6 +90,10 @@ class ImageCatalog(AreaManager):
         finally:
             if fn not in _READ_ONLY:
                 self._engine_images = None  # the engine's images may have changed: list them again
+
+    def forget_engine_images(self) -> None:
+        """The engine's images changed (an image event): the next catalog lists them again."""
+        self._engine_images = None
 
     async def _kernel_images(self) -> list[tuple[str, dict]]:
         """The engine's kernel images, listed at most every ``engine_list_ttl`` seconds (the admin's

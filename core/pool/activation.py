@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass
 
-from ..errors import RequestError
-from ..runtime.base import ContainerInfo, Mount
+from ..errors import BerthError, RequestError
+from ..resources import Resources, resource_kinds
+from ..runtime.base import ContainerInfo, ContainerSpec, Mount
 
 #: Port the pool kernel listens on for its activation (inside its own network namespace).
 POOL_PORT = 50000
@@ -37,18 +39,23 @@ def parse_mount(text: str) -> Mount:
 class PoolKey:
     """What a pool container is fixed to at creation: its image, its mounts and where it waits.
 
-    ``network`` is a user's network for a pool learned from that user's first request
-    (standalone: one user), whose containers wait where their kernels will run; ``None``
-    for the shared, isolated pool network, left for the user's network on adoption.
+    ``targets`` are where the container has empty hand-over slots (:mod:`.mount_handover`):
+    a request whose mounts are at or under them gets them bound in at adoption. ``mounts`` are
+    fixed mounts (``c.WarmPool.mounts``: only requests with exactly these fit). ``network`` is
+    the one user's network in standalone mode, whose containers wait where their kernels will
+    run; ``None`` for the shared, isolated pool network, left for the user's network on adoption.
     """
 
     image: str
     mounts: tuple[Mount, ...] = ()
     network: str | None = None
+    targets: tuple[str, ...] = ()
 
     def describe(self) -> str:
-        mounts = ", ".join(f"{m.source}:{m.target}{':ro' if m.read_only else ''}" for m in self.mounts) or "no mounts"
-        return f"{self.image} ({mounts}{f'; on {self.network}' if self.network else ''})"
+        mounts = ", ".join(f"{m.source}:{m.target}{':ro' if m.read_only else ''}" for m in self.mounts)
+        slots = f"hand-over at {', '.join(self.targets)}" if self.targets else ""
+        where = "; ".join(x for x in (mounts, slots) if x) or "no mounts"
+        return f"{self.image} ({where}{f'; on {self.network}' if self.network else ''})"
 
 
 @dataclass
@@ -79,4 +86,123 @@ async def pool_request(ip: str, message: dict, timeout: float) -> dict:
     return json.loads(line)
 
 
-__all__ = ["POOL_COMMAND", "POOL_PORT", "POOL_USER", "PoolContainer", "PoolKey", "parse_mount", "pool_request"]
+def fixed_kinds_unfit(asked: Resources, held: Resources, whose: str = "the pool's") -> str | None:
+    """What cannot change on a running container (e.g. shm) must fit what a pool container has:
+    why ``asked`` does not, or ``None``."""
+    for kind in resource_kinds():
+        want, have = getattr(asked, kind.name), getattr(held, kind.name)
+        if not kind.live and want > have:
+            return f"{kind.word} {kind.format(want)} is more than {whose} {kind.format(have)}"
+    return None
+
+
+async def create_ready(runtime, spec: ContainerSpec, token: str, timeout: float) -> ContainerInfo:
+    """Start a pool container and wait until its imports are done; on any failure it is removed."""
+    info = None
+    try:
+        info = await runtime.run(spec)
+        await wait_ready(runtime, info, token, timeout)
+        return info
+    except BaseException:
+        if info is not None:
+            await asyncio.shield(runtime.remove(info.id))
+        raise
+
+
+async def wait_ready(runtime, info: ContainerInfo, token: str, timeout: float) -> None:
+    """Poll the activation port until the pool kernel has finished its imports."""
+    if not info.ip:
+        raise ValueError(f"pool container {info.name} has no address")
+    deadline = time.monotonic() + timeout
+    checked = time.monotonic()
+    while True:
+        try:
+            reply = await pool_request(info.ip, {"token": token, "op": "ping"}, 2.0)
+            if reply.get("status") == "ready":
+                return
+            raise ValueError(f"unexpected answer {reply}")
+        except (ConnectionError, OSError, asyncio.TimeoutError):
+            pass
+        now = time.monotonic()
+        if now > deadline:
+            raise asyncio.TimeoutError(f"pool container {info.name} not ready after {timeout:.0f} s")
+        if now - checked > 1.0:
+            checked = now
+            state = await runtime.inspect(info.id)
+            if state is None or not state.running:
+                logs = (await runtime.logs(info.id, tail=5)).strip() if state else ""
+                raise ValueError(f"pool container {info.name} stopped ({logs or 'no output'})")
+        await asyncio.sleep(0.1)
+
+
+async def activate(runtime, pc: PoolContainer, spec: ContainerSpec, timeout: float, log) -> str:
+    """New limits, the user's network and the activation, all at once; returns the kernel's
+    address on the user's network once all three are done.
+
+    A container on the shared pool network joins the user's network (the activation goes over
+    the pool network meanwhile); one that waited on the user's network stays, unless a restart
+    asks for its old address, which it gets after the activation (the kernel binds 0.0.0.0).
+
+    The kernel's initialisation may begin before ``docker update`` lands: it then runs briefly
+    under the idle limits (the unused CPU quota of the current period covers that), but no user
+    code runs before the start returns, and it returns only after the update.
+    """
+    env = dict(spec.env)
+    connection = json.loads(env.pop("BERTH_CONNECTION"))
+    message = {"token": pc.token, "connection": connection, "cwd": spec.working_dir, "env": env}
+    updated = asyncio.ensure_future(runtime.update_resources(pc.id, spec.resources))
+    joined = asyncio.ensure_future(_join(runtime, pc, spec, log)) if pc.key.network is None else None
+    try:
+        reply = await pool_request(pc.ip, message, timeout)
+        await updated
+        if joined is not None:
+            ip = await joined
+        elif spec.ip and spec.ip != pc.ip and reply.get("status") == "ok":
+            await runtime.disconnect_network(pc.id, spec.network)
+            ip = await _join(runtime, pc, spec, log)
+        else:
+            ip = pc.ip
+    except BaseException:
+        await asyncio.gather(updated, *([joined] if joined is not None else []), return_exceptions=True)
+        raise
+    if reply.get("status") != "ok":
+        raise ValueError(f"the pool kernel answered {reply.get('status')}: {reply.get('message')}")
+    if not ip:
+        raise ValueError(f"no address on network {spec.network}")
+    return ip
+
+
+async def _join(runtime, pc: PoolContainer, spec: ContainerSpec, log) -> str | None:
+    try:
+        return await runtime.connect_network(pc.id, spec.network, ip=spec.ip)
+    except BerthError as e:
+        if not spec.ip:
+            raise
+        log.warning("Kernel %s could not keep its address %s (%s); joining on a new one", spec.name, spec.ip, e.message)
+        return await runtime.connect_network(pc.id, spec.network)
+
+
+async def settle(runtime, pc: PoolContainer, spec: ContainerSpec, pool_network: str, log) -> None:
+    """After the start: leave the pool network, take the kernel's container name."""
+    if pc.key.network is None:
+        await runtime.disconnect_network(pc.id, pool_network)
+    try:
+        await runtime.rename(pc.id, spec.name)
+    except BerthError as e:
+        log.info("Adopted container %s keeps its pool name: %s", pc.info.name, e.message)
+
+
+__all__ = [
+    "POOL_COMMAND",
+    "POOL_PORT",
+    "POOL_USER",
+    "PoolContainer",
+    "PoolKey",
+    "create_ready",
+    "fixed_kinds_unfit",
+    "parse_mount",
+    "pool_request",
+    "wait_ready",
+    "activate",
+    "settle",
+]

@@ -1,23 +1,19 @@
 """The warm pool: kernel containers started ahead of demand, adopted by a start request.
 
-A pool container runs ``berth-kernel-pool`` (baked into Berth kernel images): an
-interpreter that has already imported ipykernel, IPython and debugpy — most of a
-kernel's start — and waits on POOL_PORT for one activation. A start request that fits
-a pool (same image, same mounts, no GPU, shared memory within the pool's) takes a ready
-container instead of creating one: ``docker update`` gives it the request's CPU, memory
+A pool container runs ``berth-kernel-pool`` (in Berth kernel images): an interpreter that
+has imported ipykernel, IPython and debugpy (most of a kernel's start) and waits on POOL_PORT
+for one activation. A start that fits a pool (same image, mounts it can hand over, no GPU,
+shared memory within the pool's) takes a ready container instead of creating one: ``docker update`` gives it the request's CPU, memory
 (= memory+swap) and pids limits while the activation — the connection info (the session
 key), the working directory and the environment, authenticated with a per-container
 random token — reaches it; the kernel binds its sockets in the same process and answers.
 
-Where pool containers wait depends on how the pool's mounts are known:
-
-* configured (``c.WarmPool.mounts``, e.g. hub mode): on a shared pool network with
-  inter-container traffic off, so only the host reaches them. On adoption the container
-  joins the user's network (alongside the activation), the start returns its address
-  there, and it leaves the pool network in the background;
-* learned from the first request for the image (standalone: one user, every kernel
-  mounting the server's root): on that user's own network, where the kernel will run,
-  so adoption moves nothing.
+The user's files reach a pool container by mount hand-over (:mod:`.mount_handover`): it has
+empty slots at ``handover_targets`` and, on adoption, the request's volume and folders are bound
+into them on the host. A request with mounts elsewhere teaches the pool new targets (cold once).
+Standalone (``user`` set), pool containers wait on that user's network; otherwise on a shared,
+isolated pool network, joining the user's on adoption. ``size`` wait per pool, up to ``max_size``
+under recent demand, never more in all than the ``memory`` reserve holds (docs/warm-pool.md).
 
 Docker labels cannot change on a running container, so an adopted kernel keeps its
 pool labels (``kind=pool``, ``owner=pool``) and is renamed ``berth-kernel-<id>``; the
@@ -33,21 +29,35 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
+import os
 import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from traitlets import Float, Integer, List, Unicode
+from traitlets import Float, Integer, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..errors import BerthError
-from ..kernel_launch import KERNEL_COMMAND
+from ..kernel_launch import FOLDERS_ROOT, KERNEL_COMMAND
 from ..resources import Resources, parse_memory, resource_kinds
 from ..runtime.base import ContainerInfo, ContainerSpec, Runtime
 from ..runtime.labels import make_labels, parse_labels
-from .activation import POOL_COMMAND, POOL_PORT, POOL_USER, PoolContainer, PoolKey, parse_mount, pool_request
+from . import pool_sizing as sizing
+from .activation import (
+    POOL_COMMAND,
+    POOL_PORT,
+    POOL_USER,
+    PoolContainer,
+    PoolKey,
+    activate,
+    create_ready,
+    parse_mount,
+    pool_request,
+    settle,
+)
+from .filler import Filler
+from .pool_mounts import PoolMounts
 
 
 @dataclass
@@ -61,7 +71,8 @@ class WarmPool(LoggingConfigurable):
     """Pools of pre-started kernel containers, one per :class:`PoolKey`.
 
     ``BerthService`` creates it when ``pool_size`` > 0 and calls :meth:`adopt` from
-    ``start_kernel``; :meth:`start` fills it in the background, :meth:`drain` empties it.
+    ``start_kernel`` and :meth:`released` when a kernel's container is removed; :meth:`start`
+    fills it in the background, :meth:`drain` empties it.
     """
 
     size = Integer(0, help="Ready containers kept per pool (set from BerthService.pool_size).")
@@ -73,8 +84,32 @@ class WarmPool(LoggingConfigurable):
         config=True,
         help="Mounts of pool containers, as source:target[:ro]; they wait on a shared pool network and join the "
         "user's network on adoption. Only requests with exactly these mounts can use the pool. None (default): "
-        "the mounts and the user's network of the first kernel request for each pool image — standalone mode, "
-        "where every kernel mounts the server's root directory; that first start is cold. Set it in hub mode.",
+        "no fixed mounts; the user's files are handed over at adoption (handover_targets).",
+    )
+    handover_targets = List(
+        Unicode(),
+        config=True,
+        help="Directories inside pool containers where a request's volume and folders are bind-mounted at "
+        "adoption (mount hand-over, needs the service to run as root on the engine's host). Default: "
+        "/home/jovyan/folders; the front ends add the work directory (standalone: the server's root directory; "
+        "hub: BerthHubService.user_volume_target). A request with mounts elsewhere teaches the pool its targets.",
+    )
+    user = Unicode(
+        "",
+        config=True,
+        help="Standalone: the one user of this service; pool containers wait on that user's network, so adoption "
+        "moves nothing. Empty (hub mode): they wait on a shared pool network and join the user's on adoption.",
+    )
+    max_size = Integer(4, config=True, help="Most ready containers per pool while demand is high.")
+    demand_window = Float(
+        60.0, config=True, help="Seconds of adoptions counted as demand (a pool grows to them, up to max_size)."
+    )
+    max_pools = Integer(3, config=True, help="Most pools (image and hand-over targets) kept per image.")
+    memory = Unicode(
+        "1G",
+        config=True,
+        help="Memory reserve of the pool: its containers' idle limits together never exceed it. Admission gives "
+        "out the host's memory less mem_reserved and this reserve, so the pool never takes what kernels need.",
     )
     shm = Unicode(
         "64M",
@@ -103,20 +138,26 @@ class WarmPool(LoggingConfigurable):
     )
     fill_concurrency = Integer(2, config=True, help="Pool containers started at the same time (each runs its imports).")
 
-    def __init__(self, runtime: Runtime, site: str, **kw):
+    @default("handover_targets")
+    def _handover_targets_default(self):
+        return [FOLDERS_ROOT]
+
+    def __init__(self, runtime: Runtime, site: str, data_dir: str = "", user_network=None, **kw):
         super().__init__(**kw)
+        self._user_network = user_network  #: async (user) → that user's network name
         self.runtime = runtime
         self.site = site
         #: labels every container of this pool instance carries; reconciliation keeps only these
         self.run_id = secrets.token_hex(6)
         self.network = f"berth-pool-{site}"
         self._keys: dict[PoolKey, _KeyState] = {}
-        self._learned_images: set[str] = set()
+        self._demand: dict[PoolKey, deque] = {}
         self._adopted: set[str] = set()
         self._tasks: set[asyncio.Task] = set()
         self._settling: set[asyncio.Task] = set()
         self._timers: set[asyncio.TimerHandle] = set()
         self._slots = asyncio.Semaphore(max(1, self.fill_concurrency))
+        self._filler = Filler(f"berth-pool-{site}")
         self._changed = asyncio.Event()
         self._closed = False
         self._shm = parse_memory(self.shm, "WarmPool.shm")
@@ -127,6 +168,9 @@ class WarmPool(LoggingConfigurable):
             shm=self._shm,
         )
         self._configured_mounts = None if self.mounts is None else tuple(parse_mount(m) for m in self.mounts)
+        self._memory = parse_memory(self.memory, "WarmPool.memory")
+        self._home: str | None = None  #: standalone: the user's network the pool waits on
+        self.handover = PoolMounts(runtime, site, os.path.join(data_dir or ".", "handover"), self.log)
 
     # -- life cycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -143,6 +187,21 @@ class WarmPool(LoggingConfigurable):
         if self._configured_mounts is not None:
             for image in self.images:
                 self._add_key(PoolKey(image, self._configured_mounts))
+            return
+        await self.handover.setup()
+        if self.user and self._user_network is not None:
+            try:
+                self._home = await self._user_network(self.user)
+            except BerthError as e:
+                self.log.warning("Warm pool on the shared pool network: %s", e.message)
+        wanted = [t for t in self.handover_targets if t.startswith("/") and t.rstrip("/")]  # never "/" itself
+        targets = () if self.handover.unavailable else tuple(dict.fromkeys(wanted))
+        if self.handover.unavailable:
+            self.log.warning(
+                "Warm pool without mount hand-over (%s): only kernels without mounts adopt", self.handover.unavailable
+            )
+        for image in self.images:
+            self._add_key(PoolKey(image, (), self._home, targets))
 
     async def drain(self) -> None:
         """Stop filling and remove every pool container that was not adopted."""
@@ -155,6 +214,7 @@ class WarmPool(LoggingConfigurable):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.to_thread(self._filler.close)
         ids = [pc.id for state in self._keys.values() for pc in state.ready]
         for state in self._keys.values():
             state.ready.clear()
@@ -164,7 +224,8 @@ class WarmPool(LoggingConfigurable):
                     ids.append(c.id)
         except BerthError as e:
             self.log.warning("Could not list warm-pool containers to drain: %s", e.message)
-        await asyncio.gather(*(self.runtime.remove(cid) for cid in ids), return_exceptions=True)
+        await asyncio.gather(*(self._discard(cid) for cid in ids), return_exceptions=True)
+        await self.handover.teardown()
         try:
             await self.runtime.remove_network(self.network)
         except BerthError as e:  # adopted kernels may still be attached; the next start reuses it
@@ -177,12 +238,14 @@ class WarmPool(LoggingConfigurable):
         return labels.get("pool_run") == self.run_id and container.id not in self._adopted and not self._closed
 
     # -- state -----------------------------------------------------------------------------
+    @property
+    def reserve(self) -> int:
+        """Bytes of memory the pool may hold (kept out of what admission gives out)."""
+        return self._memory
+
     def status(self) -> dict[str, dict[str, int]]:
         """``{pool description: {"ready": n, "starting": m}}``."""
         return {k.describe(): {"ready": len(s.ready), "starting": s.starting} for k, s in self._keys.items()}
-
-    def ready_count(self) -> int:
-        return sum(len(s.ready) for s in self._keys.values())
 
     async def wait_full(self, timeout: float = 120.0) -> None:
         """Wait until every pool holds ``size`` ready containers (for tests and benchmarks)."""
@@ -214,20 +277,36 @@ class WarmPool(LoggingConfigurable):
                 return f"{kind.word} {kind.format(asked)} is more than the pool's {kind.format(held)}"
         if list(spec.command) != KERNEL_COMMAND or spec.user != POOL_USER or spec.init:
             return "the container does not run the standard kernel command and user"
+        return self._match(spec)[1]
+
+    def _match(self, spec: ContainerSpec) -> tuple[PoolKey | None, str | None]:
+        """The pool this spec's mounts and network fit, or why none does."""
         if self._configured_mounts is not None:
             if tuple(spec.mounts) != self._configured_mounts:
-                return "its mounts differ from the pool's (mounts cannot be added to a running container)"
-        elif spec.image in self._learned_images and self._key_for(spec) not in self._keys:
-            return (
-                "its mounts or its user's network differ from the pool's, learned from the first request for the image"
-            )
-        return None
+                return None, "its mounts differ from the pool's (mounts cannot be added to a running container)"
+            return PoolKey(spec.image, self._configured_mounts), None
+        why = f"no pool for image {spec.image}"
+        for key in self._keys:
+            if key.image != spec.image:
+                continue
+            if key.network is not None and key.network != spec.network:
+                why = f"the pool waits on {key.network}, the kernel runs on {spec.network}"
+                continue
+            why = self.handover.unfit_reason(key.targets, spec.mounts)
+            if why is None:
+                return key, None
+        return None, why
 
-    def _key_for(self, spec: ContainerSpec) -> PoolKey:
-        """Configured mounts: the shared pool network; learned: where the first request's kernel ran."""
-        if self._configured_mounts is not None:
-            return PoolKey(spec.image, self._configured_mounts)
-        return PoolKey(spec.image, tuple(spec.mounts), spec.network)
+    def _learn(self, spec: ContainerSpec) -> None:
+        """A request whose mounts fit no pool: a pool with slots where they go (its later starts adopt)."""
+        if self._configured_mounts is not None or self.handover.unavailable or not spec.mounts:
+            return
+        if sum(k.image == spec.image for k in self._keys) >= self.max_pools:
+            return
+        targets = [m.target for m in spec.mounts if not m.target.startswith(FOLDERS_ROOT + "/")]
+        key = PoolKey(spec.image, (), self._home, tuple(dict.fromkeys([*targets, FOLDERS_ROOT])))
+        if self.handover.unfit_reason(key.targets, spec.mounts) is None:
+            self._add_key(key)
 
     # -- adoption ---------------------------------------------------------------------------
     async def adopt(self, spec: ContainerSpec, image_id: str | None = None) -> ContainerInfo | None:
@@ -239,14 +318,13 @@ class WarmPool(LoggingConfigurable):
         if self._closed or self.size <= 0:
             return None
         reason = self.unfit_reason(spec)
-        if reason:
+        key = None if reason else self._match(spec)[0]
+        if key is None:
             self.log.debug("Kernel %s starts cold: %s", spec.name, reason)
+            if reason and spec.image in self.images and not spec.gpu_device_ids:
+                self._learn(spec)
             return None
-        key = self._key_for(spec)
-        if key not in self._keys:  # learning the mounts and network from this first request
-            self._learned_images.add(spec.image)
-            self._add_key(key)
-            return None
+        self._demand.setdefault(key, deque()).append(time.monotonic())
         pc = self._take(key, image_id)
         if pc is None:
             self._schedule_fill(key)
@@ -254,25 +332,27 @@ class WarmPool(LoggingConfigurable):
             return None
         t0 = time.monotonic()
         try:
-            ip = await self._activate(pc, spec)
+            if key.targets:  # the user's files first: the activation changes into the work directory
+                await self.handover.hand_over(pc.id, pc.info.name, key.targets, spec.mounts)
+            ip = await activate(self.runtime, pc, spec, self.activation_timeout, self.log)
         except Exception as e:  # whatever went wrong, the start goes on cold
             why = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
             self.log.warning(
                 "Warm-pool container %s could not be adopted (%s); starting a new container", pc.info.name, why
             )
-            self._background(self.runtime.remove(pc.id))
+            self._background(self._discard(pc.id))
             return None
         except BaseException:
-            self._background(self.runtime.remove(pc.id))
+            self._background(self._discard(pc.id))
             raise
         finally:
             # The replacement starts once this adoption is done: it must not take the address
             # a restarted kernel is getting back, nor the CPU the activation needs.
             self._schedule_fill(key, self.refill_delay)
         self._adopted.add(pc.id)
-        settle = self._background(self._settle(pc, spec))
-        self._settling.add(settle)
-        settle.add_done_callback(self._settling.discard)
+        settling = self._background(settle(self.runtime, pc, spec, self.network, self.log))
+        self._settling.add(settling)
+        settling.add_done_callback(self._settling.discard)
         self.log.info(
             "Kernel %s adopted warm-pool container %s in %.0f ms",
             spec.name,
@@ -287,74 +367,47 @@ class WarmPool(LoggingConfigurable):
             pc = state.ready.popleft()
             if image_id and pc.info.image_id and pc.info.image_id != image_id:
                 self.log.info("Discarding warm-pool container %s: built from an older %s", pc.info.name, key.image)
-                self._background(self.runtime.remove(pc.id))
+                self._background(self._discard(pc.id))
                 continue
             self._changed.set()
             return pc
         return None
 
-    async def _activate(self, pc: PoolContainer, spec: ContainerSpec) -> str:
-        """New limits, the user's network and the activation, all at once; returns the kernel's
-        address on the user's network once all three are done.
-
-        A container on the shared pool network joins the user's network (the activation goes over
-        the pool network meanwhile); one that waited on the user's network stays, unless a restart
-        asks for its old address, which it gets after the activation (the kernel binds 0.0.0.0).
-
-        The kernel's initialisation may begin before ``docker update`` lands: it then runs briefly
-        under the idle limits (the unused CPU quota of the current period covers that), but no user
-        code runs before the start returns, and it returns only after the update.
-        """
-        env = dict(spec.env)
-        connection = json.loads(env.pop("BERTH_CONNECTION"))
-        message = {"token": pc.token, "connection": connection, "cwd": spec.working_dir, "env": env}
-        updated = asyncio.ensure_future(self.runtime.update_resources(pc.id, spec.resources))
-        joined = asyncio.ensure_future(self._join(pc, spec)) if pc.key.network is None else None
-        try:
-            reply = await pool_request(pc.ip, message, self.activation_timeout)
-            await updated
-            if joined is not None:
-                ip = await joined
-            elif spec.ip and spec.ip != pc.ip and reply.get("status") == "ok":
-                await self.runtime.disconnect_network(pc.id, spec.network)
-                ip = await self._join(pc, spec)
-            else:
-                ip = pc.ip
-        except BaseException:
-            await asyncio.gather(updated, *([joined] if joined is not None else []), return_exceptions=True)
-            raise
-        if reply.get("status") != "ok":
-            raise ValueError(f"the pool kernel answered {reply.get('status')}: {reply.get('message')}")
-        if not ip:
-            raise ValueError(f"no address on network {spec.network}")
-        return ip
-
-    async def _join(self, pc: PoolContainer, spec: ContainerSpec) -> str | None:
-        try:
-            return await self.runtime.connect_network(pc.id, spec.network, ip=spec.ip)
-        except BerthError as e:
-            if not spec.ip:
-                raise
-            self.log.warning(
-                "Kernel %s could not keep its address %s (%s); joining on a new one", spec.name, spec.ip, e.message
-            )
-            return await self.runtime.connect_network(pc.id, spec.network)
-
-    async def _settle(self, pc: PoolContainer, spec: ContainerSpec) -> None:
-        """After the start: leave the pool network, take the kernel's container name."""
-        if pc.key.network is None:
-            await self.runtime.disconnect_network(pc.id, self.network)
-        try:
-            await self.runtime.rename(pc.id, spec.name)
-        except BerthError as e:
-            self.log.info("Adopted container %s keeps its pool name: %s", pc.info.name, e.message)
-
     # -- filling ------------------------------------------------------------------------------
     def _add_key(self, key: PoolKey) -> None:
         if key not in self._keys:
+            self._make_room(self.size)
             self._keys[key] = _KeyState()
             self.log.info("Warm pool for %s: keeping %d container(s) ready", key.describe(), self.size)
         self._schedule_fill(key)
+
+    def _target(self, key: PoolKey) -> int:
+        return sizing.target(self._demand.get(key), self.size, self.max_size, self.demand_window)
+
+    def _room(self) -> int:
+        return sizing.room(self._memory, self._idle.mem, self._keys.values())
+
+    def _make_room(self, wanted: int) -> None:
+        """Before a new pool: drop the pools with no adoption for longest until ``wanted`` more fit."""
+        for old in sizing.least_wanted(self._keys, self._demand):
+            if self._room() >= wanted:
+                return
+            state = self._keys.pop(old)
+            self.log.info("Warm pool for %s dropped (no recent adoption; memory reserve full)", old.describe())
+            while state.ready:
+                self._background(self._discard(state.ready.popleft().id))
+
+    async def _discard(self, container_id: str) -> None:
+        """Remove a pool container that will never be adopted, and release its hand-over slots."""
+        try:
+            await self.runtime.remove(container_id)
+        finally:
+            await self.handover.release(container_id)
+
+    async def released(self, container_id: str) -> None:
+        """An adopted kernel's container was removed: unmount what was handed to it."""
+        if self.handover.holds(container_id):
+            await self.handover.release(container_id)
 
     def _schedule_fill(self, key: PoolKey, delay: float = 0.0) -> None:
         if self._closed:
@@ -362,10 +415,10 @@ class WarmPool(LoggingConfigurable):
         if delay > 0:
             self._later(delay, self._schedule_fill, key)
             return
-        state = self._keys[key]
-        if time.monotonic() < state.retry_at:
+        state = self._keys.get(key)
+        if state is None or time.monotonic() < state.retry_at:
             return
-        while len(state.ready) + state.starting < self.size:
+        while len(state.ready) + state.starting < self._target(key) and self._room() > 0:
             state.starting += 1
             self._background(self._start_one(key, state))
 
@@ -390,6 +443,7 @@ class WarmPool(LoggingConfigurable):
 
     def _spec(self, key: PoolKey, token: str) -> ContainerSpec:
         name = f"berth-pool-{self.site}-{secrets.token_hex(4)}"
+        slots = self.handover.slots(name, key.targets)  # empty directories the user's files are bound into
         return ContainerSpec(
             name=name,
             image=key.image,
@@ -404,18 +458,18 @@ class WarmPool(LoggingConfigurable):
                 "HOME": "/home/jovyan",
                 "JUPYTER_PLATFORM_DIRS": "1",
             },
-            mounts=list(key.mounts),
+            mounts=list(key.mounts) + slots,
             network=key.network or self.network,
             user=POOL_USER,
         )
 
     async def _start_one(self, key: PoolKey, state: _KeyState) -> None:
         token = secrets.token_urlsafe(32)
-        info = None
+        spec = self._spec(key, token)
         try:
-            async with self._slots:
-                info = await self.runtime.run(self._spec(key, token))
-                await self._wait_ready(info, token)
+            async with self._slots:  # created on the filler's thread: it goes on between a sync client's calls
+                info = await self._filler.run(create_ready(self.runtime, spec, token, self.ready_timeout))
+            self.handover.remember(info.id, spec.name)
             pc = PoolContainer(info=info, key=key, token=token, ip=info.ip)
         except (BerthError, OSError, ValueError, asyncio.TimeoutError) as e:
             why = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
@@ -427,46 +481,19 @@ class WarmPool(LoggingConfigurable):
                 self.retry_delay,
             )
             state.retry_at = time.monotonic() + self.retry_delay
-            if info is not None:
-                await self.runtime.remove(info.id)
+            await self.handover.release("", spec.name)  # (the container itself is removed already)
             self._later(self.retry_delay, self._schedule_fill, key)
             return
         except BaseException:
-            if info is not None:
-                await asyncio.shield(self.runtime.remove(info.id))
+            await asyncio.shield(self.handover.release("", spec.name))
             raise
         finally:
             state.starting -= 1
-        if self._closed:
-            await self.runtime.remove(pc.id)
+        if self._closed or self._keys.get(key) is not state:  # drained, or the pool was dropped meanwhile
+            await self._discard(pc.id)
             return
         state.ready.append(pc)
         self._changed.set()
-
-    async def _wait_ready(self, info: ContainerInfo, token: str) -> None:
-        """Poll the activation port until the pool kernel has finished its imports."""
-        if not info.ip:
-            raise ValueError(f"pool container {info.name} has no address")
-        deadline = time.monotonic() + self.ready_timeout
-        checked = time.monotonic()
-        while True:
-            try:
-                reply = await pool_request(info.ip, {"token": token, "op": "ping"}, 2.0)
-                if reply.get("status") == "ready":
-                    return
-                raise ValueError(f"unexpected answer {reply}")
-            except (ConnectionError, OSError, asyncio.TimeoutError):
-                pass
-            now = time.monotonic()
-            if now > deadline:
-                raise asyncio.TimeoutError(f"pool container {info.name} not ready after {self.ready_timeout:.0f} s")
-            if now - checked > 1.0:
-                checked = now
-                state = await self.runtime.inspect(info.id)
-                if state is None or not state.running:
-                    logs = (await self.runtime.logs(info.id, tail=5)).strip() if state else ""
-                    raise ValueError(f"pool container {info.name} stopped ({logs or 'no output'})")
-            await asyncio.sleep(0.1)
 
 
 __all__ = ["POOL_PORT", "PoolContainer", "PoolKey", "WarmPool", "parse_mount", "pool_request"]

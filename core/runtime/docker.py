@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,6 +31,7 @@ from ..errors import BerthError, ConflictError, EngineError, NotFoundError
 from ..resources import Resources
 from . import cgroups, networks, site_scope
 from .base import ContainerInfo, ContainerSpec, ContainerUsage, Runtime, parse_engine_time
+from .disk_quota import DiskQuota
 from .hardening import create_kwargs, host_config_kwargs, update_body, validate_name
 from .labels import MANAGED, MANAGED_VALUE, creation_labels, full_labels, key
 
@@ -58,7 +60,7 @@ def _image_name(explanation: str) -> str:
     return m.group(1) if m else explanation
 
 
-class DockerRuntime(Runtime):
+class DockerRuntime(DiskQuota, Runtime):
     """Containers on the Docker engine that ``DOCKER_HOST`` (or the default socket) names."""
 
     name = "docker"
@@ -72,12 +74,9 @@ class DockerRuntime(Runtime):
         address: str | None = None,
         **kwargs,
     ):
-        """``client_factory`` makes the docker-py client (default: :func:`default_client_factory`);
-        ``max_workers`` bounds concurrent engine calls; ``read_cgroups=False`` makes
-        :meth:`usage` always ask the engine (``docker stats``) instead of reading cgroup files;
-        ``address`` names the engine in errors when the client is not the default one (a Swarm
-        manager's or node's engine). Other keyword arguments: the configurable's (``parent``, ``log``).
-        """
+        """``client_factory`` makes the docker-py client; ``max_workers`` bounds concurrent engine calls;
+        ``read_cgroups=False``: :meth:`usage` asks the engine, not cgroup files; ``address`` names the engine
+        in errors (a Swarm manager's or node's). Others: the configurable's (``parent``, ``log``)."""
         super().__init__(**kwargs)
         self.address = address
         self._client_factory = client_factory or default_client_factory
@@ -86,6 +85,7 @@ class DockerRuntime(Runtime):
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="berth-docker")
         #: per event loop, per network name: serialises ensure_network within this process
         self._network_locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._networks_known: dict[str, tuple[str, float]] = {}  #: name → (id, when seen): one lookup a start
         self._cgroups: dict[str, cgroups.ContainerCgroup] = {}
         self._layout = cgroups.detect_layout() if read_cgroups else None
         self._node: str | None = None
@@ -194,7 +194,7 @@ class DockerRuntime(Runtime):
 
     def _create_sync(self, api, spec: ContainerSpec) -> str:
         kwargs = create_kwargs(spec)
-        kwargs["host_config"] = api.create_host_config(**host_config_kwargs(spec))
+        kwargs["host_config"] = api.create_host_config(**self._host_kwargs_sync(api, spec))
         if spec.network:
             endpoint = api.create_endpoint_config(ipv4_address=spec.ip) if spec.ip else api.create_endpoint_config()
             kwargs["networking_config"] = api.create_networking_config({spec.network: endpoint})
@@ -223,6 +223,9 @@ class DockerRuntime(Runtime):
         created = self._submit(self._create_sync, spec)
         try:
             container_id = await asyncio.shield(asyncio.wrap_future(created))
+        except EngineObjectGone:  # e.g. the network was removed behind this process's back: looked up again
+            self._networks_known.pop(spec.network or "", None)
+            raise
         except asyncio.CancelledError:
             # The create runs on in its thread: remove whatever it makes.
             created.add_done_callback(lambda f: f.exception() is None and self._remove_quietly(f.result()))
@@ -398,13 +401,17 @@ class DockerRuntime(Runtime):
         """Create the bridge network unless it exists. ``subnets``: candidates tried in order
         (a network with its own subnet lets a restarted kernel keep its address)."""
         validate_name(name, "network")
-        net_labels = creation_labels(labels)
+        known = self._networks_known.get(name)
+        if known and time.monotonic() - known[1] < networks.KNOWN_TTL:
+            return known[0]
         locks = self._network_locks.setdefault(asyncio.get_running_loop(), {})
-        lock = locks.setdefault(name, asyncio.Lock())
-        async with lock:
-            return await self.docker(networks.ensure_network_sync, name, net_labels, subnets)
+        async with locks.setdefault(name, asyncio.Lock()):
+            nid = await self.docker(networks.ensure_network_sync, name, creation_labels(labels), subnets)
+        self._networks_known[name] = (nid, time.monotonic())
+        return nid
 
     async def remove_network(self, name: str) -> None:
+        self._networks_known.pop(name, None)
         try:
             await self.docker(networks.remove_network_sync, name)
         except EngineObjectGone:

@@ -25,6 +25,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterable
 from urllib.parse import urlparse
 
@@ -35,6 +36,8 @@ from ..errors import EngineError
 from .site_scope import site_tag
 
 #: Docker's chain for user rules in FORWARD (it never flushes it).
+#: Seconds a network confined by this process is trusted to stay so before its rules are checked again.
+APPLIED_TTL = 60.0
 DOCKER_USER = "DOCKER-USER"
 
 
@@ -111,6 +114,9 @@ class EgressPolicy(LoggingConfigurable):
         super().__init__(**kw)
         self._warned = False
         self._lock = threading.Lock()
+        #: (bridge, site, ports) → when applied: a kernel start on a network already confined runs no
+        #: iptables (each call is a process); re-checked after APPLIED_TTL seconds, forgotten by sweep
+        self._applied: dict[tuple, float] = {}
 
     # -- what the service and the spawner call --------------------------------------------------------
     async def apply(self, network_id: str, site: str, ports: Iterable[int] = ()) -> bool:
@@ -119,8 +125,12 @@ class EgressPolicy(LoggingConfigurable):
         if not self.enabled or not network_id:
             return False
         ports = sorted({*self.allow_host_ports, *ports})
+        done = (bridge_of(network_id), site, tuple(ports))
+        if time.monotonic() - self._applied.get(done, -APPLIED_TTL) < APPLIED_TTL:
+            return True
         try:
-            await asyncio.to_thread(self._apply_sync, bridge_of(network_id), site, ports)
+            await asyncio.to_thread(self._apply_sync, *done[:2], ports)
+            self._applied[done] = time.monotonic()
         except EngineError as e:
             if not self._warned:
                 self._warned = True
@@ -202,6 +212,7 @@ class EgressPolicy(LoggingConfigurable):
         left with no jump that had one: networks removed, nothing left to confine. A chain still being set
         up (no jump yet) is left alone. Returns the chains removed."""
         emptied, alive = set(), set()
+        self._applied.clear()
         with self._lock:
             for parent in (DOCKER_USER, "INPUT"):
                 proc = subprocess.run(
@@ -225,6 +236,7 @@ class EgressPolicy(LoggingConfigurable):
     def remove_site(self, site: str) -> None:
         """Remove a site's chains and every jump to them (for a site taken down, and for tests)."""
         forward, inbound = chains(site)
+        self._applied.clear()
         with self._lock:
             for parent, target in ((DOCKER_USER, forward), ("INPUT", inbound)):
                 proc = subprocess.run(

@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""A cold kernel start's container path, phase by phase, against ``docker run true``.
+
+One run, interleaved round by round: ``docker run --rm IMAGE true`` (the CLI, the engine's floor
+for create + start + wait + remove) and a Berth cold start (``BerthService.start_kernel`` with the
+warm pool off) whose phases are timed by wrapping the service's own calls:
+
+* ``catalog`` — the image catalog view (the engine's image list is cached; the ledger's decisions are not);
+* ``network`` — the user's network (``ensure_network``, then the egress policy);
+* ``rest`` — everything else: the policy, admission (one ledger transaction), the environment's preparation;
+* ``run`` — ``runtime.run``: create, start and inspect the container (with its own network check);
+* ``record`` — marking the allocation running;
+* ``total`` — the whole ``start_kernel`` (until the container runs; the kernel inside has not started).
+
+Usage::
+
+    python benchmarks/container_start_phases.py [--n 15]
+
+Prints the medians and writes the ``container_start_phases`` section of docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import os
+import platform
+import secrets
+import statistics
+import subprocess
+import tempfile
+import time
+
+from doc_sections import replace_section
+from traitlets.config import Config
+
+from jupyter_berth.service import BerthService
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DOC = os.path.join(os.path.dirname(HERE), "docs", "benchmarks.md")
+BEGIN, END = "<!-- container_start_phases:begin -->", "<!-- container_start_phases:end -->"
+IMAGE = "berth/python:3.11"
+PHASES = ("catalog", "network", "run", "record", "rest", "total")
+
+
+def timed(record: dict, name: str, fn):
+    @functools.wraps(fn)
+    async def wrapper(*a, **kw):
+        t0 = time.perf_counter()
+        try:
+            return await fn(*a, **kw)
+        finally:
+            record[name] = record.get(name, 0.0) + time.perf_counter() - t0
+
+    return wrapper
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=15)
+    ap.add_argument("--no-doc", action="store_true")
+    args = ap.parse_args()
+    run = secrets.token_hex(4)
+    os.environ["BERTH_EXTRA_LABELS"] = f"bench_run={run}"
+    data = tempfile.mkdtemp(prefix="berth-phases-")
+    c = Config()
+    c.BerthService.data_dir = data
+    c.BerthService.pool_size = 0
+    c.UsageTracker.sample_interval = 0
+    s = BerthService(config=c)
+    await s.start()
+    record: dict = {}
+    s.images.catalog_view = timed(record, "catalog", s.images.catalog_view)
+    s._user_network = timed(record, "network", s._user_network)
+    s.runtime.run = timed(record, "run", s.runtime.run)
+    orig_db = s._db
+
+    async def db(fn, *a, **kw):  # recording the container is a ledger call through the service's executor
+        name = getattr(fn, "__name__", "")
+        t0 = time.perf_counter()
+        try:
+            return await orig_db(fn, *a, **kw)
+        finally:
+            if name == "mark_running":
+                record["record"] = record.get("record", 0.0) + time.perf_counter() - t0
+
+    s._db = db
+    rows = {p: [] for p in PHASES}
+    floor = []
+    try:
+        for i in range(args.n + 1):  # the first round warms caches and is not counted
+            t0 = time.perf_counter()
+            subprocess.run(["docker", "run", "--rm", "--label", f"io.jupyter.berth.bench_run={run}", IMAGE, "true"],
+                           check=True, capture_output=True)  # fmt: skip
+            docker_true = time.perf_counter() - t0
+            record.clear()
+            t0 = time.perf_counter()
+            await s.start_kernel("bench", kernel_id=f"k{i}-{run}", request={"cpu": 0.5, "mem": "256M"})
+            record["total"] = time.perf_counter() - t0
+            record["rest"] = record["total"] - sum(record.get(p, 0.0) for p in ("catalog", "network", "run", "record"))
+            await s.stop_kernel("bench", f"k{i}-{run}", now=True)
+            if i:
+                floor.append(docker_true)
+                for p in PHASES:
+                    rows[p].append(record.get(p, 0.0))
+    finally:
+        await s.stop()
+    med = {p: statistics.median(v) for p, v in rows.items()}
+    true = statistics.median(floor)
+    load = os.getloadavg()[0]
+    print(f"docker run true: {1000 * true:.0f} ms; load {load:.2f}")
+    for p in PHASES:
+        print(f"{p:>10}: {1000 * med[p]:.0f} ms")
+    if args.no_doc:
+        return
+    lines = [
+        f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores, Linux {platform.release()} with "
+        f"`python benchmarks/container_start_phases.py --n {args.n}`; 1-minute load average {load:.2f} at the end.",
+        "",
+        "| phase | median |",
+        "|---|---|",
+        f"| `docker run --rm {IMAGE} true` (CLI: create, start, wait, remove) | {1000 * true:.0f} ms |",
+        *(f"| {p} | {1000 * med[p]:.0f} ms |" for p in PHASES),
+    ]
+    replace_section(DOC, BEGIN, END, "\n".join(lines))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
