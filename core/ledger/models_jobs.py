@@ -9,7 +9,7 @@
     The allocation (kind ``job``) and its usage record do the accounting, as for
     kernels; this row is what the job list, ``berth run`` and jupyter-scheduler read.
     A job that found no room waits ``queued`` in the kernel start queue (migration
-    ``0007``), with the ``folders`` it mounts kept for its start; ``started_at`` is
+    ``0009``), with the ``folders`` it mounts kept for its start; ``started_at`` is
     when its container started (its time limit counts from there).
 """
 

@@ -1,7 +1,7 @@
 """Queued jobs: a job may wait ``queued`` in the kernel start queue; ``folders`` and ``started_at``.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0009_queued_jobs
+Revises: 0008_disk
 Create Date: 2026-12-07
 
 See ``models_jobs``. A job that finds no room (policy ``on_full: queue``) waits in the start
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0009_queued_jobs"
+down_revision = "0008_disk"
 branch_labels = None
 depends_on = None
 
