@@ -12,7 +12,7 @@ DockerSpawner's own ``start()`` never runs. Each of DockerSpawner's and JupyterH
 
 Settings that would break isolation (``privileged``, added capabilities, the host's network
 or PID namespace, a loosened ``security_opt``, the engine's socket in ``volumes``) are
-refused by name, always (the rule itself is :mod:`jupyter_berth.runtime.extra_config`).
+refused by name, always (the rule itself is core's ``runtime/extra_config.py``, re-exported by ``jupyter_berth.start_request``).
 
 :func:`check_config` runs when JupyterHub loads ``BerthSpawner`` for ``c.JupyterHub.spawner_class``
 (after reading its whole configuration; the entry point goes through ``jupyter_berth.hub.__getattr__``),
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jupyter_berth.errors import RequestError
-from jupyter_berth.runtime.extra_config import (
+from jupyter_berth.start_request import (
     CREATE_ALLOWED,
     HOST_CONFIG_ALLOWED,
     check_extra,
