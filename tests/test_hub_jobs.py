@@ -161,9 +161,19 @@ def test_a_job_outlives_the_users_server_and_is_listed_at_the_next_login(hub, tm
         )
         assert code == 201 and job["status"] == "running", job
         wait_for(lambda: "begun" in first.api("GET", f"jobs/{job['id']}/log")[1]["text"], 60, "the first cell")
-        # the queue and the budget come from the service, through the server, unchanged
-        for path in ("queue", "budget", "jobs"):
-            assert first.api("GET", path) == call(hub, "alice", "GET", path), path
+        # the queue, the budget and the jobs come from the service, through the server (the job runs on
+        # meanwhile: compare what does not change from one call to the next)
+        assert first.api("GET", "queue") == call(hub, "alice", "GET", "queue") == (200, {"waiting": []})
+        code, budget = first.api("GET", "budget")
+        assert code == 200 and (budget["user"], len(budget["budgets"])) == (
+            "alice",
+            len(call(hub, "alice", "GET", "budget")[1]["budgets"]),
+        )
+        code, listed = first.api("GET", "jobs")
+        assert code == 200 and [j["id"] for j in listed["jobs"]] == [
+            j["id"] for j in call(hub, "alice", "GET", "jobs")[1]["jobs"]
+        ]
+        assert listed["jobs"][0]["id"] == job["id"]
     finally:
         first.stop()  # the user's server goes away mid-run (culled, or stopped by its user)
     assert first.proc.returncode is not None
