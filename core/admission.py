@@ -166,7 +166,7 @@ class Admission:
                 nodes = self._lock(s, owner, node)
                 self._check_totals(s, owner, policy, request, kind)
                 fair_admission.check(s, policy, request, kind)  # group totals and budgets
-                if kind == "kernel":  # nobody jumps the kernel start queue (servers have the hub's queue)
+                if kind in ("kernel", "job"):  # kernels and jobs share one start queue; servers have the hub's
                     start_queue.gate(s, queue_id)
                 chosen, devices = self._place(s, nodes, request, kind, asked_node=node, gpu_assigner=gpu_assigner)
                 row = AllocationRow(

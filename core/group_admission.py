@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from .group_totals import EPS, GroupTotals, total_error
+from .group_totals import EPS, GroupTotals, total_error, total_names
 from .ledger.records import Usage
 from .ledger.totals import KERNEL_KINDS
 from .live_sums import live_sums
@@ -34,12 +34,20 @@ def lock_groups(s: Session, groups: Iterable[str]) -> None:
 
 
 def group_usage(s: Session, groups: Iterable[str]) -> dict[str, Usage]:
-    """Live use of each group: the sum of the live allocations reserved under it (one query per group)."""
+    """Live use of each group, of every resource kind the ledger totals and of kernels and servers: the sum
+    of the live allocations reserved under it (one query per group)."""
     out = {}
     for g in sorted(set(groups)):
         t = live_sums(s, group=g)
-        out[g] = Usage(cpu=t.cpu, mem=t.mem, gpu=t.gpu, kernels=t.kernels, servers=t.servers)
+        held = dict(t.held)
+        own = {n: held.pop(n) for n in ("cpu", "mem", "gpu") if n in held}
+        out[g] = Usage(**own, kernels=t.kernels, servers=t.servers, extra=tuple(sorted(held.items())))
     return out
+
+
+def _in_use(usage: Usage, name: str) -> float:
+    """What ``usage`` holds of ``name``: a resource kind or a count (``kernels``, ``servers``)."""
+    return getattr(usage, name) if name in ("kernels", "servers") else usage.get(name)
 
 
 def check(s: Session, totals: Mapping[str, GroupTotals], request: Resources, kind: str) -> None:
@@ -50,15 +58,16 @@ def check(s: Session, totals: Mapping[str, GroupTotals], request: Resources, kin
     if not totals:
         return
     used = group_usage(s, totals)
-    asks = {"cpu": request.cpu, "mem": request.mem, "gpu": request.gpu, "kernels": 0, "servers": 0}
+    asks = {name: getattr(request, name) for name in total_names() if name not in ("kernels", "servers")}
+    asks.update(kernels=0, servers=0)
     asks["kernels" if kind in KERNEL_KINDS else "servers"] = 1  # a batch job counts as a kernel
     for g, caps in totals.items():
         in_use = used[g]
         for res, asked in asks.items():
-            limit = getattr(caps, res)
+            limit = caps.get(res)
             if limit is None or asked <= 0:
                 continue
-            now = getattr(in_use, res)
+            now = _in_use(in_use, res)
             if now + asked <= limit * (1 + EPS) + EPS:
                 continue
             raise total_error(g, res, limit, now, asked, kind)
@@ -75,13 +84,11 @@ def totals_summary(ledger, totals: Mapping[str, GroupTotals]) -> dict[str, dict]
         used = group_usage(s, totals)
     out = {}
     for g, caps in totals.items():
-        in_use = {k: getattr(used[g], k) for k in ("cpu", "mem", "gpu", "kernels", "servers")}
+        in_use = {k: _in_use(used[g], k) for k in total_names()}
         out[g] = {
             "totals": caps.to_json(),
             "in_use": in_use,
-            "remaining": {
-                k: None if getattr(caps, k) is None else max(getattr(caps, k) - v, 0) for k, v in in_use.items()
-            },
+            "remaining": {k: None if caps.get(k) is None else max(caps.get(k) - v, 0) for k, v in in_use.items()},
         }
     return out
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
 from typing import Any
 
 from .errors import CapacityError, RequestError
@@ -44,20 +43,40 @@ _COUNTS = {
 }
 
 
+def total_kinds() -> list:
+    """The resource kinds a group total may cap: those of the registry with a policy total that the ledger
+    sums (``ledger.totals.totalled_kinds``: cpu, mem and gpu today), so a kind registered with a
+    ``total_limit`` and an allocations column is capped per group with nothing else to change."""
+    from .ledger.totals import totalled_kinds
+
+    return totalled_kinds()
+
+
+def total_names() -> tuple[str, ...]:
+    """What ``group_totals`` may name: the registry's totalled kinds, then ``kernels`` and ``servers``."""
+    return (*(k.name for k in total_kinds()), *_COUNTS)
+
+
 def _fmt(res: str):
     """How a value of ``res`` reads: the resource kind's own format (``resources.KINDS``), or a count."""
     return KINDS[res].format if res in KINDS else _COUNTS[res]
 
 
-@dataclass(frozen=True)
 class GroupTotals:
-    """The most a group's members may hold together; ``None`` = no cap on that resource."""
+    """The most a group's members may hold together, per resource kind or count (absent = no cap).
 
-    cpu: float | None = None  #: cores
-    mem: float | None = None  #: bytes
-    gpu: float | None = None  #: GPU shares (1.0 = a whole device)
-    kernels: float | None = None  #: concurrent kernels
-    servers: float | None = None  #: concurrent servers
+    ``GroupTotals(cpu=16, mem=32 * GiB, kernels=60)``; read one with :meth:`get` (``None``: no cap) or as
+    an attribute (``totals.cpu``). The names are :func:`total_names`, from the resource registry.
+    """
+
+    __slots__ = ("_limits",)
+
+    def __init__(self, **limits: float | None):
+        known = total_names()
+        unknown = sorted(set(limits) - set(known))
+        if unknown:
+            raise TypeError(f"unknown group total {unknown[0]!r}; known: {', '.join(known)}")
+        object.__setattr__(self, "_limits", tuple((n, limits[n]) for n in known if limits.get(n) is not None))
 
     @classmethod
     def parse(cls, data: Mapping[str, Any] | None, where: str = "group_totals") -> GroupTotals | None:
@@ -65,14 +84,14 @@ class GroupTotals:
             return None
         if not isinstance(data, Mapping):
             raise RequestError(where, "expected a mapping such as {'cpu': 16, 'mem': '32G', 'gpu': 1, 'kernels': 60}")
-        known = [f.name for f in fields(cls)]
+        known = total_names()
         values: dict[str, float] = {}
         for name, value in data.items():
             if name not in known:
                 raise RequestError(f"{where}.{name}", f"unknown group total; known: {', '.join(known)}")
             if value is None or value == "unlimited" or (isinstance(value, float) and math.isinf(value)):
                 continue
-            if name in KINDS:  # parsed as the registry parses that kind (cpu, mem, gpu)
+            if name in KINDS:  # parsed as the registry parses that kind (cpu, mem, gpu, …)
                 kind = KINDS[name]
                 values[name] = kind.value(0 if value in (0, "0") else kind.parse(value, f"{where}.{name}"))
             else:
@@ -81,11 +100,32 @@ class GroupTotals:
                 values[name] = int(value)
         return cls(**values)
 
+    def get(self, name: str) -> float | None:
+        """The cap on ``name`` (a resource kind or a count); ``None`` when the group does not cap it."""
+        return dict(self._limits).get(name)
+
+    def __getattr__(self, name: str):
+        if name.startswith("_") or name not in total_names():
+            raise AttributeError(name)
+        return self.get(name)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("GroupTotals is immutable")
+
     def to_json(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        return dict(self._limits)
 
     def __bool__(self) -> bool:
-        return any(getattr(self, f.name) is not None for f in fields(self))
+        return bool(self._limits)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, GroupTotals) and self._limits == other._limits
+
+    def __hash__(self) -> int:
+        return hash(self._limits)
+
+    def __repr__(self) -> str:
+        return f"GroupTotals({', '.join(f'{n}={v!r}' for n, v in self._limits)})"
 
 
 def total_error(group: str, res: str, limit: float, in_use: float, asked: float, kind: str) -> CapacityError:
@@ -100,8 +140,8 @@ def total_error(group: str, res: str, limit: float, in_use: float, asked: float,
             never_fits=True,
         )
     room = max(limit - in_use, 0.0)
-    if res in ("cpu", "mem", "gpu") and room > EPS:
-        shown = int(room) if res == "mem" else round(room, 4)
+    if res in KINDS and room > EPS:
+        shown = KINDS[res].value(room) if KINDS[res].whole else round(room, 4)
         advice = f"wait until a member of {group} stops a kernel or server, or ask for {fmt(shown)} or less"
     else:
         advice = f"wait until a member of {group} stops a {kind if res in ('kernels', 'servers') else 'kernel'}"

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from .ledger.models import LIVE_STATES
-from .ledger.totals import KERNEL_KINDS
+from .ledger.totals import KERNEL_KINDS, totalled_kinds
 from .usage.sql import Dialect
 
 _STATES = ", ".join(f"'{state}'" for state in LIVE_STATES)
@@ -36,13 +36,15 @@ class LiveSums:
     cpu_s: float = 0.0
     mem_s: float = 0.0
     gpu_s: float = 0.0
+    #: what they hold of every resource kind the ledger totals (``totalled_kinds``: cpu, mem, gpu, …)
+    held: tuple[tuple[str, float], ...] = ()
 
 
-_cache: dict[tuple[str, bool, bool], object] = {}
+_cache: dict[tuple, object] = {}
 
 
-def _statement(dialect: str, by_group: bool, window: bool):
-    key = (dialect, by_group, window)
+def _statement(dialect: str, by_group: bool, window: bool, kinds: tuple[str, ...]):
+    key = (dialect, by_group, window, kinds)
     if key not in _cache:
         d = Dialect(dialect)
         since = d.greatest(d.epoch("COALESCE(a.started_at, a.created_at)"), ":w0")
@@ -58,11 +60,12 @@ def _statement(dialect: str, by_group: bool, window: bool):
             if by_group
             else "a.owner = :name"
         )
+        held = "".join(f", COALESCE(SUM(a.{name}), 0)" for name in kinds)  # column names from the registry
         _cache[key] = text(
             "SELECT COALESCE(SUM(a.cpu), 0.0), COALESCE(SUM(a.mem), 0), COALESCE(SUM(a.gpu), 0.0), "
             f"COALESCE(SUM(CASE WHEN a.kind IN ({_KERNELS}) THEN 1 ELSE 0 END), 0), "
             "COALESCE(SUM(CASE WHEN a.kind = 'server' THEN 1 ELSE 0 END), 0)"
-            f"{cost} FROM allocations a WHERE a.state IN ({_STATES}) AND {scope}"
+            f"{cost}{held} FROM allocations a WHERE a.state IN ({_STATES}) AND {scope}"
         )
     return _cache[key]
 
@@ -74,12 +77,14 @@ def live_sums(
     """The live allocations of ``owner`` or of ``group``'s members: what they hold and (with ``now``
     and ``w0``) what they cost since ``w0``."""
     window = now is not None and w0 is not None
-    stmt = _statement(s.get_bind().dialect.name, group is not None, window)
+    kinds = totalled_kinds()
+    stmt = _statement(s.get_bind().dialect.name, group is not None, window, tuple(k.name for k in kinds))
     params = {"name": group if group is not None else owner}
     if window:
         params.update(now=now.timestamp(), w0=w0.timestamp())
-    cpu, mem, gpu, kernels, servers, cpu_s, mem_s, gpu_s = s.execute(stmt, params).one()
+    cpu, mem, gpu, kernels, servers, cpu_s, mem_s, gpu_s, *held = s.execute(stmt, params).one()
     return LiveSums(
         float(cpu), int(mem), round(float(gpu), 4), int(kernels), int(servers),
         float(cpu_s), float(mem_s), float(gpu_s),
+        tuple((k.name, int(v) if k.whole else round(float(v), 4)) for k, v in zip(kinds, held)),
     )  # fmt: skip

@@ -34,6 +34,10 @@ STALE_SECONDS = 30.0
 DEFAULT_TIMEOUT = 300
 
 
+class StartCancelled(CapacityError):
+    """A waiting start was taken out of the line by its owner (``cancel``)."""
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -154,9 +158,17 @@ def cancel(ledger, owner: str, subject: str) -> bool:
         return bool(done.rowcount)
 
 
-async def reserve_in_turn(service, policy, reserve, *, owner: str, subject: str, request, poll: float = 0.5, log=None):
+async def reserve_in_turn(
+    service, policy, reserve, *, owner: str, subject: str, request, poll: float = 0.5, log=None,
+    what: str = "kernel", keep_place: bool = False,
+):  # fmt: skip
     """Call ``reserve(queue_id)`` (blocking, admission's reservation); when the policy queues and the
-    start finds no room right now, wait in line (see module doc). Returns the allocation."""
+    start finds no room right now, wait in line (see module doc). Returns the allocation.
+
+    ``what`` names the subject in messages (``kernel``, ``job``). ``keep_place``: when the waiting task
+    is cancelled (its service stops), the row stays ``waiting`` so a restarted service's retry finds its
+    place (a job's start is the service's own); otherwise (a kernel start whose client went away) it
+    is cancelled."""
     try:
         return await service._db(reserve, None)
     except CapacityError as e:
@@ -166,13 +178,13 @@ async def reserve_in_turn(service, policy, reserve, *, owner: str, subject: str,
     timeout = float(policy.queue_timeout if policy.queue_timeout is not None else DEFAULT_TIMEOUT)
     queue_id = await service._db(_join, service.ledger, owner, subject, request, timeout)
     if log is not None:
-        log.info("Kernel %s of %s waits for room (%s)", subject, owner, last.message)
+        log.info("%s %s of %s waits for room (%s)", what.capitalize(), subject, owner, last.message)
     try:
         while True:
             state, created, deadline, _ahead = await service._db(_touch, service.ledger, queue_id)
             if state == "cancelled":
-                raise CapacityError(
-                    f"the start of kernel {subject} was cancelled while it waited for room", resource="queue"
+                raise StartCancelled(
+                    f"the start of {what} {subject} was cancelled while it waited for room", resource="queue"
                 )
             if state != "waiting" or _now() >= deadline:
                 waited = (_now() - created).total_seconds()
@@ -193,5 +205,6 @@ async def reserve_in_turn(service, policy, reserve, *, owner: str, subject: str,
                     last = e
             await asyncio.sleep(poll)
     except asyncio.CancelledError:
-        await asyncio.shield(service._db(_finish, service.ledger, queue_id, "cancelled"))
+        if not keep_place:
+            await asyncio.shield(service._db(_finish, service.ledger, queue_id, "cancelled"))
         raise

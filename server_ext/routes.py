@@ -11,10 +11,10 @@ from __future__ import annotations
 
 def api_routes() -> list[tuple[str, type]]:
     """``(pattern, handler)`` of every route; patterns start with ``/berth/api/``."""
-    from .handlers import folders, images, kernels, meta, usage
+    from .handlers import folders, images, jobs, kernels, meta, usage
 
     routes: list[tuple[str, type]] = []
-    for module in (meta, kernels, folders, images, usage):
+    for module in (meta, kernels, folders, images, usage, jobs):
         routes.extend(module.ROUTES)
     routes.append(meta.UNKNOWN_ROUTE)  # last: any other berth/api path is a JSON 404
     return routes

@@ -43,8 +43,8 @@ def test_group_totals_parse_and_belong_to_group_policies_only():
         PolicySpec.parse({"group_totals": {"cpu": 4}}, "default_policy")
     with pytest.raises(RequestError, match=r"user ada.group_totals: only a group policy"):
         PolicySpec.parse({"group_totals": {"cpu": 4}}, "user ada")
-    with pytest.raises(RequestError, match=r"group_totals.disk: unknown group total"):
-        PolicySpec.parse({"group_totals": {"disk": 4}}, "group x")
+    with pytest.raises(RequestError, match=r"group_totals.pids: unknown group total"):
+        PolicySpec.parse({"group_totals": {"pids": 4}}, "group x")  # no policy total: not capped per group
     with pytest.raises(RequestError, match=r"group_totals.kernels"):
         PolicySpec.parse({"group_totals": {"kernels": 1.5}}, "group x")
     # the effective policy carries each group's totals, unmerged; the per-member fields still merge
@@ -167,7 +167,9 @@ def test_the_sidebar_summary_shows_the_groups_use_and_narrows_what_is_left(ledge
     pol = class_policy("s9")
     groups = totals_summary(ledger, pol.group_totals)
     assert groups["class-a"]["totals"] == {"cpu": 16.0, "mem": 32 * GiB, "gpu": 1.0, "kernels": 20, "servers": 3}
-    assert groups["class-a"]["in_use"] == {"cpu": 12.0, "mem": 3 * GiB, "gpu": 0.0, "kernels": 3, "servers": 0}
+    assert groups["class-a"]["in_use"] == {
+        "cpu": 12.0, "mem": 3 * GiB, "gpu": 0.0, "disk": 3 * 10 * GiB, "kernels": 3, "servers": 0
+    }  # fmt: skip
     assert groups["class-a"]["remaining"]["cpu"] == 4.0 and groups["class-a"]["remaining"]["mem"] == 29 * GiB
     # s9 may hold 4 CPU by their own total, and the class has 4 left; memory: theirs is unlimited, the class's is not
     assert narrow({"cpu": 4.0, "mem": None, "gpu": 0.0, "kernels": None}, groups) == {
@@ -176,3 +178,36 @@ def test_the_sidebar_summary_shows_the_groups_use_and_narrows_what_is_left(ledge
         "gpu": 0.0,
         "kernels": 17,
     }
+
+
+def test_group_totals_name_what_the_registry_totals(ledger):
+    """The resource kinds a group may cap are the registry's totalled kinds (a policy total and a ledger
+    column), not a list of their own; the summary reports each of them and the counts."""
+    from jupyter_berth.group_admission import totals_summary
+    from jupyter_berth.group_totals import total_names
+    from jupyter_berth.ledger.totals import totalled_kinds
+
+    assert total_names() == (*(k.name for k in totalled_kinds()), "kernels", "servers")
+    assert set(total_names()) >= {"cpu", "mem", "gpu"}
+    with pytest.raises(RequestError, match="known: " + ", ".join(total_names())):
+        GroupTotals.parse({"pids": 4}, "group x")  # a kind with no policy total cannot be capped per group
+    caps = GroupTotals.parse({"mem": "2G", "kernels": 3})
+    assert (caps.mem, caps.cpu, caps.get("kernels")) == (2 * GiB, None, 3) and caps == GroupTotals(
+        mem=2 * GiB, kernels=3
+    )
+    (summary,) = totals_summary(ledger, {"g": caps}).values()
+    assert list(summary["in_use"]) == list(total_names())
+    assert summary["remaining"] == {**{n: None for n in total_names()}, "mem": 2 * GiB, "kernels": 3}
+
+
+def test_a_kind_the_registry_totals_is_capped_per_group_with_nothing_else_to_change(ledger, admission):
+    """``disk`` came with its registry entry, a policy total and a ledger column, and nothing in group
+    totals: a group may cap it all the same."""
+    specs = {"class-d": PolicySpec.parse({"group_totals": {"disk": "15G"}}, "group_policies.class-d")}
+    pol = resolve("d0", ("class-d",), None, specs)
+    admission.reserve("d0", ["class-d"], pol, Resources(cpu=0.5, mem=GiB).replace(disk=10 * GiB), "kernel", "k", IMAGE)
+    with pytest.raises(CapacityError, match=r"disk: group class-d is using 10 GiB of its group total of 15 GiB"):
+        admission.reserve(
+            "d1", ["class-d"], resolve("d1", ("class-d",), None, specs),
+            Resources(cpu=0.5, mem=GiB).replace(disk=10 * GiB), "kernel", "k", IMAGE,
+        )  # fmt: skip

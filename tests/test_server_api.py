@@ -13,7 +13,7 @@ from jupyter_berth.kernels import backend
 
 pytestmark = [pytest.mark.docker]
 
-ROUTES = ["openapi.json", "info", "presets", "profile", "policy", "gpus", "kernels", "budget", "queue"]
+ROUTES = ["openapi.json", "info", "presets", "profile", "policy", "gpus", "kernels", "budget", "queue", "jobs"]
 
 
 @pytest.fixture
@@ -43,9 +43,11 @@ def api(jp_asyncio_loop, jp_serverapp, jp_fetch, jp_root_dir):
     os.chmod(jp_root_dir, 0o777)
     jp_asyncio_loop.run_until_complete(jp_serverapp.extension_manager.start_all_extensions())
 
-    def call(method, path, body=None, token=True):
+    def call(method, path, body=None, token=True, params=None):
         async def go():
             kw = {"method": method, "raise_error": False}
+            if params:
+                kw["params"] = params
             if body is not None:
                 kw["body"] = body if isinstance(body, str) else json.dumps(body)
             elif method in ("POST", "PUT"):
@@ -100,6 +102,10 @@ def test_my_budget(api):
     assert budget["scope"] == "user" and budget["period"] == "autumn" and budget["set_by"] == "default"
     assert budget["limits"] == {"cpu_hours": 20} and budget["remaining"] == {"cpu_hours": 20}
     assert budget["resets_at"].startswith("2100-01-01")
+    # JupyterLab's ServerConnection adds a cache-buster to every GET (?1796669598876): not a parameter
+    assert api("GET", "budget", params={"1796669598876": ""}) == (200, body)
+    status, refused = api("GET", "budget", params={"user": "bob"})
+    assert status == 400 and refused["field"] == "user"
     assert api("GET", "queue") == (200, {"waiting": []})
     status, body = api("DELETE", "queue/no-such-kernel")
     assert status == 404 and "no start of kernel 'no-such-kernel' of yours is waiting" in body["message"]

@@ -131,6 +131,8 @@ class RunApp(BerthCommand):
                 job = await service.jobs.get(user, self.attach)
                 if job.running:
                     service.jobs.follow(job)
+                elif job.queued:  # wait for its turn here (a detached job's turn is taken by whoever follows it)
+                    await service.jobs.take_turn(job)
             else:
                 if len(self.extra_args) != 1:
                     raise RequestError("notebook", "name one notebook: berth run NOTEBOOK.ipynb [options]")
@@ -174,7 +176,7 @@ async def follow(service: BerthService, user: str, job_id: str, interval: float 
         if text:
             out.write(text)
             out.flush()
-        if not job.running and not text:
+        if not job.active and not text:
             return job
-        if job.running:
+        if job.active:  # queued (waiting for room) or running
             await asyncio.sleep(interval)

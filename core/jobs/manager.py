@@ -17,9 +17,7 @@ by their labels), or records the end of those that finished while it was away.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import re
 import shutil
 import uuid
 from datetime import datetime, timezone
@@ -27,17 +25,15 @@ from datetime import datetime, timezone
 from traitlets import Float, Unicode
 from traitlets.config import LoggingConfigurable
 
-from .. import allocation_plan
-from ..errors import NotFoundError, RequestError
+from .. import allocation_plan, start_queue
+from ..errors import BerthError, CapacityError, NotFoundError, RequestError
 from ..images import catalog
 from ..resources import Resources
-from . import store
+from . import files, store
+from .admit import JobStart
 from .container import job_spec, outcome, outcome_from_info
-from .notebook import check_parameters, inject_parameters, read_notebook
+from .notebook import check_notebook, check_parameters, inject_parameters, notebook_name, read_notebook
 from .store import Job
-
-#: The uid:gid job containers run as (``ContainerSpec.user``); a service running as root hands them the job directory.
-CONTAINER_UID, CONTAINER_GID = 1000, 1000
 
 
 def _job_id(asked: str | None) -> str:
@@ -64,6 +60,13 @@ class JobManager(LoggingConfigurable):
         help="Seconds a job may run when it asks for no time limit (0: no limit). A job past its limit is "
         "stopped and recorded as failed with the reason 'time limit'.",
     )
+    content_jobs_dir = Unicode(
+        "",
+        config=True,
+        help="Where jobs sent with their notebook's content (the REST API; every job in hub mode) keep their "
+        "files: one folder per user, one per job inside it. Empty: <BerthService.data_dir>/jobs. Users read "
+        "the output through the API (berth/api/jobs/<id>/output and /log); back this up like the ledger.",
+    )
     max_time_limit = Float(
         0.0, config=True, help="Longest time limit a job may ask for, in seconds (0: any). Longer requests are refused."
     )
@@ -72,6 +75,7 @@ class JobManager(LoggingConfigurable):
         super().__init__(**kw)
         self.service = service
         self._followers: dict[str, asyncio.Task] = {}
+        self._starting: dict[str, asyncio.Task] = {}  # queued jobs waiting for their turn in this process
         self._stopping: dict[str, str] = {}  # job id -> why Berth stops it ("cancelled", "time limit")
 
     # ---- submit -------------------------------------------------------------------------
@@ -91,43 +95,13 @@ class JobManager(LoggingConfigurable):
             )
         return limit
 
-    def _job_dir(self, notebook: str, output_dir: str | None, job_id: str) -> str:
-        if output_dir:
-            path = os.path.abspath(os.path.expanduser(output_dir))
-        else:
-            stem = re.sub(r"[^A-Za-z0-9_.-]", "-", os.path.splitext(os.path.basename(notebook))[0])[:60]
-            stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-            path = os.path.join(os.path.dirname(notebook), self.jobs_dir, f"{stem}-{stamp}-{job_id[:8]}")
-        return path
-
-    @staticmethod
-    def _check_empty(job_dir: str) -> None:
-        if os.path.isdir(job_dir) and os.listdir(job_dir):
-            raise RequestError(
-                "output_dir", f"{job_dir} is not empty; name a new or empty directory for the job's files"
-            )
-
-    @classmethod
-    def _prepare_dir(cls, job_dir: str, nb: dict) -> bool:
-        """Create the job directory with its input notebook; ``True`` when the directory is new."""
-        cls._check_empty(job_dir)
-        made = not os.path.isdir(job_dir)
-        os.makedirs(job_dir, exist_ok=True)
-        with open(os.path.join(job_dir, "input.ipynb"), "w", encoding="utf-8") as f:
-            json.dump(nb, f, indent=1)
-        if os.geteuid() == 0:
-            for path in (job_dir, os.path.join(job_dir, "input.ipynb")):
-                os.chown(path, CONTAINER_UID, CONTAINER_GID)
-        elif os.getuid() != CONTAINER_UID:
-            os.chmod(job_dir, 0o777)  # the container's user must write its output here
-        return made
-
     async def submit(
         self,
         user: str,
         groups=(),
         *,
         notebook: str,
+        content: dict | None = None,
         parameters: dict | None = None,
         request: dict | None = None,
         preset: str | None = None,
@@ -140,43 +114,51 @@ class JobManager(LoggingConfigurable):
     ) -> Job:
         """Admit and start one job; nothing stays reserved if the start fails.
 
+        ``notebook``: the notebook's path; or, with ``content`` (the notebook itself, as the REST API and
+        hub mode send it), its file name only, and the service keeps the job's files (:meth:`read_output`).
+        When there is no room and the user's policy queues (``on_full: queue``), the job is recorded
+        ``queued`` and waits in the kernel start queue; it starts in its turn (also after a service restart).
         ``job_id``: a UUID the caller chose (jupyter-scheduler passes its own job id), else a new one.
         """
         s = self.service
-        notebook = os.path.abspath(os.path.expanduser(notebook))
-        nb = await asyncio.to_thread(read_notebook, notebook)
+        if content is None:
+            notebook = os.path.abspath(os.path.expanduser(notebook))
+            nb = await asyncio.to_thread(read_notebook, notebook)
+        else:
+            if output_dir:
+                raise RequestError(
+                    "output_dir", "a job sent with its notebook keeps its files with the Berth service; leave it out"
+                )
+            nb, notebook = check_notebook(content), notebook_name(notebook)
         parameters = check_parameters(dict(parameters or {}))
         limit = self._time_limit(time_limit)
         resources, image, policy = await s.resolve_request(user, groups, request=request, preset=preset, image=image)
         info = catalog.find(await s.images.catalog_view(), image)
         mounts = await s.folders.folder_mounts(user, groups, folders) if folders else []
         job_id = _job_id(job_id)
-        job_dir = self._job_dir(notebook, output_dir, job_id)
+        if content is None:
+            job_dir = files.beside_notebook(notebook, output_dir, job_id, self.jobs_dir)
+        else:
+            job_dir = files.service_owned(
+                self.content_jobs_dir or os.path.join(s.data_dir, "jobs"), user, notebook, job_id
+            )
         injected = inject_parameters(nb, parameters)
         if output_dir:
-            await asyncio.to_thread(self._check_empty, job_dir)
-        alloc = await allocation_plan.reserve(
-            s, owner=user, groups=groups, policy=policy, request=resources, kind="job", subject=job_id, image=image
-        )
-        job = None
+            await asyncio.to_thread(files.check_empty, job_dir)
+        start = JobStart(user, tuple(groups), resources, image, info, policy, mounts)
+        try:
+            alloc = await s._db(start.reserve_call(s, job_id), queue_id=None)
+        except CapacityError as e:
+            if e.never_fits or getattr(policy, "on_full", "refuse") != "queue":
+                raise
+            alloc = None  # no room right now: the job waits in the start queue
         made_dir = False
         try:
-            made_dir = await asyncio.to_thread(self._prepare_dir, job_dir, injected)
-            spec = job_spec(
-                owner=user,
-                job_id=job_id,
-                allocation_id=alloc.id,
-                image=image,
-                resources=resources,
-                job_dir=job_dir,
-                network=await s._user_network(user),
-                mounts=mounts,
-                site=s.site_id,
-            )
-            allocation_plan.place(s, spec, alloc)
+            made_dir = await asyncio.to_thread(files.prepare, job_dir, injected)
             job = await s._db(
                 store.add,
                 s.ledger,
+                status="running" if alloc is not None else "queued",
                 id=job_id,
                 owner=user,
                 groups=list(groups),
@@ -184,27 +166,102 @@ class JobManager(LoggingConfigurable):
                 notebook=notebook,
                 job_dir=job_dir,
                 parameters=parameters,
+                folders=list(folders) if folders else None,
                 image=image,
                 resources=resources.to_dict(),
                 time_limit=limit,
-                allocation_id=alloc.id,
+                allocation_id=alloc.id if alloc is not None else None,
             )
+        except BaseException as e:
+            if alloc is not None:
+                await s._db(s.ledger.release, alloc.id, "failed", message=getattr(e, "message", str(e))[:500])
+            if made_dir:  # nothing was recorded: leave no trace of a job that never was
+                await asyncio.to_thread(shutil.rmtree, job_dir, True)
+            raise
+        if alloc is None:
+            self.log.info("Job %s of %s waits for room: %s (%s)", job_id, user, notebook, resources.describe())
+            self._start_in_turn(job, start)
+            return job
+        return await self._launch(job, start, alloc)
+
+    async def _launch(self, job: Job, start: JobStart, alloc) -> Job:
+        """Start the container of an admitted job (``alloc`` reserved for it); follow it until it ends."""
+        s = self.service
+        try:
+            spec = job_spec(
+                owner=job.owner,
+                job_id=job.id,
+                allocation_id=alloc.id,
+                image=start.image,
+                resources=start.resources,
+                job_dir=job.job_dir,
+                network=await s._user_network(job.owner),
+                mounts=start.mounts,
+                site=s.site_id,
+            )
+            allocation_plan.place(s, spec, alloc)
             container = await s.runtime.run(spec)
-            await s._db(s.ledger.mark_running, alloc.id, container.id, image_digest=info.digest)
-            job = await s._db(store.set_container, s.ledger, job_id, container.id)
+            await s._db(s.ledger.mark_running, alloc.id, container.id, image_digest=start.info.digest)
+            job = await s._db(store.set_container, s.ledger, job.id, container.id)
         except BaseException as e:
             message = getattr(e, "message", str(e))[:500]
             await s._db(s.ledger.release, alloc.id, "failed", message=message)
-            if job is not None:
-                await s._db(
-                    store.finish, s.ledger, job_id, status="failed", reason="start", message=message, exit_code=None
-                )
-            elif made_dir:  # nothing was recorded: leave no trace of a job that never was
-                await asyncio.to_thread(shutil.rmtree, job_dir, True)
+            await s._db(
+                store.finish, s.ledger, job.id, status="failed", reason="start", message=message, exit_code=None
+            )
             raise
-        self.log.info("Started job %s for %s: %s in %s (%s)", job_id, user, notebook, image, resources.describe())
+        self.log.info(
+            "Started job %s for %s: %s in %s (%s)", job.id, job.owner, job.notebook, start.image,
+            start.resources.describe(),
+        )  # fmt: skip
         self.follow(job)
         return job
+
+    def _start_in_turn(self, job: Job, start: JobStart) -> None:
+        """Wait in the start queue in the background, then start (idempotent)."""
+        if job.id not in self._starting:
+            task = asyncio.ensure_future(self._wait_for_turn(job, start))
+            self._starting[job.id] = task
+            task.add_done_callback(lambda _t, jid=job.id: self._starting.pop(jid, None))
+
+    async def _wait_for_turn(self, job: Job, start: JobStart) -> None:
+        s = self.service
+        reserve = start.reserve_call(s, job.id)
+        try:
+            alloc = await start_queue.reserve_in_turn(
+                s, start.policy, lambda queue_id: reserve(queue_id=queue_id), owner=job.owner, subject=job.id,
+                request=start.resources, log=self.log, what="job", keep_place=True,
+            )  # fmt: skip
+        except asyncio.CancelledError:
+            raise  # the service stops: the job keeps its place for the restarted service
+        except Exception as e:  # cancelled by its owner, its queue_timeout, or it can no longer be admitted
+            if not (await self.get(None, job.id)).queued:
+                return  # another process took this job's turn (its row was admitted there)
+            cancelled = isinstance(e, start_queue.StartCancelled)
+            message = getattr(e, "message", str(e))[:500]
+            await s._db(
+                store.finish, s.ledger, job.id, status="cancelled" if cancelled else "failed",
+                reason="cancelled" if cancelled else "queue", message=message, exit_code=None,
+            )  # fmt: skip
+            self.log.info("Job %s of %s did not start: %s", job.id, job.owner, message)
+            return
+        try:
+            job = await s._db(store.admitted, s.ledger, job.id, alloc.id)
+        except BaseException:
+            await s._db(s.ledger.release, alloc.id, "failed", message="the job's record could not be updated")
+            raise
+        try:
+            await self._launch(job, start, alloc)
+        except Exception:  # recorded by _launch; the job list says why
+            self.log.exception("Job %s of %s could not start in its turn", job.id, job.owner)
+
+    async def _start_of(self, job: Job) -> JobStart:
+        """What a queued job needs to start, resolved again (a restarted service resumes its wait)."""
+        s = self.service
+        policy = await s.policy_for(job.owner, job.groups)
+        info = catalog.find(await s.images.catalog_view(), job.image)
+        mounts = await s.folders.folder_mounts(job.owner, job.groups, list(job.folders)) if job.folders else []
+        return JobStart(job.owner, job.groups, Resources.parse(job.resources), job.image, info, policy, mounts)
 
     # ---- follow and finish ----------------------------------------------------------------
     def follow(self, job: Job) -> None:
@@ -218,7 +275,7 @@ class JobManager(LoggingConfigurable):
         runtime = self.service.runtime
         timeout = None
         if job.time_limit:
-            elapsed = (datetime.now(timezone.utc) - job.created_at).total_seconds()
+            elapsed = (datetime.now(timezone.utc) - (job.started_at or job.created_at)).total_seconds()
             timeout = max(0.0, job.time_limit - elapsed)
         try:
             try:
@@ -234,18 +291,11 @@ class JobManager(LoggingConfigurable):
         except Exception:  # keep the service going; the next start records the end
             self.log.exception("Following job %s failed", job.id)
 
-    def _read_result(self, job: Job) -> dict | None:
-        try:
-            with open(os.path.join(job.job_dir, "result.json"), encoding="utf-8") as f:
-                return json.load(f)
-        except (OSError, ValueError):
-            return None
-
     async def _end(self, job: Job) -> Job:
         """Record the end of a job whose container has stopped (or is gone), release its allocation."""
         s = self.service
         stopped = self._stopping.pop(job.id, None)
-        result = await asyncio.to_thread(self._read_result, job)
+        result = await asyncio.to_thread(files.read_json, job.job_dir, "result.json")
         alloc = await self._allocation(job)
         info = await s.runtime.inspect(job.container_id) if job.container_id else None
         resources = Resources.parse(job.resources)
@@ -298,12 +348,18 @@ class JobManager(LoggingConfigurable):
 
     async def resume(self, owner: str | None = None, *, follow: bool = True) -> int:
         """When the service (re)starts, before it reconciles: follow running jobs again, and record the end
-        (with the job's own reason in its usage record) of those whose container stopped while it was away.
-        Returns how many are followed."""
+        (with the job's own reason in its usage record) of those whose container stopped while it was away;
+        queued jobs wait for their turn again, in the place they had. Returns how many are followed."""
         count = 0
         now = datetime.now(timezone.utc)
-        running = await self.service._db(store.find, self.service.ledger, owner=owner, status="running", limit=10_000)
-        for job in running:
+        active = await self.service._db(
+            store.find, self.service.ledger, owner=owner, status=("queued", "running"), limit=10_000
+        )
+        for job in reversed(active):  # oldest first
+            if job.queued:
+                if follow:
+                    count += await self._resume_queued(job)
+                continue
             if job.container_id is None and (now - job.created_at).total_seconds() < 120:
                 continue  # being submitted right now by another process
             info = await self.service.runtime.inspect(job.container_id) if job.container_id else None
@@ -315,9 +371,26 @@ class JobManager(LoggingConfigurable):
                 await self._end(job)
         return count
 
+    async def take_turn(self, job: Job) -> bool:
+        """Wait for a queued job's turn in this process (``berth run --attach``), then start it."""
+        return bool(await self._resume_queued(job))
+
+    async def _resume_queued(self, job: Job) -> int:
+        try:
+            start = await self._start_of(job)
+        except BerthError as e:  # its image or a folder is gone since: say so in its record
+            message = f"the job could not start after the service restarted: {e.message}"[:500]
+            s = self.service
+            await s._db(
+                store.finish, s.ledger, job.id, status="failed", reason="start", message=message, exit_code=None
+            )
+            return 0
+        self._start_in_turn(job, start)
+        return 1
+
     async def stop(self) -> None:
-        """Stop following (the service is stopping); the containers keep running."""
-        tasks = list(self._followers.values())
+        """Stop following (the service is stopping); the containers keep running, queued jobs their place."""
+        tasks = [*self._followers.values(), *self._starting.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -330,13 +403,26 @@ class JobManager(LoggingConfigurable):
         return await self.service._db(store.find, self.service.ledger, owner=user, status=status)
 
     async def cancel(self, user: str | None, job_id: str) -> Job:
-        """Stop a running job (its owner's; another user's job is "not found"); an ended job is returned as is."""
+        """Stop a queued or running job (its owner's; another user's job is "not found"); an ended job is
+        returned as is."""
+        s = self.service
         job = await self.get(user, job_id)
+        if job.queued:
+            await s._db(start_queue.cancel, s.ledger, job.owner, job.id)
+            task = self._starting.get(job.id)
+            if task is not None:
+                await asyncio.shield(task)
+            else:  # nobody waits for it in this process (e.g. `berth run --cancel`)
+                await s._db(
+                    store.finish, s.ledger, job.id, status="cancelled", reason="cancelled",
+                    message="the job was cancelled by its owner before it started", exit_code=None,
+                )  # fmt: skip
+            job = await self.get(user, job_id)
         if not job.running:
-            return job
+            return job  # ended (or cancelled while it waited)
         self._stopping[job.id] = "cancelled"
         if job.container_id:
-            await self.service.runtime.stop(job.container_id, timeout=self.service.stop_timeout)
+            await s.runtime.stop(job.container_id, timeout=s.stop_timeout)
         task = self._followers.get(job.id)
         if task is not None:
             await asyncio.shield(task)
@@ -344,27 +430,37 @@ class JobManager(LoggingConfigurable):
         return await self._end(job)
 
     async def wait(self, user: str | None, job_id: str, timeout: float | None = None) -> Job:
-        """The job once it has ended (``TimeoutError`` after ``timeout`` seconds)."""
+        """The job once it has ended (``TimeoutError`` after ``timeout`` seconds); a queued job first waits
+        for its turn."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         job = await self.get(user, job_id)
-        task = self._followers.get(job_id)
-        if job.running and task is not None:
-            await asyncio.wait_for(asyncio.shield(task), timeout)
-        return await self.get(user, job_id)
+        while job.active:
+            task = self._starting.get(job_id) or self._followers.get(job_id)
+            if task is None:
+                break  # followed by another process
+            left = None if deadline is None else max(0.0, deadline - loop.time())
+            await asyncio.wait_for(asyncio.shield(task), left)
+            job = await self.get(user, job_id)
+        return job
+
+    async def waiting_ahead(self, user: str) -> dict[str, int]:
+        """For ``user``'s queued jobs: how many starts wait ahead of each (job id -> count)."""
+        s = self.service
+        return {w["kernel_id"]: w["ahead"] for w in await s._db(start_queue.of_owner, s.ledger, user)}
+
+    async def read_output(self, user: str | None, job_id: str) -> dict:
+        """The job's output notebook as it is now (partial while it runs: it is rewritten after every cell)."""
+        job = await self.get(user, job_id)
+        nb = await asyncio.to_thread(files.read_json, job.job_dir, "output.ipynb")
+        if nb is None:
+            raise NotFoundError(f"job {job_id} has no output notebook yet ({job.status}: no cell has finished)")
+        return nb
 
     async def read_log(self, user: str | None, job_id: str, offset: int = 0) -> tuple[str, int]:
         """The job's log from byte ``offset``: ``(text, next offset)``."""
         job = await self.get(user, job_id)
-
-        def read():
-            try:
-                with open(os.path.join(job.job_dir, "job.log"), "rb") as f:
-                    f.seek(max(0, int(offset)))
-                    data = f.read(1 << 20)
-            except FileNotFoundError:
-                return "", offset
-            return data.decode("utf-8", errors="replace"), offset + len(data)
-
-        return await asyncio.to_thread(read)
+        return await asyncio.to_thread(files.read_log, job.job_dir, offset)
 
 
 __all__ = ["Job", "JobManager"]

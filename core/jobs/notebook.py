@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import keyword
+import os
 from typing import Any
 
 from ..errors import RequestError
@@ -95,3 +96,18 @@ def read_notebook(path: str) -> dict:
     if not isinstance(nb, dict) or nb.get("nbformat") != 4 or not isinstance(nb.get("cells"), list):
         raise RequestError("notebook", f"{path} is not an nbformat 4 notebook (save it with JupyterLab 3 or later)")
     return nb
+
+
+def check_notebook(content, where: str = "content") -> dict:
+    """A notebook sent as JSON (a job submitted over REST), refused unless it is an nbformat 4 notebook."""
+    if not isinstance(content, dict) or content.get("nbformat") != 4 or not isinstance(content.get("cells"), list):
+        raise RequestError(where, "expected the notebook itself: an nbformat 4 notebook as JSON, with its cells")
+    if not all(isinstance(c, dict) for c in content["cells"]):
+        raise RequestError(where, "every cell of the notebook must be an object")
+    return content
+
+
+def notebook_name(name) -> str:
+    """A notebook's file name as the job list shows it (no folders; ``notebook.ipynb`` when none is given)."""
+    base = os.path.basename(str(name or "").replace("\\", "/")).strip()
+    return base[:255] or "notebook.ipynb"

@@ -30,6 +30,7 @@ class Job:
     notebook: str
     job_dir: str
     parameters: dict
+    folders: tuple[str, ...]
     image: str
     resources: dict
     time_limit: float | None
@@ -40,6 +41,7 @@ class Job:
     message: str | None
     exit_code: int | None
     created_at: datetime
+    started_at: datetime | None
     ended_at: datetime | None
 
     @classmethod
@@ -49,12 +51,22 @@ class Job:
             row,
             groups=tuple(row.groups or ()),
             parameters=dict(row.parameters or {}),
+            folders=tuple(row.folders or ()),
             resources=dict(row.resources or {}),
         )
 
     @property
     def running(self) -> bool:
         return self.status == "running"
+
+    @property
+    def queued(self) -> bool:
+        return self.status == "queued"
+
+    @property
+    def active(self) -> bool:
+        """Queued or running: not ended yet."""
+        return self.status in ("queued", "running")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -66,6 +78,7 @@ class Job:
             "output": f"{self.job_dir}/output.ipynb",
             "log": f"{self.job_dir}/job.log",
             "parameters": dict(self.parameters),
+            "folders": list(self.folders),
             "image": self.image,
             "resources": dict(self.resources),
             "time_limit": self.time_limit,
@@ -74,13 +87,14 @@ class Job:
             "message": self.message,
             "exit_code": self.exit_code,
             "created_at": self.created_at.isoformat(),
+            "started_at": self.started_at.isoformat() if self.started_at else None,
             "ended_at": self.ended_at.isoformat() if self.ended_at else None,
         }
 
 
-def add(ledger: Ledger, **values) -> Job:
+def add(ledger: Ledger, *, status: str = "running", **values) -> Job:
     with ledger.transaction() as s:
-        row = JobRow(status="running", **values)
+        row = JobRow(status=status, started_at=utcnow() if status == "running" else None, **values)
         s.add(row)
         s.flush()
         return Job.from_row(row)
@@ -95,13 +109,17 @@ def get(ledger: Ledger, job_id: str, owner: str | None = None) -> Job:
         return Job.from_row(row)
 
 
-def find(ledger: Ledger, *, owner: str | None = None, status: str | None = None, limit: int = 200) -> list[Job]:
-    """Newest first."""
+def find(
+    ledger: Ledger, *, owner: str | None = None, status: str | tuple[str, ...] | None = None, limit: int = 200
+) -> list[Job]:
+    """Newest first; ``status``: one state or several."""
     stmt = select(JobRow).order_by(JobRow.created_at.desc()).limit(limit)
     if owner is not None:
         stmt = stmt.where(JobRow.owner == owner)
-    if status is not None:
+    if isinstance(status, str):
         stmt = stmt.where(JobRow.status == status)
+    elif status is not None:
+        stmt = stmt.where(JobRow.status.in_(status))
     with ledger.reading() as s:
         return [Job.from_row(r) for r in s.scalars(stmt)]
 
@@ -113,13 +131,21 @@ def set_container(ledger: Ledger, job_id: str, container_id: str) -> Job:
         return Job.from_row(row)
 
 
+def admitted(ledger: Ledger, job_id: str, allocation_id: str) -> Job:
+    """A queued job got its turn: it now holds ``allocation_id`` and runs from now."""
+    with ledger.transaction() as s:
+        row = s.get(JobRow, job_id)
+        row.allocation_id, row.status, row.started_at = allocation_id, "running", utcnow()
+        return Job.from_row(row)
+
+
 def finish(ledger: Ledger, job_id: str, *, status: str, reason: str, message: str, exit_code: int | None) -> Job | None:
     """Record how a job ended. Idempotent: a job that already ended keeps its first outcome (``None``)."""
     with ledger.transaction() as s:
         row = s.scalars(select(JobRow).where(JobRow.id == job_id).with_for_update()).one_or_none()
         if row is None:
             raise NotFoundError(f"no job {job_id!r}")
-        if row.status != "running":
+        if row.status not in ("queued", "running"):
             return None
         row.status, row.reason, row.message, row.exit_code = status, reason[:32], message, exit_code
         row.ended_at = utcnow()

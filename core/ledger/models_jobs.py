@@ -8,6 +8,9 @@
     (``status``, a short ``reason``, a ``message`` a user reads, the exit code).
     The allocation (kind ``job``) and its usage record do the accounting, as for
     kernels; this row is what the job list, ``berth run`` and jupyter-scheduler read.
+    A job that found no room waits ``queued`` in the kernel start queue (migration
+    ``0009``), with the ``folders`` it mounts kept for its start; ``started_at`` is
+    when its container started (its time limit counts from there).
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, UTCDateTime, utcnow
 
-#: A job's states: ``running`` until its container ends, then one of the other three.
-JOB_STATES = ("running", "completed", "failed", "cancelled")
+#: A job's states: ``queued`` while it waits for room, ``running`` until its container ends, then one of the others.
+JOB_STATES = ("queued", "running", "completed", "failed", "cancelled")
 
 
 class JobRow(Base):
@@ -36,6 +39,7 @@ class JobRow(Base):
     notebook: Mapped[str] = mapped_column(String(1024), nullable=False)
     job_dir: Mapped[str] = mapped_column(String(1024), nullable=False)
     parameters: Mapped[Any] = mapped_column(JSON, nullable=False, default=dict)
+    folders: Mapped[Any] = mapped_column(JSON, nullable=True)
     image: Mapped[str] = mapped_column(String(512), nullable=False)
     resources: Mapped[Any] = mapped_column(JSON, nullable=False, default=dict)
     time_limit: Mapped[float | None] = mapped_column(Float, nullable=True)
@@ -46,10 +50,11 @@ class JobRow(Base):
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
     __table_args__ = (
-        CheckConstraint("status IN ('running', 'completed', 'failed', 'cancelled')", name="status"),
+        CheckConstraint("status IN ('queued', 'running', 'completed', 'failed', 'cancelled')", name="status"),
         Index("ix_jobs_owner_created_at", "owner", "created_at"),
         Index("ix_jobs_status", "status"),
     )

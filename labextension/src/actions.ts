@@ -12,13 +12,14 @@ import { Dialog, ISessionContext, showDialog } from '@jupyterlab/apputils';
 import { PathExt, URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 import { IDocumentManager } from '@jupyterlab/docmanager';
+import { nullTranslator, TranslationBundle } from '@jupyterlab/translation';
 import { Widget } from '@lumino/widgets';
 
 import { BerthAPI } from './api';
 import { choiceResources, describeLimits, IBounds, overQuota } from './format';
 import { BerthModel } from './model';
 import { BerthRequestError, messageFromResponse } from './request';
-import type { IChoice, IResources, IStartedKernel } from './types';
+import type { IBerthJob, IChoice, IResources, IStartedKernel } from './types';
 
 /** A main-area widget with a kernel session (a notebook or a console). */
 export interface IKernelWidget extends Widget {
@@ -36,10 +37,16 @@ export interface IActionsOptions {
   model: BerthModel;
   /** the folder new notebooks go to (the file browser's current folder) */
   currentDirectory: () => string;
+  /** the dialogs' strings (JupyterLab's translator, domain `jupyter-berth`); English when absent */
+  trans?: TranslationBundle;
 }
 
 export class BerthActions {
-  constructor(private options: IActionsOptions) {}
+  constructor(private options: IActionsOptions) {
+    this.trans = options.trans ?? nullTranslator.load('jupyter-berth');
+  }
+
+  readonly trans: TranslationBundle;
 
   get api(): BerthAPI {
     return this.options.model.api;
@@ -113,12 +120,16 @@ export class BerthActions {
     const name = widget.title.label || session.path;
     const what = describeLimits(choiceResources(choice), choice.image);
     const result = await showDialog({
-      title: 'Restart with new resources?',
-      body:
-        `The kernel of ${name} will restart in a new container with ${what}. ` +
-        'Its state will be lost: variables, imported modules and running work. ' +
-        'Outputs already in the notebook stay.',
-      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Restart with new resources' })],
+      title: this.trans.__('Restart with new resources?'),
+      body: this.trans.__(
+        'The kernel of %1 will restart in a new container with %2. Its state will be lost: variables, imported modules and running work. Outputs already in the notebook stay.',
+        name,
+        what
+      ),
+      buttons: [
+        Dialog.cancelButton({ label: this.trans.__('Cancel') }),
+        Dialog.warnButton({ label: this.trans.__('Restart with new resources') })
+      ],
       defaultButton: 0
     });
     if (!result.button.accept) {
@@ -151,15 +162,43 @@ export class BerthActions {
   /** Stop one of the user's kernels (after asking). */
   async stopKernel(kernelId: string, label: string): Promise<boolean> {
     const result = await showDialog({
-      title: 'Stop this kernel?',
-      body: `${label} will be shut down and its container removed. Notebooks using it lose their state.`,
-      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Stop kernel' })],
+      title: this.trans.__('Stop this kernel?'),
+      body: this.trans.__('%1 will be shut down and its container removed. Notebooks using it lose their state.', label),
+      buttons: [Dialog.cancelButton({ label: this.trans.__('Cancel') }), Dialog.warnButton({ label: this.trans.__('Stop kernel') })],
       defaultButton: 0
     });
     if (!result.button.accept) {
       return false;
     }
     await this.api.stopKernel(kernelId);
+    await this.options.model.refreshLive();
+    return true;
+  }
+
+  /** Take one of the user's waiting starts out of the start queue (its start then fails, saying so). */
+  async cancelQueuedStart(kernelId: string): Promise<void> {
+    await this.api.cancelQueuedStart(kernelId);
+    await this.options.model.refreshLive();
+  }
+
+  /**
+   * Cancel one of the user's jobs: a queued one leaves the line at once; a running one is stopped after
+   * asking (the output of the cells that finished is kept). `false` when the user changed their mind.
+   */
+  async cancelJob(job: IBerthJob): Promise<boolean> {
+    const trans = this.trans;
+    if (job.status === 'running') {
+      const result = await showDialog({
+        title: trans.__('Stop this job?'),
+        body: trans.__('%1 will be stopped; the output of the cells that finished is kept.', job.name),
+        buttons: [Dialog.cancelButton({ label: trans.__('Keep running') }), Dialog.warnButton({ label: trans.__('Stop job') })],
+        defaultButton: 0
+      });
+      if (!result.button.accept) {
+        return false;
+      }
+    }
+    await this.api.cancelJob(job.id);
     await this.options.model.refreshLive();
     return true;
   }

@@ -7,7 +7,10 @@ import { ServerConnection } from '@jupyterlab/services';
 import { normalizePolicy } from './format';
 import { requestAPI } from './request';
 import type {
+  IBerthJob,
   IBerthKernel,
+  IMyBudget,
+  IQueuedStart,
   IFolder,
   IGpus,
   IImage,
@@ -111,5 +114,30 @@ export class BerthAPI {
 
   async stopKernel(kernelId: string): Promise<void> {
     await this.send<unknown>('DELETE', `kernels/${encodeURIComponent(kernelId)}`);
+  }
+
+  /** The user's starts waiting in the kernel start queue, each with how many wait ahead. */
+  async queue(): Promise<IQueuedStart[]> {
+    return listFrom<IQueuedStart>(await this.get('queue'), ['waiting']);
+  }
+
+  /** Take a waiting start out of the line (`DELETE berth/api/queue/<id>`); its start then fails, saying so. */
+  async cancelQueuedStart(kernelId: string): Promise<void> {
+    await this.send<unknown>('DELETE', `queue/${encodeURIComponent(kernelId)}`);
+  }
+
+  /** The user's budgets with what is left (`GET berth/api/budget`). */
+  budget(): Promise<IMyBudget> {
+    return this.get<IMyBudget>('budget');
+  }
+
+  /** The user's batch jobs, newest first. */
+  async jobs(): Promise<IBerthJob[]> {
+    return listFrom<IBerthJob>(await this.get('jobs'), ['jobs']);
+  }
+
+  /** Cancel a queued or running job; the job as it ended. */
+  cancelJob(jobId: string): Promise<IBerthJob> {
+    return this.send<IBerthJob>('DELETE', `jobs/${encodeURIComponent(jobId)}`);
   }
 }

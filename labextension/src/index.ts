@@ -9,6 +9,7 @@ import { IDocumentManager } from '@jupyterlab/docmanager';
 import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStatusBar } from '@jupyterlab/statusbar';
+import { ITranslator, nullTranslator } from '@jupyterlab/translation';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
@@ -48,7 +49,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: 'Choose the image version, CPU, memory, GPU share and folders of each kernel; see your kernels and quota.',
   autoStart: true,
   requires: [IDocumentManager],
-  optional: [ILabShell, ISettingRegistry, IStatusBar, ICommandPalette, IDefaultFileBrowser, ILayoutRestorer],
+  optional: [ILabShell, ISettingRegistry, IStatusBar, ICommandPalette, IDefaultFileBrowser, ILayoutRestorer, ITranslator],
   activate: (
     app: JupyterFrontEnd,
     docManager: IDocumentManager,
@@ -57,14 +58,17 @@ const plugin: JupyterFrontEndPlugin<void> = {
     statusBar: IStatusBar | null,
     palette: ICommandPalette | null,
     fileBrowser: IDefaultFileBrowser | null,
-    restorer: ILayoutRestorer | null
+    restorer: ILayoutRestorer | null,
+    translator: ITranslator | null
   ) => {
+    const trans = (translator ?? nullTranslator).load('jupyter-berth');
     const model = new BerthModel(new BerthAPI(app.serviceManager.serverSettings));
     const actions = new BerthActions({
       app,
       docManager,
       model,
-      currentDirectory: () => fileBrowser?.model.path ?? ''
+      currentDirectory: () => fileBrowser?.model.path ?? '',
+      trans
     });
     const sessionPath = (kernelId: string): string | null => {
       for (const s of app.serviceManager.sessions.running()) {
@@ -74,7 +78,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
       return null;
     };
-    const sidebar = new BerthSidebar({ model, actions, sessionPath });
+    const sidebar = new BerthSidebar({ model, actions, sessionPath, trans });
     sidebar.title.icon = berthIcon;
     app.shell.add(sidebar, 'left', { rank: 650, type: 'Berth' });
     restorer?.add(sidebar, 'jupyter-berth-sidebar');
@@ -82,7 +86,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     let status: KernelLimitsStatus | null = null;
     if (statusBar) {
-      status = new KernelLimitsStatus(model);
+      status = new KernelLimitsStatus(model, trans);
       statusBar.registerStatusItem('jupyter-berth:kernel-limits', {
         item: status,
         align: 'left',
@@ -110,17 +114,17 @@ const plugin: JupyterFrontEndPlugin<void> = {
     void app.restored.then(() => follow(app.shell.currentWidget));
 
     app.commands.addCommand(CommandIDs.open, {
-      label: 'Show the Berth sidebar',
-      caption: 'Choose image, CPU, memory, GPU share and folders for a kernel',
+      label: trans.__('Show the Berth sidebar'),
+      caption: trans.__('Choose image, CPU, memory, GPU share and folders for a kernel'),
       icon: berthIcon,
       execute: () => app.shell.activateById(sidebar.id)
     });
     app.commands.addCommand(CommandIDs.refresh, {
-      label: 'Berth: reload images, policy and kernels',
+      label: trans.__('Berth: reload images, policy and kernels'),
       execute: () => model.loadAll()
     });
-    palette?.addItem({ command: CommandIDs.open, category: 'Berth' });
-    palette?.addItem({ command: CommandIDs.refresh, category: 'Berth' });
+    palette?.addItem({ command: CommandIDs.open, category: trans.__('Berth') });
+    palette?.addItem({ command: CommandIDs.refresh, category: trans.__('Berth') });
 
     let pollSeconds = 5;
     const applySettings = (settings: ISettingRegistry.ISettings | null) => {

@@ -11,9 +11,35 @@ import { ISignal, Signal } from '@lumino/signaling';
 
 import { BerthAPI } from './api';
 import { cpuRate, IUsageSample } from './format';
-import type { IBerthKernel, IFolder, IGpus, IImage, IInfo, IPolicyState, IPreset, IProfile } from './types';
+import type {
+  IBerthJob,
+  IBerthKernel,
+  IFolder,
+  IGpus,
+  IImage,
+  IInfo,
+  IMyBudget,
+  IPolicyState,
+  IPreset,
+  IProfile,
+  IQueuedStart
+} from './types';
 
-export type Part = 'info' | 'presets' | 'images' | 'folders' | 'policy' | 'gpus' | 'kernels' | 'profile';
+export type Part =
+  | 'info'
+  | 'presets'
+  | 'images'
+  | 'folders'
+  | 'policy'
+  | 'gpus'
+  | 'kernels'
+  | 'profile'
+  | 'queue'
+  | 'budget'
+  | 'jobs';
+
+/** The parts polled while the page is visible. */
+export const LIVE_PARTS: Part[] = ['kernels', 'policy', 'gpus', 'queue', 'budget', 'jobs'];
 
 export class BerthModel {
   constructor(readonly api: BerthAPI = new BerthAPI()) {}
@@ -26,6 +52,10 @@ export class BerthModel {
   gpus: IGpus | null = null;
   kernels: IBerthKernel[] = [];
   profile: IProfile | null = null;
+  /** the user's starts waiting for room */
+  queue: IQueuedStart[] = [];
+  budget: IMyBudget | null = null;
+  jobs: IBerthJob[] = [];
   /** the server's message per part that failed to load */
   readonly errors: Partial<Record<Part, string>> = {};
   /** cores in use per kernel id, from the last two samples */
@@ -45,15 +75,15 @@ export class BerthModel {
   /** Load everything (the sidebar's first paint, or its refresh button). */
   async loadAll(): Promise<void> {
     await Promise.all(
-      (['info', 'presets', 'images', 'folders', 'policy', 'gpus', 'kernels', 'profile'] as Part[]).map(p => this.load(p))
+      (['info', 'presets', 'images', 'folders', 'profile', ...LIVE_PARTS] as Part[]).map(p => this.load(p))
     );
     this.loaded = true;
     this._changed.emit('all');
   }
 
-  /** Load the live parts: kernels with usage, the policy's remaining quota, GPU shares. */
+  /** Load the live parts: kernels with usage, the policy's remaining quota, GPU shares, the queue, budgets, jobs. */
   async refreshLive(): Promise<void> {
-    await Promise.all((['kernels', 'policy', 'gpus'] as Part[]).map(p => this.load(p)));
+    await Promise.all(LIVE_PARTS.map(p => this.load(p)));
   }
 
   /** Load one part; a failure is kept as that part's error and reported through `changed`. */
@@ -83,6 +113,15 @@ export class BerthModel {
           break;
         case 'profile':
           this.profile = await this.api.profile();
+          break;
+        case 'queue':
+          this.queue = await this.api.queue();
+          break;
+        case 'budget':
+          this.budget = await this.api.budget();
+          break;
+        case 'jobs':
+          this.jobs = await this.api.jobs();
           break;
       }
       delete this.errors[part];

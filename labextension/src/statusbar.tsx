@@ -2,6 +2,7 @@
  * The current kernel's limits in the status bar: "2 CPU · 4 GiB · ¼ GPU · python:3.11".
  */
 
+import { nullTranslator, TranslationBundle } from '@jupyterlab/translation';
 import { ISignal, Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
@@ -10,7 +11,10 @@ import { describeLimits } from './format';
 import { BerthModel } from './model';
 
 export class KernelLimitsStatus extends Widget {
-  constructor(private model: BerthModel) {
+  constructor(
+    private model: BerthModel,
+    private trans: TranslationBundle = nullTranslator.load('jupyter-berth')
+  ) {
     super();
     this.addClass('jp-BerthStatus');
     this.node.setAttribute('role', 'status');
@@ -59,8 +63,8 @@ export class KernelLimitsStatus extends Widget {
   refresh(): void {
     const text = this.text;
     this.node.textContent = text;
-    this.node.title = text ? `Berth kernel limits: ${text}` : '';
-    this.node.setAttribute('aria-label', text ? `Kernel limits: ${text}` : 'No Berth kernel');
+    this.node.title = text ? this.trans.__('Berth kernel limits: %1', text) : '';
+    this.node.setAttribute('aria-label', text ? this.trans.__('Kernel limits: %1', text) : this.trans.__('No Berth kernel'));
     if (text !== this._lastText) {
       this._lastText = text;
       this._activeStateChanged.emit();

@@ -203,3 +203,52 @@ export interface IChoice {
   gpu: number;
   folders: string[];
 }
+
+/** One of the user's starts waiting in the kernel start queue (`GET berth/api/queue`). */
+export interface IQueuedStart {
+  /** the kernel id, or the job id of a queued job */
+  kernel_id: string;
+  /** live starts waiting ahead of this one */
+  ahead: number;
+  cpu: number;
+  mem: number;
+  gpu: number;
+  waiting_s: number;
+  deadline: string;
+}
+
+/** One budget of the user (their own or a group's) in its current period (`GET berth/api/budget`). */
+export interface IBudgetStatus {
+  scope: 'user' | 'group';
+  name: string;
+  period: string;
+  resets_at: string;
+  limits: Record<string, number>;
+  used: Record<string, number>;
+  remaining: Record<string, number>;
+}
+
+export interface IMyBudget {
+  user: string;
+  budgets: IBudgetStatus[];
+  notices: { allocation_id: string; action: string; message: string; at: string }[];
+}
+
+export type JobStatus = 'queued' | 'running' | 'completed' | 'failed' | 'cancelled';
+
+/** One of the user's batch jobs (`GET berth/api/jobs`). */
+export interface IBerthJob {
+  id: string;
+  name: string;
+  notebook: string;
+  image: string;
+  resources: Partial<IResources>;
+  status: JobStatus;
+  reason: string | null;
+  message: string | null;
+  /** queued jobs: starts waiting ahead of it */
+  ahead?: number | null;
+  created_at: string;
+  started_at?: string | null;
+  ended_at: string | null;
+}

@@ -2,6 +2,7 @@
 // browser), with the flags this workplace needs, and JupyterLab opened on a clean workspace.
 
 import assert from 'node:assert/strict';
+import { connect, createServer } from 'node:net';
 
 import { chromium } from 'playwright-core';
 
@@ -84,4 +85,27 @@ export async function setField(sidebar, label, value) {
   const field = sidebar.getByLabel(label, { exact: true });
   await field.fill(String(value));
   await field.press('Enter');
+}
+
+/**
+ * A loopback port that forwards every connection to the server's UNIX socket: `http://127.0.0.1:<port>`.
+ *
+ * For a browser run in a network namespace of its own (`unshare --net`, only loopback inside): the
+ * engine's interface changes on the host (containers starting, other tests' networks) are then not
+ * seen by Chromium, which otherwise aborts requests in flight with ERR_NETWORK_CHANGED.
+ */
+export async function socketBridge(socketPath) {
+  const server = createServer(client => {
+    const upstream = connect(socketPath);
+    client.pipe(upstream).pipe(client);
+    const close = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', close);
+    upstream.on('error', close);
+  });
+  server.unref();
+  await new Promise(resolve => server.listen(0, '127.0.0.1', resolve));
+  return `http://127.0.0.1:${server.address().port}`;
 }

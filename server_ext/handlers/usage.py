@@ -17,11 +17,21 @@ from .base import BerthHandler, authorized, web
 USER_GROUPINGS = ("day", "image")
 
 
+def named_parameters(handler) -> list[str]:
+    """The query's parameter names, without a cache-buster: a bare number with no value, which JupyterLab's
+    ``ServerConnection`` appends to every GET (``?1796669598876``)."""
+    return [
+        name
+        for name, values in handler.request.query_arguments.items()
+        if not (name.isdigit() and all(v == b"" for v in values))
+    ]
+
+
 class UsageHandler(BerthHandler):
     @web.authenticated
     @authorized
     async def get(self):
-        for name in self.request.query_arguments:
+        for name in named_parameters(self):
             if name not in ("since", "until", "by"):
                 raise RequestError(
                     name,
@@ -50,7 +60,7 @@ class BudgetHandler(BerthHandler):
     @web.authenticated
     @authorized
     async def get(self):
-        for name in self.request.query_arguments:
+        for name in named_parameters(self):
             raise RequestError(name, "unknown parameter; this endpoint takes none (it always reports your own budget)")
         service = await self.berth.service()
         self.write_json(await service.fair.my_budget(self.berth.user, groups=self.berth.groups))

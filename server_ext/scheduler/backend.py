@@ -3,8 +3,8 @@
 jupyter-scheduler builds its environment manager and scheduler itself (no handle on this server's
 Berth extension), so they ask here. Standalone, the process-wide embedded service (the one the
 kernel provisioner and the REST API use) answers as the local user. Hub mode (``BERTH_SERVICE_URL``)
-is refused with what to do: a job's files live on the user's volume, which the hub's service
-does not reach yet (docs/jobs.md, "Hub mode").
+is refused with what to do: the scheduler's output files live on the user's volume, which the hub's
+service does not reach; jobs sent over REST (``berth/api/jobs``) run there (docs/jobs.md, "Hub mode").
 """
 
 from __future__ import annotations
@@ -65,9 +65,10 @@ async def jobs_backend(config=None, parent=None) -> EmbeddedJobs:
 
     if os.environ.get("BERTH_SERVICE_URL"):
         raise BerthError(
-            "Berth jobs from jupyter-scheduler run in standalone servers only for now: in hub mode a job's "
-            "files would live on your server's volume, which the hub's Berth service does not reach; use "
-            "`berth run` on the hub host, or ask your admin (docs/jobs.md, 'Hub mode')",
+            "Berth jobs from jupyter-scheduler run in standalone servers only for now: in hub mode their output "
+            "files would have to land on your server's volume, which the hub's Berth service does not reach; "
+            "send the notebook to the service instead (POST berth/api/jobs; the sidebar's Jobs section lists "
+            "it), see docs/jobs.md, 'Hub mode'",
             status=501,
         )
     user, groups = standalone_user()

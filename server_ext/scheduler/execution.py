@@ -29,6 +29,7 @@ from .environments import DEFAULT_COMPUTE
 
 #: Berth job status → scheduler status.
 STATUSES = {
+    "queued": Status.QUEUED,
     "running": Status.IN_PROGRESS,
     "completed": Status.COMPLETED,
     "failed": Status.FAILED,

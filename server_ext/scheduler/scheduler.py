@@ -128,7 +128,7 @@ class BerthScheduler(Scheduler):
         try:
             jobs = await self._jobs()
             berth = await jobs.wait(job_id, timeout=self.follow_timeout or None)
-            if berth["status"] != "running":
+            if berth["status"] not in ("queued", "running"):  # a queued job waits in the start queue
                 self._finish(job_id, berth)
         except (asyncio.TimeoutError, asyncio.CancelledError):
             pass
@@ -156,7 +156,7 @@ class BerthScheduler(Scheduler):
                 berth = await jobs.get(job_id)
             except NotFoundError:
                 berth = {"status": "failed", "message": "Berth has no record of this job", "job_dir": ""}
-            if berth["status"] != "running":
+            if berth["status"] not in ("queued", "running"):  # a queued job waits in the start queue
                 self._finish(job_id, berth)
                 ended += 1
             else:

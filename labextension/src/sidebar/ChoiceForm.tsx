@@ -4,6 +4,7 @@
  * quota, and the folders to attach.
  */
 
+import type { TranslationBundle } from '@jupyterlab/translation';
 import * as React from 'react';
 
 import {
@@ -29,10 +30,12 @@ export interface IChoiceFormProps {
   /** the resources of the current kernel, released if it is replaced (for the quota hint) */
   replacing?: IResources | null;
   onChange: (choice: IChoice) => void;
+  /** the sidebar's strings (JupyterLab's translator) */
+  trans: TranslationBundle;
 }
 
 export function EnvironmentSection(props: IChoiceFormProps): JSX.Element {
-  const { model, choice, onChange } = props;
+  const { model, choice, onChange, trans } = props;
   const envs = React.useMemo(() => groupImages(model.images), [model.images]);
   const envKey = choice.image ? splitRef(choice.image)[0] : '';
   const env = envs.find(e => e.key === envKey) ?? envs[0];
@@ -59,7 +62,7 @@ export function EnvironmentSection(props: IChoiceFormProps): JSX.Element {
   };
 
   return (
-    <Section title="Environment" testId="berth-environment">
+    <Section title={trans.__('Environment')} testId="berth-environment">
       {model.errors.images && (
         <div className="jp-BerthNotice jp-mod-error" role="alert">
           {model.errors.images}
@@ -68,7 +71,7 @@ export function EnvironmentSection(props: IChoiceFormProps): JSX.Element {
       {model.presets.length > 0 && (
         <div className="jp-BerthField">
           <label className="jp-BerthField-label" htmlFor={presetId}>
-            Preset
+            {trans.__('Preset')}
           </label>
           <select
             id={presetId}
@@ -77,7 +80,7 @@ export function EnvironmentSection(props: IChoiceFormProps): JSX.Element {
             onChange={e => applyPreset(model.presets.find(p => p.name === e.currentTarget.value))}
             data-testid="berth-preset"
           >
-            <option value="">Custom</option>
+            <option value="">{trans.__('Custom')}</option>
             {model.presets.map(p => (
               <option key={p.name} value={p.name} title={p.description ?? ''}>
                 {p.display_name}
@@ -88,7 +91,7 @@ export function EnvironmentSection(props: IChoiceFormProps): JSX.Element {
       )}
       <div className="jp-BerthField">
         <label className="jp-BerthField-label" htmlFor={envId}>
-          Environment
+          {trans.__('Environment')}
         </label>
         <select
           id={envId}
@@ -102,7 +105,7 @@ export function EnvironmentSection(props: IChoiceFormProps): JSX.Element {
           }}
           data-testid="berth-image-env"
         >
-          {envs.length === 0 && <option value="">The server's default image</option>}
+          {envs.length === 0 && <option value="">{trans.__("The server's default image")}</option>}
           {groupByLanguage(envs).map(g => (
             <optgroup key={g.label} label={g.label}>
               {g.environments.map(e => (
@@ -116,7 +119,7 @@ export function EnvironmentSection(props: IChoiceFormProps): JSX.Element {
       </div>
       <div className="jp-BerthField">
         <label className="jp-BerthField-label" htmlFor={versionId}>
-          Version
+          {trans.__('Version')}
         </label>
         <select
           id={versionId}
@@ -132,20 +135,20 @@ export function EnvironmentSection(props: IChoiceFormProps): JSX.Element {
           {env?.versions.map(v => (
             <option key={v.ref} value={v.ref}>
               {v.version}
-              {v.image.default ? ' (default)' : ''}
+              {v.image.default ? ` ${trans.__('(default)')}` : ''}
             </option>
           ))}
         </select>
       </div>
       {image && (
         <dl className="jp-BerthFacts" data-testid="berth-image-facts">
-          <dt>Image</dt>
+          <dt>{trans.__('Image')}</dt>
           <dd title={String(image.digest ?? '')}>{image.ref}</dd>
           {facts.frameworks.length > 0 && (
             <>
-              <dt>Frameworks</dt>
+              <dt>{trans.__('Frameworks')}</dt>
               <dd>
-                <ul className="jp-BerthChips" aria-label="Frameworks">
+                <ul className="jp-BerthChips" aria-label={trans.__('Frameworks')}>
                   {facts.frameworks.map(f => (
                     <li key={f} className="jp-BerthChip">
                       {f}
@@ -157,14 +160,14 @@ export function EnvironmentSection(props: IChoiceFormProps): JSX.Element {
           )}
           {facts.size && (
             <>
-              <dt>Size</dt>
+              <dt>{trans.__('Size')}</dt>
               <dd>{facts.size}</dd>
             </>
           )}
           {facts.gpu && (
             <>
-              <dt>GPU</dt>
-              <dd>CUDA-ready</dd>
+              <dt>{trans.__('GPU')}</dt>
+              <dd>{trans.__('CUDA-ready')}</dd>
             </>
           )}
         </dl>
@@ -174,24 +177,24 @@ export function EnvironmentSection(props: IChoiceFormProps): JSX.Element {
 }
 
 export function ResourcesSection(props: IChoiceFormProps): JSX.Element {
-  const { model, choice, bounds, onChange } = props;
+  const { model, choice, bounds, onChange, trans } = props;
   const gpuId = useId('berth-gpu');
   const over = overQuota(choice, bounds, props.replacing ?? undefined);
   const maxHint = (max: number, fromPolicy: boolean, format: (n: number) => string) =>
-    fromPolicy ? `at most ${format(max)} per kernel` : 'no per-kernel limit';
+    fromPolicy ? trans.__('at most %1 per kernel', format(max)) : trans.__('no per-kernel limit');
   const gpuNote =
     bounds.gpuOptions.length <= 1 || !Number.isFinite(bounds.gpu.remaining)
       ? bounds.gpuNote
-      : `${bounds.gpuNote} · ${describeRemaining(bounds.gpu.remaining, formatGpu)} of your quota`;
+      : `${bounds.gpuNote} · ${trans.__('%1 of your quota', describeRemaining(bounds.gpu.remaining, formatGpu))}`;
   return (
-    <Section title="Resources" testId="berth-resources">
+    <Section title={trans.__('Resources')} testId="berth-resources">
       {model.errors.policy && (
         <div className="jp-BerthNotice jp-mod-error" role="alert">
           {model.errors.policy}
         </div>
       )}
       <SliderField
-        label="CPU cores"
+        label={trans.__('CPU cores')}
         unit="CPU"
         value={choice.cpu}
         min={bounds.cpu.min}
@@ -202,7 +205,7 @@ export function ResourcesSection(props: IChoiceFormProps): JSX.Element {
         testId="berth-cpu"
       />
       <SliderField
-        label="Memory (MiB)"
+        label={trans.__('Memory (MiB)')}
         unit="MiB"
         value={Math.round(choice.mem / MiB)}
         min={Math.round(bounds.mem.min / MiB)}
@@ -217,7 +220,7 @@ export function ResourcesSection(props: IChoiceFormProps): JSX.Element {
       />
       <div className="jp-BerthField">
         <label className="jp-BerthField-label" htmlFor={gpuId}>
-          GPU share
+          {trans.__('GPU share')}
         </label>
         <select
           id={gpuId}
@@ -240,8 +243,10 @@ export function ResourcesSection(props: IChoiceFormProps): JSX.Element {
       </div>
       {over.length > 0 && (
         <div className="jp-BerthNotice jp-mod-warn" role="status" data-testid="berth-quota-warning">
-          More than what is left of your quota ({over.join('; ')}). The server will refuse it unless other
-          kernels stop first.
+          {trans.__(
+            'More than what is left of your quota (%1). The server will refuse it unless other kernels stop first.',
+            over.join('; ')
+          )}
         </div>
       )}
     </Section>
@@ -249,17 +254,17 @@ export function ResourcesSection(props: IChoiceFormProps): JSX.Element {
 }
 
 export function FoldersSection(props: IChoiceFormProps): JSX.Element {
-  const { model, choice, onChange } = props;
+  const { model, choice, onChange, trans } = props;
   const toggle = (name: string, on: boolean) =>
     onChange({ ...choice, folders: on ? [...choice.folders, name] : choice.folders.filter(f => f !== name) });
   return (
-    <Section title="Folders" testId="berth-folders">
+    <Section title={trans.__('Folders')} testId="berth-folders">
       {model.errors.folders ? (
         <div className="jp-BerthNotice" role="status">
-          Folders are not available: {model.errors.folders}
+          {trans.__('Folders are not available: %1', model.errors.folders)}
         </div>
       ) : model.folders.length === 0 ? (
-        <div className="jp-BerthEmpty">No shared folders.</div>
+        <div className="jp-BerthEmpty">{trans.__('No shared folders.')}</div>
       ) : (
         <ul className="jp-BerthFolders">
           {model.folders.map(folder => {
@@ -280,8 +285,8 @@ export function FoldersSection(props: IChoiceFormProps): JSX.Element {
                     {group}
                   </span>
                   {readOnly && (
-                    <span className="jp-BerthBadge" title="Mounted read-only in the kernel">
-                      read-only
+                    <span className="jp-BerthBadge" title={trans.__('Mounted read-only in the kernel')}>
+                      {trans.__('read-only')}
                     </span>
                   )}
                 </label>

@@ -3,6 +3,7 @@
  * against their limits (each with a Stop button), and the GPU devices with their free share.
  */
 
+import type { TranslationBundle } from '@jupyterlab/translation';
 import * as React from 'react';
 
 import {
@@ -27,18 +28,19 @@ export interface IKernelsSectionProps {
   kernelLabel: (kernel: IBerthKernel) => string;
   currentKernelId: string | null;
   onStop: (kernel: IBerthKernel, label: string) => void;
+  trans: TranslationBundle;
 }
 
 export function KernelsSection(props: IKernelsSectionProps): JSX.Element {
-  const { model } = props;
+  const { model, trans } = props;
   return (
-    <Section title={`Running kernels (${model.kernels.length})`} testId="berth-kernels">
+    <Section title={trans.__('Running kernels (%1)', model.kernels.length)} testId="berth-kernels">
       {model.errors.kernels && (
         <div className="jp-BerthNotice jp-mod-error" role="alert">
           {model.errors.kernels}
         </div>
       )}
-      {model.kernels.length === 0 && !model.errors.kernels && <div className="jp-BerthEmpty">No Berth kernel is running.</div>}
+      {model.kernels.length === 0 && !model.errors.kernels && <div className="jp-BerthEmpty">{trans.__('No Berth kernel is running.')}</div>}
       <ul className="jp-BerthKernels">
         {model.kernels.map(k => {
           const label = props.kernelLabel(k);
@@ -58,30 +60,30 @@ export function KernelsSection(props: IKernelsSectionProps): JSX.Element {
                 <button
                   className="jp-BerthButton jp-mod-small jp-mod-warn"
                   onClick={() => props.onStop(k, label)}
-                  aria-label={`Stop kernel ${label}`}
+                  aria-label={trans.__('Stop kernel %1', label)}
                   data-testid="berth-kernel-stop"
                 >
-                  Stop
+                  {trans.__('Stop')}
                 </button>
               </div>
               <div className="jp-BerthKernel-limits" data-testid="berth-kernel-limits">
                 {describeLimits(k.resources, k.image)}
-                {k.started_at ? ` · running ${formatUptime(k.started_at)}` : ''}
+                {k.started_at ? ` · ${trans.__('running %1', formatUptime(k.started_at))}` : ''}
               </div>
               <Meter
-                label="CPU"
+                label={trans.__('CPU')}
                 value={fraction(cores ?? 0, k.resources.cpu)}
-                text={cores === null || cores === undefined ? `— of ${formatCpu(k.resources.cpu)}` : `${trimNumber(cores)} of ${formatCpu(k.resources.cpu)}`}
+                text={trans.__('%1 of %2', cores === null || cores === undefined ? '—' : trimNumber(cores), formatCpu(k.resources.cpu))}
               />
-              <Meter label="Memory" value={fraction(k.usage?.mem_bytes, k.resources.mem)} text={describeMemoryUse(k.usage, k.resources.mem)} />
+              <Meter label={trans.__('Memory')} value={fraction(k.usage?.mem_bytes, k.resources.mem)} text={describeMemoryUse(k.usage, k.resources.mem)} />
               {gpuShare > 0 && (
                 <Meter
-                  label="GPU memory"
+                  label={trans.__('GPU memory')}
                   {...describeGpuUse(gpuShare, k.usage?.gpu_mem_bytes, gpuMemoryCap(k.gpu_devices, props.model.gpus))}
                 />
               )}
               {k.usage?.mem_peak_bytes ? (
-                <div className="jp-BerthKernel-peak">peak memory {formatBytes(k.usage.mem_peak_bytes)}</div>
+                <div className="jp-BerthKernel-peak">{trans.__('peak memory %1', formatBytes(k.usage.mem_peak_bytes))}</div>
               ) : null}
             </li>
           );
@@ -91,17 +93,18 @@ export function KernelsSection(props: IKernelsSectionProps): JSX.Element {
   );
 }
 
-export function GpusSection(props: { model: BerthModel }): JSX.Element {
+export function GpusSection(props: { model: BerthModel; trans: TranslationBundle }): JSX.Element {
+  const trans = props.trans;
   const gpus = props.model.gpus;
   const error = props.model.errors.gpus;
   return (
-    <Section title="GPUs" testId="berth-gpus">
+    <Section title={trans.__('GPUs')} testId="berth-gpus">
       {error ? (
         <div className="jp-BerthNotice jp-mod-error" role="alert">
           {error}
         </div>
       ) : !gpus || gpus.devices.length === 0 ? (
-        <div className="jp-BerthEmpty">{gpus?.message || 'No GPU on this host.'}</div>
+        <div className="jp-BerthEmpty">{gpus?.message || trans.__('No GPU on this host.')}</div>
       ) : (
         <ul className="jp-BerthGpus">
           {gpus.devices.map((d, i) => {
@@ -111,7 +114,12 @@ export function GpusSection(props: { model: BerthModel }): JSX.Element {
                 <div className="jp-BerthGpu-name" title={d.uuid}>
                   {describeDevice(d, i, gpus.metrics?.[d.uuid])}
                 </div>
-                <Meter label="Free" remaining value={free} text={free > 0 ? `${formatGpu(free).replace(' GPU', '')} free` : 'fully used'} />
+                <Meter
+                  label={trans.__('Free')}
+                  remaining
+                  value={free}
+                  text={free > 0 ? trans.__('%1 free', formatGpu(free).replace(' GPU', '')) : trans.__('fully used')}
+                />
               </li>
             );
           })}

@@ -5,6 +5,7 @@
  * offers the nearest version.
  */
 
+import type { TranslationBundle } from '@jupyterlab/translation';
 import * as React from 'react';
 
 import type { IKernelWidget } from '../actions';
@@ -21,6 +22,7 @@ export interface INotebookEnvironmentProps {
   api: BerthAPI;
   current: IKernelWidget | null;
   onUse: (image: string, env: INotebookEnvironment) => void;
+  trans: TranslationBundle;
 }
 
 interface IState {
@@ -31,7 +33,7 @@ interface IState {
 }
 
 export function NotebookEnvironment(props: INotebookEnvironmentProps): JSX.Element | null {
-  const { api, current } = props;
+  const { api, current, trans } = props;
   const [state, setState] = React.useState<IState | null>(null);
 
   React.useEffect(() => {
@@ -79,9 +81,9 @@ export function NotebookEnvironment(props: INotebookEnvironmentProps): JSX.Eleme
       data-testid="berth-notebook-environment"
       data-status={answer?.status ?? 'error'}
     >
-      <div>This notebook was saved in {saved}.</div>
+      <div>{trans.__('This notebook was saved in %1.', saved)}</div>
       {answer && !available && <div data-testid="berth-notebook-environment-message">{answer.message}.</div>}
-      {state.error && <div>Could not check it: {state.error}</div>}
+      {state.error && <div>{trans.__('Could not check it: %1', state.error)}</div>}
       {image && (
         <button
           type="button"
@@ -89,7 +91,7 @@ export function NotebookEnvironment(props: INotebookEnvironmentProps): JSX.Eleme
           onClick={() => props.onUse(image, env)}
           data-testid="berth-use-notebook-environment"
         >
-          {available ? 'Use this environment' : `Use ${image}`}
+          {available ? trans.__('Use this environment') : trans.__('Use %1', image)}
         </button>
       )}
     </div>

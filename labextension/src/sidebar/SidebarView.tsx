@@ -5,6 +5,7 @@
  * server's own words.
  */
 
+import type { TranslationBundle } from '@jupyterlab/translation';
 import * as React from 'react';
 
 import { BerthActions, IKernelWidget } from '../actions';
@@ -20,6 +21,7 @@ import {
 import { BerthModel } from '../model';
 import type { IBerthKernel, IChoice } from '../types';
 import { EnvironmentSection, FoldersSection, ResourcesSection } from './ChoiceForm';
+import { BudgetSection, JobsSection, QueueSection } from './FairSections';
 import { GpusSection, KernelsSection } from './LiveSections';
 import { NotebookEnvironment } from './NotebookEnvironment';
 
@@ -30,12 +32,14 @@ export interface ISidebarViewProps {
   /** the notebook or console in the main area, if any */
   current: IKernelWidget | null;
   kernelLabel: (kernel: IBerthKernel) => string;
+  /** the sidebar's strings, through JupyterLab's translator (domain `jupyter-berth`) */
+  trans: TranslationBundle;
 }
 
 type Message = { kind: 'error' | 'success'; text: string } | null;
 
 export function SidebarView(props: ISidebarViewProps): JSX.Element {
-  const { model, actions } = props;
+  const { model, actions, trans } = props;
   const [, setTick] = React.useState(0);
   React.useEffect(() => {
     const onChange = () => setTick(t => t + 1);
@@ -82,7 +86,7 @@ export function SidebarView(props: ISidebarViewProps): JSX.Element {
       <div className="jp-BerthSidebar" data-testid="berth-sidebar">
         <Header {...props} onRefresh={() => void model.loadAll()} />
         <div className="jp-BerthEmpty" role="status">
-          Loading…
+          {trans.__('Loading…')}
         </div>
       </div>
     );
@@ -94,8 +98,9 @@ export function SidebarView(props: ISidebarViewProps): JSX.Element {
       <Header {...props} onRefresh={() => void model.loadAll()} />
       {model.info?.runtime === 'process' && (
         <div className="jp-BerthNotice jp-mod-warn" role="status" data-testid="berth-process-mode">
-          Process mode: no container engine here, so kernels run as plain local processes — limits are
-          best-effort and there is no isolation between kernels.
+          {trans.__(
+            'Process mode: no container engine here, so kernels run as plain local processes — limits are best-effort and there is no isolation between kernels.'
+          )}
         </div>
       )}
       {model.errors.info && (
@@ -105,12 +110,12 @@ export function SidebarView(props: ISidebarViewProps): JSX.Element {
       )}
       <form
         className="jp-BerthForm"
-        aria-label="Kernel choice"
+        aria-label={trans.__('Kernel choice')}
         onSubmit={e => {
           e.preventDefault();
           void run('notebook', async () => {
             const { path } = await actions.startNotebook(effective);
-            return `Started ${path} with ${summary}.`;
+            return trans.__('Started %1 with %2.', path, summary);
           });
         }}
       >
@@ -118,22 +123,24 @@ export function SidebarView(props: ISidebarViewProps): JSX.Element {
           api={model.api}
           current={props.current}
           onUse={(image, env) => setChoice(clampChoice(applyEnvironment(effective, image, env), bounds))}
+          trans={trans}
         />
-        <EnvironmentSection model={model} choice={effective} bounds={bounds} onChange={setChoice} />
+        <EnvironmentSection model={model} choice={effective} bounds={bounds} onChange={setChoice} trans={trans} />
         <ResourcesSection
           model={model}
           choice={effective}
           bounds={bounds}
           replacing={null}
           onChange={setChoice}
+          trans={trans}
         />
-        <FoldersSection model={model} choice={effective} bounds={bounds} onChange={setChoice} />
-        <div className="jp-BerthActions" role="group" aria-label="Start">
+        <FoldersSection model={model} choice={effective} bounds={bounds} onChange={setChoice} trans={trans} />
+        <div className="jp-BerthActions" role="group" aria-label={trans.__('Start')}>
           <div className="jp-BerthSummary" data-testid="berth-summary">
             {summary}
           </div>
           <button type="submit" className="jp-BerthButton jp-mod-accept" disabled={!!busy} data-testid="berth-start-notebook">
-            {busy === 'notebook' ? 'Starting…' : 'Start notebook'}
+            {busy === 'notebook' ? trans.__('Starting…') : trans.__('Start notebook')}
           </button>
           <button
             type="button"
@@ -142,12 +149,12 @@ export function SidebarView(props: ISidebarViewProps): JSX.Element {
             onClick={() =>
               void run('console', async () => {
                 await actions.startConsole(effective);
-                return `Started a console with ${summary}.`;
+                return trans.__('Started a console with %1.', summary);
               })
             }
             data-testid="berth-start-console"
           >
-            {busy === 'console' ? 'Starting…' : 'Start console'}
+            {busy === 'console' ? trans.__('Starting…') : trans.__('Start console')}
           </button>
           <button
             type="button"
@@ -155,34 +162,34 @@ export function SidebarView(props: ISidebarViewProps): JSX.Element {
             disabled={!!busy || !props.current}
             title={
               props.current
-                ? `Restart the kernel of ${props.current.title.label} in a new container with these resources`
-                : 'Open a notebook or console first'
+                ? trans.__('Restart the kernel of %1 in a new container with these resources', props.current.title.label)
+                : trans.__('Open a notebook or console first')
             }
             onClick={() =>
               void run('change', async () => {
                 const widget = props.current as IKernelWidget;
                 const changed = await actions.changeResources(widget, effective, bounds);
-                return changed ? `${widget.title.label} now runs with ${summary}.` : null;
+                return changed ? trans.__('%1 now runs with %2.', widget.title.label, summary) : null;
               })
             }
             data-testid="berth-change-kernel"
           >
-            {busy === 'change' ? 'Restarting…' : 'Apply to current kernel'}
+            {busy === 'change' ? trans.__('Restarting…') : trans.__('Apply to current kernel')}
           </button>
           <button
             type="button"
             className="jp-BerthButton"
             disabled={!!busy}
-            title="Kernels started without parameters (for example from VS Code) get these"
+            title={trans.__('Kernels started without parameters (for example from VS Code) get these')}
             onClick={() =>
               void run('save', async () => {
                 await actions.saveDefault(effective);
-                return `Saved as your default: ${summary}.`;
+                return trans.__('Saved as your default: %1.', summary);
               })
             }
             data-testid="berth-save-default"
           >
-            {busy === 'save' ? 'Saving…' : 'Save as default'}
+            {busy === 'save' ? trans.__('Saving…') : trans.__('Save as default')}
           </button>
         </div>
       </form>
@@ -196,40 +203,63 @@ export function SidebarView(props: ISidebarViewProps): JSX.Element {
       </div>
       {props.current && (
         <div className="jp-BerthCurrent" data-testid="berth-current">
-          Current: {props.current.title.label}
-          {currentBerth ? ` · ${describeLimits(currentBerth.resources, currentBerth.image)}` : ' · not a Berth kernel'}
+          {trans.__('Current: %1', props.current.title.label)}
+          {currentBerth ? ` · ${describeLimits(currentBerth.resources, currentBerth.image)}` : ` · ${trans.__('not a Berth kernel')}`}
         </div>
       )}
       <KernelsSection
         model={model}
         kernelLabel={props.kernelLabel}
         currentKernelId={currentKernelId}
+        trans={trans}
         onStop={(k, label) =>
           void run('stop', async () => {
             const stopped = await actions.stopKernel(k.kernel_id, label);
-            return stopped ? `Stopped ${label}.` : null;
+            return stopped ? trans.__('Stopped %1.', label) : null;
           })
         }
       />
-      <GpusSection model={model} />
+      <QueueSection
+        model={model}
+        trans={trans}
+        onCancel={(w, label) =>
+          void run('cancel-start', async () => {
+            await actions.cancelQueuedStart(w.kernel_id);
+            return trans.__('Cancelled the waiting start of %1.', label);
+          })
+        }
+      />
+      <BudgetSection model={model} trans={trans} />
+      <JobsSection
+        model={model}
+        trans={trans}
+        onCancel={job =>
+          void run('cancel-job', async () => {
+            const cancelled = await actions.cancelJob(job);
+            return cancelled ? trans.__('Cancelled job %1.', job.name) : null;
+          })
+        }
+      />
+      <GpusSection model={model} trans={trans} />
     </div>
   );
 }
 
 function Header(props: ISidebarViewProps & { onRefresh: () => void }): JSX.Element {
   const info = props.model.info;
+  const trans = props.trans;
   return (
     <div className="jp-BerthHeader">
       <h2 className="jp-BerthHeader-title">Berth</h2>
       <span className="jp-BerthHeader-who">
-        {info ? `${info.user}${info.mode === 'hub' ? ' · hub' : ''}` : ''}
+        {info ? `${info.user}${info.mode === 'hub' ? ` · ${trans.__('hub')}` : ''}` : ''}
       </span>
       <button
         type="button"
         className="jp-BerthButton jp-mod-small"
         onClick={props.onRefresh}
-        aria-label="Refresh"
-        title="Reload images, folders, policy and kernels"
+        aria-label={trans.__('Refresh')}
+        title={trans.__('Reload images, folders, policy and kernels')}
         data-testid="berth-refresh"
       >
         ↻

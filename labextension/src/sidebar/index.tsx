@@ -2,6 +2,7 @@
  * The Berth sidebar as a Lumino widget for the left area.
  */
 
+import { nullTranslator, TranslationBundle } from '@jupyterlab/translation';
 import { ReactWidget } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
@@ -17,6 +18,8 @@ export interface IBerthSidebarOptions {
   actions: BerthActions;
   /** the document path a kernel serves, from JupyterLab's running sessions */
   sessionPath: (kernelId: string) => string | null;
+  /** the sidebar's strings (JupyterLab's translator, domain `jupyter-berth`); English when absent */
+  trans?: TranslationBundle;
 }
 
 export class BerthSidebar extends ReactWidget {
@@ -24,7 +27,8 @@ export class BerthSidebar extends ReactWidget {
     super();
     this.id = 'jupyter-berth-sidebar';
     this.addClass('jp-BerthSidebar-panel');
-    this.title.caption = 'Berth: kernels in quota-bounded containers';
+    this.trans = options.trans ?? nullTranslator.load('jupyter-berth');
+    this.title.caption = this.trans.__('Berth: kernels in quota-bounded containers');
   }
 
   /** Bounds used where the policy sets no per-kernel limit (from the settings). */
@@ -53,10 +57,12 @@ export class BerthSidebar extends ReactWidget {
         boundSettings={this._boundSettings}
         current={this._current}
         kernelLabel={(k: IBerthKernel) => this.options.sessionPath(k.kernel_id) ?? fallbackKernelLabel(k)}
+        trans={this.trans}
       />
     );
   }
 
+  readonly trans: TranslationBundle;
   private _boundSettings: IBoundSettings = DEFAULT_BOUND_SETTINGS;
   private _current: IKernelWidget | null = null;
 }
