@@ -35,6 +35,7 @@ from .jobs import JobManager
 from .kernel_launch import KernelLaunch, exit_message
 from .ledger import Ledger
 from .policies import PolicySpec
+from .pool import exit_cleanup
 from .pool.server_pool import ServerPool
 from .pool.warm_pool import WarmPool
 from .profiles import ProfileCatalog
@@ -274,6 +275,10 @@ class BerthService(ManagerHost):
             self._node_watch = asyncio.ensure_future(swarm_nodes.watch(self, self.runtime.refresh_interval))
         self._started = True
         return result
+
+    def stop_at_exit(self) -> None:
+        """Blocking, for a process that ends without :meth:`stop` (nbclient): the warm pool's containers go."""
+        exit_cleanup.remove_now(self._pool)
 
     async def stop(self) -> None:
         """Stop background work. Running kernels keep running; a restart adopts them."""

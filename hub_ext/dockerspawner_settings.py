@@ -12,22 +12,23 @@ DockerSpawner's own ``start()`` never runs. Each of DockerSpawner's and JupyterH
 
 Settings that would break isolation (``privileged``, added capabilities, the host's network
 or PID namespace, a loosened ``security_opt``, the engine's socket in ``volumes``) are
-refused by name, always (the rule itself is :mod:`jupyter_berth.runtime.extra_config`).
+refused by name, always (the rule itself is core's ``runtime/extra_config.py``, re-exported by ``jupyter_berth.start_request``).
 
 :func:`check_config` runs when JupyterHub loads ``BerthSpawner`` for ``c.JupyterHub.spawner_class``
 (after reading its whole configuration; the entry point goes through ``jupyter_berth.hub.__getattr__``),
-and again for each spawn on the spawner's own values (callables evaluated). docs/admin-hub.md's table is
-generated from the same list (``test_docs`` checks it).
+and again for each spawn on the spawner's own values (callables evaluated). docs/admin-hub.md's table lists the
+same settings with the same verdicts (tests/test_dockerspawner_settings.py checks it).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from jupyter_berth.errors import RequestError
-from jupyter_berth.runtime.extra_config import (
+from jupyter_berth.start_request import (
     CREATE_ALLOWED,
     HOST_CONFIG_ALLOWED,
     check_extra,
@@ -138,7 +139,11 @@ SETTINGS: tuple[Setting, ...] = (
         refuse_if=lambda v: str(v).lower() == "host" or str(v).startswith("container:"),
     ),
     Setting("post_start_cmd", "honoured", "run in the server's container once it started, as its user"),
-    Setting("name_template", "honoured", "the container's name ({site} is this Berth site's id)"),
+    Setting(
+        "name_template",
+        "honoured",
+        "the container's name ({site} is this Berth site's id; a named server's gets --<name> when it has no {servername})",
+    ),
     Setting("container_name_template", "honoured", "old name of name_template"),
     Setting("prefix", "honoured", "{prefix} in name_template"),
     Setting("container_prefix", "honoured", "old name of prefix"),
@@ -321,6 +326,10 @@ def check_spawner(spawner) -> None:
         value = getattr(spawner, name, None)
         if callable(value):
             value = value(spawner)
+        if inspect.isawaitable(value):  # an async callable: its value is checked by the runtime at start
+            if hasattr(value, "close"):
+                value.close()
+            continue
         values[name] = ("BerthSpawner", value)
     check_values(values)
 

@@ -376,6 +376,16 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
             post_start_cmd=self.post_start_cmd or None,
         )
 
+    def _container_name(self, s) -> str:
+        """The site's name for this server, or the admin's ``name_template`` (DockerSpawner's), which for a named
+        server always tells it apart from the user's others (a leftover of the same name is removed at start)."""
+        if not {"name_template", "container_name_template"} & set(dockerspawner_settings.configured(self.config)):
+            return s.server_container_name(self.user.name, self.subject)
+        name = self._render_templates(self.name_template)
+        if self.name and "servername}" not in self.name_template:
+            name += "--" + self.escape(self.name.lower())
+        return name
+
     async def _ensure_network(self, s) -> str:
         """The user's bridge network, shared with their kernels (the service's name and subnets); the server
         reaches the hub's API and the Berth service on the host, nothing else there."""
@@ -393,11 +403,7 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
         started = time.monotonic()
         try:
             network = await (self._network or self._ensure_network(s))
-            self.object_name = (
-                self._render_templates(self.name_template)
-                if {"name_template", "container_name_template"} & set(dockerspawner_settings.configured(self.config))
-                else s.server_container_name(self.user.name, self.subject)
-            )
+            self.object_name = self._container_name(s)
             info = await s.start_server(self.user.name, self.groups, alloc, await self._container(), network)
             self.object_id = info.id
             self._phase = "booting"

@@ -10,12 +10,14 @@ over HTTP with the user's token (see ``jupyter_berth.hub``).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import copy
 import os
 
-from traitlets.config import Config
+from traitlets.config import Application, Config
 
 from jupyter_berth import server_scope
+from jupyter_berth.config_files import load_berth_config
 from jupyter_berth.kernel_launch import FOLDERS_ROOT
 from jupyter_berth.service import BerthService, standalone_user
 
@@ -48,14 +50,23 @@ class EmbeddedBackend:
 
 
 def standalone_pool_config(config, parent):
-    """Standalone: the warm pool waits on the one user's network, with a hand-over slot at the server's
-    root directory (the directory every kernel mounts; a plain KernelManager's is its working directory)."""
-    config = copy.deepcopy(config) if config is not None else Config()
+    """Standalone: the embedded service's configuration. Without a server (a plain KernelManager, as
+    nbclient uses it), the deployment's Berth config files are read here (the given config wins). The warm
+    pool waits on the one user's network, with a hand-over slot at the server's root directory (the
+    directory every kernel mounts; a plain KernelManager's is its working directory)."""
+    given = copy.deepcopy(config) if config is not None else Config()
+    app = getattr(parent, "serverapp", None) or getattr(getattr(parent, "parent", None), "parent", None)
+    if app is None:
+        loader = Application()
+        load_berth_config(loader)
+        config = copy.deepcopy(loader.config)
+        config.merge(given)
+    else:  # the server's extension loaded them
+        config = given
     pool = config.WarmPool
     if "user" not in pool:
         pool.user = standalone_user()[0]
     if "handover_targets" not in pool:
-        app = getattr(parent, "serverapp", None) or getattr(getattr(parent, "parent", None), "parent", None)
         root = getattr(app, "root_dir", None) or os.getcwd()
         pool.handover_targets = [os.path.abspath(os.path.expanduser(root)), FOLDERS_ROOT]
     return config
@@ -71,7 +82,24 @@ async def embedded_service(config=None, parent=None) -> BerthService:
             service = BerthService(config=standalone_pool_config(config, parent), parent=parent)
             await service.start()
             _service = service
+            if getattr(parent, "serverapp", None) is None and _server_of(parent) is None:
+                atexit.register(_stop_at_exit, service)  # no server will stop it: drain its warm pool at exit
     return _service
+
+
+def _server_of(parent):
+    return getattr(getattr(parent, "parent", None), "parent", None)
+
+
+def _stop_at_exit(service: BerthService) -> None:
+    """A process without a server (nbclient, a plain KernelManager) ends without stopping its embedded
+    service: its warm pool's containers must not outlive it (running kernels are left alone)."""
+    if _service is not service:
+        return
+    try:  # (the loop may be closed and thread pools shut: blocking calls only)
+        service.stop_at_exit()
+    except Exception as e:  # noqa: BLE001 - at exit: the next service's reconcile removes what is left
+        service.log.warning("Berth: the warm pool was not emptied at exit: %s", e)
 
 
 async def shutdown_embedded_service() -> None:

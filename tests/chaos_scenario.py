@@ -95,6 +95,7 @@ class Chaos:
         c.BerthService.stop_timeout = 1
         c.BerthService.default_policy = POLICY
         c.EgressPolicy.enabled = False  # not what this run is about; leaves no firewall chains
+        c.BerthService.pool_size = 0  # the warm pool (on by default) is not what this run checks either
         service = BerthService(config=c, runtime=DockerRuntime())
         await service.start()
         return service

@@ -558,13 +558,10 @@ async def test_a_burst_of_starts_across_a_service_sigkill_fails_none_and_leaks_n
         listed = {k["kernel_id"]: k["container_id"] for k in await alice.list_kernels()}
         assert sorted(listed) == sorted([alice_kernel.kernel_id, *ids])
         client = docker.from_env()
-        running = {
-            c.id
-            for c in client.containers.list(
-                filters={"label": [f"io.jupyter.berth.site={SITE}", "io.jupyter.berth.owner=alice"]}
-            )
-        }
-        assert running == set(listed.values())
+        site = {c.id: c for c in client.containers.list(filters={"label": [f"io.jupyter.berth.site={SITE}"]})}
+        # (a kernel that adopted a warm-pool container keeps the pool's labels: it is found by its id)
+        labelled = {cid for cid, c in site.items() if c.labels.get("io.jupyter.berth.owner") == "alice"}
+        assert set(listed.values()) <= set(site) and labelled <= set(listed.values())
     finally:
         for kernel_id in ids:
             with contextlib.suppress(NotFoundError):

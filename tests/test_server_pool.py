@@ -314,6 +314,8 @@ def test_what_cannot_be_handed_over_starts_cold():
     assert "no server pool for image" in pool.unfit_reason(_spec(image="berth/singleuser:other"))
     assert "mounts" in pool.unfit_reason(_spec(mounts=[Mount("vol", "/home/jovyan/work")]))
     assert "GPU" in pool.unfit_reason(_spec(gpu_device_ids=["0"]))
+    assert "extra_host_config" in pool.unfit_reason(_spec(extra_host_config={"dns_search": ["example.org"]}))
+    assert "extra_create_kwargs" in pool.unfit_reason(_spec(extra_create={"labels": {"course": "physics"}}))
     assert "command" in pool.unfit_reason(_spec(command=["jupyter", "lab"]))
     assert "runs as 0:0" in pool.unfit_reason(_spec(user="0:0"))
     assert "shared memory" in pool.unfit_reason(_spec(resources=Resources(mem=2**30, shm=256 * 2**20)))

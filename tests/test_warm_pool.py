@@ -382,6 +382,12 @@ def test_which_requests_fit_the_pool():
     handing._add_key = lambda key: handing._keys.setdefault(key, object())  # record what it learns
     handing._learn(spec(mounts=[Mount("/elsewhere", "/elsewhere"), folder]))
     assert PoolKey("berth/python:3.11", (), None, ("/elsewhere", FOLDERS_ROOT)) in handing._keys
+    # a start that could never adopt (here: more shared memory) teaches nothing, whatever its mounts
+    big_shm = spec(mounts=[Mount("/other", "/other")], resources=Resources(cpu=1, mem=512 * MiB, shm=128 * MiB))
+    assert asyncio.run(handing.adopt(big_shm)) is None
+    assert not any("/other" in k.targets for k in handing._keys)
+    assert asyncio.run(handing.adopt(spec(mounts=[Mount("/other", "/other")]))) is None  # mounts only: learned
+    assert any("/other" in k.targets for k in handing._keys)
     # standalone: the pool waits on the one user's network; a kernel on another network starts cold
     handing._keys = {PoolKey("berth/python:3.11", (), "n", ("/srv/nb", FOLDERS_ROOT)): object()}
     assert handing.unfit_reason(spec()) is None
@@ -419,12 +425,10 @@ def test_parse_mount():
 @pytest.mark.docker
 def test_a_fresh_install_starts_its_default_kernel_warm_through_the_sync_kernel_manager(tmp_path, workdir, monkeypatch):
     """Default settings (only where the data lives): the embedded service's pool is on, hands the working
-    directory over, and serves the plain synchronous KernelManager (as nbclient uses it), whose calls are the
-    only time the service's loop runs (the pool creates its containers on a thread of its own,
-    core/pool/filler.py, so that refills go on between the calls). Every start after the first adopts."""
-    import time as clock
-
+    directory over, and serves the plain synchronous KernelManager (as nbclient uses it), which reads the
+    deployment's config file ($BERTH_CONFIG). Every start after the first adopts."""
     from jupyter_client.manager import KernelManager
+    from jupyter_core.utils import run_sync
     from traitlets.config import Config
 
     kernels = tmp_path / "jupyter" / "kernels" / "berth-default"
@@ -442,9 +446,13 @@ def test_a_fresh_install_starts_its_default_kernel_warm_through_the_sync_kernel_
     monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     monkeypatch.chdir(workdir)
     (workdir / "hello.txt").write_text("from the host")
+    # the deployment's config file, as a plain KernelManager's embedded service reads it ($BERTH_CONFIG)
+    settings = tmp_path / "jupyter_berth_config.py"
+    settings.write_text(
+        f"c.BerthService.data_dir = {str(tmp_path / 'berth-data')!r}\nc.UsageTracker.sample_interval = 0\n"
+    )
+    monkeypatch.setenv("BERTH_CONFIG", str(settings))
     config = Config()
-    config.BerthService.data_dir = str(tmp_path / "berth-data")
-    config.UsageTracker.sample_interval = 0
     backend._service = None
     kinds, texts, service = [], [], None
     try:
@@ -455,6 +463,7 @@ def test_a_fresh_install_starts_its_default_kernel_warm_through_the_sync_kernel_
             service = backend._service
             if i == 0:
                 assert service.pool_size == 2 and service._pool is not None  # on by default
+                assert service.data_dir == str(tmp_path / "berth-data")  # the config file was read
                 if service._pool.handover.unavailable:
                     pytest.skip(f"no mount hand-over here: {service._pool.handover.unavailable}")
             launch = km.provisioner.launch
@@ -464,7 +473,7 @@ def test_a_fresh_install_starts_its_default_kernel_warm_through_the_sync_kernel_
             if i == 2:
                 for km in running:
                     km.shutdown_kernel(now=True)
-            clock.sleep(4)  # the client does something else; no Berth call runs the service's loop
+            run_sync(service._pool.wait_full)(timeout=180)  # a loaded machine: wait for the refill, not a guess
         kc = km.client()  # the last one: the working directory was handed over
         kc.start_channels()
         kc.wait_for_ready(timeout=60)
@@ -479,8 +488,6 @@ def test_a_fresh_install_starts_its_default_kernel_warm_through_the_sync_kernel_
         assert [n for n in handed.names() if handed.mounted(n)] == []  # released kernels keep nothing mounted
     finally:
         if service is not None:
-            from jupyter_core.utils import run_sync
-
             run_sync(cleanup)(service)
         backend._service = None
 
@@ -530,3 +537,52 @@ async def test_users_volumes_and_folders_adopt_and_a_handed_over_folder_cannot_b
         assert [n for n in handed.names() if handed.mounted(n)] == []
     finally:
         await cleanup(service)
+
+
+@pytest.mark.docker
+def test_a_plain_kernel_manager_process_leaves_no_pool_containers_behind(tmp_path, workdir):
+    """A process without a server (nbclient) never stops its embedded service itself: at exit the service
+    is stopped, so its warm pool's containers (and their hand-over slots) do not outlive the process."""
+    import subprocess
+    import sys
+
+    import docker
+
+    kernels = tmp_path / "jupyter" / "kernels" / "berth-default"
+    kernels.mkdir(parents=True)
+    (kernels / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": ["berth-kernel", "-f", "{connection_file}"],
+                "display_name": "Berth default",
+                "language": "python",
+                "metadata": {"kernel_provisioner": {"provisioner_name": "berth", "config": {}}},
+            }
+        )
+    )
+    settings = tmp_path / "jupyter_berth_config.py"
+    settings.write_text(
+        f"c.BerthService.data_dir = {str(tmp_path / 'berth-data')!r}\nc.UsageTracker.sample_interval = 0\n"
+    )
+    script = (
+        "from jupyter_client.manager import KernelManager\n"
+        "from jupyter_berth.kernels import backend\n"
+        "km = KernelManager(kernel_name='berth-default')\n"
+        f"km.start_kernel(cwd={str(workdir)!r})\n"
+        "km.shutdown_kernel(now=True)\n"
+        "print('site', backend._service.site_id, flush=True)\n"
+    )
+    env = dict(os.environ, JUPYTER_PATH=str(tmp_path / "jupyter"), BERTH_CONFIG=str(settings))
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=workdir, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    site = done.stdout.split("site ", 1)[1].split()[0]
+    client = docker.from_env()
+    try:
+        left = client.containers.list(all=True, filters={"label": f"io.jupyter.berth.site={site}"})
+        assert [c.name for c in left] == []
+    finally:
+        client.close()
+    with open("/proc/self/mountinfo") as f:
+        assert [line for line in f if str(tmp_path / "berth-data") in line] == []

@@ -243,8 +243,9 @@ class MountHandover:
             _sys_umount(point)
         if remove:
             d = self._dir(name)
-            if self.mounted(name):
-                raise HandoverError(f"{d} still has mounts after release")
+            left = self.mounted(name)
+            if left:
+                raise HandoverError(f"{d} still has mounts after release: {', '.join(left)}")
             shutil.rmtree(d, ignore_errors=True)
 
     def teardown(self) -> bool:
@@ -266,10 +267,17 @@ class MountHandover:
             return []
 
     def clean(self, keep) -> list[str]:
-        """Release every container of this site not in ``keep`` (after a restart); the names released."""
-        gone = [n for n in self.names() if n not in set(keep)]
-        for n in gone:
-            self.release(n)
+        """Release every container of this site not in ``keep`` (after a restart); the names released.
+        One that cannot be released is left for the next try; the first error is raised after the others."""
+        gone, failed = [], None
+        for n in [n for n in self.names() if n not in set(keep)]:
+            try:
+                self.release(n)
+                gone.append(n)
+            except (OSError, HandoverError) as e:
+                failed = failed or e
+        if failed is not None:
+            raise failed
         return gone
 
 

@@ -283,6 +283,8 @@ class ServerPool(LoggingConfigurable):
             return f"no server pool for image {spec.image}"
         if spec.gpu_device_ids or spec.ipc_mode:
             return "GPU devices cannot be added to a running container"
+        if spec.extra_host_config or spec.extra_create:  # DockerSpawner's, merged at create time only
+            return "its extra_host_config / extra_create_kwargs apply when a container is created"
         if spec.mounts:
             why = self.handover.unfit_reason(self._targets, spec.mounts) if self._targets else "no hand-over slots"
             if why:

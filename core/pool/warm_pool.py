@@ -120,7 +120,7 @@ class WarmPool(LoggingConfigurable):
         "still count against their memory limit).",
     )
     idle_cpu = Float(
-        0.25, config=True, help="CPU limit of a pool container until it is adopted (its imports run under it)."
+        0.5, config=True, help="CPU limit of a pool container until it is adopted (its imports run under it)."
     )
     idle_mem = Unicode(
         "256M", config=True, help="Memory limit of a pool container until it is adopted (at least the pool's shm)."
@@ -169,7 +169,8 @@ class WarmPool(LoggingConfigurable):
             shm=self._shm,
         )
         self._configured_mounts = None if self.mounts is None else tuple(parse_mount(m) for m in self.mounts)
-        self._memory = parse_memory(self.memory, "WarmPool.memory")
+        #: bytes of memory the pool may hold (kept out of what admission gives out)
+        self.reserve = self._memory = parse_memory(self.memory, "WarmPool.memory")
         self._home: str | None = None  #: standalone: the user's network the pool waits on
         self.handover = PoolMounts(runtime, site, os.path.join(data_dir or ".", "handover"), self.log)
 
@@ -239,11 +240,6 @@ class WarmPool(LoggingConfigurable):
         return labels.get("pool_run") == self.run_id and container.id not in self._adopted and not self._closed
 
     # -- state -----------------------------------------------------------------------------
-    @property
-    def reserve(self) -> int:
-        """Bytes of memory the pool may hold (kept out of what admission gives out)."""
-        return self._memory
-
     def status(self) -> dict[str, dict[str, int]]:
         """``{pool description: {"ready": n, "starting": m}}``."""
         return {k.describe(): {"ready": len(s.ready), "starting": s.starting} for k, s in self._keys.items()}
@@ -266,8 +262,8 @@ class WarmPool(LoggingConfigurable):
             )
 
     # -- which requests fit -----------------------------------------------------------------
-    def unfit_reason(self, spec: ContainerSpec) -> str | None:
-        """Why this kernel spec cannot use any pool (``None``: it can, if one has a container)."""
+    def _unfit(self, spec: ContainerSpec) -> str | None:
+        """Why no pool container could ever run this spec, whatever its mounts."""
         if spec.image not in self.images:
             return f"no pool for image {spec.image}"
         if spec.gpu_device_ids:
@@ -277,7 +273,11 @@ class WarmPool(LoggingConfigurable):
             return fixed
         if list(spec.command) != KERNEL_COMMAND or spec.user != POOL_USER or spec.init:
             return "the container does not run the standard kernel command and user"
-        return self._match(spec)[1]
+        return None
+
+    def unfit_reason(self, spec: ContainerSpec) -> str | None:
+        """Why this kernel spec cannot use any pool (``None``: it can, if one has a container)."""
+        return self._unfit(spec) or self._match(spec)[1]
 
     def _match(self, spec: ContainerSpec) -> tuple[PoolKey | None, str | None]:
         """The pool this spec's mounts and network fit, or why none does."""
@@ -317,11 +317,11 @@ class WarmPool(LoggingConfigurable):
         """
         if self._closed or self.size <= 0:
             return None
-        reason = self.unfit_reason(spec)
-        key = None if reason else self._match(spec)[0]
+        reason = self._unfit(spec)
+        key, why = (None, reason) if reason else self._match(spec)
         if key is None:
-            self.log.debug("Kernel %s starts cold: %s", spec.name, reason)
-            if reason and spec.image in self.images and not spec.gpu_device_ids:
+            self.log.debug("Kernel %s starts cold: %s", spec.name, why)
+            if not reason:  # only its mounts differ: pool containers with slots where they go, for next time
                 self._learn(spec)
             return None
         self._demand.setdefault(key, deque()).append(time.monotonic())

@@ -429,23 +429,9 @@ class DockerRuntime(DiskQuota, Runtime):
         """A bridge network with inter-container traffic off: only the host reaches its containers."""
         validate_name(name, "network")
         net_labels = creation_labels(labels)
-
-        def ensure(api):
-            with networks.host_lock("networks"):
-                existing = networks.networks_named(api, name)
-                if existing:
-                    return existing[0]["Id"]
-                return api.create_network(
-                    name,
-                    driver="bridge",
-                    labels=net_labels,
-                    check_duplicate=True,
-                    options={"com.docker.network.bridge.enable_icc": "false"},
-                )["Id"]
-
         locks = self._network_locks.setdefault(asyncio.get_running_loop(), {})
         async with locks.setdefault(name, asyncio.Lock()):
-            return await self.docker(ensure)
+            return await self.docker(networks.ensure_isolated_network_sync, name, net_labels)
 
     async def connect_network(self, container_id: str, network: str, ip: str | None = None) -> str | None:
         def connect(api):

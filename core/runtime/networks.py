@@ -187,3 +187,19 @@ def remove_network_sync(api, name: str) -> int:
         except docker.errors.NotFound:
             continue
     return removed
+
+
+def ensure_isolated_network_sync(api, name: str, labels: dict[str, str]) -> str:
+    """The id of the bridge network ``name`` with inter-container traffic off (only the host reaches its
+    containers: the warm pools wait on it), created with ``labels`` when missing."""
+    with host_lock("networks"):
+        existing = networks_named(api, name)
+        if existing:
+            return existing[0]["Id"]
+        return api.create_network(
+            name,
+            driver="bridge",
+            labels=labels,
+            check_duplicate=True,
+            options={"com.docker.network.bridge.enable_icc": "false"},
+        )["Id"]
