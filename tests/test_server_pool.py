@@ -320,7 +320,6 @@ def test_what_cannot_be_handed_over_starts_cold():
     assert "runs as 0:0" in pool.unfit_reason(_spec(user="0:0"))
     assert "shared memory" in pool.unfit_reason(_spec(resources=Resources(mem=2**30, shm=256 * 2**20)))
     assert "environment" in pool.unfit_reason(_spec(env={"JUPYTERHUB_SINGLEUSER_APP": "notebook"}))
-    assert "extra_host_config" in pool.unfit_reason(_spec(extra_host_config={"cap_add": ["NET_RAW"]}))
     # the pool stays within its memory reserve
     assert ServerPool(runtime=None, site="x", size=10, idle_mem="512M", memory_reserve="1G").target == 2
     two = ServerPool(runtime=None, site="x", size=10, idle_mem="256M", memory_reserve="1G", images=["a", "b"])

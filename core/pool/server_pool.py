@@ -291,8 +291,6 @@ class ServerPool(LoggingConfigurable):
                 return f"its mounts cannot be handed over: {why}"
         if not spec.command or os.path.basename(spec.command[0]) != SERVER_COMMAND or spec.entrypoint is not None:
             return f"its command is not {SERVER_COMMAND}"
-        if spec.extra_host_config or spec.extra_create:
-            return "DockerSpawner's extra_host_config / extra_create_kwargs only apply when a container is created"
         if spec.user != self.user:
             return f"it runs as {spec.user}, the pool as {self.user}"
         if any(name in spec.env for name in IMPORT_TIME_ENV):

@@ -40,7 +40,7 @@ from traitlets.config import LoggingConfigurable
 
 from ..errors import BerthError
 from ..kernel_launch import FOLDERS_ROOT, KERNEL_COMMAND
-from ..resources import Resources, parse_memory, resource_kinds
+from ..resources import Resources, parse_memory
 from ..runtime.base import ContainerInfo, ContainerSpec, Runtime
 from ..runtime.labels import make_labels, parse_labels
 from . import pool_sizing as sizing
@@ -52,6 +52,7 @@ from .activation import (
     PoolKey,
     activate,
     create_ready,
+    fixed_kinds_unfit,
     parse_mount,
     pool_request,
     settle,
@@ -267,10 +268,9 @@ class WarmPool(LoggingConfigurable):
             return f"no pool for image {spec.image}"
         if spec.gpu_device_ids:
             return "GPU devices cannot be added to a running container"
-        for kind in resource_kinds():  # what cannot change on a running container must fit what the pool has
-            asked, held = getattr(spec.resources, kind.name), getattr(self._idle, kind.name)
-            if not kind.live and asked > held:
-                return f"{kind.word} {kind.format(asked)} is more than the pool's {kind.format(held)}"
+        fixed = fixed_kinds_unfit(spec.resources, self._idle)  # what cannot change on a running container
+        if fixed:
+            return fixed
         if list(spec.command) != KERNEL_COMMAND or spec.user != POOL_USER or spec.init:
             return "the container does not run the standard kernel command and user"
         return None
