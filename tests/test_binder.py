@@ -236,7 +236,7 @@ def test_postbuild_in_a_clean_venv_then_lab_runs_process_kernels(venv, checkout,
                 except httpx.TransportError:
                     pass
                 time.sleep(0.1)
-            assert httpx.get(f"{base}berth/api/info").status_code == 403  # no token, no login cookie
+            assert httpx.get(f"{base}berth/api/info", timeout=60).status_code == 403  # no token, no login cookie
             info = http.get("berth/api/info").json()
             assert (info["runtime"], info["isolation"]) == ("process", "none"), info
             assert info["limits"] == "rlimit" and info["engine"]["state"] == "up"

@@ -193,7 +193,7 @@ def test_kernel_in_image_answers_kernel_info(kernel_image):
         address = container.attrs["NetworkSettings"]["IPAddress"]
         kc = BlockingKernelClient()
         kc.load_connection_info(dict(connection, ip=address))
-        kc.start_channels()
+        kc.start_channels(hb=False)  # no manager: readiness is the kernel_info reply, not an early heartbeat
         try:
             kc.wait_for_ready(timeout=120)
             reply = kc.kernel_info(reply=True, timeout=10)

@@ -130,7 +130,9 @@ def test_every_dashboard_query_returns_series_from_a_real_hub(tmp_path):
     gen = _generator()
     hub = HubProcess(tmp_path / "hub", users=("alice", "teacher"))
     with running(hub):
-        r = httpx.post(f"{hub.api}/users/alice/server", headers=hub.headers, json={"cpu": 0.5, "mem": "512M"})
+        r = httpx.post(
+            f"{hub.api}/users/alice/server", headers=hub.headers, json={"cpu": 0.5, "mem": "512M"}, timeout=60
+        )
         assert r.status_code in (201, 202), r.text
         wait_ready(hub, "alice")
         first = session(hub, "alice", "a.ipynb")  # a kernel that ends (usage_ended_total)...

@@ -476,7 +476,7 @@ def test_a_fresh_install_starts_its_default_kernel_warm_through_the_sync_kernel_
             run_sync(service._pool.wait_full)(timeout=180)  # a loaded machine: wait for the refill, not a guess
         kc = km.client()  # the last one: the working directory was handed over
         kc.start_channels()
-        kc.wait_for_ready(timeout=60)
+        kc.wait_for_ready(timeout=120)
         reply = kc.execute_interactive("print(open('hello.txt').read())", output_hook=texts.append)
         assert reply["content"]["status"] == "ok"
         kc.stop_channels()
