@@ -293,6 +293,9 @@ class BerthService(ServerFacade, ManagerHost):
         if self._pool is not None:
             await self._pool.drain()
             self._pool = None
+        if self.server_pool is not None:  # the hub's: its waiting servers stay, taken back at the next start
+            await self.server_pool.pause()
+            self.server_pool = None
         self._db_executor.shutdown(wait=False)
         if self.runtime is not None:
             self.runtime.close()

@@ -39,6 +39,7 @@ from jupyter_berth.profiles import Profile, choose
 from jupyter_berth.resources import ALIASES, Resources, format_bytes, resource_kinds
 from jupyter_berth.resources import KINDS as RESOURCE_KINDS
 
+from .spawn_form_fair import budget_lines, group_lines
 from .spawn_form_gpu import GpuOffer, check_gpu, host_can_give, render_gpu_field
 from .usage_templates import default_environment
 
@@ -105,6 +106,8 @@ class FormContext:
     hide_missing_gpu: bool = False  #: leave the GPU line out of the form when there is no GPU
     notice: str | None = None  #: why the previous server went away, told once in the form
     profiles: Sequence[Profile] = ()  #: the server profiles offered to this user (c.ProfileCatalog.profile_list)
+    group_totals: Mapping[str, Mapping] = field(default_factory=dict)  #: policy_summary's group_totals
+    budgets: Sequence[Mapping] = ()  #: fair.my_budget's budgets: each with its limits, remaining, resets_at
 
 
 @dataclass(frozen=True)
@@ -300,6 +303,8 @@ def form_view(ctx: FormContext) -> dict:
         ],
         "gpu_field": Markup(gpu) if gpu else "",  # built (and escaped) by spawn_form_gpu
         "folders": [{"reference": f.reference, "name": f.name, "mode": f.mode} for f in ctx.folders],
+        "group_lines": group_lines(ctx.group_totals),
+        "budget_lines": budget_lines(ctx.budgets),
     }
 
 

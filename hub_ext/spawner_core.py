@@ -20,7 +20,6 @@ import time
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from jupyter_berth.errors import BerthError, EngineError
-from jupyter_berth.policy_admin import remaining as remaining_of
 from jupyter_berth.resources import Resources
 from jupyter_berth.servers import NOTICE_REASONS, SERVER_KIND_LABEL
 from jupyter_berth.service import BerthService
@@ -94,7 +93,7 @@ class HubCore:
     ) -> FormContext:
         s = await self.open()
         policy = await s.policy_for(user, groups)
-        remaining = remaining_of(policy, await s.user_usage(user))
+        summary = await s.policy_summary(user, groups)  # what is left, narrowed by the groups' totals
         if images is not None:  # DockerSpawner's allowed_images: exactly those, the default first if offered
             offered = [ImageChoice(ref, name) for ref, name in images]
             if not any(i.ref == default_image for i in offered):
@@ -112,7 +111,9 @@ class HubCore:
             images=images,
             default_image=default_image,
             defaults=Resources.parse(default_request),
-            remaining=remaining,
+            remaining=summary["remaining"],
+            group_totals=summary["group_totals"],
+            budgets=(await s.fair.my_budget(user, groups))["budgets"],
             folders=await self.folder_choices(user, groups),
             gpu=await self.gpu_offer(),
             hide_missing_gpu=hide_missing_gpu,

@@ -401,3 +401,18 @@ async def test_runtimes_are_configurables_and_only_docker_ones_run_docker_calls(
     with pytest.raises(EngineError, match="the process runtime has none"):
         await process.docker("info")
     process.close()
+
+
+async def test_a_start_failing_after_the_runtime_closed_still_removes_its_container(images):
+    """A service stopping while a pool fills: the start's clean-up runs on a thread of its own."""
+    _, shell = images
+    rt = DockerRuntime()
+    info = await rt.run(spec("closing", shell, "sleep 60"))
+    rt.close()  # the executor is shut down: no more work can be submitted to it
+    assert rt._submit_cleanup(info.id) is None
+    client = docker.from_env()
+    for _ in range(100):
+        if not client.containers.list(all=True, filters={"id": info.id}):
+            break
+        await asyncio.sleep(0.1)
+    assert not client.containers.list(all=True, filters={"id": info.id})

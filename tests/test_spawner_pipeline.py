@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import html.parser
+import re
 
 import pytest
 
@@ -287,3 +288,37 @@ def test_singleuser_image_is_built_from_this_source_tree():
         "berth/python:3.11",
     )
     assert labels["io.jupyter.berth.kind"] == "server"  # never offered as a kernel image
+
+
+# ---- fair sharing in the form: the groups' totals and the budgets, from a real service -------------
+async def test_the_form_shows_the_groups_totals_and_the_budgets_left(tmp_path):
+    import logging
+
+    from traitlets.config import Config
+
+    from jupyter_berth.hub.spawner_core import HubCore
+
+    config = Config()
+    config.BerthService.data_dir = str(tmp_path / "berth-data")
+    config.BerthService.runtime_kind = "process"  # the form needs no engine
+    config.BerthService.pool_size = 0
+    config.ServerPool.size = 0
+    config.BerthService.default_policy = {"budget": {"cpu_hours": 20, "period": "month"}}
+    config.BerthService.group_policies = {
+        "class-a": {
+            "group_totals": {"cpu": 4, "kernels": 10},
+            "group_budget": {"gpu_hours": 2, "period": {"name": "autumn", "start": "2026-09-01", "end": "2100-01-01"}},
+        }
+    }
+    core = HubCore(config, logging.getLogger("test"), max_starting=1, retry_interval=0.1)
+    try:
+        ctx = await core.form_context(
+            "alice", ["class-a"], "alice/", patterns=["berth/*"], default_image=IMAGE, default_request={"cpu": 0.5}
+        )
+        page = render_form(ctx)
+    finally:
+        await core.service.close()
+    assert '<li class="berth-group-total">Group class-a: 0 CPU of 4 CPU, 0 kernels of 10 kernels in use</li>' in page
+    assert re.search(r"20 of 20 CPU-hours left \(your budget, \d{4}-\d\d; resets \d{4}-\d\d-01\)", page)
+    assert "2 of 2 GPU share-hours left (group class-a&#39;s budget, autumn; resets 2100-01-01)" in page
+    assert ctx.remaining["cpu"] <= 4  # what is left is narrowed by the group's total, as in the sidebar

@@ -212,8 +212,8 @@ class ServerPool(LoggingConfigurable):
         for image in self.images:
             self._fill(image)
 
-    async def drain(self) -> None:
-        """Stop filling and remove every waiting container of this pool (tests, benchmarks, shutdown)."""
+    async def pause(self) -> None:
+        """Stop filling (the service stops); the waiting containers stay, for the next start to take back."""
         self._closed = True
         for timer in self._timers:
             timer.cancel()
@@ -221,6 +221,10 @@ class ServerPool(LoggingConfigurable):
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def drain(self) -> None:
+        """Stop filling and remove every waiting container of this pool (tests, benchmarks, shutdown)."""
+        await self.pause()
         ids = [pc.id for ready in self._ready.values() for pc in ready]
         for ready in self._ready.values():
             ready.clear()

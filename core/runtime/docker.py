@@ -208,6 +208,14 @@ class DockerRuntime(DiskQuota, Runtime):
                 ) from e
             raise
 
+    def _submit_cleanup(self, container_id: str):
+        """Remove a container a failed start made; on a thread of its own once the runtime is closed."""
+        try:
+            return self._executor.submit(self._remove_quietly, container_id)
+        except RuntimeError:  # closed while the start ran (a service stopping): the container must still go
+            threading.Thread(target=self._remove_quietly, args=(container_id,), name="berth-cleanup").start()
+            return None
+
     def _remove_quietly(self, container_id: str) -> None:
         try:
             self._call("remove_container", (container_id,), {"force": True, "v": True})
@@ -234,8 +242,8 @@ class DockerRuntime(DiskQuota, Runtime):
             await self.docker("start", container_id)
             attrs = await self.docker(self._inspect_sync, container_id)
         except BaseException as e:
-            cleanup = self._executor.submit(self._remove_quietly, container_id)
-            if not isinstance(e, asyncio.CancelledError):
+            cleanup = self._submit_cleanup(container_id)
+            if cleanup is not None and not isinstance(e, asyncio.CancelledError):
                 await asyncio.wrap_future(cleanup)
             if isinstance(e, EngineError):
                 raise EngineError(
