@@ -67,15 +67,19 @@ def _remove_session_objects() -> None:
         print(f"\nleft behind by test session {SESSION_LABEL[1]}:", *left, sep="\n  ")
 
 
-def _unmount_test_handover_roots() -> None:
+def _unmount_test_handover_roots(config) -> None:
     """Mount hand-over roots the test services left (a service stopped with kernels still adopted keeps
-    its root mounted, as a live one must): unmounted when they lie in pytest's temporary directories."""
+    its root mounted, as a live one must): unmounted when they lie in this run's own temporary directory
+    (never another run's: it may be using them)."""
     import ctypes
-    import tempfile
 
-    if os.geteuid() != 0 or not os.path.exists("/proc/self/mountinfo"):
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is None or os.geteuid() != 0 or not os.path.exists("/proc/self/mountinfo"):
         return
-    prefix = os.path.join(tempfile.gettempdir(), "pytest-of-")
+    basetemp = getattr(factory, "_basetemp", None)  # None: this run made no temporary directory
+    if basetemp is None:
+        return
+    prefix = str(basetemp) + "/"
     with open("/proc/self/mountinfo") as f:
         points = [line.split()[4] for line in f]
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -88,7 +92,7 @@ def pytest_unconfigure(config):
     """What this run made on the engine: removed (by its label); then the test sites' egress chains
     whose networks are gone (core/runtime/egress.py sweep)."""
     _remove_session_objects()
-    _unmount_test_handover_roots()
+    _unmount_test_handover_roots(config)
     egress = _egress()
     if egress is not None:
         egress.sweep(keep=_egress_chains_before)
