@@ -142,6 +142,7 @@ class Admission:
         allocation_id: str | None = None,
         gpu_assigner: GpuAssigner | None = None,
         queue_id: int | None = None,
+        server: str | None = None,
     ) -> Allocation:
         """Reserve ``request`` for ``owner``'s ``kind`` (``"kernel"`` or ``"server"``) named ``subject``.
 
@@ -150,7 +151,8 @@ class Admission:
         tells "too large for any host" from "full right now"),
         :class:`NotFoundError` (unknown ``node``) or :class:`ConflictError`
         (``allocation_id`` already used). Nothing is reserved when it raises. ``queue_id``: the
-        start-queue row this reservation is the turn of (``start_queue.gate``).
+        start-queue row this reservation is the turn of (``start_queue.gate``); ``server``: the hub server
+        (named, or "" the default one) a kernel belongs to.
         """
         if kind not in KINDS:
             raise RequestError("kind", f"{kind!r} is not something to reserve for; expected one of {', '.join(KINDS)}")
@@ -179,6 +181,7 @@ class Admission:
                     **{k.name: getattr(request, k.name) for k in resource_kinds() if hasattr(AllocationRow, k.name)},
                     gpu_devices=devices,
                     state=RESERVED,
+                    server=server,
                 )
                 s.add(row)
                 s.flush()

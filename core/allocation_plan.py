@@ -13,11 +13,13 @@ import functools
 from .runtime.swarm_spec import NODE_LABEL
 
 
-def reserve_call(s, *, owner: str, groups, policy, request, kind: str, subject: str, image: str, this_host=False):
+def reserve_call(
+    s, *, owner: str, groups, policy, request, kind: str, subject: str, image: str, this_host=False, server=None
+):
     """Admission's reservation bound for one allocation (blocking; call it with ``queue_id=`` or via :func:`reserve`).
 
-    The node: this host on a single-node site, admission's choice on a multi-node one, unless
-    ``this_host`` (a server always runs on the hub's host).
+    The node: this host on a single-node site, admission's choice on a multi-node one (kernels, jobs
+    and servers alike), unless ``this_host``.
     """
     return functools.partial(
         s.admission.reserve,
@@ -30,6 +32,7 @@ def reserve_call(s, *, owner: str, groups, policy, request, kind: str, subject: 
         image=image,
         node=s.node_name if this_host or not s._multi_node else None,
         gpu_assigner=s.gpus.gpu_assigner(),
+        server=server,
     )
 
 

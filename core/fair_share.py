@@ -10,7 +10,7 @@ round and appends :meth:`FairShare.budget_metrics` to its metrics (the service l
 
 from __future__ import annotations
 
-from . import budget_enforcement, budget_report, group_admission, idle_enforcement, start_queue
+from . import budget_enforcement, budget_report, disk_enforcement, group_admission, idle_enforcement, start_queue
 from .errors import NotFoundError
 from .policies import PolicySpec
 
@@ -51,9 +51,14 @@ class FairShare:
         }
 
     async def apply_usage_rules(self) -> list[tuple[str, str, str]]:
-        """After a sampling round: cull kernels idle by utilization (``idle_cpu``/``idle_gpu``), then
-        warn or stop kernels whose budget runs low or out. Returns ``[(action, kernel id, rule), ...]``."""
-        return [*await idle_enforcement.enforce(self.service), *await budget_enforcement.enforce(self.service)]
+        """After a sampling round: cull kernels idle by utilization (``idle_cpu``/``idle_gpu``), warn or
+        stop kernels whose budget runs low or out, and (where the engine cannot) kernels and servers over
+        their disk limit. Returns ``[(action, kernel id, rule), ...]``."""
+        return [
+            *await idle_enforcement.enforce(self.service),
+            *await budget_enforcement.enforce(self.service),
+            *await disk_enforcement.enforce(self.service),
+        ]
 
     async def budget_metrics(self) -> str:
         """The budgets as Prometheus gauges (appended to the usage tracker's metrics)."""

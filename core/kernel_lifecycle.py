@@ -11,17 +11,18 @@ import contextlib
 import secrets
 from datetime import datetime, timedelta, timezone
 
-from . import allocation_plan, start_queue
+from . import allocation_plan, server_scope, start_queue
 from .environments import launch
 from .environments.launch import KERNEL_ENV
 from .errors import BerthError, NotFoundError
 from .images import catalog
 from .kernel_launch import KernelConnection, KernelLaunch, exit_message, kernel_spec
 from .resources import Resources
+from .runtime import labels as label_keys
 from .runtime.base import Mount
 
 #: End reasons whose usage-record message tells the user why their kernel is gone.
-RULE_END_REASONS = ("lost", "budget", "culled")
+RULE_END_REASONS = ("lost", "budget", "culled", "disk")
 
 
 async def start_kernel(
@@ -40,8 +41,10 @@ async def start_kernel(
     ip: str | None = None,
     key: str | None = None,
     folders: list[str] | None = None,
+    server: str | None = None,
 ) -> KernelLaunch:
-    """Reserve, then start one kernel container (see :meth:`BerthService.start_kernel`)."""
+    """Reserve, then start one kernel container (see :meth:`BerthService.start_kernel`); ``server``: the hub
+    server it belongs to (its name, "" the default one), recorded on the allocation and labelled."""
     # The policy is checked once, by admission (EffectivePolicy.check), when the allocation is reserved.
     if resources is None:
         resources, image, policy = await s.resolve_request(user, groups, request=request, preset=preset, image=image)
@@ -55,7 +58,15 @@ async def start_kernel(
     if folders:
         mounts += await s.folders.folder_mounts(user, groups, folders)  # refuses folders the user may not mount
     reserve = allocation_plan.reserve_call(
-        s, owner=user, groups=groups, policy=policy, request=resources, kind="kernel", subject=kernel_id, image=image
+        s,
+        owner=user,
+        groups=groups,
+        policy=policy,
+        request=resources,
+        kind="kernel",
+        subject=kernel_id,
+        image=image,
+        server=server,
     )
     alloc = await start_queue.reserve_in_turn(  # waits in line when the policy says so (on_full: queue)
         s, policy, lambda queue_id: reserve(queue_id=queue_id), owner=user, subject=kernel_id, request=resources,
@@ -79,6 +90,8 @@ async def start_kernel(
             site=s.site_id,
         )
         spec.ip = ip
+        if server:  # a named server's kernel (the default server's carry none, as its container)
+            spec.labels[label_keys.key("server_name")] = label_keys.sanitize_value(server)
         allocation_plan.place(s, spec, alloc)
         await s.environments.prepare(spec, info.id, info.labels, (env or {}).get(KERNEL_ENV))
         container = await s._pool.adopt(spec, image_id=info.id) if s._pool is not None else None
@@ -173,10 +186,11 @@ async def finish(s, alloc, reason: str, *, stop: bool, now: bool = False, why: s
     return end_reason, message
 
 
-async def my_kernels(s, user: str) -> list[dict]:
-    """The user's live kernels with a fresh usage sample each (for the sidebar)."""
+async def my_kernels(s, user: str, server: str | None = None) -> list[dict]:
+    """The user's live kernels with a fresh usage sample each (for the sidebar); ``server``: only that hub
+    server's (see :func:`.server_scope.belongs`), ``None``: all."""
     out = []
-    allocs = await s.list_kernels(user)
+    allocs = [a for a in await s.list_kernels(user) if server_scope.belongs(a, server)]
     gpu_memory = await s.gpus.gpu_memory_of(allocs)  # NVML's per-process memory, where there is NVML
     for alloc in allocs:
         usage = await s.runtime.usage(alloc.container_id) if alloc.container_id else None
@@ -190,6 +204,7 @@ async def my_kernels(s, user: str) -> list[dict]:
                 "limits": alloc.resources.describe(),
                 "started_at": alloc.started_at,
                 "gpu_devices": list(alloc.gpu_devices or ()),
+                "server": alloc.server,
                 "usage": None
                 if usage is None
                 else {

@@ -1,8 +1,9 @@
 """Resource requests: what a kernel or server asks for, parsed and validated.
 
 A request names CPU (fractional cores), memory (bytes), processes (a pids
-limit), shared memory (bytes) and GPU (a fraction of one device below 1, or a
-whole number of devices). Every parser accepts the forms people type (``"2"``,
+limit), shared memory (bytes), GPU (a fraction of one device below 1, or a
+whole number of devices) and disk (bytes a container may write outside its
+volumes and folders: its writable layer). Every parser accepts the forms people type (``"2"``,
 ``"0.5"``, ``"512M"``, ``"4G"``, ``"4GiB"``, ``"0.25"``) and raises
 :class:`~jupyter_berth.errors.RequestError` naming the field and the accepted
 form otherwise.
@@ -56,6 +57,7 @@ _SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*$")
 MIN_CPU = 0.01
 MIN_MEM = 32 * 1024**2
 MIN_PIDS = 16
+MIN_DISK = 64 * 1024**2
 #: GPU fractions are rounded to this many decimal places (shares are summed in the ledger).
 GPU_DECIMALS = 4
 
@@ -107,6 +109,14 @@ def _number(value: Any, field: str) -> float:
         raise RequestError(field, f"{value!r} is not a number; expected {FIELDS[field]}")
     if not math.isfinite(number):
         raise RequestError(field, f"{value!r} is not a finite number; expected {FIELDS[field]}")
+    return number
+
+
+def parse_disk(value: Any, field: str = "disk") -> int:
+    """A disk limit: a size (as :func:`parse_memory`) of at least :data:`MIN_DISK`."""
+    number = parse_memory(value, field)
+    if number < MIN_DISK:
+        raise RequestError(field, f"{format_bytes(number)} is too little; ask for at least {format_bytes(MIN_DISK)}")
     return number
 
 
@@ -174,6 +184,9 @@ class ResourceKind:
     swarm: Callable[[float], dict] = _nothing  #: a Swarm task's ``Resources.Limits``
     swarm_reserved: bool = False  #: also reserved on the node (Swarm's placement sees it)
     cgroup_controller: str | None = None  #: the cgroup controller that bounds it for process kernels
+    #: an engine feature ``docker`` needs (``disk_quota``); an engine without it does not get the mapping
+    #: (``runtime/disk_quota.py`` says which engines have it, and what Berth does instead)
+    engine_feature: str | None = None
 
     @property
     def live(self) -> bool:
@@ -314,6 +327,24 @@ register(
         # devices, not a number: the GPU allocator picks them and the runtimes attach those (gpu_device_ids)
     )
 )
+register(
+    ResourceKind(
+        "disk",
+        "a size such as 2G or 10G (what a kernel or server may write outside its volumes and folders)",
+        parse_disk,
+        format_bytes,
+        default=10 * 1024**3,
+        word="disk space",
+        aliases=("disk_size",),
+        max_limit="max_disk",
+        total_limit="total_disk",
+        whole=True,
+        # fixed when the container is made (not live); engines without quotas: measured (runtime/disk_quota.py)
+        docker=lambda v: {"storage_opt": {"size": str(int(v))}},
+        engine_feature="disk_quota",
+        # no Swarm mapping (a task has no storage_opt) and no cgroup controller for process kernels
+    )
+)
 
 
 def kinds_json() -> list[dict]:
@@ -336,7 +367,7 @@ def kinds_json() -> list[dict]:
 BUILTIN_KINDS = ("cpu", "mem", "pids", "shm", "gpu")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Resources:
     """A resource grant or request. Memory sizes are bytes, CPU is cores.
 
@@ -361,6 +392,12 @@ class Resources:
             raise RequestError(
                 "shm", f"shared memory ({format_bytes(self.shm)}) cannot exceed memory ({format_bytes(self.mem)})"
             )
+
+    def __eq__(self, other):  # by value of every registered kind: a default held in ``extra`` or not is the same
+        return self.to_dict() == other.to_dict() if isinstance(other, Resources) else NotImplemented
+
+    def __hash__(self):
+        return hash(tuple(self.to_dict().items()))
 
     def __getattr__(self, name):  # a registered kind beyond the built-ins
         kind = KINDS.get(name) if not name.startswith("_") else None

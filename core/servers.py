@@ -7,8 +7,11 @@ admission or the engine itself. A server is admitted like a kernel (an allocatio
 the same totals), runs with the same isolation on the user's own network, and is released once,
 with a last usage sample and a reason the user reads on the next spawn form.
 
-The hub process opens the service with :func:`open_for_servers` (the ledger, the local engine,
-this host's GPUs) but never *starts* it: reconcile and sampling are the hub's Berth service's job.
+The hub process opens the service with :func:`open_for_servers` (the ledger, the local engine or
+the swarm, this host's GPUs) but never *starts* it: reconcile and sampling are the hub's Berth
+service's job. On Swarm a server is placed like a kernel (admission picks the node, the service
+is pinned to it) and the hub reaches it over the user's overlay network
+(:mod:`.runtime.swarm_access`).
 """
 
 from __future__ import annotations
@@ -21,16 +24,19 @@ from . import allocation_plan
 from .errors import BerthError, EngineError
 from .kernel_launch import user_network as user_network_name
 from .kernel_launch import user_subnets
+from .pool.server_pool import ServerPool
+from .runtime import choice as runtime_choice
 from .runtime import site_scope
 from .runtime.base import ContainerInfo, ContainerSpec, Mount
 from .runtime.labels import make_labels
+from .runtime.swarm_spec import NODE_LABEL
 
 #: Image label that marks single-user server images (``kind=server``).
 SERVER_KIND_LABEL = "io.jupyter.berth.kind=server"
 #: Label of a server image's display name.
 DISPLAY_NAME_LABEL = "io.jupyter.berth.display_name"
 #: End reasons worth telling the user about on the next spawn form, and for how long.
-NOTICE_REASONS = ("culled", "lifetime", "oom", "lost", "exited", "failed")
+NOTICE_REASONS = ("culled", "lifetime", "oom", "lost", "exited", "failed", "disk")
 NOTICE_FOR = timedelta(hours=24)
 
 
@@ -48,6 +54,11 @@ class ServerContainer:
     boot_cpu: float = 0.0  #: CPU quota while the server boots (0: the allocation's from the start)
     gpu_device_request: bool = True  #: hand granted GPUs over as a device request (else environment only)
     server_name: str | None = None  #: a named server's name
+    #: DockerSpawner's extra_host_config / extra_create_kwargs, merged after the hardening (runtime/extra_config.py)
+    extra_host_config: dict = field(default_factory=dict)
+    extra_create: dict = field(default_factory=dict)
+    networks: list[str] = field(default_factory=list)  #: networks joined besides the user's (network_name)
+    post_start_cmd: list[str] | str | None = None  #: run in the container once it started (DockerSpawner's)
 
 
 async def user_network(s, user: str, ports: list[int] | None = None) -> str:
@@ -62,14 +73,21 @@ async def user_network(s, user: str, ports: list[int] | None = None) -> str:
 
 
 async def open_for_servers(s) -> None:
-    """Open the ledger and this host's engine; register this host if the service has not yet."""
+    """Open the ledger and the engine (``runtime_kind`` "swarm": the swarm, whose nodes are recorded now);
+    register this host if the service has not yet."""
     if s.runtime is None:
         from .runtime.docker import DockerRuntime
 
-        s.runtime = DockerRuntime()
+        s.runtime = await runtime_choice.choose(s) if s.runtime_kind == "swarm" else DockerRuntime()
     await s.open()
     await s.gpus.discover_gpus()
-    if await s._db(s.ledger.get_node, s.node_name) is None:
+    if s.server_pool is None and s.runtime.name == "docker":  # servers started ahead, adopted by spawns
+        image = (s.config.get("BerthSpawner") or {}).get("image")  # the hub's config: its spawner's default
+        s.server_pool = ServerPool(
+            s.runtime, s.site_id, s.data_dir, **({"default_image": image} if image else {}), parent=s
+        )
+        await s.server_pool.start()
+    if s._multi_node or await s._db(s.ledger.get_node, s.node_name) is None:
         capacity = await s.refresh_capacity()
         s.log.info(
             "Berth: registered host %s (%s CPU, %s bytes) before the service did",
@@ -105,8 +123,9 @@ async def server_notice(s, user: str, subject: str) -> str | None:
 
 
 async def reserve_server(s, user: str, groups, *, policy, subject: str, resources, image: str):
-    """Check the policy and reserve the server's allocation on this host (atomically, as a kernel's)."""
-    return await allocation_plan.reserve(  # on this host even on a multi-node site (the hub's host)
+    """Check the policy and reserve the server's allocation (atomically, as a kernel's): on this host, or on
+    the node admission picks on a multi-node site (Swarm), like a kernel."""
+    return await allocation_plan.reserve(
         s,
         owner=user,
         groups=groups,
@@ -115,7 +134,7 @@ async def reserve_server(s, user: str, groups, *, policy, subject: str, resource
         kind="server",
         subject=subject,
         image=image,
-        this_host=True,
+        this_host=False,
     )
 
 
@@ -135,8 +154,8 @@ async def start_server(s, user: str, groups, alloc, container: ServerContainer, 
         mounts.append(Mount(source=source, target=m.target, read_only=m.read_only))
     if container.folders:
         mounts += await s.folders.folder_mounts(user, groups, list(container.folders))
-    # Not allocation_plan.place: a server is never pinned by node label (reserved on this host) and
-    # passes its GPU devices only when its container asks for them (gpu_device_request).
+    # Not allocation_plan.place: a server passes its GPU devices only when its container asks for them
+    # (gpu_device_request); on a multi-node site it is pinned to admission's node below, like a kernel.
     devices, gpu_env, gpu_mounts, gpu_plan = s.gpus.gpu_container(alloc.gpu_devices)
     labels = make_labels(
         owner=user,
@@ -147,11 +166,13 @@ async def start_server(s, user: str, groups, alloc, container: ServerContainer, 
         image_ref=container.image,
         server_name=container.server_name,
     )
+    if s._multi_node:
+        labels[NODE_LABEL] = alloc.node
     spec = ContainerSpec(
         name=container.name,
         image=container.image,
         command=list(container.command),
-        resources=alloc.resources.replace(cpu=max(alloc.resources.cpu, container.boot_cpu)),
+        resources=alloc.resources.replace(cpu=max(alloc.resources.cpu, _boot_cpu(s, container))),
         labels=labels,
         env={**container.env, **gpu_env},
         mounts=mounts + gpu_mounts,
@@ -160,10 +181,28 @@ async def start_server(s, user: str, groups, alloc, container: ServerContainer, 
         hostname=container.name[:63],
         gpu_device_ids=list(devices) if container.gpu_device_request else [],
         ipc_mode=gpu_plan.ipc_mode,
+        extra_host_config=dict(container.extra_host_config),
+        extra_create=dict(container.extra_create),
     )
-    info = await s.runtime.run(spec)
+    info = await s.server_pool.adopt(spec) if s.server_pool is not None else None  # None: a cold start
+    if info is None:
+        info = await s.runtime.run(spec)
     await s._db(s.ledger.mark_running, alloc.id, info.id, image_digest=info.image_id)
+    for extra in container.networks:  # an admin's network (DockerSpawner's network_name), besides the user's
+        await s.runtime.connect_network(info.id, extra)
+    if container.post_start_cmd:
+        await _post_start(s, info.id, container)
     return info
+
+
+async def _post_start(s, container_id: str, container: ServerContainer) -> None:
+    """DockerSpawner's ``post_start_cmd``: run in the started container as its user; its output is logged."""
+    try:
+        exec_id = await s.runtime.docker("exec_create", container_id, container.post_start_cmd, user=container.user)
+        out = await s.runtime.docker("exec_start", exec_id)
+        s.log.info("Berth: post_start_cmd in %s: %s", container.name, (out or b"").decode(errors="replace")[-400:])
+    except BerthError as e:
+        s.log.warning("Berth: post_start_cmd in %s failed: %s", container.name, e.log_message or e.message)
 
 
 async def server_state(s, container: str) -> ContainerInfo | None:
@@ -171,9 +210,16 @@ async def server_state(s, container: str) -> ContainerInfo | None:
     return await s.runtime.inspect(container) if s.runtime is not None else None
 
 
+def _boot_cpu(s, container: ServerContainer) -> float:
+    """The boot boost: none on a multi-node site (Swarm reserves a task's limits and would replace the task to
+    lower them, restarting the server)."""
+    return 0.0 if s._multi_node else container.boot_cpu
+
+
 async def end_server_boost(s, alloc, container_id: str) -> None:
-    """The server answers: its CPU quota drops from the boot boost to its allocation's."""
-    await s.runtime.update_resources(container_id, alloc.resources)
+    """The server answers: its CPU quota drops from the boot boost to its allocation's (none given on Swarm)."""
+    if not s._multi_node:
+        await s.runtime.update_resources(container_id, alloc.resources)
 
 
 async def server_alive(s, container_id: str | None) -> bool | str:
@@ -194,9 +240,11 @@ async def release_server(
     usage = None
     if container_id and s.runtime is not None:
         usage = await s.runtime.usage(container_id)
-        if remove:
-            await s.runtime.stop(container_id, timeout=0 if now else 5)
+        await s.runtime.stop(container_id, timeout=0 if now else 5)
+        if remove:  # else kept, stopped, until the server starts again (DockerSpawner's remove=False)
             await s.runtime.remove(container_id)
+        if s.server_pool is not None:  # an adopted server: unmount the user's files handed over to it
+            await s.server_pool.release(container_id)
     if alloc is not None:
         await s._db(
             s.ledger.release,
@@ -208,21 +256,25 @@ async def release_server(
         )
 
 
-async def stop_orphan_kernels(s, user: str) -> list[str]:
-    """Stop the user's kernels on this host once the user has no server left; the kernel ids stopped.
+async def stop_orphan_kernels(s, user: str, server: str | None = None) -> list[str]:
+    """Stop the kernels of ``user``'s stopped hub server ``server`` ("" the default one) on this host.
 
     The server shuts its kernels down itself when it gets SIGTERM, through the Berth service; this
-    catches what remains (a server killed at the timeout, a service that was down). Only when the
-    user has no other server running (named servers share their kernels' owner, and the ledger
-    cannot tell whose kernel is whose).
+    catches what remains (a server killed at the timeout, a service that was down). A kernel belongs
+    to the server that started it (``server_scope``); kernels recorded without a server are stopped
+    only once the user has no server left. ``server=None``: every kernel, once no server is left.
     """
     if s.ledger is None:
         return []
     live = await s._db(s.ledger.live_allocations, owner=user)
-    if any(a.kind == "server" for a in live):
-        return []
+    none_left = not any(a.kind == "server" for a in live)
     stopped = []
-    for alloc in (a for a in live if a.kind == "kernel" and a.node == s.node_name):
+    for alloc in (a for a in live if a.kind == "kernel" and (s._multi_node or a.node == s.node_name)):
+        if not (
+            (server is not None and alloc.server is not None and alloc.server == server)
+            or (none_left and (server is None or alloc.server is None))
+        ):
+            continue
         try:
             await s._finish(alloc, "server_stopped", stop=True, now=True)
             stopped.append(alloc.subject)

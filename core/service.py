@@ -36,7 +36,9 @@ from .kernel_launch import KernelLaunch, exit_message
 from .ledger import Ledger
 from .policies import PolicySpec
 from .pool import exit_cleanup
+from .pool.server_pool import ServerPool
 from .pool.warm_pool import WarmPool
+from .profiles import ProfileCatalog
 from .resources import Preset, Resources, find_preset
 from .runtime import choice as runtime_choice
 from .runtime import site_scope
@@ -162,8 +164,10 @@ class BerthService(ManagerHost):
     usage = Instance(UsageTracker, help="Usage sampling, reports and metrics (c.UsageTracker.*).")
     gpus = Instance(GpuManager, help="GPU devices and shares (c.GpuManager.*).")
     environments = Instance(EnvironmentManager, help="Images with their own Jupyter kernels (c.EnvironmentManager.*).")
+    profiles = Instance(ProfileCatalog, help="Profiles for the spawn form and the sidebar (c.ProfileCatalog.*).")
     jobs = Instance(JobManager, help="Notebooks run as batch jobs (c.JobManager.*): submit, get, list, cancel, wait.")
     fair = Instance(FairShare, help="Budgets, the start queue, idle rules: my_budget, my_queue, overview.")
+    server_pool = Instance(ServerPool, allow_none=True, help="The hub process's server pool (c.ServerPool.*).")
 
     def __init__(self, **kw):
         moved = {old: kw.pop(old) for old in list(kw) if old in MOVED_SETTINGS}
@@ -199,7 +203,8 @@ class BerthService(ManagerHost):
         self._pool: WarmPool | None = None
         self.jobs = JobManager(self, parent=self)  # admitted like kernels: it calls the service's own lifecycle
         self._events: EngineEvents | None = None
-        self._presets = {name: Preset.parse(name, spec) for name, spec in self.presets.items()}
+        self.profiles = ProfileCatalog(parent=self)  # its kernel profiles are presets (an explicit preset wins)
+        self._presets = {**self.profiles.kernel_presets(), **{n: Preset.parse(n, s) for n, s in self.presets.items()}}
         self._policy_specs = (
             PolicySpec.parse(self.default_policy, "default_policy"),
             {g: PolicySpec.parse(s, f"group_policies.{g}") for g, s in self.group_policies.items()},
@@ -411,9 +416,9 @@ class BerthService(ManagerHost):
     async def list_kernels(self, user: str | None = None) -> list:
         return await self._db(self.ledger.live_allocations, owner=user, kind="kernel")
 
-    async def my_kernels(self, user: str) -> list[dict]:
-        """The user's live kernels with a fresh usage sample each (for the sidebar)."""
-        return await kernel_lifecycle.my_kernels(self, user)
+    async def my_kernels(self, user: str, server: str | None = None) -> list[dict]:
+        """The user's live kernels (of hub server ``server`` only, when given) with a fresh usage sample each."""
+        return await kernel_lifecycle.my_kernels(self, user, server)
 
     async def my_usage(self, user: str, since=None, until=None, *, groups=(), by="day") -> dict:
         """``user``'s own usage (never anyone else's) and what is left of their quota (see :mod:`.policy_admin`)."""
@@ -454,7 +459,7 @@ class BerthService(ManagerHost):
         return site_scope.container_name(self.site_id, "server", user, subject)
 
     async def reserve_server(self, user: str, groups=(), *, policy, subject: str, resources: Resources, image: str):
-        """Check ``policy`` and reserve a server's allocation on this host; the allocation."""
+        """Check ``policy`` and reserve a server's allocation (this host, or the Swarm node admission picks); the allocation."""
         return await servers.reserve_server(
             self, user, groups, policy=policy, subject=subject, resources=resources, image=image
         )
@@ -482,9 +487,9 @@ class BerthService(ManagerHost):
         """The allocation ``alloc_id`` if still live (a spawner's state after a hub restart), else ``None``."""
         return await servers.live_server_allocation(self, alloc_id)
 
-    async def stop_orphan_kernels(self, user: str) -> list[str]:
-        """Stop the user's kernels on this host if the user has no server left; the kernel ids stopped."""
-        return await servers.stop_orphan_kernels(self, user)
+    async def stop_orphan_kernels(self, user: str, server: str | None = None) -> list[str]:
+        """Stop the kernels of ``user``'s stopped hub server ``server`` (on this host, or anywhere on Swarm); the kernel ids stopped."""
+        return await servers.stop_orphan_kernels(self, user, server)
 
     # ---- reconcile and usage ----------------------------------------------------------------
     async def reconcile(self) -> reconcile.ReconcilePlan:

@@ -31,6 +31,8 @@ from .errors import RequestError
 from .images.catalog import validate_ref
 from .resources import Resources
 from .runtime.base import Mount
+from .runtime.extra_config import CREATE_ALLOWED, HOST_CONFIG_ALLOWED, check_extra, isolation_breakers
+from .runtime.site_scope import site_tag
 
 KERNEL_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,79}$")
 #: The start environment's variables that carry a parameterized start (StartRequest field → variable).
@@ -301,4 +303,19 @@ def _json(env: Mapping[str, str], name: str) -> Any:
         raise RequestError(name, f"not valid JSON ({e})") from None
 
 
-__all__ = ["ENV_DENIED", "ENV_PREFIXES", "KERNEL_ID_RE", "REQUEST_ENV", "StartRequest", "kernel_env"]
+#: ``Mount``, ``site_tag`` and the rules for an admin's extra engine options (``check_extra``…) are
+#: re-exported for the front ends, which build requests and names from them.
+__all__ = [
+    "CREATE_ALLOWED",
+    "HOST_CONFIG_ALLOWED",
+    "ENV_DENIED",
+    "ENV_PREFIXES",
+    "KERNEL_ID_RE",
+    "REQUEST_ENV",
+    "Mount",
+    "StartRequest",
+    "check_extra",
+    "isolation_breakers",
+    "kernel_env",
+    "site_tag",
+]

@@ -19,6 +19,7 @@ real authenticator (docs/classroom.md has a tested LDAP recipe, jupyter_berth.hu
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import sys
@@ -138,6 +139,10 @@ def configure(
     c.JupyterHub.load_groups = {DEMO_GROUP: {"users": users}}
 
     c.JupyterHub.spawner_class = "berth"
+    with contextlib.suppress(RuntimeError):  # no event loop: read outside JupyterHub (tests of this config)
+        from jupyter_berth.hub.spawner import open_when_hub_starts
+
+        open_when_hub_starts()  # the server pool fills before the first spawn
     c.BerthSpawner.service_url = f"http://{host_ip}:{service_port}/services/{SERVICE_NAME}/"
     c.BerthSpawner.server_idle_timeout = server_idle_timeout
     c.BerthSpawner.default_request = {"cpu": 0.5, "mem": "768M"}
@@ -149,6 +154,8 @@ def configure(
             "url": f"http://{host_ip}:{service_port}",
             "command": [sys.executable, "-m", "jupyter_berth.hub.service", f"--config={service_config}"],
             "oauth_no_confirm": True,
+            # a managed service gets only the environment it is given: pass on the labels for what Berth creates
+            "environment": {k: os.environ[k] for k in ("BERTH_EXTRA_LABELS",) if k in os.environ},
         }
     ]
     roles = [

@@ -14,7 +14,7 @@ import signal as signal_module
 
 from tornado import web
 
-from jupyter_berth import __version__
+from jupyter_berth import __version__, server_scope
 from jupyter_berth.errors import NotFoundError, RequestError
 from jupyter_berth.images import catalog
 from jupyter_berth.resources import resource_kinds
@@ -51,6 +51,7 @@ def allocation_json(a, *, with_owner: bool = False) -> dict:
         "container_id": a.container_id,
         "created_at": a.created_at,
         "started_at": a.started_at,
+        "server": a.server,
     }
     if with_owner:
         data["owner"] = a.owner
@@ -93,7 +94,8 @@ class KernelsHandler(BerthAPIHandler):
             self.write_json({"kernels": [allocation_json(a, with_owner=True) for a in allocs]})
             return
         who = self.require_user()
-        allocs = await self.service.list_kernels(who["name"])
+        server = server_scope.from_header(self.request.headers.get(server_scope.HEADER))  # a server's own only
+        allocs = [a for a in await self.service.list_kernels(who["name"]) if server_scope.belongs(a, server)]
         self.write_json({"kernels": [allocation_json(a) for a in allocs]})
 
     async def post(self):
@@ -111,6 +113,7 @@ class KernelsHandler(BerthAPIHandler):
                 raise RequestError("image", e.message + "; ask for one of those") from None
         if kw.get("folders"):  # before anything is reserved: 404 for a folder the caller may not see, as elsewhere
             await self.service.folders.folder_mounts(who["name"], who["groups"], kw["folders"])
+        kw["server"] = server_scope.from_header(self.request.headers.get(server_scope.HEADER))
         try:
             launch = await self.service.start_kernel(who["name"], who["groups"], **kw)
         except NotFoundError as e:  # a name in the body (default image, folder) that does not exist: bad input

@@ -19,6 +19,7 @@ the service's other routes: ``{"message", "error", ...}``.
 
 from __future__ import annotations
 
+from jupyter_berth import server_scope
 from jupyter_berth.server.context import BerthContext
 from jupyter_berth.server.routes import api_routes
 
@@ -47,7 +48,13 @@ class UserAPIBinding:
                 user=who["name"],
                 groups=tuple(who["groups"]),
                 # kernelspecs belong to users' servers (from their image), never to this process
-                extra={"admin": who["admin"], "hub": True, "sync_kernelspecs": False},
+                extra={
+                    "admin": who["admin"],
+                    "hub": True,
+                    "sync_kernelspecs": False,
+                    # the caller's hub server (named servers: its sidebar lists its own kernels)
+                    "server": server_scope.from_header(self.request.headers.get(server_scope.HEADER)),
+                },
             )
         return self._berth_context
 

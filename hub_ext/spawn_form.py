@@ -25,17 +25,22 @@ GPU control, bounded by the policy and the devices' free shares, is in :mod:`.sp
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from jinja2 import Environment
+from markupsafe import Markup
+
 from jupyter_berth.errors import RequestError
 from jupyter_berth.policies import EffectivePolicy
+from jupyter_berth.profiles import Profile, choose
 from jupyter_berth.resources import ALIASES, Resources, format_bytes, resource_kinds
+from jupyter_berth.resources import KINDS as RESOURCE_KINDS
 
 from .spawn_form_gpu import GpuOffer, check_gpu, host_can_give, render_gpu_field
+from .usage_templates import default_environment
 
 
 class _OptionFields(Mapping):
@@ -44,6 +49,7 @@ class _OptionFields(Mapping):
 
     def _items(self) -> dict[str, str]:
         return {
+            "profile": f"a profile's slug (see the spawn form), or {CUSTOM!r} for none",
             "image": "the server image, one of those offered (see the spawn form)",
             **{k.name: k.accepts for k in resource_kinds()},
             "folders": 'a list of folder names to mount, such as ["datasets"]',
@@ -62,6 +68,10 @@ class _OptionFields(Mapping):
 OPTION_FIELDS = _OptionFields()
 #: Accepted spellings of the same fields (the registry's aliases).
 OPTION_ALIASES = ALIASES
+
+
+#: The form's choice of no profile (the image and resource fields as they are).
+CUSTOM = "custom"
 
 
 @dataclass(frozen=True)
@@ -94,6 +104,7 @@ class FormContext:
     gpu: GpuOffer | None = None  #: this host's GPUs and their free shares (None: no GPU)
     hide_missing_gpu: bool = False  #: leave the GPU line out of the form when there is no GPU
     notice: str | None = None  #: why the previous server went away, told once in the form
+    profiles: Sequence[Profile] = ()  #: the server profiles offered to this user (c.ProfileCatalog.profile_list)
 
 
 @dataclass(frozen=True)
@@ -103,6 +114,7 @@ class ServerOptions:
     image: str
     resources: Resources
     folders: tuple[str, ...] = ()
+    profile: str | None = None  #: the profile's slug, when one was chosen (or the default applied)
 
     def to_json(self) -> dict:
         r = self.resources
@@ -112,6 +124,7 @@ class ServerOptions:
             "mem": format_bytes(r.mem),
             "gpu": r.gpu,
             "folders": list(self.folders),
+            "profile": self.profile,
         }
 
 
@@ -124,7 +137,11 @@ def options_from_form(formdata: Mapping[str, Sequence[str]]) -> dict:
     the field, by :func:`resolve_options`.
     """
     options: dict[str, Any] = {}
+    profile = [v for v in formdata.get("profile", []) if isinstance(v, str) and v.strip()]
+    chosen = profile[0].strip() if profile else None
     for name, values in formdata.items():
+        if chosen and chosen != CUSTOM and (name == "image" or name in _KIND_NAMES()):
+            continue  # a profile decides the image and resources; the fields below it are the custom choice
         if name.startswith("_"):  # the form's own fields (e.g. JupyterHub's ``_xsrf``), not server options
             continue
         values = [v.strip() for v in values if isinstance(v, str)]
@@ -153,12 +170,16 @@ def _folders(value: Any, ctx: FormContext) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))
 
 
-def _image(value: Any, ctx: FormContext) -> str:
+def _KIND_NAMES() -> set[str]:
+    return {k.name for k in resource_kinds()} | set(OPTION_ALIASES)
+
+
+def _image(value: Any, ctx: FormContext, default: str | None = None, also: str | None = None) -> str:
     if value is None or value == "":
-        return ctx.default_image
+        return default or ctx.default_image
     if not isinstance(value, str):
         raise RequestError("image", f"expected {OPTION_FIELDS['image']}")
-    offered = [i.ref for i in ctx.images]
+    offered = [i.ref for i in ctx.images] + ([also] if also else [])
     if value not in offered:
         raise RequestError(
             "image", f"{value!r} is not offered; choose one of {', '.join(offered) or 'none (ask an admin)'}"
@@ -183,8 +204,20 @@ def resolve_options(user_options: Mapping[str, Any] | None, ctx: FormContext) ->
         if name not in OPTION_FIELDS:
             raise RequestError(key, f"unknown server option; known options are {', '.join(OPTION_FIELDS)}")
         options[name] = value
-    image = _image(options.get("image"), ctx)
+    slug = options.get("profile")
+    if slug is not None and not isinstance(slug, str):
+        raise RequestError("profile", f"expected {OPTION_FIELDS['profile']}")
+    profile = None if slug == CUSTOM else choose(ctx.profiles, slug)  # the default one when none is named
+    image = _image(options.get("image"), ctx, profile.image if profile else None, profile.image if profile else None)
     values = {}
+    if profile is not None:  # its resources: asked for when chosen (refused over a limit), defaults when implied
+        for name, value in profile.request.items():
+            kind = RESOURCE_KINDS[ALIASES.get(name, name)]
+            values[kind.name] = kind.parse(value, f"profile {profile.slug}: {kind.name}")
+    explicit_profile = set(values) if slug else set()
+    if not slug:
+        ctx = FormContext(**{**ctx.__dict__, "defaults": ctx.defaults.replace(**values)})
+        values = {}
     for kind in resource_kinds():
         value = options.get(kind.name)
         if value is None or value == "":
@@ -200,11 +233,16 @@ def resolve_options(user_options: Mapping[str, Any] | None, ctx: FormContext) ->
         resources = resources.replace(shm=min(resources.shm, resources.mem // 2))
     # The one policy check (admission makes the same): what the user typed over a limit is refused,
     # a default over it is clamped (the admin's default, not the user's ask).
-    resources = ctx.policy.check(resources, explicit=set(values), image=image, subject="server")
+    resources = ctx.policy.check(resources, explicit=set(values) | explicit_profile, image=image, subject="server")
     if resources.shm > resources.mem:
         resources = resources.replace(shm=min(resources.shm, resources.mem // 2))
     check_gpu(resources.gpu, ctx.gpu)
-    return ServerOptions(image=image, resources=resources, folders=_folders(options.get("folders"), ctx))
+    return ServerOptions(
+        image=image,
+        resources=resources,
+        folders=_folders(options.get("folders"), ctx),
+        profile=profile.slug if profile is not None else None,
+    )
 
 
 # ---- the form ----------------------------------------------------------------------------------
@@ -212,90 +250,64 @@ def _limit_words(value: float | None, fmt) -> str:
     return "no limit" if value is None or (isinstance(value, float) and math.isinf(value)) else f"at most {fmt(value)}"
 
 
-def _number_input(
-    name: str,
-    label: str,
-    value: str,
-    hint: str,
-    *,
-    step: str = "any",
-    min_value: str = "0",
-    max_value: str | None = None,
-) -> str:
-    bound = f' max="{html.escape(max_value)}"' if max_value else ""
-    return (
-        f'<div class="form-group berth-field">\n  <label for="berth-{name}">{html.escape(label)}</label>\n'
-        f'  <input type="number" class="form-control" id="berth-{name}" name="{name}" value="{html.escape(value)}" '
-        f'step="{step}" min="{min_value}"{bound} aria-describedby="berth-{name}-hint">\n'
-        f'  <small id="berth-{name}-hint" class="form-text text-muted">{html.escape(hint)}</small>\n</div>'
-    )
-
-
-def render_form(ctx: FormContext) -> str:
-    """The HTML of the spawn form (the hub wraps it in its ``<form>`` with a Start button)."""
+def form_view(ctx: FormContext) -> dict:
+    """What ``templates/spawn_form.html`` shows, as plain values (the template escapes them)."""
     p, d = ctx.policy, ctx.defaults
-    parts = ['<div class="berth-spawn-form">']
-    if ctx.notice:
-        parts.append(f'<div class="alert alert-warning" role="status">{html.escape(ctx.notice)}</div>')
-    options = "\n".join(
-        f'    <option value="{html.escape(i.ref)}"{" selected" if i.ref == ctx.default_image else ""}>'
-        f"{html.escape(i.display_name or i.ref)} ({html.escape(i.ref)})</option>"
-        for i in ctx.images
-    )
-    parts.append(
-        f'<div class="form-group berth-field">\n  <label for="berth-image">Image version</label>\n'
-        f'  <select class="form-control" id="berth-image" name="image">\n{options}\n  </select>\n</div>'
-    )
     left = ctx.remaining or {}
     cpu_hint = f"Cores for your server: {_limit_words(p.max_cpu, lambda v: f'{v:g}')} per server or kernel"
     if left.get("cpu") is not None:
         cpu_hint += f"; {left['cpu']:g} left of your total"
-    mem_max_gib = None if math.isinf(p.max_mem) else p.max_mem / 2**30
     mem_hint = f"Memory for your server in GiB: {_limit_words(p.max_mem, format_bytes)}"
     if left.get("mem") is not None:
         mem_hint += f"; {format_bytes(left['mem'])} left of your total"
-    parts.append(
-        _number_input(
-            "cpu",
-            "CPU (cores)",
-            f"{d.cpu:g}",
-            cpu_hint,
-            step="0.05",
-            min_value="0.05",
-            max_value=None if math.isinf(p.max_cpu) else f"{p.max_cpu:g}",
-        )
-    )
-    parts.append(
-        _number_input(
-            "mem",
-            "Memory (GiB)",
-            f"{d.mem / 2**30:g}",
-            mem_hint,
-            step="0.125",
-            min_value="0.125",
-            max_value=None if mem_max_gib is None else f"{mem_max_gib:g}",
-        )
-    )
+    default_profile = next((x.slug for x in ctx.profiles if x.default), None)
     gpu = render_gpu_field(ctx.gpu, p, left.get("gpu"), d.gpu, hide_missing=ctx.hide_missing_gpu)
-    if gpu:
-        parts.append(gpu)
-    if ctx.folders:
-        boxes = "\n".join(
-            f'  <div class="checkbox"><label><input type="checkbox" name="folders" value="{html.escape(f.reference)}"> '
-            f'{html.escape(f.reference)} <small class="text-muted">({"read-only" if f.mode == "ro" else "read-write"}, '
-            f"at ~/folders/{html.escape(f.name)})</small></label></div>"
-            for f in ctx.folders
-        )
-        parts.append(
-            f'<fieldset class="form-group berth-field">\n  <legend>Folders to mount</legend>\n{boxes}\n</fieldset>'
-        )
-    parts.append(
-        '<p class="text-muted berth-note">Your kernels run in containers of their own, with the resources '
-        "you pick in JupyterLab; they count toward the same totals as this server. When the host is full, "
-        "your server waits in a queue and this page shows your place.</p>"
-    )
-    parts.append("</div>")
-    return "\n".join(parts)
+    return {
+        "notice": ctx.notice,
+        "profiles": [
+            {
+                "slug": x.slug,
+                "display_name": x.display_name,
+                "description": x.description,
+                "summary": " · ".join(filter(None, [x.resources.describe() if x.request else "", x.image or ""])),
+                "checked": x.slug == default_profile,
+            }
+            for x in ctx.profiles
+        ],
+        "custom_checked": default_profile is None,
+        "images": [
+            {"ref": i.ref, "label": i.display_name or i.ref, "selected": i.ref == ctx.default_image} for i in ctx.images
+        ],
+        "numbers": [
+            {
+                "name": "cpu",
+                "label": "CPU (cores)",
+                "value": f"{d.cpu:g}",
+                "hint": cpu_hint,
+                "step": "0.05",
+                "min": "0.05",
+                "max": None if math.isinf(p.max_cpu) else f"{p.max_cpu:g}",
+            },
+            {
+                "name": "mem",
+                "label": "Memory (GiB)",
+                "value": f"{d.mem / 2**30:g}",
+                "hint": mem_hint,
+                "step": "0.125",
+                "min": "0.125",
+                "max": None if math.isinf(p.max_mem) else f"{p.max_mem / 2**30:g}",
+            },
+        ],
+        "gpu_field": Markup(gpu) if gpu else "",  # built (and escaped) by spawn_form_gpu
+        "folders": [{"reference": f.reference, "name": f.name, "mode": f.mode} for f in ctx.folders],
+    }
+
+
+def render_form(ctx: FormContext, templates: Environment | None = None) -> str:
+    """The HTML of the spawn form from ``spawn_form.html`` (an admin's in ``c.BerthHubService.template_paths``
+    first: :mod:`.usage_templates`); the hub wraps it in its ``<form>`` with a Start button."""
+    env = templates if templates is not None else default_environment()
+    return env.get_template("spawn_form.html").render(**form_view(ctx))
 
 
 def memory_option(value: Any) -> Any:
@@ -312,6 +324,7 @@ __all__ = [
     "OPTION_FIELDS",
     "ServerOptions",
     "check_limits",
+    "form_view",
     "memory_option",
     "options_from_form",
     "render_form",

@@ -45,14 +45,15 @@ from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default
 
 from jupyter_berth.errors import BerthError, CapacityError, EngineError, PolicyError
 from jupyter_berth.imagebuild.singleuser import DEFAULT_SERVER_IMAGE
-from jupyter_berth.runtime import site_scope
-from jupyter_berth.runtime.base import Mount
 from jupyter_berth.servers import ServerContainer
+from jupyter_berth.start_request import Mount, site_tag
 
+from . import dockerspawner_settings
 from .spawn_form import ServerOptions, options_from_form, render_form, resolve_options
 from .spawn_queue import QueueTimeout, Ticket
 from .spawner_core import HubCore, wait_for_http
 from .spawner_lifecycle import ServerLifecycleMixin
+from .usage_templates import cached_environment
 
 
 def _refusal(e: BerthError, reason: str) -> SpawnException:
@@ -126,13 +127,14 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
         config=True,
         help="Named volume with the user's files, mounted at notebook_dir (the Berth service mounts the same "
         "volume into the user's kernels). {site} is this Berth site's id, so two sites on one engine never "
-        "share a user's files; a site upgrading from 'jupyterhub-user-{username}' sets that to keep its volumes.",
+        "share a user's files; a site upgrading from 'jupyterhub-user-{username}' sets that to keep its volumes. "
+        "Empty: no volume (the server's files live and die with its container).",
     )
 
     def template_namespace(self):
         ns = super().template_namespace()
         core = type(self)._core
-        ns["site"] = site_scope.site_tag(core.service.site_id if core is not None else "")
+        ns["site"] = site_tag(core.service.site_id if core is not None else "")
         return ns
 
     container_user = Unicode("1000:100", config=True, help="Numeric uid:gid the server runs as (never root).")
@@ -196,6 +198,10 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
             f"access:services!service={self.service_name}",
         ]
 
+    @default("options_form")
+    def _options_form_default(self):
+        return ""  # Berth's form (DockerSpawner's own lists allowed_images, which Berth's form offers)
+
     @default("options_from_form")
     def _options_from_form_default(self):
         return options_from_form
@@ -243,21 +249,39 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
         return f"{self.user.name}/{self.name or ''}"
 
     # ---- the form and the options --------------------------------------------------------------
+    _admin_limits: tuple | None = None  #: mem/cpu limit and guarantee as configured (options overwrite them)
+
     async def _context(self):
+        dockerspawner_settings.check_spawner(self)
+        if self._admin_limits is None:
+            self._admin_limits = (self.mem_limit, self.mem_guarantee, self.cpu_limit, self.cpu_guarantee)
+        gpus, _ = dockerspawner_settings.gpu_device_request(await self._extra("extra_host_config"))
         return await self.core.form_context(
             self.user.name,
             self.groups,
             self.subject,
             patterns=list(self.offered_images),
+            images=dockerspawner_settings.allowed_images(self),
             default_image=self.image if self.image else DEFAULT_SERVER_IMAGE,
-            default_request=dict(self.default_request),
+            default_request=dockerspawner_settings.default_request(
+                dict(self.default_request), self._admin_limits, gpus
+            ),
             hide_missing_gpu=self.hide_missing_gpu,
         )
+
+    async def _extra(self, name: str) -> dict:
+        """DockerSpawner's ``extra_host_config`` / ``extra_create_kwargs``: evaluated, templates rendered."""
+        value = self._eval_if_callable(getattr(self, name))
+        if inspect.isawaitable(value):
+            value = await value
+        return self._render_templates(dict(value or {}))
 
     async def get_options_form(self):
         if self.options_form:  # an admin's own form wins
             return await super().get_options_form()
-        return render_form(await self._context())
+        # c.BerthHubService.template_paths (the Berth config the hub loads): the usage pages' override path
+        paths = tuple(self.config.get("BerthHubService", {}).get("template_paths", None) or ())
+        return render_form(await self._context(), cached_environment(paths))
 
     @staticmethod
     async def _apply_berth_options(spawner: BerthSpawner, user_options: dict) -> None:
@@ -326,20 +350,41 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
         return env
 
     async def _container(self) -> ServerContainer:
-        """What DockerSpawner's settings decide about the container; the core adds the allocation's part."""
+        """What DockerSpawner's settings decide about the container (dockerspawner_settings); the core adds
+        the allocation's part."""
         options = self.berth_options
+        mounts = [Mount(source=k, target=v["bind"], read_only=v["mode"] == "ro") for k, v in self.volume_binds.items()]
+        if self.user_volume and not any(
+            m.target == self.notebook_dir for m in mounts
+        ):  # an admin's volume there replaces user_volume
+            mounts.insert(0, Mount(source=self.format_volume_name(self.user_volume, self), target=self.notebook_dir))
+        _, host_config = dockerspawner_settings.gpu_device_request(await self._extra("extra_host_config"))
         return ServerContainer(
             name=self.object_name,
             image=options.image,
             command=await self.get_command(),
             env={**self.get_env(), **self._berth_env()},
-            mounts=[Mount(source=self.format_volume_name(self.user_volume, self), target=self.notebook_dir)],
+            mounts=mounts,
             user=self.container_user,
             folders=list(options.folders or ()),
             boot_cpu=self.boot_cpu,
             gpu_device_request=self.gpu_exposure == "device-request",
             server_name=self.name or None,
+            extra_host_config=host_config,
+            extra_create=await self._extra("extra_create_kwargs"),
+            networks=[self.network_name] if self.network_name not in ("", "bridge") else [],
+            post_start_cmd=self.post_start_cmd or None,
         )
+
+    def _container_name(self, s) -> str:
+        """The site's name for this server, or the admin's ``name_template`` (DockerSpawner's), which for a named
+        server always tells it apart from the user's others (a leftover of the same name is removed at start)."""
+        if not {"name_template", "container_name_template"} & set(dockerspawner_settings.configured(self.config)):
+            return s.server_container_name(self.user.name, self.subject)
+        name = self._render_templates(self.name_template)
+        if self.name and "servername}" not in self.name_template:
+            name += "--" + self.escape(self.name.lower())
+        return name
 
     async def _ensure_network(self, s) -> str:
         """The user's bridge network, shared with their kernels (the service's name and subnets); the server
@@ -358,7 +403,7 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
         started = time.monotonic()
         try:
             network = await (self._network or self._ensure_network(s))
-            self.object_name = s.server_container_name(self.user.name, self.subject)
+            self.object_name = self._container_name(s)
             info = await s.start_server(self.user.name, self.groups, alloc, await self._container(), network)
             self.object_id = info.id
             self._phase = "booting"
@@ -422,4 +467,26 @@ class BerthSpawner(ServerLifecycleMixin, DockerSpawner):
                 await asyncio.sleep(0.2)
 
 
-__all__ = ["BerthSpawner"]
+def open_when_hub_starts() -> None:
+    """Open the Berth core as soon as the hub runs, so that the server pool fills before the first spawn.
+
+    Call it from jupyterhub_config.py (JupyterHub reads its config inside its event loop); without it the
+    core opens, and the pool starts filling, at the first spawn form or spawn.
+    """
+
+    async def opener():
+        from jupyterhub.app import JupyterHub
+
+        app = JupyterHub.instance()
+        if not (isinstance(app.spawner_class, type) and issubclass(app.spawner_class, BerthSpawner)):
+            return
+        try:
+            await app.spawner_class(config=app.config, log=app.log).core.open()
+        except BerthError as e:
+            app.log.warning("Berth: could not open the core at hub start (%s); it opens at the first spawn", e.message)
+
+    loop = asyncio.get_running_loop()
+    loop.call_soon(lambda: asyncio.ensure_future(opener()))
+
+
+__all__ = ["BerthSpawner", "open_when_hub_starts"]

@@ -87,6 +87,7 @@ class HubCore:
         subject: str,
         *,
         patterns: list[str],
+        images: list[tuple[str, str]] | None = None,
         default_image: str,
         default_request: dict,
         hide_missing_gpu: bool = False,
@@ -94,9 +95,18 @@ class HubCore:
         s = await self.open()
         policy = await s.policy_for(user, groups)
         remaining = remaining_of(policy, await s.user_usage(user))
-        images = await self.server_images(patterns, default_image)
-        if not any(i.ref == default_image for i in images):
-            images = [ImageChoice(default_image, "")] + list(images)
+        if images is not None:  # DockerSpawner's allowed_images: exactly those, the default first if offered
+            offered = [ImageChoice(ref, name) for ref, name in images]
+            if not any(i.ref == default_image for i in offered):
+                default_image = offered[0].ref
+            images = sorted(offered, key=lambda c: c.ref != default_image)
+        else:
+            images = await self.server_images(patterns, default_image)
+            if not any(i.ref == default_image for i in images):
+                images = [ImageChoice(default_image, "")] + list(images)
+        if default_request.get("gpu") == -1:  # a device request for every GPU: this host's count
+            inventory = s.gpus.gpu_inventory
+            default_request = {**default_request, "gpu": float(len(inventory.devices)) if inventory else 0.0}
         return FormContext(
             policy=policy,
             images=images,
@@ -107,6 +117,7 @@ class HubCore:
             gpu=await self.gpu_offer(),
             hide_missing_gpu=hide_missing_gpu,
             notice=await self.last_notice(user, subject),
+            profiles=tuple(s.profiles.for_user(groups, "server")),
         )
 
 

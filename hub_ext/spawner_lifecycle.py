@@ -28,12 +28,28 @@ class ServerLifecycleMixin:
     """poll / stop / release for BerthSpawner (see the module doc)."""
 
     # ---- poll, stop, release -------------------------------------------------------------------
+    async def _server_status(self):
+        """DockerSpawner.poll's answer from Berth's view of the server (a container on one host, a one-replica
+        service on Swarm, which DockerSpawner's own engine client cannot see): ``None`` while it runs, 0 when it
+        is gone, else how it ended; and the server's state."""
+        s = await self.core.open()
+        info = await s.server_state(self.object_id or self.object_name)
+        if info is None and self.object_id:
+            info = await s.server_state(self.object_name)
+        if info is None:
+            self.log.warning("Berth: the server container %s is gone", self.object_name)
+            self.object_id = ""
+            return 0, None
+        if info.running:
+            return None, info
+        ended = info.finished_at.isoformat() if info.finished_at else ""
+        return f"ExitCode={info.exit_code}, Error='{'OOMKilled' if info.oom_killed else ''}', FinishedAt={ended}", info
+
     async def poll(self):
         await self._restore()
-        status = await super().poll()
+        status, info = await self._server_status()
         if status is not None:
             if self._allocation is not None:
-                info = await self.core.service.server_state(self.object_name)
                 reason, message = (
                     ("oom", "it used more than its memory limit")
                     if info and info.oom_killed
@@ -76,14 +92,14 @@ class ServerLifecycleMixin:
     async def stop(self, now=False):
         await self._restore()
         reason, message = self._why_stopped()
-        await self._release(reason, message, remove=True, now=now)
+        await self._release(reason, message, remove=self.remove, now=now)
         await self._stop_orphan_kernels()
         self.object_id = ""
         self.clear_state()
 
     async def _stop_orphan_kernels(self) -> None:
         """Kernels outlive a stopped server only as orphans nobody can reach or cull: the service stops them."""
-        await self.core.service.stop_orphan_kernels(self.user.name)
+        await self.core.service.stop_orphan_kernels(self.user.name, self.name or "")
 
     async def _release(self, reason: str, message: str, *, remove: bool, now: bool = True) -> None:
         """Stop and remove the container (with a last usage sample), then release the allocation once."""
@@ -97,6 +113,7 @@ class ServerLifecycleMixin:
     async def run_post_stop_hook(self):
         if self._allocation is not None:  # stop() was skipped (the hub saw the container gone): release now
             await self._release("lost", "your server's container was gone", remove=True)
+        await self._stop_orphan_kernels()  # also when stop() was skipped: this server's kernels end with it
         result = super().run_post_stop_hook()
         if inspect.isawaitable(result):
             await result

@@ -23,9 +23,7 @@ from typing import Any
 from escapism import escape
 
 from jupyter_berth.errors import PolicyError
-from jupyter_berth.runtime.base import Mount
-from jupyter_berth.runtime.site_scope import site_tag
-from jupyter_berth.start_request import KERNEL_ID_RE, StartRequest
+from jupyter_berth.start_request import KERNEL_ID_RE, Mount, StartRequest, site_tag
 
 #: DockerSpawner's escaping of user names in volume names (``{username}``).
 _SAFE_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789")

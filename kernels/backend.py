@@ -16,6 +16,7 @@ import os
 
 from traitlets.config import Application, Config
 
+from jupyter_berth import server_scope
 from jupyter_berth.config_files import load_berth_config
 from jupyter_berth.kernel_launch import FOLDERS_ROOT
 from jupyter_berth.service import BerthService, standalone_user
@@ -120,6 +121,7 @@ def hub_service_backend(**kw):
         return None
     from jupyter_berth.kernels.remote import RemoteBackend
 
+    kw.setdefault("server", server_scope.from_env(os.environ))  # JUPYTERHUB_SERVER_NAME: whose kernels
     return RemoteBackend(url, token=os.environ.get("JUPYTERHUB_API_TOKEN", ""), **kw)
 
 

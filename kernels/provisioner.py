@@ -28,8 +28,7 @@ from traitlets import Dict, Unicode
 
 from jupyter_berth.errors import BerthError
 from jupyter_berth.resources import Resources
-from jupyter_berth.runtime.base import Mount
-from jupyter_berth.start_request import StartRequest, kernel_env
+from jupyter_berth.start_request import Mount, StartRequest, kernel_env
 
 from .backend import get_backend
 

@@ -6,7 +6,7 @@ with the user's JupyterHub token, and the service derives who is asking from tha
 token alone. :class:`RemoteBackend` offers the same five coroutines as
 :class:`~jupyter_berth.kernels.backend.EmbeddedBackend` and returns the same
 objects (:class:`~jupyter_berth.service.KernelLaunch`,
-:class:`~jupyter_berth.runtime.base.ContainerInfo`, ``(reason, message)``), so the
+:class:`~jupyter_berth.wire.ContainerInfo`, ``(reason, message)``), so the
 provisioner cannot tell them apart.
 
 Errors come back as the :mod:`jupyter_berth.errors` class the service raised, with
@@ -35,13 +35,12 @@ from urllib.parse import quote, urlencode
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 
-from jupyter_berth import errors
+from jupyter_berth import errors, server_scope
 from jupyter_berth.errors import EngineError
 from jupyter_berth.resources import Resources
-from jupyter_berth.runtime.base import ContainerInfo
 from jupyter_berth.service import KernelLaunch
 from jupyter_berth.start_request import StartRequest
-from jupyter_berth.wire import container_from_json, error_from_json, launch_from_json
+from jupyter_berth.wire import ContainerInfo, container_from_json, error_from_json, launch_from_json
 
 #: Methods that are harmless to repeat when a request was cut off before its answer.
 IDEMPOTENT = ("GET", "PUT", "DELETE")
@@ -62,13 +61,23 @@ class RemoteBackend:
     token of the user (in a user server: ``JUPYTERHUB_API_TOKEN``).
     """
 
-    def __init__(self, url: str, token: str, *, timeout: float = 120.0, retry_seconds: float = 90.0):
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        timeout: float = 120.0,
+        retry_seconds: float = 90.0,
+        server: str | None = None,
+    ):
         if not url:
             raise errors.RequestError("BERTH_SERVICE_URL", "the Berth service URL is empty")
         self.url = url if url.endswith("/") else url + "/"
         self.token = token
         self.timeout = timeout  #: seconds one request may take (a start may wait for the engine)
         self.retry_seconds = retry_seconds  #: how long to retry while the service does not answer
+        #: the hub server this process is (its kernels are its own: jupyter_berth.server_scope); None: not one
+        self.server = server
 
     async def fetch(
         self,
@@ -88,7 +97,11 @@ class RemoteBackend:
         502 when the request may have arrived but no answer came (timeout, reset, no route).
         """
         url = self.url + path + (f"?{query}" if query else "")
-        headers = {"Authorization": f"token {self.token}", "Accept": "application/json"}
+        headers = {
+            "Authorization": f"token {self.token}",
+            "Accept": "application/json",
+            **server_scope.to_headers(self.server),
+        }
         if content_type:
             headers["Content-Type"] = content_type
         if body is None and method in ("POST", "PUT", "PATCH"):

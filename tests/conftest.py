@@ -69,8 +69,8 @@ def _remove_session_objects() -> None:
 
 def _unmount_test_handover_roots(config) -> None:
     """Mount hand-over roots the test services left (a service stopped with kernels still adopted keeps
-    its root mounted, as a live one must): unmounted when they lie in this run's own temporary directory
-    (never another run's: it may be using them)."""
+    its root mounted, as a live one must): unmounted when they lie in THIS session's temporary directory
+    (never another session's, running beside it: its pools' containers would lose their hand-over)."""
     import ctypes
 
     factory = getattr(config, "_tmp_path_factory", None)

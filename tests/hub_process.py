@@ -186,6 +186,50 @@ class HubProcess:
                 with contextlib.suppress(docker.errors.APIError):
                     v.remove(force=True)
         client.close()
+        self._unmount_handover()
+
+    def _unmount_handover(self) -> None:
+        """Undo the mount hand-over roots of this run's pools (their containers are gone by now)."""
+        from jupyter_berth.pool.mount_handover import MountHandover
+
+        base = self.root / "berth" / "handover"
+        for site in (self.site, f"{self.site}-servers"):
+            handover = MountHandover(str(base), site)
+            with contextlib.suppress(OSError):
+                handover.clean(keep=())
+                handover.teardown()
+
+    def server_pool(self) -> dict[str, tuple[str, str]]:
+        """The server pool's waiting containers: ``{id: (address, token)}`` (read as the engine's holder can)."""
+        client = docker.from_env()
+        found = {}
+        try:
+            for c in client.containers.list(filters={"label": [self.site_label, "io.jupyter.berth.server_pool=1"]}):
+                if c.name.startswith(f"berth-spool-{self.site}-"):
+                    env = dict(e.split("=", 1) for e in c.attrs["Config"]["Env"])
+                    ip = next(iter(c.attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+                    found[c.id] = (ip, env["BERTH_POOL_TOKEN"])
+        finally:
+            client.close()
+        return found
+
+    def wait_server_pool(self, n: int = 1, timeout: float = 90) -> dict[str, tuple[str, str]]:
+        """Until ``n`` waiting servers answer their token's ping with ``ready`` (their imports are done)."""
+        from jupyter_berth.pool.activation import pool_request
+
+        deadline = time.monotonic() + timeout
+        while True:
+            ready = {}
+            for cid, (ip, token) in self.server_pool().items():
+                with contextlib.suppress(OSError, ValueError, TimeoutError, asyncio.TimeoutError):
+                    reply = asyncio.run(pool_request(ip, {"token": token, "op": "ping"}, 2.0))
+                    if reply.get("status") == "ready":
+                        ready[cid] = (ip, token)
+            if len(ready) >= n:
+                return ready
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server pool has no {n} ready server(s) after {timeout} s\n{self.log_tail()}")
+            time.sleep(0.3)
 
     @property
     def site_label(self) -> str:

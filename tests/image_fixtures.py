@@ -104,7 +104,7 @@ async def run_code(launch, code: str) -> str:
     kc.start_channels(hb=False)  # no kernel manager here: readiness is the kernel_info reply
     out: list[str] = []
     try:
-        await kc.wait_for_ready(timeout=60)
+        await kc.wait_for_ready(timeout=120)
         reply = await kc.execute_interactive(
             code,
             timeout=60,

@@ -83,7 +83,7 @@ async def start(cwd, request=None, **env):
     await km.start_kernel(cwd=str(cwd), env=env)
     kc = km.client()
     kc.start_channels()
-    await kc.wait_for_ready(timeout=30)
+    await kc.wait_for_ready(timeout=120)
     return km, kc
 
 

@@ -151,10 +151,13 @@ class ClusterNode:
 class SwarmCluster:
     """Build (:meth:`up`) and remove (:meth:`down`) the test swarm; stop and restart nodes."""
 
-    def __init__(self, workers: int = 1, cache: str = CACHE, image: str = IMAGE):
+    def __init__(self, workers: int = 1, cache: str = CACHE, image: str = IMAGE, extra_images: tuple[str, ...] = ()):
         self.cache = cache
         self.image = image
         self.image_id: str | None = None
+        #: further images every node gets through the registry (e.g. the single-user server image)
+        self.extra_images = tuple(extra_images)
+        self.image_ids: dict[str, str] = {}
         self.nodes: dict[str, ClusterNode] = {}
         self._workers = workers
         self._lock_fd: int | None = None
@@ -185,6 +188,7 @@ class SwarmCluster:
             os.unlink(old_log)
         with contextlib.closing(docker.from_env(timeout=60)) as host:
             self.image_id = host.images.get(self.image).id
+            self.image_ids = {ref: host.images.get(ref).id for ref in (self.image, *self.extra_images)}
         key = self.image_id.split(":", 1)[1][:12]
         base = os.path.join(self.cache, key)
         self._prune_cache(keep=key)
@@ -493,8 +497,8 @@ class SwarmCluster:
                 spec["Labels"] = {**(spec.get("Labels") or {}), **NODE_LABELS}
                 c.api.update_node(n["ID"], n["Version"]["Index"], spec)
 
-    def _registry_image_id(self) -> str | None:
-        repo, tag = self.image.rsplit(":", 1)
+    def _registry_image_id(self, image: str) -> str | None:
+        repo, tag = image.rsplit(":", 1)
         req = urllib.request.Request(
             f"http://{PUSH_REGISTRY}/v2/{repo}/manifests/{tag}",
             headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
@@ -506,25 +510,27 @@ class SwarmCluster:
             return None
 
     def _distribute_image(self, base: str) -> None:
-        """Push the host's image to the registry (if it is not there) and pull it on every node."""
+        """Push the host's images to the registry (those not there) and pull them on every node."""
         marker = os.path.join(base, "image-ready")
-        ref = f"{REGISTRY}/{self.image}"
 
-        def has(node):
+        def has(node, image):
             with contextlib.closing(node.client()) as c:
                 try:
-                    return c.api.inspect_image(ref)["Id"] == self.image_id
+                    return c.api.inspect_image(f"{REGISTRY}/{image}")["Id"] == self.image_ids[image]
                 except docker.errors.NotFound:
                     return False
 
-        missing = [n for n in self.nodes.values() if not has(n)]
+        images = (self.image, *self.extra_images)
+        missing = [(n, i) for i in images for n in self.nodes.values() if not has(n, i)]
         if not missing and os.path.exists(marker):
             return
         t0 = time.monotonic()
-        if self._registry_image_id() != self.image_id:
-            push_ref = f"{PUSH_REGISTRY}/{self.image}"
+        for image in sorted({i for _, i in missing}):
+            if self._registry_image_id(image) == self.image_ids[image]:
+                continue
+            push_ref = f"{PUSH_REGISTRY}/{image}"
             with contextlib.closing(docker.from_env(timeout=600)) as host:
-                host.api.tag(self.image, push_ref.rsplit(":", 1)[0], push_ref.rsplit(":", 1)[1])
+                host.api.tag(image, push_ref.rsplit(":", 1)[0], push_ref.rsplit(":", 1)[1])
                 try:
                     for event in host.api.push(
                         push_ref.rsplit(":", 1)[0], tag=push_ref.rsplit(":", 1)[1], stream=True, decode=True
@@ -535,7 +541,9 @@ class SwarmCluster:
                     host.api.remove_image(push_ref)  # only the tag this fixture made
         self.timings["push"] = time.monotonic() - t0
 
-        def pull(node):
+        def pull(node_image):
+            node, image = node_image
+            ref = f"{REGISTRY}/{image}"
             with contextlib.closing(node.client(timeout=600)) as c:
                 for event in c.api.pull(ref.rsplit(":", 1)[0], tag=ref.rsplit(":", 1)[1], stream=True, decode=True):
                     if event.get("error"):
@@ -544,8 +552,8 @@ class SwarmCluster:
         with ThreadPoolExecutor(len(missing) or 1) as pool:
             list(pool.map(pull, missing))
         self.timings["pull"] = time.monotonic() - t0 - self.timings["push"]
-        if not all(has(n) for n in self.nodes.values()):
-            raise RuntimeError(f"after pulling, not every node has {self.image} as {self.image_id}")
+        if not all(has(n, i) for i in images for n in self.nodes.values()):
+            raise RuntimeError(f"after pulling, not every node has {', '.join(images)} as on the host")
         with open(marker, "w") as f:
             f.write(self.image_id)
 

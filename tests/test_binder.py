@@ -13,6 +13,7 @@ under ~/.cache/jupyter-berth-tests; postBuild runs in it every time.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import json
 import os
@@ -53,7 +54,17 @@ def run(cmd, **kw) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def venv() -> Path:
-    """A virtualenv with environment.yml's pip part, made once per version of binder/ and setup.cfg."""
+    """A virtualenv with environment.yml's pip part, made once per version of binder/ and setup.cfg.
+
+    Held under a lock for the module: postBuild installs a checkout into it, so two test runs on
+    one host (two checkouts) take turns instead of installing over each other."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / "binder.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield _cached_venv()
+
+
+def _cached_venv() -> Path:
     key = hashlib.sha256((BINDER / "environment.yml").read_bytes() + (REPO / "setup.cfg").read_bytes()).hexdigest()[:12]
     path = CACHE / f"binder-venv-{key}"
     if not (path / ".deps-installed").exists():

@@ -148,9 +148,10 @@ async def test_usage_limits_and_update(runtime, images):
     await asyncio.sleep(1.0)
     second = await runtime.usage(info.id)
     assert first and second and second.at > first.at
-    # a busy loop capped at half a core uses about (never much more than) 0.5 s of CPU per second
+    # a busy loop capped at half a core never uses much more than 0.5 s of CPU per second (how much
+    # less depends on what else the host runs: under load it may get far less, so only "some" is checked)
     rate = (second.cpu_seconds - first.cpu_seconds) / (second.at - first.at).total_seconds()
-    assert 0.15 < rate < 0.6, (rate, first, second)
+    assert 0 < rate < 0.6, (rate, first, second)
     assert 0 < second.mem_bytes < 256 * MiB and second.mem_peak_bytes >= second.mem_bytes and second.pids >= 1
     by_name = await runtime.usage(info.name)
     assert by_name and by_name.cpu_seconds >= second.cpu_seconds

@@ -113,6 +113,7 @@ def test_configuration_reference_has_every_option(site):
         "UsageTracker",
         "GpuManager",
         "WarmPool",
+        "ServerPool",
         "SwarmRuntime",
         "BerthProvisioner",
         "BerthExtensionApp",

@@ -195,7 +195,7 @@ def test_kernel_in_image_answers_kernel_info(kernel_image):
         kc.load_connection_info(dict(connection, ip=address))
         kc.start_channels()
         try:
-            kc.wait_for_ready(timeout=30)
+            kc.wait_for_ready(timeout=120)
             reply = kc.kernel_info(reply=True, timeout=10)
             assert reply["content"]["status"] == "ok"
             assert reply["content"]["language_info"]["name"] == "python"

@@ -38,7 +38,7 @@ async def start(workdir, name, request=None):
     await km.start_kernel(cwd=str(workdir), env=env)
     kc = km.client()
     kc.start_channels()
-    await kc.wait_for_ready(timeout=60)
+    await kc.wait_for_ready(timeout=120)
     return km, kc
 
 
@@ -102,7 +102,7 @@ async def test_a_foreign_image_runs_kernels_with_limits_uid_interrupt_restart_an
         # restart: same grant, a new kernel (variables gone)
         await run(kc, "x = 41")
         await km.restart_kernel(now=True)
-        await kc.wait_for_ready(timeout=60)
+        await kc.wait_for_ready(timeout=120)
         content, out, err = await run(kc, "print('x' in dir())")
         assert out.strip() == "False"
         assert (await limits(kc))["mem"] == str(256 * 1024**2)
@@ -115,7 +115,7 @@ async def test_a_foreign_image_runs_kernels_with_limits_uid_interrupt_restart_an
         reason, message = km.provisioner._ended
         assert reason == "oom" and "256 MiB memory limit" in message
         await km.restart_kernel(now=True)
-        await kc.wait_for_ready(timeout=60)
+        await kc.wait_for_ready(timeout=120)
         content, out, err = await run(kc, "print('after')")
         assert "used more than its 256 MiB memory limit" in err and out.strip() == "after"
     finally:

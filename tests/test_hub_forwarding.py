@@ -355,7 +355,7 @@ def test_a_kernel_started_through_the_server_runs_in_a_berth_container(hub, serv
         kc = km.get_kernel(kid).client()
         kc.start_channels()
         try:
-            await kc.wait_for_ready(timeout=60)
+            await kc.wait_for_ready(timeout=120)
             out = []
             reply = await kc.execute_interactive(
                 code_text,

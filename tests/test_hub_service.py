@@ -96,7 +96,7 @@ class Hub:
             c.JupyterHub.services = [
                 {{"name": "{SERVICE}", "url": "http://127.0.0.1:{self.service_port}",
                   "command": [sys.executable, "-m", "jupyter_berth.hub.service", "--config={root / "jupyter_berth_config.py"}"],
-                  "oauth_no_confirm": True}},
+                  "oauth_no_confirm": True, "environment": {{"BERTH_EXTRA_LABELS": {os.environ.get("BERTH_EXTRA_LABELS", "")!r}}}}},
                 {{"name": "test-admin", "api_token": {self.admin_token!r}}},
             ]
         """)

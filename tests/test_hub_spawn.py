@@ -62,7 +62,8 @@ def hub(tmp_path_factory):
         users=("alice", "bob", "teacher", "carol"),
         cpu_overcommit=CPU_OVERCOMMIT,
         policies=POLICIES,
-        extra="c.Spawner.poll_interval = 1\n",
+        # the cold path: these tests read the container's own config (tests/test_server_pool.py: the pool)
+        extra="c.Spawner.poll_interval = 1\nc.ServerPool.size = 0\n",
     )
     with running(hub) as h:
         yield h

@@ -23,6 +23,7 @@ from jupyter_berth.runtime.labels import make_labels
 from jupyter_berth.service import BerthService
 
 from .berth_fixtures import service_config
+from .image_fixtures import run_code
 
 IMAGE = "berth/python:3.11"
 
@@ -58,17 +59,17 @@ async def test_a_kernel_with_no_cpu_use_is_culled_by_the_idle_cpu_rule(tmp_path)
     service = await _service(tmp_path, default_policy={"idle_cpu": {"below": 5, "for": "3s"}})
     try:
         idle = f"idle-{uuid.uuid4().hex[:6]}"
-        await service.start_kernel("erin", kernel_id=idle, request={"cpu": 0.5, "mem": "256M"})
+        idle_launch = await service.start_kernel("erin", kernel_id=idle, request={"cpu": 0.5, "mem": "256M"})
         busy = await service.start_kernel(
             "erin", kernel_id=f"busy-{uuid.uuid4().hex[:6]}", request={"cpu": 0.5, "mem": "256M"}
         )
+        await run_code(idle_launch, "pass")  # started up (a loaded host can take longer than any fixed sleep)
 
         def spin(api):  # the busy kernel's container computes for the whole test
             exec_id = api.exec_create(busy.container_id, ["python3", "-c", "while True: pass"], user="1000")
             api.exec_start(exec_id, detach=True)
 
         await service.runtime.docker(spin)
-        await asyncio.sleep(2)  # let the kernels finish starting up
         await service.usage.sample_all()
         assert await enforce(service) == []  # younger than the rule's period in samples: left alone
         await asyncio.sleep(3.5)

@@ -149,7 +149,7 @@ async def _run_notebook(berth_service, jp_data_dir, jp_serverapp, jp_root_dir, j
         kc = kernel_km.client()
         client.kc = kc
         kc.start_channels()
-        await kc.wait_for_ready(timeout=30)
+        await kc.wait_for_ready(timeout=120)
         for index, cell in enumerate(nb.cells):
             await client.async_execute_cell(cell, index)
         first = nb.cells[0].outputs[0]["text"].split()

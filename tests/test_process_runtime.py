@@ -419,14 +419,14 @@ def test_jupyter_server_runs_a_process_kernel_cell(jp_asyncio_loop, jp_serverapp
         kc = km.get_kernel(kernel_id).client()
         kc.start_channels()
         try:
-            await kc.wait_for_ready(timeout=30)
+            await kc.wait_for_ready(timeout=120)
             content, out = await execute(kc, "import os\nopen('from-kernel.txt', 'w').write('hi')\nprint(6 * 7)")
             assert content["status"] == "ok" and out.strip() == "42"
             assert (jp_root_dir / "from-kernel.txt").read_text() == "hi"
             mine = json.loads((await jp_fetch("berth", "api", "kernels")).body)["kernels"]
             assert [k["kernel_id"] for k in mine] == [kernel_id] and mine[0]["usage"]["mem_bytes"] > 0
             await km.restart_kernel(kernel_id)  # same ports again: connected clients carry on
-            await kc.wait_for_ready(timeout=30)
+            await kc.wait_for_ready(timeout=120)
             content, out = await execute(kc, "print('after restart')")
             assert out.strip() == "after restart"
         finally:

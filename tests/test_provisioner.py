@@ -24,7 +24,7 @@ async def start(workdir, name=KERNEL, request=None, **env):
     await km.start_kernel(cwd=str(workdir), env=env)
     kc = km.client()
     kc.start_channels()
-    await kc.wait_for_ready(timeout=30)
+    await kc.wait_for_ready(timeout=120)
     return km, kc
 
 
@@ -131,7 +131,7 @@ async def test_restart_keeps_grant_and_image_shutdown_releases(berth_service, be
     first = km.provisioner.launch
     await run(kc, "x = 1")
     await km.restart_kernel()
-    await kc.wait_for_ready(timeout=30)
+    await kc.wait_for_ready(timeout=120)
     second = km.provisioner.launch
     assert second.container_id != first.container_id
     # Same address and ports: clients that stay connected (JupyterLab's websocket) reach the new kernel.
@@ -169,7 +169,7 @@ async def test_oom_is_reported_as_oom_and_releases(berth_service, berth_kernelsp
         assert alloc.state == "released" and alloc.release_reason == "oom"
         # The next kernel (same grant) tells the user why the previous one went away.
         await km.restart_kernel(now=True)
-        await kc.wait_for_ready(timeout=30)
+        await kc.wait_for_ready(timeout=120)
         content, out, err = await run(kc, "print('after')")
         assert "used more than its 128 MiB memory limit" in err
         assert out.strip() == "after"
@@ -236,7 +236,7 @@ print(berthprobe.ANSWER)
         assert lines[0].startswith("0 1000"), out  # pip succeeded, as uid 1000
         assert lines[1] == "42"
         await km.restart_kernel()
-        await kc.wait_for_ready(timeout=30)
+        await kc.wait_for_ready(timeout=120)
         content, out, err = await run(kc, "import importlib.util; print(importlib.util.find_spec('berthprobe'))")
         assert content["status"] == "ok" and out.strip() == "None"  # a new container: the image as built
     finally:

@@ -27,9 +27,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
 def run(cmd: list[str], *, timeout: float, env: dict | None = None, cwd: Path = ROOT) -> str:
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0, (
-        f"{' '.join(map(str, cmd))} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    )
+    # stderr's head and tail: a browser test prints its error first, then the server's log after it
+    err = done.stderr if len(done.stderr) <= 6000 else f"{done.stderr[:3000]}\n[…]\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, f"{' '.join(map(str, cmd))} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{err}"
     return done.stdout + done.stderr
 
 

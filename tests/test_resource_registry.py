@@ -22,6 +22,7 @@ from jupyter_berth.policies import PolicySpec, resolve
 from jupyter_berth.policy_admin import remaining
 from jupyter_berth.pool.warm_pool import WarmPool
 from jupyter_berth.resources import (
+    KINDS,
     ResourceKind,
     Resources,
     format_bytes,
@@ -59,9 +60,13 @@ def disk_kind() -> ResourceKind:
 
 @pytest.fixture
 def disk():
+    """The test's kind in place of the registry's own ``disk``, which is put back after."""
+    real = KINDS.get("disk")
     kind = register(disk_kind())
     yield kind
     unregister("disk")
+    if real is not None:
+        KINDS["disk"] = real
 
 
 def test_requests_parse_write_and_round_trip_the_new_kind(disk):

@@ -83,7 +83,8 @@ def test_read_routes(api):
     assert status == 200 and doc["openapi"].startswith("3.") and "/berth/api/kernels" in doc["paths"]
     status, info = api("GET", "info")
     assert info["mode"] == "standalone" and info["engine"]["state"] == "up"
-    assert [k["name"] for k in info["resources"]] == ["cpu", "mem", "pids", "shm", "gpu"]  # the registry's kinds
+    assert [k["name"] for k in info["resources"]] == ["cpu", "mem", "pids", "shm", "gpu", "disk"]  # the registry's
+    assert info["disk"]["mode"] in ("enforced", "measured") and info["disk"]["why"]  # how disk limits hold here
     status, presets = api("GET", "presets")
     assert presets["presets"][0]["name"] == "small" and presets["presets"][0]["resources"]["mem"] == 256 * 1024**2
     status, policy = api("GET", "policy")

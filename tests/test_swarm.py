@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import shutil
 import signal
 import tempfile
 import time
 import uuid
+from types import SimpleNamespace
 
 import docker
 import docker.errors
@@ -29,6 +31,9 @@ import pytest
 from traitlets.config import Config
 
 from jupyter_berth.errors import CapacityError, NotFoundError, RequestError
+from jupyter_berth.hub.spawner import BerthSpawner
+from jupyter_berth.hub.spawner_core import HubCore
+from jupyter_berth.imagebuild.singleuser import DEFAULT_SERVER_IMAGE
 from jupyter_berth.kernel_launch import user_network
 from jupyter_berth.resources import Resources
 from jupyter_berth.runtime.base import ContainerSpec, Mount
@@ -43,11 +48,13 @@ from jupyter_berth.runtime.swarm_spec import (
     user_facing_ref,
 )
 from jupyter_berth.runtime.swarm_topology import GWBRIDGE, leave_swarm
+from jupyter_berth.servers import ServerContainer
 from jupyter_berth.service import BerthService
 from jupyter_berth.swarm_nodes import lost_message, node_capacity
 
 from .berth_fixtures import service_config
 from .swarm_cluster import IMAGE, NODE_LABELS, REGISTRY, SwarmCluster, cluster_available
+from .swarm_hub import SPAWN_AND_RUN, SwarmHub
 
 MiB = 1024**2
 GiB = 1024**3
@@ -143,6 +150,35 @@ def test_image_references_and_task_states():
     assert (done.status, done.exit_code) == ("exited", 0)
 
 
+def test_named_volumes_carry_their_labels_and_the_shared_driver_to_whichever_node_runs_the_task():
+    runtime = SwarmRuntime(volume_driver="local", volume_driver_options={"type": "nfs", "device": ":/homes/{volume}"})
+    assert (
+        asyncio.run(runtime.ensure_volume("berth-s1-user-ann", {"owner": "ann", "site": "s1"})) == "berth-s1-user-ann"
+    )
+    body = service_spec(
+        _spec(mounts=[Mount("berth-s1-user-ann", "/home/jovyan/work"), Mount("/srv/x", "/x")]),
+        image="x",
+        volume_options=runtime._volume_options,
+    )
+    home, bind = body["TaskTemplate"]["ContainerSpec"]["Mounts"][:2]
+    assert home["Type"] == "volume" and home["VolumeOptions"]["Labels"]["io.jupyter.berth.site"] == "s1"
+    assert home["VolumeOptions"]["DriverConfig"] == {
+        "Name": "local",
+        "Options": {"type": "nfs", "device": ":/homes/berth-s1-user-ann"},
+    }
+    assert "VolumeOptions" not in bind
+    with pytest.raises(RequestError):
+        asyncio.run(runtime.ensure_volume("bad/name"))
+
+
+def test_overlay_candidates_skip_subnets_other_networks_hold():
+    from jupyter_berth.runtime.networks import free_subnets
+
+    candidates = ["10.214.1.0/26", "10.214.2.0/26", "10.214.3.0/26"]
+    assert free_subnets(candidates, ["10.214.1.0/26", "10.214.2.0/24"]) == ["10.214.3.0/26"]
+    assert free_subnets(candidates, []) == candidates
+
+
 def test_node_labels_cap_what_berth_may_allot():
     node = {"cpu": 8.0, "mem": 32 * GiB, "labels": {"berth.cpu": "6", "berth.mem": "16G"}}
     assert node_capacity(node, cpu_overcommit=1.0, mem_reserved=512 * MiB) == (6.0, 16 * GiB)
@@ -160,7 +196,13 @@ def swarm_cluster():
         if os.environ.get("CI"):
             pytest.fail(why)
         pytest.skip(why)
-    cluster = SwarmCluster(workers=1)
+    extra: tuple[str, ...] = (DEFAULT_SERVER_IMAGE,)  # the server image too, when this host has it
+    with contextlib.closing(docker.from_env()) as host:
+        try:
+            host.images.get(DEFAULT_SERVER_IMAGE)
+        except docker.errors.ImageNotFound:
+            extra = ()
+    cluster = SwarmCluster(workers=1, extra_images=extra)
     try:
         cluster.up()
         print(f"swarm test cluster up in {cluster.timings['up']:.1f} s: {cluster.timings}")
@@ -372,7 +414,7 @@ from jupyter_client import BlockingKernelClient
 client = BlockingKernelClient()
 client.load_connection_info(json.loads(os.environ["BERTH_TEST_CONNECTION"]))
 client.start_channels()
-client.wait_for_ready(timeout=60)
+client.wait_for_ready(timeout=120)
 
 def run(code, timeout=60):
     out = []
@@ -524,6 +566,279 @@ async def test_a_worker_that_stops_mid_run_turns_its_kernels_lost_and_releases_t
                 assert time.monotonic() < deadline, "Swarm did not remove the lost kernel's container"
                 await asyncio.sleep(0.5)
         await service.stop_kernel(user, on_manager.kernel_id, now=True)
+
+
+@pytest.mark.swarm
+@pytest.mark.docker
+async def test_one_user_name_on_two_sites_gets_two_overlay_subnets(swarm_cluster):
+    """Swarm accepts an overlapping overlay network and never allocates it (the allocator finds the overlap
+    later): the same user on two sites (same first candidate subnet) must get two subnets."""
+    runtime = SwarmRuntime(manager_url=swarm_cluster.manager.url)
+    owner = f"dee-{RUN}"
+    names = [f"berth-u-s{i}{RUN}-dee" for i in (1, 2)]
+    try:
+        ids = [await runtime.ensure_network(n, {"owner": owner, "site": f"s{i}{RUN}"}) for i, n in zip((1, 2), names)]
+        with contextlib.closing(swarm_cluster.manager.client()) as mgr:
+            subnets = [mgr.api.inspect_network(i)["IPAM"]["Config"][0]["Subnet"] for i in ids]
+        assert subnets[0] != subnets[1] and subnets[0] == runtime.overlay_subnets(owner)[0], subnets
+    finally:
+        for n in names:
+            await runtime.remove_network(n)
+        runtime.close()
+
+
+SERVER_PORT = 8888
+
+
+def _exec(node, container_id: str, code: str) -> tuple[int, str]:
+    """Run ``python -c code`` in a container through its node's engine: (exit code, output)."""
+    with contextlib.closing(node.client()) as c:
+        exec_id = c.api.exec_create(container_id, ["python", "-c", code])
+        out = c.api.exec_start(exec_id).decode(errors="replace")
+        return c.api.exec_inspect(exec_id)["ExitCode"], out
+
+
+def _container_of(node, alloc_id: str) -> str:
+    with contextlib.closing(node.client()) as c:
+        (ctr,) = c.api.containers(filters={"label": f"io.jupyter.berth.allocation={alloc_id}"})
+        return ctr["Id"]
+
+
+FETCH = """
+import json, sys, time, urllib.request
+deadline = time.time() + 120
+while True:
+    try:
+        with urllib.request.urlopen(sys.argv[1], timeout=5) as r:
+            print(r.status, json.load(r).get("started", "")[:4]); break
+    except Exception as e:
+        if time.time() > deadline: print("unreachable", e); sys.exit(1)
+        time.sleep(0.5)
+"""
+
+
+async def _spawn(hub: BerthService, user: str, cpu: float):
+    """A user's server as BerthSpawner starts it (reserve → the user's network → start), running `jupyter server`
+    from the single-user image (no hub to authenticate against: a token of its own)."""
+    subject = f"{user}/"
+    alloc = await hub.reserve_server(
+        user,
+        policy=await hub.policy_for(user),
+        subject=subject,
+        resources=Resources.parse({"cpu": cpu, "mem": "512M"}),
+        image=DEFAULT_SERVER_IMAGE,
+    )
+    network = await hub.server_network(user)
+    token = uuid.uuid4().hex
+    container = ServerContainer(
+        name=hub.server_container_name(user, subject),
+        image=DEFAULT_SERVER_IMAGE,
+        command=[
+            "jupyter",
+            "server",
+            "--ip=0.0.0.0",
+            f"--port={SERVER_PORT}",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.base_url=/user/{user}/",
+        ],
+        env={},
+        mounts=[Mount(source=f"berth-{hub.site_id}-user-{user}", target="/home/jovyan/work")],
+        boot_cpu=1.0,  # not given on Swarm (the task's reservation would exceed the ledger's)
+    )
+    info = await hub.start_server(user, [], alloc, container, network)
+    await hub.end_server_boost(alloc, info.id)  # a no-op on Swarm, as the spawner calls it
+    return alloc, info, f"http://{info.ip}:{SERVER_PORT}/user/{user}/api/status?token={token}"
+
+
+@pytest.mark.swarm
+@pytest.mark.docker
+@pytest.mark.timeout(600)
+async def test_user_servers_are_placed_across_the_swarm_reached_over_the_overlay_and_lost_with_their_node(
+    swarm_cluster, tmp_path
+):
+    """Two users' servers on different nodes with kernels beside them; the hub's proxy (a container on the
+    manager, attached by the runtime to each user's overlay network) reaches both; the worker's power cut
+    releases its server and kernels with a message naming it, and the manager's server keeps running."""
+    if DEFAULT_SERVER_IMAGE not in swarm_cluster.image_ids:
+        pytest.skip(f"{DEFAULT_SERVER_IMAGE} is not built on this host (berth images bootstrap --recipe singleuser)")
+    ann, bob = f"ann-{RUN}", f"bob-{RUN}"
+    worker, mgr_node = swarm_cluster.workers[0], swarm_cluster.manager
+    proxy_name = f"berth-test-proxy-{RUN}"
+    with contextlib.closing(mgr_node.client()) as mgr:
+        proxy = mgr.containers.run(
+            f"{REGISTRY}/{IMAGE}", ["sleep", "900"], detach=True, name=proxy_name, user="1000:1000"
+        )
+    try:
+        async with swarm_service(
+            tmp_path, swarm_cluster, attach_containers=[proxy_name], refresh_interval=1
+        ) as service:
+            # The hub process's core (what every BerthSpawner shares): configured like the service, opened for
+            # servers, never started.
+            core = HubCore(
+                swarm_config(service.data_dir, swarm_cluster, attach_containers=[proxy_name]),
+                logging.getLogger("hub"),
+                max_starting=4,
+                retry_interval=1,
+            )
+            hub = await core.open()
+            assert isinstance(hub.runtime, SwarmRuntime) and hub.site_id == service.site_id
+            BerthSpawner._core = core
+            ann_srv, ann_info, ann_url = await _spawn(hub, ann, 0.25)  # first fit: the manager (0.5 for Berth)
+            ann_k1 = await service.start_kernel(ann, kernel_id=f"a1-{RUN}", request={"cpu": 0.25, "mem": "256M"})
+            bob_srv, bob_info, bob_url = await _spawn(hub, bob, 0.5)  # the manager is full: the worker
+            bob_k = await service.start_kernel(bob, kernel_id=f"b1-{RUN}", request={"cpu": 0.25, "mem": "256M"})
+            ann_k2 = await service.start_kernel(ann, kernel_id=f"a2-{RUN}", request={"cpu": 0.25, "mem": "256M"})
+            nodes = {a.subject: a.node for a in await service._db(service.ledger.live_allocations)}
+            assert nodes == {
+                f"{ann}/": MGR,
+                ann_k1.kernel_id: MGR,
+                f"{bob}/": W1,
+                bob_k.kernel_id: W1,
+                ann_k2.kernel_id: W1,
+            }
+            assert (ann_info.node, bob_info.node) == (MGR, W1)  # Swarm ran each server where admission put it
+            # The hub's poll sees bob's server running on the worker (DockerSpawner's own poll asks the hub's engine
+            # for a container of that name, finds none, and would report the server stopped).
+            bob_spawner = BerthSpawner(user=SimpleNamespace(name=bob, groups=[]), config=Config())
+            bob_spawner.object_name, bob_spawner.object_id = hub.server_container_name(bob, f"{bob}/"), bob_info.id
+            assert await bob_spawner.poll() is None
+            with contextlib.closing(mgr_node.client()) as mgr:
+                task = mgr.api.tasks(filters={"service": bob_info.id})[0]
+                assert task["Spec"]["Resources"]["Limits"]["NanoCPUs"] == 500_000_000  # no boot boost on Swarm
+            # The user's home: a named volume made by the node, labelled with the site.
+            with contextlib.closing(worker.client()) as w1:
+                volume = w1.api.inspect_volume(f"berth-{service.site_id}-user-{bob}")
+                assert volume["Labels"]["io.jupyter.berth.site"] == service.site_id
+            # The proxy reaches both servers at their overlay addresses (a different node each).
+            for url in (ann_url, bob_url):
+                code, out = await asyncio.to_thread(
+                    _exec, mgr_node, proxy.id, f"import sys; sys.argv = [0, {url!r}]\n{FETCH}"
+                )
+                assert code == 0 and out.startswith("200 "), (url, out)
+            # ... and a server reaches the hub by its container name, and its user's kernel on the other node.
+            ann_ctr = _container_of(mgr_node, ann_srv.id)
+            code, out = await asyncio.to_thread(
+                _exec, mgr_node, ann_ctr, f"import socket; print(socket.gethostbyname({proxy_name!r}))"
+            )
+            assert code == 0 and out.strip().count(".") == 3, out
+            kernel_info = (
+                "import json, sys; from jupyter_client import BlockingKernelClient; c = BlockingKernelClient(); "
+                f"c.load_connection_info(json.loads({json.dumps(json.dumps(ann_k2.to_json()['connection']))})); "
+                "c.start_channels(); c.wait_for_ready(timeout=60); print('ok', c.kernel_info(reply=True)['content']['status'])"
+            )
+            code, out = await asyncio.to_thread(_exec, mgr_node, ann_ctr, kernel_info)
+            assert code == 0 and "ok ok" in out, out
+            # Power cut on the worker: its server and both kernels there are lost; the manager's are untouched.
+            swarm_cluster.crash(worker)
+            swarm_cluster.wait_node_state(worker, "down", timeout=60)
+            deadline = time.monotonic() + 30
+            while (await service._db(service.ledger.get_allocation, bob_srv.id)).state != "released":
+                assert time.monotonic() < deadline, "the periodic refresh did not release the lost server"
+                await asyncio.sleep(0.25)
+            records = {r.subject: r for r in await service._db(service.ledger.usage_records) if r.owner in (ann, bob)}
+            for subject in (f"{bob}/", bob_k.kernel_id, ann_k2.kernel_id):
+                assert records[subject].end_reason == "lost" and W1 in records[subject].message, subject
+            assert "server is lost" in records[f"{bob}/"].message
+            notice = await hub.server_notice(bob, f"{bob}/")  # what bob's next spawn form says
+            assert notice and W1 in notice and "lost" in notice, notice
+            assert await hub.live_server_allocation(bob_srv.id) is None
+            assert await hub.server_alive(bob_info.id) is not True
+            assert await bob_spawner.poll() == 0  # the hub learns the server is gone
+            live = {a.subject for a in await service._db(service.ledger.live_allocations)}
+            assert live == {f"{ann}/", ann_k1.kernel_id}
+            assert await hub.server_alive(ann_info.id) is True
+            code, out = await asyncio.to_thread(
+                _exec, mgr_node, proxy.id, f"import sys; sys.argv = [0, {ann_url!r}]\n{FETCH}"
+            )
+            assert code == 0 and out.startswith("200 "), out
+            await hub.release_server(ann_srv, ann_info.id, "shutdown", "test over", remove=True)
+            assert await hub.stop_orphan_kernels(ann) == [ann_k1.kernel_id]  # ann's kernels go with her last server
+            assert not await service._db(service.ledger.live_allocations)
+            await hub.close()
+    finally:
+        BerthSpawner._core = None
+        with contextlib.closing(mgr_node.client()) as mgr, contextlib.suppress(docker.errors.APIError):
+            mgr.api.remove_container(proxy.id, force=True)
+        if not swarm_cluster._answers(worker):  # the next tests need the worker back, its lost tasks removed
+            swarm_cluster.start_daemon(worker)
+        swarm_cluster.wait_node_state(worker, "ready", timeout=60)
+        with contextlib.closing(worker.client()) as w1:
+            deadline = time.monotonic() + 60
+            while w1.api.containers(all=True, filters={"label": "io.jupyter.berth.managed=1"}):
+                assert time.monotonic() < deadline, "Swarm did not remove the lost server's and kernels' containers"
+                await asyncio.sleep(0.5)
+
+
+HUB_POLICY = {"max_cpu": 2, "max_mem": "2G", "max_kernels": 4, "default": {"cpu": 0.25, "mem": "256M"}}
+
+
+def _live(data_dir: str) -> dict:
+    """``{(owner, kind): node}`` of the live allocations in the hub's ledger."""
+    from jupyter_berth.ledger import Ledger
+
+    ledger = Ledger(None, data_dir=data_dir)
+    try:
+        return {(a.owner, a.kind): a.node for a in ledger.live_allocations()}
+    finally:
+        ledger.close()
+
+
+@pytest.mark.swarm
+@pytest.mark.docker
+@pytest.mark.timeout(900)
+def test_a_real_jupyterhub_runs_two_users_servers_on_different_nodes_and_loses_one_with_its_node(
+    swarm_cluster, tmp_path
+):
+    """JupyterHub, its proxy and the Berth service (this checkout) in a container's network namespace on the
+    manager (tests/swarm_hub.py); users' servers and kernels on the swarm, cells run through the proxy."""
+    if DEFAULT_SERVER_IMAGE not in swarm_cluster.image_ids:
+        pytest.skip(f"{DEFAULT_SERVER_IMAGE} is not built on this host (berth images bootstrap --recipe singleuser)")
+    ann, bob = f"ann{RUN}", f"bob{RUN}"
+    worker = swarm_cluster.workers[0]
+    hub = SwarmHub(tmp_path / "hub", swarm_cluster, run=RUN, users=(ann, bob), policy=HUB_POLICY)
+    data_dir = str(tmp_path / "hub" / "berth")
+    hub.start()
+    try:
+        ran = {user: hub.client(SPAWN_AND_RUN.format(user=user, port=hub.port)) for user in (ann, bob)}
+        for user, result in ran.items():
+            assert result["status"] == 200 and result["cell"].startswith("42 "), (user, result)
+        # Each server where admission put it (the manager has 0.5 CPU for Berth: ann's server and kernel), the
+        # kernels beside them.
+        assert _live(data_dir) == {(ann, "server"): MGR, (ann, "kernel"): MGR, (bob, "server"): W1, (bob, "kernel"): W1}
+        swarm_cluster.crash(worker)
+        swarm_cluster.wait_node_state(worker, "down", timeout=60)
+        gone = hub.client(
+            f"""
+            deadline = time.monotonic() + 60
+            while (httpx.get(API + "/users/{bob}", headers=H, timeout=30).json().get("servers") or {{}}):
+                assert time.monotonic() < deadline, "the hub still lists bob's server"
+                time.sleep(1)
+            ann = httpx.get(URL + "/user/{ann}/api/status", headers=H, timeout=30)
+            print(json.dumps({{"ann_status": ann.status_code}}))
+            """
+        )
+        assert gone == {"ann_status": 200}  # bob's server is gone from the hub; ann's still answers
+        assert _live(data_dir) == {(ann, "server"): MGR, (ann, "kernel"): MGR}
+        from jupyter_berth.ledger import Ledger
+
+        ledger = Ledger(None, data_dir=data_dir)
+        try:
+            lost = {r.kind: r for r in ledger.usage_records(owner=bob)}
+        finally:
+            ledger.close()
+        for kind in ("server", "kernel"):
+            assert lost[kind].end_reason == "lost" and W1 in lost[kind].message, (kind, lost[kind].message)
+    finally:
+        print(hub.log_tail(60))
+        hub.stop()
+        if not swarm_cluster._answers(worker):
+            swarm_cluster.start_daemon(worker)
+        swarm_cluster.wait_node_state(worker, "ready", timeout=60)
+        with contextlib.closing(worker.client()) as w1:
+            deadline = time.monotonic() + 60
+            while w1.api.containers(all=True, filters={"label": "io.jupyter.berth.managed=1"}):
+                assert time.monotonic() < deadline, "Swarm did not remove the lost server's and kernel's containers"
+                time.sleep(0.5)
 
 
 @pytest.mark.swarm

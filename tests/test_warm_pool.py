@@ -94,7 +94,7 @@ async def test_start_adopts_a_pool_container_with_the_requested_limits(pool_serv
 
         # a restart is warm too, keeps the grant and the address (clients reconnect by themselves)
         await km.restart_kernel(now=True)
-        await kc.wait_for_ready(timeout=30)
+        await kc.wait_for_ready(timeout=120)
         again = km.provisioner.launch
         assert again.container_id in refilled
         assert again.connection["ip"] == launch.connection["ip"]
@@ -154,7 +154,7 @@ async def test_standalone_pool_hands_over_the_work_directory_and_waits_on_the_us
         await pool.wait_full(timeout=90)
         refilled = ready_ids(pool)
         await km.restart_kernel(now=True)
-        await kc.wait_for_ready(timeout=30)
+        await kc.wait_for_ready(timeout=120)
         third = km.provisioner.launch
         assert third.container_id in refilled and third.connection["ip"] == second.connection["ip"]
         assert (await run_json(kc, KERNEL_VIEW))["cwd"] == str(workdir)

@@ -2,6 +2,7 @@
 
 Run it on the hub host before any admin command: if the ledger it names is not the hub's
 (the Berth service logs its ledger at start), the commands would change another catalog.
+It also says how disk limits hold on this host's engine (``runtime/disk_quota.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from traitlets import Bool
 
 from .._version import __version__
 from ..config_files import CONFIG_ENV, CONFIG_NAME, config_dirs
+from ..engine import probe_engine
 from ..ledger.db import describe_url
 from ..service import BerthService
 from .command import BerthCommand, ledger_settings
@@ -45,6 +47,7 @@ berth info --config=/etc/jupyterhub/jupyter_berth_config.py"""
             if os.environ.get("BERTH_DB_URL")
             else "SQLite in the data directory",
             "data_dir": os.path.abspath(data_dir),
+            "disk_limits": disk_limits(),
         }
 
     def start(self):
@@ -62,3 +65,20 @@ berth info --config=/etc/jupyterhub/jupyter_berth_config.py"""
             print(f"  {path}")
         print(f"ledger: {info['ledger']} ({info['ledger_from']})")
         print(f"data dir: {info['data_dir']}")
+        print(f"disk limits: {info['disk_limits']['mode']}, because {info['disk_limits']['why']}")
+
+
+def disk_limits() -> dict:
+    """How this host's Docker engine holds kernels and servers to their disk limit (enforced or measured)."""
+    answers, why = probe_engine()
+    if not answers:
+        return {"mode": "unknown", "why": why, "driver": None, "backing_filesystem": None}
+    import docker
+
+    from ..runtime.disk_quota import detect
+
+    client = docker.from_env()
+    try:
+        return detect(client.api).to_json()
+    finally:
+        client.close()

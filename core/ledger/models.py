@@ -103,6 +103,8 @@ class AllocationRow(Base):
     pids: Mapped[int] = mapped_column(Integer, nullable=False)
     shm: Mapped[int] = mapped_column(BigInteger, nullable=False)
     gpu: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    #: bytes the container may write outside its volumes and folders (``None``: made before migration 0008_disk)
+    disk: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     #: ``[{"uuid": "GPU-…", "share": 0.25}]`` or ``None``
     gpu_devices: Mapped[Any | None] = mapped_column(JSON, nullable=True)
     state: Mapped[str] = mapped_column(String(16), nullable=False, default=RESERVED)
@@ -111,6 +113,8 @@ class AllocationRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     released_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     release_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    #: the hub server (its name; "" the default one) whose kernel this is; None: not started from a hub server
+    server: Mapped[str | None] = mapped_column(String(255), nullable=True)
     # last sampled figures
     cpu_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     mem_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

@@ -69,6 +69,7 @@ class Allocation:
     mem_bytes: int | None
     mem_peak_bytes: int | None
     sampled_at: datetime | None
+    server: str | None = None  #: the hub server that started the kernel ("" the default one; None: none)
     extra: tuple[tuple[str, float], ...] = ()  #: registered resource kinds beyond the built-ins with a column
 
     @property
@@ -85,7 +86,7 @@ class Allocation:
         extra = tuple(
             (k.name, getattr(row, k.name))
             for k in resource_kinds()
-            if k.name not in BUILTIN_KINDS and hasattr(AllocationRow, k.name)
+            if k.name not in BUILTIN_KINDS and hasattr(AllocationRow, k.name) and getattr(row, k.name) is not None
         )
         return snapshot(
             cls,

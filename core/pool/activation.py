@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 
 from ..errors import BerthError, RequestError
+from ..resources import Resources, resource_kinds
 from ..runtime.base import ContainerInfo, ContainerSpec, Mount
 
 #: Port the pool kernel listens on for its activation (inside its own network namespace).
@@ -83,6 +84,16 @@ async def pool_request(ip: str, message: dict, timeout: float) -> dict:
     if not line:
         raise ConnectionError("the pool kernel closed the connection without answering")
     return json.loads(line)
+
+
+def fixed_kinds_unfit(asked: Resources, held: Resources, whose: str = "the pool's") -> str | None:
+    """What cannot change on a running container (e.g. shm) must fit what a pool container has:
+    why ``asked`` does not, or ``None``."""
+    for kind in resource_kinds():
+        want, have = getattr(asked, kind.name), getattr(held, kind.name)
+        if not kind.live and want > have:
+            return f"{kind.word} {kind.format(want)} is more than {whose} {kind.format(have)}"
+    return None
 
 
 async def create_ready(runtime, spec: ContainerSpec, token: str, timeout: float) -> ContainerInfo:
@@ -187,6 +198,8 @@ __all__ = [
     "POOL_USER",
     "PoolContainer",
     "PoolKey",
+    "create_ready",
+    "fixed_kinds_unfit",
     "parse_mount",
     "pool_request",
     "wait_ready",

@@ -89,6 +89,10 @@ class ContainerSpec:
     ipc_mode: str | None = None
     #: replaces the image's entrypoint (``None``: keep it); Berth's mounted launcher for images not built on its base
     entrypoint: list[str] | None = None
+    #: an admin's extra ``create_host_config`` / ``create_container`` arguments, merged after the hardening
+    #: from an allowlist (:mod:`.extra_config`; DockerSpawner's ``extra_host_config`` / ``extra_create_kwargs``)
+    extra_host_config: dict = field(default_factory=dict)
+    extra_create: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -203,6 +207,16 @@ class Runtime(abc.ABC, LoggingConfigurable, metaclass=RuntimeMeta):
     @abc.abstractmethod
     async def usage(self, container_id: str) -> ContainerUsage | None:
         """A cheap usage sample, or ``None`` when the container is not running."""
+
+    async def disk_mode(self):
+        """How containers are held to their ``disk`` limit (``runtime/disk_quota.py``); here: not at all."""
+        from .disk_quota import UNBOUNDED
+
+        return UNBOUNDED
+
+    async def disk_written(self, container_id: str) -> int | None:
+        """Bytes the container wrote to its writable layer; ``None``: not measured by this runtime."""
+        return None
 
     @abc.abstractmethod
     async def update_resources(self, container_id: str, resources: Resources) -> None:

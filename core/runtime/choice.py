@@ -72,7 +72,8 @@ async def describe(runtime) -> dict:
     """A runtime's name and isolation, and its engine's state (``up`` with its figures, or ``down``).
 
     ``isolation`` is ``container``, or ``none`` for process kernels (no container: limits only, as
-    ``limits`` says: ``cgroup v1``, ``cgroup v2`` or ``rlimit``; see docs/binder.md).
+    ``limits`` says: ``cgroup v1``, ``cgroup v2`` or ``rlimit``; see docs/binder.md); ``disk`` how disk limits
+    hold (``enforced``, ``measured`` or ``none``: :mod:`.disk_quota`).
     """
     engine = {"state": "up"}
     try:
@@ -80,9 +81,17 @@ async def describe(runtime) -> dict:
     except Exception as e:  # noqa: BLE001 - report the engine's state, whatever it is
         engine = {"state": "down", "message": getattr(e, "message", str(e))}
     isolation = getattr(runtime, "isolation", "container")
+    try:
+        disk = (await runtime.disk_mode()).to_json() if engine["state"] == "up" else None
+    except Exception as e:  # noqa: BLE001 - an engine that stops answering now: say so
+        disk = None
+        engine = {"state": "down", "message": getattr(e, "message", str(e))}
     return {
         "runtime": getattr(runtime, "name", None),
         "isolation": isolation,
         "limits": engine.get("limits") or ("container" if isolation == "container" else None),
         "engine": {k: engine.get(k) for k in ("state", "message", "version", "ncpu", "mem")},
+        # how disk limits hold (runtime/disk_quota.py): enforced, measured or none
+        "disk": disk
+        or {"mode": "unknown", "why": "the engine does not answer", "driver": None, "backing_filesystem": None},
     }

@@ -31,6 +31,7 @@ from ..errors import BerthError, ConflictError, EngineError, NotFoundError
 from ..resources import Resources
 from . import cgroups, networks, site_scope
 from .base import ContainerInfo, ContainerSpec, ContainerUsage, Runtime, parse_engine_time
+from .disk_quota import DiskQuota
 from .hardening import create_kwargs, host_config_kwargs, update_body, validate_name
 from .labels import MANAGED, MANAGED_VALUE, creation_labels, full_labels, key
 
@@ -59,7 +60,7 @@ def _image_name(explanation: str) -> str:
     return m.group(1) if m else explanation
 
 
-class DockerRuntime(Runtime):
+class DockerRuntime(DiskQuota, Runtime):
     """Containers on the Docker engine that ``DOCKER_HOST`` (or the default socket) names."""
 
     name = "docker"
@@ -193,7 +194,7 @@ class DockerRuntime(Runtime):
 
     def _create_sync(self, api, spec: ContainerSpec) -> str:
         kwargs = create_kwargs(spec)
-        kwargs["host_config"] = api.create_host_config(**host_config_kwargs(spec))
+        kwargs["host_config"] = api.create_host_config(**self._host_kwargs_sync(api, spec))
         if spec.network:
             endpoint = api.create_endpoint_config(ipv4_address=spec.ip) if spec.ip else api.create_endpoint_config()
             kwargs["networking_config"] = api.create_networking_config({spec.network: endpoint})
@@ -428,23 +429,9 @@ class DockerRuntime(Runtime):
         """A bridge network with inter-container traffic off: only the host reaches its containers."""
         validate_name(name, "network")
         net_labels = creation_labels(labels)
-
-        def ensure(api):
-            with networks.host_lock("networks"):
-                existing = networks.networks_named(api, name)
-                if existing:
-                    return existing[0]["Id"]
-                return api.create_network(
-                    name,
-                    driver="bridge",
-                    labels=net_labels,
-                    check_duplicate=True,
-                    options={"com.docker.network.bridge.enable_icc": "false"},
-                )["Id"]
-
         locks = self._network_locks.setdefault(asyncio.get_running_loop(), {})
         async with locks.setdefault(name, asyncio.Lock()):
-            return await self.docker(ensure)
+            return await self.docker(networks.ensure_isolated_network_sync, name, net_labels)
 
     async def connect_network(self, container_id: str, network: str, ip: str | None = None) -> str | None:
         def connect(api):

@@ -19,6 +19,7 @@ import docker.types
 from ..errors import RequestError
 from ..resources import resource_kinds
 from .base import ContainerSpec, Mount
+from .extra_config import merge_create, merge_host_config
 from .labels import IMAGE_REF, MANAGED, MANAGED_VALUE, key
 
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
@@ -89,12 +90,17 @@ def docker_mount(mount: Mount) -> docker.types.Mount:
     )
 
 
-def host_config_kwargs(spec: ContainerSpec) -> dict:
-    """Keyword arguments for docker-py's ``create_host_config`` (hardening included)."""
+def host_config_kwargs(spec: ContainerSpec, features: frozenset[str] | set[str] = frozenset()) -> dict:
+    """Keyword arguments for docker-py's ``create_host_config`` (hardening included).
+
+    ``features``: what the engine supports of the kinds' ``engine_feature`` (``disk_quota``); a kind
+    whose mapping needs a feature the engine lacks is left out (the disk limit is then measured).
+    """
     res = spec.resources
     kwargs = {}
     for kind in resource_kinds():  # each kind's limits, as the registry maps them to Docker
-        kwargs.update(kind.docker(getattr(res, kind.name)))
+        if kind.engine_feature is None or kind.engine_feature in features:
+            kwargs.update(kind.docker(getattr(res, kind.name)))
     kwargs.update(
         security_opt=["no-new-privileges"],
         cap_drop=["ALL"],
@@ -108,7 +114,7 @@ def host_config_kwargs(spec: ContainerSpec) -> dict:
         kwargs["device_requests"] = [
             docker.types.DeviceRequest(device_ids=[str(d) for d in spec.gpu_device_ids], capabilities=[["gpu"]])
         ]
-    return kwargs
+    return merge_host_config(kwargs, spec.extra_host_config)
 
 
 def container_labels(spec: ContainerSpec) -> dict[str, str]:
@@ -129,17 +135,20 @@ def create_kwargs(spec: ContainerSpec) -> dict:
         validate_name(spec.network, "network")
     if not spec.image:
         raise RequestError("image", "no image given")
-    return dict(
-        image=spec.image,
-        command=list(spec.command) if spec.command else None,
-        entrypoint=list(spec.entrypoint) if spec.entrypoint is not None else None,
-        name=spec.name,
-        user=validate_user(spec.user),
-        environment={str(k): str(v) for k, v in spec.env.items()},
-        labels=container_labels(spec),
-        working_dir=spec.working_dir,
-        hostname=spec.hostname,
-        detach=True,
+    return merge_create(
+        dict(
+            image=spec.image,
+            command=list(spec.command) if spec.command else None,
+            entrypoint=list(spec.entrypoint) if spec.entrypoint is not None else None,
+            name=spec.name,
+            user=validate_user(spec.user),
+            environment={str(k): str(v) for k, v in spec.env.items()},
+            labels=container_labels(spec),
+            working_dir=spec.working_dir,
+            hostname=spec.hostname,
+            detach=True,
+        ),
+        spec.extra_create,
     )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import ipaddress
 import logging
 import os
 import tempfile
@@ -79,13 +80,36 @@ NETWORK_KINDS = {
 }
 
 
+def free_subnets(candidates: list[str], used: list[str]) -> list[str]:
+    """The ``candidates`` that overlap none of the ``used`` subnets, in order."""
+    taken = [ipaddress.ip_network(u, strict=False) for u in used]
+    return [c for c in candidates if not any(ipaddress.ip_network(c, strict=False).overlaps(t) for t in taken)]
+
+
+def used_subnets(api) -> list[str]:
+    """Every subnet of every network the engine lists (on a Swarm manager: the swarm's overlays too)."""
+    return [
+        cfg["Subnet"]
+        for n in api.networks()
+        for cfg in ((n.get("IPAM") or {}).get("Config") or [])
+        if cfg.get("Subnet")
+    ]
+
+
 def _create(api, name: str, labels: dict[str, str], subnets: list[str] | None, kind: str = "bridge") -> str:
-    """Create the network, on the first candidate subnet that overlaps no other network."""
+    """Create the network, on the first candidate subnet that overlaps no other network.
+
+    A Swarm manager accepts an overlay network whose subnet overlaps another overlay and only
+    its allocator finds out, later: the network is never allocated, and whatever joins it
+    waits forever ("Pool overlaps with other one"). Overlay candidates are therefore checked
+    against the swarm's networks first.
+    """
     common = dict(NETWORK_KINDS[kind], labels=labels, check_duplicate=True)
     if not subnets:
         return api.create_network(name, **common)["Id"]
+    candidates = free_subnets(subnets, used_subnets(api)) if kind == "overlay" else list(subnets)
     last = None
-    for subnet in subnets:
+    for subnet in candidates:
         ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=subnet)])
         try:
             return api.create_network(name, ipam=ipam, **common)["Id"]
@@ -163,3 +187,19 @@ def remove_network_sync(api, name: str) -> int:
         except docker.errors.NotFound:
             continue
     return removed
+
+
+def ensure_isolated_network_sync(api, name: str, labels: dict[str, str]) -> str:
+    """The id of the bridge network ``name`` with inter-container traffic off (only the host reaches its
+    containers: the warm pools wait on it), created with ``labels`` when missing."""
+    with host_lock("networks"):
+        existing = networks_named(api, name)
+        if existing:
+            return existing[0]["Id"]
+        return api.create_network(
+            name,
+            driver="bridge",
+            labels=labels,
+            check_duplicate=True,
+            options={"com.docker.network.bridge.enable_icc": "false"},
+        )["Id"]

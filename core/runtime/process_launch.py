@@ -55,7 +55,7 @@ _SERVER_ONLY = {
 _CONTAINER_ONLY = {"HOME", "BERTH_CONNECTION"}
 
 
-def wait_for_exec(proc: subprocess.Popen, timeout: float = 10) -> None:
+def wait_for_exec(proc: subprocess.Popen, timeout: float = 60) -> None:
     """Wait until the :data:`EXEC_SHIM` has applied the limits and exec'd the kernel (or ended). Blocking."""
     deadline = time.monotonic() + timeout
     while proc.poll() is None and time.monotonic() < deadline:

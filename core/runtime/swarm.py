@@ -15,7 +15,8 @@ raise an error that names the missing setting, usage is not sampled, and a stop 
 grace period the service was created with.
 
 Image reports and distribution live in :mod:`.swarm_images`, the service spec in
-:mod:`.swarm_spec`, nodes and overlay networks in :mod:`.swarm_topology`.
+:mod:`.swarm_spec`, nodes and overlay networks in :mod:`.swarm_topology`, the hub's access
+to user servers and the users' volumes in :mod:`.swarm_access`.
 
 Blocking docker-py calls run through the manager's :class:`DockerRuntime` executor wrapper
 (:meth:`docker`), which also translates Docker's errors into :mod:`jupyter_berth.errors`; the
@@ -41,6 +42,7 @@ from .base import ContainerInfo, ContainerSpec, ContainerUsage, Runtime
 from .docker import DockerRuntime, EngineObjectGone, default_client_factory
 from .hardening import validate_name
 from .labels import MANAGED, MANAGED_VALUE, OWNER, creation_labels, full_labels, key
+from .swarm_access import SwarmAccessMixin
 from .swarm_images import SwarmImagesMixin
 from .swarm_services import (
     DONE,
@@ -55,7 +57,7 @@ from .swarm_spec import FINAL_STATES, NODE_LABEL, TaskView, label_constraints, s
 from .swarm_topology import SwarmNode, ensure_overlay_sync, swarm_nodes
 
 
-class SwarmRuntime(SwarmImagesMixin, Runtime):
+class SwarmRuntime(SwarmImagesMixin, SwarmAccessMixin, Runtime):
     """Berth containers as services on the Docker Swarm that ``manager_url`` manages."""
 
     name = "swarm"
@@ -140,6 +142,7 @@ class SwarmRuntime(SwarmImagesMixin, Runtime):
         self._self_node: str | None = None
         #: per event loop, per network name: serialises ensure_network within this process
         self._net_locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._init_access()
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -264,6 +267,7 @@ class SwarmRuntime(SwarmImagesMixin, Runtime):
             node_id=node.id if node else None,
             constraints=label_constraints(dict(self.node_labels)),
             stop_grace=self.stop_grace,
+            volume_options=self._volume_options,
         )
 
         try:
@@ -459,7 +463,9 @@ class SwarmRuntime(SwarmImagesMixin, Runtime):
             subnets = self.overlay_subnets(owner, prefix)
         locks = self._net_locks.setdefault(asyncio.get_running_loop(), {})
         async with locks.setdefault(name, asyncio.Lock()):
-            return await self.docker(ensure_overlay_sync, name, net_labels, subnets)
+            network_id = await self.docker(ensure_overlay_sync, name, net_labels, subnets)
+            await self._attach_hub(network_id, name)  # the hub's proxy reaches servers on it (swarm_access)
+            return network_id
 
     async def remove_network(self, name: str) -> None:
         try:

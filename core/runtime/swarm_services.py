@@ -12,15 +12,21 @@ import docker.errors
 
 from .base import ContainerInfo
 from .labels import IMAGE_REF, key
-from .swarm_spec import TaskView, network_of, newest_task, user_facing_ref
+from .swarm_spec import TaskView, network_of, newest_task, service_name, user_facing_ref
 
 #: Container states of a task that ended.
 DONE = ("exited", "dead")
 
 
 def service_and_task_sync(api, service_id: str) -> tuple[dict, dict | None]:
-    """The service and its newest task (``None`` before Swarm made one)."""
-    service = api.inspect_service(service_id)
+    """The service and its newest task (``None`` before Swarm made one). ``service_id`` may also be the
+    container name the service was made for (:func:`.swarm_spec.service_name` turns it into the service's)."""
+    try:
+        service = api.inspect_service(service_id)
+    except docker.errors.NotFound:
+        if service_name(service_id) == service_id:
+            raise
+        service = api.inspect_service(service_name(service_id))
     tasks = [t for t in api.tasks(filters={"service": service["ID"]}) if t.get("ServiceID") == service["ID"]]
     return service, newest_task(tasks)
 

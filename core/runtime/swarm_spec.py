@@ -80,11 +80,14 @@ def user_facing_ref(ref: str, registry: str | None) -> str:
     return rest if registry and host == registry.rstrip("/") else ref
 
 
-def _mount(m) -> dict:
+def _mount(m, volume_options: dict | None = None) -> dict:
     validate_mount(m)
     if m.source.startswith("/"):
         return {"Type": "bind", "Source": m.source, "Target": m.target, "ReadOnly": bool(m.read_only)}
-    return {"Type": "volume", "Source": m.source, "Target": m.target, "ReadOnly": bool(m.read_only)}
+    out = {"Type": "volume", "Source": m.source, "Target": m.target, "ReadOnly": bool(m.read_only)}
+    if (volume_options or {}).get(m.source):
+        out["VolumeOptions"] = dict(volume_options[m.source])  # labels and driver, for the node that creates it
+    return out
 
 
 def service_spec(
@@ -94,11 +97,13 @@ def service_spec(
     node_id: str | None = None,
     constraints: list[str] | None = None,
     stop_grace: float = 5.0,
+    volume_options: dict[str, dict] | None = None,
 ) -> dict:
     """The ``POST /services/create`` body for one berth container.
 
     ``image`` is the reference nodes pull (registry and digest included); ``node_id`` the
-    Swarm node Berth chose (``None``: Swarm picks among nodes that pass ``constraints``).
+    Swarm node Berth chose (``None``: Swarm picks among nodes that pass ``constraints``);
+    ``volume_options`` the ``VolumeOptions`` (labels, driver) of named volumes, by name.
     Raises :class:`RequestError` for a spec that breaks the isolation rules.
     """
     checked = create_kwargs(spec)  # validates name, user, image
@@ -114,7 +119,7 @@ def service_spec(
     env = {str(k): str(v) for k, v in spec.env.items()}
     if spec.gpu_device_ids:
         env["NVIDIA_VISIBLE_DEVICES"] = ",".join(str(d) for d in spec.gpu_device_ids)
-    mounts = [_mount(m) for m in spec.mounts]
+    mounts = [_mount(m, volume_options) for m in spec.mounts]
     if res.shm:
         mounts.append({"Type": "tmpfs", "Target": "/dev/shm", "TmpfsOptions": {"SizeBytes": int(res.shm)}})
     container = {

@@ -22,11 +22,17 @@ from .reports import Report, build_report
 
 def quota_json(summary: dict) -> dict:
     """A user's totals from :meth:`BerthService.policy_summary`: the policy's limits, what their live
-    kernels and servers hold and what is left. Memory in bytes; ``None`` where there is no limit."""
+    kernels and servers hold and what is left. Memory and disk in bytes; ``None`` where there is no limit."""
     policy = summary["policy"]
     limits = {
         key: policy.get(field)
-        for key, field in (("cpu", "total_cpu"), ("mem", "total_mem"), ("gpu", "total_gpu"), ("kernels", "max_kernels"))
+        for key, field in (
+            ("cpu", "total_cpu"),
+            ("mem", "total_mem"),
+            ("gpu", "total_gpu"),
+            ("disk", "total_disk"),
+            ("kernels", "max_kernels"),
+        )
     }
     return {
         "limits": {k: None if v in (None, "unlimited") else v for k, v in limits.items()},
@@ -39,6 +45,19 @@ class UsageTracker(AreaManager):
     """Usage (``service.usage``): samples running containers, builds reports and metrics."""
 
     sample_interval = Float(15.0, config=True, help="Seconds between usage samples of running containers (0 disables).")
+    disk_interval = Float(
+        60.0,
+        config=True,
+        help="Seconds between measurements of running containers' writable layers, when the engine cannot "
+        "enforce disk limits itself (measured mode, docs/disk-limits.md): a measurement walks the layer's "
+        "files, so it runs less often than sampling (at most once per sampling round).",
+    )
+    disk_grace = Float(
+        60.0,
+        config=True,
+        help="Seconds a kernel or server over its disk limit (measured mode) has to free space after its "
+        "warning before it is stopped.",
+    )
     live_allocations = CallableTrait(
         help="async () → the live allocations the service runs (on this host, or on every Swarm host): what is sampled."
     )
@@ -70,6 +89,14 @@ class UsageTracker(AreaManager):
         """Sample every ``sample_interval`` seconds in the background (nothing when 0)."""
         if self.sample_interval > 0 and self._sampler is None:
             self._sampler = asyncio.ensure_future(self._sample_loop())
+        if self.runtime is not None:  # how disk limits hold here: detected (and logged) at start, not at first use
+            self._disk_probe = asyncio.ensure_future(self._detect_disk_mode())
+
+    async def _detect_disk_mode(self) -> None:
+        try:
+            await self.runtime.disk_mode()  # logs "Berth disk limits: <mode>, because …" (runtime/disk_quota.py)
+        except BerthError as e:
+            self.log.warning("Berth disk limits: unknown, the engine did not answer (%s)", e.message)
 
     def stop_sampling(self) -> None:
         if self._sampler is not None:

@@ -69,8 +69,8 @@ SECTIONS = [
         "provisioner in a standalone JupyterLab, the hub's Berth service, the ``berth`` command and the hub itself "
         "for the spawner's admission: all from ``jupyter_berth_config.py`` in the Jupyter config path (the hub through "
         "``load_subconfig``). The service's area managers (``ImageCatalog``, ``ImageVersions``, ``FolderManager``, "
-        "``UsageTracker``, ``GpuManager``, ``EnvironmentManager``), ``WarmPool`` and ``SwarmRuntime`` are read from "
-        "the same files.",
+        "``UsageTracker``, ``GpuManager``, ``EnvironmentManager``), ``WarmPool``, ``SwarmRuntime`` and the hub's "
+        "``ServerPool`` are read from the same files.",
     ),
 ]
 SECTION_ORDER = [
@@ -90,6 +90,7 @@ CLASS_ORDER = [
     "GpuManager",
     "EnvironmentManager",
     "WarmPool",
+    "ServerPool",
     "SwarmRuntime",
     "BerthProvisioner",
     "BerthExtensionApp",

@@ -45,7 +45,7 @@ async function shot(name, target = page) {
 }
 
 /** Wait until an input shows `value` (React updates it after the event). */
-async function waitForValue(input, value, timeout = 5000) {
+async function waitForValue(input, value, timeout = 30000) {
   const until = Date.now() + timeout;
   let seen;
   while ((seen = await input.inputValue()) !== value) {

@@ -32,7 +32,8 @@ class KernelsHandler(BerthHandler):
     @authorized
     async def get(self):
         service = await self.berth.service()
-        self.write_json({"kernels": await service.my_kernels(self.berth.user)})
+        server = (self.berth.extra or {}).get("server")  # hub mode: the calling server's own kernels
+        self.write_json({"kernels": await service.my_kernels(self.berth.user, server)})
 
     @web.authenticated
     @authorized

@@ -101,6 +101,7 @@ class PresetsHandler(BerthHandler):
                         "resources": p.resources.to_dict(),
                     }
                     for p in service.preset_list
+                    if service.profiles.preset_visible(p.name, self.berth.groups)  # a profile's groups
                 ]
             }
         )
