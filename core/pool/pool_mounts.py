@@ -100,10 +100,14 @@ class PoolMounts:
         except (OSError, BerthError) as e:  # the next start's setup() tries again
             self.log.warning("Mount hand-over: %s not released: %s", name, getattr(e, "message", e))
 
-    async def remember(self, container_id: str, name: str) -> None:
-        """A pool container was created with slots under ``name``; its main process is noted."""
+    def remember(self, container_id: str, name: str) -> None:
+        """A pool container was created with slots under ``name``."""
         if not self.unavailable and os.path.isdir(os.path.join(self.handover.root, name)):
             self._names[container_id] = name
+
+    async def note_process(self, container_id: str) -> None:
+        """Note the container's main process, so that a hand-over is checked to have arrived inside."""
+        if container_id in self._names:
             try:
                 state = await self.runtime.docker("inspect_container", container_id)
                 self._pids[container_id] = int((state.get("State") or {}).get("Pid") or 0) or None
