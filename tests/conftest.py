@@ -76,7 +76,10 @@ def _unmount_test_handover_roots(config) -> None:
     factory = getattr(config, "_tmp_path_factory", None)
     if factory is None or os.geteuid() != 0 or not os.path.exists("/proc/self/mountinfo"):
         return
-    prefix = str(factory.getbasetemp()).rstrip("/") + "/"
+    basetemp = getattr(factory, "_basetemp", None)  # None: this run made no temporary directory
+    if basetemp is None:
+        return
+    prefix = str(basetemp) + "/"
     with open("/proc/self/mountinfo") as f:
         points = [line.split()[4] for line in f]
     libc = ctypes.CDLL("libc.so.6", use_errno=True)

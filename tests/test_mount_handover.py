@@ -129,6 +129,21 @@ async def test_an_adopted_container_sees_its_users_files_only_read_only_stays_re
     code, out = await _sh(runtime, b.id, f"cat {WORK}/secret.txt; ls -A {WORK} {FOLDERS}")
     assert "bob's secret" in out and "notes" not in out and "course" not in out
 
+    # with the container's process given, a hand-over is checked to have arrived inside; a slot without
+    # propagation (here: bound privately, as after its root was unmounted behind the service) is caught
+    d_name = f"berth-test-{RUN}-d"
+    private = [Mount(m.source, m.target) for m in h.slots(d_name, TARGETS)]  # no rslave
+    d = await _start(runtime, d_name, private)
+    pid = runtime.client.api.inspect_container(d.id)["State"]["Pid"]
+    with pytest.raises(HandoverError, match="did not arrive"):
+        await asyncio.to_thread(h.hand_over, d_name, TARGETS, [Mount(bob_home, WORK)], pid)
+    assert h.mounted(d_name) == []  # nothing left mounted
+    a_pid = runtime.client.api.inspect_container(a.id)["State"]["Pid"]
+    h.release(names[0], remove=False)  # (the slots stay: handed over again at once)
+    await asyncio.to_thread(h.hand_over, names[0], TARGETS, alice, a_pid)  # arrived: no error
+    await runtime.remove(d.id)
+    h.release(d_name)
+
     # a mount that fits no slot is refused before anything is mounted
     with pytest.raises(HandoverError, match="not at or under"):
         h.hand_over(names[1], TARGETS, [Mount(course, "/opt/elsewhere")])

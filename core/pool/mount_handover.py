@@ -156,7 +156,10 @@ class MountHandover:
         return os.path.join(self.root, name)
 
     def slots(self, name: str, targets) -> list[Mount]:
-        """Create the container's empty slots; the mounts (rslave) its spec must carry."""
+        """Create the container's empty slots; the mounts (rslave) its spec must carry. A root that is no
+        longer a shared mount (someone unmounted it) is set up again first."""
+        if "shared:" not in dict(_mountinfo()).get(self.root, ""):
+            self.setup()
         d = self._dir(name)
         os.makedirs(d, mode=0o755, exist_ok=True)
         mounts = []
@@ -191,10 +194,12 @@ class MountHandover:
             return "a mount inside another mount cannot be handed over"
         return None
 
-    def hand_over(self, name: str, targets, mounts) -> None:
+    def hand_over(self, name: str, targets, mounts, pid: int | None = None) -> None:
         """Bind each mount (host paths) into the container's slots; read-only ones read-only.
 
-        On any failure, what was mounted is released and :class:`HandoverError` says why.
+        ``pid``: the container's main process; each mount is then checked to have arrived inside (the same
+        directory, by device and inode, through ``/proc/<pid>/root``). On any failure, what was mounted is
+        released and :class:`HandoverError` says why.
         """
         reason = self.plan(targets, mounts)
         if reason:
@@ -225,6 +230,11 @@ class MountHandover:
                         os.rmdir(stage)
                 else:
                     _sys_mount(m.source, dest, MS_BIND | MS_REC)
+            if pid is not None:
+                for m in mounts:
+                    want, seen = os.stat(m.source), os.stat(f"/proc/{pid}/root{m.target}")
+                    if (want.st_dev, want.st_ino) != (seen.st_dev, seen.st_ino):
+                        raise HandoverError(f"{m.target} did not arrive in the container (its slot lost propagation)")
         except (OSError, HandoverError) as e:
             self.release(name, remove=False)
             if isinstance(e, HandoverError):

@@ -32,6 +32,7 @@ class PoolMounts:
         if self.unavailable is None and not getattr(runtime, "has_docker_api", False):
             self.unavailable = "the runtime has no local Docker engine to bind mounts for"
         self._names: dict[str, str] = {}  #: container id → slot directory name
+        self._pids: dict[str, int] = {}  #: container id → its main process (to check a hand-over arrived)
 
     async def setup(self) -> None:
         """Prepare the site's hand-over root; release the slots of containers that are gone."""
@@ -79,16 +80,19 @@ class PoolMounts:
         return Mount(source=found["Mountpoint"], target=m.target, read_only=m.read_only)
 
     async def hand_over(self, container_id: str, name: str, targets, mounts) -> None:
-        """Bind the user's mounts into the container's slots (raises :class:`HandoverError`)."""
+        """Bind the user's mounts into the container's slots and check they arrived (raises
+        :class:`HandoverError`)."""
         self._names[container_id] = name
         if not mounts:
             return
         resolved = [await self._host_path(m) for m in mounts]
-        await asyncio.to_thread(self.handover.hand_over, name, targets, resolved)
+        pid = self._pids.get(container_id)
+        await asyncio.to_thread(self.handover.hand_over, name, targets, resolved, pid)
 
     async def release(self, container_id: str, name: str | None = None) -> None:
         """The container is gone (or never adopted): unmount what it was given, remove its slots."""
         name = self._names.pop(container_id, None) or name
+        self._pids.pop(container_id, None)
         if not name or self.unavailable:
             return
         try:
@@ -100,6 +104,15 @@ class PoolMounts:
         """A pool container was created with slots under ``name``."""
         if not self.unavailable and os.path.isdir(os.path.join(self.handover.root, name)):
             self._names[container_id] = name
+
+    async def note_process(self, container_id: str) -> None:
+        """Note the container's main process, so that a hand-over is checked to have arrived inside."""
+        if container_id in self._names:
+            try:
+                state = await self.runtime.docker("inspect_container", container_id)
+                self._pids[container_id] = int((state.get("State") or {}).get("Pid") or 0) or None
+            except BerthError:  # gone already: it will fail its adoption
+                pass
 
     def holds(self, container_id: str) -> bool:
         return container_id in self._names

@@ -470,6 +470,7 @@ class WarmPool(LoggingConfigurable):
             async with self._slots:  # created on the filler's thread: it goes on between a sync client's calls
                 info = await self._filler.run(create_ready(self.runtime, spec, token, self.ready_timeout))
             self.handover.remember(info.id, spec.name)
+            await self.handover.note_process(info.id)
             pc = PoolContainer(info=info, key=key, token=token, ip=info.ip)
         except (BerthError, OSError, ValueError, asyncio.TimeoutError) as e:
             why = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
