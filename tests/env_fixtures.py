@@ -127,6 +127,7 @@ def env_service_config(data_dir, **traits) -> Config:
     c.BerthService.data_dir = str(data_dir)
     c.UsageTracker.sample_interval = 0
     c.BerthService.stop_timeout = 2
+    c.BerthService.pool_size = 0  # these tests count the site's containers; tests/test_warm_pool.py covers the pool
     c.BerthService.offered_images = [f"{REPO}/*", "berth/*"]
     c.ImageCatalog.offer_new_images = False  # only what a test offers
     c.ImageCatalog.admin_users = {"admin"}
