@@ -270,11 +270,7 @@ async def test_restart_removes_stale_pool_containers_adopts_kernels_and_drain_ke
         # the service dies without draining its pool (its background work just stops)
         pool, first._pool = first._pool, None
         pool._closed = True
-        for timer in pool._timers:
-            timer.cancel()
-        for task in list(pool._tasks):
-            task.cancel()
-        await asyncio.gather(*pool._tasks, return_exceptions=True)
+        await pool._bg.stop()
         await first.stop()
 
         second = BerthService(config=config, runtime=DockerRuntime())

@@ -48,6 +48,7 @@ from ..resources import Resources, parse_memory
 from ..runtime.base import ContainerInfo, ContainerSpec, Mount, Runtime
 from ..runtime.labels import make_labels, parse_labels
 from .activation import POOL_PORT, PoolContainer, PoolKey, fixed_kinds_unfit, pool_request, wait_ready
+from .background import Background
 from .pool_mounts import PoolMounts
 
 #: Berth's launcher folder, mounted read-only into pool containers at :data:`LAUNCHER_TARGET`.
@@ -179,8 +180,7 @@ class ServerPool(LoggingConfigurable):
         self._ready: dict[str, deque[PoolContainer]] = {image: deque() for image in self.images}
         self._starting: dict[str, int] = dict.fromkeys(self.images, 0)
         self._retry_at: dict[str, float] = dict.fromkeys(self.images, 0.0)
-        self._tasks: set[asyncio.Task] = set()
-        self._timers: set[asyncio.TimerHandle] = set()
+        self._bg = Background(self.log, "server-pool")
         self._changed = asyncio.Event()
         self._closed = False
         self.adopted = 0  #: spawns that adopted a pool container (for logs and benchmarks)
@@ -215,12 +215,7 @@ class ServerPool(LoggingConfigurable):
     async def pause(self) -> None:
         """Stop filling (the service stops); the waiting containers stay, for the next start to take back."""
         self._closed = True
-        for timer in self._timers:
-            timer.cancel()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._bg.stop()
 
     async def drain(self) -> None:
         """Stop filling and remove every waiting container of this pool (tests, benchmarks, shutdown)."""
@@ -321,13 +316,13 @@ class ServerPool(LoggingConfigurable):
         except Exception as e:  # whatever went wrong, the spawn goes on cold
             why = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
             self.log.warning("Berth: server-pool container %s not adopted (%s); starting cold", pc.info.name, why)
-            self._background(self._discard(pc.id))
+            self._bg.run(self._discard(pc.id))
             return None
         except BaseException:
-            self._background(self._discard(pc.id))
+            self._bg.run(self._discard(pc.id))
             raise
         finally:
-            self._later(self.refill_delay, self._fill, spec.image)
+            self._bg.later(self.refill_delay, self._fill, spec.image)
         self.adopted += 1
         self.log.info(
             "Berth: %s adopted server-pool container %s in %.0f ms",
@@ -347,7 +342,7 @@ class ServerPool(LoggingConfigurable):
                 current = (await self.runtime.docker("inspect_image", image)).get("Id")
             if pc.info.image_id and current and pc.info.image_id != current:
                 self.log.info("Berth: discarding server-pool container %s: built from an older %s", pc.info.name, image)
-                self._background(self._discard(pc.id))
+                self._bg.run(self._discard(pc.id))
                 continue
             return pc
         return None
@@ -382,29 +377,7 @@ class ServerPool(LoggingConfigurable):
             return
         while len(self._ready[image]) + self._starting[image] < self.target:
             self._starting[image] += 1
-            self._background(self._start_one(image))
-
-    def _later(self, delay: float, fn, *args) -> None:
-        if self._closed:
-            return
-
-        def run():
-            self._timers.discard(handle)
-            fn(*args)
-
-        handle = asyncio.get_running_loop().call_later(delay, run)
-        self._timers.add(handle)
-
-    def _background(self, coro) -> asyncio.Task:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self.log.warning("Berth: server-pool background task failed: %s", task.exception())
+            self._bg.run(self._start_one(image))
 
     def _key(self, image: str) -> PoolKey:
         return PoolKey(image, targets=self._targets)
@@ -456,7 +429,7 @@ class ServerPool(LoggingConfigurable):
             )
             self._retry_at[image] = time.monotonic() + self.retry_delay
             await (self._discard(info.id) if info is not None else self.handover.release("", spec.name))
-            self._later(self.retry_delay, self._fill, image)
+            self._bg.later(self.retry_delay, self._fill, image)
             return
         except BaseException:
             await asyncio.shield(self._discard(info.id) if info is not None else self.handover.release("", spec.name))

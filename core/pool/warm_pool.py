@@ -57,6 +57,7 @@ from .activation import (
     pool_request,
     settle,
 )
+from .background import Background
 from .filler import Filler
 from .pool_mounts import PoolMounts
 
@@ -154,9 +155,8 @@ class WarmPool(LoggingConfigurable):
         self._keys: dict[PoolKey, _KeyState] = {}
         self._demand: dict[PoolKey, deque] = {}
         self._adopted: set[str] = set()
-        self._tasks: set[asyncio.Task] = set()
+        self._bg = Background(self.log, "warm-pool")
         self._settling: set[asyncio.Task] = set()
-        self._timers: set[asyncio.TimerHandle] = set()
         self._slots = asyncio.Semaphore(max(1, self.fill_concurrency))
         self._filler = Filler(f"berth-pool-{site}")
         self._changed = asyncio.Event()
@@ -208,14 +208,10 @@ class WarmPool(LoggingConfigurable):
     async def drain(self) -> None:
         """Stop filling and remove every pool container that was not adopted."""
         self._closed = True
-        for timer in self._timers:
-            timer.cancel()
+        self._bg.stop_timers()
         if self._settling:  # adopted kernels finish leaving the pool network (a few docker calls)
             await asyncio.wait(self._settling, timeout=10)
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._bg.cancel_tasks()
         await asyncio.to_thread(self._filler.close)
         ids = [pc.id for state in self._keys.values() for pc in state.ready]
         for state in self._keys.values():
@@ -340,17 +336,17 @@ class WarmPool(LoggingConfigurable):
             self.log.warning(
                 "Warm-pool container %s could not be adopted (%s); starting a new container", pc.info.name, why
             )
-            self._background(self._discard(pc.id))
+            self._bg.run(self._discard(pc.id))
             return None
         except BaseException:
-            self._background(self._discard(pc.id))
+            self._bg.run(self._discard(pc.id))
             raise
         finally:
             # The replacement starts once this adoption is done: it must not take the address
             # a restarted kernel is getting back, nor the CPU the activation needs.
             self._schedule_fill(key, self.refill_delay)
         self._adopted.add(pc.id)
-        settling = self._background(settle(self.runtime, pc, spec, self.network, self.log))
+        settling = self._bg.run(settle(self.runtime, pc, spec, self.network, self.log))
         self._settling.add(settling)
         settling.add_done_callback(self._settling.discard)
         self.log.info(
@@ -367,7 +363,7 @@ class WarmPool(LoggingConfigurable):
             pc = state.ready.popleft()
             if image_id and pc.info.image_id and pc.info.image_id != image_id:
                 self.log.info("Discarding warm-pool container %s: built from an older %s", pc.info.name, key.image)
-                self._background(self._discard(pc.id))
+                self._bg.run(self._discard(pc.id))
                 continue
             self._changed.set()
             return pc
@@ -395,7 +391,7 @@ class WarmPool(LoggingConfigurable):
             state = self._keys.pop(old)
             self.log.info("Warm pool for %s dropped (no recent adoption; memory reserve full)", old.describe())
             while state.ready:
-                self._background(self._discard(state.ready.popleft().id))
+                self._bg.run(self._discard(state.ready.popleft().id))
 
     async def _discard(self, container_id: str) -> None:
         """Remove a pool container that will never be adopted, and release its hand-over slots."""
@@ -413,33 +409,14 @@ class WarmPool(LoggingConfigurable):
         if self._closed:
             return
         if delay > 0:
-            self._later(delay, self._schedule_fill, key)
+            self._bg.later(delay, self._schedule_fill, key)
             return
         state = self._keys.get(key)
         if state is None or time.monotonic() < state.retry_at:
             return
         while len(state.ready) + state.starting < self._target(key) and self._room() > 0:
             state.starting += 1
-            self._background(self._start_one(key, state))
-
-    def _later(self, delay: float, fn, *args) -> None:
-        def run():
-            self._timers.discard(handle)
-            fn(*args)
-
-        handle = asyncio.get_running_loop().call_later(delay, run)
-        self._timers.add(handle)
-
-    def _background(self, coro) -> asyncio.Task:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            self.log.warning("Warm-pool background task failed: %s", task.exception())
+            self._bg.run(self._start_one(key, state))
 
     def _spec(self, key: PoolKey, token: str) -> ContainerSpec:
         name = f"berth-pool-{self.site}-{secrets.token_hex(4)}"
@@ -483,7 +460,7 @@ class WarmPool(LoggingConfigurable):
             )
             state.retry_at = time.monotonic() + self.retry_delay
             await self.handover.release("", spec.name)  # (the container itself is removed already)
-            self._later(self.retry_delay, self._schedule_fill, key)
+            self._bg.later(self.retry_delay, self._schedule_fill, key)
             return
         except BaseException:
             await asyncio.shield(self.handover.release("", spec.name))
