@@ -144,6 +144,12 @@ def test_the_new_routes_refuse_anonymous_and_foreign_callers(hub):
         assert code == 200 and queue == {"waiting": []}
         code, budget = call(hub, "alice", "GET", "budget")
         assert code == 200 and budget["user"] == "alice" and isinstance(budget["budgets"], list)
+        # a caller-chosen job id (jupyter-scheduler's) never reaches a job that exists, whoever owns it
+        for user in ("alice", "bob"):
+            code, answer = call(hub, user, "POST", "jobs", {"content": notebook("1"), "job_id": jid})
+            assert code == 409 and "taken" in answer["message"], (user, answer)
+        code, answer = call(hub, "alice", "POST", "jobs", {"content": notebook("1"), "job_id": "not-a-uuid"})
+        assert code == 400 and answer["field"] == "job_id"
         # a refusal names the field; the body never names the owner
         code, answer = call(hub, "alice", "POST", "jobs", {"content": notebook("1"), "owner": "bob"})
         assert code == 400 and answer["field"] == "owner"
