@@ -58,8 +58,10 @@ def call(hub, user, method: str, path: str, body=None, *, token: str | None = No
 class UserServer:
     """``jupyter server`` for ``user`` in hub mode, as BerthSpawner configures a user's server."""
 
-    def __init__(self, hub: HubProcess, user: str, root: Path):
-        self.hub, self.user, self.root = hub, user, root
+    def __init__(self, hub: HubProcess, user: str, root: Path, extra_args: tuple[str, ...] = ()):
+        self.hub, self.user, self.root, self.extra_args = hub, user, root, tuple(extra_args)
+        also = ', "jupyter_scheduler": True' if extra_args else ""  # the extension the extra arguments configure
+        self.extensions = '{"jupyter_berth.server": True' + also + "}"
         self.port, self.token = free_port(), uuid.uuid4().hex
         self.url = f"http://127.0.0.1:{self.port}/"
         self.proc: subprocess.Popen | None = None
@@ -77,7 +79,7 @@ class UserServer:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root", "--ip=127.0.0.1",
              f"--port={self.port}", f"--ServerApp.token={self.token}", f"--ServerApp.root_dir={self.root}",
-             '--ServerApp.jpserver_extensions={"jupyter_berth.server": True}'],
+             f"--ServerApp.jpserver_extensions={self.extensions}", *self.extra_args],
             env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         deadline = time.monotonic() + 60
@@ -100,9 +102,9 @@ class UserServer:
                 self.proc.wait(10)
         self.log.close()
 
-    def api(self, method: str, path: str, body=None):
+    def api(self, method: str, path: str, body=None, prefix: str = "berth/api/"):
         r = httpx.request(
-            method, self.url + "berth/api/" + path, headers={"Authorization": f"token {self.token}"},
+            method, self.url + prefix + path, headers={"Authorization": f"token {self.token}"},
             content=json.dumps(body) if body is not None else None, timeout=60,
         )  # fmt: skip
         return r.status_code, (r.json() if r.content else None)
@@ -142,6 +144,12 @@ def test_the_new_routes_refuse_anonymous_and_foreign_callers(hub):
         assert code == 200 and queue == {"waiting": []}
         code, budget = call(hub, "alice", "GET", "budget")
         assert code == 200 and budget["user"] == "alice" and isinstance(budget["budgets"], list)
+        # a caller-chosen job id (jupyter-scheduler's) never reaches a job that exists, whoever owns it
+        for user in ("alice", "bob"):
+            code, answer = call(hub, user, "POST", "jobs", {"content": notebook("1"), "job_id": jid})
+            assert code == 409 and "taken" in answer["message"], (user, answer)
+        code, answer = call(hub, "alice", "POST", "jobs", {"content": notebook("1"), "job_id": "not-a-uuid"})
+        assert code == 400 and answer["field"] == "job_id"
         # a refusal names the field; the body never names the owner
         code, answer = call(hub, "alice", "POST", "jobs", {"content": notebook("1"), "owner": "bob"})
         assert code == 400 and answer["field"] == "owner"
@@ -192,5 +200,97 @@ def test_a_job_outlives_the_users_server_and_is_listed_at_the_next_login(hub, tm
         code, out = second.api("GET", f"jobs/{job['id']}/output")
         assert code == 200
         assert "RESULT 42" in "".join(o.get("text", "") for c in out["cells"] for o in c.get("outputs", []))
+    finally:
+        second.stop()
+
+
+def scheduler_args(state: Path) -> tuple[str, ...]:
+    """jupyter-scheduler with Berth as its backend (docs/jobs.md), its database and staging area in ``state``."""
+    return (
+        f"--SchedulerApp.db_url=sqlite:///{state / 'scheduler.sqlite'}",
+        "--SchedulerApp.environment_manager_class=jupyter_berth.server.scheduler.BerthEnvironmentManager",
+        "--SchedulerApp.scheduler_class=jupyter_berth.server.scheduler.BerthScheduler",
+        f"--BaseScheduler.staging_path={state / 'staging'}",
+    )
+
+
+def test_a_scheduler_job_in_hub_mode_is_the_services_and_its_output_lands_in_the_users_server(hub, tmp_path):
+    """jupyter-scheduler's Create-job call in hub mode: the hub's service runs the job in its own container
+    (the notebook sent with it, the scheduler's job id kept), the output notebook and log are downloaded into
+    the scheduler's folder in the user's server, bob cannot see the job, and a job that ends while the
+    user's server is stopped is brought in at the next login."""
+    home, state = tmp_path / "home", tmp_path / "scheduler"
+    state.mkdir()
+    home.mkdir()
+    cells = [
+        {"cell_type": "code", "execution_count": None, "metadata": {"tags": ["parameters"]}, "outputs": [],
+         "source": "alpha = 1\nnap = 0"},
+        {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+         "source": "import time\nprint('begun', flush=True)\ntime.sleep(float(nap))\nprint('RESULT', alpha * 10)"},
+    ]  # fmt: skip
+    (home / "train.ipynb").write_text(json.dumps({**notebook(), "cells": cells}))
+
+    def create(server, name: str, nap: int) -> str:
+        body = {
+            "input_uri": "train.ipynb",
+            "name": name,
+            "runtime_environment_name": "berth/python:3.11",
+            "runtime_environment_parameters": {"cpu": "0.25", "mem": "256M"},
+            "compute_type": "default",
+            "parameters": {"alpha": "0.5", "nap": str(nap)},
+            "output_formats": ["ipynb"],
+        }
+        code, answer = server.api("POST", "jobs", body, prefix="scheduler/")
+        assert code == 200, answer
+        return answer["job_id"]
+
+    def scheduler_job(server, job_id: str, wanted=("COMPLETED", "FAILED", "STOPPED")) -> dict:
+        return wait_for(
+            lambda: (lambda j: j if j["status"] in wanted else None)(
+                server.api("GET", f"jobs/{job_id}", prefix="scheduler/")[1]
+            ),
+            150,
+            f"scheduler job {job_id} to end",
+        )
+
+    def output_text(job: dict) -> str:
+        files = {f["file_format"]: f["file_path"] for f in job["job_files"]}
+        out = json.loads((home / files["ipynb"]).read_text())
+        assert any("alpha = 0.5" in c["source"] for c in out["cells"])  # the parameters, injected
+        return "".join(o.get("text", "") for c in out["cells"] for o in c.get("outputs", []))
+
+    first = UserServer(hub, "alice", home, scheduler_args(state)).start()
+    try:
+        code, envs = first.api("GET", "runtime_environments", prefix="scheduler/")
+        assert code == 200 and "berth/python:3.11" in [e["name"] for e in envs], envs  # the service's offer
+        quick = create(first, "quick", 0)
+        code, berth = call(hub, "alice", "GET", f"jobs/{quick}")  # the service's job, with the scheduler's id
+        assert code == 200 and berth["resources"]["cpu"] == 0.25 and berth["owner"] == "alice", berth
+        assert not berth["job_dir"].startswith(str(home))  # kept by the service, not on the user's volume
+        for method, path in [("GET", f"jobs/{quick}"), ("DELETE", f"jobs/{quick}"), ("GET", f"jobs/{quick}/output")]:
+            assert call(hub, "bob", method, path)[0] == 404, (method, path)  # bob: "not found"
+        done = scheduler_job(first, quick)
+        assert done["status"] == "COMPLETED", done.get("status_message")
+        assert "RESULT 5.0" in output_text(done)
+        assert "begun" in (home / "jobs" / f"train-{quick}" / "job.log").read_text()
+        assert call(hub, "bob", "GET", "jobs") == (200, {"jobs": []})
+
+        slow = create(first, "slow", 10)
+        wait_for(lambda: "begun" in call(hub, "alice", "GET", f"jobs/{slow}/log")[1]["text"], 60, "the first cell")
+    finally:
+        first.stop()  # the user's server goes away while the job runs
+    ended = wait_for(
+        lambda: (lambda j: j if j["status"] != "running" else None)(call(hub, "alice", "GET", f"jobs/{slow}")[1]),
+        120,
+        "the job to end at the service",
+    )
+    assert ended["status"] == "completed", ended
+    assert not (home / "jobs" / f"train-{slow}" / "output.ipynb").exists()  # nothing reached the user's server yet
+
+    second = UserServer(hub, "alice", home, scheduler_args(state)).start()  # the next login
+    try:
+        done = scheduler_job(second, slow)
+        assert done["status"] == "COMPLETED", done.get("status_message")
+        assert "RESULT 5.0" in output_text(done)
     finally:
         second.stop()

@@ -26,7 +26,7 @@ from traitlets import Float, Unicode
 from traitlets.config import LoggingConfigurable
 
 from .. import allocation_plan, start_queue
-from ..errors import BerthError, CapacityError, NotFoundError, RequestError
+from ..errors import BerthError, CapacityError, ConflictError, NotFoundError, RequestError
 from ..images import catalog
 from ..resources import Resources
 from . import files, store
@@ -135,7 +135,9 @@ class JobManager(LoggingConfigurable):
         resources, image, policy = await s.resolve_request(user, groups, request=request, preset=preset, image=image)
         info = catalog.find(await s.images.catalog_view(), image)
         mounts = await s.folders.folder_mounts(user, groups, folders) if folders else []
-        job_id = _job_id(job_id)
+        chosen, job_id = bool(job_id), _job_id(job_id)
+        if chosen and await self._id_taken(job_id):
+            raise ConflictError(f"job id {job_id} is taken already; leave job_id out to get a new one")
         if content is None:
             job_dir = files.beside_notebook(notebook, output_dir, job_id, self.jobs_dir)
         else:
@@ -183,6 +185,14 @@ class JobManager(LoggingConfigurable):
             self._start_in_turn(job, start)
             return job
         return await self._launch(job, start, alloc)
+
+    async def _id_taken(self, job_id: str) -> bool:
+        """Whether any user's job has ``job_id`` (a caller-chosen id must never reach another job's record)."""
+        try:
+            await self.service._db(store.get, self.service.ledger, job_id)
+        except NotFoundError:
+            return False
+        return True
 
     async def _launch(self, job: Job, start: JobStart, alloc) -> Job:
         """Start the container of an admitted job (``alloc`` reserved for it); follow it until it ends."""

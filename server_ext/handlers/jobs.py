@@ -14,7 +14,18 @@ from jupyter_berth.errors import RequestError
 from .base import BerthHandler, authorized, web
 
 #: The fields of ``POST /berth/api/jobs``.
-SUBMIT_FIELDS = ("notebook", "content", "parameters", "request", "preset", "image", "folders", "time_limit", "name")
+SUBMIT_FIELDS = (
+    "notebook",
+    "content",
+    "parameters",
+    "request",
+    "preset",
+    "image",
+    "folders",
+    "time_limit",
+    "name",
+    "job_id",
+)
 
 
 def parse_submit(body: dict) -> dict:
@@ -27,7 +38,7 @@ def parse_submit(body: dict) -> dict:
     out = {"notebook": body.get("notebook") or "notebook.ipynb", "content": body["content"]}
     if not isinstance(out["notebook"], str):
         raise RequestError("notebook", "expected the notebook's file name, such as train.ipynb")
-    for key in ("preset", "image", "name"):
+    for key in ("preset", "image", "name", "job_id"):
         value = body.get(key)
         if value is not None and not isinstance(value, str):
             raise RequestError(key, "expected a string")

@@ -10,7 +10,8 @@ Configure (docs/jobs.md)::
 its compute types the presets that fit the policy. ``scheduler``: ``BerthScheduler`` submits each job
 (and each run of a schedule) to the Berth service and reads its state back from it. ``execution``:
 ``BerthExecutionManager`` turns one scheduler job into a Berth job and a finished Berth job into the
-scheduler's record and output files. ``backend``: how the server reaches the service.
+scheduler's record and output files. ``backend``: how the server reaches the service (standalone: the embedded service; hub mode: ``remote``,
+the hub's service over REST, the output downloaded into the scheduler's folder when a job ends).
 """
 
 from .environments import BerthEnvironmentManager

@@ -3,15 +3,15 @@
 jupyter-scheduler builds its environment manager and scheduler itself (no handle on this server's
 Berth extension), so they ask here. Standalone, the process-wide embedded service (the one the
 kernel provisioner and the REST API use) answers as the local user. Hub mode (``BERTH_SERVICE_URL``)
-is refused with what to do: the scheduler's output files live on the user's volume, which the hub's
-service does not reach; jobs sent over REST (``berth/api/jobs``) run there (docs/jobs.md, "Hub mode").
+(``BERTH_SERVICE_URL``) answers :class:`~.remote.RemoteJobs`: the hub's service owns the job, the
+notebook is sent with it and its output is downloaded into the scheduler's folder when it ends.
 """
 
 from __future__ import annotations
 
-import os
-
 from jupyter_berth.errors import BerthError
+
+from .remote import RemoteJobs
 
 
 class EmbeddedJobs:
@@ -59,17 +59,12 @@ class EmbeddedJobs:
         return {"images": images, "presets": presets, "default_request": policy.default_request().describe()}
 
 
-async def jobs_backend(config=None, parent=None) -> EmbeddedJobs:
-    from jupyter_berth.kernels.backend import embedded_service
+async def jobs_backend(config=None, parent=None) -> EmbeddedJobs | RemoteJobs:
+    from jupyter_berth.kernels.backend import embedded_service, hub_service_backend
     from jupyter_berth.service import standalone_user
 
-    if os.environ.get("BERTH_SERVICE_URL"):
-        raise BerthError(
-            "Berth jobs from jupyter-scheduler run in standalone servers only for now: in hub mode their output "
-            "files would have to land on your server's volume, which the hub's Berth service does not reach; "
-            "send the notebook to the service instead (POST berth/api/jobs; the sidebar's Jobs section lists "
-            "it), see docs/jobs.md, 'Hub mode'",
-            status=501,
-        )
+    remote = hub_service_backend()  # hub mode: the same client (token, server name, retries) as the kernels
+    if remote is not None:
+        return RemoteJobs(remote)
     user, groups = standalone_user()
     return EmbeddedJobs(await embedded_service(config=config, parent=parent), user, groups)

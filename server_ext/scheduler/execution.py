@@ -8,7 +8,9 @@ scheduler's output files (notebook, HTML) and its status. The Berth job keeps th
 
 Its files go straight to the user's work directory, into the folder jupyter-scheduler downloads
 into (``jobs/<notebook>-<job id>/``): ``output.ipynb``, ``job.log``, side files, and the output files
-under the scheduler's names, so the job list's links work without a download step.
+under the scheduler's names, so the job list's links work without a download step. In hub mode the
+hub's service keeps the job's files: its output notebook and log are downloaded into that folder first
+(:meth:`~.remote.RemoteJobs.download`), then written the same way.
 """
 
 from __future__ import annotations

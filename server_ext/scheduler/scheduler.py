@@ -129,16 +129,22 @@ class BerthScheduler(Scheduler):
             jobs = await self._jobs()
             berth = await jobs.wait(job_id, timeout=self.follow_timeout or None)
             if berth["status"] not in ("queued", "running"):  # a queued job waits in the start queue
-                self._finish(job_id, berth)
+                await self._finish(job_id, berth, jobs)
         except (asyncio.TimeoutError, asyncio.CancelledError):
             pass
         except Exception:  # the next get/list brings it up to date
             self.log.exception("Berth: following job %s failed", job_id)
 
-    def _finish(self, job_id: str, berth: dict) -> None:
+    async def _finish(self, job_id: str, berth: dict, jobs) -> None:
         model = super().get_job(job_id, False)
         if model.status in ACTIVE:
-            self._manager(model).finish(berth)
+            manager = self._manager(model)
+            if hasattr(jobs, "download") and berth.get("id"):  # hub mode: the files are the service's
+                try:
+                    berth = await jobs.download(berth, manager.output_dir)
+                except BerthError as e:
+                    berth = {**berth, "job_dir": "", "message": f"{berth['message']} (output not downloaded: {e})"}
+            manager.finish(berth)
 
     async def sync(self, job_ids: list[str] | None = None) -> int:
         """Bring running jobs (all, or ``job_ids``) up to date from the Berth service; returns how many ended."""
@@ -157,7 +163,7 @@ class BerthScheduler(Scheduler):
             except NotFoundError:
                 berth = {"status": "failed", "message": "Berth has no record of this job", "job_dir": ""}
             if berth["status"] not in ("queued", "running"):  # a queued job waits in the start queue
-                self._finish(job_id, berth)
+                await self._finish(job_id, berth, jobs)
                 ended += 1
             else:
                 self._follow(job_id)
@@ -180,7 +186,7 @@ class BerthScheduler(Scheduler):
             session.query(Job).filter(Job.job_id == job_id).update({"status": Status.STOPPING})
             session.commit()
         berth = await jobs.cancel(job_id)
-        self._finish(job_id, berth)
+        await self._finish(job_id, berth, jobs)
 
     async def delete_job(self, job_id: str) -> None:
         await self.stop_job(job_id)
