@@ -332,7 +332,13 @@ def test_sidebar_usage_route_shows_the_users_own_usage_and_quota(
         assert code == 200 and body["user"] == "ada" and body["by"] == ["day"]
         assert [r["day"] for r in body["rows"]] == [DAY1.date().isoformat(), DAY2.date().isoformat()]
         assert body["totals"]["kernel_hours"] == pytest.approx(EXPECTED_BY_USER["ada"]["kernel_hours"])
-        assert body["quota"]["limits"] == {"cpu": 4.0, "mem": 8 * GiB, "gpu": 0.0, "disk": None, "kernels": 3}  # disk: no total_disk
+        assert body["quota"]["limits"] == {
+            "cpu": 4.0,
+            "mem": 8 * GiB,
+            "gpu": 0.0,
+            "disk": None,
+            "kernels": 3,
+        }  # disk: no total_disk
         assert body["quota"]["remaining"]["kernels"] == 3
         for params, field in (({"user": "bob"}, "user"), ({"by": "user"}, "by"), ({"since": "whenever"}, "since")):
             code, err = await fetch(**params)

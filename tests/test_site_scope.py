@@ -163,8 +163,11 @@ def test_two_hubs_with_the_same_users_spawn_stop_restart_and_clean_up_apart(tmp_
         pytest.skip(f"{SERVER_IMAGE} is not built: run `berth images bootstrap --all`")
     users = ("alice", "bob", "teacher")
     small = {"default": {"max_cpu": 1, "max_mem": "1G", "default": {"cpu": 0.25, "mem": "256M"}}}
-    hub_a = HubProcess(tmp_path / "a", users=users, policies=small)
-    hub_b = HubProcess(tmp_path / "b", users=users, policies=small)
+    # cold spawns: the test finds servers by their owner label and names a container as B's spawn would
+    # (an adopted pool server keeps the pool's labels and name; tests/test_server_pool.py covers the pool)
+    cold = "c.ServerPool.size = 0\n"
+    hub_a = HubProcess(tmp_path / "a", users=users, policies=small, extra=cold)
+    hub_b = HubProcess(tmp_path / "b", users=users, policies=small, extra=cold)
     with running(hub_a), running(hub_b):
         for hub in (hub_a, hub_b):
             assert _api(hub, "POST", "/users/alice/server").status_code in (201, 202)

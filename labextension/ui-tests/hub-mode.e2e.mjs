@@ -4,14 +4,16 @@
 // read the kernel container's cgroup limits from the page; stop the kernel from the list.
 // Started by tests/test_hub_sidebar.py.
 //
-// Environment: BERTH_UI_URL (the hub), BERTH_UI_USER, BERTH_UI_PASSWORD, BERTH_UI_SCREENSHOTS (optional).
+// Environment: BERTH_UI_URL (the hub) or BERTH_UI_SOCKET (a UNIX socket forwarded to the hub, for a browser
+// in a network namespace of its own: tests/browser_netns.py), BERTH_UI_USER, BERTH_UI_PASSWORD,
+// BERTH_UI_SCREENSHOTS (optional).
 
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 
-import { finish, launch, LIMITS_CELL, readLimits, setField, stepper } from './browser.mjs';
+import { finish, launch, LIMITS_CELL, readLimits, setField, socketBridge, stepper } from './browser.mjs';
 
-const HUB = process.env.BERTH_UI_URL;
+const HUB = process.env.BERTH_UI_SOCKET ? await socketBridge(process.env.BERTH_UI_SOCKET) : process.env.BERTH_UI_URL;
 const USER = process.env.BERTH_UI_USER;
 const PASSWORD = process.env.BERTH_UI_PASSWORD;
 const SHOTS = process.env.BERTH_UI_SCREENSHOTS || '';

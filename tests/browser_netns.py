@@ -1,0 +1,71 @@
+"""Run a browser test (a node script) in a network namespace of its own, reaching a TCP server of the host.
+
+Chromium aborts requests in flight with ERR_NETWORK_CHANGED ("Failed to fetch") whenever the host's
+interfaces change, and on a shared engine they change all the time (containers and pools starting,
+other tests' networks). In its own namespace (``unshare --net``: loopback only) the browser sees none of
+that. It reaches the server through a UNIX socket (a file: visible across namespaces): this module
+forwards that socket to the host's ``host:port``, and the script's ``socketBridge`` (ui-tests/browser.mjs)
+listens on the namespace's loopback and forwards to the socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import tempfile
+import threading
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := src.recv(65536):
+            dst.sendall(data)
+    for s in (src, dst):
+        with contextlib.suppress(OSError):
+            s.shutdown(socket.SHUT_RDWR)
+
+
+@contextlib.contextmanager
+def unix_to_tcp(host: str, port: int):
+    """A UNIX socket path whose connections are forwarded to ``host:port`` (threads; closed on exit)."""
+    folder = tempfile.mkdtemp(prefix="berth-browser-")
+    path = os.path.join(folder, "server.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(64)
+
+    def serve():
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection((host, port), timeout=30)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield path
+    finally:
+        listener.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def isolated(command: list[str]) -> list[str]:
+    """``command`` run in a network namespace of its own with loopback up (root: this test machine)."""
+    return ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$0" "$@"', *command]
+
+
+def can_isolate() -> bool:
+    return bool(shutil.which("unshare") and shutil.which("ip")) and os.geteuid() == 0
+
+
+__all__ = ["can_isolate", "isolated", "unix_to_tcp"]
