@@ -14,8 +14,10 @@ import contextlib
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 import threading
+from urllib.parse import urlsplit
 
 
 def _pipe(src: socket.socket, dst: socket.socket) -> None:
@@ -68,4 +70,17 @@ def can_isolate() -> bool:
     return bool(shutil.which("unshare") and shutil.which("ip")) and os.geteuid() == 0
 
 
-__all__ = ["can_isolate", "isolated", "unix_to_tcp"]
+def run_browser(script: list[str], url: str, env: dict, **kw) -> subprocess.CompletedProcess:
+    """Run a browser test script against the server at ``url`` (an origin, ``http://127.0.0.1:PORT``):
+    isolated where the host allows (``BERTH_UI_SOCKET`` set: the script reads it with ``serverUrl()`` of
+    ui-tests/browser.mjs), else as it is (``BERTH_UI_URL``)."""
+    parts = urlsplit(url)
+    env = {**env, "BERTH_UI_URL": url}
+    with contextlib.ExitStack() as stack:
+        if can_isolate() and parts.hostname in ("127.0.0.1", "localhost") and parts.port and parts.path in ("", "/"):
+            env["BERTH_UI_SOCKET"] = stack.enter_context(unix_to_tcp("127.0.0.1", parts.port))
+            script = isolated(script)
+        return subprocess.run(script, env=env, capture_output=True, text=True, **kw)
+
+
+__all__ = ["can_isolate", "isolated", "run_browser", "unix_to_tcp"]

@@ -6,15 +6,13 @@ token (labextension/ui-tests/hub-mode.e2e.mjs, Debian's Chromium through playwri
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import subprocess
 
 import docker
 import pytest
 
-from tests.browser_netns import can_isolate, isolated, unix_to_tcp
+from tests.browser_netns import run_browser
 from tests.hub_process import HubProcess, running
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -50,11 +48,8 @@ def test_a_hub_user_starts_a_limited_kernel_from_the_sidebar(hub):
         "BERTH_UI_PASSWORD": "berth-demo",
         "BERTH_UI_SCREENSHOTS": os.path.join(ROOT, "docs", "images") if shots not in ("", "0") else "",
     }
+    # the browser in a network of its own where possible: the engine's interface changes abort its fetches
     script = ["node", os.path.join(ROOT, "labextension", "ui-tests", "hub-mode.e2e.mjs")]
-    with contextlib.ExitStack() as stack:
-        if can_isolate():  # the browser in a network of its own: the engine's interface changes abort its fetches
-            env["BERTH_UI_SOCKET"] = stack.enter_context(unix_to_tcp("127.0.0.1", hub.port))
-            script = isolated(script)
-        done = subprocess.run(script, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    done = run_browser(script, hub.url, env, cwd=ROOT, timeout=400)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:] + "\n" + hub.log_tail(40)
     assert "hub-mode:" in done.stdout and "passed" in done.stdout

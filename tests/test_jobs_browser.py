@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.browser_netns import run_browser
+
 pytest.importorskip("jupyter_scheduler")
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(400)]
 
@@ -122,8 +124,8 @@ def lab(tmp_path):
 
 def test_create_job_dialog_runs_the_notebook_as_a_berth_job(lab, tmp_path):
     url, token, root = lab
-    env = {**os.environ, "BERTH_UI_URL": url, "BERTH_UI_TOKEN": token, "BERTH_UI_NOTEBOOK": "train.ipynb"}
-    done = subprocess.run(["node", str(SCRIPT)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "BERTH_UI_TOKEN": token, "BERTH_UI_NOTEBOOK": "train.ipynb"}
+    done = run_browser(["node", str(SCRIPT)], url, env, cwd=REPO, timeout=300)
     server_log = (tmp_path / "lab.log").read_text()[-2000:]
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:] + "\nserver log:\n" + server_log
     assert "create-job:" in done.stdout and "passed" in done.stdout

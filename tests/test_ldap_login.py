@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from jupyter_berth.hub.login_groups import group_name
+from tests.browser_netns import run_browser
 from tests.hub_process import HubProcess, running
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -87,12 +88,12 @@ def test_a_student_logs_in_with_ldap_and_sees_the_class_policy(tmp_path, directo
     hub = HubProcess(tmp_path / "hub", users=("teacher",), policies=POLICIES, extra=ldap_hub_config(directory))
     shots = os.environ.get("BERTH_UI_SCREENSHOTS", "")
     with running(hub):
-        done = subprocess.run(
+        done = run_browser(
             ["node", str(ROOT / "labextension" / "ui-tests" / "ldap-login.e2e.mjs")],
+            hub.url,
             cwd=ROOT,
             env={
                 **os.environ,
-                "BERTH_UI_URL": hub.url,
                 "BERTH_UI_USER": "student1",
                 "BERTH_UI_PASSWORD": PASSWORD,
                 "BERTH_UI_OUTSIDER": "outsider",
@@ -100,8 +101,6 @@ def test_a_student_logs_in_with_ldap_and_sees_the_class_policy(tmp_path, directo
                 "BERTH_UI_MEM": "2 GiB",
                 "BERTH_UI_SCREENSHOTS": str(ROOT / "docs" / "images") if shots not in ("", "0") else "",
             },
-            capture_output=True,
-            text=True,
             timeout=300,
         )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:] + "\n" + hub.log_tail(40)

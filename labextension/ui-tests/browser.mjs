@@ -94,6 +94,12 @@ export async function setField(sidebar, label, value) {
  * engine's interface changes on the host (containers starting, other tests' networks) are then not
  * seen by Chromium, which otherwise aborts requests in flight with ERR_NETWORK_CHANGED.
  */
+/** The server under test: `BERTH_UI_SOCKET` bridged (a browser in a network of its own), else `BERTH_UI_URL`. */
+export async function serverUrl() {
+  const socket = process.env.BERTH_UI_SOCKET;
+  return socket ? await socketBridge(socket) : process.env.BERTH_UI_URL;
+}
+
 export async function socketBridge(socketPath) {
   const server = createServer(client => {
     const upstream = connect(socketPath);

@@ -6,9 +6,9 @@
 // Environment: BERTH_UI_URL, BERTH_UI_TOKEN, BERTH_UI_NOTEBOOK (path under the server's root).
 
 import assert from 'node:assert/strict';
-import { finish, launch, stepper } from './browser.mjs';
+import { finish, launch, serverUrl, stepper } from './browser.mjs';
 
-const URL_BASE = process.env.BERTH_UI_URL;
+const URL_BASE = await serverUrl(); // BERTH_UI_URL, or BERTH_UI_SOCKET for a browser in a network of its own
 const TOKEN = process.env.BERTH_UI_TOKEN;
 const NOTEBOOK = process.env.BERTH_UI_NOTEBOOK;
 assert.ok(URL_BASE && TOKEN && NOTEBOOK, 'BERTH_UI_URL, BERTH_UI_TOKEN and BERTH_UI_NOTEBOOK must be set');

@@ -11,9 +11,9 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 
-import { finish, launch, LIMITS_CELL, readLimits, setField, socketBridge, stepper } from './browser.mjs';
+import { finish, launch, LIMITS_CELL, readLimits, serverUrl, setField, stepper } from './browser.mjs';
 
-const HUB = process.env.BERTH_UI_SOCKET ? await socketBridge(process.env.BERTH_UI_SOCKET) : process.env.BERTH_UI_URL;
+const HUB = await serverUrl();
 const USER = process.env.BERTH_UI_USER;
 const PASSWORD = process.env.BERTH_UI_PASSWORD;
 const SHOTS = process.env.BERTH_UI_SCREENSHOTS || '';

@@ -10,9 +10,10 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 
-import { finish, launch, stepper } from './browser.mjs';
+import { finish, launch, serverUrl, stepper } from './browser.mjs';
 
-const { BERTH_UI_URL: HUB, BERTH_UI_USER: USER, BERTH_UI_PASSWORD: PASSWORD } = process.env;
+const HUB = await serverUrl(); // BERTH_UI_URL, or BERTH_UI_SOCKET for a browser in a network of its own
+const { BERTH_UI_USER: USER, BERTH_UI_PASSWORD: PASSWORD } = process.env;
 const { BERTH_UI_OUTSIDER: OUTSIDER, BERTH_UI_CPU: CPU, BERTH_UI_MEM: MEM } = process.env;
 const SHOTS = process.env.BERTH_UI_SCREENSHOTS || '';
 assert.ok(HUB && USER && PASSWORD && OUTSIDER && CPU && MEM, 'BERTH_UI_* must be set');
