@@ -12,6 +12,7 @@ the info it returns; the service passes them on, see :meth:`KernelConnection.for
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import json
@@ -33,14 +34,16 @@ def user_network(prefix: str, user: str, site: str = "") -> str:
     return site_scope.network_name(prefix, site, user)
 
 
-def user_subnets(user: str, pool: str = "10.213.0.0/16", prefix: int = 24) -> list[str]:
+@functools.lru_cache(maxsize=1024)
+def user_subnets(user: str, pool: str = "10.213.0.0/16", prefix: int = 24) -> tuple[str, ...]:
     """Candidate subnets for a user's network: all of ``pool``, starting at one picked by name.
 
     Every process that creates the network (the service, the spawner) tries them in the same order.
+    Remembered per user: every start asks, and listing a /16 in /26s costs milliseconds.
     """
     nets = list(ipaddress.ip_network(pool).subnets(new_prefix=prefix))
     start = int(hashlib.sha256(user.encode()).hexdigest(), 16) % len(nets)
-    return [str(n) for n in nets[start:] + nets[:start]]
+    return tuple(str(n) for n in nets[start:] + nets[:start])
 
 
 @dataclass(frozen=True)
