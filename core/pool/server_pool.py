@@ -40,16 +40,16 @@ import secrets
 import time
 from collections import deque
 
-from traitlets import Float, Integer, List, Unicode
-from traitlets.config import LoggingConfigurable
+from traitlets import Integer, List, Unicode
 
 from ..errors import BerthError
-from ..resources import Resources, parse_memory
+from ..resources import parse_memory
 from ..runtime.base import ContainerInfo, ContainerSpec, Mount, Runtime
 from ..runtime.labels import make_labels, parse_labels
 from .activation import POOL_PORT, PoolContainer, PoolKey, fixed_kinds_unfit, pool_request, wait_ready
 from .background import Background
 from .pool_mounts import PoolMounts
+from .settings import PoolSettings
 
 #: Berth's launcher folder, mounted read-only into pool containers at :data:`LAUNCHER_TARGET`.
 LAUNCHER_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "server_launcher")
@@ -104,7 +104,7 @@ def _give_if_new(path: str, uid: int, gid: int) -> None:
         os.chown(path, uid, gid)
 
 
-class ServerPool(LoggingConfigurable):
+class ServerPool(PoolSettings):
     """Ready single-user servers per image, adopted by :func:`jupyter_berth.servers.start_server`."""
 
     size = Integer(
@@ -136,24 +136,16 @@ class ServerPool(LoggingConfigurable):
         "at adoption (mount propagation, docs/warm-pool.md); other mounts start cold.",
     )
     user = Unicode("1000:100", config=True, help="uid:gid of pool containers; a spawn as another user starts cold.")
-    idle_cpu = Float(1.0, config=True, help="CPU limit of a waiting server (its imports run under it).")
-    idle_mem = Unicode("384M", config=True, help="Memory limit of a waiting server (at least its shm).")
-    idle_pids = Integer(256, config=True, help="Process limit of a waiting server.")
-    shm = Unicode(
-        "64M",
-        config=True,
-        help="Shared memory (/dev/shm) of pool containers; it cannot change on a running container, so a spawn "
-        "asking for more starts cold.",
-    )
-    refill_delay = Float(
-        1.0,
-        config=True,
-        help="Seconds after an adoption before its replacement starts (so that its imports do not compete with "
-        "the adopted server's boot).",
-    )
-    ready_timeout = Float(90.0, config=True, help="Seconds a new pool container gets to finish its imports.")
-    activation_timeout = Float(10.0, config=True, help="Seconds an adopted container gets to answer its activation.")
-    retry_delay = Float(30.0, config=True, help="Seconds before a pool whose last container failed tries again.")
+    defaults = {
+        "shm": "64M",
+        "idle_cpu": 1.0,
+        "idle_mem": "384M",
+        "idle_pids": 256,
+        "refill_delay": 1.0,
+        "ready_timeout": 90.0,
+        "activation_timeout": 10.0,
+        "retry_delay": 30.0,
+    }
 
     def __init__(
         self, runtime: Runtime, site: str, data_dir: str | None = None, default_image: str = DEFAULT_IMAGE, **kw
@@ -167,13 +159,7 @@ class ServerPool(LoggingConfigurable):
         self._targets = tuple(t for t in self.handover_targets if t.startswith("/") and t.rstrip("/"))
         self.run_id = secrets.token_hex(6)
         self.network = f"berth-servers-{site}"
-        self._shm = parse_memory(self.shm, "ServerPool.shm")
-        self._idle = Resources(
-            cpu=self.idle_cpu,
-            mem=max(parse_memory(self.idle_mem, "ServerPool.idle_mem"), self._shm),
-            pids=self.idle_pids,
-            shm=self._shm,
-        )
+        self._idle = self.idle_resources()
         reserve = parse_memory(self.memory_reserve, "ServerPool.memory_reserve")
         #: ready containers kept per image: `size`, within the memory reserve
         self.target = max(0, min(self.size, reserve // (self._idle.mem * len(self.images))))

@@ -36,11 +36,10 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from traitlets import Float, Integer, List, Unicode, default
-from traitlets.config import LoggingConfigurable
 
 from ..errors import BerthError
 from ..kernel_launch import FOLDERS_ROOT, KERNEL_COMMAND
-from ..resources import Resources, parse_memory
+from ..resources import parse_memory
 from ..runtime.base import ContainerInfo, ContainerSpec, Runtime
 from ..runtime.labels import make_labels, parse_labels
 from . import pool_sizing as sizing
@@ -60,6 +59,7 @@ from .activation import (
 from .background import Background
 from .filler import Filler
 from .pool_mounts import PoolMounts
+from .settings import PoolSettings
 
 
 @dataclass
@@ -69,7 +69,7 @@ class _KeyState:
     retry_at: float = 0.0  #: after a failed fill, no new fill before this (monotonic) time
 
 
-class WarmPool(LoggingConfigurable):
+class WarmPool(PoolSettings):
     """Pools of pre-started kernel containers, one per :class:`PoolKey`.
 
     ``BerthService`` creates it when ``pool_size`` > 0 and calls :meth:`adopt` from
@@ -113,32 +113,18 @@ class WarmPool(LoggingConfigurable):
         help="Memory reserve of the pool: its containers' idle limits together never exceed it. Admission gives "
         "out the host's memory less mem_reserved and this reserve, so the pool never takes what kernels need.",
     )
-    shm = Unicode(
-        "64M",
-        config=True,
-        help="Shared memory (/dev/shm) of pool containers. It cannot change on a running container, so requests "
-        "asking for more start cold, and adopted kernels have this much whatever they asked (tmpfs pages "
-        "still count against their memory limit).",
-    )
-    idle_cpu = Float(
-        0.5, config=True, help="CPU limit of a pool container until it is adopted (its imports run under it)."
-    )
-    idle_mem = Unicode(
-        "256M", config=True, help="Memory limit of a pool container until it is adopted (at least the pool's shm)."
-    )
-    idle_pids = Integer(64, config=True, help="Process limit of a pool container until it is adopted.")
-    refill_delay = Float(
-        0.5,
-        config=True,
-        help="Seconds after an adoption before its replacement starts (so it does not compete with the kernel "
-        "that was just adopted for CPU).",
-    )
-    ready_timeout = Float(60.0, config=True, help="Seconds a new pool container gets to finish its imports.")
-    activation_timeout = Float(30.0, config=True, help="Seconds an adopted container gets to bind its kernel sockets.")
-    retry_delay = Float(
-        30.0, config=True, help="Seconds before a pool whose last container failed to start tries again."
-    )
     fill_concurrency = Integer(2, config=True, help="Pool containers started at the same time (each runs its imports).")
+
+    defaults = {
+        "shm": "64M",
+        "idle_cpu": 0.5,
+        "idle_mem": "256M",
+        "idle_pids": 64,
+        "refill_delay": 0.5,
+        "ready_timeout": 60.0,
+        "activation_timeout": 30.0,
+        "retry_delay": 30.0,
+    }
 
     @default("handover_targets")
     def _handover_targets_default(self):
@@ -161,13 +147,7 @@ class WarmPool(LoggingConfigurable):
         self._filler = Filler(f"berth-pool-{site}")
         self._changed = asyncio.Event()
         self._closed = False
-        self._shm = parse_memory(self.shm, "WarmPool.shm")
-        self._idle = Resources(
-            cpu=self.idle_cpu,
-            mem=max(parse_memory(self.idle_mem, "WarmPool.idle_mem"), self._shm),
-            pids=self.idle_pids,
-            shm=self._shm,
-        )
+        self._idle = self.idle_resources()
         self._configured_mounts = None if self.mounts is None else tuple(parse_mount(m) for m in self.mounts)
         #: bytes of memory the pool may hold (kept out of what admission gives out)
         self.reserve = self._memory = parse_memory(self.memory, "WarmPool.memory")
