@@ -33,7 +33,6 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
@@ -41,6 +40,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
+from bench_postgres import postgres_base_url
 from doc_sections import replace_section  # benchmarks/doc_sections.py (scripts run from this folder)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -62,16 +62,6 @@ FAIR = {
         "group_budget": {"cpu_hours": 100000, "gpu_hours": 100, "min_run": 600},
     }
 }
-
-
-def postgres_base_url() -> str:
-    url = os.environ.get("BERTH_BENCH_POSTGRES_URL")
-    if url:
-        return url
-    done = subprocess.run(
-        ["sh", os.path.join(ROOT, "scripts", "postgres-up.sh")], capture_output=True, text=True, timeout=900, check=True
-    )
-    return done.stdout.strip().splitlines()[-1]
 
 
 def fresh_ledger(kind: str):

@@ -53,7 +53,7 @@ import time
 import uuid
 
 from doc_sections import replace_section  # benchmarks/doc_sections.py (scripts run from this folder)
-from kernel_start_probes import children, machine_facts, mem_available, parent, proc_kib, summary
+from kernel_start_probes import kernel_memory, machine_facts, mem_available, proc_kib, summary
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -182,20 +182,6 @@ async def kernel_info_all(launches: list, parallel: int = 20) -> dict:
     }
 
 
-async def kernel_memory(service, launch) -> dict:
-    usage = await service.runtime.usage(launch.container_id)
-    attrs = await service.runtime.docker("inspect_container", launch.container_id)
-    tini = (attrs.get("State") or {}).get("Pid")
-    kernel = children(tini)[0] if tini and children(tini) else None
-    shim = parent(tini) if tini else None
-    return {
-        "cgroup_mib": usage.mem_bytes / 2**20 if usage else None,
-        "rss_mib": (proc_kib(kernel, "VmRSS") or 0) / 1024 if kernel else None,
-        "pss_mib": (proc_kib(kernel, "Pss", "smaps_rollup") or 0) / 1024 if kernel else None,
-        "shim_rss_mib": (proc_kib(shim, "VmRSS") or 0) / 1024 if shim else None,
-    }
-
-
 def daemon_rss_mib() -> dict[str, float]:
     return {name: (proc_kib(pid, "VmRSS") or 0) / 1024 for name, pid in daemons().items()}
 
@@ -282,7 +268,7 @@ async def run(args, label: str, tmp: str) -> dict:
         service.usage.start_sampling()
         out["idle_n"] = await idle_cpu(service, args.idle, launches)
         service.usage.stop_sampling()
-        per = [await kernel_memory(service, launch) for launch in launches]
+        per = [await kernel_memory(service, launch.container_id) for launch in launches]
         mem1, rss1 = mem_available(), daemon_rss_mib()
         n = max(1, len(launches))
         pick = lambda key: summary([p[key] for p in per if p.get(key) is not None])  # noqa: E731

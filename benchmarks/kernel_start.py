@@ -41,7 +41,7 @@ import tempfile
 import time
 
 from doc_sections import replace_section  # benchmarks/doc_sections.py (scripts run from this folder)
-from kernel_start_probes import children, machine_facts, mem_available, parent, proc_kib, summary
+from kernel_start_probes import kernel_memory, machine_facts, mem_available, proc_kib, summary
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -268,7 +268,7 @@ class Bench:
         after = mem_available()
         per = []
         for km, _, _ in started:
-            per.append(await self.kernel_memory(km.provisioner.launch.container_id))
+            per.append(await kernel_memory(self.service, km.provisioner.launch.container_id))
         await asyncio.gather(*(self.stop(km, kc) for km, kc, _ in started))
         pick = lambda key: summary([p[key] for p in per if p.get(key) is not None])  # noqa: E731
         return {
@@ -285,19 +285,6 @@ class Bench:
             "host_mem_per_kernel_mib": (before - after) / count / 2**20,
             "local_kernel": local,
             "pool_container_idle_cgroup_mib": pool_idle,
-        }
-
-    async def kernel_memory(self, container_id: str) -> dict:
-        usage = await self.service.runtime.usage(container_id)
-        attrs = await self.service.runtime.docker("inspect_container", container_id)
-        tini = (attrs.get("State") or {}).get("Pid")
-        kernel = children(tini)[0] if tini and children(tini) else None
-        shim = parent(tini) if tini else None
-        return {
-            "cgroup_mib": usage.mem_bytes / 2**20 if usage else None,
-            "rss_mib": (proc_kib(kernel, "VmRSS") or 0) / 1024 if kernel else None,
-            "pss_mib": (proc_kib(kernel, "Pss", "smaps_rollup") or 0) / 1024 if kernel else None,
-            "shim_rss_mib": (proc_kib(shim, "VmRSS") or 0) / 1024 if shim else None,
         }
 
     async def close(self):

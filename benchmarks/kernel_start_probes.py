@@ -1,6 +1,6 @@
-"""The kernel start benchmark's probes: the percentile summary, /proc readings and the machine's facts.
+"""The kernel benchmarks' probes: the percentile summary, /proc readings, a kernel's memory and the machine's facts.
 
-Used by ``kernel_start.py`` (and, for :func:`summary`, by ``environments.py`` through it).
+Used by ``kernel_start.py`` and ``idle_kernels.py`` (and, for :func:`summary`, by ``environments.py`` through it).
 """
 
 from __future__ import annotations
@@ -77,4 +77,19 @@ def machine_facts(engine: dict) -> dict:
         "ipykernel_local": ipykernel.__version__,
         "jupyter_client": jupyter_client.__version__,
         "loadavg_start": os.getloadavg(),
+    }
+
+
+async def kernel_memory(service, container_id: str) -> dict:
+    """A kernel container's memory: its cgroup's, the kernel process's RSS and PSS, its shim's RSS (MiB)."""
+    usage = await service.runtime.usage(container_id)
+    attrs = await service.runtime.docker("inspect_container", container_id)
+    tini = (attrs.get("State") or {}).get("Pid")
+    kernel = children(tini)[0] if tini and children(tini) else None
+    shim = parent(tini) if tini else None
+    return {
+        "cgroup_mib": usage.mem_bytes / 2**20 if usage else None,
+        "rss_mib": (proc_kib(kernel, "VmRSS") or 0) / 1024 if kernel else None,
+        "pss_mib": (proc_kib(kernel, "Pss", "smaps_rollup") or 0) / 1024 if kernel else None,
+        "shim_rss_mib": (proc_kib(shim, "VmRSS") or 0) / 1024 if shim else None,
     }

@@ -43,6 +43,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 
+from bench_postgres import postgres_base_url
 from doc_sections import replace_section  # benchmarks/doc_sections.py (scripts run from this folder)
 from usage_report_data import MONTHS, YEAR, expected_month, fill_postgres, fill_sqlite, generate
 
@@ -90,16 +91,6 @@ def time_reports(ledger, runs: int, records: list[tuple]) -> dict:
     year = build_report(ledger, str(YEAR), str(YEAR), by="group,day")
     out["year_by_group_day"] = {"seconds": time.perf_counter() - t0, "rows": len(year.rows)}
     return out
-
-
-def postgres_base_url() -> str:
-    url = os.environ.get("BERTH_BENCH_POSTGRES_URL")
-    if url:
-        return url
-    done = subprocess.run(
-        ["sh", os.path.join(ROOT, "scripts", "postgres-up.sh")], capture_output=True, text=True, timeout=900, check=True
-    )
-    return done.stdout.strip().splitlines()[-1]
 
 
 def bench_database(kind: str, records: list[tuple], runs: int) -> dict:
