@@ -26,6 +26,43 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 RUNNING = "JupyterHub is now running"
+#: The single-user image the hub tests spawn (``berth images bootstrap --all`` builds it).
+SERVER_IMAGE = "berth/singleuser:3.11"
+
+
+def server_image_or_skip(image: str = SERVER_IMAGE) -> None:
+    """Skip a hub test whose single-user image is not built (in CI, where scripts/test.sh builds it: fail)."""
+    import pytest
+
+    try:
+        docker.from_env().images.get(image)
+    except docker.errors.ImageNotFound:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"{image} is not built: run `berth images bootstrap --all`")
+
+
+class HubLog:
+    """What every test hub does with its process and its log (``proc``, ``log_path``)."""
+
+    proc: subprocess.Popen | None = None
+    log_path: Path
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def interrupt(self, timeout: float) -> None:
+        """SIGINT the hub (it stops users' servers and its services); SIGKILL its group after ``timeout``."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
 
 
 @contextlib.contextmanager
@@ -45,7 +82,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class HubProcess:
+class HubProcess(HubLog):
     """``jupyterhub -f <state>/jupyterhub_config.py`` with the Berth spawner and service.
 
     ``spawner`` is ``"berth"`` or ``"docker"`` (plain DockerSpawner on the same image, for
@@ -145,21 +182,9 @@ class HubProcess:
         if not client.networks.list(names=[name]):
             client.networks.create(name, driver="bridge", labels={"io.jupyter.berth.test": "1"})
 
-    def log_tail(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
     def stop(self, timeout: float = 30) -> None:
-        """SIGTERM the hub (it stops users' servers and its services), then clean what it left."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        """Interrupt the hub (it stops users' servers and its services), then clean what it left."""
+        self.interrupt(timeout)
         self.cleanup_engine()
 
     def cleanup_engine(self) -> None:

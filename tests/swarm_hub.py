@@ -21,7 +21,6 @@ import contextlib
 import json
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from .hub_process import RUNNING
+from .hub_process import RUNNING, HubLog
 from .swarm_cluster import IMAGE, NODE_LABELS, REGISTRY, SwarmCluster
 
 #: What the client scripts import first: the hub's address and the admin token (filled in by :meth:`client`).
@@ -42,7 +41,7 @@ H = {{"Authorization": "token " + TOKEN}}
 """
 
 
-class SwarmHub:
+class SwarmHub(HubLog):
     """``jupyterhub`` in the network namespace of a container on the swarm's manager."""
 
     def __init__(self, root: Path, cluster: SwarmCluster, *, run: str, users=("ann", "bob"), policy: dict):
@@ -169,21 +168,9 @@ class SwarmHub:
             raise RuntimeError(f"client failed ({proc.returncode}): {proc.stderr[-3000:]}\nhub log:\n{self.log_tail()}")
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
-    def log_tail(self, lines: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
     def stop(self, timeout: float = 60) -> None:
         """Stop the hub (it stops the servers: cleanup_servers), remove the anchor and what the site left."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
+        self.interrupt(timeout)
         with contextlib.closing(self.cluster.manager.client()) as c:
             for service in c.api.services(filters={"label": f"io.jupyter.berth.site={self.site}"}):
                 with contextlib.suppress(Exception):

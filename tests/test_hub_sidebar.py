@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 import shutil
 
-import docker
 import pytest
 
 from tests.browser_netns import run_browser
-from tests.hub_process import HubProcess, running
+from tests.hub_process import HubProcess, running, server_image_or_skip
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -21,12 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    try:
-        docker.from_env().images.get("berth/singleuser:3.11")
-    except docker.errors.ImageNotFound:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip("berth/singleuser:3.11 is missing: run `berth images bootstrap --all`")
+    server_image_or_skip()
     with running(HubProcess(tmp_path_factory.mktemp("hubsidebar"), users=("alice",))) as h:
         yield h
 

@@ -18,11 +18,10 @@ import docker
 import httpx
 import pytest
 
-from tests.hub_process import HubProcess, run_cell, running
+from tests.hub_process import SERVER_IMAGE, HubProcess, run_cell, running, server_image_or_skip
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-SERVER_IMAGE = "berth/singleuser:3.11"
 KERNEL_SPEC = "berth-python-3.11"
 #: 1 CPU of capacity, whatever the cores: alice's server and kernel leave 0.25.
 CPU_OVERCOMMIT = 1.0 / (os.cpu_count() or 1)
@@ -45,18 +44,9 @@ print(json.dumps({"mem": read("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/s
 """
 
 
-def _image_or_skip():
-    try:
-        docker.from_env().images.get(SERVER_IMAGE)
-    except docker.errors.ImageNotFound:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"{SERVER_IMAGE} is not built: run `berth images bootstrap --all`")
-
-
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    _image_or_skip()
+    server_image_or_skip()
     hub = HubProcess(
         tmp_path_factory.mktemp("hubspawn"),
         users=("alice", "bob", "teacher", "carol"),

@@ -30,11 +30,10 @@ from jupyter_berth.pool.server_pool import ServerPool
 from jupyter_berth.resources import Resources
 from jupyter_berth.runtime.base import ContainerSpec, Mount
 from jupyter_berth.runtime.labels import creation_labels
-from tests.hub_process import HubProcess, run_cell, running
+from tests.hub_process import SERVER_IMAGE, HubProcess, run_cell, running, server_image_or_skip
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
-SERVER_IMAGE = "berth/singleuser:3.11"
 POLICIES = {
     "default": {"max_cpu": 1, "max_mem": "1G", "default": {"cpu": 0.25, "mem": "256M"}},
     "groups": {},
@@ -42,18 +41,9 @@ POLICIES = {
 }
 
 
-def _image_or_skip():
-    try:
-        docker.from_env().images.get(SERVER_IMAGE)
-    except docker.errors.ImageNotFound:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"{SERVER_IMAGE} is not built: run `berth images bootstrap --all`")
-
-
 @pytest.fixture(scope="module")
 def hub():
-    _image_or_skip()
+    server_image_or_skip()
     # outside pytest's temporary directories: another session's clean-up may unmount hand-over roots there
     state = Path(tempfile.mkdtemp(prefix="berth-serverpool-"))
     hub = HubProcess(
