@@ -8,6 +8,7 @@ names call them.
 
 from __future__ import annotations
 
+import asyncio
 import math
 
 from . import group_admission
@@ -33,16 +34,18 @@ async def resolve_request(
 ):
     """A kernel's resources, image and policy: explicit > preset > profile > policy default (see
     :meth:`BerthService.resolve_request`); a derived request is clamped to the policy's limits."""
-    policy = await s.policy_for(user, groups)
-    base = policy.default_request()
     explicit = bool(request)
+    if preset or request:
+        policy, profile = await s.policy_for(user, groups), None
+    else:  # both reads at once: every default start (the warm pool's) waits for them
+        policy, profile = await asyncio.gather(s.policy_for(user, groups), s._db(s.ledger.get_profile, user))
+    base = policy.default_request()
     chosen_image = image
     if preset:
         p = s.preset(preset)
         base = p.resources
         chosen_image = chosen_image or p.image
     elif not request:
-        profile = await s._db(s.ledger.get_profile, user)
         if profile is not None:
             base = Resources.parse(profile.request or {}, base=base)
             chosen_image = chosen_image or profile.image
