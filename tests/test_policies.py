@@ -8,6 +8,8 @@ from jupyter_berth.errors import PolicyError, RequestError
 from jupyter_berth.policies import PolicySpec, resolve
 from jupyter_berth.resources import Resources
 
+from .berth_fixtures import berth_service  # noqa: F401 - the fixture
+
 GiB = 1024**3
 
 
@@ -109,3 +111,17 @@ def test_bad_policy_config_names_the_field(data, field):
     with pytest.raises(RequestError) as e:
         PolicySpec.parse(data)
     assert e.value.field == field
+
+
+@pytest.mark.docker
+async def test_a_start_without_a_request_takes_the_users_profile_and_the_policy_together(berth_service):  # noqa: F811
+    """explicit > preset > profile > policy default: the profile and the policy are read at once."""
+    svc = berth_service
+    await svc.set_policy("user", "dora", {"max_cpu": 1, "max_mem": "1G", "default": {"cpu": 0.25, "mem": "256M"}})
+    resources, _, policy = await svc.resolve_request("dora")
+    assert (resources.cpu, resources.mem) == (0.25, 256 * 1024**2)  # no profile yet: the policy's default
+    await svc.set_profile("dora", request={"cpu": 0.5, "mem": "384M"}, image=None)
+    resources, _, policy = await svc.resolve_request("dora")
+    assert (resources.cpu, resources.mem) == (0.5, 384 * 1024**2) and policy.max_cpu == 1
+    resources, _, _ = await svc.resolve_request("dora", request={"cpu": 0.75})
+    assert resources.cpu == 0.75 and resources.mem == 256 * 1024**2  # explicit: over the policy default
