@@ -128,6 +128,7 @@ def test_the_new_routes_refuse_anonymous_and_foreign_callers(hub):
     jid = job["id"]
     try:
         for method, path in [("GET", "queue"), ("DELETE", "queue/k1"), ("GET", "budget"), ("GET", "jobs"),
+                             ("GET", "job-environments"),
                              ("POST", "jobs"), ("GET", f"jobs/{jid}"), ("DELETE", f"jobs/{jid}"),
                              ("GET", f"jobs/{jid}/log"), ("GET", f"jobs/{jid}/output")]:  # fmt: skip
             for token, status in ((None, 401), ("not-a-token", 401), (narrow, 403)):
@@ -156,6 +157,32 @@ def test_the_new_routes_refuse_anonymous_and_foreign_callers(hub):
     finally:
         code, cancelled = call(hub, "alice", "DELETE", f"jobs/{jid}")
     assert code == 200 and cancelled["status"] == "cancelled"
+
+
+def test_the_job_offer_is_each_users_own_policy_in_the_service_and_in_the_users_server(hub, tmp_path):
+    """The Create-job dialog's offer in hub mode is the service's rule for the caller: a preset over bob's
+    policy and an image it does not allow are not offered to him; alice, whose policy allows both, gets
+    them; the user's server (jupyter-scheduler's environments) shows the same."""
+    policy = {"max_cpu": 0.5, "max_mem": "512M", "allowed_images": ["berth/nothing-like-this:*"]}
+    r = httpx.put(hub.service_url + "api/policies/users/bob", headers=hub.headers, json=policy, timeout=60)
+    assert r.status_code == 200, r.text
+    try:
+        code, alice = call(hub, "alice", "GET", "job-environments")
+        assert code == 200 and {p["name"] for p in alice["presets"]} == {"small", "standard"}, alice
+        assert "berth/python:3.11" in [i["ref"] for i in alice["images"]]
+        code, bob = call(hub, "bob", "GET", "job-environments")
+        assert code == 200 and [p["name"] for p in bob["presets"]] == ["small"], bob  # standard: 1 CPU > 0.5
+        assert bob["images"] == [] and bob["default_request"], bob
+        (tmp_path / "bob-scheduler").mkdir()
+        server = UserServer(hub, "bob", tmp_path / "bob", scheduler_args(tmp_path / "bob-scheduler")).start()
+        try:
+            code, envs = server.api("GET", "runtime_environments", prefix="scheduler/")
+            assert code == 200 and envs == [], envs  # no image bob may run: nothing to choose
+        finally:
+            server.stop()
+    finally:
+        r = httpx.delete(hub.service_url + "api/policies/users/bob", headers=hub.headers, timeout=60)
+        assert r.status_code == 200, r.text
 
 
 def test_a_job_outlives_the_users_server_and_is_listed_at_the_next_login(hub, tmp_path):

@@ -33,6 +33,7 @@ from . import files, store
 from .admit import JobStart
 from .container import job_spec, outcome, outcome_from_info
 from .notebook import check_notebook, check_parameters, inject_parameters, notebook_name, read_notebook
+from .offer import job_offer
 from .store import Job
 
 
@@ -406,6 +407,10 @@ class JobManager(LoggingConfigurable):
         await asyncio.gather(*tasks, return_exceptions=True)
 
     # ---- what users ask -------------------------------------------------------------------
+    async def offer(self, user: str, groups=()) -> dict:
+        """What ``user`` may run as a job: allowed images, fitting presets, the default request (:mod:`.offer`)."""
+        return await job_offer(self.service, user, groups)
+
     async def get(self, user: str | None, job_id: str) -> Job:
         return await self.service._db(store.get, self.service.ledger, job_id, owner=user)
 

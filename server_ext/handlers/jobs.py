@@ -141,7 +141,19 @@ class JobOutputHandler(BerthHandler):
         self.write_json(await service.jobs.read_output(self.berth.user, job_id))
 
 
+class JobOfferHandler(BerthHandler):
+    """``GET /berth/api/job-environments``: what you may run as a job (the Create-job dialog's offer):
+    the images your policy allows, the presets that fit it and your default request."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        service = await self.berth.service()
+        self.write_json(await service.jobs.offer(self.berth.user, self.berth.groups))
+
+
 ROUTES = [
+    (r"/berth/api/job-environments", JobOfferHandler),
     (r"/berth/api/jobs", JobsHandler),
     (r"/berth/api/jobs/(?P<job_id>[\w-]+)", JobHandler),
     (r"/berth/api/jobs/(?P<job_id>[\w-]+)/log", JobLogHandler),

@@ -9,8 +9,6 @@ notebook is sent with it and its output is downloaded into the scheduler's folde
 
 from __future__ import annotations
 
-from jupyter_berth.errors import BerthError
-
 from .remote import RemoteJobs
 
 
@@ -35,28 +33,8 @@ class EmbeddedJobs:
         return (await self.service.jobs.wait(self.user, job_id, timeout)).to_json()
 
     async def offer(self) -> dict:
-        """What the user may run: ``{"images": [...], "presets": [...], "default_request": {...}}``."""
-        policy = await self.service.policy_for(self.user, self.groups)
-        images = []
-        for info in await self.service.images.catalog_view():
-            if policy.image_allowed(info.ref):
-                images.append(
-                    {
-                        "ref": info.ref,
-                        "display_name": info.labels.get("display_name") or info.ref,
-                        "language": info.labels.get("language", ""),
-                        "digest": info.digest or "",
-                        "default": bool(info.default),
-                    }
-                )
-        presets = []
-        for p in self.service.preset_list:
-            try:
-                policy.check(p.resources, explicit=True, image=p.image)
-            except BerthError:
-                continue  # over the user's policy: not offered
-            presets.append({"name": p.name, "display_name": p.display_name, "limits": p.resources.describe()})
-        return {"images": images, "presets": presets, "default_request": policy.default_request().describe()}
+        """What the user may run: ``{"images": [...], "presets": [...], "default_request": "..."}``."""
+        return await self.service.jobs.offer(self.user, self.groups)
 
 
 async def jobs_backend(config=None, parent=None) -> EmbeddedJobs | RemoteJobs:

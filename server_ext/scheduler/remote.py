@@ -19,7 +19,6 @@ import os
 import time
 
 from jupyter_berth.errors import NotFoundError, RequestError
-from jupyter_berth.resources import Resources
 
 #: Berth job states that may still change.
 ACTIVE = ("queued", "running")
@@ -98,31 +97,6 @@ class RemoteJobs:
         return {**job, "job_dir": local_dir}
 
     async def offer(self) -> dict:
-        """What the service offers the user: its images, its presets and the policy's default request.
-
-        Presets and images over the user's policy are refused by the service when submitted, with its reason.
-        """
-        images = (await self.remote.call("GET", "berth/api/images", retry=False))["images"]
-        presets = (await self.remote.call("GET", "berth/api/presets", retry=False))["presets"]
-        policy = await self.remote.call("GET", "berth/api/policy", retry=False)
-        return {
-            "images": [
-                {
-                    "ref": i["ref"],
-                    "display_name": i.get("display_name") or i["ref"],
-                    "language": i.get("language") or "",
-                    "digest": i.get("digest") or "",
-                    "default": bool(i.get("default")),
-                }
-                for i in images
-            ],
-            "presets": [
-                {"name": p["name"], "display_name": p["display_name"], "limits": _describe(p["resources"])}
-                for p in presets
-            ],
-            "default_request": _describe(policy.get("default_request") or {}),
-        }
-
-
-def _describe(resources: dict) -> str:
-    return Resources.from_dict(resources).describe()
+        """What the service offers the user: the images their policy allows, the presets that fit it and
+        the policy's default request (the service's own rule, ``berth/api/job-environments``)."""
+        return await self.remote.call("GET", "berth/api/job-environments", retry=False)
