@@ -16,7 +16,9 @@ server's provisioner then accounts it with its reason): that case waits
 :attr:`EngineEvents.clean_exit_grace` seconds instead. The stream is read in a thread of its own
 (a docker-py client without a read timeout); when it breaks (the engine restarted) the watcher
 reconnects with back-off, asks for the events it missed (``since``), and releases whatever
-allocation lost its container meanwhile. Docker engines only: Swarm tasks and the process
+allocation lost its container meanwhile. A container that *starts* for an allocation that is no
+longer live (a start that lost a race with a stop, or one the engine finished after Berth gave up
+on it) is a stray: it is removed, as reconcile removes one at a restart. Docker engines only: Swarm tasks and the process
 runtime have no such stream here (their kernels are covered by reconcile on start and by the
 servers' reports).
 
@@ -34,11 +36,14 @@ import time
 from typing import Any
 
 from .errors import BerthError
+from .runtime.labels import key as label_key
 
 log = logging.getLogger(__name__)
 
 #: Engine actions that end a container's life (``kill`` is followed by ``die``).
 ENDING_ACTIONS = ("die", "oom", "destroy")
+#: The label naming a container's allocation (a start for a released one is a stray).
+ALLOCATION_LABEL = label_key("allocation")
 #: Image actions that change what the catalog lists.
 IMAGE_ACTIONS = ("tag", "untag", "delete", "pull", "load", "import", "push")
 #: How long the catalog reuses its listing of the engine's images while image events are followed.
@@ -149,10 +154,12 @@ class EngineEvents:
                 delay = self.backoff[0]
                 for event in self._stream:
                     since = event.get("time") or since
+                    attributes = (event.get("Actor") or {}).get("Attributes") or {}
                     if event.get("Action") in ENDING_ACTIONS and event.get("id"):
-                        attributes = (event.get("Actor") or {}).get("Attributes") or {}
                         clean = event["Action"] == "die" and attributes.get("exitCode") == "0"
                         self._submit(self._on_end(event["id"], event["Action"], clean=clean))
+                    elif event.get("Action") == "start" and attributes.get(ALLOCATION_LABEL):
+                        self._submit(self._on_start(event["id"], attributes[ALLOCATION_LABEL]))
                 since = since or opened
             except Exception as e:  # noqa: BLE001 - any failure of the stream: reconnect
                 if self._stopping.is_set():
@@ -205,6 +212,27 @@ class EngineEvents:
             self.service.log.warning("Berth: could not release after %s of %s: %s", action, container_id[:12], e)
         finally:
             self._handling.discard(container_id)
+
+    async def _on_start(self, container_id: str, alloc_id: str) -> None:
+        """A container of this site started for an allocation that is no longer live (its start lost a race
+        with a stop, or the engine finished a start Berth had given up on): a stray, removed as
+        :func:`.reconcile.plan` removes one at a restart, so the ledger and the engine agree again."""
+        try:
+            await asyncio.sleep(self.grace)  # a start in progress is still reserved: live
+            if any(a.id == alloc_id for a in await self.service._live_here()):
+                return
+            info = await self.service.runtime.inspect(container_id)
+            if info is None or not info.running:
+                return
+            self.service.log.warning(
+                "Berth: removing stray container %s (%s): it started for allocation %s, which is no longer live",
+                info.name,
+                container_id[:12],
+                alloc_id,
+            )
+            await self.service.runtime.remove(container_id)
+        except BerthError as e:
+            self.service.log.warning("Berth: could not remove stray container %s: %s", container_id[:12], e)
 
     async def _live_allocation(self, container_id: str) -> Any:
         for alloc in await self.service._live_here():

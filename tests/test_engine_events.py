@@ -110,3 +110,25 @@ async def test_image_events_drop_the_catalogs_listing_of_engine_images(berth_ser
     finally:
         await asyncio.to_thread(client.api.remove_image, tag)
         client.close()
+
+
+async def test_a_container_that_starts_for_a_released_allocation_is_removed_as_a_stray(berth_service):  # noqa: F811
+    """A start that loses a race with a stop (or that the engine finishes after Berth gave up on it) leaves a
+    running container whose allocation is released: the engine's start event removes it, so the ledger and
+    the engine agree again without waiting for a restart's reconcile."""
+    service = berth_service
+    kernel_id, container_id = await _start(service)
+    (alloc,) = [a for a in await service.list_kernels("ann") if a.subject == kernel_id]
+    await asyncio.to_thread(service.ledger.release, alloc.id, "failed", message="the start lost a race")
+    client = docker.from_env()
+    await asyncio.to_thread(lambda: client.containers.get(container_id).restart(timeout=0))  # die, then start
+    deadline = time.monotonic() + BOUND
+    while time.monotonic() < deadline:
+        running = await asyncio.to_thread(
+            client.containers.list, filters={"label": f"io.jupyter.berth.allocation={alloc.id}"}
+        )
+        if not running:
+            break
+        await asyncio.sleep(0.1)
+    assert not running, "the stray container still runs"
+    assert kernel_id not in [a.subject for a in await service.list_kernels("ann")]
