@@ -38,9 +38,10 @@ site="berth-ui-$(basename "$tmp" | cut -d. -f2 | tr 'A-Z' 'a-z')"
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 token=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
 
-# The server extension, a policy with a total the test can exceed, and a site of its own. This
-# machine has no GPU: one device is *declared* (config), so the GPU control's bounds show; the
-# kernels the test starts ask for no GPU share.
+# The server extension, a policy with a total the test can exceed (and a per-kernel disk limit it
+# can ask over), and a site of its own. This machine has no GPU: one device is *declared* (config),
+# so the GPU control's bounds show; the kernels the test starts ask for no GPU share. Usage is
+# sampled (every 15 s), so that disk limits are checked where the engine cannot enforce them.
 cat > "$tmp/config/jupyter_server_config.json" <<EOF
 {
   "ServerApp": {"jpserver_extensions": {"jupyter_berth.server": true}},
@@ -53,9 +54,10 @@ cat > "$tmp/config/jupyter_server_config.json" <<EOF
     "presets": {"small": {"cpu": 0.5, "mem": "256M", "display_name": "Small (½ CPU, 256 MiB)"},
                 "standard": {"cpu": 1, "mem": "1G", "display_name": "Standard (1 CPU, 1 GiB)"}},
     "default_policy": {"max_cpu": 2, "max_mem": "2G", "total_cpu": 3, "total_mem": "1G", "max_kernels": 4,
-                       "max_gpu": 0.5, "total_gpu": 1, "default": {"cpu": 1, "mem": "1G"}}
+                       "max_gpu": 0.5, "total_gpu": 1, "max_disk": "4G", "total_disk": "6G",
+                       "default": {"cpu": 1, "mem": "1G"}}
   },
-  "UsageTracker": {"sample_interval": 0},
+  "UsageTracker": {"sample_interval": 15, "disk_interval": 60},
   "GpuManager": {
     "devices": [{"uuid": "GPU-declared-ui-0", "name": "Declared 16 GiB GPU", "memory": "16G", "index": 0}],
     "gpu_quantum": 0.25
