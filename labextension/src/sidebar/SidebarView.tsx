@@ -117,6 +117,9 @@ export function SidebarView(props: ISidebarViewProps): JSX.Element {
       <form
         className="jp-BerthForm"
         aria-label={trans.__('Kernel choice')}
+        // The browser's own checks of the number fields (a size off the slider's steps, a disk size over
+        // max_disk) would block "Start notebook" alone, in a bubble; the fields and the server say what is wrong.
+        noValidate
         onSubmit={e => {
           e.preventDefault();
           void run('notebook', async () => {
