@@ -8,14 +8,16 @@
 // quota, and see the server's own messages (nothing starts); stop the kernel from the list.
 // Screenshots of the real sidebar go to $BERTH_UI_SCREENSHOTS (docs/images) when set.
 //
-// Environment: BERTH_UI_URL, BERTH_UI_TOKEN, BERTH_UI_SCREENSHOTS (optional directory).
+// Environment: BERTH_UI_SOCKET (JupyterLab's UNIX socket: the browser in a network namespace of its
+// own, bridged by browser.mjs serverUrl) or BERTH_UI_URL; BERTH_UI_TOKEN; BERTH_UI_SCREENSHOTS
+// (optional directory).
 
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { finish, launch, LIMITS_CELL, openSidebar, readLimits, setField, stepper } from './browser.mjs';
+import { finish, launch, LIMITS_CELL, openSidebar, readLimits, serverUrl, setField, stepper } from './browser.mjs';
 
-const URL_BASE = process.env.BERTH_UI_URL;
+const URL_BASE = await serverUrl();
 const TOKEN = process.env.BERTH_UI_TOKEN;
 const SHOTS = process.env.BERTH_UI_SCREENSHOTS || '';
 assert.ok(URL_BASE && TOKEN, 'BERTH_UI_URL and BERTH_UI_TOKEN must be set (run scripts/ui-test.sh)');
