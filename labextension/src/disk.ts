@@ -53,7 +53,10 @@ function describeSeconds(seconds: number, trans: TranslationBundle): string {
 export function diskOffer(info: IInfo | null | undefined, trans: TranslationBundle): IDiskOffer {
   const kinds = info?.resources;
   const known = !!info?.disk && (!Array.isArray(kinds) || kinds.some(k => k.name === 'disk'));
-  if (!info || !known) {
+  if (!info) {
+    return { offered: false, mode: 'unknown', note: trans.__('The server did not say whether it bounds disk use.'), warn: true };
+  }
+  if (!known) {
     return { offered: false, mode: 'none', note: trans.__('This server sets no disk limits.'), warn: false };
   }
   const disk = info.disk!;

@@ -45,7 +45,13 @@ describe('diskOffer', () => {
     expect(offer).toEqual({ offered: false, mode: 'none', note: 'Not limited on this server: this runtime bounds no disk use.', warn: false });
   });
   it('offers none without the info, or from a server without the disk resource (it would refuse the field)', () => {
-    expect(diskOffer(null, trans).offered).toBe(false);
+    expect(diskOffer(null, trans)).toEqual({
+      offered: false,
+      mode: 'unknown',
+      note: 'The server did not say whether it bounds disk use.',
+      warn: true
+    });
+    expect(diskOffer({ mode: 'standalone', user: 'ada' }, trans).note).toBe('This server sets no disk limits.');
     expect(diskOffer({ mode: 'standalone', user: 'ada' }, trans).offered).toBe(false);
     expect(diskOffer(info({ mode: 'measured', interval_s: 60 }, KINDS.slice(0, 5)), trans).offered).toBe(false);
   });
