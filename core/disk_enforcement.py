@@ -23,6 +23,7 @@ show them, once per kernel and rule.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 
 from .budget_enforcement import record_notice
@@ -36,6 +37,19 @@ DISK_REASON = "disk"
 #: The share of its limit at which a kernel or server is warned that it is close.
 WARN_AT = 0.9
 _PERIOD = "lifetime"  #: a disk notice is once per kernel, not per budget period
+
+
+def schedule(usage) -> dict:
+    """How often :func:`enforce` measures, from the ``UsageTracker`` settings (for ``GET berth/api/info``):
+    ``interval_s`` the seconds between measurements (at sampling rounds, at least ``disk_interval`` apart),
+    ``None`` when sampling is off (then nothing measures); ``grace_s`` the time one over its limit has."""
+    sample = usage.sample_interval
+    if sample <= 0:
+        interval = None
+    else:
+        interval = math.ceil(usage.disk_interval / sample - 1e-9) * sample if usage.disk_interval > 0 else sample
+        interval = max(interval, sample)
+    return {"interval_s": interval, "grace_s": usage.disk_grace}
 
 
 def over_message(written: int, limit: int) -> str:

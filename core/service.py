@@ -21,7 +21,7 @@ from typing import Any
 
 from traitlets import Bool, Dict, Enum, Float, Instance, Integer, List, Unicode, default, directional_link, link
 
-from . import kernel_lifecycle, policy_admin, reconcile, servers, swarm_nodes
+from . import disk_enforcement, kernel_lifecycle, policy_admin, reconcile, servers, swarm_nodes
 from .admission import Admission
 from .area import MOVED_SETTINGS, ManagerHost, apply_moved
 from .engine_events import EngineEvents
@@ -241,8 +241,12 @@ class BerthService(ServerFacade, ManagerHost):
         return self.ledger.url if self.ledger is not None else None
 
     async def engine_info(self) -> dict:
-        """The runtime's name and isolation, and the engine's state (``up`` with its figures, or ``down``)."""
-        return await runtime_choice.describe(self.runtime)
+        """The runtime's name and isolation, and the engine's state (``up`` with its figures, or ``down``);
+        ``disk`` how disk limits hold, with how often they are measured where they are."""
+        info = await runtime_choice.describe(self.runtime)
+        if info["disk"]["mode"] in ("enforced", "measured"):
+            info["disk"].update(disk_enforcement.schedule(self.usage))
+        return info
 
     async def start(self, *, adopt: bool = True) -> reconcile.ReconcilePlan:
         """Open the ledger, measure the host, reconcile with the engine, start sampling.

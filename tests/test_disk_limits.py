@@ -58,6 +58,22 @@ def test_disk_is_asked_for_bounded_by_policy_and_listed():
     assert (listed["max_limit"], listed["total_limit"], listed["live"]) == ("max_disk", "total_disk", False)
 
 
+def test_info_says_how_often_a_disk_is_measured():
+    """``GET berth/api/info``'s ``disk.interval_s``: at sampling rounds, ``disk_interval`` apart; none when
+    sampling is off (then nothing measures, and the sidebar says so)."""
+    from jupyter_berth.disk_enforcement import schedule
+    from jupyter_berth.usage.manager import UsageTracker
+
+    def tracker(**settings):
+        return UsageTracker(**{"disk_interval": 60.0, "sample_interval": 15.0, "disk_grace": 60.0, **settings})
+
+    assert schedule(tracker()) == {"interval_s": 60.0, "grace_s": 60.0}
+    assert schedule(tracker(sample_interval=25.0))["interval_s"] == 75.0  # the first round 60 s after the last
+    assert schedule(tracker(disk_interval=0.0))["interval_s"] == 15.0  # every round
+    assert schedule(tracker(disk_interval=5.0))["interval_s"] == 15.0
+    assert schedule(tracker(sample_interval=0.0, disk_grace=30.0)) == {"interval_s": None, "grace_s": 30.0}
+
+
 def test_admission_stores_the_grant_and_totals_it_against_total_disk(tmp_path):
     from jupyter_berth.admission import Admission
     from jupyter_berth.ledger import Ledger

@@ -87,6 +87,7 @@ def test_read_routes(api):
     assert info["mode"] == "standalone" and info["engine"]["state"] == "up"
     assert [k["name"] for k in info["resources"]] == ["cpu", "mem", "pids", "shm", "gpu", "disk"]  # the registry's
     assert info["disk"]["mode"] in ("enforced", "measured") and info["disk"]["why"]  # how disk limits hold here
+    assert info["disk"]["interval_s"] is None and info["disk"]["grace_s"] == 60  # sampling is off here: not measured
     status, presets = api("GET", "presets")
     assert presets["presets"][0]["name"] == "small" and presets["presets"][0]["resources"]["mem"] == 256 * 1024**2
     status, policy = api("GET", "policy")

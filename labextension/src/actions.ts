@@ -16,6 +16,7 @@ import { nullTranslator, TranslationBundle } from '@jupyterlab/translation';
 import { Widget } from '@lumino/widgets';
 
 import { BerthAPI } from './api';
+import { diskLabel } from './disk';
 import { choiceResources, describeLimits, IBounds, overQuota } from './format';
 import { BerthModel } from './model';
 import { BerthRequestError, messageFromResponse } from './request';
@@ -118,7 +119,7 @@ export class BerthActions {
     const oldId = session.session?.kernel?.id ?? null;
     const old = this.options.model.kernel(oldId);
     const name = widget.title.label || session.path;
-    const what = describeLimits(choiceResources(choice), choice.image);
+    const what = describeLimits(choiceResources(choice), choice.image, diskLabel(choice.disk, this.trans));
     const result = await showDialog({
       title: this.trans.__('Restart with new resources?'),
       body: this.trans.__(

@@ -29,7 +29,8 @@ export function offeredImage(answer: IResolvedEnvironment): string | null {
   return answer.nearest?.image ?? null;
 }
 
-/** The sidebar's choice with a notebook's environment applied (image and, where recorded, resources). */
+/** The sidebar's choice with a notebook's environment applied (image and, where recorded, resources; the disk
+ * size only where the choice has one, that is where the server bounds disk). */
 export function applyEnvironment(choice: IChoice, image: string, env: INotebookEnvironment): IChoice {
   const r = env.resources ?? {};
   return {
@@ -37,7 +38,8 @@ export function applyEnvironment(choice: IChoice, image: string, env: INotebookE
     image,
     cpu: typeof r.cpu === 'number' && r.cpu > 0 ? r.cpu : choice.cpu,
     mem: typeof r.mem === 'number' && r.mem > 0 ? r.mem : choice.mem,
-    gpu: typeof r.gpu === 'number' && r.gpu >= 0 ? r.gpu : choice.gpu
+    gpu: typeof r.gpu === 'number' && r.gpu >= 0 ? r.gpu : choice.gpu,
+    ...(choice.disk !== undefined && typeof r.disk === 'number' && r.disk > 0 ? { disk: r.disk } : {})
   };
 }
 

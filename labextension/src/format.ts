@@ -18,6 +18,7 @@ import type {
   Limit
 } from './types';
 
+import { clampDerivedDisk, DEFAULT_DISK } from './disk';
 import { gpuOffer } from './gpu';
 import { offeredImages } from './images';
 import { formatBytes, formatCpu, formatGpu, GiB, KiB, MiB, TiB } from './units';
@@ -34,8 +35,11 @@ export function imageShortName(ref: string | null | undefined): string {
   return parts[parts.length - 1];
 }
 
-/** The kernel's limits in one line: `"2 CPU · 4 GiB · ¼ GPU · python:3.11"` (no GPU part when it has none). */
-export function describeLimits(resources: Partial<IResources>, image?: string | null): string {
+/**
+ * The kernel's limits in one line: `"2 CPU · 4 GiB · ¼ GPU · python:3.11"` (no GPU part when it has none);
+ * `extra` parts (the disk limit, disk.ts `diskLabel`) go before the image.
+ */
+export function describeLimits(resources: Partial<IResources>, image?: string | null, extra: string[] = []): string {
   const parts: string[] = [];
   if (resources.cpu !== undefined) {
     parts.push(formatCpu(resources.cpu));
@@ -46,6 +50,7 @@ export function describeLimits(resources: Partial<IResources>, image?: string | 
   if (resources.gpu) {
     parts.push(formatGpu(resources.gpu));
   }
+  parts.push(...extra);
   if (image) {
     parts.push(imageShortName(image));
   }
@@ -99,6 +104,8 @@ export interface IBounds {
   cpu: IBound;
   mem: IBound;
   gpu: IBound;
+  /** in bytes, as memory; `min` is the slider's (the field takes down to disk.ts `MIN_DISK`) */
+  disk: IBound;
   /** the GPU shares offered in the GPU control, ascending, starting at 0 */
   gpuOptions: number[];
   /** what bounds the GPU offer, for the control's hint */
@@ -111,13 +118,17 @@ export interface IBoundSettings {
   memoryStep: number;
   unlimitedCpu: number;
   unlimitedMemory: number;
+  diskStep: number;
+  unlimitedDisk: number;
 }
 
 export const DEFAULT_BOUND_SETTINGS: IBoundSettings = {
   cpuStep: 0.25,
   memoryStep: 128 * MiB,
   unlimitedCpu: 8,
-  unlimitedMemory: 32 * GiB
+  unlimitedMemory: 32 * GiB,
+  diskStep: GiB,
+  unlimitedDisk: 100 * GiB
 };
 
 /**
@@ -139,9 +150,11 @@ export function boundsFromPolicy(
   const maxCpu = limitNumber(limits.max_cpu);
   const maxMem = limitNumber(limits.max_mem);
   const maxGpu = limits.max_gpu === undefined ? 0 : limitNumber(limits.max_gpu);
+  const maxDisk = limitNumber(limits.max_disk);
 
   const cpuMax = Number.isFinite(maxCpu) ? maxCpu : settings.unlimitedCpu;
   const memMax = Number.isFinite(maxMem) ? maxMem : settings.unlimitedMemory;
+  const diskMax = Number.isFinite(maxDisk) ? maxDisk : settings.unlimitedDisk;
   const offer = gpuOffer(gpus, maxGpu);
   const options = offer.options;
   return {
@@ -166,6 +179,13 @@ export function boundsFromPolicy(
       remaining: limitNumber(remaining.gpu),
       fromPolicy: Number.isFinite(maxGpu)
     },
+    disk: {
+      min: Math.min(settings.diskStep, diskMax),
+      max: diskMax,
+      step: settings.diskStep,
+      remaining: limitNumber(remaining.disk),
+      fromPolicy: Number.isFinite(maxDisk)
+    },
     gpuOptions: options,
     gpuNote: offer.note
   };
@@ -189,7 +209,8 @@ export function nearestGpuOption(share: number, options: number[]): number {
   return best;
 }
 
-/** Keep a choice inside the bounds (used when the policy changes under it). */
+/** Keep a choice inside the bounds (used when the policy changes under it). A typed disk size is left as
+ * typed: the field says what is wrong with it (disk.ts `diskProblem`), and the server refuses it. */
 export function clampChoice(choice: IChoice, bounds: IBounds): IChoice {
   return {
     ...choice,
@@ -200,9 +221,13 @@ export function clampChoice(choice: IChoice, bounds: IBounds): IChoice {
 }
 
 /** Which parts of a choice exceed what is left of the user's quota (empty when it fits). */
-export function overQuota(choice: Pick<IChoice, 'cpu' | 'mem' | 'gpu'>, bounds: IBounds, released?: Partial<IResources>): string[] {
+export function overQuota(
+  choice: Pick<IChoice, 'cpu' | 'mem' | 'gpu' | 'disk'>,
+  bounds: IBounds,
+  released?: Partial<IResources>
+): string[] {
   const over: string[] = [];
-  const back = { cpu: released?.cpu ?? 0, mem: released?.mem ?? 0, gpu: released?.gpu ?? 0 };
+  const back = { cpu: released?.cpu ?? 0, mem: released?.mem ?? 0, gpu: released?.gpu ?? 0, disk: released?.disk ?? 0 };
   if (choice.cpu > bounds.cpu.remaining + back.cpu + 1e-9) {
     over.push(`CPU: ${formatCpu(choice.cpu)} asked, ${describeRemaining(bounds.cpu.remaining + back.cpu, formatCpu)}`);
   }
@@ -212,15 +237,25 @@ export function overQuota(choice: Pick<IChoice, 'cpu' | 'mem' | 'gpu'>, bounds: 
   if (choice.gpu > bounds.gpu.remaining + back.gpu + 1e-9) {
     over.push(`GPU: ${formatGpu(choice.gpu)} asked, ${describeRemaining(bounds.gpu.remaining + back.gpu, formatGpu)}`);
   }
+  if (choice.disk !== undefined && choice.disk > bounds.disk.remaining + back.disk) {
+    over.push(`disk: ${formatBytes(choice.disk)} asked, ${describeRemaining(bounds.disk.remaining + back.disk, formatBytes)}`);
+  }
   return over;
 }
 
-/** The resources part of a start request or profile, from a choice. */
-export function choiceResources(choice: IChoice): Pick<IResources, 'cpu' | 'mem' | 'gpu'> {
-  return { cpu: choice.cpu, mem: choice.mem, gpu: choice.gpu };
+/** The resources part of a start request or profile, from a choice (with `disk` when the choice has one). */
+export function choiceResources(choice: IChoice): Pick<IResources, 'cpu' | 'mem' | 'gpu' | 'disk'> {
+  const resources: Pick<IResources, 'cpu' | 'mem' | 'gpu' | 'disk'> = { cpu: choice.cpu, mem: choice.mem, gpu: choice.gpu };
+  if (choice.disk !== undefined) {
+    resources.disk = choice.disk;
+  }
+  return resources;
 }
 
-/** The choice the sidebar opens with: the saved profile, else the policy's default, else 1 CPU / 1 GiB. */
+/**
+ * The choice the sidebar opens with: the saved profile, else the policy's default, else 1 CPU / 1 GiB
+ * (and 10 GiB of disk, kept within the policy's `max_disk` as the server keeps a default).
+ */
 export function initialChoice(
   profile: IProfile | null,
   policy: IPolicyState | null,
@@ -232,16 +267,25 @@ export function initialChoice(
   const fromPolicy = {
     cpu: toNumber(policyDefault.cpu ?? policyDefault.cpus),
     mem: sizeOf(policyDefault.mem ?? policyDefault.memory),
-    gpu: toNumber(policyDefault.gpu ?? policyDefault.gpus)
+    gpu: toNumber(policyDefault.gpu ?? policyDefault.gpus),
+    disk: sizeOf(policyDefault.disk ?? policyDefault.disk_size)
   };
   const saved = profile?.request ?? {};
   const pick = (key: 'cpu' | 'mem' | 'gpu') =>
     (key === 'mem' ? sizeOf(saved.mem) : toNumber(saved[key])) ?? fromPolicy[key] ?? fallback[key];
+  const disk = sizeOf(saved.disk) ?? fromPolicy.disk ?? DEFAULT_DISK;
   const offered = offeredImages(images);
   const savedImage = profile?.image && offered.some(i => i.ref === profile.image) ? profile.image : null;
   const defaultImage = offered.find(i => i.default)?.ref ?? offered[0]?.ref ?? null;
   return clampChoice(
-    { image: savedImage ?? defaultImage, cpu: pick('cpu'), mem: pick('mem'), gpu: pick('gpu'), folders: [] },
+    {
+      image: savedImage ?? defaultImage,
+      cpu: pick('cpu'),
+      mem: pick('mem'),
+      gpu: pick('gpu'),
+      disk: clampDerivedDisk(disk, bounds.disk),
+      folders: []
+    },
     bounds
   );
 }

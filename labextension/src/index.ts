@@ -40,7 +40,9 @@ export function boundSettingsFrom(composite: Record<string, unknown>): IBoundSet
     cpuStep: num('cpuStep', DEFAULT_BOUND_SETTINGS.cpuStep),
     memoryStep: num('memoryStepMiB', DEFAULT_BOUND_SETTINGS.memoryStep / MiB) * MiB,
     unlimitedCpu: num('unlimitedCpu', DEFAULT_BOUND_SETTINGS.unlimitedCpu),
-    unlimitedMemory: num('unlimitedMemoryGiB', DEFAULT_BOUND_SETTINGS.unlimitedMemory / GiB) * GiB
+    unlimitedMemory: num('unlimitedMemoryGiB', DEFAULT_BOUND_SETTINGS.unlimitedMemory / GiB) * GiB,
+    diskStep: num('diskStepGiB', DEFAULT_BOUND_SETTINGS.diskStep / GiB) * GiB,
+    unlimitedDisk: num('unlimitedDiskGiB', DEFAULT_BOUND_SETTINGS.unlimitedDisk / GiB) * GiB
   };
 }
 

@@ -4,13 +4,36 @@
  * Only the fields the sidebar reads are declared; the server may send more.
  */
 
-/** A resource grant or request. Memory sizes are bytes, CPU is cores, GPU a share. */
+/** A resource grant or request. Memory and disk sizes are bytes, CPU is cores, GPU a share. */
 export interface IResources {
   cpu: number;
   mem: number;
   gpu: number;
   pids?: number;
   shm?: number;
+  /** what the kernel may write outside its volume and folders (its container's writable layer) */
+  disk?: number;
+}
+
+/** How the server holds kernels to their disk limit (`GET berth/api/info` → `disk`, docs/disk-limits.md). */
+export interface IDiskMode {
+  /** "enforced" (the engine's storage quotas), "measured" (Berth measures and stops), "none" or "unknown" */
+  mode: 'enforced' | 'measured' | 'none' | 'unknown' | string;
+  /** in words: what the server found */
+  why?: string;
+  /** seconds between measurements; `null` when the server samples no usage (then nothing measures) */
+  interval_s?: number | null;
+  /** seconds a kernel over its limit has to free space before it is stopped */
+  grace_s?: number;
+}
+
+/** A resource kind a request may name (`GET berth/api/info` → `resources`). */
+export interface IResourceKind {
+  name: string;
+  accepts?: string;
+  default?: number;
+  max_limit?: string | null;
+  total_limit?: string | null;
 }
 
 /** `GET berth/api/info` */
@@ -24,6 +47,10 @@ export interface IInfo {
   runtime?: string;
   /** "none" in process mode: kernels are plain local processes */
   isolation?: string;
+  /** how disk limits hold here */
+  disk?: IDiskMode;
+  /** the resource kinds a request may name */
+  resources?: IResourceKind[];
 }
 
 /** The environment a notebook recorded when saved from a Berth kernel (`metadata.berth.environment`). */
@@ -87,9 +114,11 @@ export interface IPolicyLimits {
   max_cpu?: Limit;
   max_mem?: Limit;
   max_gpu?: Limit;
+  max_disk?: Limit;
   total_cpu?: Limit;
   total_mem?: Limit;
   total_gpu?: Limit;
+  total_disk?: Limit;
   max_kernels?: Limit;
   allowed_images?: string[] | null;
   default?: Record<string, unknown> | null;
@@ -100,6 +129,7 @@ export interface IAmounts {
   cpu?: Limit;
   mem?: Limit;
   gpu?: Limit;
+  disk?: Limit;
   kernels?: Limit;
 }
 
@@ -201,6 +231,8 @@ export interface IChoice {
   cpu: number;
   mem: number;
   gpu: number;
+  /** bytes; absent when the server bounds no disk (the field is not offered, the request names none) */
+  disk?: number;
   folders: string[];
 }
 

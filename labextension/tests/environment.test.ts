@@ -40,6 +40,11 @@ describe('offering the environment again', () => {
     expect(applyEnvironment(CHOICE, 'berth/python:3.11', env)).toEqual({ ...CHOICE, image: 'berth/python:3.11', cpu: 1, mem: 512 * MiB });
     expect(applyEnvironment(CHOICE, 'x:1', { image: 'x:1' })).toEqual({ ...CHOICE, image: 'x:1' });
   });
+  it('applies a recorded disk size only where the choice has one (the server bounds disk)', () => {
+    const env = { image: 'x:1', resources: { cpu: 1, mem: 512 * MiB, gpu: 0, disk: 3 * 1024 * MiB } };
+    expect(applyEnvironment({ ...CHOICE, disk: 10 * 1024 * MiB }, 'x:1', env).disk).toBe(3 * 1024 * MiB);
+    expect(applyEnvironment(CHOICE, 'x:1', env).disk).toBeUndefined();
+  });
   it('shortens digests for people', () => {
     expect(shortDigest('berth/python@sha256:0c220c57603f1234567890')).toBe('sha256:0c220c57603f');
     expect(shortDigest(null)).toBe('');

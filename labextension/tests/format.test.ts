@@ -1,5 +1,6 @@
 import {
   boundsFromPolicy,
+  choiceResources,
   clampChoice,
   cpuRate,
   DEFAULT_BOUND_SETTINGS,
@@ -58,6 +59,9 @@ describe('formatGpu', () => {
 describe('describeLimits', () => {
   it('reads like the status bar example', () => {
     expect(describeLimits({ cpu: 2, mem: 4 * GiB, gpu: 0.25 }, 'berth/python:3.11')).toBe('2 CPU · 4 GiB · ¼ GPU · python:3.11');
+  });
+  it('puts extra parts (the disk limit) before the image', () => {
+    expect(describeLimits({ cpu: 1, mem: GiB, gpu: 0, disk: 2 * GiB }, 'berth/python:3.11', ['2 GiB disk'])).toBe('1 CPU · 1 GiB · 2 GiB disk · python:3.11');
   });
   it('leaves out a GPU the kernel does not have', () => {
     expect(describeLimits({ cpu: 0.5, mem: 512 * MiB, gpu: 0 }, 'localhost:5000/lab/torch:2.1')).toBe('0.5 CPU · 512 MiB · torch:2.1');
@@ -149,6 +153,26 @@ describe('boundsFromPolicy', () => {
     expect(describeRemaining(b.cpu.remaining, formatCpu)).toBe('no total limit');
     expect(describeRemaining(0, formatBytes)).toBe('none left');
   });
+  it('bounds the disk by max_disk and flags a disk size over what is left of total_disk', () => {
+    const policy = normalizePolicy({
+      policy: { max_disk: 20 * GiB, total_disk: 30 * GiB },
+      remaining: { disk: 8 * GiB }
+    });
+    const b = boundsFromPolicy(policy, DEFAULT_BOUND_SETTINGS);
+    expect(b.disk).toEqual({ min: GiB, max: 20 * GiB, step: GiB, remaining: 8 * GiB, fromPolicy: true });
+    const choice = { image: null, cpu: 1, mem: 512 * MiB, gpu: 0, disk: 10 * GiB, folders: [] };
+    expect(overQuota(choice, b)).toEqual(['disk: 10 GiB asked, 8 GiB left']);
+    expect(overQuota(choice, b, { cpu: 1, mem: GiB, gpu: 0, disk: 2 * GiB })).toEqual([]);
+    expect(overQuota({ ...choice, disk: undefined }, b)).toEqual([]); // no disk asked: not offered here
+    // A typed disk size is kept as typed (the field flags it; the server refuses it), not clamped.
+    expect(clampChoice({ ...choice, disk: 50 * GiB }, b).disk).toBe(50 * GiB);
+    const open = boundsFromPolicy(normalizePolicy({}), { ...DEFAULT_BOUND_SETTINGS, unlimitedDisk: 40 * GiB });
+    expect(open.disk).toMatchObject({ max: 40 * GiB, remaining: Infinity, fromPolicy: false });
+  });
+  it('sends the disk size only when the choice has one', () => {
+    expect(choiceResources({ image: null, cpu: 1, mem: GiB, gpu: 0, folders: [] })).toEqual({ cpu: 1, mem: GiB, gpu: 0 });
+    expect(choiceResources({ image: null, cpu: 1, mem: GiB, gpu: 0, disk: 2 * GiB, folders: [] })).toEqual({ cpu: 1, mem: GiB, gpu: 0, disk: 2 * GiB });
+  });
 });
 
 const IMAGES: IImage[] = [
@@ -199,11 +223,23 @@ describe('initialChoice', () => {
   const bounds = boundsFromPolicy(normalizePolicy(POLICY), DEFAULT_BOUND_SETTINGS, TWO_GPUS);
   it('starts from the saved profile', () => {
     const c = initialChoice({ request: { cpu: 2, mem: '1G' as unknown as number }, image: 'berth/python:3.9' }, normalizePolicy(POLICY), IMAGES, bounds);
-    expect(c).toEqual({ image: 'berth/python:3.9', cpu: 2, mem: GiB, gpu: 0, folders: [] });
+    expect(c).toEqual({ image: 'berth/python:3.9', cpu: 2, mem: GiB, gpu: 0, disk: 10 * GiB, folders: [] });
   });
   it('else from the policy default and the catalog default image', () => {
     const c = initialChoice({ request: {}, image: null }, normalizePolicy(POLICY), IMAGES, bounds);
-    expect(c).toEqual({ image: 'berth/python:3.10', cpu: 1, mem: 512 * MiB, gpu: 0, folders: [] });
+    expect(c).toEqual({ image: 'berth/python:3.10', cpu: 1, mem: 512 * MiB, gpu: 0, disk: 10 * GiB, folders: [] });
+  });
+  it('takes the disk size from the profile, else the policy default, kept within max_disk', () => {
+    const limited = normalizePolicy({
+      ...POLICY,
+      policy: { ...POLICY.policy, max_disk: 4 * GiB },
+      default_request: { ...POLICY.default_request, disk: 2 * GiB }
+    });
+    const b = boundsFromPolicy(limited, DEFAULT_BOUND_SETTINGS, TWO_GPUS);
+    expect(initialChoice({ request: {}, image: null }, limited, IMAGES, b).disk).toBe(2 * GiB);
+    expect(initialChoice({ request: { disk: 3 * GiB } as never, image: null }, limited, IMAGES, b).disk).toBe(3 * GiB);
+    expect(initialChoice({ request: { disk: '20G' } as never, image: null }, limited, IMAGES, b).disk).toBe(4 * GiB);
+    expect(initialChoice(null, normalizePolicy({ max_disk: '1G' }), IMAGES, boundsFromPolicy(normalizePolicy({ max_disk: GiB }))).disk).toBe(GiB);
   });
   it('ignores a saved image that is no longer offered', () => {
     const c = initialChoice({ request: {}, image: 'berth/python:3.8' }, null, IMAGES, boundsFromPolicy(null));

@@ -1,6 +1,7 @@
 // The sidebar in process mode (a Binder: no container engine), as a person sees it: the
-// notice says kernels are plain local processes without isolation; a notebook started from
-// the sidebar runs a cell in such a process. Started by tests/test_binder.py.
+// notice says kernels are plain local processes without isolation, the disk field gives way to
+// the reason there is no disk limit; a notebook started from the sidebar runs a cell in such a
+// process. Started by tests/test_binder.py.
 //
 // Environment: BERTH_UI_URL, BERTH_UI_TOKEN, BERTH_UI_SCREENSHOTS (optional directory).
 
@@ -24,6 +25,10 @@ await finish('process-mode', { browser, page, pageErrors, step }, async () => {
   assert.match(await notice.innerText(), /Process mode: .*plain local processes.*no isolation/s);
   const summary = sidebar.getByTestId('berth-summary');
   assert.match(await summary.innerText(), /^0\.5 CPU · 512 MiB · python:/);
+  // Nothing bounds a local process's disk use: no disk field, the reason instead (and no disk in the request).
+  const disk = sidebar.getByTestId('berth-disk');
+  assert.match(await disk.innerText(), /^Disk space\s+Not limited on this server: this runtime bounds no disk use/);
+  assert.equal(await sidebar.getByLabel('Disk (GiB)', { exact: true }).count(), 0);
   if (SHOTS) {
     await sidebar.screenshot({ path: join(SHOTS, 'sidebar-process-mode.png'), animations: 'disabled' });
   }

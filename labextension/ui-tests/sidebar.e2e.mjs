@@ -1,25 +1,29 @@
 // End-to-end test of the Berth sidebar against a real JupyterLab with real container
 // kernels (started by scripts/ui-test.sh, which sets the environment below).
 //
-// As a person would: open the sidebar, choose 1 CPU and 512 MiB, start a notebook, run a
-// cell that prints the kernel's cgroup limits and read them from the page; give the kernel
-// 768 MiB (confirming that its state will be lost) and read them again; ask for more than
-// is left of the quota and see the server's own message; stop the kernel from the list.
+// As a person would: open the sidebar, choose 1 CPU, 512 MiB and 2 GiB of disk, start a notebook,
+// run a cell that prints the kernel's cgroup limits and read them from the page (the service lists
+// the disk limit); give the kernel 768 MiB (confirming that its state will be lost) and read them
+// again; ask for more disk than the policy allows per kernel, and for more than is left of the
+// quota, and see the server's own messages (nothing starts); stop the kernel from the list.
 // Screenshots of the real sidebar go to $BERTH_UI_SCREENSHOTS (docs/images) when set.
 //
-// Environment: BERTH_UI_URL, BERTH_UI_TOKEN, BERTH_UI_SCREENSHOTS (optional directory).
+// Environment: BERTH_UI_SOCKET (JupyterLab's UNIX socket: the browser in a network namespace of its
+// own, bridged by browser.mjs serverUrl) or BERTH_UI_URL; BERTH_UI_TOKEN; BERTH_UI_SCREENSHOTS
+// (optional directory).
 
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { finish, launch, LIMITS_CELL, openSidebar, readLimits, setField, stepper } from './browser.mjs';
+import { finish, launch, LIMITS_CELL, openSidebar, readLimits, serverUrl, setField, stepper } from './browser.mjs';
 
-const URL_BASE = process.env.BERTH_UI_URL;
+const URL_BASE = await serverUrl();
 const TOKEN = process.env.BERTH_UI_TOKEN;
 const SHOTS = process.env.BERTH_UI_SCREENSHOTS || '';
 assert.ok(URL_BASE && TOKEN, 'BERTH_UI_URL and BERTH_UI_TOKEN must be set (run scripts/ui-test.sh)');
 
 const MiB = 1024 ** 2;
+const GiB = 1024 ** 3;
 const step = stepper('ui-test');
 
 async function api(method, path, body) {
@@ -75,6 +79,23 @@ await finish('ui-test', { browser, page, pageErrors, step }, async () => {
   await waitForValue(sidebar.getByLabel('Memory (MiB)', { exact: true }), '512');
   assert.match(await summary.innerText(), /^1 CPU · 512 MiB/);
 
+  step('choose 2 GiB of disk; the field says how the limit holds here');
+  const diskMode = (await api('GET', 'berth/api/info')).body.disk;
+  assert.ok(['enforced', 'measured'].includes(diskMode.mode), `the engine bounds disk: ${JSON.stringify(diskMode)}`);
+  const modeNote = sidebar.getByTestId('berth-disk-mode');
+  assert.equal(await modeNote.getAttribute('data-mode'), diskMode.mode);
+  assert.match(
+    await modeNote.innerText(),
+    diskMode.mode === 'enforced'
+      ? /^Enforced by the engine: a write over the limit fails in the kernel\.$/
+      : /^Not enforced by the engine: checked every minute; a kernel over it is warned, then stopped 1 min later unless it frees space\.$/
+  );
+  // The default size (10 GiB) kept within max_disk, as the server keeps a default.
+  await sidebar.getByText('4 GiB · at most 4 GiB per kernel · 6 GiB left').waitFor();
+  await setField(sidebar, 'Disk (GiB)', '2');
+  await sidebar.getByText('2 GiB · at most 4 GiB per kernel · 6 GiB left').waitFor();
+  assert.match(await summary.innerText(), /^1 CPU · 512 MiB · 2 GiB disk · /);
+
   step('the GPU share is offered in quanta up to the policy (a declared device, all of it free)');
   const gpu = sidebar.getByLabel('GPU share', { exact: true });
   assert.deepEqual(await gpu.locator('option').allInnerTexts(), ['no GPU', '¼ GPU', '½ GPU']);
@@ -98,6 +119,10 @@ await finish('ui-test', { browser, page, pageErrors, step }, async () => {
   const listed = sidebar.getByTestId('berth-kernel');
   await listed.first().waitFor();
   assert.equal(await listed.count(), 1);
+  const [running] = (await api('GET', 'berth/api/kernels')).body.kernels;
+  assert.equal(running.resources.disk, 2 * GiB, 'the service granted the disk size chosen in the sidebar');
+  await listed.getByTestId('berth-kernel-limits').filter({ hasText: /^1 CPU · 512 MiB · 2 GiB disk · / }).waitFor();
+  await sidebar.getByText('2 GiB · at most 4 GiB per kernel · 4 GiB left').waitFor(); // the total, less the kernel's
 
   step('give the kernel 768 MiB');
   await setField(sidebar, 'Memory (MiB)', '768');
@@ -116,17 +141,55 @@ await finish('ui-test', { browser, page, pageErrors, step }, async () => {
   assert.equal(await listed.count(), 1, 'the old kernel was shut down');
   await shot('sidebar-running.png');
 
-  step('ask for more than is left of the quota');
+  step('ask for more disk than the policy allows per kernel');
   const before = (await api('GET', 'api/contents')).body.content.map(f => f.name).sort();
-  await setField(sidebar, 'Memory (MiB)', '512');
-  await sidebar.getByTestId('berth-quota-warning').waitFor();
+  const image = (await api('GET', 'berth/api/kernels')).body.kernels[0].image;
+  await setField(sidebar, 'Memory (MiB)', '128');
+  await setField(sidebar, 'Disk (GiB)', '8');
+  const problem = sidebar.getByTestId('berth-disk-problem');
+  await problem.waitFor();
+  assert.equal(
+    (await problem.innerText()).trim(),
+    '8 GiB of disk is more than your policy allows per kernel (at most 4 GiB, max_disk): the server will refuse it.'
+  );
+  assert.match(await summary.innerText(), /^1 CPU · 128 MiB · 8 GiB disk · /);
   await sidebar.getByRole('button', { name: 'Start notebook' }).click();
   const message = sidebar.locator('[data-testid="berth-message"].jp-mod-error');
   await message.waitFor();
+  const diskShown = (await message.innerText()).trim();
+  const diskRefused = await api('POST', 'berth/api/kernels', {
+    image,
+    resources: { cpu: 1, mem: 128 * MiB, gpu: 0, disk: 8 * GiB },
+    path: 'x.ipynb'
+  });
+  if (diskRefused.status === 201) {
+    await api('DELETE', `berth/api/kernels/${diskRefused.body.id}`);
+  }
+  assert.equal(diskRefused.status, 403, `the server refused with ${diskRefused.status}: ${JSON.stringify(diskRefused.body)}`);
+  assert.equal(diskShown, diskRefused.body.message);
+  assert.match(diskShown, /^disk: you asked for 8 GiB per kernel but your policy allows at most 4 GiB .*max_disk/);
+  step(`the sidebar shows the policy's message: "${diskShown}"`);
+  assert.equal((await api('GET', 'berth/api/kernels')).body.kernels.length, 1, 'nothing started');
+  assert.deepEqual((await api('GET', 'api/contents')).body.content.map(f => f.name).sort(), before, 'no notebook left behind');
+  await problem.scrollIntoViewIfNeeded();
+  await shot('sidebar-disk-over-policy.png', sidebar);
+  await setField(sidebar, 'Disk (GiB)', '2');
+  await problem.waitFor({ state: 'detached' });
+
+  step('ask for more than is left of the quota');
+  // 700 MiB is off the slider's 128 MiB steps: typed sizes are the user's to choose (the browser's own
+  // step check must not block the start; the server decides).
+  await setField(sidebar, 'Memory (MiB)', '700');
+  await sidebar.getByTestId('berth-quota-warning').waitFor();
+  await sidebar.getByRole('button', { name: 'Start notebook' }).click();
+  await message.filter({ hasNotText: diskShown }).waitFor();
   const shown = (await message.innerText()).trim();
   // The same request, straight to the server: the sidebar shows its message word for word.
-  const image = (await api('GET', 'berth/api/kernels')).body.kernels[0].image;
-  const refused = await api('POST', 'berth/api/kernels', { image, resources: { cpu: 1, mem: 512 * MiB, gpu: 0 }, path: 'x.ipynb' });
+  const refused = await api('POST', 'berth/api/kernels', {
+    image,
+    resources: { cpu: 1, mem: 700 * MiB, gpu: 0, disk: 2 * GiB },
+    path: 'x.ipynb'
+  });
   if (refused.status === 201) {
     await api('DELETE', `berth/api/kernels/${refused.body.id}`);
   }
@@ -145,7 +208,7 @@ await finish('ui-test', { browser, page, pageErrors, step }, async () => {
   await sidebar.getByRole('button', { name: 'Save as default' }).click();
   await sidebar.getByText('Saved as your default: 0.5 CPU · 256 MiB').waitFor();
   const profile = (await api('GET', 'berth/api/profile')).body;
-  assert.deepEqual(profile.request, { cpu: 0.5, mem: 256 * MiB, gpu: 0 });
+  assert.deepEqual(profile.request, { cpu: 0.5, mem: 256 * MiB, gpu: 0, disk: 2 * GiB });
   assert.equal(profile.image, image);
   await sidebar.getByRole('button', { name: 'Start console' }).click();
   await page.locator('.jp-ConsolePanel:not(.lm-mod-hidden)').waitFor();

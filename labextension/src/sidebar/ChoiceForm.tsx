@@ -1,6 +1,6 @@
 /**
  * The "what to run" part of the sidebar: environment and version (with frameworks and
- * size), a preset, CPU / memory / GPU bounded by the policy with what is left of the
+ * size), a preset, CPU / memory / GPU / disk bounded by the policy with what is left of the
  * quota, and the folders to attach.
  */
 
@@ -14,10 +14,12 @@ import {
   formatBytes,
   formatCpu,
   formatGpu,
+  GiB,
   IBounds,
   MiB,
   overQuota
 } from '../format';
+import { clampDerivedDisk, diskProblem, IDiskOffer } from '../disk';
 import { groupByLanguage, groupImages, imageFacts, splitRef } from '../images';
 import { BerthModel } from '../model';
 import type { IChoice, IPreset, IResources } from '../types';
@@ -32,10 +34,12 @@ export interface IChoiceFormProps {
   onChange: (choice: IChoice) => void;
   /** the sidebar's strings (JupyterLab's translator) */
   trans: TranslationBundle;
+  /** whether the disk field is offered, and how the limit holds (disk.ts `diskOffer`) */
+  disk?: IDiskOffer;
 }
 
 export function EnvironmentSection(props: IChoiceFormProps): JSX.Element {
-  const { model, choice, onChange, trans } = props;
+  const { model, choice, bounds, onChange, trans } = props;
   const envs = React.useMemo(() => groupImages(model.images), [model.images]);
   const envKey = choice.image ? splitRef(choice.image)[0] : '';
   const env = envs.find(e => e.key === envKey) ?? envs[0];
@@ -57,7 +61,11 @@ export function EnvironmentSection(props: IChoiceFormProps): JSX.Element {
       image: offered ? (p.image as string) : choice.image,
       cpu: p.resources.cpu,
       mem: p.resources.mem,
-      gpu: p.resources.gpu ?? 0
+      gpu: p.resources.gpu ?? 0,
+      // a preset's disk is kept within the policy's max_disk, as the server keeps it
+      ...(choice.disk !== undefined && typeof p.resources.disk === 'number'
+        ? { disk: clampDerivedDisk(p.resources.disk, bounds.disk) }
+        : {})
     });
   };
 
@@ -218,6 +226,7 @@ export function ResourcesSection(props: IChoiceFormProps): JSX.Element {
         onChange={mib => onChange({ ...choice, mem: Math.round(mib * MiB) })}
         testId="berth-mem"
       />
+      {props.disk && <DiskField {...props} disk={props.disk} />}
       <div className="jp-BerthField">
         <label className="jp-BerthField-label" htmlFor={gpuId}>
           {trans.__('GPU share')}
@@ -296,5 +305,54 @@ export function FoldersSection(props: IChoiceFormProps): JSX.Element {
         </ul>
       )}
     </Section>
+  );
+}
+
+/** Whole GiB as typed in the disk field, to at most 4 decimals (64 MiB is 0.0625). */
+const toGiB = (bytes: number) => Number((bytes / GiB).toFixed(4));
+
+/**
+ * The disk size (GiB) when the server bounds disk, with the policy's `max_disk`, what is left of
+ * `total_disk` and how the limit holds; a typed size over `max_disk` (or under the least) is kept and
+ * flagged, and the server refuses it in its own words. Where the server bounds no disk, the reason.
+ */
+function DiskField(props: IChoiceFormProps & { disk: IDiskOffer }): JSX.Element {
+  const { choice, bounds, onChange, trans, disk } = props;
+  if (!disk.offered || choice.disk === undefined) {
+    return (
+      <div className="jp-BerthField" data-testid="berth-disk">
+        <span className="jp-BerthField-label">{trans.__('Disk space')}</span>
+        <div className="jp-BerthField-hint" data-testid="berth-disk-mode">
+          {disk.note}
+        </div>
+      </div>
+    );
+  }
+  const bound = bounds.disk;
+  const max = bound.fromPolicy ? trans.__('at most %1 per kernel', formatBytes(bound.max)) : trans.__('no per-kernel limit');
+  const problem = diskProblem(choice.disk, bound.max, bound.fromPolicy, trans);
+  return (
+    <SliderField
+      label={trans.__('Disk (GiB)')}
+      unit="GiB"
+      value={toGiB(choice.disk)}
+      min={toGiB(bound.min)}
+      max={toGiB(bound.max)}
+      step={toGiB(bound.step)}
+      clamp={false}
+      hint={`${formatBytes(choice.disk)} · ${max} · ${describeRemaining(bound.remaining, formatBytes)}`}
+      warn={!!problem}
+      onChange={gib => onChange({ ...choice, disk: Math.round(gib * GiB) })}
+      testId="berth-disk"
+    >
+      <div className={`jp-BerthField-hint${disk.warn ? ' jp-mod-warn' : ''}`} data-testid="berth-disk-mode" data-mode={disk.mode}>
+        {disk.note}
+      </div>
+      {problem && (
+        <div className="jp-BerthNotice jp-mod-warn" role="alert" data-testid="berth-disk-problem">
+          {problem}
+        </div>
+      )}
+    </SliderField>
   );
 }

@@ -1,6 +1,7 @@
 /**
  * The live part of the sidebar: the user's running kernels with CPU, memory and GPU use
- * against their limits (each with a Stop button), and the GPU devices with their free share.
+ * against their limits, and their disk limit where the server bounds disk (each with a Stop
+ * button), and the GPU devices with their free share.
  */
 
 import type { TranslationBundle } from '@jupyterlab/translation';
@@ -17,6 +18,7 @@ import {
   imageShortName,
   trimNumber
 } from '../format';
+import { diskLabel } from '../disk';
 import { describeDevice, describeGpuUse, gpuMemoryCap } from '../gpu';
 import { BerthModel } from '../model';
 import type { IBerthKernel } from '../types';
@@ -28,6 +30,8 @@ export interface IKernelsSectionProps {
   kernelLabel: (kernel: IBerthKernel) => string;
   currentKernelId: string | null;
   onStop: (kernel: IBerthKernel, label: string) => void;
+  /** list each kernel's disk limit (the server bounds disk: disk.ts `diskOffer`) */
+  showDisk?: boolean;
   trans: TranslationBundle;
 }
 
@@ -67,7 +71,7 @@ export function KernelsSection(props: IKernelsSectionProps): JSX.Element {
                 </button>
               </div>
               <div className="jp-BerthKernel-limits" data-testid="berth-kernel-limits">
-                {describeLimits(k.resources, k.image)}
+                {describeLimits(k.resources, k.image, props.showDisk ? diskLabel(k.resources.disk, trans) : [])}
                 {k.started_at ? ` · ${trans.__('running %1', formatUptime(k.started_at))}` : ''}
               </div>
               <Meter

@@ -9,6 +9,7 @@ import type { TranslationBundle } from '@jupyterlab/translation';
 import * as React from 'react';
 
 import { BerthActions, IKernelWidget } from '../actions';
+import { clampDerivedDisk, DEFAULT_DISK, diskLabel, diskOffer, withDiskOffer } from '../disk';
 import { applyEnvironment } from '../environment';
 import {
   boundsFromPolicy,
@@ -60,8 +61,13 @@ export function SidebarView(props: ISidebarViewProps): JSX.Element {
       setChoice(initialChoice(model.profile, model.policy, model.images, bounds));
     }
   });
-  // Keep the choice inside the bounds when the policy changes.
-  const effective = choice ? clampChoice(choice, bounds) : null;
+  // Keep the choice inside the bounds when the policy changes; a disk size only where the server bounds disk.
+  const disk = diskOffer(model.info, trans);
+  const diskFallback = React.useMemo(
+    () => initialChoice(model.profile, model.policy, model.images, bounds).disk ?? DEFAULT_DISK,
+    [model.loaded, disk.offered]
+  );
+  const effective = choice ? withDiskOffer(clampChoice(choice, bounds), disk.offered, diskFallback) : null;
 
   const currentKernelId = props.current?.sessionContext.session?.kernel?.id ?? null;
   const currentBerth = model.kernel(currentKernelId);
@@ -92,7 +98,7 @@ export function SidebarView(props: ISidebarViewProps): JSX.Element {
     );
   }
 
-  const summary = describeLimits(choiceResources(effective), effective.image);
+  const summary = describeLimits(choiceResources(effective), effective.image, diskLabel(effective.disk, trans));
   return (
     <div className="jp-BerthSidebar" data-testid="berth-sidebar">
       <Header {...props} onRefresh={() => void model.loadAll()} />
@@ -111,6 +117,9 @@ export function SidebarView(props: ISidebarViewProps): JSX.Element {
       <form
         className="jp-BerthForm"
         aria-label={trans.__('Kernel choice')}
+        // The browser's own checks of the number fields (a size off the slider's steps, a disk size over
+        // max_disk) would block "Start notebook" alone, in a bubble; the fields and the server say what is wrong.
+        noValidate
         onSubmit={e => {
           e.preventDefault();
           void run('notebook', async () => {
@@ -122,7 +131,10 @@ export function SidebarView(props: ISidebarViewProps): JSX.Element {
         <NotebookEnvironment
           api={model.api}
           current={props.current}
-          onUse={(image, env) => setChoice(clampChoice(applyEnvironment(effective, image, env), bounds))}
+          onUse={(image, env) => {
+            const next = clampChoice(applyEnvironment(effective, image, env), bounds);
+            setChoice(next.disk === undefined ? next : { ...next, disk: clampDerivedDisk(next.disk, bounds.disk) });
+          }}
           trans={trans}
         />
         <EnvironmentSection model={model} choice={effective} bounds={bounds} onChange={setChoice} trans={trans} />
@@ -133,6 +145,7 @@ export function SidebarView(props: ISidebarViewProps): JSX.Element {
           replacing={null}
           onChange={setChoice}
           trans={trans}
+          disk={disk}
         />
         <FoldersSection model={model} choice={effective} bounds={bounds} onChange={setChoice} trans={trans} />
         <div className="jp-BerthActions" role="group" aria-label={trans.__('Start')}>
@@ -204,13 +217,16 @@ export function SidebarView(props: ISidebarViewProps): JSX.Element {
       {props.current && (
         <div className="jp-BerthCurrent" data-testid="berth-current">
           {trans.__('Current: %1', props.current.title.label)}
-          {currentBerth ? ` · ${describeLimits(currentBerth.resources, currentBerth.image)}` : ` · ${trans.__('not a Berth kernel')}`}
+          {currentBerth
+            ? ` · ${describeLimits(currentBerth.resources, currentBerth.image, disk.offered ? diskLabel(currentBerth.resources.disk, trans) : [])}`
+            : ` · ${trans.__('not a Berth kernel')}`}
         </div>
       )}
       <KernelsSection
         model={model}
         kernelLabel={props.kernelLabel}
         currentKernelId={currentKernelId}
+        showDisk={disk.offered}
         trans={trans}
         onStop={(k, label) =>
           void run('stop', async () => {

@@ -27,6 +27,13 @@ export interface ISliderFieldProps {
   hint?: string;
   warn?: boolean;
   disabled?: boolean;
+  /**
+   * `false`: a typed value outside min…max is kept (and given to `onChange`) rather than clamped, so that
+   * the form can say what is wrong with it; the slider still spans min…max. Default `true`.
+   */
+  clamp?: boolean;
+  /** more lines under the hint (how the limit holds, what is wrong with the value) */
+  children?: React.ReactNode;
   onChange: (value: number) => void;
   testId: string;
 }
@@ -34,6 +41,7 @@ export interface ISliderFieldProps {
 /** A range slider and a number field that move together; both keyboard-operable. */
 export function SliderField(props: ISliderFieldProps): JSX.Element {
   const id = useId(props.testId);
+  const clamp = props.clamp ?? true;
   const [text, setText] = React.useState(String(props.value));
   React.useEffect(() => setText(String(props.value)), [props.value]);
   const commit = (raw: string) => {
@@ -42,7 +50,11 @@ export function SliderField(props: ISliderFieldProps): JSX.Element {
       setText(String(props.value));
       return;
     }
-    const clamped = Math.min(props.max, Math.max(props.min, n));
+    if (!clamp && n <= 0) {
+      setText(String(props.value));
+      return;
+    }
+    const clamped = clamp ? Math.min(props.max, Math.max(props.min, n)) : n;
     setText(String(clamped));
     props.onChange(clamped);
   };
@@ -69,16 +81,19 @@ export function SliderField(props: ISliderFieldProps): JSX.Element {
           id={`${id}-number`}
           type="number"
           className="jp-BerthNumber jp-mod-styled"
-          min={props.min}
-          max={props.max}
-          step={props.step}
+          // Unclamped: no bounds for the browser to enforce (it would block the form's submit with its
+          // own bubble); the form says what is wrong with the value.
+          min={clamp ? props.min : undefined}
+          max={clamp ? props.max : undefined}
+          step={clamp ? props.step : 'any'}
           value={text}
           disabled={props.disabled}
           aria-describedby={props.hint ? `${id}-hint` : undefined}
           onChange={e => {
             setText(e.currentTarget.value);
             const n = Number(e.currentTarget.value);
-            if (e.currentTarget.value.trim() !== '' && Number.isFinite(n) && n >= props.min && n <= props.max) {
+            const inBounds = clamp ? n >= props.min && n <= props.max : n > 0;
+            if (e.currentTarget.value.trim() !== '' && Number.isFinite(n) && inBounds) {
               props.onChange(n);
             }
           }}
@@ -99,6 +114,7 @@ export function SliderField(props: ISliderFieldProps): JSX.Element {
           {props.hint}
         </div>
       )}
+      {props.children}
     </div>
   );
 }
