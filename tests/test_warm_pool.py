@@ -11,8 +11,6 @@ from datetime import datetime, timezone
 from types import SimpleNamespace
 
 import pytest
-from jupyter_client.kernelspec import KernelSpecManager
-from jupyter_client.manager import AsyncKernelManager
 
 from jupyter_berth import reconcile
 from jupyter_berth.errors import ConflictError, RequestError
@@ -107,40 +105,6 @@ async def test_start_adopts_a_pool_container_with_the_requested_limits(pool_serv
         await stop(km, kc)
     assert await pool_service.runtime.inspect(again.container_id) is None
     assert await pool_service.list_kernels() == []
-
-
-@pytest.mark.docker
-async def test_an_adopted_kernel_answers_before_its_shell_has_started_and_serves_once_it_has(
-    pool_service, pool_kernelspecs, workdir
-):
-    """The pool kernel answers its activation once its sockets are bound: the shell's start-up (here a
-    slow startup file in the user's IPython directory) goes on while the start returns and the client
-    connects, and the first request is answered once it is done."""
-    pool = pool_service._pool
-    await pool.wait_full(timeout=90)
-    waiting = ready_ids(pool)
-    ipython = workdir / "ipython"
-    startup = ipython / "profile_default" / "startup"
-    startup.mkdir(parents=True)
-    done = ipython / "startup-done"
-    (startup / "00-slow.py").write_text(
-        f"import pathlib, time\ntime.sleep(10)\nSLOW_STARTUP = 'done'\npathlib.Path({str(done)!r}).write_text('')\n"
-    )
-    for path in [ipython, *ipython.rglob("*")]:
-        os.chown(path, 1000, 100)
-    km = AsyncKernelManager(kernel_name=KERNEL, kernel_spec_manager=KernelSpecManager())
-    await km.start_kernel(cwd=str(workdir), env={"IPYTHONDIR": str(ipython)})
-    started_before_the_shell = not done.exists()
-    kc = km.client()
-    kc.start_channels()
-    try:
-        await kc.wait_for_ready(timeout=120)
-        assert km.provisioner.launch.container_id in waiting  # served from the pool
-        assert started_before_the_shell  # the start did not wait for the startup file
-        assert done.exists()  # the first reply came after it
-        assert await run_json(kc, "import json; print(json.dumps(SLOW_STARTUP))") == "done"
-    finally:
-        await stop(km, kc)
 
 
 @pytest.mark.docker
