@@ -15,8 +15,8 @@ import docker
 import httpx
 import pytest
 
-from tests.hub_process import HubProcess, running
-from tests.test_hub_spawn import SERVER_IMAGE, _image_or_skip, api, wait_ready
+from tests.hub_process import SERVER_IMAGE, HubProcess, running, server_image_or_skip
+from tests.test_hub_spawn import api, wait_ready
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -58,7 +58,7 @@ c.BerthSpawner.gpu_exposure = "environment"  # Berth's own: this Docker has no N
 
 @pytest.fixture(scope="module")
 def ds_hub(tmp_path_factory):
-    _image_or_skip()
+    server_image_or_skip()
     client = docker.from_env()
     alias = f"berth-t{secrets.token_hex(3)}/course:1"
     client.images.get(SERVER_IMAGE).tag(alias)
@@ -147,7 +147,7 @@ def test_dockerspawner_docs_config_runs_unchanged_and_each_setting_reaches_the_c
     ],
 )
 def test_a_hub_with_a_refused_setting_does_not_start(tmp_path, setting, words):
-    _image_or_skip()
+    server_image_or_skip()
     hub = HubProcess(tmp_path, users=("alice",), extra=setting + "\n")
     with pytest.raises(RuntimeError) as e:
         hub.start(timeout=60)

@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 from jupyter_berth.ledger import Ledger
-from tests.hub_process import HubProcess, running
-from tests.test_hub_spawn import KERNEL_SPEC, SERVER_IMAGE, _image_or_skip, api
+from tests.hub_process import SERVER_IMAGE, HubProcess, running, server_image_or_skip
+from tests.test_hub_spawn import KERNEL_SPEC, api
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -35,7 +35,7 @@ POLICIES = {
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    _image_or_skip()
+    server_image_or_skip()
     hub = HubProcess(
         tmp_path_factory.mktemp("named"),
         users=("alice", "teacher"),

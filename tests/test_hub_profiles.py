@@ -8,8 +8,8 @@ import docker
 import httpx
 import pytest
 
-from tests.hub_process import HubProcess, running
-from tests.test_hub_spawn import _image_or_skip, api, wait_ready
+from tests.hub_process import HubProcess, running, server_image_or_skip
+from tests.test_hub_spawn import api, wait_ready
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -28,7 +28,7 @@ PROFILES = [
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    _image_or_skip()
+    server_image_or_skip()
     root = tmp_path_factory.mktemp("profiles")
     templates = root / "site-templates"
     templates.mkdir()

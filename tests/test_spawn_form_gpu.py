@@ -25,8 +25,8 @@ from jupyter_berth.ledger import Ledger
 from jupyter_berth.policies import PolicySpec, resolve
 from jupyter_berth.resources import Resources
 
-from .hub_process import HubProcess, running
-from .test_hub_spawn import _image_or_skip, api, wait_ready
+from .hub_process import HubProcess, running, server_image_or_skip
+from .test_hub_spawn import api, wait_ready
 from .test_usage_page import serve
 from .usage_fixtures import SINCE, UNTIL, fill_known_history
 
@@ -254,7 +254,7 @@ c.BerthSpawner.group_overrides = {"toolkit": {"groups": ["toolkit"], "spawner_ov
 
 @pytest.fixture(scope="module")
 def gpu_hub(tmp_path_factory):
-    _image_or_skip()
+    server_image_or_skip()
     hub = HubProcess(
         tmp_path_factory.mktemp("gpuform"),
         users=("alice", "bob", "teacher", "carol"),
