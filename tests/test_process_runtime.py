@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -28,6 +29,7 @@ from jupyter_berth.runtime import process_limits
 from jupyter_berth.runtime.base import ContainerSpec, Mount
 from jupyter_berth.runtime.labels import make_labels
 from jupyter_berth.runtime.process import ProcessRuntime
+from jupyter_berth.runtime.process_state import proc_stat
 from jupyter_berth.service import BerthService, standalone_user
 
 from .berth_fixtures import service_config
@@ -132,7 +134,9 @@ async def test_a_kernel_runs_reports_usage_is_interrupted_and_stopped(runtime, t
     assert info.image == runtime.image_ref and info.berth_labels["subject"] == spec.labels["io.jupyter.berth.subject"]
     kc = await client_for(info, conn)
     try:
-        content, out = await execute(kc, "import os; print(os.getcwd(), os.environ['BERTH_RUNTIME'], os.getpid())")
+        content, out = await execute(
+            kc, "import os; print(os.getcwd(), os.environ['BERTH_RUNTIME'], os.getpid(), flush=True)"
+        )
         assert "[Berth] The previous kernel ended: it used too much memory" in out  # told in the first cell
         (line,) = [x for x in out.splitlines() if x.startswith(str(tmp_path))]
         cwd, runtime_name, pid = line.split()
@@ -210,7 +214,7 @@ async def test_rlimit_memory_limit_fails_the_allocation(tmp_path):
         try:
             content, out = await execute(kc, HOG)
             assert content["status"] == "error" and "MemoryError" in out
-            content, out = await execute(kc, "import os; print(os.environ['BERTH_ENFORCEMENT'])")
+            content, out = await execute(kc, "import os; print(os.environ['BERTH_ENFORCEMENT'], flush=True)")
             assert out.strip() == "rlimit"
             usage = await rt.usage(info.id)  # from /proc: no cgroup
             assert usage.mem_bytes > 10 * MiB and usage.pids >= 1
@@ -259,6 +263,7 @@ import asyncio, json, sys
 from jupyter_berth.runtime.process import ProcessRuntime
 from jupyter_berth.runtime.base import ContainerSpec
 from jupyter_berth.runtime.labels import make_labels
+from jupyter_berth.runtime.process_state import proc_stat
 from jupyter_berth.resources import Resources
 
 async def main():
@@ -322,6 +327,9 @@ async def test_service_restart_adopts_running_kernels_and_releases_gone_ones(tmp
     gone_pid = (await first.runtime.inspect(gone.container_id)).pid
     await first.stop()  # the service goes away; its kernels keep running
     os.killpg(gone_pid, signal.SIGKILL)  # one ends while nobody watches
+    deadline = time.monotonic() + 30  # ...and has ended (a loaded machine runs a killed process's exit later)
+    while (stat := proc_stat(gone_pid)) is not None and stat[0] not in ("Z", "X") and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
 
     second = BerthService(config=process_config(data))
     await second.start()
@@ -420,14 +428,16 @@ def test_jupyter_server_runs_a_process_kernel_cell(jp_asyncio_loop, jp_serverapp
         kc.start_channels()
         try:
             await kc.wait_for_ready(timeout=120)
-            content, out = await execute(kc, "import os\nopen('from-kernel.txt', 'w').write('hi')\nprint(6 * 7)")
+            content, out = await execute(
+                kc, "import os\nopen('from-kernel.txt', 'w').write('hi')\nprint(6 * 7, flush=True)"
+            )
             assert content["status"] == "ok" and out.strip() == "42"
             assert (jp_root_dir / "from-kernel.txt").read_text() == "hi"
             mine = json.loads((await jp_fetch("berth", "api", "kernels")).body)["kernels"]
             assert [k["kernel_id"] for k in mine] == [kernel_id] and mine[0]["usage"]["mem_bytes"] > 0
             await km.restart_kernel(kernel_id)  # same ports again: connected clients carry on
             await kc.wait_for_ready(timeout=120)
-            content, out = await execute(kc, "print('after restart')")
+            content, out = await execute(kc, "print('after restart', flush=True)")
             assert out.strip() == "after restart"
         finally:
             kc.stop_channels()
