@@ -254,7 +254,8 @@ def docs_section(results: dict) -> str:
         f"Measured {results['date']} on this project's machine (2 cores, 24 GiB, Docker 20.10, cgroup v1), "
         f"load average {results['load']} at the start"
         + (" (other work shared the machine). " if results["load"] >= (os.cpu_count() or 1) else " (a quiet machine). ")
-        + "`python benchmarks/classroom_burst.py --write-docs`; what it does is in its docstring. "
+        + f"`{results.get('command') or 'python benchmarks/classroom_burst.py --write-docs'}`; "
+        "what it does is in its docstring. "
         f"Students ask for servers within {SPREAD:g} s through the hub's REST API (BerthSpawner: "
         f"`{json.dumps(OPTIONS)}`; DockerSpawner: no limits), wait until ready, start a kernel "
         "(Berth: a kernel container through the Berth service; DockerSpawner: a local ipykernel in the server) "
@@ -321,6 +322,7 @@ async def main(argv=None) -> None:
     results = {
         "date": time.strftime("%Y-%m-%d"),
         "load": os.getloadavg()[0].__round__(1),
+        "command": " ".join(["python benchmarks/classroom_burst.py", *(sys.argv[1:] if argv is None else argv)]),
         "bursts": [],
         "sequential": [],
     }
