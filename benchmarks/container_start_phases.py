@@ -34,6 +34,7 @@ import platform
 import secrets
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -59,6 +60,18 @@ def timed(record: dict, name: str, fn):
             record[name] = record.get(name, 0.0) + time.perf_counter() - t0
 
     return wrapper
+
+
+def remove_networks(run: str) -> None:
+    """The user's (and the pool's) networks this run made: what carries its label, nothing else."""
+    import docker
+
+    client = docker.from_env()
+    for net in client.networks.list(filters={"label": f"io.jupyter.berth.bench_run={run}"}):
+        try:
+            net.remove()
+        except docker.errors.APIError as e:
+            print(f"could not remove network {net.name}: {e}", file=sys.stderr)
 
 
 async def main() -> None:
@@ -131,6 +144,7 @@ async def main() -> None:
             await s.stop_kernel("bench", f"k{i}-{run}", now=True)
     finally:
         await s.stop()
+        remove_networks(run)
     med = {p: statistics.median(v) for p, v in rows.items()}
     true = statistics.median(floor)
     load = os.getloadavg()[0]
