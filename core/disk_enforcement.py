@@ -44,12 +44,8 @@ def schedule(usage) -> dict:
     ``interval_s`` the seconds between measurements (at sampling rounds, at least ``disk_interval`` apart),
     ``None`` when sampling is off (then nothing measures); ``grace_s`` the time one over its limit has."""
     sample = usage.sample_interval
-    if sample <= 0:
-        interval = None
-    else:
-        interval = math.ceil(usage.disk_interval / sample - 1e-9) * sample if usage.disk_interval > 0 else sample
-        interval = max(interval, sample)
-    return {"interval_s": interval, "grace_s": usage.disk_grace}
+    rounds = max(1, math.ceil(usage.disk_interval / sample - 1e-9)) if sample > 0 else None
+    return {"interval_s": rounds * sample if rounds else None, "grace_s": usage.disk_grace}
 
 
 def over_message(written: int, limit: int) -> str:

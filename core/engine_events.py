@@ -18,9 +18,9 @@ server's provisioner then accounts it with its reason): that case waits
 reconnects with back-off, asks for the events it missed (``since``), and releases whatever
 allocation lost its container meanwhile. A container that *starts* for an allocation that is no
 longer live (a start that lost a race with a stop, or one the engine finished after Berth gave up
-on it) is a stray: it is removed, as reconcile removes one at a restart. Docker engines only: Swarm tasks and the process
-runtime have no such stream here (their kernels are covered by reconcile on start and by the
-servers' reports).
+on it) is a stray: it is removed, as reconcile removes one at a restart. Docker engines only:
+Swarm tasks and the process runtime have no such stream here (their kernels are covered by
+reconcile on start and by the servers' reports).
 
 A second stream, of image events (tag, untag, delete, pull, load, import), tells the image
 catalog when the engine's images changed, so it lists them again only then (and at most every
