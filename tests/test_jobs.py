@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from jupyter_berth.errors import NotFoundError, PolicyError, RequestError
+from jupyter_berth.errors import ConflictError, NotFoundError, PolicyError, RequestError
 from jupyter_berth.jobs.container import outcome
 from jupyter_berth.jobs.notebook import INJECTED_TAG, inject_parameters, typed_value
 from jupyter_berth.resources import Resources
@@ -175,6 +175,14 @@ async def test_foreign_user_cannot_see_or_cancel_and_owner_cancels(berth_service
     assert await berth_service.jobs.list("mallory") == []
     assert [j.id for j in await berth_service.jobs.list("alice")] == [job.id]
     assert (await berth_service.jobs.get("alice", job.id)).running
+    # job ids are per owner: mallory choosing the id of alice's job gets a job of his own, as with any new id
+    mine = write_notebook(workdir / "mine.ipynb", code("import time\ntime.sleep(120)"))
+    his = await berth_service.jobs.submit("mallory", notebook=mine, request={"cpu": 0.25, "mem": "256M"}, job_id=job.id)
+    assert (his.id, his.owner) == (job.id, "mallory") and his.job_dir != job.job_dir
+    with pytest.raises(ConflictError, match="you have a job"):  # an owner's own id is refused, and only that
+        await berth_service.jobs.submit("alice", notebook=nb, job_id=job.id)
+    assert (await berth_service.jobs.cancel("mallory", job.id)).owner == "mallory"
+    assert (await berth_service.jobs.get("alice", job.id)).running  # alice's job is untouched
     done = await berth_service.jobs.cancel("alice", job.id)
     assert (done.status, done.reason) == ("cancelled", "cancelled")
 

@@ -120,6 +120,38 @@ def test_downgraded_sqlite_ledger_is_upgraded_again_with_a_backup(tmp_path):
     led.close()
 
 
+def test_job_ids_are_per_owner_and_migration_0010_keeps_every_job(ledger_url):
+    """Jobs are keyed by owner and id (0010): two users may hold the same caller-chosen id, each reads
+    their own; an owner cannot hold it twice. Back at 0009 an id shared by two owners stays with its
+    oldest job and the newer gets a new one; upgraded again, every job is still there."""
+    import sqlalchemy.exc
+
+    from jupyter_berth.jobs import store
+
+    def add(owner, job_id, name):
+        fields = dict(groups=[], notebook="n.ipynb", job_dir=f"/jobs/{owner}", parameters={}, image="i", resources={})
+        return store.add(led, id=job_id, owner=owner, name=name, **fields)
+
+    shared = "0e5f3b1c-1111-4d6e-9a7b-2c3d4e5f6a7b"
+    led = Ledger(url=ledger_url)
+    try:
+        add("ada", shared, "ada's")
+        add("bob", shared, "bob's")
+        assert store.get(led, shared, "ada").name == "ada's" and store.get(led, shared, "bob").name == "bob's"
+        with pytest.raises(NotFoundError, match="of yours"):
+            store.get(led, shared, "cy")
+        with pytest.raises(sqlalchemy.exc.IntegrityError):
+            add("ada", shared, "again")
+        db.downgrade(led.engine, "0009_queued_jobs")
+        with led.engine.connect() as conn:
+            rows = dict(conn.execute(text("SELECT owner, id FROM jobs")).all())
+        assert rows["ada"] == shared and rows["bob"] != shared  # the oldest keeps the id
+        db.upgrade(led.engine)
+        assert store.get(led, shared, "ada").name == "ada's" and store.get(led, rows["bob"], "bob").name == "bob's"
+    finally:
+        led.close()
+
+
 def test_sqlite_is_wal_with_busy_timeout_and_foreign_keys(tmp_path, monkeypatch):
     monkeypatch.setenv("BERTH_DATA_DIR", str(tmp_path / "data"))
     assert default_url() == f"sqlite:///{tmp_path / 'data' / 'berth.sqlite'}"

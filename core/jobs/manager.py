@@ -75,9 +75,10 @@ class JobManager(LoggingConfigurable):
     def __init__(self, service, **kw):
         super().__init__(**kw)
         self.service = service
-        self._followers: dict[str, asyncio.Task] = {}
-        self._starting: dict[str, asyncio.Task] = {}  # queued jobs waiting for their turn in this process
-        self._stopping: dict[str, str] = {}  # job id -> why Berth stops it ("cancelled", "time limit")
+        # keyed by Job.key, (owner, id): job ids are per owner
+        self._followers: dict[tuple[str, str], asyncio.Task] = {}
+        self._starting: dict[tuple[str, str], asyncio.Task] = {}  # queued jobs waiting for their turn here
+        self._stopping: dict[tuple[str, str], str] = {}  # why Berth stops a job ("cancelled", "time limit")
 
     # ---- submit -------------------------------------------------------------------------
     def _time_limit(self, asked) -> float | None:
@@ -137,8 +138,8 @@ class JobManager(LoggingConfigurable):
         info = catalog.find(await s.images.catalog_view(), image)
         mounts = await s.folders.folder_mounts(user, groups, folders) if folders else []
         chosen, job_id = bool(job_id), _job_id(job_id)
-        if chosen and await self._id_taken(job_id):
-            raise ConflictError(f"job id {job_id} is taken already; leave job_id out to get a new one")
+        if chosen and await self._id_taken(user, job_id):
+            raise ConflictError(f"you have a job {job_id} already; leave job_id out to get a new id")
         if content is None:
             job_dir = files.beside_notebook(notebook, output_dir, job_id, self.jobs_dir)
         else:
@@ -187,10 +188,10 @@ class JobManager(LoggingConfigurable):
             return job
         return await self._launch(job, start, alloc)
 
-    async def _id_taken(self, job_id: str) -> bool:
-        """Whether any user's job has ``job_id`` (a caller-chosen id must never reach another job's record)."""
+    async def _id_taken(self, user: str, job_id: str) -> bool:
+        """Whether ``user`` has a job ``job_id`` already (ids are per owner: another user's is none of this)."""
         try:
-            await self.service._db(store.get, self.service.ledger, job_id)
+            await self.get(user, job_id)
         except NotFoundError:
             return False
         return True
@@ -213,12 +214,19 @@ class JobManager(LoggingConfigurable):
             allocation_plan.place(s, spec, alloc)
             container = await s.runtime.run(spec)
             await s._db(s.ledger.mark_running, alloc.id, container.id, image_digest=start.info.digest)
-            job = await s._db(store.set_container, s.ledger, job.id, container.id)
+            job = await s._db(store.set_container, s.ledger, job.owner, job.id, container.id)
         except BaseException as e:
             message = getattr(e, "message", str(e))[:500]
             await s._db(s.ledger.release, alloc.id, "failed", message=message)
             await s._db(
-                store.finish, s.ledger, job.id, status="failed", reason="start", message=message, exit_code=None
+                store.finish,
+                s.ledger,
+                job.owner,
+                job.id,
+                status="failed",
+                reason="start",
+                message=message,
+                exit_code=None,
             )
             raise
         self.log.info(
@@ -230,10 +238,10 @@ class JobManager(LoggingConfigurable):
 
     def _start_in_turn(self, job: Job, start: JobStart) -> None:
         """Wait in the start queue in the background, then start (idempotent)."""
-        if job.id not in self._starting:
+        if job.key not in self._starting:
             task = asyncio.ensure_future(self._wait_for_turn(job, start))
-            self._starting[job.id] = task
-            task.add_done_callback(lambda _t, jid=job.id: self._starting.pop(jid, None))
+            self._starting[job.key] = task
+            task.add_done_callback(lambda _t, key=job.key: self._starting.pop(key, None))
 
     async def _wait_for_turn(self, job: Job, start: JobStart) -> None:
         s = self.service
@@ -246,18 +254,18 @@ class JobManager(LoggingConfigurable):
         except asyncio.CancelledError:
             raise  # the service stops: the job keeps its place for the restarted service
         except Exception as e:  # cancelled by its owner, its queue_timeout, or it can no longer be admitted
-            if not (await self.get(None, job.id)).queued:
+            if not (await self.get(job.owner, job.id)).queued:
                 return  # another process took this job's turn (its row was admitted there)
             cancelled = isinstance(e, start_queue.StartCancelled)
             message = getattr(e, "message", str(e))[:500]
             await s._db(
-                store.finish, s.ledger, job.id, status="cancelled" if cancelled else "failed",
+                store.finish, s.ledger, job.owner, job.id, status="cancelled" if cancelled else "failed",
                 reason="cancelled" if cancelled else "queue", message=message, exit_code=None,
             )  # fmt: skip
             self.log.info("Job %s of %s did not start: %s", job.id, job.owner, message)
             return
         try:
-            job = await s._db(store.admitted, s.ledger, job.id, alloc.id)
+            job = await s._db(store.admitted, s.ledger, job.owner, job.id, alloc.id)
         except BaseException:
             await s._db(s.ledger.release, alloc.id, "failed", message="the job's record could not be updated")
             raise
@@ -277,10 +285,10 @@ class JobManager(LoggingConfigurable):
     # ---- follow and finish ----------------------------------------------------------------
     def follow(self, job: Job) -> None:
         """Follow a running job in this process until it ends (idempotent)."""
-        if job.id not in self._followers:
+        if job.key not in self._followers:
             task = asyncio.ensure_future(self._wait_and_end(job))
-            self._followers[job.id] = task
-            task.add_done_callback(lambda _t, jid=job.id: self._followers.pop(jid, None))
+            self._followers[job.key] = task
+            task.add_done_callback(lambda _t, key=job.key: self._followers.pop(key, None))
 
     async def _wait_and_end(self, job: Job) -> None:
         runtime = self.service.runtime
@@ -292,7 +300,7 @@ class JobManager(LoggingConfigurable):
             try:
                 await runtime.wait(job.container_id, timeout=timeout)
             except TimeoutError:
-                self._stopping[job.id] = "time limit"
+                self._stopping[job.key] = "time limit"
                 await runtime.stop(job.container_id, timeout=self.service.stop_timeout)
             except NotFoundError:
                 pass
@@ -305,7 +313,7 @@ class JobManager(LoggingConfigurable):
     async def _end(self, job: Job) -> Job:
         """Record the end of a job whose container has stopped (or is gone), release its allocation."""
         s = self.service
-        stopped = self._stopping.pop(job.id, None)
+        stopped = self._stopping.pop(job.key, None)
         result = await asyncio.to_thread(files.read_json, job.job_dir, "result.json")
         alloc = await self._allocation(job)
         info = await s.runtime.inspect(job.container_id) if job.container_id else None
@@ -338,6 +346,7 @@ class JobManager(LoggingConfigurable):
         ended = await s._db(
             store.finish,
             s.ledger,
+            job.owner,
             job.id,
             status=out.status,
             reason=out.reason,
@@ -345,7 +354,7 @@ class JobManager(LoggingConfigurable):
             exit_code=out.exit_code,
         )
         self.log.info("Job %s of %s ended: %s (%s)", job.id, job.owner, out.status, out.message)
-        return ended or await s._db(store.get, s.ledger, job.id)
+        return ended or await self.get(job.owner, job.id)
 
     async def _allocation(self, job: Job):
         for a in await self.service._db(self.service.ledger.live_allocations, owner=job.owner, kind="job"):
@@ -393,7 +402,14 @@ class JobManager(LoggingConfigurable):
             message = f"the job could not start after the service restarted: {e.message}"[:500]
             s = self.service
             await s._db(
-                store.finish, s.ledger, job.id, status="failed", reason="start", message=message, exit_code=None
+                store.finish,
+                s.ledger,
+                job.owner,
+                job.id,
+                status="failed",
+                reason="start",
+                message=message,
+                exit_code=None,
             )
             return 0
         self._start_in_turn(job, start)
@@ -411,47 +427,48 @@ class JobManager(LoggingConfigurable):
         """What ``user`` may run as a job: allowed images, fitting presets, the default request (:mod:`.offer`)."""
         return await job_offer(self.service, user, groups)
 
-    async def get(self, user: str | None, job_id: str) -> Job:
-        return await self.service._db(store.get, self.service.ledger, job_id, owner=user)
+    async def get(self, user: str, job_id: str) -> Job:
+        """``user``'s job ``job_id`` (job ids are per owner: another user's job is "not found")."""
+        return await self.service._db(store.get, self.service.ledger, job_id, user)
 
     async def list(self, user: str | None, status: str | None = None) -> list[Job]:
         return await self.service._db(store.find, self.service.ledger, owner=user, status=status)
 
-    async def cancel(self, user: str | None, job_id: str) -> Job:
+    async def cancel(self, user: str, job_id: str) -> Job:
         """Stop a queued or running job (its owner's; another user's job is "not found"); an ended job is
         returned as is."""
         s = self.service
         job = await self.get(user, job_id)
         if job.queued:
             await s._db(start_queue.cancel, s.ledger, job.owner, job.id)
-            task = self._starting.get(job.id)
+            task = self._starting.get(job.key)
             if task is not None:
                 await asyncio.shield(task)
             else:  # nobody waits for it in this process (e.g. `berth run --cancel`)
                 await s._db(
-                    store.finish, s.ledger, job.id, status="cancelled", reason="cancelled",
+                    store.finish, s.ledger, job.owner, job.id, status="cancelled", reason="cancelled",
                     message="the job was cancelled by its owner before it started", exit_code=None,
                 )  # fmt: skip
             job = await self.get(user, job_id)
         if not job.running:
             return job  # ended (or cancelled while it waited)
-        self._stopping[job.id] = "cancelled"
+        self._stopping[job.key] = "cancelled"
         if job.container_id:
             await s.runtime.stop(job.container_id, timeout=s.stop_timeout)
-        task = self._followers.get(job.id)
+        task = self._followers.get(job.key)
         if task is not None:
             await asyncio.shield(task)
             return await self.get(user, job_id)
         return await self._end(job)
 
-    async def wait(self, user: str | None, job_id: str, timeout: float | None = None) -> Job:
+    async def wait(self, user: str, job_id: str, timeout: float | None = None) -> Job:
         """The job once it has ended (``TimeoutError`` after ``timeout`` seconds); a queued job first waits
         for its turn."""
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         job = await self.get(user, job_id)
         while job.active:
-            task = self._starting.get(job_id) or self._followers.get(job_id)
+            task = self._starting.get(job.key) or self._followers.get(job.key)
             if task is None:
                 break  # followed by another process
             left = None if deadline is None else max(0.0, deadline - loop.time())
@@ -464,7 +481,7 @@ class JobManager(LoggingConfigurable):
         s = self.service
         return {w["kernel_id"]: w["ahead"] for w in await s._db(start_queue.of_owner, s.ledger, user)}
 
-    async def read_output(self, user: str | None, job_id: str) -> dict:
+    async def read_output(self, user: str, job_id: str) -> dict:
         """The job's output notebook as it is now (partial while it runs: it is rewritten after every cell)."""
         job = await self.get(user, job_id)
         nb = await asyncio.to_thread(files.read_json, job.job_dir, "output.ipynb")
@@ -472,7 +489,7 @@ class JobManager(LoggingConfigurable):
             raise NotFoundError(f"job {job_id} has no output notebook yet ({job.status}: no cell has finished)")
         return nb
 
-    async def read_log(self, user: str | None, job_id: str, offset: int = 0) -> tuple[str, int]:
+    async def read_log(self, user: str, job_id: str, offset: int = 0) -> tuple[str, int]:
         """The job's log from byte ``offset``: ``(text, next offset)``."""
         job = await self.get(user, job_id)
         return await asyncio.to_thread(files.read_log, job.job_dir, offset)

@@ -56,6 +56,11 @@ class Job:
         )
 
     @property
+    def key(self) -> tuple[str, str]:
+        """What names a job: its owner and its id (ids are per owner)."""
+        return (self.owner, self.id)
+
+    @property
     def running(self) -> bool:
         return self.status == "running"
 
@@ -100,11 +105,11 @@ def add(ledger: Ledger, *, status: str = "running", **values) -> Job:
         return Job.from_row(row)
 
 
-def get(ledger: Ledger, job_id: str, owner: str | None = None) -> Job:
-    """The job ``job_id`` (of ``owner``, when given: another user's job is "not found", never "forbidden")."""
+def get(ledger: Ledger, job_id: str, owner: str) -> Job:
+    """``owner``'s job ``job_id``; another user's job of that id is "not found", never "forbidden" (ids are per owner)."""
     with ledger.reading() as s:
-        row = s.get(JobRow, job_id)
-        if row is None or (owner is not None and row.owner != owner):
+        row = s.get(JobRow, (job_id, owner))
+        if row is None:
             raise NotFoundError(f"no job {job_id!r} of yours")
         return Job.from_row(row)
 
@@ -124,25 +129,29 @@ def find(
         return [Job.from_row(r) for r in s.scalars(stmt)]
 
 
-def set_container(ledger: Ledger, job_id: str, container_id: str) -> Job:
+def set_container(ledger: Ledger, owner: str, job_id: str, container_id: str) -> Job:
     with ledger.transaction() as s:
-        row = s.get(JobRow, job_id)
+        row = s.get(JobRow, (job_id, owner))
         row.container_id = container_id
         return Job.from_row(row)
 
 
-def admitted(ledger: Ledger, job_id: str, allocation_id: str) -> Job:
+def admitted(ledger: Ledger, owner: str, job_id: str, allocation_id: str) -> Job:
     """A queued job got its turn: it now holds ``allocation_id`` and runs from now."""
     with ledger.transaction() as s:
-        row = s.get(JobRow, job_id)
+        row = s.get(JobRow, (job_id, owner))
         row.allocation_id, row.status, row.started_at = allocation_id, "running", utcnow()
         return Job.from_row(row)
 
 
-def finish(ledger: Ledger, job_id: str, *, status: str, reason: str, message: str, exit_code: int | None) -> Job | None:
+def finish(
+    ledger: Ledger, owner: str, job_id: str, *, status: str, reason: str, message: str, exit_code: int | None
+) -> Job | None:
     """Record how a job ended. Idempotent: a job that already ended keeps its first outcome (``None``)."""
     with ledger.transaction() as s:
-        row = s.scalars(select(JobRow).where(JobRow.id == job_id).with_for_update()).one_or_none()
+        row = s.scalars(
+            select(JobRow).where(JobRow.id == job_id, JobRow.owner == owner).with_for_update()
+        ).one_or_none()
         if row is None:
             raise NotFoundError(f"no job {job_id!r}")
         if row.status not in ("queued", "running"):

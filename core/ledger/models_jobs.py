@@ -11,6 +11,9 @@
     A job that found no room waits ``queued`` in the kernel start queue (migration
     ``0009``), with the ``folders`` it mounts kept for its start; ``started_at`` is
     when its container started (its time limit counts from there).
+    A job is keyed by its owner and its id (migration ``0010``): a caller may choose
+    the id (jupyter-scheduler sends its own), and one user's choice never meets
+    another user's job, so a taken id tells nobody that another user's job exists.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ class JobRow(Base):
     __tablename__ = "jobs"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    owner: Mapped[str] = mapped_column(String(255), nullable=False)
+    owner: Mapped[str] = mapped_column(String(255), primary_key=True)
     groups: Mapped[Any] = mapped_column(JSON, nullable=False, default=list)
     name: Mapped[str] = mapped_column(String(255), nullable=False)
     notebook: Mapped[str] = mapped_column(String(1024), nullable=False)
