@@ -219,15 +219,9 @@ class JobManager(LoggingConfigurable):
             message = getattr(e, "message", str(e))[:500]
             await s._db(s.ledger.release, alloc.id, "failed", message=message)
             await s._db(
-                store.finish,
-                s.ledger,
-                job.owner,
-                job.id,
-                status="failed",
-                reason="start",
-                message=message,
+                store.finish, s.ledger, job.owner, job.id, status="failed", reason="start", message=message,
                 exit_code=None,
-            )
+            )  # fmt: skip
             raise
         self.log.info(
             "Started job %s for %s: %s in %s (%s)", job.id, job.owner, job.notebook, start.image,
