@@ -172,6 +172,26 @@ async def activate(runtime, pc: PoolContainer, spec: ContainerSpec, timeout: flo
     return ip
 
 
+async def adopt_or_cold(pc: PoolContainer, adoption, *, discard, refill, log, what: str) -> str | None:
+    """Await ``adoption`` (the steps that turn ``pc`` into what was asked; it returns the address),
+    the one shape both pools share: any error is logged with ``what`` (the pool's words) and the
+    start goes on cold (``None``); on an error or a cancellation ``discard()`` throws the container
+    away; ``refill()`` runs whatever happens, once the adoption is over.
+    """
+    try:
+        return await adoption
+    except Exception as e:  # whatever went wrong, the start goes on cold
+        why = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
+        log.warning("%s %s could not be adopted (%s); starting cold", what, pc.info.name, why)
+        discard()
+        return None
+    except BaseException:
+        discard()
+        raise
+    finally:
+        refill()
+
+
 async def _join(runtime, pc: PoolContainer, spec: ContainerSpec, log) -> str | None:
     try:
         return await runtime.connect_network(pc.id, spec.network, ip=spec.ip)

@@ -46,7 +46,15 @@ from ..errors import BerthError
 from ..resources import parse_memory
 from ..runtime.base import ContainerInfo, ContainerSpec, Mount, Runtime
 from ..runtime.labels import make_labels, parse_labels
-from .activation import POOL_PORT, PoolContainer, PoolKey, fixed_kinds_unfit, pool_request, wait_ready
+from .activation import (
+    POOL_PORT,
+    PoolContainer,
+    PoolKey,
+    adopt_or_cold,
+    fixed_kinds_unfit,
+    pool_request,
+    wait_ready,
+)
 from .background import Background
 from .pool_mounts import PoolMounts
 from .settings import PoolSettings
@@ -297,18 +305,16 @@ class ServerPool(PoolSettings):
             self._fill(spec.image)
             return None
         t0 = time.monotonic()
-        try:
-            ip = await self._activate(pc, spec)
-        except Exception as e:  # whatever went wrong, the spawn goes on cold
-            why = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
-            self.log.warning("Berth: server-pool container %s not adopted (%s); starting cold", pc.info.name, why)
-            self._bg.run(self._discard(pc.id))
+        ip = await adopt_or_cold(
+            pc,
+            self._activate(pc, spec),
+            discard=lambda: self._bg.run(self._discard(pc.id)),
+            refill=lambda: self._bg.later(self.refill_delay, self._fill, spec.image),
+            log=self.log,
+            what="Berth: server-pool container",
+        )
+        if ip is None:
             return None
-        except BaseException:
-            self._bg.run(self._discard(pc.id))
-            raise
-        finally:
-            self._bg.later(self.refill_delay, self._fill, spec.image)
         self.adopted += 1
         self.log.info(
             "Berth: %s adopted server-pool container %s in %.0f ms",

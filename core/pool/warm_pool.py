@@ -50,6 +50,7 @@ from .activation import (
     PoolContainer,
     PoolKey,
     activate,
+    adopt_or_cold,
     create_ready,
     fixed_kinds_unfit,
     parse_mount,
@@ -307,24 +308,18 @@ class WarmPool(PoolSettings):
             self.log.info("Kernel %s starts cold: the warm pool for %s is empty", spec.name, key.describe())
             return None
         t0 = time.monotonic()
-        try:
-            if key.targets:  # the user's files first: the activation changes into the work directory
-                await self.handover.hand_over(pc.id, pc.info.name, key.targets, spec.mounts)
-            ip = await activate(self.runtime, pc, spec, self.activation_timeout, self.log)
-        except Exception as e:  # whatever went wrong, the start goes on cold
-            why = getattr(e, "message", None) or f"{type(e).__name__}: {e}"
-            self.log.warning(
-                "Warm-pool container %s could not be adopted (%s); starting a new container", pc.info.name, why
-            )
-            self._bg.run(self._discard(pc.id))
-            return None
-        except BaseException:
-            self._bg.run(self._discard(pc.id))
-            raise
-        finally:
+        ip = await adopt_or_cold(
+            pc,
+            self._activate(pc, key, spec),
+            discard=lambda: self._bg.run(self._discard(pc.id)),
             # The replacement starts once this adoption is done: it must not take the address
             # a restarted kernel is getting back, nor the CPU the activation needs.
-            self._schedule_fill(key, self.refill_delay)
+            refill=lambda: self._schedule_fill(key, self.refill_delay),
+            log=self.log,
+            what="Warm-pool container",
+        )
+        if ip is None:
+            return None
         self._adopted.add(pc.id)
         settling = self._bg.run(settle(self.runtime, pc, spec, self.network, self.log))
         self._settling.add(settling)
@@ -372,6 +367,12 @@ class WarmPool(PoolSettings):
             self.log.info("Warm pool for %s dropped (no recent adoption; memory reserve full)", old.describe())
             while state.ready:
                 self._bg.run(self._discard(state.ready.popleft().id))
+
+    async def _activate(self, pc: PoolContainer, key: PoolKey, spec: ContainerSpec) -> str:
+        """The user's files first (the activation changes into the work directory), then the activation."""
+        if key.targets:
+            await self.handover.hand_over(pc.id, pc.info.name, key.targets, spec.mounts)
+        return await activate(self.runtime, pc, spec, self.activation_timeout, self.log)
 
     async def _discard(self, container_id: str) -> None:
         """Remove a pool container that will never be adopted, and release its hand-over slots."""
