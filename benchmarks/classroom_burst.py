@@ -136,6 +136,20 @@ async def wait_ready(hub: HubProcess, client: httpx.AsyncClient, name: str) -> N
         await asyncio.sleep(1)
 
 
+async def timed_spawn(hub: HubProcess, client: httpx.AsyncClient, options: dict, name: str = "alice") -> float:
+    """One spawn of ``name``'s server, from the request to its ready event (seconds); then stopped and gone."""
+    t0 = time.monotonic()
+    r = await client.post(f"{hub.api}/users/{name}/server", json=options)
+    if r.status_code not in (201, 202):
+        raise RuntimeError(f"spawn refused: {r.status_code} {r.text[:300]}")
+    await wait_ready(hub, client, name)
+    took = time.monotonic() - t0
+    await client.delete(f"{hub.api}/users/{name}/server")
+    while (await client.get(f"{hub.api}/users/{name}")).json()["servers"]:
+        await asyncio.sleep(0.2)
+    return took
+
+
 async def student(hub: HubProcess, client: httpx.AsyncClient, name: str, delay: float, kernel: str, options) -> dict:
     await asyncio.sleep(delay)
     t0 = time.monotonic()
@@ -227,18 +241,10 @@ async def sequential(spawner: str, k: int) -> dict:
             Path(tmp), users=["alice", "teacher"], spawner=spawner, cpu_overcommit=CPU_OVERCOMMIT, policies=POLICIES
         )
         hub.start()
-        times = []
         try:
             async with httpx.AsyncClient(headers=hub.headers, timeout=300) as client:
-                for _ in range(k):
-                    t0 = time.monotonic()
-                    r = await client.post(f"{hub.api}/users/alice/server", json=OPTIONS if spawner == "berth" else {})
-                    assert r.status_code in (201, 202), r.text
-                    await wait_ready(hub, client, "alice")
-                    times.append(time.monotonic() - t0)
-                    await client.delete(f"{hub.api}/users/alice/server")
-                    while (await client.get(f"{hub.api}/users/alice")).json()["servers"]:
-                        await asyncio.sleep(0.2)
+                options = OPTIONS if spawner == "berth" else {}
+                times = [await timed_spawn(hub, client, options) for _ in range(k)]
         finally:
             hub.stop(timeout=60)
     result = {"spawner": spawner, "sequential": k, "spawn_s": summary(times), "all_s": [round(t, 2) for t in times]}

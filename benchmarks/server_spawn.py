@@ -38,7 +38,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from classroom_burst import OPTIONS, POLICIES, pct, wait_ready  # noqa: E402  (benchmarks/)
+from classroom_burst import OPTIONS, POLICIES, pct, timed_spawn  # noqa: E402  (benchmarks/)
 from doc_sections import replace_section  # noqa: E402
 
 from tests.hub_process import HubProcess  # noqa: E402
@@ -56,16 +56,7 @@ SPAWNERS = {
 async def spawn_once(hub: HubProcess, client: httpx.AsyncClient, label: str) -> float:
     if label == "berth":  # one at a time: the pool has had the time to refill
         await asyncio.to_thread(hub.wait_server_pool, 1, 120)
-    t0 = time.monotonic()
-    r = await client.post(f"{hub.api}/users/alice/server", json=OPTIONS if label != "docker" else {})
-    if r.status_code not in (201, 202):
-        raise RuntimeError(f"{label}: spawn refused: {r.status_code} {r.text[:300]}")
-    await wait_ready(hub, client, "alice")
-    took = time.monotonic() - t0
-    await client.delete(f"{hub.api}/users/alice/server")
-    while (await client.get(f"{hub.api}/users/alice")).json()["servers"]:
-        await asyncio.sleep(0.2)
-    return took
+    return await timed_spawn(hub, client, OPTIONS if label != "docker" else {})
 
 
 async def run(spawns: int) -> dict:

@@ -19,8 +19,9 @@ apply), tested without a hub:
 Totals across the user's running kernels and servers are checked by admission, which
 sees the ledger; the host's room decides whether the spawn starts at once or waits.
 :func:`render_form` draws the form from a :class:`FormContext`: image versions, CPU,
-memory, GPU share and folders, each with the limit of the user's policy beside it (the
-GPU control, bounded by the policy and the devices' free shares, is in :mod:`.spawn_form_gpu`).
+memory, disk, GPU share and folders, each with the limit of the user's policy beside it (the
+GPU control, bounded by the policy and the devices' free shares, is in :mod:`.spawn_form_gpu`;
+the disk field, offered where the engine holds a disk limit, in :mod:`.spawn_form_disk`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from jupyter_berth.profiles import Profile, choose
 from jupyter_berth.resources import ALIASES, Resources, format_bytes, resource_kinds
 from jupyter_berth.resources import KINDS as RESOURCE_KINDS
 
+from .spawn_form_disk import disk_number
 from .spawn_form_fair import budget_lines, group_lines
 from .spawn_form_gpu import GpuOffer, check_gpu, host_can_give, render_gpu_field
 from .usage_templates import default_environment
@@ -73,6 +75,8 @@ OPTION_ALIASES = ALIASES
 
 #: The form's choice of no profile (the image and resource fields as they are).
 CUSTOM = "custom"
+#: The form's fields in GiB (a bare number there is that many GiB; JSON may give any size).
+GIB_FIELDS = ("mem", "disk")
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,8 @@ class FormContext:
     profiles: Sequence[Profile] = ()  #: the server profiles offered to this user (c.ProfileCatalog.profile_list)
     group_totals: Mapping[str, Mapping] = field(default_factory=dict)  #: policy_summary's group_totals
     budgets: Sequence[Mapping] = ()  #: fair.my_budget's budgets: each with its limits, remaining, resets_at
+    #: how this hub's engine holds servers to a disk limit (``engine_info()["disk"]``); None: no disk field
+    disk: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +132,7 @@ class ServerOptions:
             "cpu": r.cpu,
             "mem": format_bytes(r.mem),
             "gpu": r.gpu,
+            "disk": format_bytes(r.disk),
             "folders": list(self.folders),
             "profile": self.profile,
         }
@@ -135,9 +142,9 @@ class ServerOptions:
 def options_from_form(formdata: Mapping[str, Sequence[str]]) -> dict:
     """``{name: [strings]}`` from the spawn form → ``user_options`` (empty fields left out).
 
-    Folders come as one checkbox per folder (``folders=[a, b]``); the memory field is in
-    GiB (``"0.5"`` → ``"0.5G"``). Values stay strings; they are parsed, with errors naming
-    the field, by :func:`resolve_options`.
+    Folders come as one checkbox per folder (``folders=[a, b]``); the memory and disk fields
+    are in GiB (``"0.5"`` → ``"0.5G"``). Values stay strings; they are parsed, with errors
+    naming the field, by :func:`resolve_options`.
     """
     options: dict[str, Any] = {}
     profile = [v for v in formdata.get("profile", []) if isinstance(v, str) and v.strip()]
@@ -151,7 +158,7 @@ def options_from_form(formdata: Mapping[str, Sequence[str]]) -> dict:
         if name == "folders":
             options["folders"] = [v for v in values if v]
         elif values and values[0]:
-            options[name] = memory_option(values[0]) if name == "mem" else values[0]
+            options[name] = memory_option(values[0]) if name in GIB_FIELDS else values[0]
     return options
 
 
@@ -300,6 +307,7 @@ def form_view(ctx: FormContext) -> dict:
                 "min": "0.125",
                 "max": None if math.isinf(p.max_mem) else f"{p.max_mem / 2**30:g}",
             },
+            *filter(None, [disk_number(ctx.disk, p, left.get("disk"), d.disk)]),
         ],
         "gpu_field": Markup(gpu) if gpu else "",  # built (and escaped) by spawn_form_gpu
         "folders": [{"reference": f.reference, "name": f.name, "mode": f.mode} for f in ctx.folders],
@@ -316,7 +324,7 @@ def render_form(ctx: FormContext, templates: Environment | None = None) -> str:
 
 
 def memory_option(value: Any) -> Any:
-    """The form's memory field is in GiB (a bare number); JSON may give any size such as ``"512M"``."""
+    """The form's memory and disk fields are in GiB (a bare number); JSON may give any size such as ``"512M"``."""
     if isinstance(value, str) and value.strip().replace(".", "", 1).isdigit():
         return f"{value.strip()}G"
     return value

@@ -119,6 +119,7 @@ class HubCore:
             hide_missing_gpu=hide_missing_gpu,
             notice=await self.last_notice(user, subject),
             profiles=tuple(s.profiles.for_user(groups, "server")),
+            disk=(await s.engine_info())["disk"],
         )
 
 

@@ -17,7 +17,22 @@ import socket
 import subprocess
 import tempfile
 import threading
+from pathlib import Path
 from urllib.parse import urlsplit
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def require_browser() -> None:
+    """Skip (fail in CI) when playwright-core or Debian's Chromium is missing: scripts/test.sh installs both."""
+    if not (REPO / "labextension" / "node_modules" / "playwright-core").is_dir() or not shutil.which("chromium"):
+        if os.environ.get("CI"):
+            pytest.fail("playwright-core or chromium is missing: scripts/test.sh installs both")
+        pytest.skip(
+            "playwright-core (bash scripts/build-labextension.sh) or chromium (apt-get install chromium) missing"
+        )
 
 
 def _pipe(src: socket.socket, dst: socket.socket) -> None:
@@ -83,4 +98,4 @@ def run_browser(script: list[str], url: str, env: dict, **kw) -> subprocess.Comp
         return subprocess.run(script, env=env, capture_output=True, text=True, **kw)
 
 
-__all__ = ["can_isolate", "isolated", "run_browser", "unix_to_tcp"]
+__all__ = ["can_isolate", "isolated", "require_browser", "run_browser", "unix_to_tcp"]

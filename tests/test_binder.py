@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,9 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
+
+from tests.browser_netns import require_browser
+from tests.hub_process import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -115,12 +117,7 @@ def post_build(venv: Path, checkout: Path) -> str:
 def sidebar_in_process_mode(url: str, token: str) -> None:
     """Chromium (Debian's, driven by playwright-core) shows the sidebar in process mode and runs a notebook."""
     script = REPO / "labextension" / "ui-tests" / "process-mode.e2e.mjs"
-    if not (REPO / "labextension" / "node_modules" / "playwright-core").is_dir() or not shutil.which("chromium"):
-        if os.environ.get("CI"):
-            pytest.fail("playwright-core or chromium is missing: scripts/test.sh installs both")
-        pytest.skip(
-            "playwright-core (bash scripts/build-labextension.sh) or chromium (apt-get install chromium) missing"
-        )
+    require_browser()
     shots = os.environ.get("BERTH_UI_SCREENSHOTS", "")
     env = {
         **os.environ,
@@ -131,12 +128,6 @@ def sidebar_in_process_mode(url: str, token: str) -> None:
     done = subprocess.run(["node", str(script)], cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "process-mode:" in done.stdout and "passed" in done.stdout
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def execute_over_websocket(base: str, token: str, kernel_id: str, code: str) -> tuple[str, str]:

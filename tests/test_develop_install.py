@@ -13,7 +13,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.hub_process import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -75,12 +76,6 @@ def checkout(tmp_path_factory) -> Path:
             shutil.copy2(ROOT / rel, dest / rel)
     shutil.copytree(built, dest / "core" / "labextension")
     return dest
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve(venv: Path, tmp: Path, env: dict):

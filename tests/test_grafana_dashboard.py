@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import re
 import shutil
-import socket
 import subprocess
 import textwrap
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.hub_process import HubProcess, running
+from tests.hub_process import HubProcess, free_port, running
 
 ROOT = Path(__file__).resolve().parent.parent
 KERNEL_SPEC = "berth-python-3.11"
@@ -46,12 +45,6 @@ def test_the_shipped_json_is_the_generated_one_and_keeps_the_conventions():
     for panel in board["panels"]:
         if panel["type"] == "timeseries":
             assert panel["fieldConfig"]["defaults"]["min"] == 0 and panel["options"]["tooltip"]["mode"] == "multi"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def as_promql(query: str) -> str:

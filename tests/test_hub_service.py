@@ -16,7 +16,6 @@ import os
 import queue
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -34,18 +33,13 @@ from jupyter_berth.errors import NotFoundError, PolicyError
 from jupyter_berth.kernels.remote import RemoteBackend
 from jupyter_berth.ledger import Ledger
 from jupyter_berth.runtime.base import Mount
+from tests.hub_process import free_port
 
 IMAGE = "berth/python:3.11"
 SITE = f"hubtest-{secrets.token_hex(3)}"
 VOLUME_PREFIX = f"berth-{SITE}-"
 SERVICE = "berth"
 RUNNING = "JupyterHub is now running"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Hub:

@@ -7,11 +7,10 @@ token (labextension/ui-tests/hub-mode.e2e.mjs, Debian's Chromium through playwri
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 
-from tests.browser_netns import run_browser
+from tests.browser_netns import require_browser, run_browser
 from tests.hub_process import HubProcess, running, server_image_or_skip
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -26,14 +25,7 @@ def hub(tmp_path_factory):
 
 
 def test_a_hub_user_starts_a_limited_kernel_from_the_sidebar(hub):
-    if not os.path.isdir(os.path.join(ROOT, "labextension", "node_modules", "playwright-core")) or not shutil.which(
-        "chromium"
-    ):
-        if os.environ.get("CI"):
-            pytest.fail("playwright-core or chromium is missing: scripts/test.sh installs both")
-        pytest.skip(
-            "playwright-core (bash scripts/build-labextension.sh) or chromium (apt-get install chromium) missing"
-        )
+    require_browser()
     shots = os.environ.get("BERTH_UI_SCREENSHOTS", "")
     env = {
         **os.environ,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
 
 import docker
@@ -28,7 +29,7 @@ CPU_OVERCOMMIT = 1.0 / (os.cpu_count() or 1)
 POLICIES = {
     "default": {"max_cpu": 1, "max_mem": "2G", "idle_timeout": 600, "default": {"cpu": 0.25, "mem": "256M"}},
     "groups": {"class-a": {"max_cpu": 1, "max_mem": "1G", "max_kernels": 2, "max_lifetime": 3600}},
-    "users": {"carol": {"max_lifetime": 4}},
+    "users": {"carol": {"max_lifetime": 4, "max_disk": "3G"}},
 }
 CELL = """
 import os
@@ -227,3 +228,6 @@ def test_max_lifetime_stops_the_server_and_the_form_says_why(hub):
         page = browser.get("/hub/spawn").text
     assert "Your previous server was stopped at" in page
     assert "maximum lifetime of your policy" in page and "max_lifetime set by user carol" in page
+    # the disk field, bounded by her max_disk, saying how this engine holds it (measured or enforced)
+    assert re.search(r'name="disk" value="3" step="0.0625" min="0.0625" max="3"', page), page
+    assert "in GiB: at most 3 GiB" in page and ("Held by the engine" in page or "Checked every" in page)

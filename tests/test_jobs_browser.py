@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
-import subprocess
 import sys
-import time
-import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.browser_netns import run_browser
+from tests.browser_netns import require_browser, run_browser
+from tests.lab_process import lab_log, running_lab
 
 pytest.importorskip("jupyter_scheduler")
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(400)]
@@ -37,21 +33,10 @@ LIMITS = (
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def lab(tmp_path):
     """JupyterLab with the Berth server extension and jupyter-scheduler configured for Berth: (url, token, root)."""
-    if not (REPO / "labextension" / "node_modules" / "playwright-core").is_dir() or not shutil.which("chromium"):
-        if os.environ.get("CI"):
-            pytest.fail("playwright-core or chromium is missing: scripts/test.sh installs both")
-        pytest.skip(
-            "playwright-core (bash scripts/build-labextension.sh) or chromium (apt-get install chromium) missing"
-        )
+    require_browser()
     root = tmp_path / "root"
     root.mkdir()
     os.chmod(tmp_path, 0o755)
@@ -66,8 +51,7 @@ def lab(tmp_path):
     (root / "train.ipynb").write_text(
         json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": meta, "cells": cells})
     )
-    config = tmp_path / "lab_config.py"
-    config.write_text(
+    config = (
         "c.ServerApp.jpserver_extensions = {'jupyter_berth.server': True, 'jupyter_scheduler': True}\n"
         f"c.BerthService.data_dir = {str(tmp_path / 'berth-data')!r}\n"
         "c.UsageTracker.sample_interval = 0\n"
@@ -80,53 +64,17 @@ def lab(tmp_path):
         "c.SchedulerApp.scheduler_class = 'jupyter_berth.server.scheduler.BerthScheduler'\n"
         f"c.BaseScheduler.staging_path = {str(tmp_path / 'staging')!r}\n"
     )
-    port, token = free_port(), uuid.uuid4().hex
-    env = {
-        **os.environ,
-        "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-        "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "lab-workspaces"),
-        # nbconvert's HTML templates live under the base Python's share/ (this venv sees its site-packages)
-        "JUPYTER_PATH": os.path.join(sys.base_prefix, "share", "jupyter"),
-    }
-    log = open(tmp_path / "lab.log", "w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
-         f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}", f"--config={config}"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/api/status", params={"token": token}, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "lab.log").read_text()[-3000:]
-            time.sleep(0.3)
-        for path in (
-            "lab",
-            "lab/api/themes/@jupyterlab/theme-light-extension/index.css",
-            "scheduler/runtime_environments",
-        ):
-            # first requests are slow under load; a theme that does not load in time breaks the page's layout
-            assert httpx.get(f"{url}/{path}", params={"token": token}, timeout=60).status_code == 200, path
+    # nbconvert's HTML templates live under the base Python's share/ (this venv sees its site-packages)
+    env = {"JUPYTER_PATH": os.path.join(sys.base_prefix, "share", "jupyter")}
+    with running_lab(tmp_path, root, config, ready=("scheduler/runtime_environments",), env=env) as (url, token):
         yield url, token, root
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def test_create_job_dialog_runs_the_notebook_as_a_berth_job(lab, tmp_path):
     url, token, root = lab
     env = {**os.environ, "BERTH_UI_TOKEN": token, "BERTH_UI_NOTEBOOK": "train.ipynb"}
     done = run_browser(["node", str(SCRIPT)], url, env, cwd=REPO, timeout=300)
-    server_log = (tmp_path / "lab.log").read_text()[-2000:]
+    server_log = lab_log(tmp_path, 2000)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:] + "\nserver log:\n" + server_log
     assert "create-job:" in done.stdout and "passed" in done.stdout
 

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from jupyter_berth.hub.login_groups import group_name
-from tests.browser_netns import run_browser
+from tests.browser_netns import require_browser, run_browser
 from tests.hub_process import HubProcess, running
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -75,12 +75,7 @@ c.JupyterHub.load_groups = {{}}
 
 
 def test_a_student_logs_in_with_ldap_and_sees_the_class_policy(tmp_path, directory):
-    if not (ROOT / "labextension" / "node_modules" / "playwright-core").is_dir() or not shutil.which("chromium"):
-        if os.environ.get("CI"):
-            pytest.fail("playwright-core or chromium is missing: scripts/test.sh installs both")
-        pytest.skip(
-            "playwright-core (bash scripts/build-labextension.sh) or chromium (apt-get install chromium) missing"
-        )
+    require_browser()
     try:
         docker.from_env().images.get("berth/singleuser:3.11")
     except docker.errors.ImageNotFound:

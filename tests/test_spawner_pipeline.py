@@ -159,6 +159,35 @@ def test_form_shows_each_field_with_its_limit():
     assert "read-only" in page and "idle &lt;1h&gt;" in page  # escaped
 
 
+def test_the_disk_field_is_offered_where_the_engine_holds_a_limit_and_says_how():
+    ctx = context(max_disk="4G", total_disk="10G")
+    ctx = FormContext(**{**ctx.__dict__, "remaining": {**ctx.remaining, "disk": 6 * GIB}})
+    for disk in (None, {"mode": "none", "why": "Swarm tasks have no writable-layer quota"}, {"mode": "unknown"}):
+        fields = _Fields()
+        fields.feed(render_form(FormContext(**{**ctx.__dict__, "disk": disk})))
+        assert "disk" not in fields.inputs, disk  # nothing would hold it: no field
+    measured = {"mode": "measured", "why": "overlay2 on ext4", "interval_s": 60, "grace_s": 120}
+    page = render_form(FormContext(**{**ctx.__dict__, "disk": measured}))
+    fields = _Fields()
+    fields.feed(page)
+    (disk,) = fields.inputs["disk"]
+    # the default (10 GiB) clamped to max_disk; steps of the least size (64 MiB), so whole GiB are valid
+    assert (disk["value"], disk["max"], disk["min"], disk["step"]) == ("4", "4", "0.0625", "0.0625")
+    assert "in GiB: at most 4 GiB; 6 GiB left of your total." in page
+    assert "Checked every 60 s; over it, your server is warned, stopped 2 min later." in page
+    enforced = {"mode": "enforced", "why": "overlay2 on xfs with pquota"}
+    assert "Held by the engine: a write over it fails." in render_form(
+        FormContext(**{**ctx.__dict__, "disk": enforced})
+    )
+    # the field is in GiB, as the memory field; over max_disk is refused naming the limit
+    assert options_from_form({"disk": ["2"]}) == {"disk": "2G"}
+    assert resolve_options(options_from_form({"disk": ["2"]}), ctx).resources.disk == 2 * GIB
+    with pytest.raises(PolicyError, match="max_disk"):
+        resolve_options(options_from_form({"disk": ["8"]}), ctx)
+    with pytest.raises(RequestError, match="at least 64 MiB"):
+        resolve_options({"disk": "1M"}, ctx)
+
+
 # ---- the queue, against a real ledger ---------------------------------------------------------------
 @pytest.fixture
 def ledger(tmp_path):

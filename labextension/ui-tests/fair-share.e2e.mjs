@@ -4,23 +4,22 @@
 // Started by tests/test_fair_sidebar_browser.py: the host holds one 0.75-CPU kernel at a time and the
 // policy queues (on_full: queue) and gives 20 CPU-hours for the term.
 //
-// The test runs it in a network namespace of its own (only loopback), reaching JupyterLab's UNIX socket
-// through a loopback bridge (browser.mjs socketBridge), so that the engine's interface changes on the
-// host do not abort the browser's requests (Chromium's ERR_NETWORK_CHANGED).
+// The test runs it in a network namespace of its own (only loopback; tests/browser_netns.py), reaching
+// JupyterLab through a UNIX socket and a loopback bridge (browser.mjs serverUrl), so that the engine's
+// interface changes on the host do not abort the browser's requests (Chromium's ERR_NETWORK_CHANGED).
 //
-// Environment: BERTH_UI_SOCKET (JupyterLab's UNIX socket) or BERTH_UI_URL; BERTH_UI_TOKEN;
+// Environment: BERTH_UI_URL, or BERTH_UI_SOCKET for a browser in a network of its own; BERTH_UI_TOKEN;
 // BERTH_UI_SCREENSHOTS (optional directory).
 
 import assert from 'node:assert/strict';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { finish, launch, openSidebar, socketBridge, stepper } from './browser.mjs';
+import { finish, launch, openSidebar, serverUrl, stepper } from './browser.mjs';
 
-const SOCKET = process.env.BERTH_UI_SOCKET;
-const URL_BASE = SOCKET ? await socketBridge(SOCKET) : process.env.BERTH_UI_URL;
+const URL_BASE = await serverUrl();
 const TOKEN = process.env.BERTH_UI_TOKEN;
 const SHOTS = process.env.BERTH_UI_SCREENSHOTS || '';
-assert.ok(URL_BASE && TOKEN, 'BERTH_UI_SOCKET (or BERTH_UI_URL) and BERTH_UI_TOKEN must be set');
+assert.ok(URL_BASE && TOKEN, 'BERTH_UI_URL (or BERTH_UI_SOCKET) and BERTH_UI_TOKEN must be set');
 
 const MiB = 1024 ** 2;
 const BIG = { cpu: 0.75, mem: 256 * MiB, gpu: 0 }; // two of these never fit on the test's host at once

@@ -36,6 +36,16 @@ async function api(method, path, body) {
   return { status: response.status, body: text ? JSON.parse(text) : null };
 }
 
+/** The same start straight to the server, which must refuse it (403): its message, for the sidebar's to match. */
+async function refusedDirectly(image, resources) {
+  const refused = await api('POST', 'berth/api/kernels', { image, resources, path: 'x.ipynb' });
+  if (refused.status === 201) {
+    await api('DELETE', `berth/api/kernels/${refused.body.id}`);
+  }
+  assert.equal(refused.status, 403, `the server refused with ${refused.status}: ${JSON.stringify(refused.body)}`);
+  return refused.body.message;
+}
+
 const { browser, page, pageErrors } = await launch();
 page.on('requestfailed', r => console.log(`ui-test: request failed: ${r.method()} ${r.url().replace(TOKEN, '…')}: ${r.failure()?.errorText}`));
 page.on('console', m => m.type() === 'error' && console.log(`ui-test: console: ${m.text().slice(0, 300)}`));
@@ -157,16 +167,7 @@ await finish('ui-test', { browser, page, pageErrors, step }, async () => {
   const message = sidebar.locator('[data-testid="berth-message"].jp-mod-error');
   await message.waitFor();
   const diskShown = (await message.innerText()).trim();
-  const diskRefused = await api('POST', 'berth/api/kernels', {
-    image,
-    resources: { cpu: 1, mem: 128 * MiB, gpu: 0, disk: 8 * GiB },
-    path: 'x.ipynb'
-  });
-  if (diskRefused.status === 201) {
-    await api('DELETE', `berth/api/kernels/${diskRefused.body.id}`);
-  }
-  assert.equal(diskRefused.status, 403, `the server refused with ${diskRefused.status}: ${JSON.stringify(diskRefused.body)}`);
-  assert.equal(diskShown, diskRefused.body.message);
+  assert.equal(diskShown, await refusedDirectly(image, { cpu: 1, mem: 128 * MiB, gpu: 0, disk: 8 * GiB }));
   assert.match(diskShown, /^disk: you asked for 8 GiB per kernel but your policy allows at most 4 GiB .*max_disk/);
   step(`the sidebar shows the policy's message: "${diskShown}"`);
   assert.equal((await api('GET', 'berth/api/kernels')).body.kernels.length, 1, 'nothing started');
@@ -184,17 +185,7 @@ await finish('ui-test', { browser, page, pageErrors, step }, async () => {
   await sidebar.getByRole('button', { name: 'Start notebook' }).click();
   await message.filter({ hasNotText: diskShown }).waitFor();
   const shown = (await message.innerText()).trim();
-  // The same request, straight to the server: the sidebar shows its message word for word.
-  const refused = await api('POST', 'berth/api/kernels', {
-    image,
-    resources: { cpu: 1, mem: 700 * MiB, gpu: 0, disk: 2 * GiB },
-    path: 'x.ipynb'
-  });
-  if (refused.status === 201) {
-    await api('DELETE', `berth/api/kernels/${refused.body.id}`);
-  }
-  assert.equal(refused.status, 403, `the server refused with ${refused.status}: ${JSON.stringify(refused.body)}`);
-  assert.equal(shown, refused.body.message);
+  assert.equal(shown, await refusedDirectly(image, { cpu: 1, mem: 700 * MiB, gpu: 0, disk: 2 * GiB }));
   assert.doesNotMatch(shown, /failed: 403|Forbidden/);
   step(`the sidebar shows the server's message: "${shown}"`);
   const after = (await api('GET', 'api/contents')).body.content.map(f => f.name).sort();
