@@ -10,6 +10,7 @@ imports are done; ``{"token", "connection", "cwd", "env"}`` activates it (it ans
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -97,10 +98,18 @@ def fixed_kinds_unfit(asked: Resources, held: Resources, whose: str = "the pool'
 
 
 async def create_ready(runtime, spec: ContainerSpec, token: str, timeout: float) -> ContainerInfo:
-    """Start a pool container and wait until its imports are done; on any failure it is removed."""
+    """Start a pool container and wait until its imports are done; on any failure it is removed, also when
+    the start is cancelled while the engine creates it (the pool drains): the engine's call goes on in its
+    thread, so the container is waited for and removed rather than left behind on the pool network."""
     info = None
     try:
-        info = await runtime.run(spec)
+        run = asyncio.ensure_future(runtime.run(spec))
+        try:
+            info = await asyncio.shield(run)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                info = await run
+            raise
         await wait_ready(runtime, info, token, timeout)
         return info
     except BaseException:
