@@ -15,6 +15,7 @@ from typing import Any
 
 from jupyter_berth.policies import EffectivePolicy
 from jupyter_berth.resources import MIN_DISK, format_bytes
+from jupyter_berth.runtime.disk_mode import ENFORCED, MEASURED
 
 #: The field's step and least value, in GiB: the least disk size a server may ask for.
 STEP = f"{MIN_DISK / 2**30:g}"
@@ -26,7 +27,7 @@ def _duration(seconds: float) -> str:
 
 def how_it_holds(disk: Mapping[str, Any]) -> str:
     """In words, how a server is held to its disk limit on this hub."""
-    if disk.get("mode") == "enforced":
+    if disk.get("mode") == ENFORCED:
         return "held by the engine: a write over it fails"
     interval, grace = disk.get("interval_s"), disk.get("grace_s") or 0
     if not interval:
@@ -37,7 +38,7 @@ def how_it_holds(disk: Mapping[str, Any]) -> str:
 
 def disk_number(disk: Mapping[str, Any] | None, policy: EffectivePolicy, left, default: int) -> dict | None:
     """The form's disk field (as ``form_view``'s numbers), or ``None`` where no disk limit holds."""
-    if not disk or disk.get("mode") not in ("enforced", "measured"):
+    if not disk or disk.get("mode") not in (ENFORCED, MEASURED):
         return None
     most = policy.max_disk
     bound = "no limit" if math.isinf(most) else f"at most {format_bytes(most)}"
